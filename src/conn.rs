@@ -1,0 +1,256 @@
+//! A connection's I/O: read, let the session answer, write the batch, repeat.
+//!
+//! The loop answers everything already buffered before reading again, and writes all the
+//! responses of one read with one `write`. It holds a read buffer only while part of a request
+//! is buffered and a write buffer only while output is unsent; a connection waiting between
+//! requests holds neither (the readiness wait is glommio's, and the buffer is taken from the
+//! core's pool only when bytes are there to read). Timeouts are chosen from the session's
+//! state: keep-alive between requests, an absolute deadline for a head, an inactivity limit
+//! for a body. Protocol decisions belong to `http::session`.
+
+use std::io;
+use std::net::Shutdown;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use futures_lite::future::poll_fn;
+use futures_lite::{AsyncRead, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use crate::config::Config;
+use crate::http::session::Session;
+use crate::shard::Shard;
+
+/// After an error response, how long unread client bytes are drained before closing, so the
+/// kernel does not answer them with a reset that could destroy the response in flight.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// At most this many bytes are drained while lingering.
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// Why the read loop stopped.
+enum Ending {
+    /// Close now.
+    Close,
+    /// The client may still be sending: shut our side, drain a little, then close.
+    Linger,
+}
+
+struct Connection<'a> {
+    stream: TcpStream,
+    shard: &'a Shard,
+    id: usize,
+    session: Session,
+    /// Read buffer while it holds unprocessed bytes, `input[start..end]`.
+    input: Option<Vec<u8>>,
+    start: usize,
+    end: usize,
+    /// Write buffer while it holds bytes.
+    out: Option<Vec<u8>>,
+    /// When the first byte of the head now being read arrived.
+    head_started: Option<Instant>,
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(stream: TcpStream, shard: &Shard, id: usize) {
+    let http = &shard.config.http;
+    let _ = stream.set_write_timeout(Some(Config::millis(http.write_timeout_ms)));
+    let mut conn = Connection {
+        stream,
+        shard,
+        id,
+        session: Session::new(shard.limits, http.max_requests_per_connection),
+        input: None,
+        start: 0,
+        end: 0,
+        out: None,
+        head_started: None,
+    };
+    let ending = conn.run().await.unwrap_or(Ending::Close);
+    if let Ending::Linger = ending {
+        conn.linger().await;
+    }
+    conn.release_buffers();
+}
+
+impl Connection<'_> {
+    async fn run(&mut self) -> io::Result<Ending> {
+        loop {
+            if self.end > self.start {
+                self.answer_buffered().await?;
+                if self.session.is_closed() {
+                    return Ok(if self.end > self.start {
+                        Ending::Linger
+                    } else {
+                        Ending::Close
+                    });
+                }
+            }
+            let between_requests = self.end == self.start && self.session.is_between_requests();
+            if between_requests && self.shard.draining.get() {
+                return Ok(Ending::Close);
+            }
+            self.shard.set_idle(self.id, between_requests);
+            let read = self.fill().await;
+            self.shard.set_idle(self.id, false);
+            match read {
+                Ok(0) => return Ok(Ending::Close),
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return self.time_out().await,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Lets the session answer what is buffered, writing after each batch.
+    async fn answer_buffered(&mut self) -> io::Result<()> {
+        loop {
+            let input = self
+                .input
+                .as_ref()
+                .expect("bytes buffered without a buffer");
+            let out = self
+                .out
+                .get_or_insert_with(|| self.shard.writes.take_empty());
+            let progress = self.session.process(
+                &input[self.start..self.end],
+                out,
+                &mut self.shard.scratch.borrow_mut(),
+                self.shard.draining.get(),
+            );
+            self.start += progress.consumed;
+            if progress.responses > 0 {
+                self.head_started = None;
+            }
+            self.flush().await?;
+            let more = progress.consumed > 0 && self.start < self.end;
+            if !more || self.session.is_closed() {
+                break;
+            }
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if let Some(buf) = self.input.take() {
+                self.shard.reads.give(buf);
+            }
+        } else if self.start > 0 {
+            let input = self
+                .input
+                .as_mut()
+                .expect("bytes buffered without a buffer");
+            input.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end > 0 && self.head_started.is_none() && !self.session.is_reading_body() {
+            self.head_started = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Writes the committed part of the output buffer.
+    async fn flush(&mut self) -> io::Result<()> {
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
+        let ready = self.session.committed(out);
+        if ready > 0 {
+            self.stream.write_all(&out[..ready]).await?;
+            out.drain(..ready);
+            self.session.output_drained(ready);
+        }
+        if out.is_empty() {
+            let out = self.out.take().expect("checked above");
+            self.shard.writes.give(out);
+        }
+        Ok(())
+    }
+
+    /// Reads more bytes after `input[..end]`, with the timeout the session's state calls for.
+    /// The read buffer is taken from the pool only when the socket has bytes: while the wait
+    /// is pending, a connection with nothing buffered gives its buffer back.
+    async fn fill(&mut self) -> io::Result<usize> {
+        let timeout = self.read_timeout();
+        if timeout.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(timeout))?;
+        let Connection {
+            stream,
+            shard,
+            input,
+            end,
+            ..
+        } = self;
+        let end = *end;
+        if input.as_ref().is_some_and(|buf| end == buf.len()) {
+            // A full buffer the session could not use: only possible with limits larger than
+            // the buffer, which `read_buffer_size` rules out.
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+        poll_fn(|cx| {
+            let buf = input.get_or_insert_with(|| shard.reads.take());
+            let result = Pin::new(&mut *stream).poll_read(cx, &mut buf[end..]);
+            if result.is_pending() && end == 0 {
+                shard.reads.give(input.take().expect("just inserted"));
+            }
+            result
+        })
+        .await
+    }
+
+    fn read_timeout(&self) -> Duration {
+        let http = &self.shard.config.http;
+        if self.session.is_reading_body() {
+            return Config::millis(http.body_timeout_ms);
+        }
+        match self.head_started {
+            Some(started) => {
+                Config::millis(http.header_timeout_ms).saturating_sub(started.elapsed())
+            }
+            None => Config::millis(http.keepalive_timeout_ms),
+        }
+    }
+
+    /// The head or body did not arrive in time: 408 if a request was under way, then close.
+    async fn time_out(&mut self) -> io::Result<Ending> {
+        let out = self
+            .out
+            .get_or_insert_with(|| self.shard.writes.take_empty());
+        if self.session.time_out(out, self.end > self.start) {
+            self.flush().await?;
+            return Ok(Ending::Linger);
+        }
+        Ok(Ending::Close)
+    }
+
+    /// Half-closes, then reads and discards what the client still sends, for a while.
+    async fn linger(&mut self) {
+        if self.stream.shutdown(Shutdown::Write).await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER;
+        let mut drained = 0;
+        let mut sink = [0u8; 4096];
+        while drained < LINGER_BYTES {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                return;
+            }
+            match futures_lite::AsyncReadExt::read(&mut self.stream, &mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    }
+
+    fn release_buffers(&mut self) {
+        if let Some(buf) = self.input.take() {
+            self.shard.reads.give(buf);
+        }
+        if let Some(buf) = self.out.take() {
+            self.shard.writes.give(buf);
+        }
+    }
+}

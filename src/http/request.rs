@@ -1,0 +1,559 @@
+//! Request heads: finding where a head ends, parsing it with httparse, and deciding its
+//! framing (no body, Content-Length or chunked) and persistence.
+//!
+//! The result, [`RequestHead`], is `Copy` and holds offsets into the head's bytes rather
+//! than borrows, so a connection can keep it across reads. Everything RFC 9112 says a server
+//! must refuse in a head is refused here, with the [`HttpError`] that names why. Body bytes
+//! are not touched (see `session` and `chunked`).
+
+use std::mem::MaybeUninit;
+
+use super::error::HttpError;
+use crate::config::{HttpConfig, MAX_HEADERS_LIMIT};
+
+/// The limits a head is checked against, copied out of `[http]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// `http.max_request_head_bytes`.
+    pub max_head_bytes: usize,
+    /// `http.max_headers`.
+    pub max_headers: usize,
+    /// `http.max_target_bytes`.
+    pub max_target_bytes: usize,
+    /// `http.max_body_bytes`.
+    pub max_body_bytes: u64,
+}
+
+impl Limits {
+    /// Takes the limits from the `[http]` section.
+    pub fn from_config(http: &HttpConfig) -> Limits {
+        Limits {
+            max_head_bytes: http.max_request_head_bytes,
+            max_headers: http.max_headers.min(MAX_HEADERS_LIMIT),
+            max_target_bytes: http.max_target_bytes,
+            max_body_bytes: http.max_body_bytes,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::from_config(&HttpConfig::default())
+    }
+}
+
+/// Request methods percore recognises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// DELETE
+    Delete,
+    /// OPTIONS
+    Options,
+    /// PATCH
+    Patch,
+    /// TRACE
+    Trace,
+}
+
+impl Method {
+    fn from_token(token: &str) -> Result<Method, HttpError> {
+        Ok(match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            "PATCH" => Method::Patch,
+            "TRACE" => Method::Trace,
+            // CONNECT included: percore is not a proxy.
+            _ => return Err(HttpError::UnknownMethod),
+        })
+    }
+}
+
+/// HTTP version of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.0
+    Http10,
+    /// HTTP/1.1
+    Http11,
+}
+
+/// How the request body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length: n`, n > 0.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A byte range within the request head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn of(head: &[u8], part: &[u8]) -> Span {
+        let start = part.as_ptr() as usize - head.as_ptr() as usize;
+        Span {
+            start: start as u32,
+            end: (start + part.len()) as u32,
+        }
+    }
+
+    /// The bytes this span covers in `head`.
+    pub fn get(self, head: &[u8]) -> &[u8] {
+        &head[self.start as usize..self.end as usize]
+    }
+}
+
+/// A parsed request head. Offsets refer to the head's own bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The method.
+    pub method: Method,
+    /// The version.
+    pub version: Version,
+    /// The path of an origin-form or absolute-form target (empty for `*`).
+    pub path: Span,
+    /// The query, without its `?`, if the target had one.
+    pub query: Option<Span>,
+    /// The target was `*` (OPTIONS only).
+    pub asterisk: bool,
+    /// The client wants the connection kept open after this exchange.
+    pub keep_alive: bool,
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// `Expect: 100-continue` on an HTTP/1.1 request.
+    pub expect_continue: bool,
+    /// Bytes of the head, final blank line included.
+    pub len: usize,
+}
+
+/// A parsed head with the bytes its offsets refer to: what route handlers see.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// The parsed head.
+    pub head: &'a RequestHead,
+    /// The head's bytes.
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    /// The path; `/` when an absolute-form target had none.
+    pub fn path(&self) -> &'a [u8] {
+        match self.head.path.get(self.bytes) {
+            [] => b"/",
+            path => path,
+        }
+    }
+
+    /// The query without its `?`, if any.
+    pub fn query(&self) -> Option<&'a [u8]> {
+        self.head.query.map(|span| span.get(self.bytes))
+    }
+}
+
+/// Finds the end of a request head in `buf` (which must not start with blank lines) and
+/// parses it. `Ok(None)` means more bytes are needed; `scanned` remembers how far the search
+/// for the end got, so a head arriving byte by byte is scanned once, not once per byte.
+pub fn parse_head(
+    buf: &[u8],
+    scanned: &mut usize,
+    limits: &Limits,
+) -> Result<Option<RequestHead>, HttpError> {
+    let window = &buf[..buf.len().min(limits.max_head_bytes)];
+    let Some(end) = find_head_end(window, *scanned) else {
+        if *scanned == 0 && !buf.is_empty() {
+            // First look at this head: let httparse reject garbage (a TLS hello, a binary
+            // protocol) now instead of waiting for a blank line that will never come.
+            check_partial(window, limits)?;
+        }
+        if buf.len() >= limits.max_head_bytes {
+            return Err(if window.contains(&b'\n') {
+                HttpError::HeadTooLarge
+            } else {
+                HttpError::TargetTooLong
+            });
+        }
+        *scanned = window.len();
+        return Ok(None);
+    };
+    *scanned = 0;
+    parse_complete(&buf[..end], limits).map(Some)
+}
+
+/// Index just past the blank line that ends a head (CRLFCRLF, or LF-only line ends, which
+/// httparse also accepts), searching from `from` (minus the three bytes that could start the
+/// terminator across reads).
+fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from.saturating_sub(3);
+    while let Some(offset) = buf[i..].iter().position(|&b| b == b'\n') {
+        let lf = i + offset;
+        match buf.get(lf + 1) {
+            Some(b'\n') => return Some(lf + 2),
+            Some(b'\r') if buf.get(lf + 2) == Some(&b'\n') => return Some(lf + 3),
+            _ => i = lf + 1,
+        }
+    }
+    None
+}
+
+fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), HttpError> {
+    let mut headers = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS_LIMIT];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, &mut headers[..limits.max_headers]) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(map_httparse_error(e, buf)),
+    }
+}
+
+fn parse_complete(head: &[u8], limits: &Limits) -> Result<RequestHead, HttpError> {
+    let mut headers = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS_LIMIT];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(head, &mut headers[..limits.max_headers]) {
+        Ok(httparse::Status::Complete(len)) => len,
+        // The terminator was found, so a partial result means the head is malformed.
+        Ok(httparse::Status::Partial) => return Err(HttpError::Malformed),
+        Err(e) => return Err(map_httparse_error(e, head)),
+    };
+    let version = match req.version {
+        Some(0) => Version::Http10,
+        Some(1) => Version::Http11,
+        _ => return Err(HttpError::UnsupportedVersion),
+    };
+    let target = req.path.ok_or(HttpError::Malformed)?;
+    if target.len() > limits.max_target_bytes {
+        return Err(HttpError::TargetTooLong);
+    }
+    let method = Method::from_token(req.method.ok_or(HttpError::Malformed)?)?;
+
+    let mut hosts = 0;
+    let mut content_length: Option<u64> = None;
+    let mut codings = Codings::default();
+    let mut close = false;
+    let mut keep_alive = false;
+    let mut expect_continue = false;
+    for header in req.headers.iter() {
+        let name = header.name.as_bytes();
+        let value = header.value;
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                hosts += 1;
+                if !value.iter().all(|&b| is_authority_byte(b)) {
+                    return Err(HttpError::InvalidHost);
+                }
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                if value.eq_ignore_ascii_case(b"100-continue") {
+                    expect_continue = true;
+                } else if version == Version::Http11 {
+                    return Err(HttpError::UnsupportedExpectation);
+                }
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for option in list_items(value) {
+                    close |= option.eq_ignore_ascii_case(b"close");
+                    keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                if content_length.is_some() {
+                    return Err(HttpError::InvalidContentLength);
+                }
+                content_length = Some(parse_content_length(value)?);
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => codings.add(value)?,
+            _ => {}
+        }
+    }
+
+    match (version, hosts) {
+        (_, n) if n > 1 => return Err(HttpError::DuplicateHost),
+        (Version::Http11, 0) => return Err(HttpError::MissingHost),
+        _ => {}
+    }
+    let framing = match (codings.present, content_length) {
+        (true, Some(_)) => return Err(HttpError::ConflictingFraming),
+        (true, None) => {
+            if version == Version::Http10 {
+                return Err(HttpError::InvalidTransferEncoding);
+            }
+            codings.framing()?
+        }
+        (false, Some(0)) | (false, None) => Framing::Empty,
+        (false, Some(n)) if n > limits.max_body_bytes => return Err(HttpError::BodyTooLarge),
+        (false, Some(n)) => Framing::Length(n),
+    };
+
+    let (path, query, asterisk) = split_target(head, target, method)?;
+    Ok(RequestHead {
+        method,
+        version,
+        path,
+        query,
+        asterisk,
+        keep_alive: !close && (version == Version::Http11 || keep_alive),
+        framing,
+        expect_continue: expect_continue && version == Version::Http11,
+        len,
+    })
+}
+
+/// httparse reports every bad version as one error; RFC 9110 separates a well-formed but
+/// unsupported `HTTP/x.y` (505) from garbage (400).
+fn map_httparse_error(error: httparse::Error, buf: &[u8]) -> HttpError {
+    match error {
+        httparse::Error::TooManyHeaders => HttpError::TooManyHeaders,
+        httparse::Error::Version => {
+            let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n');
+            let line = &buf[..line_end.unwrap_or(buf.len())];
+            let token = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+            match token {
+                [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+                    if major.is_ascii_digit() && minor.is_ascii_digit() =>
+                {
+                    HttpError::UnsupportedVersion
+                }
+                _ => HttpError::Malformed,
+            }
+        }
+        _ => HttpError::Malformed,
+    }
+}
+
+fn split_target(
+    head: &[u8],
+    target: &str,
+    method: Method,
+) -> Result<(Span, Option<Span>, bool), HttpError> {
+    let bytes = target.as_bytes();
+    let path_and_query = if bytes.first() == Some(&b'/') {
+        bytes
+    } else if bytes == b"*" {
+        if method != Method::Options {
+            return Err(HttpError::InvalidTarget);
+        }
+        return Ok((Span::of(head, &bytes[..0]), None, true));
+    } else {
+        // absolute-form: scheme "://" authority [path-abempty] ["?" query]
+        let rest = strip_prefix_ignore_case(bytes, b"http://")
+            .or_else(|| strip_prefix_ignore_case(bytes, b"https://"))
+            .ok_or(HttpError::InvalidTarget)?;
+        let authority_end = rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        if authority.is_empty() || !authority.iter().all(|&b| is_authority_byte(b)) {
+            return Err(HttpError::InvalidTarget);
+        }
+        &rest[authority_end..]
+    };
+    let (path, query) = match path_and_query.iter().position(|&b| b == b'?') {
+        Some(q) => (&path_and_query[..q], Some(&path_and_query[q + 1..])),
+        None => (path_and_query, None),
+    };
+    Ok((
+        Span::of(head, path),
+        query.map(|q| Span::of(head, q)),
+        false,
+    ))
+}
+
+fn strip_prefix_ignore_case<'a>(bytes: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (bytes.len() >= prefix.len() && bytes[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &bytes[prefix.len()..])
+}
+
+/// Bytes allowed in a Host value or target authority: reg-name, IP literals, port
+/// (RFC 3986 section 3.2).
+fn is_authority_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b)
+}
+
+/// Content-Length = 1*DIGIT; a list, sign or anything else is refused.
+fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(HttpError::InvalidContentLength);
+    }
+    Ok(value
+        .iter()
+        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// The elements of a comma-separated field value, trimmed, empty ones skipped.
+fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(|item| item.trim_ascii())
+        .filter(|item| !item.is_empty())
+}
+
+/// Transfer codings that exist but that percore does not decode (501, not "unknown").
+const REGISTERED_CODINGS: [&[u8]; 6] = [
+    b"gzip",
+    b"x-gzip",
+    b"deflate",
+    b"compress",
+    b"x-compress",
+    b"identity",
+];
+
+/// Transfer codings seen so far, across every Transfer-Encoding line in order.
+#[derive(Default)]
+struct Codings {
+    present: bool,
+    count: usize,
+    chunked_at: Option<usize>,
+    unknown: bool,
+    unimplemented: bool,
+}
+
+impl Codings {
+    fn add(&mut self, value: &[u8]) -> Result<(), HttpError> {
+        self.present = true;
+        for item in list_items(value) {
+            // A coding may carry parameters (`gzip;q=1`); only its name matters here.
+            let name = item.split(|&b| b == b';').next().unwrap_or_default();
+            let name = name.trim_ascii();
+            if name.eq_ignore_ascii_case(b"chunked") {
+                if self.chunked_at.is_some() {
+                    return Err(HttpError::InvalidTransferEncoding);
+                }
+                self.chunked_at = Some(self.count);
+            } else if REGISTERED_CODINGS
+                .iter()
+                .any(|known| name.eq_ignore_ascii_case(known))
+            {
+                self.unimplemented = true;
+            } else {
+                self.unknown = true;
+            }
+            self.count += 1;
+        }
+        Ok(())
+    }
+
+    /// RFC 9112 section 6.3: in a request, chunked must be the final coding or the length
+    /// cannot be determined (400); a coding percore cannot decode is 501.
+    fn framing(&self) -> Result<Framing, HttpError> {
+        if self.unknown {
+            return Err(HttpError::UnknownCoding);
+        }
+        match self.chunked_at {
+            Some(at) if at + 1 == self.count => {}
+            _ => return Err(HttpError::InvalidTransferEncoding),
+        }
+        if self.unimplemented {
+            return Err(HttpError::UnknownCoding);
+        }
+        Ok(Framing::Chunked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Option<RequestHead>, HttpError> {
+        parse_head(text.as_bytes(), &mut 0, &Limits::default())
+    }
+
+    #[test]
+    fn simple_get_is_persistent_with_no_body() {
+        let head = parse("GET /echo?name=x HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.method, Method::Get);
+        assert!(head.keep_alive);
+        assert_eq!(head.framing, Framing::Empty);
+        let bytes = b"GET /echo?name=x HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(head.path.get(bytes), b"/echo");
+        assert_eq!(head.query.unwrap().get(bytes), b"name=x");
+        assert_eq!(head.len, bytes.len());
+    }
+
+    #[test]
+    fn partial_head_needs_more() {
+        assert_eq!(parse("GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn absolute_form_is_reduced_to_its_path() {
+        let text = "GET http://example.com:80/echo?name=y HTTP/1.1\r\nHost: x\r\n\r\n";
+        let head = parse(text).unwrap().unwrap();
+        assert_eq!(head.path.get(text.as_bytes()), b"/echo");
+    }
+
+    #[test]
+    fn framing_errors() {
+        let cases = [
+            ("GET / HTTP/1.1\r\n\r\n", HttpError::MissingHost),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", HttpError::DuplicateHost),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                HttpError::ConflictingFraming,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+                HttpError::InvalidContentLength,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
+                HttpError::InvalidContentLength,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                HttpError::InvalidTransferEncoding,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                HttpError::InvalidTransferEncoding,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: bogus\r\n\r\n",
+                HttpError::UnknownCoding,
+            ),
+            ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", HttpError::UnsupportedVersion),
+            ("GET / HTTP/1.x\r\nHost: a\r\n\r\n", HttpError::Malformed),
+            ("GET / HTTP/1.1\r\nHost : a\r\n\r\n", HttpError::Malformed),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", HttpError::Malformed),
+            ("FOO / HTTP/1.1\r\nHost: a\r\n\r\n", HttpError::UnknownMethod),
+            ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", HttpError::InvalidTarget),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse(text), Err(expected), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn head_end_found_across_split_scans() {
+        let text = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut scanned = 0;
+        for cut in 1..text.len() {
+            assert_eq!(
+                parse_head(&text[..cut], &mut scanned, &Limits::default()),
+                Ok(None)
+            );
+        }
+        assert!(parse_head(text, &mut scanned, &Limits::default())
+            .unwrap()
+            .is_some());
+    }
+}

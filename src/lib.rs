@@ -1,0 +1,30 @@
+//! percore: a thread-per-core, shared-nothing HTTP/1.1 server on io_uring (glommio).
+//!
+//! `server` resolves the configured cores and binds one SO_REUSEPORT listener per core, then
+//! starts one glommio executor pinned to each. From there every core is on its own: its
+//! `shard` accepts from its own listener, keeps its own connection table, buffer pools and
+//! shutdown state, and runs one task per connection. A connection (`conn`) reads into a
+//! pooled buffer, hands the bytes to its `http::session`, which parses each request head
+//! (`http::request`), consumes any body (`http::chunked`), routes it (`routes`) and encodes the
+//! response (`http::response`); `conn` then writes the whole batch at once. Nothing on that
+//! path is shared between cores: no locks, no atomics, no cross-core messages.
+//!
+//! Modules, in the order data flows through them:
+//! - [`config`]: TOML file and flags → validated [`config::Config`]
+//! - [`server`]: sockets, one executor thread per core, signals, shutdown
+//! - [`shard`]: one core: accept loop, connection table, buffer pools, drain
+//! - [`conn`]: one connection: read → session → batched write, timeouts
+//! - [`http`]: the protocol without I/O (request, chunked, session, response, error)
+//! - [`routes`]: the route table and its handlers
+
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod conn;
+pub mod http;
+pub mod routes;
+pub mod server;
+pub mod shard;
+
+pub use config::Config;
+pub use server::Server;

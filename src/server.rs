@@ -1,0 +1,231 @@
+//! Start-up and shutdown of the whole server: one pinned executor thread per chosen core.
+//!
+//! The main thread resolves the cores, creates every listening socket (so that "port in use"
+//! and friends are reported before any thread starts, and so that port 0 resolves to one
+//! real port shared by all cores through SO_REUSEPORT), then starts one thread per core. Each
+//! thread builds its glommio executor pinned to its core and reports success or a clear error
+//! back before serving. [`Server`] is the handle: its address, and shutdown on request or on
+//! drop. [`run`] adds the signal handling the binary needs. Per-core work is in `shard`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::{format_cores, usable_cores, Config, ConfigError};
+use crate::shard;
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    cores: Vec<usize>,
+    shards: Vec<ShardHandle>,
+}
+
+struct ShardHandle {
+    /// Dropping this end tells the shard to stop.
+    stop: Option<UnixStream>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds, starts one executor per configured core, and returns once all serve.
+    pub fn start(config: Config) -> Result<Server, ConfigError> {
+        let cores = config.server.cores.resolve(&usable_cores())?;
+        let listeners = bind_listeners(&config, cores.len())?;
+        let addr = listeners[0]
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .ok_or_else(|| ConfigError("cannot read the bound address".into()))?;
+
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let mut server = Server {
+            addr,
+            cores: cores.clone(),
+            shards: Vec::with_capacity(cores.len()),
+        };
+        for (&core, listener) in cores.iter().zip(listeners) {
+            let (stop, stop_shard) = UnixStream::pair()
+                .map_err(|e| ConfigError(format!("cannot create a socket pair: {e}")))?;
+            let config = config.clone();
+            let ready = ready_tx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("percore-{core}"))
+                .spawn(move || run_shard(core, config, listener, stop_shard, ready))
+                .map_err(|e| ConfigError(format!("cannot start a thread for core {core}: {e}")))?;
+            server.shards.push(ShardHandle {
+                stop: Some(stop),
+                thread: Some(thread),
+            });
+        }
+        drop(ready_tx);
+        for _ in 0..cores.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => return Err(ConfigError(message)),
+                Err(_) => return Err(ConfigError("an executor thread died at start-up".into())),
+            }
+        }
+        Ok(server)
+    }
+
+    /// The address all cores listen on (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The cores serving, in order.
+    pub fn cores(&self) -> &[usize] {
+        &self.cores
+    }
+
+    /// Stops accepting, drains every core and waits for their threads.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        for shard in &mut self.shards {
+            shard.stop.take();
+        }
+        for shard in &mut self.shards {
+            if let Some(thread) = shard.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+fn run_shard(
+    core: usize,
+    config: Config,
+    listener: Socket,
+    stop: UnixStream,
+    ready: mpsc::Sender<Result<(), String>>,
+) {
+    let runtime = &config.runtime;
+    let mut builder = LocalExecutorBuilder::new(Placement::Fixed(core))
+        .name(&format!("percore-{core}"))
+        .io_memory(runtime.io_memory_kb * 1024)
+        .ring_depth(runtime.ring_depth);
+    if runtime.spin_before_park_us > 0 {
+        builder = builder.spin_before_park(Duration::from_micros(runtime.spin_before_park_us));
+    }
+    let executor = match builder.make() {
+        Ok(executor) => executor,
+        Err(error) => {
+            let _ = ready.send(Err(io_uring_error(core, &error.to_string())));
+            return;
+        }
+    };
+    executor.run(async move {
+        // SAFETY: both fds are owned by this thread from here on; the glommio wrappers must be
+        // built inside the executor. The stop end is a Unix socket, which glommio's TCP stream
+        // type reads just as well: only its end-of-file matters.
+        let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
+        let stop = unsafe { glommio::net::TcpStream::from_raw_fd(stop.into_raw_fd()) };
+        let _ = ready.send(Ok(()));
+        shard::run(config, listener, stop).await;
+    });
+}
+
+fn io_uring_error(core: usize, error: &str) -> String {
+    format!(
+        "cannot start the io_uring executor on core {core}: {error}. io_uring must be allowed: \
+         sysctl kernel.io_uring_disabled must be 0, a seccomp profile (e.g. Docker's default) \
+         must not block io_uring_setup, and RLIMIT_MEMLOCK (ulimit -l) must cover \
+         runtime.io_memory_kb"
+    )
+}
+
+/// Creates one listening socket per core on the same address with SO_REUSEPORT.
+fn bind_listeners(config: &Config, count: usize) -> Result<Vec<Socket>, ConfigError> {
+    let mut addr = config.listen_addr();
+    let bind_error = |e: io::Error, addr: SocketAddr| {
+        ConfigError(match e.kind() {
+            io::ErrorKind::AddrInUse => format!("cannot listen on {addr}: port {} is already in use", addr.port()),
+            io::ErrorKind::AddrNotAvailable => {
+                format!("cannot listen on {addr}: no such address on this machine")
+            }
+            io::ErrorKind::PermissionDenied => format!(
+                "cannot listen on {addr}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            ),
+            _ => format!("cannot listen on {addr}: {e}"),
+        })
+    };
+    let new_socket = |addr: SocketAddr| {
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .map_err(|e| bind_error(e, addr))
+    };
+    if addr.port() != 0 {
+        // SO_REUSEPORT would let us share a port with another server without a word; bind
+        // once without it to find out whether anyone is there.
+        let probe = new_socket(addr)?;
+        probe
+            .set_reuse_address(true)
+            .map_err(|e| bind_error(e, addr))?;
+        probe.bind(&addr.into()).map_err(|e| bind_error(e, addr))?;
+    }
+    let mut sockets = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = new_socket(addr)?;
+        socket
+            .set_reuse_address(true)
+            .and_then(|()| socket.set_reuse_port(true))
+            .and_then(|()| socket.bind(&addr.into()))
+            .and_then(|()| socket.listen(config.server.backlog.min(i32::MAX as u32) as i32))
+            .map_err(|e| bind_error(e, addr))?;
+        if addr.port() == 0 {
+            if let Some(bound) = socket.local_addr().ok().and_then(|a| a.as_socket()) {
+                addr = bound;
+            }
+        }
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+/// Runs the server until SIGINT or SIGTERM, then drains and returns.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    // Register before starting so that an early signal is not lost.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let server = Server::start(config)?;
+    eprintln!(
+        "percore listening on http://{} on {} core(s): {}",
+        server.local_addr(),
+        server.cores().len(),
+        format_cores(server.cores())
+    );
+    if let Some(signal) = signals.forever().next() {
+        let name = if signal == SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        eprintln!("percore: {name}, draining connections");
+        // A second signal gives up on draining.
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                eprintln!("percore: second signal, exiting without draining");
+                std::process::exit(1);
+            }
+        });
+    }
+    server.shutdown();
+    eprintln!("percore: stopped");
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! One core's share of the server: its listener, accept loop, connection table, buffer pools
+//! and shutdown.
+//!
+//! Everything here lives on one executor thread and is reached through an `Rc`; nothing is
+//! shared with other cores. A shard runs until its stop signal fires, then drains: it stops
+//! accepting, closes idle connections, lets busy ones finish and gives up on them after
+//! `server.drain_timeout_ms`. Per-connection protocol work is in `conn`.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::future;
+use futures_lite::{AsyncReadExt, FutureExt};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::sync::Gate;
+
+use crate::config::Config;
+use crate::conn;
+use crate::http::request::Limits;
+use crate::routes::Scratch;
+
+/// Read buffers kept for reuse per core; more than this many are freed when returned.
+const POOLED_BUFFERS: usize = 256;
+
+/// Pause after an accept error such as EMFILE before trying again, so a core out of file
+/// descriptors does not spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Sent to connections refused at `max_connections_per_core`.
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: percore\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// Buffers of one size, lent to connections only while they have bytes to hold, so that an
+/// idle connection costs no buffer.
+pub struct BufferPool {
+    free: RefCell<Vec<Vec<u8>>>,
+    size: usize,
+}
+
+impl BufferPool {
+    fn new(size: usize) -> BufferPool {
+        BufferPool {
+            free: RefCell::new(Vec::new()),
+            size,
+        }
+    }
+
+    /// A buffer of `size` initialised bytes, for reading into.
+    pub fn take(&self) -> Vec<u8> {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| vec![0; self.size])
+    }
+
+    /// An empty buffer with at least `size` capacity.
+    pub fn take_empty(&self) -> Vec<u8> {
+        let mut buf = self
+            .free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.size));
+        buf.clear();
+        buf
+    }
+
+    /// Returns a buffer; it is freed if the pool is full or it has grown past twice the size.
+    pub fn give(&self, buf: Vec<u8>) {
+        let mut free = self.free.borrow_mut();
+        if free.len() < POOLED_BUFFERS && buf.capacity() <= 2 * self.size {
+            free.push(buf);
+        }
+    }
+}
+
+struct Entry {
+    fd: RawFd,
+    idle: Cell<bool>,
+}
+
+/// The core's open connections, so shutdown can find the idle ones.
+#[derive(Default)]
+struct ConnTable {
+    slots: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    open: usize,
+}
+
+/// One core's state, shared by its tasks through an `Rc`.
+pub struct Shard {
+    /// The configuration (a copy per core).
+    pub config: Config,
+    /// Head and body limits.
+    pub limits: Limits,
+    /// Read buffers.
+    pub reads: BufferPool,
+    /// Write buffers.
+    pub writes: BufferPool,
+    /// Scratch space for route handlers.
+    pub scratch: RefCell<Scratch>,
+    /// Set once shutdown starts: responses say `Connection: close`.
+    pub draining: Cell<bool>,
+    conns: RefCell<ConnTable>,
+}
+
+/// Size of a read buffer: a whole head always fits.
+pub fn read_buffer_size(config: &Config) -> usize {
+    config.http.max_request_head_bytes.max(16 * 1024)
+}
+
+impl Shard {
+    fn new(config: Config) -> Shard {
+        Shard {
+            limits: Limits::from_config(&config.http),
+            reads: BufferPool::new(read_buffer_size(&config)),
+            writes: BufferPool::new(crate::http::session::OUTPUT_HIGH_WATER + 16 * 1024),
+            scratch: RefCell::new(Scratch::default()),
+            draining: Cell::new(false),
+            conns: RefCell::new(ConnTable::default()),
+            config,
+        }
+    }
+
+    /// Connections open on this core.
+    pub fn open_connections(&self) -> usize {
+        self.conns.borrow().open
+    }
+
+    fn register(&self, fd: RawFd) -> usize {
+        let mut table = self.conns.borrow_mut();
+        table.open += 1;
+        let entry = Some(Entry {
+            fd,
+            idle: Cell::new(false),
+        });
+        match table.free.pop() {
+            Some(id) => {
+                table.slots[id] = entry;
+                id
+            }
+            None => {
+                table.slots.push(entry);
+                table.slots.len() - 1
+            }
+        }
+    }
+
+    /// Forgets a connection that has closed.
+    pub fn unregister(&self, id: usize) {
+        let mut table = self.conns.borrow_mut();
+        table.slots[id] = None;
+        table.free.push(id);
+        table.open -= 1;
+    }
+
+    /// Records whether a connection waits between requests; only those are closed at once
+    /// when draining starts.
+    pub fn set_idle(&self, id: usize, idle: bool) {
+        if let Some(entry) = &self.conns.borrow().slots[id] {
+            entry.idle.set(idle);
+        }
+    }
+
+    /// Starts draining: idle connections are woken with end-of-input (their read side is
+    /// shut), so they close; busy ones see `draining` after their current request.
+    fn begin_drain(&self) {
+        self.draining.set(true);
+        for entry in self.conns.borrow().slots.iter().flatten() {
+            if entry.idle.get() {
+                // SAFETY: the fd belongs to a live connection of this core.
+                unsafe { libc::shutdown(entry.fd, libc::SHUT_RD) };
+            }
+        }
+    }
+}
+
+/// Runs one core until `stop` reports end-of-file (the server dropped its end), then drains.
+pub async fn run(config: Config, listener: TcpListener, stop: TcpStream) {
+    let drain_timeout = Config::millis(config.server.drain_timeout_ms);
+    let shard = Rc::new(Shard::new(config));
+    let gate = Gate::new();
+    future::or(accept_loop(&listener, &shard, &gate), wait_for_stop(stop)).await;
+    drop(listener);
+    shard.begin_drain();
+    let _ = glommio::timer::timeout(drain_timeout, async {
+        let _ = gate.close().await;
+        Ok(())
+    })
+    .await;
+}
+
+async fn wait_for_stop(mut stop: TcpStream) {
+    let mut byte = [0u8; 1];
+    let _ = stop.read(&mut byte).await;
+}
+
+async fn accept_loop(listener: &TcpListener, shard: &Rc<Shard>, gate: &Gate) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(stream) => stream,
+            Err(error) => {
+                if !is_transient_accept_error(&error) {
+                    glommio::timer::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+                continue;
+            }
+        };
+        if shard.open_connections() >= shard.config.server.max_connections_per_core {
+            refuse(&stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let id = shard.register(stream.as_raw_fd());
+        let shard = shard.clone();
+        let task = gate.spawn(async move {
+            // A panic ends this connection only; the core and its other connections go on.
+            let _ = AssertUnwindSafe(conn::serve(stream, &shard, id))
+                .catch_unwind()
+                .await;
+            shard.unregister(id);
+        });
+        if let Ok(task) = task {
+            task.detach();
+        }
+    }
+}
+
+/// Errors that concern one pending connection (it was reset before we took it); anything
+/// else (EMFILE, ENFILE, ENOBUFS, ENOMEM) is a resource problem worth pausing for.
+fn is_transient_accept_error(error: &glommio::GlommioError<()>) -> bool {
+    match error {
+        glommio::GlommioError::IoError(e) => matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+        ),
+        _ => false,
+    }
+}
+
+/// Best-effort 503 without waiting: the socket's send buffer is empty, so one non-blocking
+/// send either takes it all or the client never learns why; either way the socket closes.
+fn refuse(stream: &TcpStream) {
+    // SAFETY: valid fd and buffer for the duration of the call.
+    unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            REFUSED.as_ptr().cast(),
+            REFUSED.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+}
