@@ -1,0 +1,174 @@
+//! Test support: a real server on 127.0.0.1 port 0 and a raw HTTP/1.1 client.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use percore::config::{Config, CoreSpec};
+use percore::Server;
+
+/// The server under test; stops (draining) when dropped.
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub addr: SocketAddr,
+}
+
+impl TestServer {
+    /// One core, defaults otherwise.
+    pub fn start() -> TestServer {
+        TestServer::with(|_| {})
+    }
+
+    /// One core, with `adjust` applied to the default configuration.
+    pub fn with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config::default();
+        config.server.port = 0;
+        config.server.cores = CoreSpec::First(1);
+        adjust(&mut config);
+        let server = Server::start(config).expect("server starts");
+        let addr = server.local_addr();
+        TestServer {
+            server: Some(server),
+            addr,
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Stops the server, waiting for the drain.
+    pub fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+        }
+    }
+}
+
+/// A parsed response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A blocking client that writes raw bytes and parses responses.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).unwrap();
+        // Generous: a test that waits this long has failed anyway.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: impl AsRef<[u8]>) -> &mut Client {
+        self.stream.write_all(bytes.as_ref()).expect("write");
+        self
+    }
+
+    /// Sends a GET for `target` with a Host field.
+    pub fn get(&mut self, target: &str) -> Response {
+        self.send(format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n"));
+        self.response()
+    }
+
+    fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 65536];
+        let n = self.stream.read(&mut chunk).expect("read");
+        self.buf.extend_from_slice(&chunk[..n]);
+        n
+    }
+
+    /// Reads one response with a body of Content-Length bytes.
+    pub fn response(&mut self) -> Response {
+        self.read_response(false)
+    }
+
+    /// Reads one response to a HEAD request (no body whatever Content-Length says).
+    pub fn head_response(&mut self) -> Response {
+        self.read_response(true)
+    }
+
+    fn read_response(&mut self, head_only: bool) -> Response {
+        let end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            assert!(
+                self.fill() > 0,
+                "connection closed before a response head: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+        };
+        let head = String::from_utf8(self.buf[..end].to_vec()).expect("ASCII head");
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap();
+        assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
+        let status = status_line[9..12].parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(':').expect("field has a colon");
+                (n.to_string(), v.trim().to_string())
+            })
+            .collect();
+        self.buf.drain(..end);
+        let mut response = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let len: usize = match response.header("content-length") {
+            Some(v) => v.parse().unwrap(),
+            None => 0,
+        };
+        if !head_only && status != 100 {
+            while self.buf.len() < len {
+                assert!(self.fill() > 0, "connection closed inside a body");
+            }
+            response.body = self.buf.drain(..len).collect();
+        }
+        response
+    }
+
+    /// True when the server has closed: the next read is end-of-file (or a reset) and no
+    /// stray bytes are left.
+    pub fn is_closed(&mut self) -> bool {
+        let mut chunk = [0u8; 1024];
+        let closed = match self.stream.read(&mut chunk) {
+            Ok(0) => true,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                false
+            }
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        closed && self.buf.is_empty()
+    }
+}
