@@ -232,17 +232,19 @@ impl Connection<'_> {
         }
         let deadline = Instant::now() + LINGER;
         let mut drained = 0;
-        let mut sink = [0u8; 4096];
+        // The sink is a pooled buffer: an array here would enlarge every connection's task.
+        let mut sink = self.input.take().unwrap_or_else(|| self.shard.reads.take());
         while drained < LINGER_BYTES {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
-                return;
+                break;
             }
             match futures_lite::AsyncReadExt::read(&mut self.stream, &mut sink).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,
             }
         }
+        self.shard.reads.give(sink);
     }
 
     fn release_buffers(&mut self) {
