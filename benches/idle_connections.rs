@@ -12,7 +12,11 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    let addr = args.first().map(String::as_str).unwrap_or("127.0.0.1:8080");
+    let Some(addr) = args.first().map(String::as_str) else {
+        // `cargo test --all-targets` runs this target without arguments: nothing to measure.
+        println!("usage: cargo bench --bench idle_connections -- ADDR [N]");
+        return;
+    };
     let count: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10_000);
     raise_fd_limit(count as u64 + 1024);
 

@@ -75,8 +75,23 @@ pub struct HttpConfig {
 pub struct ReportConfig {
     /// Period of the live per-core report lines; 0 turns them off.
     pub interval_ms: u64,
-    /// Directory for the shutdown histogram files; empty: none are written.
+    /// Directory for the shutdown histogram files and the interval log; empty: none.
     pub dir: PathBuf,
+    /// Live and summary lines as aligned text or as JSON Lines.
+    pub format: ReportFormat,
+    /// Path of the JSON statistics route; empty turns it off.
+    pub stats_path: String,
+}
+
+/// How reports are printed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    /// Aligned columns for people.
+    #[default]
+    Text,
+    /// One JSON object per line for scripts.
+    Json,
 }
 
 /// `[runtime]` section: glommio executor knobs.
@@ -125,6 +140,8 @@ impl Default for ReportConfig {
         ReportConfig {
             interval_ms: 1000,
             dir: PathBuf::new(),
+            format: ReportFormat::Text,
+            stats_path: "/stats".into(),
         }
     }
 }
@@ -218,6 +235,13 @@ impl Config {
         }
         if self.runtime.ring_depth < 8 || !self.runtime.ring_depth.is_power_of_two() {
             return bad("runtime.ring_depth", "must be a power of two, at least 8");
+        }
+        let stats = &self.report.stats_path;
+        if !stats.is_empty() && (!stats.starts_with('/') || stats.contains(['?', '#', ' '])) {
+            return bad(
+                "report.stats_path",
+                "must be empty or a path starting with /",
+            );
         }
         if self.runtime.io_memory_kb < 64 {
             return bad("runtime.io_memory_kb", "must be at least 64");

@@ -49,6 +49,8 @@ struct Connection<'a> {
     out: Option<Vec<u8>>,
     /// When the first byte of the head now being read arrived.
     head_started: Option<Instant>,
+    /// When the last read returned: the start of the latency of what it completes.
+    read_at: Instant,
 }
 
 /// Serves one accepted connection until it closes.
@@ -65,6 +67,7 @@ pub async fn serve(stream: TcpStream, shard: &Shard, id: usize) {
         end: 0,
         out: None,
         head_started: None,
+        read_at: Instant::now(),
     };
     let ending = conn.run().await.unwrap_or(Ending::Close);
     if let Ending::Linger = ending {
@@ -95,7 +98,11 @@ impl Connection<'_> {
             self.shard.set_idle(self.id, false);
             match read {
                 Ok(0) => return Ok(Ending::Close),
-                Ok(n) => self.end += n,
+                Ok(n) => {
+                    self.read_at = Instant::now();
+                    self.end += n;
+                    self.shard.metrics.counters.borrow_mut().bytes_in += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => return self.time_out().await,
                 Err(e) => return Err(e),
             }
@@ -115,14 +122,17 @@ impl Connection<'_> {
             let progress = self.session.process(
                 &input[self.start..self.end],
                 out,
-                &mut self.shard.scratch.borrow_mut(),
+                &mut self.shard.context.borrow_mut(),
                 self.shard.draining.get(),
             );
             self.start += progress.consumed;
             if progress.responses > 0 {
                 self.head_started = None;
             }
-            self.flush().await?;
+            let written = self.flush().await?;
+            self.shard
+                .metrics
+                .record_batch(&progress, written, self.read_at);
             let more = progress.consumed > 0 && self.start < self.end;
             if !more || self.session.is_closed() {
                 break;
@@ -149,10 +159,10 @@ impl Connection<'_> {
         Ok(())
     }
 
-    /// Writes the committed part of the output buffer.
-    async fn flush(&mut self) -> io::Result<()> {
+    /// Writes the committed part of the output buffer; returns the bytes written.
+    async fn flush(&mut self) -> io::Result<usize> {
         let Some(out) = self.out.as_mut() else {
-            return Ok(());
+            return Ok(0);
         };
         let ready = self.session.committed(out);
         if ready > 0 {
@@ -164,7 +174,7 @@ impl Connection<'_> {
             let out = self.out.take().expect("checked above");
             self.shard.writes.give(out);
         }
-        Ok(())
+        Ok(ready)
     }
 
     /// Reads more bytes after `input[..end]`, with the timeout the session's state calls for.
@@ -219,6 +229,11 @@ impl Connection<'_> {
             .out
             .get_or_insert_with(|| self.shard.writes.take_empty());
         if self.session.time_out(out, self.end > self.start) {
+            {
+                let mut counters = self.shard.metrics.counters.borrow_mut();
+                counters.by_class[4] += 1;
+                counters.protocol_errors += 1;
+            }
             self.flush().await?;
             return Ok(Ending::Linger);
         }

@@ -6,8 +6,10 @@
 //! shutdown state, and runs one task per connection. A connection (`conn`) reads into a
 //! pooled buffer, hands the bytes to its `http::session`, which parses each request head
 //! (`http::request`), consumes any body (`http::chunked`), routes it (`routes`) and encodes the
-//! response (`http::response`); `conn` then writes the whole batch at once. Nothing on that
-//! path is shared between cores: no locks, no atomics, no cross-core messages.
+//! response (`http::response`); `conn` then writes the whole batch at once and records its
+//! latency in the core's own `metrics`. Nothing on that path is shared between cores: no
+//! locks, no atomics, no cross-core messages. Once per report tick each core hands a snapshot
+//! to the `report` thread, which prints live lines and, at shutdown, the run's summary.
 //!
 //! Modules, in the order data flows through them:
 //! - [`config`]: TOML file and flags → validated [`config::Config`]
@@ -16,12 +18,16 @@
 //! - [`conn`]: one connection: read → session → batched write, timeouts
 //! - [`http`]: the protocol without I/O (request, chunked, session, response, error)
 //! - [`routes`]: the route table and its handlers
+//! - [`metrics`]: per-core counters and latency histograms, snapshots, `/stats`
+//! - [`report`]: the reporter thread: live lines, interval log, summary, `.hgrm` files
 
 #![deny(missing_docs)]
 
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod metrics;
+pub mod report;
 pub mod routes;
 pub mod server;
 pub mod shard;

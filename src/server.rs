@@ -18,7 +18,9 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{format_cores, usable_cores, Config, ConfigError};
+use crate::config::{format_cores, usable_cores, Config, ConfigError, ReportFormat};
+use crate::metrics::StatsBoard;
+use crate::report::{self, RunSummary};
 use crate::shard;
 
 /// A running server.
@@ -26,6 +28,8 @@ pub struct Server {
     addr: SocketAddr,
     cores: Vec<usize>,
     shards: Vec<ShardHandle>,
+    reporter: Option<JoinHandle<RunSummary>>,
+    format: ReportFormat,
 }
 
 struct ShardHandle {
@@ -46,19 +50,39 @@ impl Server {
             .ok_or_else(|| ConfigError("cannot read the bound address".into()))?;
 
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let (report_tx, report_rx) = mpsc::channel();
+        let board = StatsBoard::new(cores.len());
+        let reporter = {
+            let cores = cores.clone();
+            let report = config.report.clone();
+            let tick = shard::report_tick(&config);
+            std::thread::Builder::new()
+                .name("percore-report".into())
+                .spawn(move || report::run(report_rx, cores, report, tick))
+                .map_err(|e| ConfigError(format!("cannot start the report thread: {e}")))?
+        };
         let mut server = Server {
             addr,
             cores: cores.clone(),
             shards: Vec::with_capacity(cores.len()),
+            reporter: Some(reporter),
+            format: config.report.format,
         };
-        for (&core, listener) in cores.iter().zip(listeners) {
+        for (index, (&core, listener)) in cores.iter().zip(listeners).enumerate() {
             let (stop, stop_shard) = UnixStream::pair()
                 .map_err(|e| ConfigError(format!("cannot create a socket pair: {e}")))?;
             let config = config.clone();
             let ready = ready_tx.clone();
+            let links = shard::Links {
+                index,
+                core,
+                cores: cores.clone(),
+                board: board.clone(),
+                reports: report_tx.clone(),
+            };
             let thread = std::thread::Builder::new()
                 .name(format!("percore-{core}"))
-                .spawn(move || run_shard(core, config, listener, stop_shard, ready))
+                .spawn(move || run_shard(config, listener, stop_shard, links, ready))
                 .map_err(|e| ConfigError(format!("cannot start a thread for core {core}: {e}")))?;
             server.shards.push(ShardHandle {
                 stop: Some(stop),
@@ -66,6 +90,7 @@ impl Server {
             });
         }
         drop(ready_tx);
+        drop(report_tx);
         for _ in 0..cores.len() {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
@@ -86,12 +111,19 @@ impl Server {
         &self.cores
     }
 
-    /// Stops accepting, drains every core and waits for their threads.
-    pub fn shutdown(mut self) {
-        self.stop_and_join();
+    /// How reports are printed (`report.format`).
+    pub fn report_format(&self) -> ReportFormat {
+        self.format
     }
 
-    fn stop_and_join(&mut self) {
+    /// Stops accepting, drains every core, waits for their threads and returns the run's
+    /// measurements (histogram files are written by then when `report.dir` is set).
+    pub fn shutdown(mut self) -> RunSummary {
+        self.stop_and_join()
+            .expect("the reporter runs until shutdown")
+    }
+
+    fn stop_and_join(&mut self) -> Option<RunSummary> {
         for shard in &mut self.shards {
             shard.stop.take();
         }
@@ -100,6 +132,9 @@ impl Server {
                 let _ = thread.join();
             }
         }
+        self.reporter
+            .take()
+            .and_then(|reporter| reporter.join().ok())
     }
 }
 
@@ -110,12 +145,13 @@ impl Drop for Server {
 }
 
 fn run_shard(
-    core: usize,
     config: Config,
     listener: Socket,
     stop: UnixStream,
+    links: shard::Links,
     ready: mpsc::Sender<Result<(), String>>,
 ) {
+    let core = links.core;
     let runtime = &config.runtime;
     let mut builder = LocalExecutorBuilder::new(Placement::Fixed(core))
         .name(&format!("percore-{core}"))
@@ -138,7 +174,7 @@ fn run_shard(
         let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
         let stop = unsafe { glommio::net::TcpStream::from_raw_fd(stop.into_raw_fd()) };
         let _ = ready.send(Ok(()));
-        shard::run(config, listener, stop).await;
+        shard::run(config, listener, stop, links).await;
     });
 }
 
@@ -204,28 +240,30 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // Register before starting so that an early signal is not lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let server = Server::start(config)?;
-    eprintln!(
-        "percore listening on http://{} on {} core(s): {}",
+    report::note(&format!(
+        "listening on http://{} on {} core(s): {}",
         server.local_addr(),
         server.cores().len(),
         format_cores(server.cores())
-    );
+    ));
     if let Some(signal) = signals.forever().next() {
         let name = if signal == SIGINT {
             "SIGINT"
         } else {
             "SIGTERM"
         };
-        eprintln!("percore: {name}, draining connections");
+        report::note(&format!("{name}, draining connections"));
         // A second signal gives up on draining.
         std::thread::spawn(move || {
             if signals.forever().next().is_some() {
-                eprintln!("percore: second signal, exiting without draining");
+                report::note("second signal, exiting without draining");
                 std::process::exit(1);
             }
         });
     }
-    server.shutdown();
-    eprintln!("percore: stopped");
+    let format = server.report_format();
+    let summary = server.shutdown();
+    report::print_summary(&summary, format);
+    report::note("stopped");
     Ok(())
 }

@@ -11,17 +11,21 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use futures_lite::{AsyncReadExt, FutureExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
+use hdrhistogram::Histogram;
 
 use crate::config::Config;
 use crate::conn;
 use crate::http::request::Limits;
-use crate::routes::Scratch;
+use crate::metrics::{Metrics, ReportMsg, Snapshot, StatsBoard};
+use crate::routes::{Context, StatsRoute};
 
 /// Read buffers kept for reuse per core; more than this many are freed when returned.
 const POOLED_BUFFERS: usize = 256;
@@ -99,10 +103,15 @@ pub struct Shard {
     pub reads: BufferPool,
     /// Write buffers.
     pub writes: BufferPool,
-    /// Scratch space for route handlers.
-    pub scratch: RefCell<Scratch>,
+    /// State lent to route handlers.
+    pub context: RefCell<Context>,
+    /// This core's counters and latencies.
+    pub metrics: Metrics,
     /// Set once shutdown starts: responses say `Connection: close`.
     pub draining: Cell<bool>,
+    /// Report intervals completed.
+    ticks: Cell<u64>,
+    links: Links,
     conns: RefCell<ConnTable>,
 }
 
@@ -111,17 +120,67 @@ pub fn read_buffer_size(config: &Config) -> usize {
     config.http.max_request_head_bytes.max(16 * 1024)
 }
 
+/// What connects a core to the rest of the server: reporting and `/stats`.
+pub struct Links {
+    /// Position of this core in the server's core list.
+    pub index: usize,
+    /// The CPU this core runs on.
+    pub core: usize,
+    /// All the server's cores, in order.
+    pub cores: Vec<usize>,
+    /// Where `/stats` totals are published.
+    pub board: Arc<StatsBoard>,
+    /// The reporter thread's inbox.
+    pub reports: Sender<ReportMsg>,
+}
+
 impl Shard {
-    fn new(config: Config) -> Shard {
+    fn new(config: Config, links: Links) -> Shard {
+        let stats = (!config.report.stats_path.is_empty()).then(|| StatsRoute {
+            path: config.report.stats_path.clone(),
+            board: links.board.clone(),
+            cores: links.cores.clone(),
+        });
         Shard {
+            metrics: Metrics::default(),
             limits: Limits::from_config(&config.http),
             reads: BufferPool::new(read_buffer_size(&config)),
             writes: BufferPool::new(crate::http::session::OUTPUT_HIGH_WATER + 16 * 1024),
-            scratch: RefCell::new(Scratch::default()),
+            context: RefCell::new(Context {
+                bytes: Vec::new(),
+                stats,
+            }),
             draining: Cell::new(false),
+            ticks: Cell::new(0),
+            links,
             conns: RefCell::new(ConnTable::default()),
             config,
         }
+    }
+
+    fn snapshot(&self, seq: u64, duration: Duration, latency: Histogram<u64>) -> Snapshot {
+        Snapshot {
+            core: self.links.core,
+            seq,
+            duration,
+            latency,
+            counters: *self.metrics.counters.borrow(),
+            open: self.open_connections(),
+        }
+    }
+
+    /// Ends interval `seq`: folds it into the totals, publishes them for `/stats` and sends
+    /// the interval to the reporter.
+    fn report_interval(&self, seq: u64, duration: Duration) {
+        let interval = self.metrics.take_interval();
+        let totals = self.metrics.total.borrow().clone();
+        let links = &self.links;
+        links
+            .board
+            .publish(links.index, self.snapshot(seq, duration, totals));
+        let _ = links
+            .reports
+            .send(ReportMsg::Interval(self.snapshot(seq, duration, interval)));
     }
 
     /// Connections open on this core.
@@ -177,11 +236,14 @@ impl Shard {
     }
 }
 
-/// Runs one core until `stop` reports end-of-file (the server dropped its end), then drains.
-pub async fn run(config: Config, listener: TcpListener, stop: TcpStream) {
+/// Runs one core until `stop` reports end-of-file (the server dropped its end), then drains
+/// and reports its last interval and its whole run.
+pub async fn run(config: Config, listener: TcpListener, stop: TcpStream, links: Links) {
     let drain_timeout = Config::millis(config.server.drain_timeout_ms);
-    let shard = Rc::new(Shard::new(config));
+    let tick = report_tick(&config);
+    let shard = Rc::new(Shard::new(config, links));
     let gate = Gate::new();
+    let ticker = glommio::spawn_local(tick_loop(shard.clone(), tick));
     future::or(accept_loop(&listener, &shard, &gate), wait_for_stop(stop)).await;
     drop(listener);
     shard.begin_drain();
@@ -190,6 +252,37 @@ pub async fn run(config: Config, listener: TcpListener, stop: TcpStream) {
         Ok(())
     })
     .await;
+    ticker.cancel().await;
+    let seq = shard.ticks.get() + 1;
+    let elapsed = shard.links.board.started.elapsed();
+    shard.report_interval(seq, elapsed.saturating_sub(tick * (seq as u32 - 1)));
+    let _ = shard.links.reports.send(ReportMsg::Final(shard.snapshot(
+        0,
+        elapsed,
+        shard.metrics.total.borrow().clone(),
+    )));
+}
+
+/// Period of report ticks: `report.interval_ms`, or one second when live lines are off
+/// (`/stats` still needs fresh totals).
+pub fn report_tick(config: &Config) -> Duration {
+    Config::millis(match config.report.interval_ms {
+        0 => 1000,
+        ms => ms,
+    })
+}
+
+/// Reports an interval at every tick, on a fixed schedule from the server's start so that
+/// all cores' intervals line up.
+async fn tick_loop(shard: Rc<Shard>, tick: Duration) {
+    let started = shard.links.board.started;
+    loop {
+        let seq = shard.ticks.get() + 1;
+        let due = started + tick * seq as u32;
+        glommio::timer::sleep(due.saturating_duration_since(Instant::now())).await;
+        shard.report_interval(seq, tick);
+        shard.ticks.set(seq);
+    }
 }
 
 async fn wait_for_stop(mut stop: TcpStream) {
@@ -210,8 +303,10 @@ async fn accept_loop(listener: &TcpListener, shard: &Rc<Shard>, gate: &Gate) {
         };
         if shard.open_connections() >= shard.config.server.max_connections_per_core {
             refuse(&stream);
+            shard.metrics.counters.borrow_mut().refused += 1;
             continue;
         }
+        shard.metrics.counters.borrow_mut().accepted += 1;
         let _ = stream.set_nodelay(true);
         let id = shard.register(stream.as_raw_fd());
         let shard = shard.clone();
@@ -221,6 +316,7 @@ async fn accept_loop(listener: &TcpListener, shard: &Rc<Shard>, gate: &Gate) {
                 .catch_unwind()
                 .await;
             shard.unregister(id);
+            shard.metrics.counters.borrow_mut().closed += 1;
         });
         if let Ok(task) = task {
             task.detach();

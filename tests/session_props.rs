@@ -3,21 +3,21 @@
 
 use percore::http::request::Limits;
 use percore::http::session::Session;
-use percore::routes::Scratch;
+use percore::routes::Context;
 use proptest::prelude::*;
 
 /// Feeds `chunks` one after another as a connection would (unconsumed bytes carried over)
 /// and returns the committed output with Date values blanked, and whether it closed.
 fn run(chunks: &[&[u8]]) -> (Vec<u8>, bool) {
     let mut session = Session::new(Limits::default(), 0);
-    let mut scratch = Scratch::default();
+    let mut context = Context::default();
     let mut buffered = Vec::new();
     let mut out = Vec::new();
     let mut written = Vec::new();
     for chunk in chunks {
         buffered.extend_from_slice(chunk);
         loop {
-            let progress = session.process(&buffered, &mut out, &mut scratch, false);
+            let progress = session.process(&buffered, &mut out, &mut context, false);
             buffered.drain(..progress.consumed);
             let ready = session.committed(&out);
             written.extend(out.drain(..ready));

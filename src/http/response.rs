@@ -88,6 +88,8 @@ pub struct Response<'a> {
     pub head_only: bool,
     /// What to put in the `Connection` field.
     pub persistence: Persistence,
+    /// The status of the response written, once written.
+    pub sent: Option<Status>,
 }
 
 /// The `Content-Type` of plain-text bodies.
@@ -102,6 +104,7 @@ impl Response<'_> {
         extra: &[(&str, &str)],
         body: &[&[u8]],
     ) {
+        self.sent = Some(status);
         let len: usize = body.iter().map(|part| part.len()).sum();
         let out = &mut *self.out;
         out.extend_from_slice(status.line().as_bytes());
@@ -263,6 +266,7 @@ mod tests {
             out: &mut out,
             head_only: true,
             persistence: Persistence::KeepAlive,
+            sent: None,
         };
         response.send(Status::OK, Some(TEXT_PLAIN), &[], &[b"Hi, x!"]);
         let text = String::from_utf8(out).unwrap();

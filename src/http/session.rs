@@ -13,8 +13,8 @@
 use super::chunked::ChunkedDecoder;
 use super::error::HttpError;
 use super::request::{parse_head, Framing, Limits, Method, Request, Version};
-use super::response::{Persistence, Response, CONTINUE};
-use crate::routes::{self, Scratch};
+use super::response::{Persistence, Response, Status, CONTINUE};
+use crate::routes::{self, Context};
 
 /// Output bytes past which `process` stops answering and lets the caller write, so that a
 /// client pipelining thousands of requests cannot make one batch grow without bound.
@@ -41,6 +41,8 @@ pub struct Progress {
     pub responses: u32,
     /// Of those, how many were errors that end the connection.
     pub errors: u32,
+    /// Final responses by status class: index 1 for 1xx … 5 for 5xx.
+    pub by_class: [u32; 6],
 }
 
 /// The protocol state of one connection.
@@ -53,6 +55,8 @@ pub struct Session {
     scanned: usize,
     closing: bool,
     uncommitted_from: Option<usize>,
+    /// Status of the routed response whose body is still being read.
+    pending_status: Status,
 }
 
 impl Session {
@@ -66,6 +70,7 @@ impl Session {
             scanned: 0,
             closing: false,
             uncommitted_from: None,
+            pending_status: Status::OK,
         }
     }
 
@@ -78,7 +83,7 @@ impl Session {
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
-        scratch: &mut Scratch,
+        context: &mut Context,
         draining: bool,
     ) -> Progress {
         let mut progress = Progress::default();
@@ -87,7 +92,7 @@ impl Session {
             let rest = &input[pos..];
             let step = match self.state {
                 State::Closed => break,
-                State::Head => self.read_head(rest, out, scratch, draining),
+                State::Head => self.read_head(rest, out, context, draining),
                 State::Body { remaining } => {
                     let take = remaining.min(rest.len() as u64);
                     let remaining = remaining - take;
@@ -104,6 +109,7 @@ impl Session {
                     if finished {
                         self.finish_request();
                         progress.responses += 1;
+                        progress.by_class[class_of(self.pending_status)] += 1;
                     } else if used == 0 || pos == input.len() {
                         break;
                     }
@@ -111,6 +117,7 @@ impl Session {
                 Err(error) => {
                     self.fail(error, out);
                     progress.responses += 1;
+                    progress.by_class[class_of(error.status())] += 1;
                     progress.errors += 1;
                     break;
                 }
@@ -126,7 +133,7 @@ impl Session {
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
-        scratch: &mut Scratch,
+        context: &mut Context,
         draining: bool,
     ) -> Result<(usize, bool), HttpError> {
         // RFC 9112 section 2.2: blank lines before a request line are ignored.
@@ -163,8 +170,10 @@ impl Session {
             out,
             head_only: head.method == Method::Head,
             persistence,
+            sent: None,
         };
-        routes::dispatch(&Request { head: &head, bytes }, &mut response, scratch);
+        routes::dispatch(&Request { head: &head, bytes }, &mut response, context);
+        self.pending_status = response.sent.unwrap_or(Status::OK);
         self.state = match head.framing {
             Framing::Empty => return Ok((skip + head.len, true)),
             Framing::Length(n) => State::Body { remaining: n },
@@ -196,6 +205,7 @@ impl Session {
             out,
             head_only: false,
             persistence: Persistence::Close,
+            sent: None,
         };
         response.send_status(error.status(), &[]);
         self.state = State::Closed;
@@ -243,6 +253,10 @@ impl Session {
     }
 }
 
+fn class_of(status: Status) -> usize {
+    usize::from(status.0 / 100).min(5)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,7 +264,7 @@ mod tests {
     fn run(input: &[u8]) -> (String, Progress, bool) {
         let mut session = Session::new(Limits::default(), 0);
         let mut out = Vec::new();
-        let progress = session.process(input, &mut out, &mut Scratch::default(), false);
+        let progress = session.process(input, &mut out, &mut Context::default(), false);
         let text = String::from_utf8_lossy(&out[..session.committed(&out)]).into_owned();
         (text, progress, session.is_closed())
     }
@@ -281,10 +295,10 @@ mod tests {
         let mut session = Session::new(Limits::default(), 0);
         let mut out = Vec::new();
         let head = b"POST /echo?name=q HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let progress = session.process(head, &mut out, &mut Scratch::default(), false);
+        let progress = session.process(head, &mut out, &mut Context::default(), false);
         assert_eq!(progress.responses, 0);
         assert_eq!(session.committed(&out), 0);
-        let progress = session.process(b"zz\r\n", &mut out, &mut Scratch::default(), false);
+        let progress = session.process(b"zz\r\n", &mut out, &mut Context::default(), false);
         assert_eq!(progress.errors, 1);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");

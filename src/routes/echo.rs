@@ -4,11 +4,11 @@
 //! is a URI query, not a submitted form). A missing parameter or a broken escape is a 400 on
 //! a connection that stays open: the request itself was well framed.
 
-use super::Scratch;
+use super::Context;
 use crate::http::request::Request;
 use crate::http::response::{Response, Status, TEXT_PLAIN};
 
-pub(super) fn echo(request: &Request<'_>, response: &mut Response<'_>, scratch: &mut Scratch) {
+pub(super) fn echo(request: &Request<'_>, response: &mut Response<'_>, context: &mut Context) {
     let name = request.query().and_then(|query| {
         query
             .split(|&b| b == b'&')
@@ -19,8 +19,8 @@ pub(super) fn echo(request: &Request<'_>, response: &mut Response<'_>, scratch: 
         response.send(Status::BAD_REQUEST, Some(TEXT_PLAIN), &[], &[body]);
         return;
     };
-    scratch.bytes.clear();
-    if !percent_decode(name, &mut scratch.bytes) {
+    context.bytes.clear();
+    if !percent_decode(name, &mut context.bytes) {
         let body: &[u8] = b"invalid percent-encoding in name\n";
         response.send(Status::BAD_REQUEST, Some(TEXT_PLAIN), &[], &[body]);
         return;
@@ -29,7 +29,7 @@ pub(super) fn echo(request: &Request<'_>, response: &mut Response<'_>, scratch: 
         Status::OK,
         Some(TEXT_PLAIN),
         &[],
-        &[b"Hi, ", &scratch.bytes, b"!"],
+        &[b"Hi, ", &context.bytes, b"!"],
     );
 }
 

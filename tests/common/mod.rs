@@ -25,6 +25,8 @@ impl TestServer {
         let mut config = Config::default();
         config.server.port = 0;
         config.server.cores = CoreSpec::First(1);
+        // Live report lines would interleave with the test output; tests that want them set it.
+        config.report.interval_ms = 0;
         adjust(&mut config);
         let server = Server::start(config).expect("server starts");
         let addr = server.local_addr();

@@ -1,0 +1,267 @@
+//! Per-core measurements: counters and a latency histogram, and the snapshots a core hands
+//! to the reporter.
+//!
+//! A core records into its own [`Metrics`] with no synchronisation. Once per tick it folds
+//! the interval histogram into its run total, publishes a copy for `/stats` on the
+//! [`StatsBoard`] and sends the interval to the reporter thread (`report`). The board's lock
+//! is taken once per tick by each core and by `/stats` requests, never per ordinary request.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::http::session::Progress;
+
+/// Highest latency recorded, in microseconds (60 s); larger values are clamped to it.
+pub const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// An empty latency histogram: 1 µs to 60 s, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+}
+
+/// Monotonic counters of one core since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Final responses by status class: index 1 for 1xx … 5 for 5xx.
+    pub by_class: [u64; 6],
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+    /// Connections accepted (and served).
+    pub accepted: u64,
+    /// Connections closed.
+    pub closed: u64,
+    /// Connections refused at `max_connections_per_core`.
+    pub refused: u64,
+    /// Requests refused for a protocol error (malformed, too large, timed out…).
+    pub protocol_errors: u64,
+}
+
+impl Counters {
+    /// Responses of every class.
+    pub fn requests(&self) -> u64 {
+        self.by_class.iter().sum()
+    }
+
+    /// Adds another core's counters.
+    pub fn add(&mut self, other: &Counters) {
+        for (a, b) in self.by_class.iter_mut().zip(other.by_class) {
+            *a += b;
+        }
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.accepted += other.accepted;
+        self.closed += other.closed;
+        self.refused += other.refused;
+        self.protocol_errors += other.protocol_errors;
+    }
+}
+
+/// One core's live measurements.
+pub struct Metrics {
+    /// Counters since start.
+    pub counters: RefCell<Counters>,
+    /// Latencies since the last tick, in microseconds.
+    pub interval: RefCell<Histogram<u64>>,
+    /// Latencies of completed ticks, in microseconds.
+    pub total: RefCell<Histogram<u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            counters: RefCell::new(Counters::default()),
+            interval: RefCell::new(new_histogram()),
+            total: RefCell::new(new_histogram()),
+        }
+    }
+}
+
+impl Metrics {
+    /// Records `count` requests answered `latency` after the read that completed them.
+    pub fn record_latency(&self, latency: Duration, count: u64) {
+        let micros = (latency.as_micros() as u64).clamp(1, MAX_LATENCY_US);
+        let _ = self.interval.borrow_mut().record_n(micros, count);
+    }
+
+    /// Records one batch: its responses (latency measured from `read_at`, the return of the
+    /// read that completed them, to now, just after their write) and its bytes written.
+    pub fn record_batch(&self, progress: &Progress, bytes_out: usize, read_at: Instant) {
+        let mut counters = self.counters.borrow_mut();
+        for (total, n) in counters.by_class.iter_mut().zip(progress.by_class) {
+            *total += u64::from(n);
+        }
+        counters.protocol_errors += u64::from(progress.errors);
+        counters.bytes_out += bytes_out as u64;
+        if progress.responses > 0 {
+            self.record_latency(read_at.elapsed(), u64::from(progress.responses));
+        }
+    }
+
+    /// Ends an interval: folds it into the total and returns it.
+    pub fn take_interval(&self) -> Histogram<u64> {
+        let interval = std::mem::replace(&mut *self.interval.borrow_mut(), new_histogram());
+        let _ = self.total.borrow_mut().add(&interval);
+        interval
+    }
+}
+
+/// What a core reports: either one interval or, at shutdown, its whole run.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The core.
+    pub core: usize,
+    /// Interval number, from 1; 0 for the final snapshot.
+    pub seq: u64,
+    /// Length of the interval (or of the run).
+    pub duration: Duration,
+    /// Latencies in the interval (or the run), microseconds.
+    pub latency: Histogram<u64>,
+    /// Counters since start.
+    pub counters: Counters,
+    /// Connections open at the end of the interval.
+    pub open: usize,
+}
+
+/// Messages from cores to the reporter thread.
+#[derive(Debug)]
+pub enum ReportMsg {
+    /// One core's interval.
+    Interval(Snapshot),
+    /// One core's whole run, sent once after draining.
+    Final(Snapshot),
+}
+
+/// Each core's latest run totals, for `/stats`: written once per tick per core.
+#[derive(Debug)]
+pub struct StatsBoard {
+    /// When the server started.
+    pub started: std::time::Instant,
+    /// One slot per core, in the server's core order.
+    pub slots: Mutex<Vec<Option<Snapshot>>>,
+}
+
+impl StatsBoard {
+    /// A board for `cores` cores.
+    pub fn new(cores: usize) -> Arc<StatsBoard> {
+        Arc::new(StatsBoard {
+            started: std::time::Instant::now(),
+            slots: Mutex::new(vec![None; cores]),
+        })
+    }
+
+    /// Replaces one core's entry.
+    pub fn publish(&self, index: usize, snapshot: Snapshot) {
+        if let Ok(mut slots) = self.slots.lock() {
+            slots[index] = Some(snapshot);
+        }
+    }
+}
+
+/// Latency percentiles of a histogram in microseconds, for reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Percentiles {
+    /// Samples.
+    pub count: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// 99.99th percentile.
+    pub p9999: u64,
+    /// Largest sample.
+    pub max: u64,
+}
+
+impl Percentiles {
+    /// Reads the percentiles of `histogram`.
+    pub fn of(histogram: &Histogram<u64>) -> Percentiles {
+        Percentiles {
+            count: histogram.len(),
+            mean: histogram.mean(),
+            p50: histogram.value_at_quantile(0.5),
+            p90: histogram.value_at_quantile(0.9),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            p9999: histogram.value_at_quantile(0.9999),
+            max: histogram.max(),
+        }
+    }
+
+    /// As a JSON object, microseconds.
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"count\":{},\"mean\":{:.1},\"p50\":{},\"p90\":{},\"p99\":{},\"p99_9\":{},\"p99_99\":{},\"max\":{}}}",
+            self.count, self.mean, self.p50, self.p90, self.p99, self.p999, self.p9999, self.max
+        )
+    }
+}
+
+impl Counters {
+    /// As JSON members (no braces).
+    pub fn json_members(&self) -> String {
+        let c = &self.by_class;
+        format!(
+            "\"requests\":{},\"status\":{{\"1xx\":{},\"2xx\":{},\"3xx\":{},\"4xx\":{},\"5xx\":{}}},\
+             \"bytes_in\":{},\"bytes_out\":{},\"connections\":{{\"accepted\":{},\"closed\":{},\"refused\":{}}},\
+             \"protocol_errors\":{}",
+            self.requests(),
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            c[5],
+            self.bytes_in,
+            self.bytes_out,
+            self.accepted,
+            self.closed,
+            self.refused,
+            self.protocol_errors
+        )
+    }
+}
+
+/// Renders the `/stats` body: every core's latest published totals and their merge.
+pub fn stats_json(board: &StatsBoard, cores: &[usize]) -> String {
+    let slots = match board.slots.lock() {
+        Ok(slots) => slots.clone(),
+        Err(_) => return "{}".into(),
+    };
+    let mut merged = new_histogram();
+    let mut total = Counters::default();
+    let mut open = 0;
+    let mut parts = Vec::new();
+    for (snapshot, core) in slots.iter().zip(cores) {
+        let Some(s) = snapshot else {
+            parts.push(format!("{{\"core\":{core},\"started\":false}}"));
+            continue;
+        };
+        let _ = merged.add(&s.latency);
+        total.add(&s.counters);
+        open += s.open;
+        parts.push(format!(
+            "{{\"core\":{core},{},\"open\":{},\"latency_us\":{}}}",
+            s.counters.json_members(),
+            s.open,
+            Percentiles::of(&s.latency).to_json()
+        ));
+    }
+    format!(
+        "{{\"server\":\"percore\",\"uptime_s\":{:.3},\"cores\":[{}],\"total\":{{{},\"open\":{},\"latency_us\":{}}}}}\n",
+        board.started.elapsed().as_secs_f64(),
+        parts.join(","),
+        total.json_members(),
+        open,
+        Percentiles::of(&merged).to_json()
+    )
+}
