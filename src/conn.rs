@@ -3,18 +3,17 @@
 //! The loop answers everything already buffered before reading again, and writes all the
 //! responses of one read with one `write`. It holds a read buffer only while part of a request
 //! is buffered and a write buffer only while output is unsent; a connection waiting between
-//! requests holds neither (the readiness wait is glommio's, and the buffer is taken from the
-//! core's pool only when bytes are there to read). Timeouts are chosen from the session's
+//! requests holds neither: it waits for readability with a one-byte peek through the ring and
+//! takes a buffer from the core's pool only when bytes are there to read. Timeouts are chosen from the session's
 //! state: keep-alive between requests, an absolute deadline for a head, an inactivity limit
 //! for a body. Protocol decisions belong to `http::session`.
 
 use std::io;
 use std::net::Shutdown;
-use std::pin::Pin;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use futures_lite::future::poll_fn;
-use futures_lite::{AsyncRead, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
 use crate::config::Config;
@@ -178,36 +177,59 @@ impl Connection<'_> {
     }
 
     /// Reads more bytes after `input[..end]`, with the timeout the session's state calls for.
-    /// The read buffer is taken from the pool only when the socket has bytes: while the wait
-    /// is pending, a connection with nothing buffered gives its buffer back.
+    ///
+    /// First a non-blocking `recv`, after letting the core's other tasks run: under load the
+    /// next request is usually there by then, and one system call is all it costs. Only when
+    /// nothing is waiting does the connection wait for readability through the ring, holding
+    /// no buffer if it has nothing buffered.
     async fn fill(&mut self) -> io::Result<usize> {
         let timeout = self.read_timeout();
         if timeout.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        self.stream.set_read_timeout(Some(timeout))?;
-        let Connection {
-            stream,
-            shard,
-            input,
-            end,
-            ..
-        } = self;
-        let end = *end;
-        if input.as_ref().is_some_and(|buf| end == buf.len()) {
+        if self.input.as_ref().is_some_and(|buf| self.end == buf.len()) {
             // A full buffer the session could not use: only possible with limits larger than
             // the buffer, which `read_buffer_size` rules out.
             return Err(io::ErrorKind::InvalidData.into());
         }
-        poll_fn(|cx| {
-            let buf = input.get_or_insert_with(|| shard.reads.take());
-            let result = Pin::new(&mut *stream).poll_read(cx, &mut buf[end..]);
-            if result.is_pending() && end == 0 {
-                shard.reads.give(input.take().expect("just inserted"));
+        futures_lite::future::yield_now().await;
+        let fd = self.stream.as_raw_fd();
+        loop {
+            let end = self.end;
+            let buf = self.input.get_or_insert_with(|| self.shard.reads.take());
+            let spare = &mut buf[end..];
+            // SAFETY: `spare` is valid for writes of its length.
+            let n = unsafe {
+                libc::recv(
+                    fd,
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
             }
-            result
-        })
-        .await
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                io::ErrorKind::WouldBlock => {}
+                io::ErrorKind::Interrupted => continue,
+                _ => return Err(error),
+            }
+            if end == 0 {
+                let buf = self.input.take().expect("just inserted");
+                self.shard.reads.give(buf);
+            }
+            let mut probe = [0u8; 1];
+            let ready = glommio::timer::timeout(timeout, self.stream.peek(&mut probe)).await;
+            match ready {
+                Ok(_) => {}
+                Err(glommio::GlommioError::TimedOut(_)) => {
+                    return Err(io::ErrorKind::TimedOut.into())
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     fn read_timeout(&self) -> Duration {
