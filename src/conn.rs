@@ -13,7 +13,7 @@ use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use futures_lite::AsyncWriteExt;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use crate::config::Config;
@@ -56,11 +56,12 @@ struct Connection<'a> {
 pub async fn serve(stream: TcpStream, shard: &Shard, id: usize) {
     let http = &shard.config.http;
     let _ = stream.set_write_timeout(Some(Config::millis(http.write_timeout_ms)));
+    let session = Session::new(shard.limits, http.max_requests_per_connection);
     let mut conn = Connection {
         stream,
         shard,
         id,
-        session: Session::new(shard.limits, http.max_requests_per_connection),
+        session,
         input: None,
         start: 0,
         end: 0,
@@ -180,24 +181,48 @@ impl Connection<'_> {
     ///
     /// First a non-blocking `recv`, after letting the core's other tasks run: under load the
     /// next request is usually there by then, and one system call is all it costs. Only when
-    /// nothing is waiting does the connection wait for readability through the ring, holding
-    /// no buffer if it has nothing buffered.
+    /// nothing is waiting does the connection wait, through the ring, for a single byte: a
+    /// one-byte read needs no buffer from the pool while it waits, and glommio waits for it
+    /// with a poll that allocates nothing either.
     async fn fill(&mut self) -> io::Result<usize> {
         let timeout = self.read_timeout();
         if timeout.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        if self.input.as_ref().is_some_and(|buf| self.end == buf.len()) {
+        let end = self.end;
+        if self.input.as_ref().is_some_and(|buf| end == buf.len()) {
             // A full buffer the session could not use: only possible with limits larger than
             // the buffer, which `read_buffer_size` rules out.
             return Err(io::ErrorKind::InvalidData.into());
         }
         futures_lite::future::yield_now().await;
+        if let Some(n) = self.try_recv(end)? {
+            return Ok(n);
+        }
+        if end == 0 {
+            if let Some(buf) = self.input.take() {
+                self.shard.reads.give(buf);
+            }
+        }
+        self.stream.set_read_timeout(Some(timeout))?;
+        let mut first = [0u8; 1];
+        if self.stream.read(&mut first).await? == 0 {
+            return Ok(0);
+        }
+        let buf = self.input.get_or_insert_with(|| self.shard.reads.take());
+        buf[end] = first[0];
+        if end + 1 == buf.len() {
+            return Ok(1);
+        }
+        Ok(1 + self.try_recv(end + 1)?.unwrap_or(0))
+    }
+
+    /// A non-blocking `recv` into the read buffer at `at`; `None` when nothing is waiting.
+    fn try_recv(&mut self, at: usize) -> io::Result<Option<usize>> {
         let fd = self.stream.as_raw_fd();
+        let buf = self.input.get_or_insert_with(|| self.shard.reads.take());
+        let spare = &mut buf[at..];
         loop {
-            let end = self.end;
-            let buf = self.input.get_or_insert_with(|| self.shard.reads.take());
-            let spare = &mut buf[end..];
             // SAFETY: `spare` is valid for writes of its length.
             let n = unsafe {
                 libc::recv(
@@ -208,26 +233,13 @@ impl Connection<'_> {
                 )
             };
             if n >= 0 {
-                return Ok(n as usize);
+                return Ok(Some(n as usize));
             }
             let error = io::Error::last_os_error();
             match error.kind() {
-                io::ErrorKind::WouldBlock => {}
+                io::ErrorKind::WouldBlock => return Ok(None),
                 io::ErrorKind::Interrupted => continue,
                 _ => return Err(error),
-            }
-            if end == 0 {
-                let buf = self.input.take().expect("just inserted");
-                self.shard.reads.give(buf);
-            }
-            let mut probe = [0u8; 1];
-            let ready = glommio::timer::timeout(timeout, self.stream.peek(&mut probe)).await;
-            match ready {
-                Ok(_) => {}
-                Err(glommio::GlommioError::TimedOut(_)) => {
-                    return Err(io::ErrorKind::TimedOut.into())
-                }
-                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -276,7 +288,7 @@ impl Connection<'_> {
             if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
                 break;
             }
-            match futures_lite::AsyncReadExt::read(&mut self.stream, &mut sink).await {
+            match self.stream.read(&mut sink).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,
             }
