@@ -243,6 +243,11 @@ pub async fn run(config: Config, listener: TcpListener, stop: TcpStream, links: 
     let tick = report_tick(&config);
     let shard = Rc::new(Shard::new(config, links));
     let gate = Gate::new();
+    // Until its first tick, `/stats` shows this core with zero counts.
+    shard.links.board.publish(
+        shard.links.index,
+        shard.snapshot(0, Duration::ZERO, crate::metrics::new_histogram()),
+    );
     let ticker = glommio::spawn_local(tick_loop(shard.clone(), tick));
     future::or(accept_loop(&listener, &shard, &gate), wait_for_stop(stop)).await;
     drop(listener);
