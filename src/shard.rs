@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 use futures_lite::{AsyncReadExt, FutureExt};
 use glommio::net::{TcpListener, TcpStream};
-use glommio::sync::Gate;
 use hdrhistogram::Histogram;
 
 use crate::config::Config;
@@ -33,6 +32,13 @@ const POOLED_BUFFERS: usize = 256;
 /// Pause after an accept error such as EMFILE before trying again, so a core out of file
 /// descriptors does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// After the drain deadline cuts the remaining connections, how long their tasks get to
+/// notice before the core stops anyway.
+const CUT_GRACE: Duration = Duration::from_millis(500);
+
+/// How often a draining core checks whether its connections are all closed.
+const DRAIN_POLL: Duration = Duration::from_millis(5);
 
 /// Sent to connections refused at `max_connections_per_core`.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: percore\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
@@ -223,6 +229,26 @@ impl Shard {
         }
     }
 
+    /// Waits until no connection is open or `limit` has passed; true if all closed.
+    async fn wait_until_closed(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.open_connections() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            glommio::timer::sleep(DRAIN_POLL).await;
+        }
+        true
+    }
+
+    /// Shuts both directions of every open connection (drain deadline passed).
+    fn cut_all(&self) {
+        for entry in self.conns.borrow().slots.iter().flatten() {
+            // SAFETY: the fd belongs to a live connection of this core.
+            unsafe { libc::shutdown(entry.fd, libc::SHUT_RDWR) };
+        }
+    }
+
     /// Starts draining: idle connections are woken with end-of-input (their read side is
     /// shut), so they close; busy ones see `draining` after their current request.
     fn begin_drain(&self) {
@@ -242,21 +268,21 @@ pub async fn run(config: Config, listener: TcpListener, stop: TcpStream, links: 
     let drain_timeout = Config::millis(config.server.drain_timeout_ms);
     let tick = report_tick(&config);
     let shard = Rc::new(Shard::new(config, links));
-    let gate = Gate::new();
     // Until its first tick, `/stats` shows this core with zero counts.
     shard.links.board.publish(
         shard.links.index,
         shard.snapshot(0, Duration::ZERO, crate::metrics::new_histogram()),
     );
     let ticker = glommio::spawn_local(tick_loop(shard.clone(), tick));
-    future::or(accept_loop(&listener, &shard, &gate), wait_for_stop(stop)).await;
+    future::or(accept_loop(&listener, &shard), wait_for_stop(stop)).await;
     drop(listener);
     shard.begin_drain();
-    let _ = glommio::timer::timeout(drain_timeout, async {
-        let _ = gate.close().await;
-        Ok(())
-    })
-    .await;
+    if !shard.wait_until_closed(drain_timeout).await {
+        // Past the deadline: cut every remaining connection; their pending reads and writes
+        // fail at once and their tasks end.
+        shard.cut_all();
+        shard.wait_until_closed(CUT_GRACE).await;
+    }
     ticker.cancel().await;
     let seq = shard.ticks.get() + 1;
     let elapsed = shard.links.board.started.elapsed();
@@ -295,7 +321,7 @@ async fn wait_for_stop(mut stop: TcpStream) {
     let _ = stop.read(&mut byte).await;
 }
 
-async fn accept_loop(listener: &TcpListener, shard: &Rc<Shard>, gate: &Gate) {
+async fn accept_loop(listener: &TcpListener, shard: &Rc<Shard>) {
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -315,17 +341,15 @@ async fn accept_loop(listener: &TcpListener, shard: &Rc<Shard>, gate: &Gate) {
         let _ = stream.set_nodelay(true);
         let id = shard.register(stream.as_raw_fd());
         let shard = shard.clone();
-        let task = gate.spawn(async move {
+        glommio::spawn_local(async move {
             // A panic ends this connection only; the core and its other connections go on.
             let _ = AssertUnwindSafe(conn::serve(stream, &shard, id))
                 .catch_unwind()
                 .await;
             shard.unregister(id);
             shard.metrics.counters.borrow_mut().closed += 1;
-        });
-        if let Ok(task) = task {
-            task.detach();
-        }
+        })
+        .detach();
     }
 }
 

@@ -1,0 +1,245 @@
+//! Slow, greedy, broken and vanishing clients: the server keeps serving everyone else.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Client, TestServer};
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn client_that_never_reads_cannot_grow_server_memory() {
+    let server = TestServer::with(|c| c.http.write_timeout_ms = 60_000);
+    let mut greedy = server.client();
+    greedy
+        .stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let request = b"GET /echo?name=greedy HTTP/1.1\r\nHost: t\r\n\r\n".repeat(1000);
+    let before = rss_kib();
+    // Pipeline without reading until the kernel buffers are full and writes stall: the
+    // server stopped reading because its responses cannot be sent.
+    let mut sent = 0usize;
+    while greedy.stream.write_all(&request).is_ok() {
+        sent += request.len();
+        assert!(
+            sent < 1 << 30,
+            "the server kept reading 1 GiB without sending"
+        );
+    }
+    let grown = rss_kib().saturating_sub(before);
+    assert!(grown < 64 * 1024, "RSS grew {grown} KiB");
+    // Everyone else is served meanwhile.
+    for i in 0..10 {
+        let mut other = server.client();
+        assert_eq!(
+            other.get(&format!("/echo?name={i}")).text(),
+            format!("Hi, {i}!")
+        );
+    }
+}
+
+#[test]
+fn connection_limit_refuses_with_503_then_recovers() {
+    let server = TestServer::with(|c| c.server.max_connections_per_core = 2);
+    let mut first = server.client();
+    let mut second = server.client();
+    assert_eq!(first.get("/echo?name=1").status, 200);
+    assert_eq!(second.get("/echo?name=2").status, 200);
+    let mut refused = server.client();
+    let response = refused.response();
+    assert_eq!(response.status, 503);
+    assert!(refused.is_closed());
+    // The connections already open are still served.
+    assert_eq!(first.get("/echo?name=again").text(), "Hi, again!");
+    drop(second);
+    // Once a slot frees, new connections are served again.
+    let recovered = (0..200).find_map(|_| {
+        let mut client = server.client();
+        client.send("GET /echo?name=back HTTP/1.1\r\nHost: t\r\n\r\n");
+        let response = client.response();
+        (response.status == 200).then_some(response)
+    });
+    assert_eq!(recovered.expect("a slot freed").text(), "Hi, back!");
+}
+
+#[test]
+fn stalled_body_gets_408() {
+    let server = TestServer::with(|c| c.http.body_timeout_ms = 200);
+    let mut client = server.client();
+    client.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
+    assert_eq!(client.response().status, 408);
+    assert!(client.is_closed());
+}
+
+#[test]
+fn client_that_stops_reading_is_cut_off_after_the_write_timeout() {
+    let server = TestServer::with(|c| c.http.write_timeout_ms = 200);
+    let mut greedy = server.client();
+    let request = b"GET /echo?name=greedy HTTP/1.1\r\nHost: t\r\n\r\n".repeat(1000);
+    // Writes fail once the server gives up on this connection and resets it.
+    let mut failed = false;
+    for _ in 0..100_000 {
+        if greedy.stream.write_all(&request).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(
+        failed,
+        "the server never cut off a client that does not read"
+    );
+}
+
+#[test]
+fn resets_mid_head_and_mid_body_leave_the_core_serving() {
+    let server = TestServer::start();
+    for _ in 0..50 {
+        for partial in [
+            &b"GET /echo?name=x HTTP/1.1\r\nHo"[..],
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        ] {
+            let mut client = server.client();
+            client.send(partial);
+            socket2::SockRef::from(&client.stream)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+    }
+    assert_eq!(server.client().get("/echo?name=alive").text(), "Hi, alive!");
+}
+
+#[test]
+fn smuggling_attempts_are_refused_and_closed() {
+    let server = TestServer::start();
+    let attempts: &[&[u8]] = &[
+        // CL.TE and TE.CL
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
+        // duplicate, differing Content-Length
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 44\r\n\r\n",
+        // chunked not last, or hidden behind other codings
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n",
+        // obs-fold hiding a Transfer-Encoding
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nX: y\r\n Transfer-Encoding: chunked\r\n\r\n",
+        // whitespace before the colon
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        // NUL and bare CR in field values
+        b"GET /echo?name=a HTTP/1.1\r\nHost: t\r\nX: a\0\r\n\r\n",
+        b"GET /echo?name=a HTTP/1.1\r\nHost: t\r\nX: a\rTransfer-Encoding: chunked\r\n\r\n",
+        // bare LF inside chunked framing
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n",
+    ];
+    for attempt in attempts {
+        let mut client = server.client();
+        client.send(attempt);
+        let response = client.response();
+        assert_eq!(
+            response.status,
+            400,
+            "{:?}",
+            String::from_utf8_lossy(attempt)
+        );
+        assert_eq!(response.header("connection"), Some("close"));
+        assert!(client.is_closed(), "{:?}", String::from_utf8_lossy(attempt));
+    }
+}
+
+#[test]
+fn drain_finishes_a_request_in_flight_and_closes_idle_connections() {
+    let mut server = TestServer::start();
+    let addr = server.addr;
+    let mut idle = server.client();
+    assert_eq!(idle.get("/echo?name=idle").status, 200);
+    let mut busy = server.client();
+    busy.send(
+        "PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n",
+    );
+    // The interim response proves the server holds this head: the request is in flight.
+    assert_eq!(busy.response().status, 100);
+    let stopper = std::thread::spawn(move || server.stop());
+    // Draining has begun once the listener is gone.
+    while TcpStream::connect(addr).is_ok() {
+        std::thread::yield_now();
+    }
+    assert!(idle.is_closed());
+    busy.send("helloworld");
+    assert_eq!(busy.response().status, 405);
+    assert!(busy.is_closed());
+    stopper.join().unwrap();
+}
+
+#[test]
+fn drain_gives_up_on_hung_clients_at_its_deadline() {
+    let mut server = TestServer::with(|c| c.server.drain_timeout_ms = 200);
+    let mut hung = server.client();
+    hung.send(
+        "PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n",
+    );
+    assert_eq!(hung.response().status, 100);
+    // Returns only if the deadline cuts the hung connection.
+    server.stop();
+    assert!(hung.is_closed());
+}
+
+#[test]
+fn ten_thousand_concurrent_connections_each_get_an_answer() {
+    const CONNECTIONS: usize = 10_000;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_percore"))
+        .args(["--port", "0", "--workers", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let mut clients = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        clients.push(Client::connect(addr.parse().unwrap()));
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.send(format!("GET /echo?name={i} HTTP/1.1\r\nHost: t\r\n\r\n"));
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.response().text(), format!("Hi, {i}!"));
+    }
+    drop(clients);
+    // SAFETY: plain kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+}
+
+#[test]
+fn half_closed_pipelining_client_gets_every_response() {
+    let server = TestServer::start();
+    let mut client = server.client();
+    client.send(
+        "GET /echo?name=a HTTP/1.1\r\nHost: t\r\n\r\nGET /echo?name=b HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    client.stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(client.response().text(), "Hi, a!");
+    assert_eq!(client.response().text(), "Hi, b!");
+    assert!(client.is_closed());
+    let _ = client.stream.write(b"");
+}
