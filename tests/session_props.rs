@@ -2,6 +2,7 @@
 //! input makes it panic or loop.
 
 use percore::http::request::Limits;
+use percore::http::response::CONTINUE;
 use percore::http::session::Session;
 use percore::routes::Context;
 use proptest::prelude::*;
@@ -29,6 +30,11 @@ fn run(chunks: &[&[u8]]) -> (Vec<u8>, bool) {
         if session.is_closed() {
             break;
         }
+    }
+    // Whether `100 Continue` is sent depends on whether the body came with the head: the one
+    // difference splitting may make.
+    while let Some(at) = written.windows(CONTINUE.len()).position(|w| w == CONTINUE) {
+        written.drain(at..at + CONTINUE.len());
     }
     (blank_dates(&written), session.is_closed())
 }
@@ -88,12 +94,12 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_never_panic(
+    fn arbitrary_bytes_never_panic_and_split_the_same(
         bytes in prop::collection::vec(any::<u8>(), 0..600),
         cut in any::<prop::sample::Index>(),
     ) {
         let at = cut.index(bytes.len() + 1);
-        run(&[&bytes[..at], &bytes[at..]]);
+        prop_assert_eq!(run(&[&bytes[..at], &bytes[at..]]), run(&[&bytes]));
     }
 
     #[test]
@@ -107,6 +113,6 @@ proptest! {
             bytes[i] = byte;
         }
         let (split_a, split_b) = bytes.split_at(bytes.len() / 2);
-        run(&[split_a, split_b]);
+        prop_assert_eq!(run(&[split_a, split_b]), run(&[&bytes]));
     }
 }

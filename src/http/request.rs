@@ -178,12 +178,7 @@ pub fn parse_head(
     limits: &Limits,
 ) -> Result<Option<RequestHead>, HttpError> {
     let window = &buf[..buf.len().min(limits.max_head_bytes)];
-    let Some(end) = find_head_end(window, *scanned) else {
-        if *scanned == 0 && !buf.is_empty() {
-            // First look at this head: let httparse reject garbage (a TLS hello, a binary
-            // protocol) now instead of waiting for a blank line that will never come.
-            check_partial(window, limits)?;
-        }
+    let Some(end) = find_head_end(window, *scanned)? else {
         if buf.len() >= limits.max_head_bytes {
             return Err(if window.contains(&b'\n') {
                 HttpError::HeadTooLarge
@@ -199,28 +194,28 @@ pub fn parse_head(
 }
 
 /// Index just past the blank line that ends a head (CRLFCRLF, or LF-only line ends, which
-/// httparse also accepts), searching from `from` (minus the three bytes that could start the
-/// terminator across reads).
-fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from.saturating_sub(3);
-    while let Some(offset) = buf[i..].iter().position(|&b| b == b'\n') {
-        let lf = i + offset;
-        match buf.get(lf + 1) {
-            Some(b'\n') => return Some(lf + 2),
-            Some(b'\r') if buf.get(lf + 2) == Some(&b'\n') => return Some(lf + 3),
-            _ => i = lf + 1,
+/// httparse also accepts), looking at the bytes from `from` on (less the three that could
+/// start the terminator across reads).
+///
+/// Each byte is looked at once, however the head is split, and control bytes that no head
+/// may contain are refused on sight: garbage such as a TLS hello is answered at once, not
+/// after the header timeout, and the answer does not depend on how the bytes arrived.
+fn find_head_end(buf: &[u8], from: usize) -> Result<Option<usize>, HttpError> {
+    let start = from.saturating_sub(3);
+    for (i, &b) in buf.iter().enumerate().skip(start) {
+        match b {
+            b'\n' => match buf.get(i + 1) {
+                Some(b'\n') => return Ok(Some(i + 2)),
+                Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Ok(Some(i + 3)),
+                _ => {}
+            },
+            0x00..=0x08 | 0x0b | 0x0c | 0x0e..=0x1f if i >= from => {
+                return Err(HttpError::Malformed)
+            }
+            _ => {}
         }
     }
-    None
-}
-
-fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), HttpError> {
-    let mut headers = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS_LIMIT];
-    let mut req = httparse::Request::new(&mut []);
-    match req.parse_with_uninit_headers(buf, &mut headers[..limits.max_headers]) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(map_httparse_error(e, buf)),
-    }
+    Ok(None)
 }
 
 fn parse_complete(head: &[u8], limits: &Limits) -> Result<RequestHead, HttpError> {
