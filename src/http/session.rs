@@ -138,14 +138,16 @@ impl Session {
     ) -> Result<(usize, bool), HttpError> {
         // RFC 9112 section 2.2: blank lines before a request line are ignored.
         let mut skip = 0;
-        if self.scanned == 0 {
-            while let Some(&b) = input.get(skip) {
-                match b {
-                    b'\n' => skip += 1,
-                    b'\r' if input.get(skip + 1) == Some(&b'\n') => skip += 2,
-                    _ => break,
-                }
+        while let Some(&b) = input.get(skip) {
+            match b {
+                b'\n' => skip += 1,
+                b'\r' if input.get(skip + 1) == Some(&b'\n') => skip += 2,
+                _ => break,
             }
+        }
+        if skip > 0 {
+            // Only a lone CR can have been scanned before: the scan starts afresh.
+            self.scanned = 0;
         }
         let Some(head) = parse_head(&input[skip..], &mut self.scanned, &self.limits)? else {
             return Ok((skip, false));
@@ -288,6 +290,21 @@ mod tests {
         assert_eq!(progress.responses, 2);
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(text.ends_with("Hi, z!"));
+    }
+
+    /// Found by fuzzing: a blank line split between its CR and LF was taken for the start of
+    /// a head, and the request after it was refused.
+    #[test]
+    fn blank_line_split_between_cr_and_lf_is_still_skipped() {
+        let mut session = Session::new(Limits::default(), 0);
+        let mut out = Vec::new();
+        let mut context = Context::default();
+        let first = session.process(b"\r", &mut out, &mut context, false);
+        assert_eq!(first.consumed, 0);
+        let input = b"\r\n\r\nGET /echo?name=a HTTP/1.1\r\nHost: h\r\n\r\n";
+        let progress = session.process(input, &mut out, &mut context, false);
+        assert_eq!(progress.consumed, input.len());
+        assert!(String::from_utf8(out).unwrap().ends_with("Hi, a!"));
     }
 
     #[test]

@@ -1,0 +1,75 @@
+//! Steady keep-alive traffic allocates nothing on percore's request path: a counting global
+//! allocator watches parse + route + encode of warm sessions.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use percore::http::request::Limits;
+use percore::http::session::Session;
+use percore::routes::Context;
+
+struct Counting;
+
+thread_local! {
+    // Per thread: the test harness's own threads allocate while the test runs.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    ALLOCATIONS.with(|n| n.set(n.get() + 1));
+}
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+// SAFETY: forwards to the system allocator, counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn steady_keep_alive_requests_allocate_nothing() {
+    let requests: [&[u8]; 4] = [
+        b"GET /echo?name=Abcde HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET /echo?name=J%C3%BCrgen HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        b"HEAD /echo?name=x HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"POST /nope HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    ];
+    let pipelined = requests.concat().repeat(4);
+    let mut session = Session::new(Limits::default(), 0);
+    let mut context = Context::default();
+    let mut out = Vec::new();
+    // Warm up: buffers grow to their working size.
+    for _ in 0..10 {
+        out.clear();
+        session.process(&pipelined, &mut out, &mut context, false);
+    }
+    let before = allocations();
+    let mut answered = 0;
+    for _ in 0..1000 {
+        out.clear();
+        answered += session
+            .process(&pipelined, &mut out, &mut context, false)
+            .responses;
+    }
+    let allocated = allocations() - before;
+    assert_eq!(answered, 16_000);
+    assert_eq!(
+        allocated, 0,
+        "{allocated} allocations for {answered} requests"
+    );
+}
