@@ -18,11 +18,12 @@ N=${N:-1000000}              # requests per ab -k run
 N_CLOSE=${N_CLOSE:-100000}   # requests per ab run without keep-alive
 DURATION=${DURATION:-10}     # seconds per wrk run
 IDLE=${IDLE:-10000}          # idle keep-alive connections for the memory row
-WORKLOADS=${WORKLOADS:-"ab-k-50 ab-k-500 wrk-50 wrk-pipe-16 ab-close-50 idle"}
+WORKLOADS=${WORKLOADS:-"ab-k-50 ab-k-500 wrk-50 wrk-pipe-16 ab-close-50 idle report-cost"}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PERCORE_PORT=8080
 NGINX_PORT=8081
+QUIET_PORT=8082              # percore with report.enabled = false, for the report-cost row
 URL_PATH='/echo?name=Abcde'
 
 missing=()
@@ -44,7 +45,12 @@ cargo bench --no-run --quiet --bench idle_connections 2>/dev/null
 
 percore_pid=""
 nginx_pid=""
+quiet_pid=""
 start_servers() {
+    sed 's/^enabled = true/enabled = false/' config/percore.toml >"$work/quiet.toml"
+    taskset -c "$SERVER_CPU" target/release/percore --config "$work/quiet.toml" \
+        --port "$QUIET_PORT" --cores "$SERVER_CPU" >"$work/quiet.log" 2>&1 &
+    quiet_pid=$!
     taskset -c "$SERVER_CPU" target/release/percore --config config/percore.toml \
         --port "$PERCORE_PORT" --cores "$SERVER_CPU" >"$work/percore.log" 2>&1 &
     percore_pid=$!
@@ -52,7 +58,7 @@ start_servers() {
     taskset -c "$SERVER_CPU" nginx -c "$PWD/benches/nginx.conf" -p "$work/nginx/" \
         >"$work/nginx.log" 2>&1 &
     nginx_pid=$!
-    for port in $PERCORE_PORT $NGINX_PORT; do
+    for port in $PERCORE_PORT $NGINX_PORT $QUIET_PORT; do
         for _ in $(seq 100); do
             curl -sf "http://127.0.0.1:$port$URL_PATH" >/dev/null 2>&1 && break
             sleep 0.1
@@ -67,8 +73,10 @@ start_servers() {
 stop_servers() {
     [ -n "$percore_pid" ] && kill -INT "$percore_pid" 2>/dev/null && wait "$percore_pid" 2>/dev/null
     [ -n "$nginx_pid" ] && kill -QUIT "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null
+    [ -n "$quiet_pid" ] && kill -INT "$quiet_pid" 2>/dev/null && wait "$quiet_pid" 2>/dev/null
     percore_pid=""
     nginx_pid=""
+    quiet_pid=""
 }
 
 core_busy() { # busy ticks of $SERVER_CPU
@@ -155,28 +163,36 @@ echo
 printf '| %-12s | %12s | %12s | %6s | %11s | %11s | %6s | %11s | %11s |\n' \
     workload "percore r/s" "nginx r/s" ratio "percore µs" "nginx µs" "cpu×" "percore pµs" "nginx pµs"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-for workload in $WORKLOADS; do
-    if [ "$workload" = idle ]; then
-        p=$(idle_rss "$percore_pid" $PERCORE_PORT)
-        n=$(idle_rss "$nginx_pid" $NGINX_PORT)
-        echo "| idle $IDLE: RSS KiB per connection | percore $(echo "$p" | cut -d' ' -f1) | nginx $(echo "$n" | cut -d' ' -f1) | | (percore RSS $(echo "$p" | cut -d' ' -f2)→$(echo "$p" | cut -d' ' -f3) KiB, nginx $(echo "$n" | cut -d' ' -f2)→$(echo "$n" | cut -d' ' -f3) KiB) | | | | |"
-        continue
-    fi
-    : >"$work/p" && : >"$work/n"
+# compare LABEL WORKLOAD PID_A PORT_A PID_B PORT_B: interleaved runs, one table row of medians
+compare() {
+    local label=$1 workload=$2
+    : >"$work/a" && : >"$work/b"
     for _ in $(seq "$REPS"); do
-        run_load "$percore_pid" $PERCORE_PORT "$workload" >>"$work/p"
-        run_load "$nginx_pid" $NGINX_PORT "$workload" >>"$work/n"
+        run_load "$3" "$4" "$workload" >>"$work/a"
+        run_load "$5" "$6" "$workload" >>"$work/b"
     done
-    prps=$(cut -d' ' -f2 "$work/p" | median)
-    nrps=$(cut -d' ' -f2 "$work/n" | median)
-    pcore=$(cut -d' ' -f3 "$work/p" | median)
-    ncore=$(cut -d' ' -f3 "$work/n" | median)
-    pproc=$(cut -d' ' -f4 "$work/p" | median)
-    nproc_=$(cut -d' ' -f4 "$work/n" | median)
-    awk -v w="$workload" -v pr="$prps" -v nr="$nrps" -v pc="$pcore" -v nc="$ncore" \
-        -v pp="$pproc" -v np="$nproc_" 'BEGIN {
+    local col
+    for col in 2 3 4; do
+        echo "$(cut -d' ' -f$col "$work/a" | median) $(cut -d' ' -f$col "$work/b" | median)"
+    done | paste -sd' ' | awk -v w="$label" '{
         printf "| %-12s | %12.0f | %12.0f | %6.2f | %11.2f | %11.2f | %6.2f | %11.2f | %11.2f |\n",
-            w, pr, nr, pr / nr, pc, nc, pc / nc, pp, np }'
+            w, $1, $2, $1 / $2, $3, $4, $3 / $4, $5, $6 }'
+}
+
+for workload in $WORKLOADS; do
+    case $workload in
+        idle)
+            p=$(idle_rss "$percore_pid" $PERCORE_PORT)
+            n=$(idle_rss "$nginx_pid" $NGINX_PORT)
+            echo "| idle $IDLE: RSS KiB per connection | percore $(echo "$p" | cut -d' ' -f1) | nginx $(echo "$n" | cut -d' ' -f1) | | (percore RSS $(echo "$p" | cut -d' ' -f2)→$(echo "$p" | cut -d' ' -f3) KiB, nginx $(echo "$n" | cut -d' ' -f2)→$(echo "$n" | cut -d' ' -f3) KiB) | | | | |"
+            ;;
+        report-cost)
+            echo
+            echo "Reporting cost, ab -k -c 50: percore with reports (A) vs report.enabled = false (B)"
+            compare "reports on/off" ab-k-50 "$percore_pid" $PERCORE_PORT "$quiet_pid" $QUIET_PORT
+            ;;
+        *) compare "$workload" "$workload" "$percore_pid" $PERCORE_PORT "$nginx_pid" $NGINX_PORT ;;
+    esac
 done
 echo
 echo "r/s: requests per second; ratio: percore/nginx; µs: server core busy time per request"

@@ -73,6 +73,9 @@ pub struct HttpConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReportConfig {
+    /// Measure request latencies at all; false also stops live lines, `/stats` updates and
+    /// histogram files (the benchmark uses it to price the measuring).
+    pub enabled: bool,
     /// Period of the live per-core report lines; 0 turns them off.
     pub interval_ms: u64,
     /// Directory for the shutdown histogram files and the interval log; empty: none.
@@ -138,6 +141,7 @@ impl Default for HttpConfig {
 impl Default for ReportConfig {
     fn default() -> Self {
         ReportConfig {
+            enabled: true,
             interval_ms: 1000,
             dir: PathBuf::new(),
             format: ReportFormat::Text,

@@ -63,6 +63,8 @@ impl Counters {
 
 /// One core's live measurements.
 pub struct Metrics {
+    /// Whether latencies are recorded (`report.enabled`).
+    pub enabled: bool,
     /// Counters since start.
     pub counters: RefCell<Counters>,
     /// Latencies since the last tick, in microseconds.
@@ -74,6 +76,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
+            enabled: true,
             counters: RefCell::new(Counters::default()),
             interval: RefCell::new(new_histogram()),
             total: RefCell::new(new_histogram()),
@@ -97,7 +100,7 @@ impl Metrics {
         }
         counters.protocol_errors += u64::from(progress.errors);
         counters.bytes_out += bytes_out as u64;
-        if progress.responses > 0 {
+        if self.enabled && progress.responses > 0 {
             self.record_latency(read_at.elapsed(), u64::from(progress.responses));
         }
     }

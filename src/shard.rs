@@ -148,7 +148,10 @@ impl Shard {
             cores: links.cores.clone(),
         });
         Shard {
-            metrics: Metrics::default(),
+            metrics: Metrics {
+                enabled: config.report.enabled,
+                ..Metrics::default()
+            },
             limits: Limits::from_config(&config.http),
             reads: BufferPool::new(read_buffer_size(&config)),
             writes: BufferPool::new(crate::http::session::OUTPUT_HIGH_WATER + 16 * 1024),
@@ -273,7 +276,11 @@ pub async fn run(config: Config, listener: TcpListener, stop: TcpStream, links: 
         shard.links.index,
         shard.snapshot(0, Duration::ZERO, crate::metrics::new_histogram()),
     );
-    let ticker = glommio::spawn_local(tick_loop(shard.clone(), tick));
+    let ticker = shard
+        .config
+        .report
+        .enabled
+        .then(|| glommio::spawn_local(tick_loop(shard.clone(), tick)));
     future::or(accept_loop(&listener, &shard), wait_for_stop(stop)).await;
     drop(listener);
     shard.begin_drain();
@@ -283,7 +290,9 @@ pub async fn run(config: Config, listener: TcpListener, stop: TcpStream, links: 
         shard.cut_all();
         shard.wait_until_closed(CUT_GRACE).await;
     }
-    ticker.cancel().await;
+    if let Some(ticker) = ticker {
+        ticker.cancel().await;
+    }
     let seq = shard.ticks.get() + 1;
     let elapsed = shard.links.board.started.elapsed();
     shard.report_interval(seq, elapsed.saturating_sub(tick * (seq as u32 - 1)));

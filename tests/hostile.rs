@@ -2,12 +2,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Client, TestServer};
+use common::{Client, Percore, TestServer};
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -198,20 +197,8 @@ fn drain_gives_up_on_hung_clients_at_its_deadline() {
 #[test]
 fn ten_thousand_concurrent_connections_each_get_an_answer() {
     const CONNECTIONS: usize = 10_000;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_percore"))
-        .args(["--port", "0", "--workers", "1"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let mut server = Percore::spawn(&["--port", "0", "--workers", "1"]);
+    let addr = server.addr.clone();
     let mut clients = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
         clients.push(Client::connect(addr.parse().unwrap()));
@@ -223,11 +210,7 @@ fn ten_thousand_concurrent_connections_each_get_an_answer() {
         assert_eq!(client.response().text(), format!("Hi, {i}!"));
     }
     drop(clients);
-    // SAFETY: plain kill(2) on our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
+    server.stop_with(libc::SIGTERM);
 }
 
 #[test]

@@ -2,14 +2,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 
-use common::TestServer;
+use common::{Percore, TestServer};
 use percore::config::CoreSpec;
-
-const BIN: &str = env!("CARGO_BIN_EXE_percore");
 
 fn two_cores_if_possible() -> CoreSpec {
     let usable = percore::config::usable_cores();
@@ -81,45 +78,17 @@ fn stats_route_can_be_moved_or_disabled() {
     assert_eq!(server.client().get("/_status").status, 200);
 }
 
-struct Running {
-    child: Child,
-    addr: String,
-    stdout: BufReader<std::process::ChildStdout>,
-    _stderr: BufReader<std::process::ChildStderr>,
-}
-
-fn start_binary(config: &str, name: &str) -> Running {
+fn start_binary(config: &str, name: &str) -> Percore {
     let path = std::env::temp_dir().join(format!("percore-{}-{name}.toml", std::process::id()));
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "--config",
-            path.to_str().unwrap(),
-            "--port",
-            "0",
-            "--workers",
-            "1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    Running {
-        child,
-        addr,
-        stdout,
-        _stderr: stderr,
-    }
+    Percore::spawn(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--port",
+        "0",
+        "--workers",
+        "1",
+    ])
 }
 
 fn send_requests(addr: &str, count: usize) {
@@ -136,12 +105,6 @@ fn send_requests(addr: &str, count: usize) {
     assert!(replies.ends_with("Hi, end!"));
 }
 
-fn interrupt(child: &mut Child) {
-    // SAFETY: plain kill(2) on our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    assert!(child.wait().unwrap().success());
-}
-
 #[test]
 fn json_lines_appear_every_interval_and_parse() {
     let mut server = start_binary("[report]\ninterval_ms = 100\nformat = \"json\"\n", "json");
@@ -151,16 +114,29 @@ fn json_lines_appear_every_interval_and_parse() {
     let mut line = String::new();
     while !(seen_core && seen_all) {
         line.clear();
-        assert!(server.stdout.read_line(&mut line).unwrap() > 0);
+        assert!(
+            server
+                .stdout
+                .as_mut()
+                .unwrap()
+                .read_line(&mut line)
+                .unwrap()
+                > 0
+        );
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert!(value["req_per_s"].is_number(), "{line}");
         assert!(value["latency_us"]["p99_9"].is_number(), "{line}");
         seen_core |= value["core"].is_number();
         seen_all |= value["core"] == "all";
     }
-    interrupt(&mut server.child);
+    server.stop_with(libc::SIGINT);
     let mut rest = String::new();
-    server.stdout.read_to_string(&mut rest).unwrap();
+    server
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_to_string(&mut rest)
+        .unwrap();
     let summary: Vec<serde_json::Value> = rest
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -175,19 +151,34 @@ fn text_lines_have_a_header_and_one_row_per_core_plus_total() {
     let mut server = start_binary("[report]\ninterval_ms = 100\n", "text");
     send_requests(&server.addr, 20);
     let mut header = String::new();
-    server.stdout.read_line(&mut header).unwrap();
+    server
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_line(&mut header)
+        .unwrap();
     for column in ["req/s", "p50", "p90", "p99", "p99.9", "max", "open"] {
         assert!(header.contains(column), "{header}");
     }
     let mut core_line = String::new();
-    server.stdout.read_line(&mut core_line).unwrap();
+    server
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_line(&mut core_line)
+        .unwrap();
     let mut all_line = String::new();
-    server.stdout.read_line(&mut all_line).unwrap();
+    server
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_line(&mut all_line)
+        .unwrap();
     assert!(
         all_line.split_whitespace().nth(1) == Some("all"),
         "{all_line}"
     );
-    interrupt(&mut server.child);
+    server.stop_with(libc::SIGINT);
 }
 
 #[test]
@@ -197,7 +188,7 @@ fn sigint_writes_hgrm_files_and_interval_log_matching_the_counts() {
     let config = format!("[report]\ninterval_ms = 50\ndir = \"{}\"\n", dir.display());
     let mut server = start_binary(&config, "hgrm");
     send_requests(&server.addr, 99);
-    interrupt(&mut server.child);
+    server.stop_with(libc::SIGINT);
     let core_file = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -1,53 +1,14 @@
 //! Property tests of the protocol state machine: splitting never changes the answers, and no
 //! input makes it panic or loop.
 
+#[path = "common/replay.rs"]
+mod replay;
+
 use percore::http::request::Limits;
-use percore::http::response::CONTINUE;
-use percore::http::session::Session;
-use percore::routes::Context;
 use proptest::prelude::*;
 
-/// Feeds `chunks` one after another as a connection would (unconsumed bytes carried over)
-/// and returns the committed output with Date values blanked, and whether it closed.
 fn run(chunks: &[&[u8]]) -> (Vec<u8>, bool) {
-    let mut session = Session::new(Limits::default(), 0);
-    let mut context = Context::default();
-    let mut buffered = Vec::new();
-    let mut out = Vec::new();
-    let mut written = Vec::new();
-    for chunk in chunks {
-        buffered.extend_from_slice(chunk);
-        loop {
-            let progress = session.process(&buffered, &mut out, &mut context, false);
-            buffered.drain(..progress.consumed);
-            let ready = session.committed(&out);
-            written.extend(out.drain(..ready));
-            session.output_drained(ready);
-            if session.is_closed() || progress.consumed == 0 || buffered.is_empty() {
-                break;
-            }
-        }
-        if session.is_closed() {
-            break;
-        }
-    }
-    // Whether `100 Continue` is sent depends on whether the body came with the head: the one
-    // difference splitting may make.
-    while let Some(at) = written.windows(CONTINUE.len()).position(|w| w == CONTINUE) {
-        written.drain(at..at + CONTINUE.len());
-    }
-    (blank_dates(&written), session.is_closed())
-}
-
-fn blank_dates(bytes: &[u8]) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    let mut i = 0;
-    while let Some(at) = out[i..].windows(6).position(|w| w == b"Date: ") {
-        let start = i + at + 6;
-        out[start..start + 29].fill(b'#');
-        i = start + 29;
-    }
-    out
+    replay::replay(Limits::default(), chunks)
 }
 
 fn request() -> impl Strategy<Value = Vec<u8>> {

@@ -1,8 +1,12 @@
 //! Start-up errors and signals, through the real binary.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use common::Percore;
 
 const BIN: &str = env!("CARGO_BIN_EXE_percore");
 
@@ -62,28 +66,13 @@ fn port_in_use_is_reported() {
 
 #[test]
 fn sigterm_after_serving_exits_zero() {
-    let mut child = Command::new(BIN)
-        .args(["--port", "0", "--workers", "1"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    let mut stream = TcpStream::connect(&addr).unwrap();
+    let mut server = Percore::spawn(&["--port", "0", "--workers", "1"]);
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
     stream
         .write_all(b"GET /echo?name=bye HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut reply = String::new();
     stream.read_to_string(&mut reply).unwrap();
     assert!(reply.ends_with("Hi, bye!"), "{reply}");
-    // SAFETY: plain kill(2) on our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    server.stop_with(libc::SIGTERM);
 }

@@ -7,58 +7,25 @@
 
 use libfuzzer_sys::fuzz_target;
 use percore::http::request::Limits;
-use percore::http::response::CONTINUE;
-use percore::http::session::Session;
-use percore::routes::Context;
+
+#[path = "../../tests/common/replay.rs"]
+mod replay;
 
 fn run(stream: &[u8], cuts: &[usize]) -> (Vec<u8>, bool) {
-    let mut session = Session::new(
-        Limits {
-            max_head_bytes: 512,
-            max_headers: 16,
-            max_target_bytes: 256,
-            max_body_bytes: 4096,
-        },
-        0,
-    );
-    let mut context = Context::default();
-    let mut buffered = Vec::new();
-    let mut out = Vec::new();
-    let mut written = Vec::new();
+    let limits = Limits {
+        max_head_bytes: 512,
+        max_headers: 16,
+        max_target_bytes: 256,
+        max_body_bytes: 4096,
+    };
+    let mut chunks = Vec::with_capacity(cuts.len() + 1);
     let mut last = 0;
-    for &cut in cuts.iter().chain(std::iter::once(&stream.len())) {
-        buffered.extend_from_slice(&stream[last..cut]);
+    for &cut in cuts {
+        chunks.push(&stream[last..cut]);
         last = cut;
-        loop {
-            let progress = session.process(&buffered, &mut out, &mut context, false);
-            assert!(progress.consumed <= buffered.len());
-            buffered.drain(..progress.consumed);
-            let ready = session.committed(&out);
-            written.extend(out.drain(..ready));
-            session.output_drained(ready);
-            if session.is_closed() || progress.consumed == 0 || buffered.is_empty() {
-                break;
-            }
-        }
-        if session.is_closed() {
-            break;
-        }
     }
-    // Whether `100 Continue` is sent depends on whether the body had arrived with the head;
-    // that is the one difference splitting may make. Date values may differ too.
-    while let Some(at) = written
-        .windows(CONTINUE.len())
-        .position(|w| w == CONTINUE)
-    {
-        written.drain(at..at + CONTINUE.len());
-    }
-    let mut i = 0;
-    while let Some(at) = written[i..].windows(6).position(|w| w == b"Date: ") {
-        let start = i + at + 6;
-        written[start..start + 29].fill(b'#');
-        i = start + 29;
-    }
-    (written, session.is_closed())
+    chunks.push(&stream[last..]);
+    replay::replay(limits, &chunks)
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -174,3 +174,50 @@ impl Client {
         closed && self.buf.is_empty()
     }
 }
+
+/// The `percore` binary running as a child process.
+pub struct Percore {
+    pub child: std::process::Child,
+    /// The address it printed at start.
+    pub addr: String,
+    /// Its stdout (reports), when piped.
+    pub stdout: Option<std::io::BufReader<std::process::ChildStdout>>,
+    /// Kept open: the server writes its shutdown notes here.
+    pub stderr: std::io::BufReader<std::process::ChildStderr>,
+}
+
+impl Percore {
+    /// Starts the binary with `args` and waits for its "listening on http://…" line.
+    pub fn spawn(args: &[&str]) -> Percore {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_percore"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        let stdout = child.stdout.take().map(std::io::BufReader::new);
+        Percore {
+            child,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Sends `signal` and checks the process exits successfully.
+    pub fn stop_with(&mut self, signal: i32) {
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert!(self.child.wait().unwrap().success());
+    }
+}
