@@ -182,6 +182,10 @@ compare() {
 for workload in $WORKLOADS; do
     case $workload in
         idle)
+            # Fresh processes: memory freed by earlier runs would hide the cost of new
+            # connections.
+            stop_servers
+            start_servers
             p=$(idle_rss "$percore_pid" $PERCORE_PORT)
             n=$(idle_rss "$nginx_pid" $NGINX_PORT)
             echo "| idle $IDLE: RSS KiB per connection | percore $(echo "$p" | cut -d' ' -f1) | nginx $(echo "$n" | cut -d' ' -f1) | | (percore RSS $(echo "$p" | cut -d' ' -f2)→$(echo "$p" | cut -d' ' -f3) KiB, nginx $(echo "$n" | cut -d' ' -f2)→$(echo "$n" | cut -d' ' -f3) KiB) | | | | |"
