@@ -296,6 +296,16 @@ pub fn print_summary(summary: &RunSummary, format: ReportFormat) {
                 "core", "requests", "req/s", "mean", "p50", "p90", "p99", "p99.9", "p99.99", "max"
             );
             for (core, counters, latency) in &rows {
+                if latency.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "{core:>6} {:>12} {:>10} {:>44}",
+                        counters.requests(),
+                        0,
+                        "(no latency samples)"
+                    );
+                    continue;
+                }
                 let p = Percentiles::of(latency);
                 let _ = writeln!(
                     out,
