@@ -3,10 +3,10 @@
 //! The loop answers everything already buffered before reading again, and writes all the
 //! responses of one read with one `write`. It holds a read buffer only while part of a request
 //! is buffered and a write buffer only while output is unsent; a connection waiting between
-//! requests holds neither: it waits for readability with a one-byte peek through the ring and
-//! takes a buffer from the core's pool only when bytes are there to read. Timeouts are chosen from the session's
-//! state: keep-alive between requests, an absolute deadline for a head, an inactivity limit
-//! for a body. Protocol decisions belong to `http::session`.
+//! requests holds neither: it waits, through glommio's poll, for a one-byte read and takes a
+//! buffer from the core's pool only when bytes are there to read. Timeouts are chosen from the
+//! session's state: keep-alive between requests, an absolute deadline for a head, an
+//! inactivity limit for a body. Protocol decisions belong to `http::session`.
 
 use std::io;
 use std::net::Shutdown;

@@ -230,11 +230,7 @@ fn interval_line(
     let p = Percentiles::of(latency);
     match format {
         ReportFormat::Json => {
-            let core = if core == "all" {
-                "\"all\"".to_string()
-            } else {
-                core.to_string()
-            };
+            let core = json_core(core);
             format!(
                 "{{\"time_s\":{at:.3},\"core\":{core},\"req_per_s\":{rate:.0},\"requests\":{},\"open\":{open},\"latency_us\":{}}}\n",
                 latency.len(),
@@ -257,6 +253,15 @@ fn interval_line(
     }
 }
 
+/// The `core` member of a JSON line: a number, or the string `"all"` for the merge.
+fn json_core(core: &str) -> String {
+    if core == "all" {
+        "\"all\"".into()
+    } else {
+        core.into()
+    }
+}
+
 /// Prints the end-of-run summary to stdout, per core and merged.
 pub fn print_summary(summary: &RunSummary, format: ReportFormat) {
     let seconds = summary.duration.as_secs_f64().max(1e-9);
@@ -274,11 +279,7 @@ pub fn print_summary(summary: &RunSummary, format: ReportFormat) {
     match format {
         ReportFormat::Json => {
             for (core, counters, latency) in &rows {
-                let core = if core == "all" {
-                    "\"all\"".into()
-                } else {
-                    core.clone()
-                };
+                let core = json_core(core);
                 let _ = writeln!(
                     out,
                     "{{\"summary\":true,\"core\":{core},\"duration_s\":{seconds:.3},\"mean_req_per_s\":{:.0},{},\"latency_us\":{}}}",

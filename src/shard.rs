@@ -244,11 +244,14 @@ impl Shard {
         true
     }
 
-    /// Shuts both directions of every open connection (drain deadline passed).
-    fn cut_all(&self) {
+    /// Shuts `how` on open connections, only the idle ones if `idle_only`; their pending
+    /// reads (and, with `SHUT_RDWR`, writes) end at once.
+    fn shut_connections(&self, how: libc::c_int, idle_only: bool) {
         for entry in self.conns.borrow().slots.iter().flatten() {
-            // SAFETY: the fd belongs to a live connection of this core.
-            unsafe { libc::shutdown(entry.fd, libc::SHUT_RDWR) };
+            if !idle_only || entry.idle.get() {
+                // SAFETY: the fd belongs to a live connection of this core.
+                unsafe { libc::shutdown(entry.fd, how) };
+            }
         }
     }
 
@@ -256,12 +259,7 @@ impl Shard {
     /// shut), so they close; busy ones see `draining` after their current request.
     fn begin_drain(&self) {
         self.draining.set(true);
-        for entry in self.conns.borrow().slots.iter().flatten() {
-            if entry.idle.get() {
-                // SAFETY: the fd belongs to a live connection of this core.
-                unsafe { libc::shutdown(entry.fd, libc::SHUT_RD) };
-            }
-        }
+        self.shut_connections(libc::SHUT_RD, true);
     }
 }
 
@@ -287,7 +285,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: TcpStream, links: 
     if !shard.wait_until_closed(drain_timeout).await {
         // Past the deadline: cut every remaining connection; their pending reads and writes
         // fail at once and their tasks end.
-        shard.cut_all();
+        shard.shut_connections(libc::SHUT_RDWR, false);
         shard.wait_until_closed(CUT_GRACE).await;
     }
     if let Some(ticker) = ticker {
