@@ -2,6 +2,7 @@
 //! per-connection session that ties them together.
 
 pub mod chunked;
+pub mod date;
 pub mod error;
 pub mod request;
 pub mod response;

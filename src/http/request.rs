@@ -167,6 +167,28 @@ impl<'a> Request<'a> {
     pub fn query(&self) -> Option<&'a [u8]> {
         self.head.query.map(|span| span.get(self.bytes))
     }
+
+    /// The values of every field named `name` (ASCII case-insensitive), in order, with
+    /// surrounding whitespace removed. The head was validated by the parser, so each line
+    /// after the request line is a `name: value` field.
+    pub fn headers(&self, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.bytes
+            .split(|&b| b == b'\n')
+            .skip(1)
+            .filter_map(move |line| {
+                let colon = line.iter().position(|&b| b == b':')?;
+                line[..colon]
+                    .eq_ignore_ascii_case(name)
+                    .then(|| line[colon + 1..].trim_ascii())
+            })
+    }
+
+    /// The value of the field `name` if it appears exactly once.
+    pub fn header(&self, name: &'a [u8]) -> Option<&'a [u8]> {
+        let mut values = self.headers(name);
+        let first = values.next()?;
+        values.next().is_none().then_some(first)
+    }
 }
 
 /// Finds the end of a request head in `buf` (which must not start with blank lines) and

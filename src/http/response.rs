@@ -7,6 +7,8 @@
 
 use std::cell::RefCell;
 
+use super::date::format_imf_fixdate;
+
 /// A status code with its reason phrase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Status(pub u16);
@@ -18,22 +20,36 @@ impl Status {
     pub const OK: Status = Status(200);
     /// 204 No Content.
     pub const NO_CONTENT: Status = Status(204);
+    /// 206 Partial Content.
+    pub const PARTIAL_CONTENT: Status = Status(206);
+    /// 301 Moved Permanently.
+    pub const MOVED_PERMANENTLY: Status = Status(301);
+    /// 304 Not Modified.
+    pub const NOT_MODIFIED: Status = Status(304);
     /// 400 Bad Request.
     pub const BAD_REQUEST: Status = Status(400);
+    /// 403 Forbidden.
+    pub const FORBIDDEN: Status = Status(403);
     /// 404 Not Found.
     pub const NOT_FOUND: Status = Status(404);
     /// 405 Method Not Allowed.
     pub const METHOD_NOT_ALLOWED: Status = Status(405);
     /// 408 Request Timeout.
     pub const REQUEST_TIMEOUT: Status = Status(408);
+    /// 412 Precondition Failed.
+    pub const PRECONDITION_FAILED: Status = Status(412);
     /// 413 Content Too Large.
     pub const CONTENT_TOO_LARGE: Status = Status(413);
     /// 414 URI Too Long.
     pub const URI_TOO_LONG: Status = Status(414);
+    /// 416 Range Not Satisfiable.
+    pub const RANGE_NOT_SATISFIABLE: Status = Status(416);
     /// 417 Expectation Failed.
     pub const EXPECTATION_FAILED: Status = Status(417);
     /// 431 Request Header Fields Too Large.
     pub const REQUEST_HEADER_FIELDS_TOO_LARGE: Status = Status(431);
+    /// 500 Internal Server Error.
+    pub const INTERNAL_SERVER_ERROR: Status = Status(500);
     /// 501 Not Implemented.
     pub const NOT_IMPLEMENTED: Status = Status(501);
     /// 503 Service Unavailable.
@@ -47,12 +63,18 @@ impl Status {
             100 => "HTTP/1.1 100 Continue\r\n",
             200 => "HTTP/1.1 200 OK\r\n",
             204 => "HTTP/1.1 204 No Content\r\n",
+            206 => "HTTP/1.1 206 Partial Content\r\n",
+            301 => "HTTP/1.1 301 Moved Permanently\r\n",
+            304 => "HTTP/1.1 304 Not Modified\r\n",
             400 => "HTTP/1.1 400 Bad Request\r\n",
+            403 => "HTTP/1.1 403 Forbidden\r\n",
             404 => "HTTP/1.1 404 Not Found\r\n",
             405 => "HTTP/1.1 405 Method Not Allowed\r\n",
             408 => "HTTP/1.1 408 Request Timeout\r\n",
+            412 => "HTTP/1.1 412 Precondition Failed\r\n",
             413 => "HTTP/1.1 413 Content Too Large\r\n",
             414 => "HTTP/1.1 414 URI Too Long\r\n",
+            416 => "HTTP/1.1 416 Range Not Satisfiable\r\n",
             417 => "HTTP/1.1 417 Expectation Failed\r\n",
             431 => "HTTP/1.1 431 Request Header Fields Too Large\r\n",
             501 => "HTTP/1.1 501 Not Implemented\r\n",
@@ -104,8 +126,26 @@ impl Response<'_> {
         extra: &[(&str, &str)],
         body: &[&[u8]],
     ) {
-        self.sent = Some(status);
         let len: usize = body.iter().map(|part| part.len()).sum();
+        self.send_head(status, content_type, extra, len as u64);
+        if self.body_wanted() {
+            for part in body {
+                self.out.extend_from_slice(part);
+            }
+        }
+    }
+
+    /// Writes the head of a response whose `content_length` body bytes the caller sends
+    /// (unless [`Response::body_wanted`] says no body goes out). 204 and 304 carry no
+    /// `Content-Length`.
+    pub fn send_head(
+        &mut self,
+        status: Status,
+        content_type: Option<&str>,
+        extra: &[(&str, &str)],
+        content_length: u64,
+    ) {
+        self.sent = Some(status);
         let out = &mut *self.out;
         out.extend_from_slice(status.line().as_bytes());
         out.extend_from_slice(b"Server: percore\r\nDate: ");
@@ -122,9 +162,9 @@ impl Response<'_> {
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        if status != Status::NO_CONTENT {
+        if status != Status::NO_CONTENT && status != Status::NOT_MODIFIED {
             out.extend_from_slice(b"Content-Length: ");
-            push_decimal(out, len as u64);
+            push_decimal(out, content_length);
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(match self.persistence {
@@ -132,11 +172,11 @@ impl Response<'_> {
             Persistence::KeepAlive => b"Connection: keep-alive\r\n\r\n",
             Persistence::Close => b"Connection: close\r\n\r\n",
         });
-        if !self.head_only {
-            for part in body {
-                out.extend_from_slice(part);
-            }
-        }
+    }
+
+    /// Whether the body of a response goes out (not for HEAD, nor for 204 and 304).
+    pub fn body_wanted(&self) -> bool {
+        !self.head_only && !matches!(self.sent, Some(Status::NO_CONTENT | Status::NOT_MODIFIED))
     }
 
     /// Writes a short plain-text response whose body is the reason phrase.
@@ -197,58 +237,9 @@ pub fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     })
 }
 
-/// Renders seconds since the Unix epoch as an IMF-fixdate (RFC 9110 section 5.6.7).
-pub fn format_imf_fixdate(unix_seconds: i64) -> [u8; 29] {
-    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
-    let days = unix_seconds.div_euclid(86_400);
-    let secs = unix_seconds.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), valid for the proleptic Gregorian calendar.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-
-    let mut text = *b"Thu, 01 Jan 1970 00:00:00 GMT";
-    text[..3].copy_from_slice(DAYS[days.rem_euclid(7) as usize]);
-    let two = |text: &mut [u8; 29], at: usize, v: i64| {
-        text[at] = b'0' + (v / 10) as u8;
-        text[at + 1] = b'0' + (v % 10) as u8;
-    };
-    two(&mut text, 5, day);
-    text[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
-    two(&mut text, 12, year / 100 % 100);
-    two(&mut text, 14, year % 100);
-    two(&mut text, 17, secs / 3600);
-    two(&mut text, 20, secs / 60 % 60);
-    two(&mut text, 23, secs % 60);
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn imf_fixdate_matches_known_instants() {
-        assert_eq!(&format_imf_fixdate(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(
-            &format_imf_fixdate(784_111_777),
-            b"Sun, 06 Nov 1994 08:49:37 GMT"
-        );
-        assert_eq!(
-            &format_imf_fixdate(1_709_210_096),
-            b"Thu, 29 Feb 2024 12:34:56 GMT"
-        );
-    }
 
     #[test]
     fn decimal_renders_edges() {
