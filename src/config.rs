@@ -25,6 +25,9 @@ pub struct Config {
     pub report: ReportConfig,
     /// `[runtime]`: glommio executor settings.
     pub runtime: RuntimeConfig,
+    /// `[static]`: files served from a directory.
+    #[serde(rename = "static")]
+    pub files: StaticConfig,
 }
 
 /// `[server]` section.
@@ -109,6 +112,44 @@ pub struct RuntimeConfig {
     pub spin_before_park_us: u64,
 }
 
+/// `[static]` section: a directory served under a path prefix.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StaticConfig {
+    /// Directory whose files are served; empty turns static files off. A relative path in a
+    /// config file is taken relative to that file's directory.
+    pub root: PathBuf,
+    /// URL path prefix the root is served under (`"/"`: the whole site).
+    pub mount: String,
+    /// File answered for a directory's own URL (`/dir/`).
+    pub index: String,
+    /// Files up to this size are kept in memory per core after their first read, and checked
+    /// against the file system (one `stat`) on every hit; 0 turns the cache off.
+    pub cache_file_max_bytes: usize,
+    /// Memory each core's file cache may hold; past it older entries are dropped.
+    pub cache_bytes: usize,
+    /// Bytes read from a file and written to the client per step: the memory one transfer
+    /// holds, whatever the file's size.
+    pub chunk_bytes: usize,
+    /// Files of at least this size are read with direct I/O (`O_DIRECT`), bypassing the page
+    /// cache so that one huge download does not evict the hot small files; 0: never.
+    pub directio_bytes: u64,
+}
+
+impl Default for StaticConfig {
+    fn default() -> Self {
+        StaticConfig {
+            root: PathBuf::new(),
+            mount: "/".into(),
+            index: "index.html".into(),
+            cache_file_max_bytes: 64 * 1024,
+            cache_bytes: 8 * 1024 * 1024,
+            chunk_bytes: 128 * 1024,
+            directio_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -184,7 +225,13 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| error(format!("cannot read config {}: {e}", path.display())))?;
-        Config::from_toml(&text, &path.display().to_string())
+        let mut config = Config::from_toml(&text, &path.display().to_string())?;
+        let root = &config.files.root;
+        if root.is_relative() && !root.as_os_str().is_empty() {
+            let dir = path.parent().unwrap_or(Path::new(""));
+            config.files.root = dir.join(root);
+        }
+        Ok(config)
     }
 
     /// Parses TOML text; `origin` names the file in error messages.
@@ -245,6 +292,37 @@ impl Config {
             return bad(
                 "report.stats_path",
                 "must be empty or a path starting with /",
+            );
+        }
+        let files = &self.files;
+        let mount = &files.mount;
+        if !mount.starts_with('/')
+            || mount.contains(['?', '#', ' ', '%', '\\'])
+            || mount
+                .split('/')
+                .any(|segment| segment == "." || segment == "..")
+        {
+            return bad(
+                "static.mount",
+                "must be a path starting with /, without dot segments or escapes",
+            );
+        }
+        if files.index.is_empty() || files.index.contains(['/', '\0']) || files.index == ".." {
+            return bad("static.index", "must be a file name");
+        }
+        if files.chunk_bytes < 4096
+            || files.chunk_bytes > 16 << 20
+            || !files.chunk_bytes.is_multiple_of(4096)
+        {
+            return bad(
+                "static.chunk_bytes",
+                "must be a multiple of 4096 between 4096 and 16777216",
+            );
+        }
+        if files.cache_file_max_bytes > files.cache_bytes {
+            return bad(
+                "static.cache_file_max_bytes",
+                "must be at most static.cache_bytes",
             );
         }
         if self.runtime.io_memory_kb < 64 {
@@ -436,10 +514,15 @@ mod tests {
         );
     }
 
+    /// The shipped file serves its `public_html/`; the built-in defaults serve no files, as
+    /// there is no file to resolve a relative root against. Every other value is equal.
     #[test]
     fn shipped_config_equals_the_defaults() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/percore.toml");
-        let file = Config::from_file(&path).unwrap();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut file = Config::from_file(&dir.join("percore.toml")).unwrap();
+        assert_eq!(file.files.root, dir.join("public_html"));
+        assert!(file.files.root.join("index.html").is_file());
+        file.files.root = PathBuf::new();
         assert_eq!(format!("{file:?}"), format!("{:?}", Config::default()));
     }
 }

@@ -7,6 +7,11 @@
 //! buffer from the core's pool only when bytes are there to read. Timeouts are chosen from the
 //! session's state: keep-alive between requests, an absolute deadline for a head, an
 //! inactivity limit for a body. Protocol decisions belong to `http::session`.
+//!
+//! A static file's bytes are read here, through glommio's file I/O (io_uring reads, buffered
+//! or direct), after the session has written the response head: a small body joins the
+//! batch, a larger one goes out in `static.chunk_bytes` steps, each read and then written
+//! before the next, so that one transfer holds one chunk however large the file.
 
 use std::io;
 use std::net::Shutdown;
@@ -14,10 +19,12 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::io::{BufferedFile, DmaFile, ReadResult};
 use glommio::net::TcpStream;
 
 use crate::config::Config;
 use crate::http::session::Session;
+use crate::routes::FileBody;
 use crate::shard::Shard;
 
 /// After an error response, how long unread client bytes are drained before closing, so the
@@ -129,7 +136,11 @@ impl Connection<'_> {
             if progress.responses > 0 {
                 self.head_started = None;
             }
-            let written = self.flush().await?;
+            let mut written = 0;
+            if let Some(file) = self.session.take_file() {
+                written += self.send_file(file).await?;
+            }
+            written += self.flush().await?;
             self.shard
                 .metrics
                 .record_batch(&progress, written, self.read_at);
@@ -175,6 +186,66 @@ impl Connection<'_> {
             self.shard.writes.give(out);
         }
         Ok(ready)
+    }
+
+    /// Sends a file body after the head in the output buffer; returns the bytes written (a
+    /// body small enough to join the batch is left in the buffer for `flush`). An error
+    /// after the head has gone out ends the connection: the client cannot tell a short body
+    /// from a slow one otherwise.
+    async fn send_file(&mut self, body: FileBody) -> io::Result<usize> {
+        let chunk = self.shard.config.files.chunk_bytes as u64;
+        let file = FileSource::open(body.fd, body.direct).await;
+        let end = body.offset + body.len;
+        let result = if body.len <= chunk {
+            let out = self
+                .out
+                .get_or_insert_with(|| self.shard.writes.take_empty());
+            let start = out.len();
+            let mut pos = body.offset;
+            let mut result = Ok(0);
+            while pos < end {
+                match file.read_at(pos, (end - pos) as usize).await {
+                    Ok(data) => {
+                        out.extend_from_slice(&data[..data.len().min((end - pos) as usize)]);
+                        pos += data.len() as u64;
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            if let (Ok(_), Some(fill)) = (&result, body.fill) {
+                if let Some(files) = self.shard.context.borrow_mut().files.as_mut() {
+                    files.fill_cache(fill, &out[start..]);
+                }
+            }
+            result
+        } else {
+            self.stream_file(&file, body.offset, end, chunk).await
+        };
+        file.close().await;
+        result
+    }
+
+    /// Writes the head, then `file[pos..end]` one chunk at a time.
+    async fn stream_file(
+        &mut self,
+        file: &FileSource,
+        mut pos: u64,
+        end: u64,
+        chunk: u64,
+    ) -> io::Result<usize> {
+        let mut written = self.flush().await?;
+        while pos < end {
+            let want = chunk.min(end - pos) as usize;
+            let data = file.read_at(pos, want).await?;
+            let part = &data[..data.len().min(want)];
+            self.stream.write_all(part).await?;
+            pos += part.len() as u64;
+            written += part.len();
+        }
+        Ok(written)
     }
 
     /// Reads more bytes after `input[..end]`, with the timeout the session's state calls for.
@@ -303,5 +374,48 @@ impl Connection<'_> {
         if let Some(buf) = self.out.take() {
             self.shard.writes.give(buf);
         }
+    }
+}
+
+/// A file opened for glommio: buffered reads through the page cache, or direct I/O.
+enum FileSource {
+    Buffered(BufferedFile),
+    Direct(DmaFile),
+}
+
+impl FileSource {
+    /// Takes over `fd`. Direct I/O opens the same file again through `/proc/self/fd` (glommio
+    /// sets it up itself); where that fails, the file is read buffered.
+    async fn open(fd: std::os::fd::OwnedFd, direct: bool) -> FileSource {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        if direct {
+            let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            if let Ok(file) = DmaFile::open(&path).await {
+                return FileSource::Direct(file);
+            }
+        }
+        // SAFETY: the descriptor is ours and handed over whole.
+        FileSource::Buffered(unsafe { BufferedFile::from_raw_fd(fd.into_raw_fd()) })
+    }
+
+    /// Reads up to `len` bytes at `pos`; end of file before `len` is an error, since the
+    /// response head already promised them.
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<ReadResult> {
+        let data = match self {
+            FileSource::Buffered(file) => file.read_at(pos, len).await,
+            FileSource::Direct(file) => file.read_at(pos, len).await,
+        }
+        .map_err(io::Error::from)?;
+        if data.is_empty() {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(data)
+    }
+
+    async fn close(self) {
+        let _ = match self {
+            FileSource::Buffered(file) => file.close().await,
+            FileSource::Direct(file) => file.close().await,
+        };
     }
 }

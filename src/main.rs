@@ -11,7 +11,7 @@ use percore::config::{Config, CoreSpec};
 #[command(name = "percore", version, about)]
 struct Args {
     /// TOML configuration file; without it the built-in defaults (equal to
-    /// config/percore.toml) are used.
+    /// config/percore.toml, but serving no static files) are used.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Address to listen on (overrides server.host), e.g. 0.0.0.0 or ::.
@@ -26,6 +26,9 @@ struct Args {
     /// Serve on the first N usable cores (overrides server.cores).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// Directory of static files to serve (overrides static.root); "" serves none.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
 }
 
 fn load(args: Args) -> Result<Config, Box<dyn std::error::Error>> {
@@ -44,6 +47,9 @@ fn load(args: Args) -> Result<Config, Box<dyn std::error::Error>> {
     }
     if let Some(workers) = args.workers {
         config.server.cores = CoreSpec::First(workers);
+    }
+    if let Some(root) = args.root {
+        config.files.root = root;
     }
     Ok(config)
 }

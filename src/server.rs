@@ -9,7 +9,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -21,6 +21,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::{format_cores, usable_cores, Config, ConfigError, ReportFormat};
 use crate::metrics::StatsBoard;
 use crate::report::{self, RunSummary};
+use crate::routes::StaticFiles;
 use crate::shard;
 
 /// A running server.
@@ -42,6 +43,7 @@ impl Server {
     /// Binds, starts one executor per configured core, and returns once all serve.
     pub fn start(config: Config) -> Result<Server, ConfigError> {
         let cores = config.server.cores.resolve(&usable_cores())?;
+        let static_root = open_static_root(&config)?;
         let listeners = bind_listeners(&config, cores.len())?;
         let addr = listeners[0]
             .local_addr()
@@ -79,6 +81,12 @@ impl Server {
                 cores: cores.clone(),
                 board: board.clone(),
                 reports: report_tx.clone(),
+                static_root: match &static_root {
+                    Some(root) => Some(root.try_clone().map_err(|e| {
+                        ConfigError(format!("cannot duplicate the static root handle: {e}"))
+                    })?),
+                    None => None,
+                },
             };
             let thread = std::thread::Builder::new()
                 .name(format!("percore-{core}"))
@@ -188,6 +196,17 @@ fn io_uring_error(core: usize, error: &str) -> String {
 }
 
 /// Creates one listening socket per core on the same address with SO_REUSEPORT.
+/// Opens `static.root` (once; each core gets its own handle), or `None` when it is unset.
+fn open_static_root(config: &Config) -> Result<Option<OwnedFd>, ConfigError> {
+    let root = &config.files.root;
+    if root.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    StaticFiles::open_root(&config.files)
+        .map(Some)
+        .map_err(|e| ConfigError(format!("static.root {}: {e}", root.display())))
+}
+
 fn bind_listeners(config: &Config, count: usize) -> Result<Vec<Socket>, ConfigError> {
     let mut addr = config.listen_addr();
     let bind_error = |e: io::Error, addr: SocketAddr| {

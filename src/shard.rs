@@ -8,7 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::mpsc::Sender;
@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::conn;
 use crate::http::request::Limits;
 use crate::metrics::{Metrics, ReportMsg, Snapshot, StatsBoard};
-use crate::routes::{Context, StatsRoute};
+use crate::routes::{Context, StaticFiles, StatsRoute};
 
 /// Read buffers kept for reuse per core; more than this many are freed when returned.
 const POOLED_BUFFERS: usize = 256;
@@ -138,10 +138,12 @@ pub struct Links {
     pub board: Arc<StatsBoard>,
     /// The reporter thread's inbox.
     pub reports: Sender<ReportMsg>,
+    /// This core's handle on the static root directory, when files are served.
+    pub static_root: Option<OwnedFd>,
 }
 
 impl Shard {
-    fn new(config: Config, links: Links) -> Shard {
+    fn new(config: Config, mut links: Links) -> Shard {
         let stats = (!config.report.stats_path.is_empty()).then(|| StatsRoute {
             path: config.report.stats_path.clone(),
             board: links.board.clone(),
@@ -158,6 +160,11 @@ impl Shard {
             context: RefCell::new(Context {
                 bytes: Vec::new(),
                 stats,
+                files: links
+                    .static_root
+                    .take()
+                    .map(|root| StaticFiles::new(&config.files, root)),
+                file: None,
             }),
             draining: Cell::new(false),
             ticks: Cell::new(0),

@@ -14,7 +14,7 @@ use super::chunked::ChunkedDecoder;
 use super::error::HttpError;
 use super::request::{parse_head, Framing, Limits, Method, Request, Version};
 use super::response::{Persistence, Response, Status, CONTINUE};
-use crate::routes::{self, Context};
+use crate::routes::{self, Context, FileBody};
 
 /// Output bytes past which `process` stops answering and lets the caller write, so that a
 /// client pipelining thousands of requests cannot make one batch grow without bound.
@@ -57,6 +57,8 @@ pub struct Session {
     uncommitted_from: Option<usize>,
     /// Status of the routed response whose body is still being read.
     pending_status: Status,
+    /// A file whose bytes follow the last response head, for the caller to send.
+    file: Option<FileBody>,
 }
 
 impl Session {
@@ -71,6 +73,7 @@ impl Session {
             closing: false,
             uncommitted_from: None,
             pending_status: Status::OK,
+            file: None,
         }
     }
 
@@ -110,6 +113,10 @@ impl Session {
                         self.finish_request();
                         progress.responses += 1;
                         progress.by_class[class_of(self.pending_status)] += 1;
+                        if self.file.is_some() {
+                            // The file's bytes go out before any later response.
+                            break;
+                        }
                     } else if used == 0 || pos == input.len() {
                         break;
                     }
@@ -176,6 +183,7 @@ impl Session {
         };
         routes::dispatch(&Request { head: &head, bytes }, &mut response, context);
         self.pending_status = response.sent.unwrap_or(Status::OK);
+        self.file = context.file.take();
         self.state = match head.framing {
             Framing::Empty => return Ok((skip + head.len, true)),
             Framing::Length(n) => State::Body { remaining: n },
@@ -200,6 +208,7 @@ impl Session {
 
     /// Replaces any uncommitted response with the error's and ends the session.
     fn fail(&mut self, error: HttpError, out: &mut Vec<u8>) {
+        self.file = None;
         if let Some(start) = self.uncommitted_from.take() {
             out.truncate(start);
         }
@@ -224,6 +233,15 @@ impl Session {
             self.state = State::Closed;
         }
         under_way
+    }
+
+    /// The file whose bytes must follow the output written so far, once its request is
+    /// complete (`process` stops answering after such a response).
+    pub fn take_file(&mut self) -> Option<FileBody> {
+        match self.uncommitted_from {
+            None => self.file.take(),
+            Some(_) => None,
+        }
     }
 
     /// Bytes at the start of `out` that form complete responses and may be written now.

@@ -3,14 +3,18 @@
 //!
 //! A route is a path and a handler that writes one response. Handlers get the parsed
 //! request and a response writer; they never see sockets or buffers of other requests.
+//! Exact routes answer first; every other path under `static.mount` goes to the static
+//! files (`static_files`), the rest is 404.
 
 mod echo;
+pub mod static_files;
 
 use std::sync::Arc;
 
 use crate::http::request::{Method, Request};
 use crate::http::response::{Response, Status};
 use crate::metrics::{stats_json, StatsBoard};
+pub use static_files::{FileBody, StaticFiles};
 
 /// Methods every route answers; the value of `Allow` on 405 and OPTIONS.
 pub const ALLOW: &str = "GET, HEAD, OPTIONS";
@@ -23,6 +27,10 @@ pub struct Context {
     pub bytes: Vec<u8>,
     /// The statistics route, when enabled.
     pub stats: Option<StatsRoute>,
+    /// The static files, when `static.root` is set.
+    pub files: Option<StaticFiles>,
+    /// A file body the last handler left for the connection to send after its head.
+    pub file: Option<FileBody>,
 }
 
 /// Where `/stats` is served and what it reads.
@@ -70,6 +78,7 @@ pub fn dispatch(request: &Request<'_>, response: &mut Response<'_>, context: &mu
         Some(_) => stats_handler,
         None => match ROUTES.iter().find(|(route, _)| *route == path) {
             Some((_, handler)) => *handler,
+            None if context.files.as_ref().is_some_and(|f| f.mounts(path)) => static_files::serve,
             None => {
                 response.send_status(Status::NOT_FOUND, &[]);
                 return;
