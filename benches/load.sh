@@ -5,6 +5,7 @@
 #   benches/load.sh                 # all workloads, 3 repetitions
 #   REPS=5 N=2000000 benches/load.sh
 #   WORKLOADS="ab-k-50 idle" benches/load.sh
+#   WORKLOADS="file-4k file-1m" benches/load.sh    # static files only
 #
 # Per run it records req/s and server CPU per request two ways: the busy time of core 0 from
 # /proc/stat (user+nice+system+irq+softirq; io_uring work done in kernel threads or
@@ -18,7 +19,7 @@ N=${N:-1000000}              # requests per ab -k run
 N_CLOSE=${N_CLOSE:-100000}   # requests per ab run without keep-alive
 DURATION=${DURATION:-10}     # seconds per wrk run
 IDLE=${IDLE:-10000}          # idle keep-alive connections for the memory row
-WORKLOADS=${WORKLOADS:-"ab-k-50 ab-k-500 wrk-50 wrk-pipe-16 ab-close-50 idle report-cost"}
+WORKLOADS=${WORKLOADS:-"ab-k-50 ab-k-500 wrk-50 wrk-pipe-16 ab-close-50 file-4k file-1m idle report-cost"}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PERCORE_PORT=8080
@@ -39,6 +40,12 @@ fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 work=$(mktemp -d /tmp/percore-bench.XXXXXX)
 trap 'stop_servers; rm -rf "$work"' EXIT
+# The files of the static rows, served by both: nginx finds them under its prefix.
+site="$work/nginx/site"
+mkdir -p "$site"
+head -c 4096 /dev/urandom >"$site/4k.bin"
+head -c 1048576 /dev/urandom >"$site/1m.bin"
+site_made=$SECONDS
 
 cargo build --release --quiet
 cargo bench --no-run --quiet --bench idle_connections 2>/dev/null
@@ -49,12 +56,11 @@ quiet_pid=""
 start_servers() {
     sed 's/^enabled = true/enabled = false/' config/percore.toml >"$work/quiet.toml"
     taskset -c "$SERVER_CPU" target/release/percore --config "$work/quiet.toml" \
-        --port "$QUIET_PORT" --cores "$SERVER_CPU" >"$work/quiet.log" 2>&1 &
+        --port "$QUIET_PORT" --cores "$SERVER_CPU" --root "$site" >"$work/quiet.log" 2>&1 &
     quiet_pid=$!
     taskset -c "$SERVER_CPU" target/release/percore --config config/percore.toml \
-        --port "$PERCORE_PORT" --cores "$SERVER_CPU" >"$work/percore.log" 2>&1 &
+        --port "$PERCORE_PORT" --cores "$SERVER_CPU" --root "$site" >"$work/percore.log" 2>&1 &
     percore_pid=$!
-    mkdir -p "$work/nginx"
     taskset -c "$SERVER_CPU" nginx -c "$PWD/benches/nginx.conf" -p "$work/nginx/" \
         >"$work/nginx.log" 2>&1 &
     nginx_pid=$!
@@ -91,6 +97,10 @@ hz=$(getconf CLK_TCK)
 run_load() {
     local pid=$1 port=$2 workload=$3 out="$work/out"
     local url="http://127.0.0.1:$port$URL_PATH"
+    case $workload in
+        file-4k) url="http://127.0.0.1:$port/4k.bin" ;;
+        file-1m) url="http://127.0.0.1:$port/1m.bin" ;;
+    esac
     local core0 proc0 core1 proc1 reqs rps secs
     core0=$(core_busy)
     proc0=$(proc_ticks "$pid")
@@ -102,6 +112,8 @@ run_load() {
             -s benches/keepalive.lua "$url" >"$out" 2>&1 ;;
         wrk-pipe-16) taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${DURATION}s" \
             -s benches/pipeline.lua "$url" >"$out" 2>&1 ;;
+        file-*) taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${DURATION}s" \
+            -s benches/keepalive.lua "$url" >"$out" 2>&1 ;;
     esac
     core1=$(core_busy)
     proc1=$(proc_ticks "$pid")
@@ -117,7 +129,7 @@ run_load() {
             reqs=$(awk '/^Complete requests/ { print $3 }' "$out")
             rps=$(awk '/^Requests per second/ { print $4 }' "$out")
             ;;
-        wrk-*)
+        wrk-* | file-*)
             if grep -q "Non-2xx\|Socket errors" "$out"; then
                 echo "$workload on port $port reported errors:" >&2
                 cat "$out" >&2
@@ -195,10 +207,16 @@ for workload in $WORKLOADS; do
             echo "Reporting cost, ab -k -c 50: percore with reports (A) vs report.enabled = false (B)"
             compare "reports on/off" ab-k-50 "$percore_pid" $PERCORE_PORT "$quiet_pid" $QUIET_PORT
             ;;
+        file-*)
+            # Files younger than 2 s are not cached (their times could hide a change).
+            sleep $((site_made + 3 > SECONDS ? site_made + 3 - SECONDS : 0))
+            compare "$workload" "$workload" "$percore_pid" $PERCORE_PORT "$nginx_pid" $NGINX_PORT
+            ;;
         *) compare "$workload" "$workload" "$percore_pid" $PERCORE_PORT "$nginx_pid" $NGINX_PORT ;;
     esac
 done
 echo
+echo "file-4k, file-1m: wrk -c 50 keep-alive GETs of a 4 KiB and a 1 MiB file (nginx: sendfile)."
 echo "r/s: requests per second; ratio: percore/nginx; µs: server core busy time per request"
 echo "(/proc/stat); cpu×: percore/nginx core time per request; pµs: server process utime+stime"
 echo "per request."
