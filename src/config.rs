@@ -144,7 +144,7 @@ impl Default for StaticConfig {
             index: "index.html".into(),
             cache_file_max_bytes: 64 * 1024,
             cache_bytes: 8 * 1024 * 1024,
-            chunk_bytes: 128 * 1024,
+            chunk_bytes: 256 * 1024,
             directio_bytes: 16 * 1024 * 1024,
         }
     }

@@ -10,8 +10,9 @@
 //!
 //! A static file's bytes are read here, through glommio's file I/O (io_uring reads, buffered
 //! or direct), after the session has written the response head: a small body joins the
-//! batch, a larger one goes out in `static.chunk_bytes` steps, each read and then written
-//! before the next, so that one transfer holds one chunk however large the file.
+//! batch, a larger one goes out in `static.chunk_bytes` steps through a pooled buffer, each
+//! read and then written before the next, so that one transfer holds one chunk however large
+//! the file.
 
 use std::io;
 use std::net::Shutdown;
@@ -19,11 +20,11 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::io::{BufferedFile, DmaFile, ReadResult};
+use glommio::io::{BufferedFile, DmaFile};
 use glommio::net::TcpStream;
 
 use crate::config::Config;
-use crate::http::session::Session;
+use crate::http::session::{Session, OUTPUT_HIGH_WATER};
 use crate::routes::FileBody;
 use crate::shard::Shard;
 
@@ -196,31 +197,19 @@ impl Connection<'_> {
         let chunk = self.shard.config.files.chunk_bytes as u64;
         let file = FileSource::open(body.fd, body.direct).await;
         let end = body.offset + body.len;
-        let result = if body.len <= chunk {
+        // A body that fits a write buffer joins the batch; a larger one is streamed.
+        let result = if body.len <= chunk.min(OUTPUT_HIGH_WATER as u64) {
             let out = self
                 .out
                 .get_or_insert_with(|| self.shard.writes.take_empty());
             let start = out.len();
-            let mut pos = body.offset;
-            let mut result = Ok(0);
-            while pos < end {
-                match file.read_at(pos, (end - pos) as usize).await {
-                    Ok(data) => {
-                        out.extend_from_slice(&data[..data.len().min((end - pos) as usize)]);
-                        pos += data.len() as u64;
-                    }
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                }
-            }
-            if let (Ok(_), Some(fill)) = (&result, body.fill) {
+            let read = file.read_into(body.offset, body.len as usize, out).await;
+            if let (Ok(()), Some(fill)) = (&read, body.fill) {
                 if let Some(files) = self.shard.context.borrow_mut().files.as_mut() {
                     files.fill_cache(fill, &out[start..]);
                 }
             }
-            result
+            read.map(|()| 0)
         } else {
             self.stream_file(&file, body.offset, end, chunk).await
         };
@@ -228,7 +217,7 @@ impl Connection<'_> {
         result
     }
 
-    /// Writes the head, then `file[pos..end]` one chunk at a time.
+    /// Writes the head, then `file[pos..end]` one chunk at a time through a pooled buffer.
     async fn stream_file(
         &mut self,
         file: &FileSource,
@@ -237,15 +226,21 @@ impl Connection<'_> {
         chunk: u64,
     ) -> io::Result<usize> {
         let mut written = self.flush().await?;
-        while pos < end {
-            let want = chunk.min(end - pos) as usize;
-            let data = file.read_at(pos, want).await?;
-            let part = &data[..data.len().min(want)];
-            self.stream.write_all(part).await?;
-            pos += part.len() as u64;
-            written += part.len();
+        let mut buf = self.shard.chunks.take_empty();
+        let result = async {
+            while pos < end {
+                let want = chunk.min(end - pos) as usize;
+                file.read_into(pos, want, &mut buf).await?;
+                self.stream.write_all(&buf).await?;
+                pos += want as u64;
+                written += want;
+                buf.clear();
+            }
+            Ok(written)
         }
-        Ok(written)
+        .await;
+        self.shard.chunks.give(buf);
+        result
     }
 
     /// Reads more bytes after `input[..end]`, with the timeout the session's state calls for.
@@ -398,18 +393,42 @@ impl FileSource {
         FileSource::Buffered(unsafe { BufferedFile::from_raw_fd(fd.into_raw_fd()) })
     }
 
-    /// Reads up to `len` bytes at `pos`; end of file before `len` is an error, since the
-    /// response head already promised them.
-    async fn read_at(&self, pos: u64, len: usize) -> io::Result<ReadResult> {
-        let data = match self {
-            FileSource::Buffered(file) => file.read_at(pos, len).await,
-            FileSource::Direct(file) => file.read_at(pos, len).await,
+    /// Appends `file[pos..pos + len]` to `out`; end of file before that is an error, since
+    /// the response head already promised the bytes.
+    ///
+    /// Bytes already in the page cache are copied at once with `preadv2(RWF_NOWAIT)`, which
+    /// never waits for the disk, into `out`, a pooled buffer; only what would have to wait
+    /// goes through the ring. A ring read returns a buffer of its own, freshly allocated per
+    /// read, and at tens of concurrent transfers their page faults cost more than the copy.
+    async fn read_into(&self, pos: u64, len: usize, out: &mut Vec<u8>) -> io::Result<()> {
+        out.reserve(len);
+        let mut done = 0;
+        while done < len {
+            let at = pos + done as u64;
+            if let FileSource::Buffered(file) = self {
+                match read_cached(file.as_raw_fd(), at, len - done, out) {
+                    Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                    Ok(n) => {
+                        done += n;
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let data = match self {
+                FileSource::Buffered(file) => file.read_at(at, len - done).await,
+                FileSource::Direct(file) => file.read_at(at, len - done).await,
+            }
+            .map_err(io::Error::from)?;
+            if data.is_empty() {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let take = data.len().min(len - done);
+            out.extend_from_slice(&data[..take]);
+            done += take;
         }
-        .map_err(io::Error::from)?;
-        if data.is_empty() {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        Ok(data)
+        Ok(())
     }
 
     async fn close(self) {
@@ -417,5 +436,38 @@ impl FileSource {
             FileSource::Buffered(file) => file.close().await,
             FileSource::Direct(file) => file.close().await,
         };
+    }
+}
+
+/// `preadv2(fd, …, pos, RWF_NOWAIT)` into the spare capacity of `out` (at most `len` bytes):
+/// `WouldBlock` when the bytes are not all in the page cache.
+fn read_cached(
+    fd: std::os::fd::RawFd,
+    pos: u64,
+    len: usize,
+    out: &mut Vec<u8>,
+) -> io::Result<usize> {
+    let spare = &mut out.spare_capacity_mut()[..len];
+    let iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: spare.len(),
+    };
+    loop {
+        // SAFETY: `iov` describes writable memory owned by `out`; the kernel writes at most
+        // its length, and only the bytes it reports are marked initialised below.
+        let n = unsafe { libc::preadv2(fd, &iov, 1, pos as libc::off_t, libc::RWF_NOWAIT) };
+        if n >= 0 {
+            let n = n as usize;
+            // SAFETY: the kernel initialised these `n` bytes of spare capacity.
+            unsafe { out.set_len(out.len() + n) };
+            return Ok(n);
+        }
+        let error = io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // Not every file system takes RWF_NOWAIT: the ring reads those.
+            Some(libc::EOPNOTSUPP) => return Err(io::ErrorKind::WouldBlock.into()),
+            _ => return Err(error),
+        }
     }
 }

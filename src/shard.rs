@@ -26,8 +26,13 @@ use crate::http::request::Limits;
 use crate::metrics::{Metrics, ReportMsg, Snapshot, StatsBoard};
 use crate::routes::{Context, StaticFiles, StatsRoute};
 
-/// Read buffers kept for reuse per core; more than this many are freed when returned.
+/// Read and write buffers kept for reuse per core; more than this many are freed when
+/// returned.
 const POOLED_BUFFERS: usize = 256;
+
+/// File chunk buffers (`static.chunk_bytes` each) kept for reuse per core: enough for the
+/// usual number of concurrent large transfers without holding much memory after a burst.
+const POOLED_CHUNKS: usize = 32;
 
 /// Pause after an accept error such as EMFILE before trying again, so a core out of file
 /// descriptors does not spin.
@@ -48,13 +53,15 @@ const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: percore\r\n
 pub struct BufferPool {
     free: RefCell<Vec<Vec<u8>>>,
     size: usize,
+    keep: usize,
 }
 
 impl BufferPool {
-    fn new(size: usize) -> BufferPool {
+    fn new(size: usize, keep: usize) -> BufferPool {
         BufferPool {
             free: RefCell::new(Vec::new()),
             size,
+            keep,
         }
     }
 
@@ -80,7 +87,7 @@ impl BufferPool {
     /// Returns a buffer; it is freed if the pool is full or it has grown past twice the size.
     pub fn give(&self, buf: Vec<u8>) {
         let mut free = self.free.borrow_mut();
-        if free.len() < POOLED_BUFFERS && buf.capacity() <= 2 * self.size {
+        if free.len() < self.keep && buf.capacity() <= 2 * self.size {
             free.push(buf);
         }
     }
@@ -109,6 +116,8 @@ pub struct Shard {
     pub reads: BufferPool,
     /// Write buffers.
     pub writes: BufferPool,
+    /// Buffers a large file is sent through, one chunk at a time.
+    pub chunks: BufferPool,
     /// State lent to route handlers.
     pub context: RefCell<Context>,
     /// This core's counters and latencies.
@@ -155,8 +164,12 @@ impl Shard {
                 ..Metrics::default()
             },
             limits: Limits::from_config(&config.http),
-            reads: BufferPool::new(read_buffer_size(&config)),
-            writes: BufferPool::new(crate::http::session::OUTPUT_HIGH_WATER + 16 * 1024),
+            reads: BufferPool::new(read_buffer_size(&config), POOLED_BUFFERS),
+            writes: BufferPool::new(
+                crate::http::session::OUTPUT_HIGH_WATER + 16 * 1024,
+                POOLED_BUFFERS,
+            ),
+            chunks: BufferPool::new(config.files.chunk_bytes, POOLED_CHUNKS),
             context: RefCell::new(Context {
                 bytes: Vec::new(),
                 stats,
