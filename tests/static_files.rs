@@ -424,3 +424,37 @@ fn a_missing_root_is_a_start_up_error_naming_the_key() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_get_with_a_body_gets_its_file_after_the_body_is_read() {
+    let (_dir, server) = site();
+    let mut client = server.client();
+    client.send("GET /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n");
+    client.send("hello");
+    client.send("GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(client.response().body, b"0123456789");
+    assert_eq!(client.response().body, b"body {}\n");
+    // A chunked body that turns out malformed replaces the file response with the error.
+    client.send("GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    let response = client.response();
+    assert_eq!(response.status, 400);
+    assert!(client.is_closed());
+}
+
+#[test]
+fn http_1_0_without_keep_alive_gets_the_whole_large_file_then_the_close() {
+    let dir = TempDir::new("close");
+    let big = patterned(700_001);
+    dir.write("big.bin", &big);
+    let root = dir.0.clone();
+    let server = TestServer::with(move |c| c.files.root = root);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.write_all(b"GET /big.bin HTTP/1.0\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).unwrap();
+    let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&all[..end]);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Connection: close\r\n"), "{head}");
+    assert!(all[end..] == big);
+}
