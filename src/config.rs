@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub backlog: u32,
     /// On SIGINT/SIGTERM, how long busy connections may take to finish before being cut.
     pub drain_timeout_ms: u64,
+    /// Accept a connection only once its first bytes arrive (`TCP_DEFER_ACCEPT`).
+    pub defer_accept: bool,
 }
 
 /// `[http]` section.
@@ -159,6 +161,7 @@ impl Default for ServerConfig {
             max_connections_per_core: 20_000,
             backlog: 4096,
             drain_timeout_ms: 10_000,
+            defer_accept: true,
         }
     }
 }

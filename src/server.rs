@@ -179,10 +179,11 @@ fn run_shard(
         // SAFETY: both fds are owned by this thread from here on; the glommio wrappers must be
         // built inside the executor. The stop end is a Unix socket, which glommio's TCP stream
         // type reads just as well: only its end-of-file matters.
-        let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
+        let listener_fd = listener.into_raw_fd();
+        let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
         let stop = unsafe { glommio::net::TcpStream::from_raw_fd(stop.into_raw_fd()) };
         let _ = ready.send(Ok(()));
-        shard::run(config, listener, stop, links).await;
+        shard::run(config, listener, listener_fd, stop, links).await;
     });
 }
 
@@ -242,6 +243,9 @@ fn bind_listeners(config: &Config, count: usize) -> Result<Vec<Socket>, ConfigEr
             .and_then(|()| socket.set_reuse_port(true))
             .and_then(|()| socket.bind(&addr.into()))
             .and_then(|()| socket.listen(config.server.backlog.min(i32::MAX as u32) as i32))
+            // Non-blocking, so that a core can take queued connections with plain `accept4`.
+            .and_then(|()| socket.set_nonblocking(true))
+            .and_then(|()| defer_accept(&socket, config.server.defer_accept))
             .map_err(|e| bind_error(e, addr))?;
         if addr.port() == 0 {
             if let Some(bound) = socket.local_addr().ok().and_then(|a| a.as_socket()) {
@@ -252,6 +256,31 @@ fn bind_listeners(config: &Config, count: usize) -> Result<Vec<Socket>, ConfigEr
     }
     Ok(sockets)
 }
+
+/// With `on`, the kernel hands a connection to `accept` only once its first bytes have
+/// arrived (`TCP_DEFER_ACCEPT`), or once about `DEFER_ACCEPT_SECONDS` have passed without
+/// any: a new connection's request is then read at once instead of after a wait.
+fn defer_accept(socket: &Socket, on: bool) -> io::Result<()> {
+    let seconds: libc::c_int = if on { DEFER_ACCEPT_SECONDS } else { 0 };
+    // SAFETY: an int-valued option on a socket we own.
+    let result = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(socket),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&seconds as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How long a connection that sends nothing waits, with `server.defer_accept`, before it is
+/// accepted anyway (the kernel rounds it to its SYN-ACK retransmission schedule).
+const DEFER_ACCEPT_SECONDS: libc::c_int = 1;
 
 /// Runs the server until SIGINT or SIGTERM, then drains and returns.
 pub fn run(config: Config) -> anyhow::Result<()> {

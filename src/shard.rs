@@ -285,7 +285,13 @@ impl Shard {
 
 /// Runs one core until `stop` reports end-of-file (the server dropped its end), then drains
 /// and reports its last interval and its whole run.
-pub async fn run(config: Config, listener: TcpListener, stop: TcpStream, links: Links) {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    listener_fd: RawFd,
+    stop: TcpStream,
+    links: Links,
+) {
     let drain_timeout = Config::millis(config.server.drain_timeout_ms);
     let tick = report_tick(&config);
     let shard = Rc::new(Shard::new(config, links));
@@ -299,7 +305,11 @@ pub async fn run(config: Config, listener: TcpListener, stop: TcpStream, links: 
         .report
         .enabled
         .then(|| glommio::spawn_local(tick_loop(shard.clone(), tick)));
-    future::or(accept_loop(&listener, &shard), wait_for_stop(stop)).await;
+    future::or(
+        accept_loop(&listener, listener_fd, &shard),
+        wait_for_stop(stop),
+    )
+    .await;
     drop(listener);
     shard.begin_drain();
     if !shard.wait_until_closed(drain_timeout).await {
@@ -348,9 +358,18 @@ async fn wait_for_stop(mut stop: TcpStream) {
     let _ = stop.read(&mut byte).await;
 }
 
-async fn accept_loop(listener: &TcpListener, shard: &Rc<Shard>) {
+/// Accepts connections on `listener` (whose descriptor, non-blocking, is `fd`) until dropped.
+///
+/// Connections already queued are taken with one `accept4` each; only when the queue is
+/// empty does the core wait through glommio, whose accept first tries the queue once more
+/// (juggling the descriptor's flags around it) and then waits in the ring.
+async fn accept_loop(listener: &TcpListener, fd: RawFd, shard: &Rc<Shard>) {
     loop {
-        let stream = match listener.accept().await {
+        let accepted = match accept_queued(fd) {
+            Some(result) => result,
+            None => listener.accept().await.map_err(io::Error::from),
+        };
+        let stream = match accepted {
             Ok(stream) => stream,
             Err(error) => {
                 if !is_transient_accept_error(&error) {
@@ -380,16 +399,36 @@ async fn accept_loop(listener: &TcpListener, shard: &Rc<Shard>) {
     }
 }
 
+/// A connection from the listener's queue, or `None` when the queue is empty.
+fn accept_queued(fd: RawFd) -> Option<io::Result<TcpStream>> {
+    // SAFETY: accept4 on our listener, asking for no peer address.
+    let raw = unsafe {
+        libc::accept4(
+            fd,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    };
+    if raw >= 0 {
+        // SAFETY: a fresh descriptor nobody else owns.
+        return Some(Ok(unsafe {
+            <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(raw)
+        }));
+    }
+    let error = io::Error::last_os_error();
+    (error.kind() != io::ErrorKind::WouldBlock).then_some(Err(error))
+}
+
 /// Errors that concern one pending connection (it was reset before we took it); anything
 /// else (EMFILE, ENFILE, ENOBUFS, ENOMEM) is a resource problem worth pausing for.
-fn is_transient_accept_error(error: &glommio::GlommioError<()>) -> bool {
-    match error {
-        glommio::GlommioError::IoError(e) => matches!(
-            e.kind(),
-            io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-        ),
-        _ => false,
-    }
+fn is_transient_accept_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
 }
 
 /// Best-effort 503 without waiting: the socket's send buffer is empty, so one non-blocking

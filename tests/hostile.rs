@@ -226,3 +226,13 @@ fn half_closed_pipelining_client_gets_every_response() {
     assert!(client.is_closed());
     let _ = client.stream.write(b"");
 }
+
+/// With `server.defer_accept` the kernel holds a connection until its first bytes arrive:
+/// a client that stays silent past the deferral is still accepted and answered.
+#[test]
+fn client_silent_past_the_accept_deferral_is_still_served() {
+    let server = TestServer::start();
+    let mut client = server.client();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(client.get("/echo?name=late").text(), "Hi, late!");
+}
