@@ -139,7 +139,9 @@ impl Connection<'_> {
             }
             let mut written = 0;
             if let Some(file) = self.session.take_file() {
-                written += self.send_file(file).await?;
+                // Boxed: the file's futures (opening, ring reads) would otherwise enlarge
+                // every connection's task, idle ones included, by their size.
+                written += Box::pin(self.send_file(file)).await?;
             }
             written += self.flush().await?;
             self.shard

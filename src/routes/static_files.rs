@@ -59,8 +59,9 @@ pub struct FileBody {
     pub len: u64,
     /// Read with direct I/O (the file is at least `static.directio_bytes`).
     pub direct: bool,
-    /// Put the bytes in the core's cache once read (the whole of a small file).
-    pub fill: Option<CacheFill>,
+    /// Put the bytes in the core's cache once read (the whole of a small file); boxed, as
+    /// every connection's session has room for one `FileBody`.
+    pub fill: Option<Box<CacheFill>>,
 }
 
 /// A cache entry waiting for its bytes.
@@ -256,8 +257,8 @@ impl StaticFiles {
     }
 
     /// Stores the bytes of a file read for `fill`.
-    pub fn fill_cache(&mut self, fill: CacheFill, bytes: &[u8]) {
-        let CacheFill { key, mut entry } = fill;
+    pub fn fill_cache(&mut self, fill: Box<CacheFill>, bytes: &[u8]) {
+        let CacheFill { key, mut entry } = *fill;
         entry.body = bytes.into();
         self.cache.insert(key, entry);
     }
@@ -362,14 +363,16 @@ pub(super) fn serve(request: &Request<'_>, response: &mut Response<'_>, context:
         offset,
         len,
         direct: files.directio != 0 && id.size >= files.directio,
-        fill: cacheable.then(|| CacheFill {
-            key,
-            entry: CachedFile {
-                opened: opened.into(),
-                id,
-                meta,
-                body: Box::default(),
-            },
+        fill: cacheable.then(|| {
+            Box::new(CacheFill {
+                key,
+                entry: CachedFile {
+                    opened: opened.into(),
+                    id,
+                    meta,
+                    body: Box::default(),
+                },
+            })
         }),
     });
 }
