@@ -208,7 +208,7 @@ impl Connection<'_> {
             let read = file.read_into(body.offset, body.len as usize, out).await;
             if let (Ok(()), Some(fill)) = (&read, body.fill) {
                 if let Some(files) = self.shard.context.borrow_mut().files.as_mut() {
-                    files.fill_cache(fill, &out[start..]);
+                    files.fill_cache(*fill, &out[start..]);
                 }
             }
             read.map(|()| 0)

@@ -257,8 +257,8 @@ impl StaticFiles {
     }
 
     /// Stores the bytes of a file read for `fill`.
-    pub fn fill_cache(&mut self, fill: Box<CacheFill>, bytes: &[u8]) {
-        let CacheFill { key, mut entry } = *fill;
+    pub fn fill_cache(&mut self, fill: CacheFill, bytes: &[u8]) {
+        let CacheFill { key, mut entry } = fill;
         entry.body = bytes.into();
         self.cache.insert(key, entry);
     }
