@@ -32,6 +32,12 @@ use crate::shard::Shard;
 /// kernel does not answer them with a reset that could destroy the response in flight.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// Non-blocking `recv` attempts, one after each round of the core's other connections, before
+/// a connection with nothing to read arms a ring poll (see `fill`). Measured with wrk -c 50
+/// on one core: 1 try 8.1 µs of core time per request, 4 tries 6.6 µs, 8 tries 5.0 µs,
+/// 16 tries 5.0 µs.
+const RECV_TRIES: usize = 8;
+
 /// At most this many bytes are drained while lingering.
 const LINGER_BYTES: usize = 256 * 1024;
 
@@ -248,10 +254,13 @@ impl Connection<'_> {
     /// Reads more bytes after `input[..end]`, with the timeout the session's state calls for.
     ///
     /// First a non-blocking `recv`, after letting the core's other tasks run: under load the
-    /// next request is usually there by then, and one system call is all it costs. Only when
-    /// nothing is waiting does the connection wait, through the ring, for a single byte: a
-    /// one-byte read needs no buffer from the pool while it waits, and glommio waits for it
-    /// with a poll that allocates nothing either.
+    /// next request is usually there by then, and one system call is all it costs. While other
+    /// connections are at work (not waiting in the ring), it tries again after each round of
+    /// theirs, up to [`RECV_TRIES`] times, rather than arming a ring poll at once: a poll that fires while the core is
+    /// busy interrupts it (the kernel signals the thread to run the completion) and costs
+    /// more than the `recv` calls that found nothing. Only then does the connection wait,
+    /// through the ring, for a single byte: a one-byte read needs no buffer from the pool while it
+    /// waits, and glommio waits for it with a poll that allocates nothing either.
     async fn fill(&mut self) -> io::Result<usize> {
         let timeout = self.read_timeout();
         if timeout.is_zero() {
@@ -263,9 +272,14 @@ impl Connection<'_> {
             // the buffer, which `read_buffer_size` rules out.
             return Err(io::ErrorKind::InvalidData.into());
         }
-        futures_lite::future::yield_now().await;
-        if let Some(n) = self.try_recv(end)? {
-            return Ok(n);
+        // With no other connection at work, more tries would only spin: one, then the ring.
+        let busy = self.shard.open_connections() - self.shard.parked.get();
+        let tries = busy.clamp(1, RECV_TRIES);
+        for _ in 0..tries {
+            futures_lite::future::yield_now().await;
+            if let Some(n) = self.try_recv(end)? {
+                return Ok(n);
+            }
         }
         if end == 0 {
             if let Some(buf) = self.input.take() {
@@ -274,7 +288,10 @@ impl Connection<'_> {
         }
         self.stream.set_read_timeout(Some(timeout))?;
         let mut first = [0u8; 1];
-        if self.stream.read(&mut first).await? == 0 {
+        let parked = Parked::new(self.shard);
+        let read = self.stream.read(&mut first).await;
+        drop(parked);
+        if read? == 0 {
             return Ok(0);
         }
         let buf = self.input.get_or_insert_with(|| self.shard.reads.take());
@@ -471,5 +488,21 @@ fn read_cached(
             Some(libc::EOPNOTSUPP) => return Err(io::ErrorKind::WouldBlock.into()),
             _ => return Err(error),
         }
+    }
+}
+
+/// Counts a connection as waiting in the ring for as long as it lives.
+struct Parked<'a>(&'a Shard);
+
+impl<'a> Parked<'a> {
+    fn new(shard: &'a Shard) -> Parked<'a> {
+        shard.parked.set(shard.parked.get() + 1);
+        Parked(shard)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.parked.set(self.0.parked.get() - 1);
     }
 }

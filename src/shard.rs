@@ -124,6 +124,8 @@ pub struct Shard {
     pub metrics: Metrics,
     /// Set once shutdown starts: responses say `Connection: close`.
     pub draining: Cell<bool>,
+    /// Connections waiting for input through the ring; the others are at work.
+    pub parked: Cell<usize>,
     /// Report intervals completed.
     ticks: Cell<u64>,
     links: Links,
@@ -180,6 +182,7 @@ impl Shard {
                 file: None,
             }),
             draining: Cell::new(false),
+            parked: Cell::new(0),
             ticks: Cell::new(0),
             links,
             conns: RefCell::new(ConnTable::default()),
