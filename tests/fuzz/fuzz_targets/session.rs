@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use percore::http::request::Limits;
 
-#[path = "../../tests/common/replay.rs"]
+#[path = "../../common/replay.rs"]
 mod replay;
 
 fn run(stream: &[u8], cuts: &[usize]) -> (Vec<u8>, bool) {
