@@ -458,3 +458,30 @@ fn http_1_0_without_keep_alive_gets_the_whole_large_file_then_the_close() {
     assert!(head.contains("Connection: close\r\n"), "{head}");
     assert!(all[end..] == big);
 }
+
+/// Found in review: a cached file of nearly 64 KiB, answered to a GET that has a body, filled
+/// the output past its high-water mark while uncommitted, and the body was never read.
+#[test]
+fn a_large_cached_file_answers_a_get_with_a_body() {
+    let dir = TempDir::new("highwater");
+    let body = patterned(65_400);
+    dir.write("near64k.bin", &body);
+    let root = dir.0.clone();
+    let server = TestServer::with(move |c| c.files.root = root);
+    // Old enough to be cached, then cached by a first request.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let mut client = server.client();
+    assert!(client.get("/near64k.bin").body == body);
+    client.send("GET /near64k.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx");
+    let response = client.response();
+    assert_eq!(response.status, 200);
+    assert!(response.body == body);
+}
+
+#[test]
+fn a_directory_redirect_never_names_another_host() {
+    let (_dir, server) = site();
+    let response = server.client().get("//sub%20dir");
+    assert_eq!(response.status, 301);
+    assert_eq!(response.header("location"), Some("/sub%20dir/"));
+}

@@ -40,6 +40,12 @@ pub fn format_imf_fixdate(unix_seconds: i64) -> [u8; 29] {
 
 /// Parses an HTTP-date into seconds since the Unix epoch; `None` for anything else.
 pub fn parse_http_date(value: &[u8]) -> Option<i64> {
+    parse_http_date_at(value, current_year())
+}
+
+/// [`parse_http_date`] with the current year given, which decides the century of an
+/// RFC 850 date's two-digit year.
+fn parse_http_date_at(value: &[u8], this_year: i64) -> Option<i64> {
     let text = std::str::from_utf8(value).ok()?.trim();
     let mut words = text.split_ascii_whitespace();
     let first = words.next()?;
@@ -55,7 +61,7 @@ pub fn parse_http_date(value: &[u8]) -> Option<i64> {
         if zone != "GMT" || day.len() != 2 || year.len() != 4 {
             return None;
         }
-        (day.parse().ok()?, month, year.parse().ok()?, time)
+        (number(day)?, month, number(year)?, time)
     } else if first.ends_with(',') {
         // Sunday, 06-Nov-94 08:49:37 GMT
         let (date, time, zone) = (words.next()?, words.next()?, words.next()?);
@@ -64,17 +70,20 @@ pub fn parse_http_date(value: &[u8]) -> Option<i64> {
         if zone != "GMT" || parts.next().is_some() || day.len() != 2 || year.len() != 2 {
             return None;
         }
-        // RFC 9110: a two-digit year more than 50 years in the future is in the past.
-        let year: i64 = year.parse().ok()?;
-        let year = if year < 70 { 2000 + year } else { 1900 + year };
-        (day.parse().ok()?, month, year, time)
+        // RFC 9110 section 5.6.7: a two-digit year that would be more than 50 years in the
+        // future is the most recent past year with those digits.
+        let mut year = this_year - this_year.rem_euclid(100) + number(year)?;
+        if year > this_year + 50 {
+            year -= 100;
+        }
+        (number(day)?, month, year, time)
     } else {
         // Sun Nov  6 08:49:37 1994
         let (month, day, time, year) = (words.next()?, words.next()?, words.next()?, words.next()?);
         if year.len() != 4 || day.is_empty() || day.len() > 2 {
             return None;
         }
-        (day.parse().ok()?, month, year.parse().ok()?, time)
+        (number(day)?, month, number(year)?, time)
     };
     if words.next().is_some() {
         return None;
@@ -86,14 +95,40 @@ pub fn parse_http_date(value: &[u8]) -> Option<i64> {
     let mut clock = time.split(':');
     let mut field = |max: i64| -> Option<i64> {
         let part = clock.next()?;
-        let value: i64 = part.parse().ok()?;
+        let value = number(part)?;
         (part.len() == 2 && value <= max).then_some(value)
     };
     let (hour, minute, second) = (field(23)?, field(59)?, field(60)?);
-    if clock.next().is_some() || !(1..=31).contains(&day) {
+    if clock.next().is_some() || day < 1 || day > days_in_month(year, month) {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// A run of ASCII digits (no sign, no spaces) as a number.
+fn number(digits: &str) -> Option<i64> {
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+fn current_year() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    // Good to a day either side of New Year, which is all the 50-year rule needs.
+    1970 + now / 31_556_952
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -139,6 +174,26 @@ mod tests {
     }
 
     #[test]
+    fn two_digit_years_are_at_most_50_years_ahead() {
+        let y2k = 946_684_800; // Sat, 01 Jan 2000
+        assert_eq!(
+            parse_http_date_at(b"Saturday, 01-Jan-00 00:00:00 GMT", 2026),
+            Some(y2k)
+        );
+        // In 2026, "76" is 2076, exactly 50 years ahead; "77" would be 51, so it is 1977.
+        assert_eq!(
+            parse_http_date_at(b"Thursday, 01-Jan-76 00:00:00 GMT", 2026),
+            Some(3_345_062_400)
+        );
+        assert_eq!(
+            parse_http_date_at(b"Saturday, 01-Jan-77 00:00:00 GMT", 2026),
+            Some(220_924_800)
+        );
+        // In 2030, "75" is 2075.
+        assert!(parse_http_date_at(b"Tuesday, 01-Jan-75 00:00:00 GMT", 2030).unwrap() > y2k);
+    }
+
+    #[test]
     fn malformed_dates_are_none() {
         for text in [
             &b""[..],
@@ -148,6 +203,10 @@ mod tests {
             b"Sun, 06 Nov 1994 25:49:37 GMT",
             b"Sun, 6 Nov 1994 08:49:37 GMT",
             b"Sun, 06 Nov 1994 08:49:37 GMT extra",
+            b"Sat, 31 Feb 2024 00:00:00 GMT",
+            b"Mon, 29 Feb 2100 00:00:00 GMT",
+            b"Sun, +6 Nov 1994 08:49:37 GMT",
+            b"Sun, 06 Nov 1994 +8:49:37 GMT",
         ] {
             assert_eq!(parse_http_date(text), None, "{text:?}");
         }

@@ -91,7 +91,13 @@ impl Session {
     ) -> Progress {
         let mut progress = Progress::default();
         let mut pos = 0;
-        while out.len() < OUTPUT_HIGH_WATER {
+        loop {
+            // The high-water mark applies between requests only: a body must be read to the
+            // end even when the response waiting for it is large, or nothing could be
+            // written (it is uncommitted) and the connection would stall.
+            if matches!(self.state, State::Head) && out.len() >= OUTPUT_HIGH_WATER {
+                break;
+            }
             let rest = &input[pos..];
             let step = match self.state {
                 State::Closed => break,

@@ -12,7 +12,7 @@
 //! glommio and send, since a handler cannot wait. Small files read that way are put in the
 //! cache. A cached file is checked with one `stat` per request and read again once changed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -114,6 +114,8 @@ struct CachedFile {
     id: FileId,
     meta: Meta,
     body: Box<[u8]>,
+    /// When it was inserted, to tell its place in the eviction order from a stale one.
+    generation: u64,
 }
 
 /// What a response says about the file besides its bytes.
@@ -127,47 +129,82 @@ struct Meta {
 }
 
 impl Meta {
-    fn new(id: &FileId, opened: &[u8]) -> Meta {
+    fn new(id: &FileId, opened: &[u8], now: i64) -> Meta {
         let name = opened.strip_suffix(b"\0").unwrap_or(opened);
         let content_type = mime_guess::from_path(Path::new(OsStr::from_bytes(name)))
             .first_raw()
             .unwrap_or(OCTET_STREAM);
+        // RFC 9110 section 8.8.2.1: a modification time in the future is sent as now; one
+        // before 1970 as 1970 (the date format has no earlier years to spare).
+        let modified = id.mtime.0.clamp(0, now);
         Meta {
             content_type,
             etag: id.etag(),
-            last_modified: format_imf_fixdate(id.mtime.0),
-            modified: id.mtime.0,
+            last_modified: format_imf_fixdate(modified),
+            modified,
             size: id.size,
         }
     }
 }
 
-/// Small files by request path, bounded in total bytes.
+/// Small files by request path, bounded in total bytes (bodies, keys and a fixed cost per
+/// entry), dropped oldest first when full.
 #[derive(Debug, Default)]
 struct FileCache {
     entries: HashMap<Box<[u8]>, CachedFile>,
+    /// Keys in insertion order with the generation they were inserted with; a key removed
+    /// or inserted again since leaves a stale pair that eviction skips.
+    order: VecDeque<(Box<[u8]>, u64)>,
+    generation: u64,
     bytes: usize,
     capacity: usize,
 }
 
+/// Memory an entry costs besides its body and key: map slot, path, validators.
+const ENTRY_OVERHEAD: usize = 256;
+
 impl FileCache {
+    fn cost(key: &[u8], entry: &CachedFile) -> usize {
+        entry.body.len() + key.len() + entry.opened.len() + entry.meta.etag.len() + ENTRY_OVERHEAD
+    }
+
     fn remove(&mut self, key: &[u8]) {
         if let Some(old) = self.entries.remove(key) {
-            self.bytes -= old.body.len();
+            self.bytes -= Self::cost(key, &old);
         }
     }
 
-    fn insert(&mut self, key: Box<[u8]>, entry: CachedFile) {
+    fn insert(&mut self, key: Box<[u8]>, mut entry: CachedFile) {
         self.remove(&key);
-        let size = entry.body.len();
-        while self.bytes + size > self.capacity {
-            // Any entry: the map's order is arbitrary, which makes this a random eviction.
-            let Some(victim) = self.entries.keys().next().cloned() else {
-                return;
-            };
-            self.remove(&victim);
+        let cost = Self::cost(&key, &entry);
+        if cost > self.capacity {
+            return;
         }
-        self.bytes += size;
+        while self.bytes + cost > self.capacity {
+            let Some((oldest, generation)) = self.order.pop_front() else {
+                break;
+            };
+            if self
+                .entries
+                .get(&oldest)
+                .is_some_and(|e| e.generation == generation)
+            {
+                self.remove(&oldest);
+            }
+        }
+        if self.order.len() > 2 * self.entries.len() + 64 {
+            // Many stale pairs (files changed and read again): drop them.
+            let entries = &self.entries;
+            self.order.retain(|(key, generation)| {
+                entries
+                    .get(key)
+                    .is_some_and(|e| e.generation == *generation)
+            });
+        }
+        self.generation += 1;
+        entry.generation = self.generation;
+        self.bytes += cost;
+        self.order.push_back((key.clone(), self.generation));
         self.entries.insert(key, entry);
     }
 }
@@ -316,6 +353,12 @@ impl StaticFiles {
         if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(Refusal::Forbidden);
         }
+        // O_NONBLOCK was only for the open (a FIFO would block it). Left on, it would make
+        // ring reads fail with EAGAIN on file systems without non-blocking reads.
+        // SAFETY: fcntl on a descriptor we own.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_RDONLY) } < 0 {
+            return Err(Refusal::Failed);
+        }
         Ok((fd, FileId::of(&stat), opened))
     }
 }
@@ -352,12 +395,13 @@ pub(super) fn serve(request: &Request<'_>, response: &mut Response<'_>, context:
         Ok(found) => found,
         Err(refusal) => return refuse(refusal, request, response),
     };
-    let meta = Meta::new(&id, &opened);
+    let now = now();
+    let meta = Meta::new(&id, &opened, now);
     let Some((offset, len)) = respond(request, response, &meta) else {
         return;
     };
     let whole = offset == 0 && len == id.size;
-    let cacheable = whole && id.size <= files.cache_file_max && !id.changed_recently(now());
+    let cacheable = whole && id.size <= files.cache_file_max && !id.changed_recently(now);
     context.file = Some(FileBody {
         fd,
         offset,
@@ -371,6 +415,7 @@ pub(super) fn serve(request: &Request<'_>, response: &mut Response<'_>, context:
                     id,
                     meta,
                     body: Box::default(),
+                    generation: 0,
                 },
             })
         }),
@@ -573,17 +618,36 @@ fn refuse(refusal: Refusal, request: &Request<'_>, response: &mut Response<'_>) 
         Refusal::Forbidden => response.send_status(Status::FORBIDDEN, &[]),
         Refusal::Failed => response.send_status(Status::INTERNAL_SERVER_ERROR, &[]),
         Refusal::Directory => {
-            let mut location = request.path().to_vec();
-            location.push(b'/');
-            if let Some(query) = request.query() {
-                location.push(b'?');
-                location.extend_from_slice(query);
-            }
-            // The target passed the parser, so it is visible ASCII.
-            let location = String::from_utf8_lossy(&location);
+            let location = directory_location(request.path(), request.query());
             response.send_status(Status::MOVED_PERMANENTLY, &[("Location", &location)]);
         }
     }
+}
+
+/// Where a directory URL without its trailing `/` is sent: the same path with runs of `/`
+/// collapsed (so that `//host` cannot become a protocol-relative URL to another host) and
+/// bytes outside visible ASCII percent-encoded, then `/` and the query.
+fn directory_location(path: &[u8], query: Option<&[u8]>) -> String {
+    let mut location = String::with_capacity(path.len() + 2);
+    let push = |bytes: &[u8], location: &mut String| {
+        for &b in bytes {
+            if (0x21..0x7f).contains(&b) {
+                location.push(char::from(b));
+            } else {
+                location.push_str(&format!("%{b:02X}"));
+            }
+        }
+    };
+    for segment in path.split(|&b| b == b'/').filter(|s| !s.is_empty()) {
+        location.push('/');
+        push(segment, &mut location);
+    }
+    location.push('/');
+    if let Some(query) = query {
+        location.push('?');
+        push(query, &mut location);
+    }
+    location
 }
 
 /// The kernel's `struct open_how` (libc marks its own non-exhaustive).
@@ -675,6 +739,65 @@ mod tests {
         ] {
             assert_eq!(parse_range(ignored, 10), Ignore, "{ignored:?}");
         }
+    }
+
+    #[test]
+    fn cache_stays_within_its_capacity_and_drops_the_oldest() {
+        let entry = |body: usize| CachedFile {
+            opened: b"f\0".as_slice().into(),
+            id: FileId {
+                dev: 0,
+                ino: 0,
+                size: body as u64,
+                mtime: (0, 0),
+                ctime: (0, 0),
+            },
+            meta: Meta::new(
+                &FileId {
+                    dev: 0,
+                    ino: 0,
+                    size: 0,
+                    mtime: (0, 0),
+                    ctime: (0, 0),
+                },
+                b"f\0",
+                0,
+            ),
+            body: vec![0; body].into(),
+            generation: 0,
+        };
+        let mut cache = FileCache {
+            capacity: 4 * (1000 + 300),
+            ..FileCache::default()
+        };
+        for round in 0..100u32 {
+            let key: Box<[u8]> = round.to_string().into_bytes().into();
+            cache.insert(key.clone(), entry(1000));
+            // Re-inserting the same key leaves stale order pairs behind.
+            cache.insert(key, entry(1000));
+            assert!(cache.bytes <= cache.capacity);
+            let counted: usize = cache
+                .entries
+                .iter()
+                .map(|(k, e)| FileCache::cost(k, e))
+                .sum();
+            assert_eq!(counted, cache.bytes);
+            assert!(cache.order.len() <= 2 * cache.entries.len() + 66);
+        }
+        assert!(cache.entries.contains_key(b"99".as_slice()));
+        assert!(!cache.entries.contains_key(b"0".as_slice()));
+        cache.insert(b"huge".as_slice().into(), entry(10_000));
+        assert!(!cache.entries.contains_key(b"huge".as_slice()));
+    }
+
+    #[test]
+    fn directory_redirects_stay_on_this_host() {
+        assert_eq!(
+            directory_location(b"//evil.example", None),
+            "/evil.example/"
+        );
+        assert_eq!(directory_location(b"/a//b", Some(b"x=1")), "/a/b/?x=1");
+        assert_eq!(directory_location("/é".as_bytes(), None), "/%C3%A9/");
     }
 
     #[test]
