@@ -144,10 +144,10 @@ impl Connection<'_> {
                 self.head_started = None;
             }
             let mut written = 0;
-            if let Some(file) = self.session.take_file() {
+            if let Some((file, head)) = self.session.take_file() {
                 // Boxed: the file's futures (opening, ring reads) would otherwise enlarge
                 // every connection's task, idle ones included, by their size.
-                written += Box::pin(self.send_file(file)).await?;
+                written += Box::pin(self.send_file(file, head)).await?;
             }
             written += self.flush().await?;
             self.shard
@@ -197,11 +197,12 @@ impl Connection<'_> {
         Ok(ready)
     }
 
-    /// Sends a file body after the head in the output buffer; returns the bytes written (a
-    /// body small enough to join the batch is left in the buffer for `flush`). An error
-    /// after the head has gone out ends the connection: the client cannot tell a short body
-    /// from a slow one otherwise.
-    async fn send_file(&mut self, body: FileBody) -> io::Result<usize> {
+    /// Sends a file body after the head in the output buffer (which starts at `head`);
+    /// returns the bytes written (a body small enough to join the batch is left in the buffer
+    /// for `flush`). A small body that cannot be read is answered with a 500 instead; an
+    /// error after the head has gone out ends the connection, as the client could not tell
+    /// a short body from a slow one otherwise.
+    async fn send_file(&mut self, body: FileBody, head: usize) -> io::Result<usize> {
         let chunk = self.shard.config.files.chunk_bytes as u64;
         let file = FileSource::open(body.fd, body.direct).await;
         let end = body.offset + body.len;
@@ -211,13 +212,19 @@ impl Connection<'_> {
                 .out
                 .get_or_insert_with(|| self.shard.writes.take_empty());
             let start = out.len();
-            let read = file.read_into(body.offset, body.len as usize, out).await;
-            if let (Ok(()), Some(fill)) = (&read, body.fill) {
-                if let Some(files) = self.shard.context.borrow_mut().files.as_mut() {
-                    files.fill_cache(*fill, &out[start..]);
+            match file.read_into(body.offset, body.len as usize, out).await {
+                Ok(()) => {
+                    if let Some(fill) = body.fill {
+                        if let Some(files) = self.shard.context.borrow_mut().files.as_mut() {
+                            files.fill_cache(*fill, &out[start..]);
+                        }
+                    }
                 }
+                // Nothing of this response has gone out yet: a 500 takes its place after
+                // the responses before it, and the connection closes.
+                Err(_) => self.session.fail_file(out, head),
             }
-            read.map(|()| 0)
+            Ok(0)
         } else {
             self.stream_file(&file, body.offset, end, chunk).await
         };

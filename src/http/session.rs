@@ -59,6 +59,8 @@ pub struct Session {
     pending_status: Status,
     /// A file whose bytes follow the last response head, for the caller to send.
     file: Option<FileBody>,
+    /// Where the head of the response that `file` completes starts in the output buffer.
+    file_head: usize,
 }
 
 impl Session {
@@ -74,6 +76,7 @@ impl Session {
             uncommitted_from: None,
             pending_status: Status::OK,
             file: None,
+            file_head: 0,
         }
     }
 
@@ -190,6 +193,7 @@ impl Session {
         routes::dispatch(&Request { head: &head, bytes }, &mut response, context);
         self.pending_status = response.sent.unwrap_or(Status::OK);
         self.file = context.file.take();
+        self.file_head = response_start;
         self.state = match head.framing {
             Framing::Empty => return Ok((skip + head.len, true)),
             Framing::Length(n) => State::Body { remaining: n },
@@ -242,12 +246,27 @@ impl Session {
     }
 
     /// The file whose bytes must follow the output written so far, once its request is
-    /// complete (`process` stops answering after such a response).
-    pub fn take_file(&mut self) -> Option<FileBody> {
+    /// complete (`process` stops answering after such a response), with the offset in the
+    /// output buffer where that response's head starts.
+    pub fn take_file(&mut self) -> Option<(FileBody, usize)> {
         match self.uncommitted_from {
-            None => self.file.take(),
+            None => self.file.take().map(|file| (file, self.file_head)),
             Some(_) => None,
         }
+    }
+
+    /// The file of the last response could not be read: its head, from `head` on, is
+    /// replaced by a 500 and the session ends, so that the responses before it still go out.
+    pub fn fail_file(&mut self, out: &mut Vec<u8>, head: usize) {
+        out.truncate(head);
+        let mut response = Response {
+            out,
+            head_only: false,
+            persistence: Persistence::Close,
+            sent: None,
+        };
+        response.send_status(Status::INTERNAL_SERVER_ERROR, &[]);
+        self.state = State::Closed;
     }
 
     /// Bytes at the start of `out` that form complete responses and may be written now.
@@ -260,6 +279,7 @@ impl Session {
         if let Some(start) = self.uncommitted_from.as_mut() {
             *start -= written;
         }
+        self.file_head = self.file_head.saturating_sub(written);
     }
 
     /// No more requests will be read: a response said `Connection: close` or an error ended
@@ -329,6 +349,19 @@ mod tests {
         let progress = session.process(input, &mut out, &mut context, false);
         assert_eq!(progress.consumed, input.len());
         assert!(String::from_utf8(out).unwrap().ends_with("Hi, a!"));
+    }
+
+    #[test]
+    fn unreadable_file_response_becomes_a_500_after_the_earlier_ones() {
+        let mut session = Session::new(Limits::default(), 0);
+        let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec();
+        let head = out.len();
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n");
+        session.fail_file(&mut out, head);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 500 "));
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(session.is_closed());
     }
 
     #[test]
