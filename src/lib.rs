@@ -17,7 +17,8 @@
 //! - [`shard`]: one core: accept loop, connection table, buffer pools, drain
 //! - [`conn`]: one connection: read → session → batched write, timeouts
 //! - [`http`]: the protocol without I/O (request, chunked, session, response, error)
-//! - [`routes`]: the route table and its handlers
+//! - [`routes`]: the route table and its handlers (echo, `/stats`, static files; a file's
+//!   bytes are read and sent by `conn`)
 //! - [`metrics`]: per-core counters and latency histograms, snapshots, `/stats`
 //! - [`report`]: the reporter thread: live lines, interval log, summary, `.hgrm` files
 
