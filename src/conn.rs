@@ -263,11 +263,12 @@ impl Connection<'_> {
     /// First a non-blocking `recv`, after letting the core's other tasks run: under load the
     /// next request is usually there by then, and one system call is all it costs. While other
     /// connections are at work (not waiting in the ring), it tries again after each round of
-    /// theirs, up to [`RECV_TRIES`] times, rather than arming a ring poll at once: a poll that fires while the core is
-    /// busy interrupts it (the kernel signals the thread to run the completion) and costs
-    /// more than the `recv` calls that found nothing. Only then does the connection wait,
-    /// through the ring, for a single byte: a one-byte read needs no buffer from the pool while it
-    /// waits, and glommio waits for it with a poll that allocates nothing either.
+    /// theirs, up to [`RECV_TRIES`] times, rather than arming a ring poll at once: a poll that
+    /// fires while the core is busy interrupts it (the kernel signals the thread to run the
+    /// completion) and costs more than the `recv` calls that found nothing. Only then does
+    /// the connection wait, through the ring, for a single byte: a one-byte read needs no
+    /// buffer from the pool while it waits, and glommio waits for it with a poll that
+    /// allocates nothing either.
     async fn fill(&mut self) -> io::Result<usize> {
         let timeout = self.read_timeout();
         if timeout.is_zero() {

@@ -196,7 +196,6 @@ fn io_uring_error(core: usize, error: &str) -> String {
     )
 }
 
-/// Creates one listening socket per core on the same address with SO_REUSEPORT.
 /// Opens `static.root` (once; each core gets its own handle), or `None` when it is unset.
 fn open_static_root(config: &Config) -> Result<Option<OwnedFd>, ConfigError> {
     let root = &config.files.root;
@@ -208,6 +207,7 @@ fn open_static_root(config: &Config) -> Result<Option<OwnedFd>, ConfigError> {
         .map_err(|e| ConfigError(format!("static.root {}: {e}", root.display())))
 }
 
+/// Creates one listening socket per core on the same address with SO_REUSEPORT.
 fn bind_listeners(config: &Config, count: usize) -> Result<Vec<Socket>, ConfigError> {
     let mut addr = config.listen_addr();
     let bind_error = |e: io::Error, addr: SocketAddr| {

@@ -123,12 +123,16 @@ fn days_in_month(year: i64, month: i64) -> i64 {
     }
 }
 
-fn current_year() -> i64 {
-    let now = std::time::SystemTime::now()
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn current_year() -> i64 {
     // Good to a day either side of New Year, which is all the 50-year rule needs.
-    1970 + now / 31_556_952
+    1970 + unix_now() / 31_556_952
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).

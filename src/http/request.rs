@@ -240,21 +240,27 @@ fn find_head_end(buf: &[u8], from: usize) -> Result<Option<usize>, HttpError> {
         }
         let stop = (at + 8).min(buf.len());
         for i in at..stop {
-            match buf[i] {
-                b'\n' => match buf.get(i + 1) {
-                    Some(b'\n') => return Ok(Some(i + 2)),
-                    Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Ok(Some(i + 3)),
-                    _ => {}
-                },
-                0x00..=0x08 | 0x0b | 0x0c | 0x0e..=0x1f if i >= from => {
-                    return Err(HttpError::Malformed)
-                }
-                _ => {}
+            if let Some(found) = head_byte(buf, i, from) {
+                return found.map(Some);
             }
         }
         at = stop;
     }
     Ok(None)
+}
+
+/// What the byte at `i` says about the head: it ends just past this line feed (the index
+/// returned), or it is a control byte no head may hold (if at or after `from`), or nothing.
+fn head_byte(buf: &[u8], i: usize, from: usize) -> Option<Result<usize, HttpError>> {
+    match buf[i] {
+        b'\n' => match buf.get(i + 1) {
+            Some(b'\n') => Some(Ok(i + 2)),
+            Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => Some(Ok(i + 3)),
+            _ => None,
+        },
+        0x00..=0x08 | 0x0b | 0x0c | 0x0e..=0x1f if i >= from => Some(Err(HttpError::Malformed)),
+        _ => None,
+    }
 }
 
 fn parse_complete(head: &[u8], limits: &Limits) -> Result<RequestHead, HttpError> {
@@ -525,17 +531,9 @@ mod tests {
 
     /// The byte-at-a-time scan the word-skipping one must agree with.
     fn find_head_end_bytewise(buf: &[u8], from: usize) -> Result<Option<usize>, HttpError> {
-        for (i, &b) in buf.iter().enumerate().skip(from.saturating_sub(3)) {
-            match b {
-                b'\n' => match buf.get(i + 1) {
-                    Some(b'\n') => return Ok(Some(i + 2)),
-                    Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Ok(Some(i + 3)),
-                    _ => {}
-                },
-                0x00..=0x08 | 0x0b | 0x0c | 0x0e..=0x1f if i >= from => {
-                    return Err(HttpError::Malformed)
-                }
-                _ => {}
+        for i in from.saturating_sub(3)..buf.len() {
+            if let Some(found) = head_byte(buf, i, from) {
+                return found.map(Some);
             }
         }
         Ok(None)

@@ -218,17 +218,22 @@ impl Session {
 
     /// Replaces any uncommitted response with the error's and ends the session.
     fn fail(&mut self, error: HttpError, out: &mut Vec<u8>) {
-        self.file = None;
         if let Some(start) = self.uncommitted_from.take() {
             out.truncate(start);
         }
+        self.close_with(error.status(), out);
+    }
+
+    /// Appends a short `status` response that closes the connection, and ends the session.
+    fn close_with(&mut self, status: Status, out: &mut Vec<u8>) {
+        self.file = None;
         let mut response = Response {
             out,
             head_only: false,
             persistence: Persistence::Close,
             sent: None,
         };
-        response.send_status(error.status(), &[]);
+        response.send_status(status, &[]);
         self.state = State::Closed;
     }
 
@@ -259,14 +264,7 @@ impl Session {
     /// replaced by a 500 and the session ends, so that the responses before it still go out.
     pub fn fail_file(&mut self, out: &mut Vec<u8>, head: usize) {
         out.truncate(head);
-        let mut response = Response {
-            out,
-            head_only: false,
-            persistence: Persistence::Close,
-            sent: None,
-        };
-        response.send_status(Status::INTERNAL_SERVER_ERROR, &[]);
-        self.state = State::Closed;
+        self.close_with(Status::INTERNAL_SERVER_ERROR, out);
     }
 
     /// Bytes at the start of `out` that form complete responses and may be written now.

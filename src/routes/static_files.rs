@@ -22,7 +22,7 @@ use std::path::Path;
 use super::echo::percent_decode;
 use super::Context;
 use crate::config::StaticConfig;
-use crate::http::date::{format_imf_fixdate, parse_http_date};
+use crate::http::date::{format_imf_fixdate, parse_http_date, unix_now};
 use crate::http::request::{Method, Request};
 use crate::http::response::{Response, Status};
 
@@ -386,8 +386,7 @@ pub(super) fn serve(request: &Request<'_>, response: &mut Response<'_>, context:
             }
             return;
         }
-        let key = files.path.clone();
-        files.cache.remove(&key);
+        files.cache.remove(&files.path);
     }
     let key: Box<[u8]> = files.path.as_slice().into();
     files.path.truncate(key_len);
@@ -395,7 +394,7 @@ pub(super) fn serve(request: &Request<'_>, response: &mut Response<'_>, context:
         Ok(found) => found,
         Err(refusal) => return refuse(refusal, request, response),
     };
-    let now = now();
+    let now = unix_now();
     let meta = Meta::new(&id, &opened, now);
     let Some((offset, len)) = respond(request, response, &meta) else {
         return;
@@ -703,12 +702,6 @@ fn fstat_at(root: &OwnedFd, path: &[u8]) -> io::Result<libc::stat> {
         return Err(io::Error::last_os_error());
     }
     Ok(stat)
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]
