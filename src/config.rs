@@ -112,6 +112,12 @@ pub struct RuntimeConfig {
     pub ring_depth: usize,
     /// Microseconds an idle executor spins before sleeping in the kernel (0: sleep at once).
     pub spin_before_park_us: u64,
+    /// Receive buffers in each core's provided-buffer ring (a power of two, at most 32768).
+    /// Connections hold none while they wait; past this many receiving at once, receives
+    /// wait for a buffer to come back (`ENOBUFS`, then armed again).
+    pub recv_buffers: u16,
+    /// Bytes of one receive buffer; a receive takes at most this many bytes at a time.
+    pub recv_buffer_bytes: usize,
 }
 
 /// `[static]` section: a directory served under a path prefix.
@@ -200,6 +206,8 @@ impl Default for RuntimeConfig {
             io_memory_kb: 1024,
             ring_depth: 256,
             spin_before_park_us: 0,
+            recv_buffers: 1024,
+            recv_buffer_bytes: 4096,
         }
     }
 }
@@ -326,6 +334,16 @@ impl Config {
             return bad(
                 "static.cache_file_max_bytes",
                 "must be at most static.cache_bytes",
+            );
+        }
+        let runtime = &self.runtime;
+        if runtime.recv_buffers == 0 || !runtime.recv_buffers.is_power_of_two() {
+            return bad("runtime.recv_buffers", "must be a power of two up to 32768");
+        }
+        if runtime.recv_buffer_bytes < 256 || runtime.recv_buffer_bytes > 1 << 20 {
+            return bad(
+                "runtime.recv_buffer_bytes",
+                "must be between 256 and 1048576",
             );
         }
         if self.runtime.io_memory_kb < 64 {

@@ -25,13 +25,16 @@
 #![deny(missing_docs)]
 
 pub mod config;
-pub mod conn;
+pub mod driver;
+mod file_io;
 pub mod http;
 pub mod metrics;
+mod pool;
 pub mod report;
+pub mod ring;
 pub mod routes;
 pub mod server;
-pub mod shard;
+pub mod wheel;
 
 pub use config::Config;
 pub use server::Server;

@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::http::session::Progress;
-
 /// Highest latency recorded, in microseconds (60 s); larger values are clamped to it.
 pub const MAX_LATENCY_US: u64 = 60_000_000;
 
@@ -39,6 +37,9 @@ pub struct Counters {
     pub refused: u64,
     /// Requests refused for a protocol error (malformed, too large, timed out…).
     pub protocol_errors: u64,
+    /// Times the core's ring loop found nothing to do and slept (through glommio) until a
+    /// completion, a deadline or a file read woke it; under load it does not.
+    pub parks: u64,
 }
 
 impl Counters {
@@ -58,6 +59,7 @@ impl Counters {
         self.closed += other.closed;
         self.refused += other.refused;
         self.protocol_errors += other.protocol_errors;
+        self.parks += other.parks;
     }
 }
 
@@ -91,17 +93,19 @@ impl Metrics {
         let _ = self.interval.borrow_mut().record_n(micros, count);
     }
 
-    /// Records one batch: its responses (latency measured from `read_at`, the return of the
-    /// read that completed them, to now, just after their write) and its bytes written.
-    pub fn record_batch(&self, progress: &Progress, bytes_out: usize, read_at: Instant) {
+    /// Records one batch of responses, counted by status class (index 1 for 1xx … 5 for 5xx),
+    /// `errors` of them protocol errors; their latency runs from `read_at`, when the bytes that
+    /// completed them were reaped from the ring, to now, when their send is queued.
+    pub fn record_batch(&self, by_class: &[u32; 6], errors: u32, read_at: Instant) {
         let mut counters = self.counters.borrow_mut();
-        for (total, n) in counters.by_class.iter_mut().zip(progress.by_class) {
+        let mut responses = 0;
+        for (total, &n) in counters.by_class.iter_mut().zip(by_class) {
             *total += u64::from(n);
+            responses += u64::from(n);
         }
-        counters.protocol_errors += u64::from(progress.errors);
-        counters.bytes_out += bytes_out as u64;
-        if self.enabled && progress.responses > 0 {
-            self.record_latency(read_at.elapsed(), u64::from(progress.responses));
+        counters.protocol_errors += u64::from(errors);
+        if self.enabled && responses > 0 {
+            self.record_latency(read_at.elapsed(), responses);
         }
     }
 
@@ -217,7 +221,7 @@ impl Counters {
         format!(
             "\"requests\":{},\"status\":{{\"1xx\":{},\"2xx\":{},\"3xx\":{},\"4xx\":{},\"5xx\":{}}},\
              \"bytes_in\":{},\"bytes_out\":{},\"connections\":{{\"accepted\":{},\"closed\":{},\"refused\":{}}},\
-             \"protocol_errors\":{}",
+             \"protocol_errors\":{},\"loop_parks\":{}",
             self.requests(),
             c[1],
             c[2],
@@ -229,7 +233,8 @@ impl Counters {
             self.accepted,
             self.closed,
             self.refused,
-            self.protocol_errors
+            self.protocol_errors,
+            self.parks
         )
     }
 }

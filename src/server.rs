@@ -3,9 +3,10 @@
 //! The main thread resolves the cores, creates every listening socket (so that "port in use"
 //! and friends are reported before any thread starts, and so that port 0 resolves to one
 //! real port shared by all cores through SO_REUSEPORT), then starts one thread per core. Each
-//! thread builds its glommio executor pinned to its core and reports success or a clear error
-//! back before serving. [`Server`] is the handle: its address, and shutdown on request or on
-//! drop. [`run`] adds the signal handling the binary needs. Per-core work is in `shard`.
+//! thread builds its glommio executor pinned to its core and its own io_uring, and reports
+//! success or a clear error back before serving. [`Server`] is the handle: its address, and
+//! shutdown on request or on drop. [`run`] adds the signal handling the binary needs.
+//! Per-core work is in `driver`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,10 +20,11 @@ use glommio::{LocalExecutorBuilder, Placement};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{format_cores, usable_cores, Config, ConfigError, ReportFormat};
+use crate::driver;
 use crate::metrics::StatsBoard;
 use crate::report::{self, RunSummary};
+use crate::ring::RingMode;
 use crate::routes::StaticFiles;
-use crate::shard;
 
 /// A running server.
 pub struct Server {
@@ -31,6 +33,7 @@ pub struct Server {
     shards: Vec<ShardHandle>,
     reporter: Option<JoinHandle<RunSummary>>,
     format: ReportFormat,
+    mode: RingMode,
 }
 
 struct ShardHandle {
@@ -51,13 +54,13 @@ impl Server {
             .and_then(|a| a.as_socket())
             .ok_or_else(|| ConfigError("cannot read the bound address".into()))?;
 
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<RingMode, String>>();
         let (report_tx, report_rx) = mpsc::channel();
         let board = StatsBoard::new(cores.len());
         let reporter = {
             let cores = cores.clone();
             let report = config.report.clone();
-            let tick = shard::report_tick(&config);
+            let tick = driver::report_tick(&config);
             std::thread::Builder::new()
                 .name("percore-report".into())
                 .spawn(move || report::run(report_rx, cores, report, tick))
@@ -69,13 +72,14 @@ impl Server {
             shards: Vec::with_capacity(cores.len()),
             reporter: Some(reporter),
             format: config.report.format,
+            mode: RingMode::DeferTaskrun,
         };
         for (index, (&core, listener)) in cores.iter().zip(listeners).enumerate() {
             let (stop, stop_shard) = UnixStream::pair()
                 .map_err(|e| ConfigError(format!("cannot create a socket pair: {e}")))?;
             let config = config.clone();
             let ready = ready_tx.clone();
-            let links = shard::Links {
+            let links = driver::Links {
                 index,
                 core,
                 cores: cores.clone(),
@@ -101,7 +105,9 @@ impl Server {
         drop(report_tx);
         for _ in 0..cores.len() {
             match ready_rx.recv() {
-                Ok(Ok(())) => {}
+                // Every core makes its ring the same way; any one that fell back is reported.
+                Ok(Ok(mode)) if mode != RingMode::DeferTaskrun => server.mode = mode,
+                Ok(Ok(_)) => {}
                 Ok(Err(message)) => return Err(ConfigError(message)),
                 Err(_) => return Err(ConfigError("an executor thread died at start-up".into())),
             }
@@ -117,6 +123,11 @@ impl Server {
     /// The cores serving, in order.
     pub fn cores(&self) -> &[usize] {
         &self.cores
+    }
+
+    /// How the cores' rings run their completions.
+    pub fn ring_mode(&self) -> RingMode {
+        self.mode
     }
 
     /// How reports are printed (`report.format`).
@@ -156,8 +167,8 @@ fn run_shard(
     config: Config,
     listener: Socket,
     stop: UnixStream,
-    links: shard::Links,
-    ready: mpsc::Sender<Result<(), String>>,
+    links: driver::Links,
+    ready: mpsc::Sender<Result<RingMode, String>>,
 ) {
     let core = links.core;
     let runtime = &config.runtime;
@@ -176,14 +187,23 @@ fn run_shard(
         }
     };
     executor.run(async move {
-        // SAFETY: both fds are owned by this thread from here on; the glommio wrappers must be
-        // built inside the executor. The stop end is a Unix socket, which glommio's TCP stream
-        // type reads just as well: only its end-of-file matters.
-        let listener_fd = listener.into_raw_fd();
-        let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
-        let stop = unsafe { glommio::net::TcpStream::from_raw_fd(stop.into_raw_fd()) };
-        let _ = ready.send(Ok(()));
-        shard::run(config, listener, listener_fd, stop, links).await;
+        // The ring is made here, on the thread that alone submits to it (SINGLE_ISSUER).
+        let ring = match driver::make_ring(&config) {
+            Ok(ring) => ring,
+            Err(error) => {
+                let _ = ready.send(Err(format!("core {core}: {error}")));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(ring.mode));
+        // SAFETY: both descriptors are handed over whole to their new owners.
+        let (listener, stop) = unsafe {
+            (
+                OwnedFd::from_raw_fd(listener.into_raw_fd()),
+                OwnedFd::from_raw_fd(stop.into_raw_fd()),
+            )
+        };
+        driver::run(config, ring, listener, stop, links).await;
     });
 }
 
@@ -243,8 +263,8 @@ fn bind_listeners(config: &Config, count: usize) -> Result<Vec<Socket>, ConfigEr
             .and_then(|()| socket.set_reuse_port(true))
             .and_then(|()| socket.bind(&addr.into()))
             .and_then(|()| socket.listen(config.server.backlog.min(i32::MAX as u32) as i32))
-            // Non-blocking, so that a core can take queued connections with plain `accept4`.
-            .and_then(|()| socket.set_nonblocking(true))
+            // Accepted connections inherit it: no system call per connection.
+            .and_then(|()| socket.set_nodelay(true))
             .and_then(|()| defer_accept(&socket, config.server.defer_accept))
             .map_err(|e| bind_error(e, addr))?;
         if addr.port() == 0 {
@@ -289,10 +309,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let server = Server::start(config)?;
     report::note(&format!(
-        "listening on http://{} on {} core(s): {}",
+        "listening on http://{} on {} core(s): {} ({})",
         server.local_addr(),
         server.cores().len(),
-        format_cores(server.cores())
+        format_cores(server.cores()),
+        server.ring_mode().describe()
     ));
     if let Some(signal) = signals.forever().next() {
         let name = if signal == SIGINT {

@@ -9,12 +9,29 @@
 //! A request with a body is routed as soon as its head is parsed, but its response stays
 //! *uncommitted* (not to be written) until the body has been consumed: if the body turns out
 //! to be malformed, the response is replaced by the error.
+//!
+//! The session knows nothing of routes: it asks a [`Service`] to answer each request, so the
+//! same session runs under the server, a test, a fuzz target or a bench with any service.
 
 use super::chunked::ChunkedDecoder;
 use super::error::HttpError;
 use super::request::{parse_head, Framing, Limits, Method, Request, Version};
 use super::response::{Persistence, Response, Status, CONTINUE};
-use crate::routes::{self, Context, FileBody};
+
+/// The application behind a session: answers one parsed request at a time.
+pub trait Service {
+    /// A body the service cannot write inline (a file to read), which the caller sends after
+    /// the response head the service wrote.
+    type Deferred;
+
+    /// Writes the response to `request` into `response`; returns a deferred body when the
+    /// head written promises bytes that are still to be read.
+    fn call(
+        &mut self,
+        request: &Request<'_>,
+        response: &mut Response<'_>,
+    ) -> Option<Self::Deferred>;
+}
 
 /// Output bytes past which `process` stops answering and lets the caller write, so that a
 /// client pipelining thousands of requests cannot make one batch grow without bound.
@@ -45,9 +62,9 @@ pub struct Progress {
     pub by_class: [u32; 6],
 }
 
-/// The protocol state of one connection.
+/// The protocol state of one connection; `D` is its service's deferred body.
 #[derive(Debug)]
-pub struct Session {
+pub struct Session<D> {
     state: State,
     limits: Limits,
     max_requests: u64,
@@ -57,15 +74,15 @@ pub struct Session {
     uncommitted_from: Option<usize>,
     /// Status of the routed response whose body is still being read.
     pending_status: Status,
-    /// A file whose bytes follow the last response head, for the caller to send.
-    file: Option<FileBody>,
+    /// A deferred body (a file) whose bytes follow the last response head, for the caller.
+    file: Option<D>,
     /// Where the head of the response that `file` completes starts in the output buffer.
     file_head: usize,
 }
 
-impl Session {
+impl<D> Session<D> {
     /// A new connection's session. `max_requests` of 0 means no limit.
-    pub fn new(limits: Limits, max_requests: u64) -> Session {
+    pub fn new(limits: Limits, max_requests: u64) -> Session<D> {
         Session {
             state: State::Head,
             limits,
@@ -85,11 +102,11 @@ impl Session {
     /// Stops when input runs out mid-request, when the connection must close, or when `out`
     /// passes [`OUTPUT_HIGH_WATER`] (call again after writing). With `draining` set, the next
     /// response says `Connection: close` and ends the session.
-    pub fn process(
+    pub fn process<S: Service<Deferred = D>>(
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
-        context: &mut Context,
+        service: &mut S,
         draining: bool,
     ) -> Progress {
         let mut progress = Progress::default();
@@ -104,7 +121,7 @@ impl Session {
             let rest = &input[pos..];
             let step = match self.state {
                 State::Closed => break,
-                State::Head => self.read_head(rest, out, context, draining),
+                State::Head => self.read_head(rest, out, service, draining),
                 State::Body { remaining } => {
                     let take = remaining.min(rest.len() as u64);
                     let remaining = remaining - take;
@@ -145,11 +162,11 @@ impl Session {
 
     /// Parses a head at the start of `input` and routes it. Returns the bytes used and
     /// whether the request is complete (it is not while its body is outstanding).
-    fn read_head(
+    fn read_head<S: Service<Deferred = D>>(
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
-        context: &mut Context,
+        service: &mut S,
         draining: bool,
     ) -> Result<(usize, bool), HttpError> {
         // RFC 9112 section 2.2: blank lines before a request line are ignored.
@@ -190,9 +207,8 @@ impl Session {
             persistence,
             sent: None,
         };
-        routes::dispatch(&Request { head: &head, bytes }, &mut response, context);
+        self.file = service.call(&Request { head: &head, bytes }, &mut response);
         self.pending_status = response.sent.unwrap_or(Status::OK);
-        self.file = context.file.take();
         self.file_head = response_start;
         self.state = match head.framing {
             Framing::Empty => return Ok((skip + head.len, true)),
@@ -253,7 +269,7 @@ impl Session {
     /// The file whose bytes must follow the output written so far, once its request is
     /// complete (`process` stops answering after such a response), with the offset in the
     /// output buffer where that response's head starts.
-    pub fn take_file(&mut self) -> Option<(FileBody, usize)> {
+    pub fn take_file(&mut self) -> Option<(D, usize)> {
         match self.uncommitted_from {
             None => self.file.take().map(|file| (file, self.file_head)),
             Some(_) => None,
@@ -304,6 +320,7 @@ fn class_of(status: Status) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routes::Context;
 
     fn run(input: &[u8]) -> (String, Progress, bool) {
         let mut session = Session::new(Limits::default(), 0);
@@ -351,7 +368,7 @@ mod tests {
 
     #[test]
     fn unreadable_file_response_becomes_a_500_after_the_earlier_ones() {
-        let mut session = Session::new(Limits::default(), 0);
+        let mut session: Session<()> = Session::new(Limits::default(), 0);
         let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec();
         let head = out.len();
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n");

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::http::request::{Method, Request};
 use crate::http::response::{Response, Status};
+use crate::http::session::Service;
 use crate::metrics::{stats_json, StatsBoard};
 pub use static_files::{FileBody, StaticFiles};
 
@@ -63,6 +64,15 @@ fn stats_handler(_: &Request<'_>, response: &mut Response<'_>, context: &mut Con
         &[("Cache-Control", "no-store")],
         &[body.as_bytes()],
     );
+}
+
+impl Service for Context {
+    type Deferred = FileBody;
+
+    fn call(&mut self, request: &Request<'_>, response: &mut Response<'_>) -> Option<FileBody> {
+        dispatch(request, response, self);
+        self.file.take()
+    }
 }
 
 /// Answers `request`: the route's handler, or the shared replies.
