@@ -118,6 +118,20 @@ pub struct RuntimeConfig {
     pub recv_buffers: u16,
     /// Bytes of one receive buffer; a receive takes at most this many bytes at a time.
     pub recv_buffer_bytes: usize,
+    /// Where a core with nothing to do sleeps: in its own ring when glommio has nothing of
+    /// its to run, or always through glommio (the ring's eventfd).
+    pub idle_wait: IdleWait,
+}
+
+/// Where an idle core sleeps (`runtime.idle_wait`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdleWait {
+    /// In percore's ring (one enter that waits), unless glommio is reading a file for it.
+    #[default]
+    Ring,
+    /// Always through glommio, woken by the ring's eventfd.
+    Glommio,
 }
 
 /// `[static]` section: a directory served under a path prefix.
@@ -208,6 +222,7 @@ impl Default for RuntimeConfig {
             spin_before_park_us: 0,
             recv_buffers: 1024,
             recv_buffer_bytes: 4096,
+            idle_wait: IdleWait::Ring,
         }
     }
 }

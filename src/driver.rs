@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use io_uring::{cqueue, opcode, squeue, types};
 
-use crate::config::Config;
+use crate::config::{Config, IdleWait};
 use crate::file_io::{read_cached_all, read_slow, FileSource};
 use crate::http::request::Limits;
 use crate::http::session::{Session, OUTPUT_HIGH_WATER};
@@ -63,6 +63,10 @@ const ACCEPT_ERROR_BACKOFF_MS: u64 = 50;
 /// After the drain deadline cuts the remaining connections, how long their last sends get to
 /// complete before the core stops anyway.
 const CUT_GRACE_MS: u64 = 500;
+
+/// Longest sleep in the core's own ring before glommio gets a look at its ring (where
+/// nothing of ours is pending, nothing should be there; this bounds the delay if anything is).
+const RING_WAIT_MAX_MS: u64 = 100;
 
 /// Sent to connections refused at `max_connections_per_core`.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: percore\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
@@ -325,6 +329,8 @@ struct Core {
     /// The earliest armed ring timeout (ms), if any.
     timer_ms: Option<u64>,
     timespec: types::Timespec,
+    /// The park just entered the kernel: the next turn needs no enter of its own.
+    entered: bool,
     wake: Rc<Wake>,
     files_done: Rc<RefCell<Vec<FileDone>>>,
     /// File reads in glommio tasks.
@@ -394,6 +400,7 @@ pub async fn run(config: Config, ring: Ring, listener: OwnedFd, stop: OwnedFd, m
         cut: false,
         timer_ms: None,
         timespec: types::Timespec::new(),
+        entered: false,
         wake,
         files_done: Rc::new(RefCell::new(Vec::new())),
         tasks: 0,
@@ -436,7 +443,9 @@ async fn watch_eventfd(eventfd: RawFd, wake: Rc<Wake>) {
 impl Core {
     async fn run(&mut self) {
         loop {
-            if let Err(e) = self.ring.enter() {
+            if std::mem::take(&mut self.entered) {
+                // The park's enter already submitted and reaped.
+            } else if let Err(e) = self.ring.enter() {
                 crate::report::note(&format!(
                     "core {}: io_uring_enter failed: {e}",
                     self.links.core
@@ -508,9 +517,10 @@ impl Core {
         }
     }
 
-    /// Sleeps until a completion, a file read or the next deadline.
-    async fn park(&mut self) {
-        let wake_at = [
+    /// The next time the loop must look at something without being woken by a completion:
+    /// a connection's deadline, a report tick, an accept retry, the drain's deadline.
+    fn wake_at(&self) -> Option<u64> {
+        [
             self.wheel.next_due_ms(),
             self.config
                 .report
@@ -525,7 +535,33 @@ impl Core {
         ]
         .into_iter()
         .flatten()
-        .min();
+        .min()
+    }
+
+    /// Sleeps until a completion, a file read or the next deadline.
+    ///
+    /// While no glommio task of this core's is at work (no file read outstanding), glommio
+    /// has nothing to run, and the loop sleeps in its own ring: one `io_uring_enter` that
+    /// submits, waits and reaps, as the bare loop does. Otherwise (or with
+    /// `runtime.idle_wait = "glommio"`) it parks through glommio: the ring's eventfd is
+    /// switched on and a glommio task reading it wakes the loop, so that glommio's own
+    /// completions (file reads) are handled meanwhile.
+    async fn park(&mut self) {
+        let wake_at = self.wake_at();
+        self.metrics.counters.borrow_mut().parks += 1;
+        if self.tasks == 0 && self.config.runtime.idle_wait == IdleWait::Ring {
+            let wait = match wake_at {
+                Some(at) => at.saturating_sub(self.now_ms).max(1),
+                None => RING_WAIT_MAX_MS,
+            };
+            let wait = Duration::from_millis(wait.min(RING_WAIT_MAX_MS));
+            if self.ring.wait(wait).is_ok() && !self.ring.has_completions() {
+                // Nothing came: let glommio look at its own ring before sleeping again.
+                futures_lite::future::yield_now().await;
+            }
+            self.entered = true;
+            return;
+        }
         if let Some(at) = wake_at {
             if self.timer_ms.is_none_or(|armed| armed > at) {
                 let wait = Duration::from_millis(at.saturating_sub(self.now_ms).max(1));
@@ -542,7 +578,6 @@ impl Core {
         // Completions that arrived before the eventfd was on would never signal it.
         let flushed = self.ring.enter();
         if flushed.is_ok() && !self.ring.has_completions() {
-            self.metrics.counters.borrow_mut().parks += 1;
             self.wake.wait().await;
         }
         self.ring.notify(false);

@@ -160,6 +160,20 @@ impl Ring {
         }
     }
 
+    /// Submits everything queued and sleeps in the kernel until a completion arrives or
+    /// `timeout` passes (`ETIME`, not an error here).
+    pub fn wait(&mut self, timeout: std::time::Duration) -> io::Result<()> {
+        let timespec = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&timespec);
+        match self.uring.submitter().submit_with_args(1, &args) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {
+                Ok(())
+            }
+            Err(e) => Err(e),
+            Ok(_) => Ok(()),
+        }
+    }
+
     /// Moves every posted completion into `into` (whose capacity is kept across turns).
     pub fn reap(&mut self, into: &mut Vec<cqueue::Entry>) {
         into.clear();
