@@ -54,7 +54,7 @@ const POOLED_CHUNKS: usize = 32;
 const LINGER_MS: u64 = 2000;
 
 /// At most this many bytes are drained while lingering.
-const LINGER_BYTES: usize = 256 * 1024;
+const LINGER_BYTES: u32 = 256 * 1024;
 
 /// Pause after an accept error such as EMFILE before accepting again, so that a core out of
 /// file descriptors does not spin.
@@ -119,6 +119,10 @@ fn untoken(user_data: u64) -> (Op, Key, u8) {
     (op, key, (user_data >> 60) as u8)
 }
 
+/// No time: the value of a record's optional times when unset (they are `u64`, not
+/// `Option<u64>`, to keep the record small).
+const NEVER: u64 = u64::MAX;
+
 const NO_KEY: Key = Key {
     index: 0,
     generation: 0,
@@ -172,14 +176,14 @@ enum Phase {
     Open,
     /// Our side is shut after a final error response; what the client still sends is read
     /// and dropped until it closes, `LINGER_BYTES` were dropped, or the deadline passes.
-    Linger { dropped: usize },
+    Linger { dropped: u32 },
     /// Cut while a send was in flight: the record waits for that send's completion.
     Closing,
 }
 
 /// A static file's body on its way out.
 struct Transfer {
-    body: FileBody,
+    body: Box<FileBody>,
     pos: u64,
     end: u64,
     /// Small enough to join the batch: read into the output buffer behind its head.
@@ -198,7 +202,7 @@ struct Transfer {
 struct Conn {
     fd: RawFd,
     key: Key,
-    session: Session<FileBody>,
+    session: Session<Box<FileBody>>,
     /// Unprocessed input, `input[in_start..]`, only while a request is incomplete or
     /// processing waits for a send (no capacity otherwise).
     input: Vec<u8>,
@@ -220,16 +224,17 @@ struct Conn {
     /// After the last response, linger rather than close (input left unread, or a 408).
     linger: bool,
     transfer: Option<Box<Transfer>>,
-    /// When the head now being read started (ms), for the header timeout.
-    head_started: Option<u64>,
+    /// When the head now being read started (ms), for the header timeout; [`NEVER`] when
+    /// none is.
+    head_started: u64,
     /// Last time bytes moved either way (ms), for the keep-alive and body timeouts.
     active_ms: u64,
     /// When the send in flight was queued or last made progress (ms).
     send_ms: u64,
     /// Until when lingering goes on (ms).
     linger_until: u64,
-    /// The tick the wheel holds this record for, if any.
-    wheel_tick: Option<u64>,
+    /// The tick the wheel holds this record for; [`NEVER`] when none.
+    wheel_tick: u64,
     /// When the bytes now being answered were reaped: the start of their latency.
     read_at: Instant,
 }
@@ -702,11 +707,11 @@ impl Core {
             phase: Phase::Open,
             linger: false,
             transfer: None,
-            head_started: None,
+            head_started: NEVER,
             active_ms: self.now_ms,
             send_ms: 0,
             linger_until: 0,
-            wheel_tick: None,
+            wheel_tick: NEVER,
             read_at: self.reaped_at,
         });
         self.arm_recv(&mut conn);
@@ -836,7 +841,7 @@ impl Core {
                 self.flush(conn);
             }
             Phase::Linger { dropped } => {
-                let dropped = dropped + data.len();
+                let dropped = dropped.saturating_add(data.len() as u32);
                 conn.phase = Phase::Linger { dropped };
                 if dropped >= LINGER_BYTES {
                     conn.eof = true;
@@ -883,7 +888,7 @@ impl Core {
                 conn.in_start += progress.consumed;
             }
             if progress.responses > 0 {
-                conn.head_started = None;
+                conn.head_started = NEVER;
                 self.metrics
                     .record_batch(&progress.by_class, progress.errors, conn.read_at);
             }
@@ -909,11 +914,9 @@ impl Core {
             conn.input.truncate(conn.input.len() - conn.in_start);
             conn.in_start = 0;
         }
-        if conn.pending_input() > 0
-            && conn.head_started.is_none()
-            && !conn.session.is_reading_body()
+        if conn.pending_input() > 0 && conn.head_started == NEVER && !conn.session.is_reading_body()
         {
-            conn.head_started = Some(self.now_ms);
+            conn.head_started = self.now_ms;
         }
     }
 
@@ -1007,7 +1010,7 @@ impl Core {
 
     // ---- files ----
 
-    fn start_transfer(&mut self, conn: &mut Conn, body: FileBody, head: usize) {
+    fn start_transfer(&mut self, conn: &mut Conn, body: Box<FileBody>, head: usize) {
         let chunk = self.config.files.chunk_bytes as u64;
         let small = body.len <= chunk.min(OUTPUT_HIGH_WATER as u64);
         let transfer = Box::new(Transfer {
@@ -1219,8 +1222,8 @@ impl Core {
             return Some(conn.active_ms + http.body_timeout_ms);
         }
         match conn.head_started {
-            Some(started) => Some(started + http.header_timeout_ms),
-            None => Some(conn.active_ms + http.keepalive_timeout_ms),
+            NEVER => Some(conn.active_ms + http.keepalive_timeout_ms),
+            started => Some(started + http.header_timeout_ms),
         }
     }
 
@@ -1230,10 +1233,10 @@ impl Core {
             return;
         };
         let tick = Wheel::tick_of(deadline);
-        if conn.wheel_tick.is_some_and(|queued| queued <= tick) {
+        if conn.wheel_tick <= tick {
             return;
         }
-        conn.wheel_tick = Some(self.wheel.insert(conn.key, tick));
+        conn.wheel_tick = self.wheel.insert(conn.key, tick);
     }
 
     fn expire(&mut self) {
@@ -1243,11 +1246,11 @@ impl Core {
             let Some(mut conn) = self.take(key) else {
                 continue;
             };
-            if conn.wheel_tick != Some(tick) {
+            if conn.wheel_tick != tick {
                 self.put(conn);
                 continue;
             }
-            conn.wheel_tick = None;
+            conn.wheel_tick = NEVER;
             match self.deadline(&conn) {
                 Some(deadline) if deadline <= self.now_ms => self.time_out(&mut conn),
                 _ => {}

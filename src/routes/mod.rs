@@ -67,11 +67,16 @@ fn stats_handler(_: &Request<'_>, response: &mut Response<'_>, context: &mut Con
 }
 
 impl Service for Context {
-    type Deferred = FileBody;
+    /// Boxed: every connection's session has room for one, and most never hold any.
+    type Deferred = Box<FileBody>;
 
-    fn call(&mut self, request: &Request<'_>, response: &mut Response<'_>) -> Option<FileBody> {
+    fn call(
+        &mut self,
+        request: &Request<'_>,
+        response: &mut Response<'_>,
+    ) -> Option<Box<FileBody>> {
         dispatch(request, response, self);
-        self.file.take()
+        self.file.take().map(Box::new)
     }
 }
 
