@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Side-by-side load benchmark: percore vs nginx on loopback, each server alone on core 0,
-# every load generator on core 1, runs interleaved A B A B, medians reported.
+# Side-by-side load benchmark on loopback: percore, nginx and the bare io_uring loop
+# (../shared/floor/floor_uring.c, what the kernel allows), each server alone on core 0, every
+# load generator on core 1, runs interleaved A B C A B C, medians reported.
 #
 #   benches/load.sh                 # all workloads, 3 repetitions
 #   REPS=5 N=2000000 benches/load.sh
-#   WORKLOADS="ab-k-50 idle" benches/load.sh
-#   WORKLOADS="file-4k file-1m" benches/load.sh    # static files only
+#   WORKLOADS="ab-k-50 idle syscalls" benches/load.sh
+#   WORKLOADS="file-4k file-1m" benches/load.sh    # static files only (no bare loop there)
 #
-# Per run it records req/s and server CPU per request two ways: the busy time of core 0 from
-# /proc/stat (user+nice+system+irq+softirq; io_uring work done in kernel threads or
-# interrupt context lands there too) and the server process's own utime+stime.
+# Per run it records req/s and server CPU per request: the busy time of core 0 from /proc/stat
+# (user+nice+system+irq+softirq; io_uring work done in kernel threads or interrupt context
+# lands there too). The bare loop parses nothing and answers a fixed response: it is a
+# measuring stick, and the ratio to it is what percore's own work costs.
 # Nothing is installed: missing tools are named with the command that installs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,25 +19,30 @@ cd "$(dirname "$0")/.."
 REPS=${REPS:-3}
 N=${N:-1000000}              # requests per ab -k run
 N_CLOSE=${N_CLOSE:-100000}   # requests per ab run without keep-alive
+N_STRACE=${N_STRACE:-20000}  # requests counted under strace (it slows the server down)
 DURATION=${DURATION:-10}     # seconds per wrk run
 IDLE=${IDLE:-10000}          # idle keep-alive connections for the memory row
-WORKLOADS=${WORKLOADS:-"ab-k-50 ab-k-500 wrk-50 wrk-pipe-16 ab-close-50 file-4k file-1m idle report-cost"}
+WORKLOADS=${WORKLOADS:-"ab-k-50 ab-k-500 wrk-50 wrk-pipe-16 ab-close-50 file-4k file-1m idle syscalls report-cost"}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PERCORE_PORT=8080
 NGINX_PORT=8081
 QUIET_PORT=8082              # percore with report.enabled = false, for the report-cost row
+FLOOR_PORT=8083
 URL_PATH='/echo?name=Abcde'
+FLOOR_SRC=${FLOOR_SRC:-../shared/floor/floor_uring.c}
 
 missing=()
-for tool in ab wrk nginx taskset curl; do
+for tool in ab wrk nginx taskset curl gcc strace; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+[ -f /usr/include/liburing.h ] || missing+=(liburing-dev)
 if ((${#missing[@]})); then
     echo "missing: ${missing[*]}" >&2
-    echo "install them with: apt-get install apache2-utils wrk nginx util-linux curl" >&2
+    echo "install them with: apt-get install apache2-utils wrk nginx util-linux curl gcc strace liburing-dev" >&2
     exit 1
 fi
+[ -f "$FLOOR_SRC" ] || { echo "no bare loop at $FLOOR_SRC (set FLOOR_SRC)" >&2; exit 1; }
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 work=$(mktemp -d /tmp/percore-bench.XXXXXX)
@@ -49,10 +56,12 @@ site_made=$SECONDS
 
 cargo build --release --quiet
 cargo bench --no-run --quiet --bench idle_connections 2>/dev/null
+gcc -O2 -Wall -o "$work/floor_uring" "$FLOOR_SRC" -luring
 
 percore_pid=""
 nginx_pid=""
 quiet_pid=""
+floor_pid=""
 start_servers() {
     sed 's/^enabled = true/enabled = false/' config/percore.toml >"$work/quiet.toml"
     taskset -c "$SERVER_CPU" target/release/percore --config "$work/quiet.toml" \
@@ -64,7 +73,9 @@ start_servers() {
     taskset -c "$SERVER_CPU" nginx -c "$PWD/benches/nginx.conf" -p "$work/nginx/" \
         >"$work/nginx.log" 2>&1 &
     nginx_pid=$!
-    for port in $PERCORE_PORT $NGINX_PORT $QUIET_PORT; do
+    taskset -c "$SERVER_CPU" "$work/floor_uring" "$FLOOR_PORT" >"$work/floor.log" 2>&1 &
+    floor_pid=$!
+    for port in $PERCORE_PORT $NGINX_PORT $QUIET_PORT $FLOOR_PORT; do
         for _ in $(seq 100); do
             curl -sf "http://127.0.0.1:$port$URL_PATH" >/dev/null 2>&1 && break
             sleep 0.1
@@ -80,30 +91,30 @@ stop_servers() {
     [ -n "$percore_pid" ] && kill -INT "$percore_pid" 2>/dev/null && wait "$percore_pid" 2>/dev/null
     [ -n "$nginx_pid" ] && kill -QUIT "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null
     [ -n "$quiet_pid" ] && kill -INT "$quiet_pid" 2>/dev/null && wait "$quiet_pid" 2>/dev/null
+    # The bare loop has no signal handling: SIGTERM's default action ends it.
+    [ -n "$floor_pid" ] && kill -TERM "$floor_pid" 2>/dev/null && wait "$floor_pid" 2>/dev/null
     percore_pid=""
     nginx_pid=""
     quiet_pid=""
+    floor_pid=""
+    return 0
 }
 
 core_busy() { # busy ticks of $SERVER_CPU
     awk -v c="cpu$SERVER_CPU" '$1 == c { print $2 + $3 + $4 + $7 + $8 }' /proc/stat
 }
-proc_ticks() { # utime+stime of a process, all threads
-    awk '{ print $14 + $15 }' "/proc/$1/stat"
-}
 hz=$(getconf CLK_TCK)
 
-# run_load SERVER PORT WORKLOAD -> prints "reqs rps core_us proc_us"
+# run_load PORT WORKLOAD -> prints "reqs rps core_us"
 run_load() {
-    local pid=$1 port=$2 workload=$3 out="$work/out"
+    local port=$1 workload=$2 out="$work/out"
     local url="http://127.0.0.1:$port$URL_PATH"
     case $workload in
         file-4k) url="http://127.0.0.1:$port/4k.bin" ;;
         file-1m) url="http://127.0.0.1:$port/1m.bin" ;;
     esac
-    local core0 proc0 core1 proc1 reqs rps secs
+    local core0 core1 reqs rps
     core0=$(core_busy)
-    proc0=$(proc_ticks "$pid")
     case $workload in
         ab-k-50) taskset -c "$CLIENT_CPU" ab -q -k -c 50 -n "$N" "$url" >"$out" 2>&1 ;;
         ab-k-500) taskset -c "$CLIENT_CPU" ab -q -k -c 500 -n "$N" "$url" >"$out" 2>&1 ;;
@@ -116,7 +127,6 @@ run_load() {
             -s benches/keepalive.lua "$url" >"$out" 2>&1 ;;
     esac
     core1=$(core_busy)
-    proc1=$(proc_ticks "$pid")
     case $workload in
         ab-*)
             failed=$(awk '/^Failed requests/ { print $3 }' "$out")
@@ -139,13 +149,17 @@ run_load() {
             rps=$(awk '/^Requests\/sec/ { print $2 }' "$out")
             ;;
     esac
-    awk -v r="$reqs" -v s="$rps" -v c=$((core1 - core0)) -v p=$((proc1 - proc0)) -v hz="$hz" \
-        'BEGIN { printf "%d %.0f %.3f %.3f\n", r, s, c * 1e6 / hz / r, p * 1e6 / hz / r }'
+    awk -v r="$reqs" -v s="$rps" -v c=$((core1 - core0)) -v hz="$hz" \
+        'BEGIN { printf "%d %.0f %.3f\n", r, s, c * 1e6 / hz / r }'
 }
 
-# idle_rss PID PORT -> KiB of RSS per idle connection
+# idle_rss PID PORT -> "B/conn before_KiB after_KiB": RSS per idle keep-alive connection,
+# after a warm-up (an ab -k run, which touches the server's buffers and pools).
 idle_rss() {
     local pid=$1 port=$2 before after fifo="$work/idle.fifo"
+    taskset -c "$CLIENT_CPU" ab -q -k -c 50 -n 50000 "http://127.0.0.1:$port$URL_PATH" \
+        >/dev/null 2>&1
+    sleep 1
     before=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
     rm -f "$fifo"
     mkfifo "$fifo"
@@ -163,60 +177,104 @@ idle_rss() {
     after=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
     exec 9>&-
     wait $client
-    awk -v b="$before" -v a="$after" -v n="$IDLE" 'BEGIN { printf "%.2f %d %d\n", (a - b) / n, b, a }'
+    awk -v b="$before" -v a="$after" -v n="$IDLE" \
+        'BEGIN { printf "%.0f %d %d\n", (a - b) * 1024 / n, b, a }'
+}
+
+# syscalls PID PORT -> "socket_calls_per_request io_uring_enter_per_request": strace -c on
+# the server (all threads) during an ab -k -c 50 run; io_uring_enter and the futex and
+# membarrier calls of thread bookkeeping are not socket calls.
+syscalls() {
+    local pid=$1 port=$2
+    strace -c -f -p "$pid" -o "$work/strace" &
+    local tracer=$!
+    sleep 1
+    taskset -c "$CLIENT_CPU" ab -q -k -c 50 -n "$N_STRACE" "http://127.0.0.1:$port$URL_PATH" \
+        >"$work/out" 2>&1
+    kill -INT $tracer
+    wait $tracer 2>/dev/null || true
+    awk -v n="$N_STRACE" '
+        $1 ~ /^[0-9.]+$/ && $4 ~ /^[0-9]+$/ {
+            if ($NF == "io_uring_enter") enter = $4
+            else if ($NF !~ /^(futex|membarrier|total)$/) calls += $4
+        }
+        END { printf "%.3f %.3f\n", calls / n, enter / n }' "$work/strace"
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 start_servers
-echo "percore vs nginx: server on cpu $SERVER_CPU, load on cpu $CLIENT_CPU, $REPS repetitions, medians"
+echo "percore vs nginx vs the bare io_uring loop: server on cpu $SERVER_CPU, load on cpu $CLIENT_CPU, $REPS repetitions, medians"
 echo "$(date -u +%Y-%m-%d) $(uname -r) $(nproc) cpus, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 echo
-printf '| %-12s | %12s | %12s | %6s | %11s | %11s | %6s | %11s | %11s |\n' \
-    workload "percore r/s" "nginx r/s" ratio "percore µs" "nginx µs" "cpu×" "percore pµs" "nginx pµs"
+printf '| %-12s | %11s | %11s | %11s | %10s | %10s | %10s | %7s | %7s |\n' \
+    workload "percore r/s" "nginx r/s" "floor r/s" "percore µs" "nginx µs" "floor µs" "÷nginx" "÷floor"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-# compare LABEL WORKLOAD PID_A PORT_A PID_B PORT_B: interleaved runs, one table row of medians
+
+# compare LABEL WORKLOAD PORT... : interleaved runs on each port, one row of medians
+# (µs: core time per request; ÷nginx and ÷floor: the first server's µs over the others').
 compare() {
     local label=$1 workload=$2
-    : >"$work/a" && : >"$work/b"
+    shift 2
+    local ports=("$@") i
+    for i in "${!ports[@]}"; do : >"$work/r$i"; done
     for _ in $(seq "$REPS"); do
-        run_load "$3" "$4" "$workload" >>"$work/a"
-        run_load "$5" "$6" "$workload" >>"$work/b"
+        for i in "${!ports[@]}"; do
+            run_load "${ports[$i]}" "$workload" >>"$work/r$i"
+        done
     done
-    local col
-    for col in 2 3 4; do
-        echo "$(cut -d' ' -f$col "$work/a" | median) $(cut -d' ' -f$col "$work/b" | median)"
-    done | paste -sd' ' | awk -v w="$label" '{
-        printf "| %-12s | %12.0f | %12.0f | %6.2f | %11.2f | %11.2f | %6.2f | %11.2f | %11.2f |\n",
-            w, $1, $2, $1 / $2, $3, $4, $3 / $4, $5, $6 }'
+    local rps=() us=()
+    for i in 0 1 2; do
+        if [ -n "${ports[$i]:-}" ]; then
+            rps[i]=$(cut -d' ' -f2 "$work/r$i" | median)
+            us[i]=$(cut -d' ' -f3 "$work/r$i" | median)
+        else
+            rps[i]=-
+            us[i]=-
+        fi
+    done
+    awk -v w="$label" -v r0="${rps[0]}" -v r1="${rps[1]}" -v r2="${rps[2]}" \
+        -v u0="${us[0]}" -v u1="${us[1]}" -v u2="${us[2]}" 'BEGIN {
+        n = (r2 == "-") ? "—" : sprintf("%.0f", r2)
+        f = (u2 == "-") ? "—" : sprintf("%.2f", u2)
+        rf = (u2 == "-") ? "—" : sprintf("%.2f", u0 / u2)
+        printf "| %-12s | %11.0f | %11.0f | %11s | %10.2f | %10.2f | %10s | %7.2f | %7s |\n",
+            w, r0, r1, n, u0, u1, f, u0 / u1, rf }'
 }
 
 for workload in $WORKLOADS; do
     case $workload in
         idle)
             # Fresh processes: memory freed by earlier runs would hide the cost of new
-            # connections.
+            # connections; each gets the same warm-up first.
             stop_servers
             start_servers
             p=$(idle_rss "$percore_pid" $PERCORE_PORT)
             n=$(idle_rss "$nginx_pid" $NGINX_PORT)
-            echo "| idle $IDLE: RSS KiB per connection | percore $(echo "$p" | cut -d' ' -f1) | nginx $(echo "$n" | cut -d' ' -f1) | | (percore RSS $(echo "$p" | cut -d' ' -f2)→$(echo "$p" | cut -d' ' -f3) KiB, nginx $(echo "$n" | cut -d' ' -f2)→$(echo "$n" | cut -d' ' -f3) KiB) | | | | |"
+            f=$(idle_rss "$floor_pid" $FLOOR_PORT)
+            echo "| idle $IDLE: RSS B per connection | percore $(echo "$p" | cut -d' ' -f1) | nginx $(echo "$n" | cut -d' ' -f1) | floor $(echo "$f" | cut -d' ' -f1) | (RSS KiB before→after: percore $(echo "$p" | cut -d' ' -f2)→$(echo "$p" | cut -d' ' -f3), nginx $(echo "$n" | cut -d' ' -f2)→$(echo "$n" | cut -d' ' -f3), floor $(echo "$f" | cut -d' ' -f2)→$(echo "$f" | cut -d' ' -f3)) | | | | |"
+            ;;
+        syscalls)
+            p=$(syscalls "$percore_pid" $PERCORE_PORT)
+            n=$(syscalls "$nginx_pid" $NGINX_PORT)
+            f=$(syscalls "$floor_pid" $FLOOR_PORT)
+            echo "| syscalls per request, ab -k -c 50 (socket calls; io_uring_enter) | percore $(echo "$p" | cut -d' ' -f1); $(echo "$p" | cut -d' ' -f2) | nginx $(echo "$n" | cut -d' ' -f1); $(echo "$n" | cut -d' ' -f2) | floor $(echo "$f" | cut -d' ' -f1); $(echo "$f" | cut -d' ' -f2) | | | | | |"
             ;;
         report-cost)
             echo
-            echo "Reporting cost, ab -k -c 50: percore with reports (A) vs report.enabled = false (B)"
-            compare "reports on/off" ab-k-50 "$percore_pid" $PERCORE_PORT "$quiet_pid" $QUIET_PORT
+            echo "Reporting cost, ab -k -c 50: percore with reports (first) vs report.enabled = false (second)"
+            compare "reports on/off" ab-k-50 $PERCORE_PORT $QUIET_PORT
             ;;
         file-*)
             # Files younger than 2 s are not cached (their times could hide a change).
             sleep $((site_made + 3 > SECONDS ? site_made + 3 - SECONDS : 0))
-            compare "$workload" "$workload" "$percore_pid" $PERCORE_PORT "$nginx_pid" $NGINX_PORT
+            compare "$workload" "$workload" $PERCORE_PORT $NGINX_PORT
             ;;
-        *) compare "$workload" "$workload" "$percore_pid" $PERCORE_PORT "$nginx_pid" $NGINX_PORT ;;
+        *) compare "$workload" "$workload" $PERCORE_PORT $NGINX_PORT $FLOOR_PORT ;;
     esac
 done
 echo
+echo "floor: the bare io_uring loop (${FLOOR_SRC##*/}), which parses nothing and serves no files."
 echo "file-4k, file-1m: wrk -c 50 keep-alive GETs of a 4 KiB and a 1 MiB file (nginx: sendfile)."
-echo "r/s: requests per second; ratio: percore/nginx; µs: server core busy time per request"
-echo "(/proc/stat); cpu×: percore/nginx core time per request; pµs: server process utime+stime"
-echo "per request."
+echo "r/s: requests per second; µs: server core busy time per request (/proc/stat);"
+echo "÷nginx, ÷floor: percore's core time per request over nginx's and the bare loop's."

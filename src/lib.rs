@@ -1,24 +1,32 @@
-//! percore: a thread-per-core, shared-nothing HTTP/1.1 server on io_uring (glommio).
+//! percore: a thread-per-core, shared-nothing HTTP/1.1 server on io_uring.
 //!
 //! `server` resolves the configured cores and binds one SO_REUSEPORT listener per core, then
 //! starts one glommio executor pinned to each. From there every core is on its own: its
-//! `shard` accepts from its own listener, keeps its own connection table, buffer pools and
-//! shutdown state, and runs one task per connection. A connection (`conn`) reads into a
-//! pooled buffer, hands the bytes to its `http::session`, which parses each request head
-//! (`http::request`), consumes any body (`http::chunked`), routes it (`routes`) and encodes the
-//! response (`http::response`); `conn` then writes the whole batch at once and records its
-//! latency in the core's own `metrics`. Nothing on that path is shared between cores: no
-//! locks, no atomics, no cross-core messages. Once per report tick each core hands a snapshot
-//! to the `report` thread, which prints live lines and, at shutdown, the run's summary.
+//! `driver` makes the core's own io_uring (`ring`) and runs one loop in the executor. Each
+//! turn makes one `io_uring_enter` that submits the turn's sends and reaps every completion:
+//! multishot accepts, multishot receives from the core's provided-buffer ring, sends.
+//! Connections are records in the driver's table, not tasks; their timeouts are deadlines in
+//! the core's timing wheel (`wheel`). Received bytes go to the connection's `http::session`,
+//! which parses each request head (`http::request`), consumes any body (`http::chunked`),
+//! asks its service (`routes`) for the answer and encodes the response (`http::response`);
+//! the driver sends the batch and records its latency in the core's own `metrics`. glommio
+//! stays the executor for what must wait: file reads that are not in the page cache
+//! (`file_io`) and the loop's own sleep when it has nothing to do. Nothing on that path is
+//! shared between cores: no locks, no atomics, no cross-core messages. Once per report tick
+//! each core hands a snapshot to the `report` thread, which prints live lines and, at
+//! shutdown, the run's summary.
 //!
 //! Modules, in the order data flows through them:
 //! - [`config`]: TOML file and flags → validated [`config::Config`]
 //! - [`server`]: sockets, one executor thread per core, signals, shutdown
-//! - [`shard`]: one core: accept loop, connection table, buffer pools, drain
-//! - [`conn`]: one connection: read → session → batched write, timeouts
-//! - [`http`]: the protocol without I/O (request, chunked, session, response, error)
-//! - [`routes`]: the route table and its handlers (echo, `/stats`, static files; a file's
-//!   bytes are read and sent by `conn`)
+//! - [`driver`]: one core's ring loop: accept, receive, send, connection records, deadlines,
+//!   files on their way, drain
+//! - [`ring`]: the core's io_uring: set-up, provided buffers, enter, eventfd
+//! - [`wheel`]: the core's timing wheel of connection deadlines
+//! - [`http`]: the protocol without I/O (request, chunked, session, response, error); the
+//!   session is generic over a [`http::session::Service`]
+//! - [`routes`]: the service: the route table and its handlers (echo, `/stats`, static files;
+//!   a file's bytes are read and sent by the driver)
 //! - [`metrics`]: per-core counters and latency histograms, snapshots, `/stats`
 //! - [`report`]: the reporter thread: live lines, interval log, summary, `.hgrm` files
 

@@ -30,14 +30,14 @@ use crate::routes::StaticFiles;
 pub struct Server {
     addr: SocketAddr,
     cores: Vec<usize>,
-    shards: Vec<ShardHandle>,
+    cores_running: Vec<CoreHandle>,
     reporter: Option<JoinHandle<RunSummary>>,
     format: ReportFormat,
     mode: RingMode,
 }
 
-struct ShardHandle {
-    /// Dropping this end tells the shard to stop.
+struct CoreHandle {
+    /// Dropping this end tells the core to stop.
     stop: Option<UnixStream>,
     thread: Option<JoinHandle<()>>,
 }
@@ -69,13 +69,13 @@ impl Server {
         let mut server = Server {
             addr,
             cores: cores.clone(),
-            shards: Vec::with_capacity(cores.len()),
+            cores_running: Vec::with_capacity(cores.len()),
             reporter: Some(reporter),
             format: config.report.format,
             mode: RingMode::DeferTaskrun,
         };
         for (index, (&core, listener)) in cores.iter().zip(listeners).enumerate() {
-            let (stop, stop_shard) = UnixStream::pair()
+            let (stop, stop_core) = UnixStream::pair()
                 .map_err(|e| ConfigError(format!("cannot create a socket pair: {e}")))?;
             let config = config.clone();
             let ready = ready_tx.clone();
@@ -94,9 +94,9 @@ impl Server {
             };
             let thread = std::thread::Builder::new()
                 .name(format!("percore-{core}"))
-                .spawn(move || run_shard(config, listener, stop_shard, links, ready))
+                .spawn(move || run_core(config, listener, stop_core, links, ready))
                 .map_err(|e| ConfigError(format!("cannot start a thread for core {core}: {e}")))?;
-            server.shards.push(ShardHandle {
+            server.cores_running.push(CoreHandle {
                 stop: Some(stop),
                 thread: Some(thread),
             });
@@ -143,11 +143,11 @@ impl Server {
     }
 
     fn stop_and_join(&mut self) -> Option<RunSummary> {
-        for shard in &mut self.shards {
-            shard.stop.take();
+        for core in &mut self.cores_running {
+            core.stop.take();
         }
-        for shard in &mut self.shards {
-            if let Some(thread) = shard.thread.take() {
+        for core in &mut self.cores_running {
+            if let Some(thread) = core.thread.take() {
                 let _ = thread.join();
             }
         }
@@ -163,7 +163,7 @@ impl Drop for Server {
     }
 }
 
-fn run_shard(
+fn run_core(
     config: Config,
     listener: Socket,
     stop: UnixStream,

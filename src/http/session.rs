@@ -2,7 +2,7 @@
 //!
 //! [`Session::process`] takes whatever input is buffered, answers every complete request in
 //! it (in order, appending the responses to one output buffer) and says how many input bytes
-//! it used and whether the connection must close. The caller (`conn`) owns the socket,
+//! it used and whether the connection must close. The caller (`driver`) owns the socket,
 //! buffers and timers; this file owns framing, persistence and the order of responses, which
 //! is what makes it testable and fuzzable without sockets.
 //!

@@ -8,8 +8,8 @@
 //! (RFC 9110 section 13) and a single byte range (section 14).
 //!
 //! The body comes from this core's cache of small files when it holds the file unchanged;
-//! otherwise the handler leaves a [`FileBody`] in the context for `conn` to read through
-//! glommio and send, since a handler cannot wait. Small files read that way are put in the
+//! otherwise the handler leaves a [`FileBody`] in the context for the driver to read (from
+//! the page cache, or through glommio) and send, since a handler cannot wait. Small files read that way are put in the
 //! cache. A cached file is checked with one `stat` per request and read again once changed.
 
 use std::collections::{HashMap, VecDeque};
@@ -48,7 +48,7 @@ pub struct StaticFiles {
     path: Vec<u8>,
 }
 
-/// A file body `conn` must send after the response head already written.
+/// A file body the driver must send after the response head already written.
 #[derive(Debug)]
 pub struct FileBody {
     /// The open file.
