@@ -853,7 +853,7 @@ impl Core {
 
     /// Answers what is buffered: `fresh` bytes from a receive buffer, after any input the
     /// connection kept. Stops when a request is incomplete, the output is at its high-water
-    /// mark, a file is on its way or the session has ended. Unprocessed fresh bytes are
+    /// mark between requests, a file is on its way or the session has ended. Unprocessed fresh bytes are
     /// copied into the connection's input buffer.
     fn pump(&mut self, conn: &mut Conn, mut fresh: &[u8]) {
         if conn.pending_input() > 0 && !fresh.is_empty() {
@@ -861,10 +861,11 @@ impl Core {
             fresh = &[];
         }
         loop {
-            if conn.transfer.is_some()
-                || conn.session.is_closed()
-                || conn.out.len() >= OUTPUT_HIGH_WATER
-            {
+            // The high-water mark applies between requests only, as in the session: a body must
+            // be read to its end even when the response waiting for it is large, or that
+            // response could never be committed and sent.
+            let full = conn.out.len() >= OUTPUT_HIGH_WATER && conn.session.is_between_requests();
+            if conn.transfer.is_some() || conn.session.is_closed() || full {
                 break;
             }
             let from_fresh = conn.pending_input() == 0;
@@ -879,9 +880,18 @@ impl Core {
             if conn.out.capacity() == 0 {
                 conn.out = self.writes.take();
             }
-            let progress =
+            let draining = self.draining;
+            let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 conn.session
-                    .process(input, &mut conn.out, &mut self.context, self.draining);
+                    .process(input, &mut conn.out, &mut self.context, draining)
+            }));
+            let Ok(progress) = answer else {
+                // A handler panicked: this connection ends, the core and its other
+                // connections go on.
+                conn.input.clear();
+                conn.in_start = 0;
+                return self.cut(conn);
+            };
             if from_fresh {
                 fresh = &fresh[progress.consumed..];
             } else {
