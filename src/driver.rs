@@ -1419,12 +1419,18 @@ impl Core {
     // ---- reporting ----
 
     fn snapshot(&self, seq: u64, duration: Duration, latency: Histogram<u64>) -> Snapshot {
+        let mut counters = *self.metrics.counters.borrow();
+        counters.file_cache_hits = self
+            .context
+            .files
+            .as_ref()
+            .map_or(0, StaticFiles::cache_hits);
         Snapshot {
             core: self.links.core,
             seq,
             duration,
             latency,
-            counters: *self.metrics.counters.borrow(),
+            counters,
             open: self.open,
         }
     }

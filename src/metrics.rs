@@ -40,6 +40,9 @@ pub struct Counters {
     /// Times the core's ring loop found nothing to do and slept (through glommio) until a
     /// completion, a deadline or a file read woke it; under load it does not.
     pub parks: u64,
+    /// Static-file requests answered from the core's cache of small files (the file was
+    /// checked with one `stat`, not opened or read).
+    pub file_cache_hits: u64,
 }
 
 impl Counters {
@@ -60,6 +63,7 @@ impl Counters {
         self.refused += other.refused;
         self.protocol_errors += other.protocol_errors;
         self.parks += other.parks;
+        self.file_cache_hits += other.file_cache_hits;
     }
 }
 
@@ -221,7 +225,7 @@ impl Counters {
         format!(
             "\"requests\":{},\"status\":{{\"1xx\":{},\"2xx\":{},\"3xx\":{},\"4xx\":{},\"5xx\":{}}},\
              \"bytes_in\":{},\"bytes_out\":{},\"connections\":{{\"accepted\":{},\"closed\":{},\"refused\":{}}},\
-             \"protocol_errors\":{},\"loop_parks\":{}",
+             \"protocol_errors\":{},\"loop_parks\":{},\"file_cache_hits\":{}",
             self.requests(),
             c[1],
             c[2],
@@ -234,7 +238,8 @@ impl Counters {
             self.closed,
             self.refused,
             self.protocol_errors,
-            self.parks
+            self.parks,
+            self.file_cache_hits
         )
     }
 }

@@ -467,15 +467,26 @@ fn a_large_cached_file_answers_a_get_with_a_body() {
     let body = patterned(65_400);
     dir.write("near64k.bin", &body);
     let root = dir.0.clone();
-    let server = TestServer::with(move |c| c.files.root = root);
-    // Old enough to be cached, then cached by a first request.
+    let mut server = TestServer::with(move |c| c.files.root = root);
+    // A file changed in the last two seconds (by mtime or ctime) is not cached, and no call
+    // can move a ctime back: only waiting makes this one old enough.
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let mut client = server.client();
+    // Read from the file, and put in the cache.
     assert!(client.get("/near64k.bin").body == body);
+    // Answered from the cache: this is the case the bug was in.
     client.send("GET /near64k.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx");
     let response = client.response();
     assert_eq!(response.status, 200);
     assert!(response.body == body);
+    // The body was read: the connection is still in step.
+    assert_eq!(client.get("/echo?name=after").text(), "Hi, after!");
+    drop(client);
+    let summary = server.server.take().unwrap().shutdown();
+    assert_eq!(
+        summary.cores[0].counters.file_cache_hits, 1,
+        "the second GET must be answered from the cache, the first from the file"
+    );
 }
 
 #[test]

@@ -46,6 +46,8 @@ pub struct StaticFiles {
     directio: u64,
     /// The decoded path of the request being answered, relative to the root.
     path: Vec<u8>,
+    /// Requests answered from the cache since start.
+    cache_hits: u64,
 }
 
 /// A file body the driver must send after the response head already written.
@@ -284,7 +286,13 @@ impl StaticFiles {
             cache_file_max: config.cache_file_max_bytes as u64,
             directio: config.directio_bytes,
             path: Vec::new(),
+            cache_hits: 0,
         }
+    }
+
+    /// Requests answered from this core's cache since start.
+    pub fn cache_hits(&self) -> u64 {
+        self.cache_hits
     }
 
     /// Whether `path` (as requested, still encoded) lies under the mount.
@@ -378,6 +386,7 @@ pub(super) fn serve(request: &Request<'_>, response: &mut Response<'_>, context:
         let fresh =
             fstat_at(&files.root, &cached.opened).is_ok_and(|s| FileId::of(&s) == cached.id);
         if fresh {
+            files.cache_hits += 1;
             if let Some((start, len)) = respond(request, response, &cached.meta) {
                 let start = start as usize;
                 response
