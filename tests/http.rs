@@ -4,7 +4,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{Client, TestServer};
+use common::TestServer;
 
 #[test]
 fn echo_answers_with_the_decoded_name_and_standard_fields() {
@@ -368,24 +368,51 @@ fn slow_head_gets_408_and_idle_connection_is_closed() {
     assert!(idle.is_closed());
 }
 
+/// SO_REUSEPORT spreads connections over the cores by a hash of their addresses: with
+/// enough connections from distinct source ports, each core gets some and answers them.
 #[test]
 fn two_cores_serve_the_same_port() {
+    const CONNECTIONS: usize = 200;
     let usable = percore::config::usable_cores();
     if usable.len() < 2 {
-        eprintln!("skipped: needs two usable cores");
+        eprintln!(
+            "SKIPPED two_cores_serve_the_same_port: needs two usable cores, this process may use \
+             {} ({usable:?})",
+            usable.len()
+        );
         return;
     }
-    let server = TestServer::with(|c| {
+    let mut server = TestServer::with(|c| {
         c.server.cores = percore::config::CoreSpec::List(usable[..2].to_vec())
     });
-    assert_eq!(server.server.as_ref().unwrap().cores().len(), 2);
-    let clients: Vec<Client> = (0..32).map(|_| server.client()).collect();
-    for (i, mut client) in clients.into_iter().enumerate() {
+    assert_eq!(server.server.as_ref().unwrap().cores(), &usable[..2]);
+    // One request per connection, each from a new source port. The chance that all of them
+    // hash to the same core is 2^-199.
+    for i in 0..CONNECTIONS {
+        let mut client = server.client();
         assert_eq!(
             client.get(&format!("/echo?name={i}")).text(),
             format!("Hi, {i}!")
         );
     }
+    let summary = server.server.take().unwrap().shutdown();
+    let per_core: Vec<(usize, u64, u64)> = summary
+        .cores
+        .iter()
+        .map(|c| (c.core, c.counters.accepted, c.counters.requests()))
+        .collect();
+    assert_eq!(
+        per_core.iter().map(|c| c.0).collect::<Vec<_>>(),
+        &usable[..2]
+    );
+    for &(core, accepted, requests) in &per_core {
+        assert!(
+            accepted > 0 && requests == accepted,
+            "core {core} accepted {accepted} and answered {requests} (all cores: {per_core:?})"
+        );
+    }
+    let answered: u64 = per_core.iter().map(|c| c.2).sum();
+    assert_eq!(answered, CONNECTIONS as u64, "{per_core:?}");
 }
 
 #[test]

@@ -173,6 +173,21 @@ impl Client {
         };
         closed && self.buf.is_empty()
     }
+
+    /// True when the server has closed in order: the next read is end-of-file (its FIN), not
+    /// a reset, the socket holds no error, and no stray bytes are left.
+    pub fn closed_in_order(&mut self) -> bool {
+        let mut chunk = [0u8; 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => {}
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                return false;
+            }
+            Err(e) => panic!("expected the server's FIN, the read failed: {e}"),
+        }
+        matches!(self.stream.take_error(), Ok(None)) && self.buf.is_empty()
+    }
 }
 
 /// The `percore` binary running as a child process.
