@@ -2,8 +2,9 @@
 
 mod common;
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use common::{Percore, TestServer};
 use percore::config::CoreSpec;
@@ -49,11 +50,13 @@ fn stats_route_answers_json_per_core() {
         c.server.cores = two_cores_if_possible();
         c.report.interval_ms = 50;
     });
+    let cores_served = server.server.as_ref().unwrap().cores().to_vec();
     let mut client = server.client();
     for i in 0..10 {
         client.get(&format!("/echo?name={i}"));
     }
     // Totals are published once per tick: ask until this connection's requests show.
+    let deadline = Instant::now() + Duration::from_secs(20);
     let stats = loop {
         let response = client.get("/stats");
         assert_eq!(response.status, 200);
@@ -62,11 +65,35 @@ fn stats_route_answers_json_per_core() {
         if stats["total"]["requests"].as_u64().unwrap() >= 10 {
             break stats;
         }
+        assert!(
+            Instant::now() < deadline,
+            "/stats still shows fewer than the 10 requests answered after 20 s: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     };
     let cores = stats["cores"].as_array().unwrap();
-    assert_eq!(cores.len(), server.server.as_ref().unwrap().cores().len());
+    let listed: Vec<u64> = cores.iter().map(|c| c["core"].as_u64().unwrap()).collect();
+    let expected: Vec<u64> = cores_served.iter().map(|&c| c as u64).collect();
+    assert_eq!(listed, expected, "{stats}");
     let sum: u64 = cores.iter().map(|c| c["requests"].as_u64().unwrap()).sum();
     assert_eq!(sum, stats["total"]["requests"].as_u64().unwrap());
+    // One connection lives on one core: that core answered everything and holds it open,
+    // any other core answered nothing.
+    let busy: Vec<&serde_json::Value> = cores
+        .iter()
+        .filter(|c| c["requests"].as_u64().unwrap() > 0)
+        .collect();
+    assert_eq!(busy.len(), 1, "{stats}");
+    assert!(busy[0]["requests"].as_u64().unwrap() >= 10, "{stats}");
+    assert_eq!(busy[0]["status"]["2xx"], busy[0]["requests"], "{stats}");
+    assert_eq!(busy[0]["open"], 1, "{stats}");
+    assert_eq!(busy[0]["connections"]["accepted"], 1, "{stats}");
+    for idle in cores.iter().filter(|c| c["requests"] == 0) {
+        assert_eq!(idle["open"], 0, "{stats}");
+        assert_eq!(idle["connections"]["accepted"], 0, "{stats}");
+    }
+    assert_eq!(stats["total"]["file_cache_hits"], 0, "{stats}");
+    assert!(stats["total"]["loop_parks"].as_u64().is_some(), "{stats}");
     assert!(stats["total"]["latency_us"]["p99"].as_u64().is_some());
 }
 
@@ -91,8 +118,10 @@ fn start_binary(config: &str, name: &str) -> Percore {
     ])
 }
 
+/// Sends `count` pipelined requests and a last one that closes, and reads every answer.
 fn send_requests(addr: &str, count: usize) {
     let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(common::EXIT_WAIT)).unwrap();
     let batch: String = (0..count)
         .map(|i| format!("GET /echo?name={i} HTTP/1.1\r\nHost: t\r\n\r\n"))
         .collect();
@@ -105,79 +134,97 @@ fn send_requests(addr: &str, count: usize) {
     assert!(replies.ends_with("Hi, end!"));
 }
 
+/// At most this many intervals are read while waiting for requests to show in them (100 ms
+/// each: far more than answering a few dozen requests takes).
+const MAX_INTERVALS: usize = 200;
+
 #[test]
 fn json_lines_appear_every_interval_and_parse() {
     let mut server = start_binary("[report]\ninterval_ms = 100\nformat = \"json\"\n", "json");
+    let core: u64 = server.cores().parse().expect("one core");
+    let lines = server.stdout_lines();
     send_requests(&server.addr, 50);
-    let mut seen_core = false;
-    let mut seen_all = false;
-    let mut line = String::new();
-    while !(seen_core && seen_all) {
-        line.clear();
+    // Each interval is one line for the core and one for all cores; read intervals until
+    // all 51 requests have been counted in them.
+    let mut counted = 0;
+    let mut intervals = 0;
+    while counted < 51 {
+        intervals += 1;
         assert!(
-            server
-                .stdout
-                .as_mut()
-                .unwrap()
-                .read_line(&mut line)
-                .unwrap()
-                > 0
+            intervals <= MAX_INTERVALS,
+            "{MAX_INTERVALS} intervals counted {counted} of 51 requests"
         );
-        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert!(value["req_per_s"].is_number(), "{line}");
-        assert!(value["latency_us"]["p99_9"].is_number(), "{line}");
-        seen_core |= value["core"].is_number();
-        seen_all |= value["core"] == "all";
+        let line = lines.next("a per-core JSON line");
+        let per_core: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(per_core["core"], core, "{line}");
+        assert!(per_core["req_per_s"].is_number(), "{line}");
+        assert!(per_core["latency_us"]["p99_9"].is_number(), "{line}");
+        let requests = per_core["requests"].as_u64().expect("requests");
+        assert_eq!(per_core["latency_us"]["count"], requests, "{line}");
+        let line = lines.next("the JSON line for all cores");
+        let all: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(all["core"], "all", "{line}");
+        assert_eq!(all["time_s"], per_core["time_s"], "{line}");
+        assert_eq!(all["requests"], requests, "{line}");
+        counted += requests;
     }
+    assert_eq!(counted, 51);
     server.stop_with(libc::SIGINT);
-    let mut rest = String::new();
-    server
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_to_string(&mut rest)
-        .unwrap();
-    let summary: Vec<serde_json::Value> = rest
-        .lines()
+    let summary: Vec<serde_json::Value> = lines
+        .rest()
+        .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .filter(|v: &serde_json::Value| v["summary"] == true)
         .collect();
-    let all = summary.iter().find(|v| v["core"] == "all").unwrap();
-    assert_eq!(all["requests"].as_u64(), Some(51));
+    assert_eq!(summary.len(), 2, "{summary:?}");
+    assert_eq!(summary[0]["core"], core, "{summary:?}");
+    assert_eq!(summary[0]["requests"].as_u64(), Some(51));
+    assert_eq!(summary[1]["core"], "all", "{summary:?}");
+    assert_eq!(summary[1]["requests"].as_u64(), Some(51));
 }
 
 #[test]
 fn text_lines_have_a_header_and_one_row_per_core_plus_total() {
     let mut server = start_binary("[report]\ninterval_ms = 100\n", "text");
+    let core = server.cores().to_string();
+    let lines = server.stdout_lines();
     send_requests(&server.addr, 20);
-    let mut header = String::new();
-    server
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_line(&mut header)
-        .unwrap();
+    let header = lines.next("the header line");
     for column in ["req/s", "p50", "p90", "p99", "p99.9", "max", "open"] {
         assert!(header.contains(column), "{header}");
     }
-    let mut core_line = String::new();
-    server
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_line(&mut core_line)
-        .unwrap();
-    let mut all_line = String::new();
-    server
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_line(&mut all_line)
-        .unwrap();
-    assert!(
-        all_line.split_whitespace().nth(1) == Some("all"),
-        "{all_line}"
-    );
+    // Rows: time, core, req/s, p50, p90, p99, p99.9, max, open. A row's requests are its
+    // rate times the 100 ms interval; read intervals until all 21 requests showed.
+    let mut counted = 0;
+    let mut intervals = 0;
+    while counted < 21 {
+        intervals += 1;
+        assert!(
+            intervals <= MAX_INTERVALS,
+            "{MAX_INTERVALS} intervals counted {counted} of 21 requests"
+        );
+        let core_line = lines.next("a per-core row");
+        let fields: Vec<&str> = core_line.split_whitespace().collect();
+        assert_eq!(fields.get(1), Some(&core.as_str()), "{core_line}");
+        let rate: u64 = fields[2].parse().expect("req/s is a whole number");
+        if rate == 0 {
+            assert!(core_line.contains("(quiet: no requests)"), "{core_line}");
+        } else {
+            assert_eq!(fields.len(), 9, "{core_line}");
+            assert_eq!(rate % 10, 0, "{core_line}");
+        }
+        assert!(fields.last().unwrap().parse::<u64>().is_ok(), "{core_line}");
+        let all_line = lines.next("the row for all cores");
+        let all: Vec<&str> = all_line.split_whitespace().collect();
+        assert_eq!(all.get(1), Some(&"all"), "{all_line}");
+        assert_eq!(all[0], fields[0], "same interval: {all_line}");
+        assert_eq!(
+            all[2], fields[2],
+            "one core: its rate is the total's: {all_line}"
+        );
+        counted += rate / 10;
+    }
+    assert_eq!(counted, 21);
     server.stop_with(libc::SIGINT);
 }
 

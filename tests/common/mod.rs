@@ -195,6 +195,8 @@ pub struct Percore {
     pub child: std::process::Child,
     /// The address it printed at start.
     pub addr: String,
+    /// The line it printed at start (address, cores, ring mode).
+    pub banner: String,
     /// Its stdout (reports), when piped.
     pub stdout: Option<std::io::BufReader<std::process::ChildStdout>>,
     /// Kept open: the server writes its shutdown notes here.
@@ -224,16 +226,96 @@ impl Percore {
         Percore {
             child,
             addr,
+            banner: line,
             stdout,
             stderr,
         }
     }
 
-    /// Sends `signal` and checks the process exits successfully.
+    /// The cores it serves on, as its start-up line lists them (`0`, `0-3`, `0,2`).
+    pub fn cores(&self) -> &str {
+        self.banner
+            .split("core(s): ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no cores in {:?}", self.banner))
+    }
+
+    /// Its stdout as lines read on a thread of their own (see [`Lines`]).
+    pub fn stdout_lines(&mut self) -> Lines {
+        Lines::new(
+            self.stdout
+                .take()
+                .expect("stdout is piped and not taken yet"),
+        )
+    }
+
+    /// Sends `signal` and checks the process exits successfully, within `EXIT_WAIT`.
     pub fn stop_with(&mut self, signal: i32) {
         // SAFETY: plain kill(2) on our child.
         unsafe { libc::kill(self.child.id() as i32, signal) };
-        assert!(self.child.wait().unwrap().success());
+        let deadline = std::time::Instant::now() + EXIT_WAIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("percore did not exit within {EXIT_WAIT:?} of signal {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(status.success(), "percore exited with {status}");
+    }
+}
+
+/// How long a stopped server may take to drain and exit, and how long a test waits for a
+/// line of output, before the test fails: far beyond what either takes when it works.
+pub const EXIT_WAIT: Duration = Duration::from_secs(30);
+
+/// Lines of a child's output, read on a thread of their own so that a test waits for each
+/// with a bound and fails, instead of blocking forever on a pipe that stays silent.
+pub struct Lines(std::sync::mpsc::Receiver<String>);
+
+impl Lines {
+    pub fn new(reader: impl std::io::BufRead + Send + 'static) -> Lines {
+        let (lines, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines(receiver)
+    }
+
+    /// The next line; fails the test, naming `what` was awaited, if none comes in time or
+    /// the output ends.
+    pub fn next(&self, what: &str) -> String {
+        use std::sync::mpsc::RecvTimeoutError;
+        match self.0.recv_timeout(EXIT_WAIT) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => panic!("no {what} within {EXIT_WAIT:?}"),
+            Err(RecvTimeoutError::Disconnected) => panic!("the output ended before {what}"),
+        }
+    }
+
+    /// Every line left until the output ends (the process has exited or closed it).
+    pub fn rest(&self) -> Vec<String> {
+        use std::sync::mpsc::RecvTimeoutError;
+        let mut rest = Vec::new();
+        loop {
+            match self.0.recv_timeout(EXIT_WAIT) {
+                Ok(line) => rest.push(line),
+                Err(RecvTimeoutError::Disconnected) => return rest,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("the output did not end within {EXIT_WAIT:?}; so far: {rest:?}")
+                }
+            }
+        }
     }
 }
 
