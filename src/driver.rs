@@ -20,6 +20,7 @@
 //! read by glommio tasks (`file_io`), which post their results back here.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -314,7 +315,8 @@ struct Core {
     reaped_at: Instant,
     cqes: Vec<cqueue::Entry>,
     due: Vec<(Key, u64)>,
-    starved: Vec<Key>,
+    /// Connections whose receive ended with `ENOBUFS`, in the order they ran dry.
+    starved: VecDeque<Key>,
     /// The service: routes and their per-core state.
     context: Context,
     metrics: Metrics,
@@ -387,7 +389,7 @@ pub async fn run(config: Config, ring: Ring, listener: OwnedFd, stop: OwnedFd, m
         now_ms: 0,
         reaped_at: Instant::now(),
         due: Vec::new(),
-        starved: Vec::new(),
+        starved: VecDeque::new(),
         context,
         metrics: Metrics {
             enabled: config.report.enabled,
@@ -724,7 +726,7 @@ impl Core {
     fn arm_recv(&mut self, conn: &mut Conn) {
         if self.ring.buffers_free() == 0 {
             conn.recv = Recv::Starved;
-            self.starved.push(conn.key);
+            self.starved.push_back(conn.key);
             return;
         }
         conn.recv_epoch = conn.recv_epoch.wrapping_add(1) & 0xf;
@@ -773,15 +775,19 @@ impl Core {
         }
     }
 
+    /// Arms the receives that ran out of buffers again, oldest first, at most one per free
+    /// buffer: arming more would only see most of them end with `ENOBUFS` once more.
     fn rearm_starved(&mut self) {
-        while self.ring.buffers_free() > 0 {
-            let Some(key) = self.starved.pop() else {
+        let mut budget = self.ring.buffers_free();
+        while budget > 0 {
+            let Some(key) = self.starved.pop_front() else {
                 break;
             };
             if let Some(mut conn) = self.take(key) {
                 if conn.recv == Recv::Starved {
                     conn.recv = Recv::Off;
                     self.steer_recv(&mut conn);
+                    budget -= 1;
                 }
                 self.put(conn);
             }
@@ -817,7 +823,7 @@ impl Core {
             (0, _) => conn.eof = true,
             (n, _) if n == -libc::ENOBUFS && epoch == conn.recv_epoch => {
                 conn.recv = Recv::Starved;
-                self.starved.push(key);
+                self.starved.push_back(key);
             }
             // The end of a receive already replaced, or cancelled on purpose.
             (n, _) if n == -libc::ENOBUFS || n == -libc::ECANCELED => {}

@@ -489,6 +489,33 @@ fn a_large_cached_file_answers_a_get_with_a_body() {
     );
 }
 
+/// Found in review of the io_uring driver: with the near-64 KiB cached response waiting for
+/// its request's body, the driver stopped processing at the output high-water mark, so a body
+/// arriving in a later packet was never read and the connection stalled.
+#[test]
+fn a_large_cached_file_answers_a_get_whose_body_comes_later() {
+    let dir = TempDir::new("highwater-later");
+    let body = patterned(65_400);
+    dir.write("near64k.bin", &body);
+    let root = dir.0.clone();
+    let mut server = TestServer::with(move |c| c.files.root = root);
+    // Old enough to be cached (see the test above).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let mut client = server.client();
+    assert!(client.get("/near64k.bin").body == body);
+    client.send("GET /near64k.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nx");
+    // The pause makes the rest of the body a packet of its own.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    client.send("y");
+    let response = client.response();
+    assert_eq!(response.status, 200);
+    assert!(response.body == body);
+    assert_eq!(client.get("/echo?name=after").text(), "Hi, after!");
+    drop(client);
+    let summary = server.server.take().unwrap().shutdown();
+    assert_eq!(summary.cores[0].counters.file_cache_hits, 1);
+}
+
 #[test]
 fn a_directory_redirect_never_names_another_host() {
     let (_dir, server) = site();
