@@ -92,7 +92,10 @@ stop_servers() {
     [ -n "$nginx_pid" ] && kill -QUIT "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null
     [ -n "$quiet_pid" ] && kill -INT "$quiet_pid" 2>/dev/null && wait "$quiet_pid" 2>/dev/null
     # The bare loop has no signal handling: SIGTERM's default action ends it.
-    [ -n "$floor_pid" ] && kill -TERM "$floor_pid" 2>/dev/null && wait "$floor_pid" 2>/dev/null
+    if [ -n "$floor_pid" ]; then
+        kill -TERM "$floor_pid" 2>/dev/null
+        wait "$floor_pid" 2>/dev/null || true
+    fi
     percore_pid=""
     nginx_pid=""
     quiet_pid=""

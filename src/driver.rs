@@ -14,9 +14,10 @@
 //!
 //! Connections are records, not tasks: [`Conn`] holds the session, the buffers it is lent
 //! while it has bytes to hold, and one deadline, kept in the core's timing wheel (`wheel`).
-//! When a turn finds nothing to do, the loop parks: it turns on the ring's eventfd, and a
-//! small glommio task reading that eventfd wakes it, so glommio's timers, file reads and other
-//! tasks run meanwhile. Under load it never parks. Files that are not in the page cache are
+//! When a turn finds nothing to do, the loop sleeps: in its own ring (one enter that waits)
+//! while glommio has nothing of this core's to run, otherwise through glommio: it turns on the
+//! ring's eventfd and a small glommio task reading that eventfd wakes it, so glommio's file
+//! reads complete meanwhile (see [`Core::park`]). Files that are not in the page cache are
 //! read by glommio tasks (`file_io`), which post their results back here.
 
 use std::cell::{Cell, RefCell};
@@ -263,10 +264,22 @@ struct FileDone {
 }
 
 /// Wakes the parked loop: set by the eventfd task and by file reads.
-#[derive(Default)]
 struct Wake {
     fired: Cell<bool>,
     waker: RefCell<Option<Waker>>,
+    /// The eventfd task is reading; should it ever stop, the loop no longer parks through
+    /// glommio (nothing would wake it for network completions).
+    watching: Cell<bool>,
+}
+
+impl Default for Wake {
+    fn default() -> Self {
+        Wake {
+            fired: Cell::new(false),
+            waker: RefCell::new(None),
+            watching: Cell::new(true),
+        }
+    }
 }
 
 impl Wake {
@@ -437,14 +450,15 @@ pub async fn run(config: Config, ring: Ring, listener: OwnedFd, stop: OwnedFd, m
 async fn watch_eventfd(eventfd: RawFd, wake: Rc<Wake>) {
     // SAFETY: dup(2) of the ring's eventfd; the duplicate is owned by the file below.
     let fd = unsafe { libc::dup(eventfd) };
-    if fd < 0 {
-        return;
+    if fd >= 0 {
+        // SAFETY: a fresh descriptor handed over whole.
+        let file = unsafe { glommio::io::BufferedFile::from_raw_fd(fd) };
+        while file.read_at(0, 8).await.is_ok() {
+            wake.fire();
+        }
     }
-    // SAFETY: a fresh descriptor handed over whole.
-    let file = unsafe { glommio::io::BufferedFile::from_raw_fd(fd) };
-    while file.read_at(0, 8).await.is_ok() {
-        wake.fire();
-    }
+    wake.watching.set(false);
+    wake.fire();
 }
 
 impl Core {
@@ -518,9 +532,14 @@ impl Core {
     /// connection outlived the cut's grace.
     fn shut_down(&mut self) {
         let _ = self.ring.enter();
-        for conn in self.conns.iter().flatten() {
+        for conn in self.conns.iter_mut().flatten() {
             // SAFETY: the record's own descriptor, never closed while the record exists.
             unsafe { libc::close(conn.fd) };
+            if conn.in_flight {
+                // The kernel may still read it (the cut makes that send fail soon): leaked
+                // rather than freed under it.
+                std::mem::forget(std::mem::take(&mut conn.sending));
+            }
         }
     }
 
@@ -556,12 +575,19 @@ impl Core {
     async fn park(&mut self) {
         let wake_at = self.wake_at();
         self.metrics.counters.borrow_mut().parks += 1;
-        if self.tasks == 0 && self.config.runtime.idle_wait == IdleWait::Ring {
+        let watching = self.wake.watching.get();
+        if (self.tasks == 0 && self.config.runtime.idle_wait == IdleWait::Ring) || !watching {
+            // Without the eventfd task, file reads finishing are seen within a millisecond.
+            let most = if watching || self.tasks == 0 {
+                RING_WAIT_MAX_MS
+            } else {
+                1
+            };
             let wait = match wake_at {
                 Some(at) => at.saturating_sub(self.now_ms).max(1),
-                None => RING_WAIT_MAX_MS,
+                None => most,
             };
-            let wait = Duration::from_millis(wait.min(RING_WAIT_MAX_MS));
+            let wait = Duration::from_millis(wait.min(most));
             if self.ring.wait(wait).is_ok() && !self.ring.has_completions() {
                 // Nothing came: let glommio look at its own ring before sleeping again.
                 futures_lite::future::yield_now().await;
@@ -724,11 +750,6 @@ impl Core {
     // ---- receiving ----
 
     fn arm_recv(&mut self, conn: &mut Conn) {
-        if self.ring.buffers_free() == 0 {
-            conn.recv = Recv::Starved;
-            self.starved.push_back(conn.key);
-            return;
-        }
         conn.recv_epoch = conn.recv_epoch.wrapping_add(1) & 0xf;
         self.ring.push(
             &opcode::RecvMulti::new(types::Fd(conn.fd), RECV_GROUP)
@@ -775,10 +796,11 @@ impl Core {
         }
     }
 
-    /// Arms the receives that ran out of buffers again, oldest first, at most one per free
-    /// buffer: arming more would only see most of them end with `ENOBUFS` once more.
+    /// Arms the receives that ran out of buffers again, oldest first, at most one per buffer
+    /// (every buffer is back by the end of a turn): arming more would only see most of them
+    /// end with `ENOBUFS` once more.
     fn rearm_starved(&mut self) {
-        let mut budget = self.ring.buffers_free();
+        let mut budget = self.ring.buffers();
         while budget > 0 {
             let Some(key) = self.starved.pop_front() else {
                 break;
@@ -796,9 +818,6 @@ impl Core {
 
     fn on_recv(&mut self, key: Key, epoch: u8, result: i32, flags: u32) {
         let buffer = cqueue::buffer_select(flags);
-        if buffer.is_some() {
-            self.ring.took_buffer();
-        }
         let more = cqueue::more(flags);
         let Some(mut conn) = self.take(key) else {
             if let Some(bid) = buffer {
@@ -930,7 +949,20 @@ impl Core {
             conn.input.truncate(conn.input.len() - conn.in_start);
             conn.in_start = 0;
         }
-        if conn.pending_input() > 0 && conn.head_started == NEVER && !conn.session.is_reading_body()
+        if conn.out.is_empty() {
+            // Nothing to send: an idle connection, or one waiting for the rest of a request,
+            // holds no output buffer.
+            self.writes.give(std::mem::take(&mut conn.out));
+        }
+        // The head timeout starts once a head's first bytes could be parsed: not while
+        // processing waits for a file or for the output to drain, as the old loop would not
+        // have read them yet.
+        let blocked = conn.transfer.is_some()
+            || (conn.out.len() >= OUTPUT_HIGH_WATER && conn.session.is_between_requests());
+        if conn.pending_input() > 0
+            && conn.head_started == NEVER
+            && !conn.session.is_reading_body()
+            && !blocked
         {
             conn.head_started = self.now_ms;
         }

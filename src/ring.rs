@@ -18,6 +18,51 @@ use io_uring::{cqueue, squeue, types, IoUring};
 
 /// `IORING_ENTER_GETEVENTS`: the enter runs deferred task work and posts completions.
 const IORING_ENTER_GETEVENTS: u32 = 1;
+/// `IORING_ENTER_EXT_ARG`: the argument is an `io_uring_getevents_arg` (with a timeout).
+const IORING_ENTER_EXT_ARG: u32 = 8;
+/// `IORING_ENTER_REGISTERED_RING`: the descriptor is an index of a registered ring.
+const IORING_ENTER_REGISTERED_RING: u32 = 16;
+/// `io_uring_register` opcodes to register and unregister a ring's own descriptor.
+const IORING_REGISTER_RING_FDS: libc::c_long = 20;
+const IORING_UNREGISTER_RING_FDS: libc::c_long = 21;
+
+/// `struct io_uring_getevents_arg`.
+#[repr(C)]
+struct GeteventsArg {
+    sigmask: u64,
+    sigmask_sz: u32,
+    min_wait_usec: u32,
+    ts: u64,
+}
+
+/// `struct io_uring_rsrc_update`, as IORING_(UN)REGISTER_RING_FDS takes it.
+#[repr(C)]
+struct RsrcUpdate {
+    offset: u32,
+    resv: u32,
+    data: u64,
+}
+
+/// Registers the ring's descriptor with the calling thread (Linux 5.18+); the index, or
+/// `None` where the kernel does not offer it.
+fn register_ring_fd(fd: RawFd) -> Option<u32> {
+    let mut update = RsrcUpdate {
+        offset: u32::MAX,
+        resv: 0,
+        data: fd as u64,
+    };
+    // SAFETY: one io_uring_rsrc_update, as the call expects.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            fd as libc::c_long,
+            IORING_REGISTER_RING_FDS,
+            &mut update as *mut RsrcUpdate,
+            1 as libc::c_long,
+        )
+    };
+    (result == 1).then_some(update.offset)
+}
 
 /// The buffer group every multishot receive of a core takes its buffers from.
 pub const RECV_GROUP: u16 = 0;
@@ -46,6 +91,10 @@ pub struct Ring {
     uring: IoUring,
     /// How completions run.
     pub mode: RingMode,
+    /// The ring's index among this thread's registered rings, when registered: enters name
+    /// it instead of the descriptor. (The `io-uring` crate keeps the index in a `Submitter`,
+    /// which lives only as long as one call; hence the raw calls below.)
+    registered: Option<u32>,
     bufs: BufRing,
     eventfd: OwnedFd,
 }
@@ -55,7 +104,9 @@ impl Ring {
     /// `buffer_bytes` each. The error is one line naming what the kernel lacks.
     pub fn new(entries: u32, buffers: u16, buffer_bytes: usize) -> Result<Ring, String> {
         check_kernel()?;
-        let cq_entries = (entries * 8).max(1024);
+        // Multishot receives post many completions per submission; a roomy queue keeps them
+        // from overflowing into the kernel's backlog between two turns.
+        let cq_entries = (entries * 8).max(16384);
         let build = |defer: bool| {
             let mut builder = IoUring::builder();
             builder.setup_cqsize(cq_entries).setup_submit_all();
@@ -82,8 +133,8 @@ impl Ring {
                 }
             },
         };
-        // An optimisation only: enters work without it.
-        let _ = uring.submitter().register_ring_fd();
+        // An optimisation only: enters work without it (through the plain descriptor).
+        let registered = register_ring_fd(uring.as_raw_fd());
         let bufs = BufRing::new(&uring, buffers, buffer_bytes)?;
         // SAFETY: eventfd(2) returns a fresh descriptor or -1.
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -104,6 +155,7 @@ impl Ring {
         Ok(Ring {
             uring,
             mode,
+            registered,
             bufs,
             eventfd,
         })
@@ -140,42 +192,72 @@ impl Ring {
     /// Submits everything queued and lets the kernel post every completion ready now, without
     /// waiting: the one `io_uring_enter` of a loop turn.
     pub fn enter(&mut self) -> io::Result<usize> {
-        let queued = self.uring.submission().len() as u32;
-        loop {
-            // SAFETY: no argument is passed; the flags are valid for any ring.
-            let result = unsafe {
-                self.uring.submitter().enter::<libc::sigset_t>(
-                    queued,
-                    0,
-                    IORING_ENTER_GETEVENTS,
-                    None,
-                )
-            };
-            match result {
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                // The completion queue is full: reaping makes room, then the next turn goes on.
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Ok(0),
-                other => return other,
-            }
-        }
+        self.enter_with(0, None)
     }
 
     /// Submits everything queued and sleeps in the kernel until a completion arrives or
     /// `timeout` passes (`ETIME`, not an error here).
     pub fn wait(&mut self, timeout: std::time::Duration) -> io::Result<()> {
-        let timespec = types::Timespec::from(timeout);
-        let args = types::SubmitArgs::new().timespec(&timespec);
-        match self.uring.submitter().submit_with_args(1, &args) {
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) =>
-            {
-                Ok(())
+        let timespec = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        let arg = GeteventsArg {
+            sigmask: 0,
+            sigmask_sz: 0,
+            min_wait_usec: 0,
+            ts: &timespec as *const libc::timespec as u64,
+        };
+        match self.enter_with(1, Some(&arg)) {
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// `io_uring_enter` submitting every queued entry with `GETEVENTS` (deferred completions
+    /// run only then), waiting for `wait` completions at most until `arg`'s timeout.
+    fn enter_with(&mut self, wait: u32, arg: Option<&GeteventsArg>) -> io::Result<usize> {
+        let queued = self.uring.submission().len() as u32;
+        let (fd, mut flags) = match self.registered {
+            Some(index) => (index as libc::c_long, IORING_ENTER_REGISTERED_RING),
+            None => (self.uring.as_raw_fd() as libc::c_long, 0),
+        };
+        flags |= IORING_ENTER_GETEVENTS;
+        let (arg_ptr, arg_size) = match arg {
+            Some(arg) => {
+                flags |= IORING_ENTER_EXT_ARG;
+                (
+                    arg as *const GeteventsArg as libc::c_long,
+                    std::mem::size_of::<GeteventsArg>() as libc::c_long,
+                )
             }
-            Err(e) => Err(e),
-            Ok(_) => Ok(()),
+            None => (0, 0),
+        };
+        loop {
+            // SAFETY: io_uring_enter on our own ring; `arg`, when given, is a valid
+            // io_uring_getevents_arg whose timespec outlives the call.
+            let result = unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_enter,
+                    fd,
+                    queued as libc::c_long,
+                    wait as libc::c_long,
+                    flags as libc::c_long,
+                    arg_ptr,
+                    arg_size,
+                )
+            };
+            if result >= 0 {
+                return Ok(result as usize);
+            }
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(libc::EINTR) if wait == 0 => continue,
+                Some(libc::EINTR) => return Ok(0),
+                // The completion queue is full: reaping makes room, then the next turn goes on.
+                Some(libc::EBUSY) => return Ok(0),
+                _ => return Err(error),
+            }
         }
     }
 
@@ -198,11 +280,6 @@ impl Ring {
     /// Gives receive buffer `bid` back to the kernel.
     pub fn recycle(&mut self, bid: u16) {
         self.bufs.give_back(bid);
-    }
-
-    /// Receive buffers the kernel holds now (free for the next receive).
-    pub fn buffers_free(&self) -> usize {
-        self.bufs.free
     }
 
     /// Receive buffers in all.
@@ -247,7 +324,6 @@ struct BufRing {
     size: usize,
     /// Our copy of the ring's tail; published to the kernel after each give-back.
     tail: u16,
-    free: usize,
 }
 
 impl BufRing {
@@ -272,7 +348,6 @@ impl BufRing {
             count: count_usize,
             size,
             tail: 0,
-            free: 0,
         };
         // SAFETY: the ring memory lives as long as `bufs`, which outlives the registration
         // (the ring is dropped first: see `Ring`'s field order).
@@ -311,7 +386,6 @@ impl BufRing {
             entry.set_bid(bid);
         }
         self.tail = self.tail.wrapping_add(1);
-        self.free += 1;
         // SAFETY: the tail field lives in the shared ring memory; the release store orders the
         // entry's writes before the kernel can see it.
         unsafe {
@@ -319,17 +393,29 @@ impl BufRing {
             (*tail).store(self.tail, std::sync::atomic::Ordering::Release);
         }
     }
-
-    /// The kernel took a buffer (a receive completion named it).
-    fn taken(&mut self) {
-        self.free -= 1;
-    }
 }
 
-impl Ring {
-    /// Notes that a completion carried buffer `bid` out of the ring.
-    pub fn took_buffer(&mut self) {
-        self.bufs.taken();
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // The registration holds a reference to the ring: without this, closing it would
+        // not end it before the thread exits.
+        if let Some(index) = self.registered {
+            let mut update = RsrcUpdate {
+                offset: index,
+                resv: 0,
+                data: 0,
+            };
+            // SAFETY: one io_uring_rsrc_update naming our registered index.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_register,
+                    self.uring.as_raw_fd() as libc::c_long,
+                    IORING_UNREGISTER_RING_FDS,
+                    &mut update as *mut RsrcUpdate,
+                    1 as libc::c_long,
+                )
+            };
+        }
     }
 }
 

@@ -60,6 +60,9 @@ impl Default for Clock {
 /// tick `t`.
 pub struct Wheel {
     slots: Vec<Vec<(Key, u64)>>,
+    /// One bit per slot, set while the slot holds entries: finding the next due tick reads
+    /// at most `SLOTS / 64` words.
+    occupied: Vec<u64>,
     /// The next tick to fire.
     cursor: u64,
     /// Entries queued, stale ones included.
@@ -71,6 +74,7 @@ impl Wheel {
     pub fn new() -> Wheel {
         Wheel {
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            occupied: vec![0; SLOTS / 64],
             cursor: 0,
             len: 0,
         }
@@ -85,7 +89,9 @@ impl Wheel {
     /// tick it was queued for.
     pub fn insert(&mut self, key: Key, tick: u64) -> u64 {
         let tick = tick.clamp(self.cursor, self.cursor + SLOTS as u64 - 1);
-        self.slots[(tick % SLOTS as u64) as usize].push((key, tick));
+        let slot = (tick % SLOTS as u64) as usize;
+        self.slots[slot].push((key, tick));
+        self.occupied[slot / 64] |= 1 << (slot % 64);
         self.len += 1;
         tick
     }
@@ -95,7 +101,8 @@ impl Wheel {
     pub fn advance(&mut self, now_ms: u64, due: &mut Vec<(Key, u64)>) {
         let now_tick = now_ms / TICK_MS;
         while self.cursor <= now_tick && self.len > 0 {
-            let slot = &mut self.slots[(self.cursor % SLOTS as u64) as usize];
+            let index = (self.cursor % SLOTS as u64) as usize;
+            let slot = &mut self.slots[index];
             let before = due.len();
             // Entries for a later round of the wheel stay.
             let cursor = self.cursor;
@@ -107,6 +114,9 @@ impl Wheel {
                     true
                 }
             });
+            if slot.is_empty() {
+                self.occupied[index / 64] &= !(1 << (index % 64));
+            }
             self.len -= due.len() - before;
             self.cursor += 1;
         }
@@ -120,13 +130,24 @@ impl Wheel {
         if self.len == 0 {
             return None;
         }
-        (self.cursor..self.cursor + SLOTS as u64)
-            .find(|&tick| {
-                self.slots[(tick % SLOTS as u64) as usize]
-                    .iter()
-                    .any(|&(_, t)| t == tick)
+        // Every entry lies within one turn of the wheel from the cursor: the first occupied
+        // slot at or after the cursor's, wrapping round, is the earliest.
+        let start = (self.cursor % SLOTS as u64) as usize;
+        let words = SLOTS / 64;
+        (0..=words).find_map(|step| {
+            let word = (start / 64 + step) % words;
+            let mut bits = self.occupied[word];
+            if step == 0 {
+                bits &= !0u64 << (start % 64);
+            } else if step == words {
+                bits &= !(!0u64 << (start % 64));
+            }
+            (bits != 0).then(|| {
+                let slot = word * 64 + bits.trailing_zeros() as usize;
+                let ahead = (slot + SLOTS - start) % SLOTS;
+                (self.cursor + ahead as u64) * TICK_MS
             })
-            .map(|tick| tick * TICK_MS)
+        })
     }
 }
 
@@ -164,6 +185,21 @@ mod tests {
         wheel.advance(30, &mut due);
         assert_eq!(due, vec![(key(1), 3)]);
         assert_eq!(wheel.next_due_ms(), None);
+    }
+
+    #[test]
+    fn the_next_due_tick_is_found_across_the_wrap() {
+        let mut wheel = Wheel::new();
+        let mut due = Vec::new();
+        wheel.advance((SLOTS as u64 - 10) * TICK_MS, &mut due);
+        // The cursor is near the end of the slots: one entry before the wrap, one after.
+        wheel.insert(key(1), SLOTS as u64 + 5);
+        assert_eq!(wheel.next_due_ms(), Some((SLOTS as u64 + 5) * TICK_MS));
+        wheel.insert(key(2), SLOTS as u64 - 3);
+        assert_eq!(wheel.next_due_ms(), Some((SLOTS as u64 - 3) * TICK_MS));
+        wheel.advance((SLOTS as u64 - 3) * TICK_MS, &mut due);
+        assert_eq!(due, vec![(key(2), SLOTS as u64 - 3)]);
+        assert_eq!(wheel.next_due_ms(), Some((SLOTS as u64 + 5) * TICK_MS));
     }
 
     #[test]
