@@ -189,7 +189,7 @@ idle_rss() {
 # membarrier calls of thread bookkeeping are not socket calls.
 syscalls() {
     local pid=$1 port=$2
-    strace -c -f -p "$pid" -o "$work/strace" &
+    strace -q -c -f -p "$pid" -o "$work/strace" 2>/dev/null &
     local tracer=$!
     sleep 1
     taskset -c "$CLIENT_CPU" ab -q -k -c 50 -n "$N_STRACE" "http://127.0.0.1:$port$URL_PATH" \
