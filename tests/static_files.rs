@@ -459,10 +459,11 @@ fn http_1_0_without_keep_alive_gets_the_whole_large_file_then_the_close() {
     assert!(all[end..] == big);
 }
 
-/// Found in review: a cached file of nearly 64 KiB, answered to a GET that has a body, filled
-/// the output past its high-water mark while uncommitted, and the body was never read.
-#[test]
-fn a_large_cached_file_answers_a_get_with_a_body() {
+/// Asks a server whose cache holds a file of nearly 64 KiB (one read fills it) for that file
+/// again with a body: `rest` of the head and the body's start go in one write, then `more`
+/// sends what follows. Checks the cached answer, that the body was read (the connection
+/// stays in step) and that the answer came from the cache.
+fn near_64k_cached_file_answers_a_get_with_a_body(rest: &str, more: impl FnOnce(&mut Client)) {
     let dir = TempDir::new("highwater");
     let body = patterned(65_400);
     dir.write("near64k.bin", &body);
@@ -474,12 +475,12 @@ fn a_large_cached_file_answers_a_get_with_a_body() {
     let mut client = server.client();
     // Read from the file, and put in the cache.
     assert!(client.get("/near64k.bin").body == body);
-    // Answered from the cache: this is the case the bug was in.
-    client.send("GET /near64k.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx");
+    // Answered from the cache: this is the case the bugs were in.
+    client.send(format!("GET /near64k.bin HTTP/1.1\r\nHost: t\r\n{rest}"));
+    more(&mut client);
     let response = client.response();
     assert_eq!(response.status, 200);
     assert!(response.body == body);
-    // The body was read: the connection is still in step.
     assert_eq!(client.get("/echo?name=after").text(), "Hi, after!");
     drop(client);
     let summary = server.server.take().unwrap().shutdown();
@@ -489,31 +490,23 @@ fn a_large_cached_file_answers_a_get_with_a_body() {
     );
 }
 
+/// Found in review: a cached file of nearly 64 KiB, answered to a GET that has a body, filled
+/// the output past its high-water mark while uncommitted, and the body was never read.
+#[test]
+fn a_large_cached_file_answers_a_get_with_a_body() {
+    near_64k_cached_file_answers_a_get_with_a_body("Content-Length: 1\r\n\r\nx", |_| {});
+}
+
 /// Found in review of the io_uring driver: with the near-64 KiB cached response waiting for
 /// its request's body, the driver stopped processing at the output high-water mark, so a body
 /// arriving in a later packet was never read and the connection stalled.
 #[test]
 fn a_large_cached_file_answers_a_get_whose_body_comes_later() {
-    let dir = TempDir::new("highwater-later");
-    let body = patterned(65_400);
-    dir.write("near64k.bin", &body);
-    let root = dir.0.clone();
-    let mut server = TestServer::with(move |c| c.files.root = root);
-    // Old enough to be cached (see the test above).
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    let mut client = server.client();
-    assert!(client.get("/near64k.bin").body == body);
-    client.send("GET /near64k.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nx");
-    // The pause makes the rest of the body a packet of its own.
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    client.send("y");
-    let response = client.response();
-    assert_eq!(response.status, 200);
-    assert!(response.body == body);
-    assert_eq!(client.get("/echo?name=after").text(), "Hi, after!");
-    drop(client);
-    let summary = server.server.take().unwrap().shutdown();
-    assert_eq!(summary.cores[0].counters.file_cache_hits, 1);
+    near_64k_cached_file_answers_a_get_with_a_body("Content-Length: 2\r\n\r\nx", |client| {
+        // The pause makes the rest of the body a packet of its own.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        client.send("y");
+    });
 }
 
 #[test]
