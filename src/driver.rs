@@ -12,12 +12,12 @@
 //! - **send**: at most one per connection in flight, from its output buffer; responses made
 //!   meanwhile wait in a second buffer and leave with the next send.
 //!
-//! Connections are records, not tasks: [`Conn`] holds the session, the buffers it is lent
+//! Connections are records, not tasks: `Conn` holds the session, the buffers it is lent
 //! while it has bytes to hold, and one deadline, kept in the core's timing wheel (`wheel`).
 //! When a turn finds nothing to do, the loop sleeps: in its own ring (one enter that waits)
 //! while glommio has nothing of this core's to run, otherwise through glommio: it turns on the
 //! ring's eventfd and a small glommio task reading that eventfd wakes it, so glommio's file
-//! reads complete meanwhile (see [`Core::park`]). Files that are not in the page cache are
+//! reads complete meanwhile (see `Core::park`). Files that are not in the page cache are
 //! read by glommio tasks (`file_io`), which post their results back here.
 
 use std::cell::{Cell, RefCell};
@@ -774,6 +774,10 @@ impl Core {
 
     /// Whether the connection should be receiving: it is open or lingering, the client has
     /// not closed, and it is not already holding a buffer's worth of unprocessed input.
+    ///
+    /// The cap is soft: completions the kernel posted before the cancel took effect are still
+    /// kept (in order), so a connection may hold up to what its socket had already received
+    /// on top of it.
     fn wants_input(&self, conn: &Conn) -> bool {
         match conn.phase {
             Phase::Closing => false,
