@@ -279,3 +279,43 @@ fn connections_reset_while_their_send_is_in_flight_are_released() {
 fn server_directio_bytes() -> u64 {
     percore::config::Config::default().files.directio_bytes
 }
+
+/// With `runtime.idle_wait = "glommio"` an idle core always parks through glommio, woken by
+/// the ring's eventfd or by a ring timeout for its next deadline: requests after pauses are
+/// answered, pipelining works, and the head and keep-alive deadlines fire while it is parked.
+#[test]
+fn parking_through_glommio_wakes_for_requests_and_deadlines() {
+    let mut server = TestServer::with(|c| {
+        c.runtime.idle_wait = percore::config::IdleWait::Glommio;
+        c.http.header_timeout_ms = 300;
+        c.http.keepalive_timeout_ms = 600;
+    });
+    let mut client = server.client();
+    for i in 0..5 {
+        // Each pause leaves the core nothing to do: it parks.
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(
+            client.get(&format!("/echo?name={i}")).text(),
+            format!("Hi, {i}!")
+        );
+    }
+    client.send(
+        "GET /echo?name=a HTTP/1.1\r\nHost: t\r\n\r\nGET /echo?name=b HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    assert_eq!(client.response().text(), "Hi, a!");
+    assert_eq!(client.response().text(), "Hi, b!");
+
+    let mut slow = server.client();
+    slow.send("GET /echo?name=slow HTTP/1.1\r\n");
+    assert_eq!(slow.response().status, 408);
+    assert!(slow.is_closed());
+    // The keep-alive deadline closes the first connection without any traffic to wake the core.
+    assert!(client.is_closed());
+
+    drop(client);
+    let summary = server.server.take().unwrap().shutdown();
+    assert!(
+        summary.cores[0].counters.parks > 0,
+        "the core must have parked through glommio at least once"
+    );
+}
