@@ -37,8 +37,9 @@ pub struct Counters {
     pub refused: u64,
     /// Requests refused for a protocol error (malformed, too large, timed out…).
     pub protocol_errors: u64,
-    /// Times the core's ring loop found nothing to do and slept (through glommio) until a
-    /// completion, a deadline or a file read woke it; under load it does not.
+    /// Times the core's ring loop found nothing to do and slept (in its own ring, or through
+    /// glommio while a file read is outstanding) until a completion, a deadline or a file
+    /// read woke it.
     pub parks: u64,
     /// Static-file requests answered from the core's cache of small files (the file was
     /// checked with one `stat`, not opened or read).
