@@ -46,7 +46,14 @@ use crate::routes::{Context, FileBody, StaticFiles, StatsRoute};
 use crate::wheel::{Clock, Key, Wheel};
 
 /// Output and partial-input buffers kept for reuse per core; more are freed when returned.
-const POOLED_BUFFERS: usize = 256;
+/// Enough for every connection of a busy core to have a send in flight without a buffer
+/// being allocated and freed per response (at 500 connections, 256 were not).
+const POOLED_BUFFERS: usize = 2048;
+
+/// Capacity an output buffer starts with: a batch of small responses, or a 4 KiB file with
+/// its head. A larger batch grows it (up to the 64 KiB high-water mark and a response), and
+/// a buffer grown past twice this is freed rather than pooled.
+const OUTPUT_BUFFER_BYTES: usize = 16 * 1024;
 
 /// File chunk buffers (`static.chunk_bytes` each) kept for reuse per core.
 const POOLED_CHUNKS: usize = 32;
@@ -410,7 +417,7 @@ pub async fn run(config: Config, ring: Ring, listener: OwnedFd, stop: OwnedFd, m
         },
         limits: Limits::from_config(&config.http),
         reads: BufferPool::new(read_buffer_size(&config), POOLED_BUFFERS),
-        writes: BufferPool::new(OUTPUT_HIGH_WATER + 16 * 1024, POOLED_BUFFERS),
+        writes: BufferPool::new(OUTPUT_BUFFER_BYTES, POOLED_BUFFERS),
         chunks: BufferPool::new(config.files.chunk_bytes, POOLED_CHUNKS),
         listener: Some(listener),
         accept_armed: false,
