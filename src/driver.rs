@@ -987,11 +987,11 @@ impl Core {
         if conn.in_flight || conn.phase == Phase::Closing {
             return;
         }
-        if let Some(transfer) = &conn.transfer {
-            if transfer.small || transfer.reading {
-                // The head may still be replaced by a 500 if the file cannot be read.
-                return;
-            }
+        if conn.transfer.as_ref().is_some_and(|t| t.reading) {
+            // Nothing goes out while a file is read: a small body's head may still be
+            // replaced by a 500, and a large body's chunk is not there yet. (A small body
+            // read from the page cache is done before this is reached.)
+            return;
         }
         let ready = conn.session.committed(&conn.out);
         if ready > 0 {

@@ -32,13 +32,6 @@ pub struct Clock {
 }
 
 impl Clock {
-    /// A clock whose zero is now.
-    pub fn new() -> Clock {
-        Clock {
-            start: Instant::now(),
-        }
-    }
-
     /// A clock whose zero is `start` (the server's start, so that all cores agree).
     pub fn since(start: Instant) -> Clock {
         Clock { start }
@@ -47,12 +40,6 @@ impl Clock {
     /// Milliseconds since start.
     pub fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::new()
     }
 }
 
