@@ -1,14 +1,14 @@
 //! Steady keep-alive traffic allocates nothing on percore's request path: a counting global
 //! allocator watches parse + route + encode of warm sessions.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use percore::http::request::Limits;
 use percore::http::session::Session;
 use percore::routes::Context;
 
-struct Counting;
+#[path = "common/counting.rs"]
+mod counting;
 
 thread_local! {
     // Per thread: the test harness's own threads allocate while the test runs.
@@ -23,23 +23,8 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
-// SAFETY: forwards to the system allocator, counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting::Counting = counting::Counting(count);
 
 #[test]
 fn steady_keep_alive_requests_allocate_nothing() {

@@ -5,7 +5,6 @@
 //! This file is its own test binary with a single test, because the allocator it installs
 //! counts the allocations of every thread: another test running meanwhile would be counted.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,7 +13,8 @@ use std::time::Duration;
 use percore::config::{Config, CoreSpec};
 use percore::Server;
 
-struct Counting;
+#[path = "common/counting.rs"]
+mod counting;
 
 /// Counting is on.
 static COUNTING: AtomicBool = AtomicBool::new(false);
@@ -27,27 +27,8 @@ fn count() {
     }
 }
 
-// SAFETY: forwards to the system allocator, counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting::Counting = counting::Counting(count);
 
 const CONNECTIONS: usize = 50;
 const PIPELINED: usize = 8;
