@@ -224,19 +224,27 @@ pub fn parse_head(
 /// after the header timeout, and the answer does not depend on how the bytes arrived.
 ///
 /// Only bytes below 0x20 matter here, and a head has few (CR, LF, perhaps a tab per line), so
-/// the scan skips eight bytes at a time while a word holds none of them.
+/// the scan reads eight bytes at a time and looks only at the bytes of a word flagged as
+/// below 0x20.
 fn find_head_end(buf: &[u8], from: usize) -> Result<Option<usize>, HttpError> {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     let mut at = from.saturating_sub(3);
     while at < buf.len() {
         if let Some(word) = buf.get(at..at + 8) {
-            let word = u64::from_ne_bytes(word.try_into().expect("eight bytes"));
-            // Non-zero exactly when some byte of the word is below 0x20.
-            if word.wrapping_sub(ONES * 0x20) & !word & HIGH == 0 {
-                at += 8;
-                continue;
+            let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+            // A high bit set for every byte below 0x20 (and at most a few others: a borrow
+            // can flag a 0x20 byte after a flagged one), lowest byte first.
+            let mut flags = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+            while flags != 0 {
+                let i = at + (flags.trailing_zeros() / 8) as usize;
+                if let Some(found) = head_byte(buf, i, from) {
+                    return found.map(Some);
+                }
+                flags &= flags - 1;
             }
+            at += 8;
+            continue;
         }
         let stop = (at + 8).min(buf.len());
         for i in at..stop {
