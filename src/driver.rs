@@ -36,7 +36,7 @@ use hdrhistogram::Histogram;
 use io_uring::{cqueue, opcode, squeue, types};
 
 use crate::config::{Config, IdleWait};
-use crate::file_io::{read_cached_all, read_slow, FileSource};
+use crate::file_io::{read_cached, read_slow, FileSource};
 use crate::http::request::Limits;
 use crate::http::session::{Session, OUTPUT_HIGH_WATER};
 use crate::metrics::{Metrics, ReportMsg, Snapshot, StatsBoard};
@@ -1093,23 +1093,16 @@ impl Core {
     fn read_small(&mut self, conn: &mut Conn) {
         let transfer = conn.transfer.as_mut().expect("a transfer");
         if !transfer.body.direct {
-            loop {
-                let mut done = 0;
-                let want = (transfer.end - transfer.pos) as usize;
-                if want == 0 {
-                    return self.small_read_done(conn, Ok(()));
-                }
-                match read_cached_all(
-                    transfer.body.fd.as_raw_fd(),
-                    transfer.pos,
-                    want,
-                    &mut conn.out,
-                    &mut done,
-                ) {
-                    Ok(true) => transfer.pos += done as u64,
-                    Ok(false) => break,
-                    Err(e) => return self.small_read_done(conn, Err(e)),
-                }
+            let want = (transfer.end - transfer.pos) as usize;
+            match read_cached(
+                transfer.body.fd.as_raw_fd(),
+                transfer.pos,
+                want,
+                &mut conn.out,
+            ) {
+                Ok(n) if n == want => return self.small_read_done(conn, Ok(())),
+                Ok(n) => transfer.pos += n as u64,
+                Err(e) => return self.small_read_done(conn, Err(e)),
             }
         }
         let buf = self.chunks.take();
@@ -1145,28 +1138,23 @@ impl Core {
         let want = (transfer.end - transfer.pos).min(self.config.files.chunk_bytes as u64);
         let mut buf = self.chunks.take();
         if !transfer.body.direct {
-            let mut done = 0;
-            while done < want as usize {
-                match read_cached_all(
-                    transfer.body.fd.as_raw_fd(),
-                    transfer.pos + done as u64,
-                    want as usize - done,
-                    &mut buf,
-                    &mut done,
-                ) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(_) => {
-                        // The head promised bytes that cannot be read: the client could not
-                        // tell a short body from a slow one, so the connection ends.
-                        self.chunks.give(buf);
-                        return self.cut(conn);
-                    }
+            match read_cached(
+                transfer.body.fd.as_raw_fd(),
+                transfer.pos,
+                want as usize,
+                &mut buf,
+            ) {
+                Ok(n) if n == want as usize => {
+                    transfer.pos += want;
+                    return self.send(conn, buf, true);
                 }
-            }
-            if done == want as usize {
-                transfer.pos += want;
-                return self.send(conn, buf, true);
+                Ok(_) => {}
+                Err(_) => {
+                    // The head promised bytes that cannot be read: the client could not tell
+                    // a short body from a slow one, so the connection ends.
+                    self.chunks.give(buf);
+                    return self.cut(conn);
+                }
             }
         }
         self.spawn_read(conn, buf);

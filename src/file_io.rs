@@ -40,12 +40,13 @@ impl FileSource {
         out.reserve(len);
         let mut done = 0;
         while done < len {
-            let at = pos + done as u64;
             if let FileSource::Buffered(file) = self {
-                if read_cached_all(file.as_raw_fd(), at, len - done, out, &mut done)? {
-                    continue;
+                done += read_cached(file.as_raw_fd(), pos + done as u64, len - done, out)?;
+                if done == len {
+                    break;
                 }
             }
+            let at = pos + done as u64;
             let data = match self {
                 FileSource::Buffered(file) => file.read_at(at, len - done).await,
                 FileSource::Direct(file) => file.read_at(at, len - done).await,
@@ -62,29 +63,25 @@ impl FileSource {
     }
 }
 
-/// Copies from the page cache as much of `file[pos..pos + len]` as is there into `out`,
-/// adding to `done`; true if it made progress, false if the next byte would wait.
-pub fn read_cached_all(
-    fd: RawFd,
-    pos: u64,
-    len: usize,
-    out: &mut Vec<u8>,
-    done: &mut usize,
-) -> io::Result<bool> {
-    match read_cached(fd, pos, len, out) {
-        Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
-        Ok(n) => {
-            *done += n;
-            Ok(true)
+/// Appends to `out` as much of `file[pos..pos + len]` as the page cache holds, from `pos` on;
+/// returns how many bytes (fewer than `len` when the next would wait for the disk). End of
+/// file before `len` is an error, since the response head already promised the bytes.
+pub fn read_cached(fd: RawFd, pos: u64, len: usize, out: &mut Vec<u8>) -> io::Result<usize> {
+    let mut done = 0;
+    while done < len {
+        match read_nowait(fd, pos + done as u64, len - done, out) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
         }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-        Err(e) => Err(e),
     }
+    Ok(done)
 }
 
 /// `preadv2(fd, …, pos, RWF_NOWAIT)` into the spare capacity of `out` (at most `len` bytes):
 /// `WouldBlock` when the bytes are not all in the page cache.
-fn read_cached(fd: RawFd, pos: u64, len: usize, out: &mut Vec<u8>) -> io::Result<usize> {
+fn read_nowait(fd: RawFd, pos: u64, len: usize, out: &mut Vec<u8>) -> io::Result<usize> {
     out.reserve(len);
     let spare = &mut out.spare_capacity_mut()[..len];
     let iov = libc::iovec {
