@@ -28,6 +28,9 @@ pub struct Config {
     /// `[static]`: files served from a directory.
     #[serde(rename = "static")]
     pub files: StaticConfig,
+    /// `[app]`: settings of the application built on percore, handed as they are to its
+    /// per-core state factory (`Setup::settings`); percore reads none of them.
+    pub app: toml::Table,
 }
 
 /// `[server]` section.

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use io_uring::{cqueue, opcode, squeue, types};
 
+use crate::app::{write_late, CoreService, Deferred, Reply};
 use crate::config::{Config, IdleWait};
 use crate::file_io::{read_cached, read_slow, FileSource};
 use crate::http::request::Limits;
@@ -42,7 +43,7 @@ use crate::http::session::{Session, OUTPUT_HIGH_WATER};
 use crate::metrics::{Metrics, ReportMsg, Snapshot, StatsBoard};
 use crate::pool::BufferPool;
 use crate::ring::{Ring, RECV_GROUP};
-use crate::routes::{Context, FileBody, StaticFiles, StatsRoute};
+use crate::routes::{FileBody, StaticFiles};
 use crate::wheel::{Clock, Key, Wheel};
 
 /// Output and partial-input buffers kept for reuse per core; more are freed when returned.
@@ -211,7 +212,7 @@ struct Transfer {
 struct Conn {
     fd: RawFd,
     key: Key,
-    session: Session<Box<FileBody>>,
+    session: Session<Deferred>,
     /// Unprocessed input, `input[in_start..]`, only while a request is incomplete or
     /// processing waits for a send (no capacity otherwise).
     input: Vec<u8>,
@@ -224,6 +225,8 @@ struct Conn {
     in_flight: bool,
     /// `sending` is a file chunk (it goes back to the chunk pool).
     sending_chunk: bool,
+    /// An async handler is making the response to this connection's last request.
+    awaiting: bool,
     recv: Recv,
     /// Which arming of the receive is current (a cancelled one may still complete).
     recv_epoch: u8,
@@ -255,6 +258,7 @@ impl Conn {
             && !self.in_flight
             && self.out.is_empty()
             && self.transfer.is_none()
+            && !self.awaiting
     }
 
     fn pending_input(&self) -> usize {
@@ -268,6 +272,14 @@ struct FileDone {
     source: Option<Rc<FileSource>>,
     buf: Vec<u8>,
     result: io::Result<()>,
+}
+
+/// An async handler's response, waiting for the loop.
+struct TaskDone {
+    key: Key,
+    reply: std::thread::Result<Reply>,
+    /// When the request's bytes were reaped, for its latency.
+    read_at: Instant,
 }
 
 /// Wakes the parked loop: set by the eventfd task and by file reads.
@@ -321,7 +333,7 @@ impl Future for WaitWake<'_> {
 }
 
 /// One core: its ring, connections, service, metrics and deadlines.
-struct Core {
+struct Core<S: 'static> {
     ring: Ring,
     config: Config,
     conns: Vec<Option<Box<Conn>>>,
@@ -338,7 +350,7 @@ struct Core {
     /// Connections whose receive ended with `ENOBUFS`, in the order they ran dry.
     starved: VecDeque<Key>,
     /// The service: routes and their per-core state.
-    context: Context,
+    service: CoreService<S>,
     metrics: Metrics,
     limits: Limits,
     /// Partial-input buffers.
@@ -360,7 +372,8 @@ struct Core {
     entered: bool,
     wake: Rc<Wake>,
     files_done: Rc<RefCell<Vec<FileDone>>>,
-    /// File reads in glommio tasks.
+    tasks_done: Rc<RefCell<Vec<TaskDone>>>,
+    /// File reads and async handlers in glommio tasks.
     tasks: usize,
     links: Links,
     tick: Duration,
@@ -379,22 +392,15 @@ pub fn make_ring(config: &Config) -> Result<Ring, String> {
 
 /// Runs one core until `stop` reports end-of-file (the server dropped its end), then drains
 /// and reports its last interval and its whole run. `ring` was made on this thread.
-pub async fn run(config: Config, ring: Ring, listener: OwnedFd, stop: OwnedFd, mut links: Links) {
+pub async fn run<S: 'static>(
+    config: Config,
+    ring: Ring,
+    listener: OwnedFd,
+    stop: OwnedFd,
+    links: Links,
+    service: CoreService<S>,
+) {
     let tick = report_tick(&config);
-    let stats = (!config.report.stats_path.is_empty()).then(|| StatsRoute {
-        path: config.report.stats_path.clone(),
-        board: links.board.clone(),
-        cores: links.cores.clone(),
-    });
-    let context = Context {
-        bytes: Vec::new(),
-        stats,
-        files: links
-            .static_root
-            .take()
-            .map(|root| StaticFiles::new(&config.files, root)),
-        file: None,
-    };
     let wake = Rc::new(Wake::default());
     let watcher = glommio::spawn_local(watch_eventfd(ring.eventfd(), wake.clone()));
     let mut core = Core {
@@ -410,7 +416,7 @@ pub async fn run(config: Config, ring: Ring, listener: OwnedFd, stop: OwnedFd, m
         reaped_at: Instant::now(),
         due: Vec::new(),
         starved: VecDeque::new(),
-        context,
+        service,
         metrics: Metrics {
             enabled: config.report.enabled,
             ..Metrics::default()
@@ -430,6 +436,7 @@ pub async fn run(config: Config, ring: Ring, listener: OwnedFd, stop: OwnedFd, m
         entered: false,
         wake,
         files_done: Rc::new(RefCell::new(Vec::new())),
+        tasks_done: Rc::new(RefCell::new(Vec::new())),
         tasks: 0,
         links,
         tick,
@@ -468,7 +475,7 @@ async fn watch_eventfd(eventfd: RawFd, wake: Rc<Wake>) {
     wake.fire();
 }
 
-impl Core {
+impl<S: 'static> Core<S> {
     async fn run(&mut self) {
         loop {
             if std::mem::take(&mut self.entered) {
@@ -509,6 +516,7 @@ impl Core {
         let mut busy = !cqes.is_empty();
         self.cqes = cqes;
         busy |= self.finish_file_reads();
+        busy |= self.finish_tasks();
         self.rearm_starved();
         self.expire();
         if let Some(at) = self.accept_retry_ms {
@@ -736,6 +744,7 @@ impl Core {
             sent: 0,
             in_flight: false,
             sending_chunk: false,
+            awaiting: false,
             recv: Recv::Off,
             recv_epoch: 0,
             eof: false,
@@ -901,7 +910,7 @@ impl Core {
             // be read to its end even when the response waiting for it is large, or that
             // response could never be committed and sent.
             let full = conn.out.len() >= OUTPUT_HIGH_WATER && conn.session.is_between_requests();
-            if conn.transfer.is_some() || conn.session.is_closed() || full {
+            if conn.transfer.is_some() || conn.awaiting || conn.session.is_closed() || full {
                 break;
             }
             let from_fresh = conn.pending_input() == 0;
@@ -917,13 +926,14 @@ impl Core {
                 conn.out = self.writes.take();
             }
             let draining = self.draining;
+            self.service.set_socket(conn.fd);
             let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 conn.session
-                    .process(input, &mut conn.out, &mut self.context, draining)
+                    .process(input, &mut conn.out, &mut self.service, draining)
             }));
             let Ok(progress) = answer else {
-                // A handler panicked: this connection ends, the core and its other
-                // connections go on.
+                // The session itself panicked (handlers' panics are caught closer to them):
+                // this connection ends, the core and its other connections go on.
                 conn.input.clear();
                 conn.in_start = 0;
                 return self.cut(conn);
@@ -938,8 +948,16 @@ impl Core {
                 self.metrics
                     .record_batch(&progress.by_class, progress.errors, conn.read_at);
             }
-            if let Some((body, head)) = conn.session.take_file() {
-                self.start_transfer(conn, body, head);
+            if progress.failures > 0 {
+                self.metrics.counters.borrow_mut().handler_panics += u64::from(progress.failures);
+            }
+            match conn.session.take_deferred() {
+                Some((Deferred::File(body), head, _)) => self.start_transfer(conn, body, head),
+                Some((Deferred::Task(task), _, _)) => {
+                    conn.head_started = NEVER;
+                    self.spawn_task(conn, task);
+                }
+                None => {}
             }
             if progress.consumed == 0 {
                 break;
@@ -969,6 +987,7 @@ impl Core {
         // processing waits for a file or for the output to drain, as the old loop would not
         // have read them yet.
         let blocked = conn.transfer.is_some()
+            || conn.awaiting
             || (conn.out.len() >= OUTPUT_HIGH_WATER && conn.session.is_between_requests());
         if conn.pending_input() > 0
             && conn.head_started == NEVER
@@ -993,17 +1012,9 @@ impl Core {
             // read from the page cache is done before this is reached.)
             return;
         }
-        let ready = conn.session.committed(&conn.out);
+        let ready = conn.out.len();
         if ready > 0 {
-            let buf = if ready == conn.out.len() {
-                std::mem::take(&mut conn.out)
-            } else {
-                let mut buf = self.writes.take();
-                buf.extend_from_slice(&conn.out[..ready]);
-                conn.out.drain(..ready);
-                buf
-            };
-            conn.session.output_drained(ready);
+            let buf = std::mem::take(&mut conn.out);
             self.send(conn, buf, false);
             return;
         }
@@ -1115,7 +1126,7 @@ impl Core {
         match result {
             Ok(()) => {
                 if let Some(fill) = transfer.body.fill {
-                    if let Some(files) = self.context.files.as_mut() {
+                    if let Some(files) = self.service.files_mut() {
                         files.fill_cache(*fill, &conn.out[transfer.start..]);
                     }
                 }
@@ -1249,6 +1260,67 @@ impl Core {
         self.send(conn, read.buf, true);
     }
 
+    // ---- async handlers ----
+
+    /// Runs an async handler's future as a glommio task; its response comes back through
+    /// `tasks_done`. The connection answers nothing more until then.
+    fn spawn_task(
+        &mut self,
+        conn: &mut Conn,
+        task: Pin<Box<dyn Future<Output = std::thread::Result<Reply>>>>,
+    ) {
+        conn.awaiting = true;
+        self.tasks += 1;
+        let key = conn.key;
+        let read_at = conn.read_at;
+        let done = self.tasks_done.clone();
+        let wake = self.wake.clone();
+        glommio::spawn_local(async move {
+            let reply = task.await;
+            done.borrow_mut().push(TaskDone {
+                key,
+                reply,
+                read_at,
+            });
+            wake.fire();
+        })
+        .detach();
+    }
+
+    /// Writes the responses async handlers have finished; true if there were any.
+    fn finish_tasks(&mut self) -> bool {
+        if self.tasks_done.borrow().is_empty() {
+            return false;
+        }
+        let done = std::mem::take(&mut *self.tasks_done.borrow_mut());
+        for task in done {
+            self.tasks -= 1;
+            let Some(mut conn) = self.take(task.key) else {
+                // The connection ended while its handler worked.
+                continue;
+            };
+            conn.awaiting = false;
+            if conn.phase == Phase::Open {
+                if conn.out.capacity() == 0 {
+                    conn.out = self.writes.take();
+                }
+                let (status, failed) = conn
+                    .session
+                    .answer_late(&mut conn.out, |response| write_late(&task.reply, response));
+                let mut by_class = [0; 6];
+                by_class[usize::from(status.0 / 100).min(5)] = 1;
+                self.metrics.record_batch(&by_class, 0, task.read_at);
+                if failed {
+                    self.metrics.counters.borrow_mut().handler_panics += 1;
+                }
+                self.pump(&mut conn, &[]);
+                self.flush(&mut conn);
+            }
+            self.settle(conn);
+        }
+        true
+    }
+
     // ---- deadlines ----
 
     /// When the connection's current wait ends, in ms.
@@ -1262,7 +1334,8 @@ impl Core {
         if conn.in_flight {
             return Some(conn.send_ms + http.write_timeout_ms);
         }
-        if conn.transfer.as_ref().is_some_and(|t| t.reading) {
+        if conn.transfer.as_ref().is_some_and(|t| t.reading) || conn.awaiting {
+            // A file read or a handler is at work: neither is the client's to hurry.
             return None;
         }
         if conn.session.is_reading_body() {
@@ -1338,7 +1411,7 @@ impl Core {
     /// otherwise keeps its receive and deadline right. Puts the record back.
     fn settle(&mut self, mut conn: Box<Conn>) {
         if conn.phase == Phase::Open && !conn.in_flight && conn.transfer.is_none() {
-            let unsent = conn.session.committed(&conn.out) > 0;
+            let unsent = !conn.out.is_empty() || conn.awaiting;
             let done = conn.session.is_closed() || conn.eof || (self.draining && conn.idle());
             if done && !unsent {
                 if (conn.linger || conn.pending_input() > 0) && !conn.eof {
@@ -1457,11 +1530,7 @@ impl Core {
 
     fn snapshot(&self, seq: u64, duration: Duration, latency: Histogram<u64>) -> Snapshot {
         let mut counters = *self.metrics.counters.borrow();
-        counters.file_cache_hits = self
-            .context
-            .files
-            .as_ref()
-            .map_or(0, StaticFiles::cache_hits);
+        counters.file_cache_hits = self.service.files().map_or(0, StaticFiles::cache_hits);
         Snapshot {
             core: self.links.core,
             seq,

@@ -32,6 +32,8 @@
 
 #![deny(missing_docs)]
 
+pub mod app;
+pub mod cli;
 pub mod config;
 pub mod driver;
 mod file_io;
@@ -44,5 +46,10 @@ pub mod routes;
 pub mod server;
 pub mod wheel;
 
+pub use app::{App, BoxError, Files, HeaderError, OwnedRequest, Reply, Request, Response, Setup};
 pub use config::Config;
+pub use http::response::Status;
 pub use server::Server;
+
+/// The executor percore runs on, for async handlers' timers, files and sockets.
+pub use glommio;

@@ -1,66 +1,8 @@
-//! The `percore` binary: flags → config → `server::run`; errors become one line and exit 1.
+//! The `percore` binary: percore's own routes (`/echo`, `/stats`, static files) on the
+//! library's API; flags, errors and signals are `App::main`'s.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
-use percore::config::{Config, CoreSpec};
-
-/// Thread-per-core HTTP/1.1 server on io_uring.
-#[derive(Parser, Debug)]
-#[command(name = "percore", version, about)]
-struct Args {
-    /// TOML configuration file; without it the built-in defaults (equal to
-    /// config/percore.toml, but serving no static files) are used.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Address to listen on (overrides server.host), e.g. 0.0.0.0 or ::.
-    #[arg(long)]
-    host: Option<std::net::IpAddr>,
-    /// Port to listen on (overrides server.port); 0 picks a free port.
-    #[arg(long)]
-    port: Option<u16>,
-    /// Cores to serve on (overrides server.cores): "all", or a list like "0-3,6".
-    #[arg(long, value_name = "LIST", conflicts_with = "workers")]
-    cores: Option<String>,
-    /// Serve on the first N usable cores (overrides server.cores).
-    #[arg(long, value_name = "N")]
-    workers: Option<usize>,
-    /// Directory of static files to serve (overrides static.root); "" serves none.
-    #[arg(long, value_name = "DIR")]
-    root: Option<PathBuf>,
-}
-
-fn load(args: Args) -> Result<Config, Box<dyn std::error::Error>> {
-    let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
-    if let Some(host) = args.host {
-        config.server.host = host;
-    }
-    if let Some(port) = args.port {
-        config.server.port = port;
-    }
-    if let Some(cores) = &args.cores {
-        config.server.cores = CoreSpec::parse(cores)?;
-    }
-    if let Some(workers) = args.workers {
-        config.server.cores = CoreSpec::First(workers);
-    }
-    if let Some(root) = args.root {
-        config.files.root = root;
-    }
-    Ok(config)
-}
-
 fn main() -> ExitCode {
-    let result = load(Args::parse()).and_then(|config| Ok(percore::server::run(config)?));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("percore: error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    percore::routes::percore_app().main()
 }

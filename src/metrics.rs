@@ -44,6 +44,8 @@ pub struct Counters {
     /// Static-file requests answered from the core's cache of small files (the file was
     /// checked with one `stat`, not opened or read).
     pub file_cache_hits: u64,
+    /// Requests whose handler panicked (each was answered 500 and its connection closed).
+    pub handler_panics: u64,
 }
 
 impl Counters {
@@ -65,6 +67,7 @@ impl Counters {
         self.protocol_errors += other.protocol_errors;
         self.parks += other.parks;
         self.file_cache_hits += other.file_cache_hits;
+        self.handler_panics += other.handler_panics;
     }
 }
 
@@ -226,7 +229,7 @@ impl Counters {
         format!(
             "\"requests\":{},\"status\":{{\"1xx\":{},\"2xx\":{},\"3xx\":{},\"4xx\":{},\"5xx\":{}}},\
              \"bytes_in\":{},\"bytes_out\":{},\"connections\":{{\"accepted\":{},\"closed\":{},\"refused\":{}}},\
-             \"protocol_errors\":{},\"loop_parks\":{},\"file_cache_hits\":{}",
+             \"protocol_errors\":{},\"loop_parks\":{},\"file_cache_hits\":{},\"handler_panics\":{}",
             self.requests(),
             c[1],
             c[2],
@@ -240,7 +243,8 @@ impl Counters {
             self.refused,
             self.protocol_errors,
             self.parks,
-            self.file_cache_hits
+            self.file_cache_hits,
+            self.handler_panics
         )
     }
 }

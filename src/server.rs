@@ -19,6 +19,7 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::app::{AppParts, Setup};
 use crate::config::{format_cores, usable_cores, Config, ConfigError, ReportFormat};
 use crate::driver;
 use crate::metrics::StatsBoard;
@@ -43,10 +44,23 @@ struct CoreHandle {
 }
 
 impl Server {
-    /// Binds, starts one executor per configured core, and returns once all serve.
+    /// Starts the `percore` binary's app (`/echo`, `/stats`, static files; see
+    /// [`crate::routes::percore_app`]): binds, starts one executor per configured core, and
+    /// returns once all serve.
     pub fn start(config: Config) -> Result<Server, ConfigError> {
+        crate::routes::percore_app().start(config)
+    }
+
+    /// Starts `app` (see [`crate::App::start`]).
+    pub(crate) fn start_app<S: 'static>(
+        config: Config,
+        app: AppParts<S>,
+    ) -> Result<Server, ConfigError> {
         let cores = config.server.cores.resolve(&usable_cores())?;
-        let static_root = open_static_root(&config)?;
+        let static_root = match app.serves_files() {
+            true => open_static_root(&config)?,
+            false => None,
+        };
         let listeners = bind_listeners(&config, cores.len())?;
         let addr = listeners[0]
             .local_addr()
@@ -57,6 +71,7 @@ impl Server {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<RingMode, String>>();
         let (report_tx, report_rx) = mpsc::channel();
         let board = StatsBoard::new(cores.len());
+        let router = app.router(&config, &board, &cores)?;
         let reporter = {
             let cores = cores.clone();
             let report = config.report.clone();
@@ -92,9 +107,20 @@ impl Server {
                     None => None,
                 },
             };
+            let app = app.share();
+            let router = router.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("percore-{core}"))
-                .spawn(move || run_core(config, listener, stop_core, links, ready))
+                .spawn(move || {
+                    run_core(
+                        config,
+                        listener,
+                        stop_core,
+                        links,
+                        ready,
+                        move |setup, root| app.core_service(router, setup, root),
+                    )
+                })
                 .map_err(|e| ConfigError(format!("cannot start a thread for core {core}: {e}")))?;
             server.cores_running.push(CoreHandle {
                 stop: Some(stop),
@@ -163,12 +189,13 @@ impl Drop for Server {
     }
 }
 
-fn run_core(
+fn run_core<S: 'static>(
     config: Config,
     listener: Socket,
     stop: UnixStream,
-    links: driver::Links,
+    mut links: driver::Links,
     ready: mpsc::Sender<Result<RingMode, String>>,
+    make: impl FnOnce(&Setup<'_>, Option<OwnedFd>) -> Result<crate::app::CoreService<S>, String>,
 ) {
     let core = links.core;
     let runtime = &config.runtime;
@@ -195,6 +222,19 @@ fn run_core(
                 return;
             }
         };
+        // The app's state for this core is made here, on the core's own thread.
+        let setup = Setup {
+            core,
+            index: links.index,
+            config: &config,
+        };
+        let service = match make(&setup, links.static_root.take()) {
+            Ok(service) => service,
+            Err(error) => {
+                let _ = ready.send(Err(format!("core {core}: {error}")));
+                return;
+            }
+        };
         let _ = ready.send(Ok(ring.mode));
         // SAFETY: both descriptors are handed over whole to their new owners.
         let (listener, stop) = unsafe {
@@ -203,7 +243,7 @@ fn run_core(
                 OwnedFd::from_raw_fd(stop.into_raw_fd()),
             )
         };
-        driver::run(config, ring, listener, stop, links).await;
+        driver::run(config, ring, listener, stop, links, service).await;
     });
 }
 
@@ -302,12 +342,17 @@ fn defer_accept(socket: &Socket, on: bool) -> io::Result<()> {
 /// accepted anyway (the kernel rounds it to its SYN-ACK retransmission schedule).
 const DEFER_ACCEPT_SECONDS: libc::c_int = 1;
 
-/// Runs the server until SIGINT or SIGTERM, then drains and returns.
+/// Runs the `percore` binary's app until SIGINT or SIGTERM, then drains and returns.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    crate::routes::percore_app().run(config)
+}
+
+/// Runs `app` until SIGINT or SIGTERM, then drains and returns.
+pub(crate) fn run_app<S: 'static>(config: Config, app: AppParts<S>) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     // Register before starting so that an early signal is not lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-    let server = Server::start(config)?;
+    let server = Server::start_app(config, app)?;
     report::note(&format!(
         "listening on http://{} on {} core(s): {} ({})",
         server.local_addr(),

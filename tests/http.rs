@@ -292,7 +292,18 @@ fn unsupported_features_have_their_status() {
         b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
         501,
     );
-    assert_refused(&server, b"BREW /echo HTTP/1.1\r\nHost: a\r\n\r\n", 501);
+    assert_refused(
+        &server,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+        501,
+    );
+    // Any other method token reaches the routes: /echo takes GET only.
+    let mut client = server.client();
+    let brew = client
+        .send(b"BREW /echo HTTP/1.1\r\nHost: a\r\n\r\n")
+        .response();
+    assert_eq!(brew.status, 405);
+    assert_eq!(brew.header("allow"), Some("GET, HEAD, OPTIONS"));
     assert_refused(&server, b"GET /echo HTTP/2.0\r\nHost: a\r\n\r\n", 505);
     assert_refused(&server, b"GET /echo HTTP/0.9\r\nHost: a\r\n\r\n", 505);
     assert_refused(

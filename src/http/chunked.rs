@@ -1,8 +1,9 @@
 //! Streaming decoder for the chunked transfer coding (RFC 9112 section 7.1).
 //!
 //! It consumes a chunked body from whatever bytes have arrived, one call per read, keeping its
-//! place between calls, and discards the data: no route reads request bodies yet, but every
-//! body must be consumed exactly so the next request starts where it should. Chunk
+//! place between calls, and hands the data bytes to a sink (the request's body buffer) or drops
+//! them (a body nobody reads must still be consumed exactly, so the next request starts where
+//! it should). Chunk
 //! extensions and trailer fields are checked for forbidden bytes and bounded in size. Line
 //! ends inside the coding must be CRLF: a bare LF or CR is an error, since parsers that
 //! disagree on it are how requests get smuggled.
@@ -75,12 +76,20 @@ impl ChunkedDecoder {
     }
 
     /// Consumes as much of `input` as belongs to this body and returns how many bytes that
-    /// was. Stops at the end of the body; bytes after it belong to the next request.
-    pub fn feed(&mut self, input: &[u8]) -> Result<usize, HttpError> {
+    /// was; the chunks' data bytes are appended to `sink` when there is one. Stops at the end
+    /// of the body; bytes after it belong to the next request.
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        mut sink: Option<&mut Vec<u8>>,
+    ) -> Result<usize, HttpError> {
         let mut i = 0;
         while i < input.len() && self.step != Step::Done {
             if self.step == Step::Data {
                 let take = (input.len() - i).min(self.size as usize);
+                if let Some(sink) = sink.as_deref_mut() {
+                    sink.extend_from_slice(&input[i..i + take]);
+                }
                 self.size -= take as u64;
                 i += take;
                 if self.size == 0 {
@@ -186,7 +195,7 @@ mod tests {
 
     fn decode(input: &[u8]) -> Result<(usize, bool), HttpError> {
         let mut decoder = ChunkedDecoder::new(1 << 20, 1024);
-        let used = decoder.feed(input)?;
+        let used = decoder.feed(input, None)?;
         Ok((used, decoder.is_done()))
     }
 
@@ -201,9 +210,23 @@ mod tests {
         let body = b"a\r\n0123456789\r\n0\r\n\r\n";
         let mut decoder = ChunkedDecoder::new(1 << 20, 1024);
         for byte in body.chunks(1) {
-            assert_eq!(decoder.feed(byte), Ok(1));
+            assert_eq!(decoder.feed(byte, None), Ok(1));
         }
         assert!(decoder.is_done());
+    }
+
+    #[test]
+    fn data_reaches_the_sink_however_split() {
+        let body = b"4;x=y\r\nWiki\r\n5\r\npedia\r\n0\r\nA: b\r\n\r\n";
+        for split in 0..body.len() {
+            let mut decoder = ChunkedDecoder::new(1 << 20, 1024);
+            let mut data = Vec::new();
+            let first = decoder.feed(&body[..split], Some(&mut data)).unwrap();
+            assert_eq!(first, split);
+            decoder.feed(&body[split..], Some(&mut data)).unwrap();
+            assert!(decoder.is_done());
+            assert_eq!(data, b"Wikipedia");
+        }
     }
 
     #[test]
@@ -226,7 +249,7 @@ mod tests {
     fn total_over_the_limit_is_too_large() {
         let mut decoder = ChunkedDecoder::new(8, 1024);
         assert_eq!(
-            decoder.feed(b"5\r\nhello\r\n5\r\n"),
+            decoder.feed(b"5\r\nhello\r\n5\r\n", None),
             Err(HttpError::BodyTooLarge)
         );
     }

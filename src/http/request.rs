@@ -42,7 +42,9 @@ impl Default for Limits {
     }
 }
 
-/// Request methods percore recognises.
+/// A request's method: the ones the protocol layer treats specially have their own variant,
+/// every other token (`PURGE`, `MKCOL`, ...) is [`Method::Other`] and reaches the routes all
+/// the same ([`Request::method`] gives its text).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     /// GET
@@ -61,6 +63,8 @@ pub enum Method {
     Patch,
     /// TRACE
     Trace,
+    /// Any other token.
+    Other,
 }
 
 impl Method {
@@ -74,8 +78,10 @@ impl Method {
             "OPTIONS" => Method::Options,
             "PATCH" => Method::Patch,
             "TRACE" => Method::Trace,
-            // CONNECT included: percore is not a proxy.
-            _ => return Err(HttpError::UnknownMethod),
+            // percore is not a proxy: CONNECT (and its authority-form target) is refused.
+            "CONNECT" => return Err(HttpError::UnknownMethod),
+            // httparse has checked that it is a token.
+            _ => Method::Other,
         })
     }
 }
@@ -145,16 +151,26 @@ pub struct RequestHead {
     pub len: usize,
 }
 
-/// A parsed head with the bytes its offsets refer to: what route handlers see.
+/// A parsed head with the bytes its offsets refer to, and the request's body: what the
+/// service is asked to answer.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
     /// The parsed head.
     pub head: &'a RequestHead,
     /// The head's bytes.
     pub bytes: &'a [u8],
+    /// The whole body (Content-Length bytes, or the chunks' data), empty when none was sent
+    /// or the service did not ask for it.
+    pub body: &'a [u8],
 }
 
 impl<'a> Request<'a> {
+    /// The method token as sent.
+    pub fn method(&self) -> &'a [u8] {
+        let end = self.bytes.iter().position(|&b| b == b' ').unwrap_or(0);
+        &self.bytes[..end]
+    }
+
     /// The path; `/` when an absolute-form target had none.
     pub fn path(&self) -> &'a [u8] {
         match self.head.path.get(self.bytes) {
@@ -171,7 +187,10 @@ impl<'a> Request<'a> {
     /// The values of every field named `name` (ASCII case-insensitive), in order, with
     /// surrounding whitespace removed. The head was validated by the parser, so each line
     /// after the request line is a `name: value` field.
-    pub fn headers(&self, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    pub fn headers<'n>(&self, name: &'n [u8]) -> impl Iterator<Item = &'a [u8]> + 'n
+    where
+        'a: 'n,
+    {
         self.bytes
             .split(|&b| b == b'\n')
             .skip(1)
@@ -184,7 +203,7 @@ impl<'a> Request<'a> {
     }
 
     /// The value of the field `name` if it appears exactly once.
-    pub fn header(&self, name: &'a [u8]) -> Option<&'a [u8]> {
+    pub fn header(&self, name: &[u8]) -> Option<&'a [u8]> {
         let mut values = self.headers(name);
         let first = values.next()?;
         values.next().is_none().then_some(first)
@@ -631,7 +650,7 @@ mod tests {
             ("GET / HTTP/1.x\r\nHost: a\r\n\r\n", HttpError::Malformed),
             ("GET / HTTP/1.1\r\nHost : a\r\n\r\n", HttpError::Malformed),
             ("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", HttpError::Malformed),
-            ("FOO / HTTP/1.1\r\nHost: a\r\n\r\n", HttpError::UnknownMethod),
+            ("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", HttpError::UnknownMethod),
             ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", HttpError::InvalidTarget),
         ];
         for (text, expected) in cases {

@@ -18,6 +18,10 @@ impl Status {
     pub const CONTINUE: Status = Status(100);
     /// 200 OK.
     pub const OK: Status = Status(200);
+    /// 201 Created.
+    pub const CREATED: Status = Status(201);
+    /// 202 Accepted.
+    pub const ACCEPTED: Status = Status(202);
     /// 204 No Content.
     pub const NO_CONTENT: Status = Status(204);
     /// 206 Partial Content.
@@ -57,7 +61,8 @@ impl Status {
     /// 505 HTTP Version Not Supported.
     pub const HTTP_VERSION_NOT_SUPPORTED: Status = Status(505);
 
-    /// The status line, CRLF included.
+    /// The status line, CRLF included, for the statuses percore itself sends (others are
+    /// written from [`Status::reason`] by [`Response::send_head`]).
     pub fn line(self) -> &'static str {
         match self.0 {
             100 => "HTTP/1.1 100 Continue\r\n",
@@ -84,10 +89,89 @@ impl Status {
         }
     }
 
-    /// The reason phrase alone, used as the body of error responses.
+    /// The reason phrase: the one the IANA registry gives the code (RFC 9110 section 15 and
+    /// later RFCs), or an empty one for an unregistered code, which RFC 9112 allows.
     pub fn reason(self) -> &'static str {
-        let line = self.line();
-        &line["HTTP/1.1 200 ".len()..line.len() - 2]
+        match self.0 {
+            100 => "Continue",
+            101 => "Switching Protocols",
+            102 => "Processing",
+            103 => "Early Hints",
+            200 => "OK",
+            201 => "Created",
+            202 => "Accepted",
+            203 => "Non-Authoritative Information",
+            204 => "No Content",
+            205 => "Reset Content",
+            206 => "Partial Content",
+            207 => "Multi-Status",
+            208 => "Already Reported",
+            226 => "IM Used",
+            300 => "Multiple Choices",
+            301 => "Moved Permanently",
+            302 => "Found",
+            303 => "See Other",
+            304 => "Not Modified",
+            305 => "Use Proxy",
+            307 => "Temporary Redirect",
+            308 => "Permanent Redirect",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            402 => "Payment Required",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            406 => "Not Acceptable",
+            407 => "Proxy Authentication Required",
+            408 => "Request Timeout",
+            409 => "Conflict",
+            410 => "Gone",
+            411 => "Length Required",
+            412 => "Precondition Failed",
+            413 => "Content Too Large",
+            414 => "URI Too Long",
+            415 => "Unsupported Media Type",
+            416 => "Range Not Satisfiable",
+            417 => "Expectation Failed",
+            421 => "Misdirected Request",
+            422 => "Unprocessable Content",
+            423 => "Locked",
+            424 => "Failed Dependency",
+            425 => "Too Early",
+            426 => "Upgrade Required",
+            428 => "Precondition Required",
+            429 => "Too Many Requests",
+            431 => "Request Header Fields Too Large",
+            451 => "Unavailable For Legal Reasons",
+            500 => "Internal Server Error",
+            501 => "Not Implemented",
+            502 => "Bad Gateway",
+            503 => "Service Unavailable",
+            504 => "Gateway Timeout",
+            505 => "HTTP Version Not Supported",
+            506 => "Variant Also Negotiates",
+            507 => "Insufficient Storage",
+            508 => "Loop Detected",
+            511 => "Network Authentication Required",
+            _ => "",
+        }
+    }
+
+    /// Whether the code is one HTTP defines a class for (100 to 599).
+    pub fn is_valid(self) -> bool {
+        (100..=599).contains(&self.0)
+    }
+
+    /// Whether a response with this status carries no body and no `Content-Length`
+    /// (1xx, 204 and 304).
+    pub fn has_no_body(self) -> bool {
+        self.0 < 200 || self.0 == 204 || self.0 == 304
+    }
+}
+
+impl From<u16> for Status {
+    fn from(code: u16) -> Status {
+        Status(code)
     }
 }
 
@@ -112,12 +196,40 @@ pub struct Response<'a> {
     pub persistence: Persistence,
     /// The status of the response written, once written.
     pub sent: Option<Status>,
+    /// Where this response starts in `out`. Header fields a handler staged there before the
+    /// head was written (`out[start..]`) end up behind the status line.
+    pub start: usize,
+    /// The staged fields include `Server` ([`OWN_SERVER`]) or `Date` ([`OWN_DATE`]), which
+    /// percore then leaves out.
+    pub own: u8,
+    /// The service failed to make the response (a handler panicked): it is a 500 and the
+    /// connection closes.
+    pub failed: bool,
 }
+
+/// [`Response::own`]: the handler gave its own `Server` field.
+pub const OWN_SERVER: u8 = 1;
+/// [`Response::own`]: the handler gave its own `Date` field.
+pub const OWN_DATE: u8 = 2;
 
 /// The `Content-Type` of plain-text bodies.
 pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
-impl Response<'_> {
+impl<'a> Response<'a> {
+    /// A response to be appended to `out`.
+    pub fn new(out: &'a mut Vec<u8>, head_only: bool, persistence: Persistence) -> Response<'a> {
+        let start = out.len();
+        Response {
+            out,
+            head_only,
+            persistence,
+            sent: None,
+            start,
+            own: 0,
+            failed: false,
+        }
+    }
+
     /// Writes a complete response whose body is the concatenation of `body`.
     pub fn send(
         &mut self,
@@ -136,7 +248,7 @@ impl Response<'_> {
     }
 
     /// Writes the head of a response whose `content_length` body bytes the caller sends
-    /// (unless [`Response::body_wanted`] says no body goes out). 204 and 304 carry no
+    /// (unless [`Response::body_wanted`] says no body goes out). 1xx, 204 and 304 carry no
     /// `Content-Length`.
     pub fn send_head(
         &mut self,
@@ -145,12 +257,47 @@ impl Response<'_> {
         extra: &[(&str, &str)],
         content_length: u64,
     ) {
+        self.send_head_as(status, None, content_type, extra, content_length);
+    }
+
+    /// [`Response::send_head`] with a reason phrase of the handler's (already checked) in
+    /// place of the registered one.
+    pub fn send_head_as(
+        &mut self,
+        status: Status,
+        reason: Option<&[u8]>,
+        content_type: Option<&str>,
+        extra: &[(&str, &str)],
+        content_length: u64,
+    ) {
         self.sent = Some(status);
         let out = &mut *self.out;
-        out.extend_from_slice(status.line().as_bytes());
-        out.extend_from_slice(b"Server: percore\r\nDate: ");
-        with_date(|date| out.extend_from_slice(date));
-        out.extend_from_slice(b"\r\n");
+        let staged = out.len() - self.start.min(out.len());
+        match reason {
+            None if status.line().as_bytes()[9..12] == status_digits(status) => {
+                out.extend_from_slice(status.line().as_bytes())
+            }
+            _ => {
+                out.extend_from_slice(b"HTTP/1.1 ");
+                out.extend_from_slice(&status_digits(status));
+                out.push(b' ');
+                out.extend_from_slice(reason.unwrap_or(status.reason().as_bytes()));
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        if self.own & OWN_SERVER == 0 {
+            out.extend_from_slice(b"Server: percore\r\n");
+        }
+        if self.own & OWN_DATE == 0 {
+            out.extend_from_slice(b"Date: ");
+            with_date(|date| out.extend_from_slice(date));
+            out.extend_from_slice(b"\r\n");
+        }
+        if staged > 0 {
+            // The handler's fields were written first: the status line goes before them.
+            let written = out.len() - self.start - staged;
+            out[self.start..].rotate_right(written);
+        }
         if let Some(content_type) = content_type {
             out.extend_from_slice(b"Content-Type: ");
             out.extend_from_slice(content_type.as_bytes());
@@ -162,10 +309,15 @@ impl Response<'_> {
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        if status != Status::NO_CONTENT && status != Status::NOT_MODIFIED {
+        if !status.has_no_body() {
             out.extend_from_slice(b"Content-Length: ");
             push_decimal(out, content_length);
             out.extend_from_slice(b"\r\n");
+        }
+        if status.0 < 200 {
+            // An interim response: the connection's fate is for the final one to say.
+            out.extend_from_slice(b"\r\n");
+            return;
         }
         out.extend_from_slice(match self.persistence {
             Persistence::Default => b"\r\n".as_slice(),
@@ -176,7 +328,7 @@ impl Response<'_> {
 
     /// Whether the body of a response goes out (not for HEAD, nor for 204 and 304).
     pub fn body_wanted(&self) -> bool {
-        !self.head_only && !matches!(self.sent, Some(Status::NO_CONTENT | Status::NOT_MODIFIED))
+        !self.head_only && !self.sent.is_some_and(Status::has_no_body)
     }
 
     /// Writes a short plain-text response whose body is the reason phrase.
@@ -184,6 +336,17 @@ impl Response<'_> {
         let reason = status.reason().as_bytes();
         self.send(status, Some(TEXT_PLAIN), extra, &[reason, b"\n"]);
     }
+}
+
+/// The three digits of a status code (codes past 999 cannot be made by a handler: they are
+/// refused before they get here).
+fn status_digits(status: Status) -> [u8; 3] {
+    let code = status.0.min(999);
+    [
+        b'0' + (code / 100) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+    ]
 }
 
 /// The interim response to `Expect: 100-continue`.
@@ -253,15 +416,25 @@ mod tests {
     #[test]
     fn head_response_keeps_content_length_but_no_body() {
         let mut out = Vec::new();
-        let mut response = Response {
-            out: &mut out,
-            head_only: true,
-            persistence: Persistence::KeepAlive,
-            sent: None,
-        };
+        let mut response = Response::new(&mut out, true, Persistence::KeepAlive);
         response.send(Status::OK, Some(TEXT_PLAIN), &[], &[b"Hi, x!"]);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\nServer: percore\r\nDate: "));
         assert!(text.ends_with("Content-Length: 6\r\nConnection: keep-alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn staged_fields_follow_the_status_line() {
+        let mut out = b"earlier".to_vec();
+        let mut response = Response::new(&mut out, false, Persistence::Default);
+        response
+            .out
+            .extend_from_slice(b"X-One: 1\r\nServer: mine\r\n");
+        response.own = OWN_SERVER;
+        response.send(Status(299), None, &[], &[b"ok"]);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("earlierHTTP/1.1 299 \r\nDate: "), "{text}");
+        assert!(text.contains("GMT\r\nX-One: 1\r\nServer: mine\r\nContent-Length: 2\r\n\r\nok"));
+        assert!(!text.contains("percore"));
     }
 }

@@ -4,33 +4,28 @@
 //! is a URI query, not a submitted form). A missing parameter or a broken escape is a 400 on
 //! a connection that stays open: the request itself was well framed.
 
-use super::Context;
-use crate::http::request::Request;
-use crate::http::response::{Response, Status, TEXT_PLAIN};
+use crate::app::{Request, Response};
 
-pub(super) fn echo(request: &Request<'_>, response: &mut Response<'_>, context: &mut Context) {
-    let name = request.query().and_then(|query| {
-        query
-            .split(|&b| b == b'&')
-            .find_map(|pair| pair.strip_prefix(b"name="))
-    });
+/// Answers `GET /echo?name=X` with `Hi, X!`; the body is decoded straight into the core's
+/// response buffer, so nothing is allocated.
+pub fn echo<S>(request: &Request<'_>, response: &mut Response<'_>, _: &S) {
+    let name = request
+        .query()
+        .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("name=")));
     let Some(name) = name else {
-        let body: &[u8] = b"missing query parameter: name\n";
-        response.send(Status::BAD_REQUEST, Some(TEXT_PLAIN), &[], &[body]);
+        response.status(400).text("missing query parameter: name\n");
         return;
     };
-    context.bytes.clear();
-    if !percent_decode(name, &mut context.bytes) {
-        let body: &[u8] = b"invalid percent-encoding in name\n";
-        response.send(Status::BAD_REQUEST, Some(TEXT_PLAIN), &[], &[body]);
+    response.plain();
+    let body = response.body_mut();
+    body.extend_from_slice(b"Hi, ");
+    if !percent_decode(name.as_bytes(), body) {
+        response
+            .status(400)
+            .text("invalid percent-encoding in name\n");
         return;
     }
-    response.send(
-        Status::OK,
-        Some(TEXT_PLAIN),
-        &[],
-        &[b"Hi, ", &context.bytes, b"!"],
-    );
+    body.push(b'!');
 }
 
 /// Appends `input` with `%XX` escapes decoded to `out`; false on a malformed escape.

@@ -8,7 +8,7 @@
 //! (RFC 9110 section 13) and a single byte range (section 14).
 //!
 //! The body comes from this core's cache of small files when it holds the file unchanged;
-//! otherwise the handler leaves a [`FileBody`] in the context for the driver to read (from
+//! otherwise it returns a [`FileBody`] for the driver to read (from
 //! the page cache, or through glommio) and send, since a handler cannot wait. Small files read that way are put in the
 //! cache. A cached file is checked with one `stat` per request and read again once changed.
 
@@ -20,7 +20,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::echo::percent_decode;
-use super::Context;
 use crate::config::StaticConfig;
 use crate::http::date::{format_imf_fixdate, parse_http_date, unix_now};
 use crate::http::request::{Method, Request};
@@ -308,17 +307,24 @@ impl StaticFiles {
         self.cache.insert(key, entry);
     }
 
-    /// Decodes the part of `path` under the mount into `self.path`, relative to the root.
-    /// Returns whether the request path ended with `/`.
-    fn decode(&mut self, path: &[u8]) -> Result<bool, Refusal> {
-        let rest = &path[self.mount.len()..];
+    /// The part of a request path under the mount (which [`StaticFiles::mounts`] said it is
+    /// under), still encoded.
+    pub fn under_mount<'p>(&self, path: &'p [u8]) -> &'p [u8] {
+        &path[self.mount.len()..]
+    }
+
+    /// Decodes `rest`, a path relative to the root (percent-encoded when `encoded`), into
+    /// `self.path`. Returns whether it ended with `/`.
+    fn decode(&mut self, rest: &[u8], encoded: bool) -> Result<bool, Refusal> {
         self.path.clear();
         for segment in rest.split(|&b| b == b'/').filter(|s| !s.is_empty()) {
             if !self.path.is_empty() {
                 self.path.push(b'/');
             }
             let start = self.path.len();
-            if !percent_decode(segment, &mut self.path) {
+            if !encoded {
+                self.path.extend_from_slice(segment);
+            } else if !percent_decode(segment, &mut self.path) {
                 return Err(Refusal::BadPath);
             }
             let decoded = &self.path[start..];
@@ -371,12 +377,17 @@ impl StaticFiles {
     }
 }
 
-/// Answers a request under the static mount.
-pub(super) fn serve(request: &Request<'_>, response: &mut Response<'_>, context: &mut Context) {
-    let Some(files) = context.files.as_mut() else {
-        return response.send_status(Status::NOT_FOUND, &[]);
-    };
-    let slash = match files.decode(request.path()) {
+/// Answers `request` with the file at `rest` beneath the root (percent-encoded when
+/// `encoded`, as the part of a request path under the mount is). Returns the file body to
+/// send after the head written, unless it was all written (from the cache) or none is due.
+pub fn serve(
+    files: &mut StaticFiles,
+    request: &Request<'_>,
+    response: &mut Response<'_>,
+    rest: &[u8],
+    encoded: bool,
+) -> Option<FileBody> {
+    let slash = match files.decode(rest, encoded) {
         Ok(slash) => slash,
         Err(refusal) => return refuse(refusal, request, response),
     };
@@ -393,7 +404,7 @@ pub(super) fn serve(request: &Request<'_>, response: &mut Response<'_>, context:
                     .out
                     .extend_from_slice(&cached.body[start..start + len as usize]);
             }
-            return;
+            return None;
         }
         files.cache.remove(&files.path);
     }
@@ -405,12 +416,10 @@ pub(super) fn serve(request: &Request<'_>, response: &mut Response<'_>, context:
     };
     let now = unix_now();
     let meta = Meta::new(&id, &opened, now);
-    let Some((offset, len)) = respond(request, response, &meta) else {
-        return;
-    };
+    let (offset, len) = respond(request, response, &meta)?;
     let whole = offset == 0 && len == id.size;
     let cacheable = whole && id.size <= files.cache_file_max && !id.changed_recently(now);
-    context.file = Some(FileBody {
+    Some(FileBody {
         fd,
         offset,
         len,
@@ -427,7 +436,7 @@ pub(super) fn serve(request: &Request<'_>, response: &mut Response<'_>, context:
                 },
             })
         }),
-    });
+    })
 }
 
 /// Writes the response head for a file; returns the byte range whose bytes must follow.
@@ -619,7 +628,11 @@ fn parse_range(value: &[u8], size: u64) -> RangeSpec {
     }
 }
 
-fn refuse(refusal: Refusal, request: &Request<'_>, response: &mut Response<'_>) {
+fn refuse(
+    refusal: Refusal,
+    request: &Request<'_>,
+    response: &mut Response<'_>,
+) -> Option<FileBody> {
     match refusal {
         Refusal::BadPath => response.send_status(Status::BAD_REQUEST, &[]),
         Refusal::Missing => response.send_status(Status::NOT_FOUND, &[]),
@@ -630,6 +643,7 @@ fn refuse(refusal: Refusal, request: &Request<'_>, response: &mut Response<'_>) 
             response.send_status(Status::MOVED_PERMANENTLY, &[("Location", &location)]);
         }
     }
+    None
 }
 
 /// Where a directory URL without its trailing `/` is sent: the same path with runs of `/`

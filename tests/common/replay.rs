@@ -1,10 +1,10 @@
 //! A connection without sockets, shared by the property tests and the fuzz target: feeds
 //! chunks to a session the way `conn` does and returns what it would have written.
 
+use percore::config::Config;
 use percore::http::request::Limits;
 use percore::http::response::CONTINUE;
 use percore::http::session::Session;
-use percore::routes::Context;
 
 /// Feeds `chunks` one after another (unconsumed bytes carried over) and returns the written
 /// output, normalised so that runs compare, and whether the session closed.
@@ -14,19 +14,23 @@ use percore::routes::Context;
 /// difference splitting may make.
 pub fn replay(limits: Limits, chunks: &[&[u8]]) -> (Vec<u8>, bool) {
     let mut session = Session::new(limits, 0);
-    let mut context = Context::default();
+    // percore's own routes, and one that reads bodies, so that gathering them is covered.
+    let mut service = percore::routes::percore_app()
+        .post("/upper", |request, response, _| {
+            response.body(&request.body().to_ascii_uppercase());
+        })
+        .service(&Config::default())
+        .expect("the service builds");
     let mut buffered = Vec::new();
     let mut out = Vec::new();
     let mut written = Vec::new();
     for chunk in chunks {
         buffered.extend_from_slice(chunk);
         loop {
-            let progress = session.process(&buffered, &mut out, &mut context, false);
+            let progress = session.process(&buffered, &mut out, &mut service, false);
             assert!(progress.consumed <= buffered.len());
             buffered.drain(..progress.consumed);
-            let ready = session.committed(&out);
-            written.extend(out.drain(..ready));
-            session.output_drained(ready);
+            written.append(&mut out);
             if session.is_closed() || progress.consumed == 0 || buffered.is_empty() {
                 break;
             }

@@ -1,0 +1,60 @@
+//! percore's command-line flags, shared by the `percore` binary and every program built on
+//! the library ([`crate::App::main`]): `--config FILE` and the flags that override it.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::{Config, CoreSpec};
+
+/// Thread-per-core HTTP/1.1 server on io_uring.
+#[derive(Parser, Debug)]
+#[command(name = "percore", version, about)]
+pub struct Args {
+    /// TOML configuration file; without it the built-in defaults (equal to
+    /// config/percore.toml, but serving no static files) are used.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides server.host), e.g. 0.0.0.0 or ::.
+    #[arg(long)]
+    pub host: Option<std::net::IpAddr>,
+    /// Port to listen on (overrides server.port); 0 picks a free port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Cores to serve on (overrides server.cores): "all", or a list like "0-3,6".
+    #[arg(long, value_name = "LIST", conflicts_with = "workers")]
+    pub cores: Option<String>,
+    /// Serve on the first N usable cores (overrides server.cores).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Directory of static files to serve (overrides static.root); "" serves none.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+impl Args {
+    /// The configuration: the file (or the defaults), then the flags over it.
+    pub fn load(self) -> anyhow::Result<Config> {
+        let args = self;
+        let mut config = match &args.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(host) = args.host {
+            config.server.host = host;
+        }
+        if let Some(port) = args.port {
+            config.server.port = port;
+        }
+        if let Some(cores) = &args.cores {
+            config.server.cores = CoreSpec::parse(cores)?;
+        }
+        if let Some(workers) = args.workers {
+            config.server.cores = CoreSpec::First(workers);
+        }
+        if let Some(root) = args.root {
+            config.files.root = root;
+        }
+        Ok(config)
+    }
+}
