@@ -7,6 +7,8 @@
 #   REPS=5 N=2000000 benches/load.sh
 #   WORKLOADS="ab-k-50 idle syscalls" benches/load.sh
 #   WORKLOADS="file-4k file-1m" benches/load.sh    # static files only (no bare loop there)
+#   WORKLOADS=post-1k benches/load.sh               # a library handler reading 1 KiB bodies
+#   BASELINE=/path/to/old/percore WORKLOADS=baseline benches/load.sh   # A/B two builds
 #
 # Per run it records req/s and server CPU per request: the busy time of core 0 from /proc/stat
 # (user+nice+system+irq+softirq; io_uring work done in kernel threads or interrupt context
@@ -22,13 +24,16 @@ N_CLOSE=${N_CLOSE:-100000}   # requests per ab run without keep-alive
 N_STRACE=${N_STRACE:-20000}  # requests counted under strace (it slows the server down)
 DURATION=${DURATION:-10}     # seconds per wrk run
 IDLE=${IDLE:-10000}          # idle keep-alive connections for the memory row
-WORKLOADS=${WORKLOADS:-"ab-k-50 ab-k-500 wrk-50 wrk-pipe-16 ab-close-50 file-4k file-1m idle syscalls report-cost"}
+WORKLOADS=${WORKLOADS:-"ab-k-50 ab-k-500 wrk-50 wrk-pipe-16 ab-close-50 file-4k file-1m post-1k idle syscalls report-cost"}
+BASELINE=${BASELINE:-}       # another percore binary, for the baseline row
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PERCORE_PORT=8080
 NGINX_PORT=8081
 QUIET_PORT=8082              # percore with report.enabled = false, for the report-cost row
 FLOOR_PORT=8083
+APP_PORT=8084                # benches/app_server.rs: percore's routes + POST /upper (library API)
+BASELINE_PORT=8085
 URL_PATH='/echo?name=Abcde'
 FLOOR_SRC=${FLOOR_SRC:-../shared/floor/floor_uring.c}
 
@@ -52,16 +57,21 @@ site="$work/nginx/site"
 mkdir -p "$site"
 head -c 4096 /dev/urandom >"$site/4k.bin"
 head -c 1048576 /dev/urandom >"$site/1m.bin"
+head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 >"$work/1k.txt"
 site_made=$SECONDS
 
 cargo build --release --quiet
 cargo bench --no-run --quiet --bench idle_connections 2>/dev/null
+cargo bench --no-run --quiet --bench app_server 2>/dev/null
+app_server=$(ls -t target/release/deps/app_server-* | grep -v '\.d$' | head -1)
 gcc -O2 -Wall -o "$work/floor_uring" "$FLOOR_SRC" -luring
 
 percore_pid=""
 nginx_pid=""
 quiet_pid=""
 floor_pid=""
+app_pid=""
+baseline_pid=""
 start_servers() {
     sed 's/^enabled = true/enabled = false/' config/percore.toml >"$work/quiet.toml"
     taskset -c "$SERVER_CPU" target/release/percore --config "$work/quiet.toml" \
@@ -75,7 +85,17 @@ start_servers() {
     nginx_pid=$!
     taskset -c "$SERVER_CPU" "$work/floor_uring" "$FLOOR_PORT" >"$work/floor.log" 2>&1 &
     floor_pid=$!
-    for port in $PERCORE_PORT $NGINX_PORT $QUIET_PORT $FLOOR_PORT; do
+    taskset -c "$SERVER_CPU" "$app_server" --config config/percore.toml \
+        --port "$APP_PORT" --cores "$SERVER_CPU" --root "$site" >"$work/app.log" 2>&1 &
+    app_pid=$!
+    local ports="$PERCORE_PORT $NGINX_PORT $QUIET_PORT $FLOOR_PORT $APP_PORT"
+    if [ -n "$BASELINE" ]; then
+        taskset -c "$SERVER_CPU" "$BASELINE" --config config/percore.toml \
+            --port "$BASELINE_PORT" --cores "$SERVER_CPU" --root "$site" >"$work/baseline.log" 2>&1 &
+        baseline_pid=$!
+        ports="$ports $BASELINE_PORT"
+    fi
+    for port in $ports; do
         for _ in $(seq 100); do
             curl -sf "http://127.0.0.1:$port$URL_PATH" >/dev/null 2>&1 && break
             sleep 0.1
@@ -96,10 +116,15 @@ stop_servers() {
         kill -TERM "$floor_pid" 2>/dev/null
         wait "$floor_pid" 2>/dev/null || true
     fi
+    for pid in "$app_pid" "$baseline_pid"; do
+        [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
     percore_pid=""
     nginx_pid=""
     quiet_pid=""
     floor_pid=""
+    app_pid=""
+    baseline_pid=""
     return 0
 }
 
@@ -122,6 +147,8 @@ run_load() {
         ab-k-50) taskset -c "$CLIENT_CPU" ab -q -k -c 50 -n "$N" "$url" >"$out" 2>&1 ;;
         ab-k-500) taskset -c "$CLIENT_CPU" ab -q -k -c 500 -n "$N" "$url" >"$out" 2>&1 ;;
         ab-close-50) taskset -c "$CLIENT_CPU" ab -q -c 50 -n "$N_CLOSE" "$url" >"$out" 2>&1 ;;
+        post-1k) taskset -c "$CLIENT_CPU" ab -q -k -c 50 -n "$N" -p "$work/1k.txt" \
+            -T text/plain "http://127.0.0.1:$port/upper" >"$out" 2>&1 ;;
         wrk-50) taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${DURATION}s" \
             -s benches/keepalive.lua "$url" >"$out" 2>&1 ;;
         wrk-pipe-16) taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${DURATION}s" \
@@ -131,7 +158,7 @@ run_load() {
     esac
     core1=$(core_busy)
     case $workload in
-        ab-*)
+        ab-* | post-*)
             failed=$(awk '/^Failed requests/ { print $3 }' "$out")
             non2xx=$(awk '/^Non-2xx/ { print $3 }' "$out")
             if [ "${failed:-1}" != 0 ] || [ -n "$non2xx" ]; then
@@ -214,8 +241,9 @@ printf '| %-12s | %11s | %11s | %11s | %10s | %10s | %10s | %7s | %7s |\n' \
     workload "percore r/s" "nginx r/s" "floor r/s" "percore µs" "nginx µs" "floor µs" "÷nginx" "÷floor"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 
-# compare LABEL WORKLOAD PORT... : interleaved runs on each port, one row of medians
-# (µs: core time per request; ÷nginx and ÷floor: the first server's µs over the others').
+# compare LABEL WORKLOAD PORT[:WORKLOAD]... : interleaved runs on each port (with its own
+# workload where one is given), one row of medians (µs: core time per request; ÷nginx and
+# ÷floor: the first server's µs over the others').
 compare() {
     local label=$1 workload=$2
     shift 2
@@ -223,7 +251,9 @@ compare() {
     for i in "${!ports[@]}"; do : >"$work/r$i"; done
     for _ in $(seq "$REPS"); do
         for i in "${!ports[@]}"; do
-            run_load "${ports[$i]}" "$workload" >>"$work/r$i"
+            local port=${ports[$i]%%:*} load=$workload
+            [[ ${ports[$i]} == *:* ]] && load=${ports[$i]#*:}
+            run_load "$port" "$load" >>"$work/r$i"
         done
     done
     local rps=() us=()
@@ -267,6 +297,18 @@ for workload in $WORKLOADS; do
             echo
             echo "Reporting cost, ab -k -c 50: percore with reports (first) vs report.enabled = false (second)"
             compare "reports on/off" ab-k-50 $PERCORE_PORT $QUIET_PORT
+            ;;
+        post-1k)
+            echo
+            echo "A library handler (benches/app_server.rs) reading a 1 KiB POST body and answering it upper-cased (first), vs GET /echo on the same server (second), ab -k -c 50"
+            compare "post-1k" post-1k $APP_PORT "$APP_PORT:ab-k-50"
+            ;;
+        baseline)
+            [ -n "$BASELINE" ] || { echo "baseline: set BASELINE=/path/to/percore" >&2; exit 1; }
+            echo
+            echo "This build (first) vs $BASELINE (second), ab -k -c 50 and wrk 16 pipelined"
+            compare "ab-k-50" ab-k-50 $PERCORE_PORT $BASELINE_PORT
+            compare "wrk-pipe-16" wrk-pipe-16 $PERCORE_PORT $BASELINE_PORT
             ;;
         file-*)
             # Files younger than 2 s are not cached (their times could hide a change).

@@ -1,4 +1,6 @@
-//! percore: a thread-per-core, shared-nothing HTTP/1.1 server on io_uring.
+//! percore: a thread-per-core, shared-nothing HTTP/1.1 server on io_uring, and the library
+//! to build one: an [`App`] is routes with handlers plus a factory of each core's state (see
+//! [`app`], and the README's "Write your own handlers").
 //!
 //! `server` resolves the configured cores and binds one SO_REUSEPORT listener per core, then
 //! starts one glommio executor pinned to each. From there every core is on its own: its
@@ -7,8 +9,10 @@
 //! multishot accepts, multishot receives from the core's provided-buffer ring, sends.
 //! Connections are records in the driver's table, not tasks; their timeouts are deadlines in
 //! the core's timing wheel (`wheel`). Received bytes go to the connection's `http::session`,
-//! which parses each request head (`http::request`), consumes any body (`http::chunked`),
-//! asks its service (`routes`) for the answer and encodes the response (`http::response`);
+//! which parses each request head (`http::request`), gathers any body (`http::chunked`),
+//! asks its service (the core's [`app::CoreService`]: route table, handlers, the core's
+//! state) for the answer and encodes the response (`http::response`); an async handler's
+//! answer comes later from a glommio task, and the connection waits for it;
 //! the driver sends the batch and records its latency in the core's own `metrics`. glommio
 //! stays the executor for what must wait: file reads that are not in the page cache
 //! (`file_io`) and the loop's own sleep when it has nothing to do. Nothing on that path is
@@ -17,6 +21,9 @@
 //! shutdown, the run's summary.
 //!
 //! Modules, in the order data flows through them:
+//! - [`app`]: the library's API: [`App`], [`Request`], [`Response`], [`Reply`], and each
+//!   core's service built from them
+//! - [`cli`]: the flags every program built on [`App`] takes
 //! - [`config`]: TOML file and flags → validated [`config::Config`]
 //! - [`server`]: sockets, one executor thread per core, signals, shutdown
 //! - [`driver`]: one core's ring loop: accept, receive, send, connection records, deadlines,
@@ -25,7 +32,7 @@
 //! - [`wheel`]: the core's timing wheel of connection deadlines
 //! - [`http`]: the protocol without I/O (request, chunked, session, response, error); the
 //!   session is generic over a [`http::session::Service`]
-//! - [`routes`]: the service: the route table and its handlers (echo, `/stats`, static files;
+//! - [`routes`]: the `percore` binary's own routes on [`App`] (echo, `/stats`, static files;
 //!   a file's bytes are read and sent by the driver)
 //! - [`metrics`]: per-core counters and latency histograms, snapshots, `/stats`
 //! - [`report`]: the reporter thread: live lines, interval log, summary, `.hgrm` files

@@ -322,6 +322,13 @@ pub fn print_summary(summary: &RunSummary, format: ReportFormat) {
                     format_latency(p.max),
                 );
             }
+            let panics = summary.merged_counters().handler_panics;
+            if panics > 0 {
+                let _ = writeln!(
+                    out,
+                    "{panics} handler panic(s): each request answered 500, its connection closed"
+                );
+            }
         }
     }
     emit(&out);

@@ -164,7 +164,7 @@ impl Files {
 ///         response.status(204);
 ///     })
 ///     .get_async("/later", |_request, _state| async {
-///         glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+///         percore::glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
 ///         Reply::text("later\n")
 ///     });
 /// ```
@@ -361,10 +361,22 @@ impl<S: 'static> App<S> {
     /// `percore --help`), serves until SIGINT or SIGTERM, and turns an error into one line
     /// on stderr and exit status 1.
     pub fn main(self) -> ExitCode {
+        self.main_from(std::env::args_os())
+    }
+
+    /// [`App::main`] with the command line given (program name first).
+    pub fn main_from<I, T>(self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
         use clap::Parser;
-        let result = crate::cli::Args::parse()
-            .load()
-            .and_then(|config| self.run(config));
+        let args = match crate::cli::Args::try_parse_from(args) {
+            Ok(args) => args,
+            // Help, version and usage errors, printed as clap prints them.
+            Err(error) => error.exit(),
+        };
+        let result = args.load().and_then(|config| self.run(config));
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -119,7 +119,10 @@ pub struct Response<'a> {
     pub(crate) persistence: Persistence,
     pub(crate) status: Status,
     pub(crate) own: u8,
+    /// A `Content-Type` field was staged.
     typed: bool,
+    /// `Content-Type: text/plain; charset=utf-8` goes with the head (none was staged).
+    plain: bool,
     custom_reason: bool,
     body: Body,
     /// The head went out already (a file was served): nothing more is written.
@@ -145,6 +148,7 @@ impl<'a> Response<'a> {
             status: Status::OK,
             own: 0,
             typed: false,
+            plain: false,
             custom_reason: false,
             body: Body::Scratch,
             written: None,
@@ -188,7 +192,10 @@ impl<'a> Response<'a> {
             return Err(HeaderError::TooLate);
         }
         self.own |= check_field(name, value)?;
-        self.typed |= name.eq_ignore_ascii_case("content-type");
+        if name.eq_ignore_ascii_case("content-type") {
+            self.typed = true;
+            self.plain = false;
+        }
         let out = &mut *self.out;
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
@@ -236,12 +243,8 @@ impl<'a> Response<'a> {
 
     /// Adds `Content-Type: text/plain; charset=utf-8` unless a type was given.
     pub fn plain(&mut self) -> &mut Self {
-        if !self.typed && self.written.is_none() {
-            self.out.extend_from_slice(b"Content-Type: ");
-            self.out.extend_from_slice(TEXT_PLAIN.as_bytes());
-            self.out.extend_from_slice(b"\r\n");
-            self.typed = true;
-        }
+        // Written with the head rather than staged: nothing to move behind the status line.
+        self.plain = !self.typed;
         self
     }
 
@@ -324,6 +327,7 @@ impl<'a> Response<'a> {
             Body::Static(bytes) => bytes,
         };
         let reason = self.custom_reason.then_some(self.scratch.reason.as_bytes());
+        let content_type = self.plain.then_some(TEXT_PLAIN);
         let mut inner = response::Response {
             out: &mut *self.out,
             head_only: self.head_only,
@@ -333,7 +337,7 @@ impl<'a> Response<'a> {
             own: self.own,
             failed: false,
         };
-        inner.send_head_as(status, reason, None, &[], body.len() as u64);
+        inner.send_head_as(status, reason, content_type, &[], body.len() as u64);
         if inner.body_wanted() {
             inner.out.extend_from_slice(body);
         }
