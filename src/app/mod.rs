@@ -545,17 +545,7 @@ impl<S: 'static> Service for CoreService<S> {
         match handler {
             Handler::Async(handler) => {
                 let state = self.state.clone();
-                let made =
-                    catch_unwind(AssertUnwindSafe(|| handler(user_request.to_owned(), state)));
-                match made {
-                    Ok(future) => Some(Deferred::Task(Box::pin(
-                        AssertUnwindSafe(future).catch_unwind(),
-                    ))),
-                    Err(_) => {
-                        fail(response);
-                        None
-                    }
-                }
+                start_task(&**handler, user_request, state, response)
             }
             Handler::Sync(handler) => {
                 let mut user = Response::new(
@@ -572,29 +562,63 @@ impl<S: 'static> Service for CoreService<S> {
                 let parts = Parts::of(user);
                 settle(outcome.ok(), parts, response)
             }
-            Handler::Files => {
-                let mut user = Response::new(
-                    &mut *response.out,
-                    &mut self.scratch,
-                    response.head_only,
-                    response.persistence,
-                );
-                let outcome = match self.files.as_mut() {
-                    Some(files) => {
-                        let rest = files.0.under_mount(request.path());
-                        catch_unwind(AssertUnwindSafe(|| {
-                            user.serve_file(files, &user_request, rest, true);
-                            user.finish()
-                        }))
-                        .ok()
-                    }
-                    None => None,
-                };
-                let parts = Parts::of(user);
-                settle(outcome, parts, response)
-            }
+            Handler::Files => serve_files(
+                self.files.as_mut(),
+                &mut self.scratch,
+                &user_request,
+                response,
+            ),
         }
     }
+}
+
+/// Calls an async handler: its future, made here, becomes the deferred part.
+#[inline(never)]
+fn start_task<S>(
+    handler: &AsyncHandler<S>,
+    request: Request<'_>,
+    state: Rc<S>,
+    response: &mut http_response::Response<'_>,
+) -> Option<Deferred> {
+    let made = catch_unwind(AssertUnwindSafe(|| handler(request.to_owned(), state)));
+    match made {
+        Ok(future) => Some(Deferred::Task(Box::pin(
+            AssertUnwindSafe(future).catch_unwind(),
+        ))),
+        Err(_) => {
+            fail(response);
+            None
+        }
+    }
+}
+
+/// Answers from the core's static files.
+#[inline(never)]
+fn serve_files(
+    files: Option<&mut Files>,
+    scratch: &mut Scratch,
+    request: &Request<'_>,
+    response: &mut http_response::Response<'_>,
+) -> Option<Deferred> {
+    let mut user = Response::new(
+        &mut *response.out,
+        scratch,
+        response.head_only,
+        response.persistence,
+    );
+    let outcome = match files {
+        Some(files) => {
+            let rest = files.0.under_mount(request.inner.path());
+            catch_unwind(AssertUnwindSafe(|| {
+                user.serve_file(files, request, rest, true);
+                user.finish()
+            }))
+            .ok()
+        }
+        None => None,
+    };
+    let parts = Parts::of(user);
+    settle(outcome, parts, response)
 }
 
 /// What a finished user response hands back.

@@ -73,6 +73,16 @@ impl<'a> Request<'a> {
             .map(|q| std::str::from_utf8(q).unwrap_or_default())
     }
 
+    /// The query as bytes, without its `?` (no UTF-8 check).
+    pub fn query_bytes(&self) -> Option<&'a [u8]> {
+        self.inner.query()
+    }
+
+    /// The path as bytes (no UTF-8 check).
+    pub fn path_bytes(&self) -> &'a [u8] {
+        self.inner.path()
+    }
+
     /// The path parameter `name` of the route's pattern (`{name}`, or `{*name}` for the
     /// rest of the path), percent-decoded. Borrowed unless it held escapes; bytes that do not
     /// decode to UTF-8 become U+FFFD.

@@ -68,6 +68,8 @@ struct Pattern {
     segments: Vec<Segment>,
     /// The catch-all's name, when the pattern ends in one.
     rest: Option<&'static str>,
+    /// The whole path, for a pattern of literal segments only: one comparison matches it.
+    exact: Option<Box<[u8]>>,
 }
 
 impl Pattern {
@@ -131,10 +133,12 @@ impl Pattern {
                 segments.push(Segment::Literal(part.as_bytes().into()));
             }
         }
+        let literal = rest.is_none() && segments.iter().all(|s| matches!(s, Segment::Literal(_)));
         Ok(Pattern {
             text: text.into(),
             segments,
             rest,
+            exact: literal.then(|| text.as_bytes().into()),
         })
     }
 
@@ -152,6 +156,9 @@ impl Pattern {
     /// Whether `path` matches; the parameters taken go to `params`.
     fn matches(&self, path: &[u8], params: &mut Params) -> bool {
         params.len = 0;
+        if let Some(exact) = &self.exact {
+            return **exact == *path;
+        }
         let Some(body) = path.strip_prefix(b"/") else {
             return false;
         };
@@ -309,14 +316,21 @@ impl<H> Router<H> {
         if !matched {
             return Lookup::NotFound;
         }
+        self.allow(path, params, allow);
+        Lookup::NotAllowed
+    }
+
+    /// Writes into `allow` the methods of every pattern matching `path`.
+    #[cold]
+    #[inline(never)]
+    fn allow(&self, path: &[u8], params: &mut Params, allow: &mut String) {
         allow.clear();
-        let mut scratch = Params::default();
         for route in &self.routes {
-            if route.pattern.matches(path, &mut scratch) {
+            if route.pattern.matches(path, params) {
                 push_methods(allow, route.allowed());
             }
         }
-        Lookup::NotAllowed
+        params.len = 0;
     }
 
     /// Every method some route takes, for `OPTIONS *`.

@@ -62,9 +62,15 @@ impl Status {
     pub const HTTP_VERSION_NOT_SUPPORTED: Status = Status(505);
 
     /// The status line, CRLF included, for the statuses percore itself sends (others are
-    /// written from [`Status::reason`] by [`Response::send_head`]).
+    /// written from [`Status::reason`] by [`Response::send_head`]); a 500's for any other.
     pub fn line(self) -> &'static str {
-        match self.0 {
+        self.known_line()
+            .unwrap_or("HTTP/1.1 500 Internal Server Error\r\n")
+    }
+
+    /// The status line, CRLF included, if it is one of those percore keeps ready.
+    fn known_line(self) -> Option<&'static str> {
+        Some(match self.0 {
             100 => "HTTP/1.1 100 Continue\r\n",
             200 => "HTTP/1.1 200 OK\r\n",
             204 => "HTTP/1.1 204 No Content\r\n",
@@ -84,9 +90,10 @@ impl Status {
             431 => "HTTP/1.1 431 Request Header Fields Too Large\r\n",
             501 => "HTTP/1.1 501 Not Implemented\r\n",
             503 => "HTTP/1.1 503 Service Unavailable\r\n",
+            500 => "HTTP/1.1 500 Internal Server Error\r\n",
             505 => "HTTP/1.1 505 HTTP Version Not Supported\r\n",
-            _ => "HTTP/1.1 500 Internal Server Error\r\n",
-        }
+            _ => return None,
+        })
     }
 
     /// The reason phrase: the one the IANA registry gives the code (RFC 9110 section 15 and
@@ -273,10 +280,8 @@ impl<'a> Response<'a> {
         self.sent = Some(status);
         let out = &mut *self.out;
         let staged = out.len() - self.start.min(out.len());
-        match reason {
-            None if status.line().as_bytes()[9..12] == status_digits(status) => {
-                out.extend_from_slice(status.line().as_bytes())
-            }
+        match (reason, status.known_line()) {
+            (None, Some(line)) => out.extend_from_slice(line.as_bytes()),
             _ => {
                 out.extend_from_slice(b"HTTP/1.1 ");
                 out.extend_from_slice(&status_digits(status));

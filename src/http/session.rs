@@ -298,6 +298,7 @@ impl<D> Session<D> {
 
     /// Asks the service to answer one complete request and decides what follows it.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn answer<S: Service<Deferred = D>>(
         &mut self,
         head: &RequestHead,
@@ -319,7 +320,10 @@ impl<D> Session<D> {
         let head_only = head.method == Method::Head;
         let mut response = Response::new(out, head_only, persistence);
         let request = Request { head, bytes, body };
-        self.deferred = service.call(&request, &mut response);
+        // `deferred` is empty here: `process` answers nothing while it holds something.
+        if let Some(deferred) = service.call(&request, &mut response) {
+            self.deferred = Some(deferred);
+        }
         if response.sent.is_none() && self.deferred.is_none() {
             // A service must answer; one that did not gets its request a 500.
             response.persistence = Persistence::Close;

@@ -9,9 +9,11 @@ use crate::app::{Request, Response};
 /// Answers `GET /echo?name=X` with `Hi, X!`; the body is decoded straight into the core's
 /// response buffer, so nothing is allocated.
 pub fn echo<S>(request: &Request<'_>, response: &mut Response<'_>, _: &S) {
-    let name = request
-        .query()
-        .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("name=")));
+    let name = request.query_bytes().and_then(|query| {
+        query
+            .split(|&b| b == b'&')
+            .find_map(|pair| pair.strip_prefix(b"name="))
+    });
     let Some(name) = name else {
         response.status(400).text("missing query parameter: name\n");
         return;
@@ -19,7 +21,7 @@ pub fn echo<S>(request: &Request<'_>, response: &mut Response<'_>, _: &S) {
     response.plain();
     let body = response.body_mut();
     body.extend_from_slice(b"Hi, ");
-    if !percent_decode(name.as_bytes(), body) {
+    if !percent_decode(name, body) {
         response
             .status(400)
             .text("invalid percent-encoding in name\n");
