@@ -204,15 +204,20 @@ impl Pattern {
 struct Route<H> {
     pattern: Pattern,
     methods: Vec<(Box<str>, H)>,
+    /// [`method_key`] of each method, in the same order.
+    keys: Vec<u64>,
 }
 
 impl<H> Route<H> {
     fn handler(&self, method: &[u8]) -> Option<&H> {
         let find = |m: &[u8]| {
-            self.methods
+            let key = method_key(m);
+            let at = self
+                .keys
                 .iter()
-                .find(|(token, _)| token.as_bytes() == m)
-                .map(|(_, h)| h)
+                .zip(&self.methods)
+                .position(|(&k, (token, _))| k == key && (key != LONG || token.as_bytes() == m))?;
+            Some(&self.methods[at].1)
         };
         find(method).or_else(|| (method == b"HEAD").then(|| find(b"GET")).flatten())
     }
@@ -280,6 +285,7 @@ impl<H> Router<H> {
                     Route {
                         pattern: parsed,
                         methods: Vec::new(),
+                        keys: Vec::new(),
                     },
                 );
                 at
@@ -290,6 +296,7 @@ impl<H> Router<H> {
             return Err(format!("{method} {pattern} is routed twice"));
         }
         route.methods.push((method.into(), handler));
+        route.keys.push(method_key(method.as_bytes()));
         Ok(())
     }
 
@@ -355,6 +362,21 @@ fn push_methods<'m>(allow: &mut String, methods: impl Iterator<Item = &'m str>) 
             allow.push_str(method);
         }
     }
+}
+
+/// [`method_key`] of every token longer than seven bytes (those are compared in full).
+const LONG: u64 = u64::MAX;
+
+/// A method token of up to seven bytes as one number (its bytes and its length), so that
+/// finding a route's method is one comparison rather than a call to compare bytes.
+fn method_key(token: &[u8]) -> u64 {
+    if token.len() > 7 {
+        return LONG;
+    }
+    let mut bytes = [0u8; 8];
+    bytes[..token.len()].copy_from_slice(token);
+    bytes[7] = token.len() as u8;
+    u64::from_le_bytes(bytes)
 }
 
 /// RFC 9110 `tchar`: the bytes of a token (method, field name).
