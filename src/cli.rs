@@ -8,7 +8,7 @@ use clap::Parser;
 use crate::config::{Config, CoreSpec};
 
 /// Thread-per-core HTTP/1.1 server on io_uring.
-#[derive(Parser, Debug)]
+#[derive(Parser, Clone, Debug)]
 #[command(name = "percore", version, about)]
 pub struct Args {
     /// TOML configuration file; without it the built-in defaults (equal to
@@ -30,12 +30,19 @@ pub struct Args {
     /// Directory of static files to serve (overrides static.root); "" serves none.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Write the serving process's PID to FILE (overrides server.pid_file).
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Check the configuration (file and flags) as start-up would, print
+    /// "configuration ok" or the error, and exit without serving.
+    #[arg(short = 't', long)]
+    pub check: bool,
 }
 
 impl Args {
     /// The configuration: the file (or the defaults), then the flags over it.
-    pub fn load(self) -> anyhow::Result<Config> {
-        let args = self;
+    pub fn load(&self) -> anyhow::Result<Config> {
+        let args = self.clone();
         let mut config = match &args.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
@@ -54,6 +61,9 @@ impl Args {
         }
         if let Some(root) = args.root {
             config.files.root = root;
+        }
+        if let Some(pid_file) = args.pid_file {
+            config.server.pid_file = pid_file;
         }
         Ok(config)
     }

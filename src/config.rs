@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub drain_timeout_ms: u64,
     /// Accept a connection only once its first bytes arrive (`TCP_DEFER_ACCEPT`).
     pub defer_accept: bool,
+    /// File the serving process writes its PID to once it serves, and removes at exit;
+    /// empty: none.
+    pub pid_file: PathBuf,
 }
 
 /// `[http]` section.
@@ -185,6 +188,7 @@ impl Default for ServerConfig {
             backlog: 4096,
             drain_timeout_ms: 10_000,
             defer_accept: true,
+            pid_file: PathBuf::new(),
         }
     }
 }

@@ -267,21 +267,41 @@ fn open_static_root(config: &Config) -> Result<Option<OwnedFd>, ConfigError> {
         .map_err(|e| ConfigError(format!("static.root {}: {e}", root.display())))
 }
 
+/// Checks what start-up checks without serving (see [`crate::App::check`]).
+pub(crate) fn check(config: &Config, serves_files: bool) -> Result<(), ConfigError> {
+    config.server.cores.resolve(&usable_cores())?;
+    if serves_files {
+        open_static_root(config)?;
+    }
+    // A socket like the ones that would serve: it binds beside a running percore's
+    // (SO_REUSEPORT, same user), not beside another program's.
+    let addr = config.listen_addr();
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(|e| bind_error(e, addr))?;
+    socket
+        .set_reuse_address(true)
+        .and_then(|()| socket.set_reuse_port(true))
+        .and_then(|()| socket.bind(&addr.into()))
+        .map_err(|e| bind_error(e, addr))
+}
+
+/// The one-line start-up error for a socket that cannot listen on `addr`.
+fn bind_error(e: io::Error, addr: SocketAddr) -> ConfigError {
+    ConfigError(match e.kind() {
+        io::ErrorKind::AddrInUse => format!("cannot listen on {addr}: port {} is already in use", addr.port()),
+        io::ErrorKind::AddrNotAvailable => {
+            format!("cannot listen on {addr}: no such address on this machine")
+        }
+        io::ErrorKind::PermissionDenied => format!(
+            "cannot listen on {addr}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        ),
+        _ => format!("cannot listen on {addr}: {e}"),
+    })
+}
+
 /// Creates one listening socket per core on the same address with SO_REUSEPORT.
 fn bind_listeners(config: &Config, count: usize) -> Result<Vec<Socket>, ConfigError> {
     let mut addr = config.listen_addr();
-    let bind_error = |e: io::Error, addr: SocketAddr| {
-        ConfigError(match e.kind() {
-            io::ErrorKind::AddrInUse => format!("cannot listen on {addr}: port {} is already in use", addr.port()),
-            io::ErrorKind::AddrNotAvailable => {
-                format!("cannot listen on {addr}: no such address on this machine")
-            }
-            io::ErrorKind::PermissionDenied => format!(
-                "cannot listen on {addr}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-            ),
-            _ => format!("cannot listen on {addr}: {e}"),
-        })
-    };
     let new_socket = |addr: SocketAddr| {
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
             .map_err(|e| bind_error(e, addr))
@@ -352,7 +372,9 @@ pub(crate) fn run_app<S: 'static>(config: Config, app: AppParts<S>) -> anyhow::R
     use signal_hook::consts::{SIGINT, SIGTERM};
     // Register before starting so that an early signal is not lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let pid_file = config.server.pid_file.clone();
     let server = Server::start_app(config, app)?;
+    let pid = PidFile::write(&pid_file)?;
     report::note(&format!(
         "listening on http://{} on {} core(s): {} ({})",
         server.local_addr(),
@@ -378,6 +400,37 @@ pub(crate) fn run_app<S: 'static>(config: Config, app: AppParts<S>) -> anyhow::R
     let format = server.report_format();
     let summary = server.shutdown();
     report::print_summary(&summary, format);
+    drop(pid);
     report::note("stopped");
     Ok(())
+}
+
+/// The PID file of the process serving: written once it serves, removed when it stops if it
+/// still names this process (a successor may have rewritten it).
+struct PidFile(Option<std::path::PathBuf>);
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> Result<PidFile, ConfigError> {
+        if path.as_os_str().is_empty() {
+            return Ok(PidFile(None));
+        }
+        // Written whole under another name, then renamed: a reader never sees half a PID.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, format!("{}\n", std::process::id()))
+            .and_then(|()| std::fs::rename(&partial, path))
+            .map_err(|e| ConfigError(format!("server.pid_file {}: {e}", path.display())))?;
+        Ok(PidFile(Some(path.to_path_buf())))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let ours = std::fs::read_to_string(path)
+                .is_ok_and(|text| text.trim() == std::process::id().to_string());
+            if ours {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
 }

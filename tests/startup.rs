@@ -76,3 +76,90 @@ fn sigterm_after_serving_exits_zero() {
     assert!(reply.ends_with("Hi, bye!"), "{reply}");
     server.stop_with(libc::SIGTERM);
 }
+
+/// Runs `percore --check` with `args`; returns (exit success, stdout, stderr).
+fn check(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(BIN)
+        .arg("--check")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// `--check` (`-t`) says "configuration ok" for the shipped file and, for each kind of bad
+/// input, exits 1 with the one line start-up would print, never serving.
+#[test]
+fn check_mode_validates_without_serving() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/percore.toml");
+    let (ok, stdout, stderr) = check(&["--config", shipped]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "configuration ok\n");
+    // The shipped port may be taken by a running percore: -t still passes beside it.
+    let mut running = Percore::spawn(&["--port", "0", "--workers", "1"]);
+    let port = running.addr.rsplit(':').next().unwrap().to_string();
+    let output = Command::new(BIN)
+        .args(["-t", "--port", &port])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+
+    let unknown = temp_config("check-unknown", "[server]\nworkerz = 3\n");
+    let bad_limit = temp_config("check-limit", "[http]\nmax_headers = 0\n");
+    let bad_type = temp_config("check-type", "[server]\nport = \"eighty\"\n");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port().to_string();
+    for (args, expected) in [
+        (vec!["--config", unknown.to_str().unwrap()], "workerz"),
+        (
+            vec!["--config", bad_limit.to_str().unwrap()],
+            "http.max_headers",
+        ),
+        (vec!["--config", bad_type.to_str().unwrap()], "line 2"),
+        (
+            vec!["--config", "/nonexistent/percore.toml"],
+            "cannot read config",
+        ),
+        (vec!["--cores", "4000"], "core 4000 is not available"),
+        (
+            vec!["--host", "192.0.2.1"],
+            "no such address on this machine",
+        ),
+        (vec!["--port", &taken_port], "already in use"),
+        (
+            vec!["--root", "/nonexistent/site"],
+            "static.root /nonexistent/site",
+        ),
+    ] {
+        let (ok, stdout, stderr) = check(&args);
+        assert!(!ok, "{args:?} passed the check");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("percore: error: "), "{stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    running.stop_with(libc::SIGTERM);
+}
+
+/// The PID file appears once the server serves, names it, and goes when it stops.
+#[test]
+fn pid_file_is_written_while_serving_and_removed_at_exit() {
+    let path = std::env::temp_dir().join(format!("percore-{}-test.pid", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut server = Percore::spawn(&[
+        "--port",
+        "0",
+        "--workers",
+        "1",
+        "--pid-file",
+        path.to_str().unwrap(),
+    ]);
+    let written = std::fs::read_to_string(&path).expect("the PID file exists once serving");
+    assert_eq!(written.trim(), server.child.id().to_string());
+    server.stop_with(libc::SIGTERM);
+    assert!(!path.exists(), "the PID file outlived the server");
+}

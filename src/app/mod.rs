@@ -339,6 +339,17 @@ impl<S: 'static> App<S> {
         ))
     }
 
+    /// Checks `config` as [`App::start`] would, without serving: the cores exist and are
+    /// usable, the address is one of this machine's (and its port free, or held by
+    /// `SO_REUSEPORT` sockets of this user, such as a running percore's), the static root
+    /// opens, the routes the configuration adds are well formed. The state factory is not
+    /// run.
+    pub fn check(&self, config: &Config) -> Result<(), ConfigError> {
+        crate::server::check(config, self.files)?;
+        let board = StatsBoard::new(1);
+        self.router(config, Some((&board, &[0]))).map(drop)
+    }
+
     /// Binds, starts one executor per configured core (each building its state), and
     /// returns once all serve.
     pub fn start(self, config: Config) -> Result<Server, ConfigError> {
@@ -376,6 +387,18 @@ impl<S: 'static> App<S> {
             // Help, version and usage errors, printed as clap prints them.
             Err(error) => error.exit(),
         };
+        if args.check {
+            return match args.load().and_then(|config| Ok(self.check(&config)?)) {
+                Ok(()) => {
+                    println!("configuration ok");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("percore: error: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         let result = args.load().and_then(|config| self.run(config));
         match result {
             Ok(()) => ExitCode::SUCCESS,
