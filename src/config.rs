@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub backlog: u32,
     /// On SIGINT/SIGTERM, how long busy connections may take to finish before being cut.
     pub drain_timeout_ms: u64,
+    /// While draining, how long an idle keep-alive connection is kept for its client's next
+    /// request (answered with `Connection: close`) before it is closed.
+    pub drain_idle_grace_ms: u64,
     /// Accept a connection only once its first bytes arrive (`TCP_DEFER_ACCEPT`).
     pub defer_accept: bool,
     /// File the serving process writes its PID to once it serves, and removes at exit;
@@ -187,6 +190,7 @@ impl Default for ServerConfig {
             max_connections_per_core: 20_000,
             backlog: 4096,
             drain_timeout_ms: 10_000,
+            drain_idle_grace_ms: 1000,
             defer_accept: true,
             pid_file: PathBuf::new(),
         }

@@ -364,6 +364,8 @@ struct Core<S: 'static> {
     accept_retry_ms: Option<u64>,
     draining: bool,
     drain_deadline_ms: u64,
+    /// Until when idle connections wait for their next request while draining.
+    drain_idle_until_ms: u64,
     cut: bool,
     /// The earliest armed ring timeout (ms), if any.
     timer_ms: Option<u64>,
@@ -430,6 +432,7 @@ pub async fn run<S: 'static>(
         accept_retry_ms: None,
         draining: false,
         drain_deadline_ms: u64::MAX,
+        drain_idle_until_ms: u64::MAX,
         cut: false,
         timer_ms: None,
         timespec: types::Timespec::new(),
@@ -1342,6 +1345,9 @@ impl<S: 'static> Core<S> {
             return Some(conn.active_ms + http.body_timeout_ms);
         }
         match conn.head_started {
+            NEVER if self.draining => {
+                Some((conn.active_ms + http.keepalive_timeout_ms).min(self.drain_idle_until_ms))
+            }
             NEVER => Some(conn.active_ms + http.keepalive_timeout_ms),
             started => Some(started + http.header_timeout_ms),
         }
@@ -1395,6 +1401,11 @@ impl<S: 'static> Core<S> {
             conn.out = self.writes.take();
         }
         let partial = conn.pending_input() > 0;
+        if self.draining && conn.idle() {
+            // Silent through the drain's grace: our side shuts and what the client may still
+            // send is read and dropped, so the close cannot become a reset.
+            conn.linger = true;
+        }
         if conn.session.time_out(&mut conn.out, partial) {
             let mut counters = self.metrics.counters.borrow_mut();
             counters.by_class[4] += 1;
@@ -1412,7 +1423,7 @@ impl<S: 'static> Core<S> {
     fn settle(&mut self, mut conn: Box<Conn>) {
         if conn.phase == Phase::Open && !conn.in_flight && conn.transfer.is_none() {
             let unsent = !conn.out.is_empty() || conn.awaiting;
-            let done = conn.session.is_closed() || conn.eof || (self.draining && conn.idle());
+            let done = conn.session.is_closed() || conn.eof;
             if done && !unsent {
                 if (conn.linger || conn.pending_input() > 0) && !conn.eof {
                     self.start_linger(&mut conn);
@@ -1480,14 +1491,17 @@ impl<S: 'static> Core<S> {
         }
     }
 
-    /// Stops accepting; idle connections close now, busy ones after their current response
-    /// (which says `Connection: close`), all of them by `server.drain_timeout_ms`.
+    /// Stops accepting. Every connection's next response says `Connection: close` and ends
+    /// it; an idle keep-alive connection waits `server.drain_idle_grace_ms` for that next
+    /// request (closing it at once would reset a request already on its way), then closes.
+    /// All of them are gone by `server.drain_timeout_ms`.
     fn begin_drain(&mut self) {
         if self.draining {
             return;
         }
         self.draining = true;
         self.drain_deadline_ms = self.now_ms + self.config.server.drain_timeout_ms;
+        self.drain_idle_until_ms = self.now_ms + self.config.server.drain_idle_grace_ms;
         if let Some(listener) = self.listener.take() {
             if self.accept_armed {
                 self.ring.push(
