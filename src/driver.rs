@@ -359,8 +359,11 @@ struct Core<S: 'static> {
     writes: BufferPool,
     /// File chunk buffers.
     chunks: BufferPool,
-    listener: Option<OwnedFd>,
-    accept_armed: bool,
+    /// The core's listening sockets: its own, or after a reload those handed over by the
+    /// server before (when there were more of them than cores).
+    listeners: Vec<OwnedFd>,
+    /// Which of them has a multishot accept armed.
+    accept_armed: Vec<bool>,
     accept_retry_ms: Option<u64>,
     draining: bool,
     drain_deadline_ms: u64,
@@ -397,7 +400,7 @@ pub fn make_ring(config: &Config) -> Result<Ring, String> {
 pub async fn run<S: 'static>(
     config: Config,
     ring: Ring,
-    listener: OwnedFd,
+    listeners: Vec<OwnedFd>,
     stop: OwnedFd,
     links: Links,
     service: CoreService<S>,
@@ -427,8 +430,8 @@ pub async fn run<S: 'static>(
         reads: BufferPool::new(read_buffer_size(&config), POOLED_BUFFERS),
         writes: BufferPool::new(OUTPUT_BUFFER_BYTES, POOLED_BUFFERS),
         chunks: BufferPool::new(config.files.chunk_bytes, POOLED_CHUNKS),
-        listener: Some(listener),
-        accept_armed: false,
+        accept_armed: vec![false; listeners.len()],
+        listeners,
         accept_retry_ms: None,
         draining: false,
         drain_deadline_ms: u64::MAX,
@@ -451,7 +454,9 @@ pub async fn run<S: 'static>(
         core.links.index,
         core.snapshot(0, Duration::ZERO, crate::metrics::new_histogram()),
     );
-    core.arm_accept();
+    for index in 0..core.listeners.len() {
+        core.arm_accept(index);
+    }
     core.ring.push(
         &opcode::PollAdd::new(types::Fd(stop.as_raw_fd()), libc::POLLIN as u32)
             .build()
@@ -525,7 +530,11 @@ impl<S: 'static> Core<S> {
         if let Some(at) = self.accept_retry_ms {
             if self.now_ms >= at {
                 self.accept_retry_ms = None;
-                self.arm_accept();
+                for index in 0..self.listeners.len() {
+                    if !self.accept_armed[index] {
+                        self.arm_accept(index);
+                    }
+                }
             }
         }
         if self.config.report.enabled {
@@ -637,7 +646,7 @@ impl<S: 'static> Core<S> {
     fn complete(&mut self, user_data: u64, result: i32, flags: u32) {
         let (op, key, epoch) = untoken(user_data);
         match op {
-            Op::Accept => self.on_accept(result, flags),
+            Op::Accept => self.on_accept(key.index as usize, result, flags),
             Op::Recv => self.on_recv(key, epoch, result, flags),
             Op::Send => self.on_send(key, result),
             Op::Stop => self.begin_drain(),
@@ -694,25 +703,34 @@ impl<S: 'static> Core<S> {
 
     // ---- accepting ----
 
-    fn arm_accept(&mut self) {
-        let Some(listener) = &self.listener else {
+    /// The accept token of listener `index`.
+    fn accept_token(index: usize) -> u64 {
+        let key = Key {
+            index: index as u32,
+            generation: 0,
+        };
+        token(Op::Accept, key, 0)
+    }
+
+    fn arm_accept(&mut self, index: usize) {
+        let Some(listener) = self.listeners.get(index) else {
             return;
         };
         self.ring.push(
             &opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
                 .flags(libc::SOCK_CLOEXEC)
                 .build()
-                .user_data(token(Op::Accept, NO_KEY, 0)),
+                .user_data(Self::accept_token(index)),
         );
-        self.accept_armed = true;
+        self.accept_armed[index] = true;
     }
 
-    fn on_accept(&mut self, result: i32, flags: u32) {
-        if !cqueue::more(flags) {
-            self.accept_armed = false;
+    fn on_accept(&mut self, index: usize, result: i32, flags: u32) {
+        if !cqueue::more(flags) && index < self.accept_armed.len() {
+            self.accept_armed[index] = false;
             if !self.draining {
                 if result >= 0 || is_transient_accept_error(-result) {
-                    self.arm_accept();
+                    self.arm_accept(index);
                 } else {
                     self.accept_retry_ms = Some(self.now_ms + ACCEPT_ERROR_BACKOFF_MS);
                 }
@@ -721,12 +739,10 @@ impl<S: 'static> Core<S> {
         if result < 0 {
             return;
         }
+        // A connection accepted while the drain's cancel was on its way is served like the
+        // others (its response says `Connection: close`): the client has sent its request,
+        // and closing would lose it.
         let fd = result;
-        if self.draining {
-            // SAFETY: a descriptor the kernel just gave us.
-            unsafe { libc::close(fd) };
-            return;
-        }
         if self.open >= self.config.server.max_connections_per_core {
             refuse(fd);
             self.metrics.counters.borrow_mut().refused += 1;
@@ -1502,16 +1518,17 @@ impl<S: 'static> Core<S> {
         self.draining = true;
         self.drain_deadline_ms = self.now_ms + self.config.server.drain_timeout_ms;
         self.drain_idle_until_ms = self.now_ms + self.config.server.drain_idle_grace_ms;
-        if let Some(listener) = self.listener.take() {
-            if self.accept_armed {
+        for (index, listener) in std::mem::take(&mut self.listeners).into_iter().enumerate() {
+            if self.accept_armed[index] {
                 self.ring.push(
-                    &opcode::AsyncCancel::new(token(Op::Accept, NO_KEY, 0))
+                    &opcode::AsyncCancel::new(Self::accept_token(index))
                         .build()
                         .flags(squeue::Flags::SKIP_SUCCESS)
                         .user_data(token(Op::Ignore, NO_KEY, 0)),
                 );
             }
-            // Closing our descriptor is enough once the accept is cancelled.
+            // Closing our descriptor is enough once the accept is cancelled. After a reload
+            // the socket itself stays open in the next server, which accepts what is queued.
             drop(listener);
         }
         for index in 0..self.conns.len() {

@@ -35,6 +35,9 @@ pub struct Server {
     reporter: Option<JoinHandle<RunSummary>>,
     format: ReportFormat,
     mode: RingMode,
+    /// The listening sockets, kept to hand to the server that replaces this one (a reload,
+    /// an upgrade): queued connections then stay queued instead of being reset.
+    sockets: Vec<Socket>,
 }
 
 struct CoreHandle {
@@ -56,13 +59,37 @@ impl Server {
         config: Config,
         app: AppParts<S>,
     ) -> Result<Server, ConfigError> {
+        Server::start_app_with(config, app, Vec::new())
+    }
+
+    /// Starts `app` on `inherited` listening sockets (a previous server's, already bound
+    /// to the configured address), or on new ones when there are none.
+    pub(crate) fn start_app_with<S: 'static>(
+        config: Config,
+        app: AppParts<S>,
+        inherited: Vec<Socket>,
+    ) -> Result<Server, ConfigError> {
         let cores = config.server.cores.resolve(&usable_cores())?;
         let static_root = match app.serves_files() {
             true => open_static_root(&config)?,
             false => None,
         };
-        let listeners = bind_listeners(&config, cores.len())?;
-        let addr = listeners[0]
+        let sockets = match inherited.is_empty() {
+            true => bind_listeners(&config, cores.len())?,
+            false => adopt_listeners(&config, cores.len(), inherited)?,
+        };
+        let kept = sockets
+            .iter()
+            .map(Socket::try_clone)
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| ConfigError(format!("cannot duplicate a listening socket: {e}")))?;
+        // Core i serves sockets i, i + cores, i + 2 × cores… (more sockets than cores only
+        // when a server with more cores handed its sockets over).
+        let mut listeners: Vec<Vec<Socket>> = (0..cores.len()).map(|_| Vec::new()).collect();
+        for (i, socket) in sockets.into_iter().enumerate() {
+            listeners[i % cores.len()].push(socket);
+        }
+        let addr = kept[0]
             .local_addr()
             .ok()
             .and_then(|a| a.as_socket())
@@ -88,8 +115,9 @@ impl Server {
             reporter: Some(reporter),
             format: config.report.format,
             mode: RingMode::DeferTaskrun,
+            sockets: kept,
         };
-        for (index, (&core, listener)) in cores.iter().zip(listeners).enumerate() {
+        for (index, (&core, listeners)) in cores.iter().zip(listeners).enumerate() {
             let (stop, stop_core) = UnixStream::pair()
                 .map_err(|e| ConfigError(format!("cannot create a socket pair: {e}")))?;
             let config = config.clone();
@@ -114,7 +142,7 @@ impl Server {
                 .spawn(move || {
                     run_core(
                         config,
-                        listener,
+                        listeners,
                         stop_core,
                         links,
                         ready,
@@ -151,6 +179,11 @@ impl Server {
         &self.cores
     }
 
+    /// Duplicates of the listening sockets, for a server that takes over from this one.
+    pub(crate) fn hand_over(&self) -> io::Result<Vec<Socket>> {
+        self.sockets.iter().map(Socket::try_clone).collect()
+    }
+
     /// How the cores' rings run their completions.
     pub fn ring_mode(&self) -> RingMode {
         self.mode
@@ -169,6 +202,9 @@ impl Server {
     }
 
     fn stop_and_join(&mut self) -> Option<RunSummary> {
+        // Unless they were handed over, the sockets close with the cores' own descriptors:
+        // from then on new connections are refused, not queued for nobody.
+        self.sockets.clear();
         for core in &mut self.cores_running {
             core.stop.take();
         }
@@ -191,7 +227,7 @@ impl Drop for Server {
 
 fn run_core<S: 'static>(
     config: Config,
-    listener: Socket,
+    listeners: Vec<Socket>,
     stop: UnixStream,
     mut links: driver::Links,
     ready: mpsc::Sender<Result<RingMode, String>>,
@@ -237,13 +273,16 @@ fn run_core<S: 'static>(
         };
         let _ = ready.send(Ok(ring.mode));
         // SAFETY: both descriptors are handed over whole to their new owners.
-        let (listener, stop) = unsafe {
+        let (listeners, stop) = unsafe {
             (
-                OwnedFd::from_raw_fd(listener.into_raw_fd()),
+                listeners
+                    .into_iter()
+                    .map(|l| OwnedFd::from_raw_fd(l.into_raw_fd()))
+                    .collect(),
                 OwnedFd::from_raw_fd(stop.into_raw_fd()),
             )
         };
-        driver::run(config, ring, listener, stop, links, service).await;
+        driver::run(config, ring, listeners, stop, links, service).await;
     });
 }
 
@@ -299,6 +338,48 @@ fn bind_error(e: io::Error, addr: SocketAddr) -> ConfigError {
     })
 }
 
+/// Takes over a previous server's listening sockets, with this configuration's backlog and
+/// options, adding sockets (SO_REUSEPORT, same address) while there are fewer than cores.
+fn adopt_listeners(
+    config: &Config,
+    count: usize,
+    mut sockets: Vec<Socket>,
+) -> Result<Vec<Socket>, ConfigError> {
+    let addr = sockets[0]
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .ok_or_else(|| ConfigError("cannot read an inherited socket's address".into()))?;
+    for socket in &sockets {
+        // listen(2) again only sets the backlog of a listening socket.
+        socket
+            .listen(config.server.backlog.min(i32::MAX as u32) as i32)
+            .and_then(|()| socket.set_nodelay(true))
+            .and_then(|()| defer_accept(socket, config.server.defer_accept))
+            .map_err(|e| bind_error(e, addr))?;
+    }
+    while sockets.len() < count {
+        sockets.push(reuseport_listener(config, addr)?);
+    }
+    Ok(sockets)
+}
+
+/// A listening socket on `addr` with SO_REUSEPORT and the configured options.
+fn reuseport_listener(config: &Config, addr: SocketAddr) -> Result<Socket, ConfigError> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(|e| bind_error(e, addr))?;
+    socket
+        .set_reuse_address(true)
+        .and_then(|()| socket.set_reuse_port(true))
+        .and_then(|()| socket.bind(&addr.into()))
+        .and_then(|()| socket.listen(config.server.backlog.min(i32::MAX as u32) as i32))
+        // Accepted connections inherit it: no system call per connection.
+        .and_then(|()| socket.set_nodelay(true))
+        .and_then(|()| defer_accept(&socket, config.server.defer_accept))
+        .map_err(|e| bind_error(e, addr))?;
+    Ok(socket)
+}
+
 /// Creates one listening socket per core on the same address with SO_REUSEPORT.
 fn bind_listeners(config: &Config, count: usize) -> Result<Vec<Socket>, ConfigError> {
     let mut addr = config.listen_addr();
@@ -317,16 +398,7 @@ fn bind_listeners(config: &Config, count: usize) -> Result<Vec<Socket>, ConfigEr
     }
     let mut sockets = Vec::with_capacity(count);
     for _ in 0..count {
-        let socket = new_socket(addr)?;
-        socket
-            .set_reuse_address(true)
-            .and_then(|()| socket.set_reuse_port(true))
-            .and_then(|()| socket.bind(&addr.into()))
-            .and_then(|()| socket.listen(config.server.backlog.min(i32::MAX as u32) as i32))
-            // Accepted connections inherit it: no system call per connection.
-            .and_then(|()| socket.set_nodelay(true))
-            .and_then(|()| defer_accept(&socket, config.server.defer_accept))
-            .map_err(|e| bind_error(e, addr))?;
+        let socket = reuseport_listener(config, addr)?;
         if addr.port() == 0 {
             if let Some(bound) = socket.local_addr().ok().and_then(|a| a.as_socket()) {
                 addr = bound;
@@ -368,41 +440,89 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Runs `app` until SIGINT or SIGTERM, then drains and returns.
-pub(crate) fn run_app<S: 'static>(config: Config, app: AppParts<S>) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+pub(crate) fn run_app<S: 'static>(
+    config: Config,
+    app: AppParts<S>,
+    reload: impl Fn() -> anyhow::Result<Config>,
+) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     // Register before starting so that an early signal is not lost.
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-    let pid_file = config.server.pid_file.clone();
-    let server = Server::start_app(config, app)?;
-    let pid = PidFile::write(&pid_file)?;
-    report::note(&format!(
-        "listening on http://{} on {} core(s): {} ({})",
-        server.local_addr(),
-        server.cores().len(),
-        format_cores(server.cores()),
-        server.ring_mode().describe()
-    ));
-    if let Some(signal) = signals.forever().next() {
-        let name = if signal == SIGINT {
-            "SIGINT"
-        } else {
-            "SIGTERM"
-        };
-        report::note(&format!("{name}, draining connections"));
-        // A second signal gives up on draining.
-        std::thread::spawn(move || {
-            if signals.forever().next().is_some() {
-                report::note("second signal, exiting without draining");
-                std::process::exit(1);
-            }
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let mut configured = config.listen_addr();
+    let mut pid_path = config.server.pid_file.clone();
+    let mut server = Server::start_app(config, app.share())?;
+    let mut pid = PidFile::write(&pid_path)?;
+    report::note(&serving_line("listening on", &server));
+    let mut retired = Vec::new();
+    for signal in signals.forever() {
+        if signal != SIGHUP {
+            let name = if signal == SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            report::note(&format!("{name}, draining connections"));
+            break;
+        }
+        let next = reload().and_then(|config| {
+            let addr = config.listen_addr();
+            // Same address: the new cores take over the listening sockets themselves, so
+            // that nothing queued on them is lost; a new address gets new sockets.
+            let inherited = match addr == configured {
+                true => server.hand_over()?,
+                false => Vec::new(),
+            };
+            let pid_file = config.server.pid_file.clone();
+            Ok((
+                Server::start_app_with(config, app.share(), inherited)?,
+                addr,
+                pid_file,
+            ))
         });
+        match next {
+            Err(error) => report::note(&format!(
+                "SIGHUP: not reloaded, still serving the previous configuration: {error}"
+            )),
+            Ok((next, addr, pid_file)) => {
+                let previous = std::mem::replace(&mut server, next);
+                configured = addr;
+                if pid_file != pid_path {
+                    pid = PidFile::write(&pid_file)?;
+                    pid_path = pid_file;
+                }
+                report::note(&serving_line("SIGHUP: reloaded, listening on", &server));
+                // The previous cores drain beside the new ones.
+                retired.push(std::thread::spawn(move || previous.shutdown()));
+            }
+        }
     }
+    // A second signal gives up on draining.
+    std::thread::spawn(move || {
+        if signals.forever().any(|signal| signal != SIGHUP) {
+            report::note("second signal, exiting without draining");
+            std::process::exit(1);
+        }
+    });
     let format = server.report_format();
     let summary = server.shutdown();
+    for previous in retired {
+        let _ = previous.join();
+    }
     report::print_summary(&summary, format);
     drop(pid);
     report::note("stopped");
     Ok(())
+}
+
+/// "`what` http://ADDR on N core(s): LIST (ring mode)".
+fn serving_line(what: &str, server: &Server) -> String {
+    format!(
+        "{what} http://{} on {} core(s): {} ({})",
+        server.local_addr(),
+        server.cores().len(),
+        format_cores(server.cores()),
+        server.ring_mode().describe()
+    )
 }
 
 /// The PID file of the process serving: written once it serves, removed when it stops if it

@@ -14,7 +14,10 @@ use common::TestServer;
 fn wait_for_drain(addr: std::net::SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(addr).is_ok() {
-        assert!(Instant::now() < deadline, "the server never stopped accepting");
+        assert!(
+            Instant::now() < deadline,
+            "the server never stopped accepting"
+        );
         std::thread::yield_now();
     }
 }
@@ -42,10 +45,16 @@ fn idle_keep_alive_connections_get_their_next_request_answered_then_close() {
     assert_eq!(last.status, 200);
     assert_eq!(last.text(), "Hi, 3!");
     assert_eq!(last.header("connection"), Some("close"));
-    assert!(talker.closed_in_order(), "not closed in order after its last response");
+    assert!(
+        talker.closed_in_order(),
+        "not closed in order after its last response"
+    );
 
     // The silent one is closed once the grace is over: in order, not reset.
-    assert!(silent.closed_in_order(), "the silent connection was not closed in order");
+    assert!(
+        silent.closed_in_order(),
+        "the silent connection was not closed in order"
+    );
     let summary = stopping.join().unwrap();
     assert_eq!(summary.merged_counters().requests(), 3);
     server.stop();

@@ -363,9 +363,12 @@ impl<S: 'static> App<S> {
         }
     }
 
-    /// Serves until SIGINT or SIGTERM, then drains and prints the run's summary.
+    /// Serves until SIGINT or SIGTERM, then drains and prints the run's summary. SIGHUP
+    /// starts new cores with the same configuration and drains the old ones ([`App::main`]
+    /// re-reads the file).
     pub fn run(self, config: Config) -> anyhow::Result<()> {
-        crate::server::run_app(config, self.into_parts())
+        let again = config.clone();
+        crate::server::run_app(config, self.into_parts(), move || Ok(again.clone()))
     }
 
     /// The whole program: reads percore's flags (`--config`, `--port`, `--cores`…, see
@@ -399,7 +402,10 @@ impl<S: 'static> App<S> {
                 }
             };
         }
-        let result = args.load().and_then(|config| self.run(config));
+        let result = args.load().and_then(|config| {
+            // SIGHUP reads the file again, with the same flags over it.
+            crate::server::run_app(config, self.into_parts(), move || args.load())
+        });
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -1,0 +1,282 @@
+//! Reloading the configuration on SIGHUP, through the real binary: new cores start with the
+//! new file while the old ones drain, and clients that keep going meanwhile lose nothing.
+
+mod common;
+
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::Percore;
+
+/// A configuration file for one test, rewritten between reloads.
+struct ConfigFile(PathBuf);
+
+impl ConfigFile {
+    fn new(name: &str) -> ConfigFile {
+        let path =
+            std::env::temp_dir().join(format!("percore-reload-{}-{name}.toml", std::process::id()));
+        ConfigFile(path)
+    }
+
+    /// Writes a file serving on `port` with statistics at `stats`.
+    fn write(&self, port: u16, stats: &str) {
+        let text = format!(
+            "[server]\nport = {port}\ncores = [0]\ndrain_idle_grace_ms = 500\n\n\
+             [report]\ninterval_ms = 0\nstats_path = \"{stats}\"\n"
+        );
+        std::fs::write(&self.0, text).unwrap();
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The next line the server writes on stderr.
+fn next_note(server: &mut Percore) -> String {
+    let mut line = String::new();
+    server.stderr.read_line(&mut line).unwrap();
+    line
+}
+
+fn hup(server: &Percore) {
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+}
+
+/// The status of `GET path` on a new connection.
+fn status_of(addr: SocketAddr, path: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply[9..12].parse().unwrap()
+}
+
+/// What a client thread saw.
+#[derive(Debug, Default)]
+struct Tally {
+    ok: u64,
+    failures: Vec<String>,
+}
+
+/// One response read from `stream` (Content-Length framed): its status line, whether it
+/// said `Connection: close`, and its body.
+fn read_response(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<(String, bool, Vec<u8>), String> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .ok_or_else(|| format!("no Content-Length in {head:?}"))?
+                .parse()
+                .map_err(|e| format!("{e}"))?;
+            if buf.len() >= end + 4 + length {
+                let body = buf[end + 4..end + 4 + length].to_vec();
+                buf.drain(..end + 4 + length);
+                let close = head.contains("\r\nConnection: close");
+                return Ok((head.lines().next().unwrap_or("").to_string(), close, body));
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(format!("closed mid-response after {} bytes", buf.len())),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+/// A keep-alive client sending request after request (reconnecting when a response says
+/// `Connection: close`), until `stop`.
+fn keep_alive_client(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Tally> {
+    std::thread::spawn(move || {
+        let mut tally = Tally::default();
+        let mut n = 0u64;
+        'connections: while !stop.load(Ordering::Relaxed) {
+            let mut stream = match TcpStream::connect(addr) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tally.failures.push(format!("connect: {e}"));
+                    continue;
+                }
+            };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            let mut buf = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let request = format!("GET /echo?name=k{n} HTTP/1.1\r\nHost: t\r\n\r\n");
+                if let Err(e) = stream.write_all(request.as_bytes()) {
+                    tally.failures.push(format!("write: {e}"));
+                    continue 'connections;
+                }
+                match read_response(&mut stream, &mut buf) {
+                    Ok((status, close, body)) => {
+                        if status != "HTTP/1.1 200 OK" || body != format!("Hi, k{n}!").as_bytes() {
+                            tally.failures.push(format!("{status}: {body:?}"));
+                        } else {
+                            tally.ok += 1;
+                        }
+                        if close {
+                            continue 'connections;
+                        }
+                    }
+                    Err(e) => {
+                        tally.failures.push(e);
+                        continue 'connections;
+                    }
+                }
+            }
+        }
+        tally
+    })
+}
+
+/// A client that opens a new connection for every request, until `stop`.
+fn new_connection_client(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Tally> {
+    std::thread::spawn(move || {
+        let mut tally = Tally::default();
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            n += 1;
+            let result = TcpStream::connect(addr)
+                .map_err(|e| format!("connect: {e}"))
+                .and_then(|mut stream| {
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(20)))
+                        .unwrap();
+                    let request = format!(
+                        "GET /echo?name=c{n} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                    );
+                    stream
+                        .write_all(request.as_bytes())
+                        .map_err(|e| format!("write: {e}"))?;
+                    let mut reply = Vec::new();
+                    stream
+                        .read_to_end(&mut reply)
+                        .map_err(|e| format!("read: {e}"))?;
+                    let text = String::from_utf8_lossy(&reply).to_string();
+                    if text.starts_with("HTTP/1.1 200 OK\r\n")
+                        && text.ends_with(&format!("Hi, c{n}!"))
+                    {
+                        Ok(())
+                    } else {
+                        Err(format!("incomplete or wrong: {text:?}"))
+                    }
+                });
+            match result {
+                Ok(()) => tally.ok += 1,
+                Err(e) => tally.failures.push(e),
+            }
+        }
+        tally
+    })
+}
+
+/// Waits until `GET path` answers `status`.
+fn wait_for(addr: SocketAddr, path: &str, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status_of(addr, path) != status {
+        assert!(Instant::now() < deadline, "{path} never answered {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Three reloads in a row, each with a changed file, under a keep-alive client and a client
+/// opening a connection per request: every request answered in full, none failed or reset.
+#[test]
+fn reloads_under_load_lose_no_request() {
+    let file = ConfigFile::new("load");
+    file.write(0, "/stats-0");
+    // Port 0 in the file: the reloads keep the port the first start picked.
+    let mut server = Percore::spawn(&["--config", file.path()]);
+    let addr: SocketAddr = server.addr.parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = [
+        keep_alive_client(addr, stop.clone()),
+        new_connection_client(addr, stop.clone()),
+    ];
+    for round in 1..=3 {
+        let stats = format!("/stats-{round}");
+        file.write(0, &stats);
+        hup(&server);
+        let note = next_note(&mut server);
+        assert!(note.contains("SIGHUP: reloaded"), "{note}");
+        wait_for(addr, &stats, 200);
+        assert_eq!(status_of(addr, &format!("/stats-{}", round - 1)), 404);
+        // Let the clients run on the new cores for a while before the next reload.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for client in clients {
+        let tally = client.join().unwrap();
+        assert!(tally.failures.is_empty(), "failures: {:?}", tally.failures);
+        assert!(tally.ok > 0);
+        total += tally.ok;
+    }
+    eprintln!("{total} requests through 3 reloads, none lost");
+    server.stop_with(libc::SIGTERM);
+}
+
+/// A file that does not load leaves the server on its previous configuration.
+#[test]
+fn a_broken_file_keeps_the_previous_configuration() {
+    let file = ConfigFile::new("broken");
+    file.write(0, "/stats-old");
+    let mut server = Percore::spawn(&["--config", file.path()]);
+    let addr: SocketAddr = server.addr.parse().unwrap();
+    std::fs::write(&file.0, "[server]\nportt = 1\n").unwrap();
+    hup(&server);
+    let note = next_note(&mut server);
+    assert!(note.contains("not reloaded"), "{note}");
+    assert!(note.contains("portt"), "{note}");
+    assert_eq!(status_of(addr, "/stats-old"), 200);
+    assert_eq!(status_of(addr, "/echo?name=x"), 200);
+    server.stop_with(libc::SIGTERM);
+}
+
+/// A reload that changes the port serves on the new one and stops on the old.
+#[test]
+fn a_reload_can_move_to_another_port() {
+    let file = ConfigFile::new("port");
+    file.write(0, "/stats");
+    let mut server = Percore::spawn(&["--config", file.path()]);
+    let old: SocketAddr = server.addr.parse().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    file.write(port, "/stats");
+    hup(&server);
+    let note = next_note(&mut server);
+    assert!(note.contains(&format!("127.0.0.1:{port}")), "{note}");
+    let new = SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eq!(status_of(new, "/echo?name=x"), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(old).is_ok() {
+        assert!(Instant::now() < deadline, "the old port is still served");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.stop_with(libc::SIGTERM);
+}
