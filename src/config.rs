@@ -71,6 +71,10 @@ pub struct HttpConfig {
     pub max_target_bytes: usize,
     /// Request body (Content-Length or chunked total); a bigger one is answered 413.
     pub max_body_bytes: u64,
+    /// Memory one core may hold for request bodies still arriving (gathered for their
+    /// handlers); past it the request that would grow it is answered 503 and its connection
+    /// closed.
+    pub body_buffer_bytes_per_core: usize,
     /// Time from the first byte of a request head to its end; past it the client gets 408.
     pub header_timeout_ms: u64,
     /// Longest wait for more body bytes before the connection is cut with 408.
@@ -204,6 +208,7 @@ impl Default for HttpConfig {
             max_headers: 100,
             max_target_bytes: 8 * 1024,
             max_body_bytes: 1024 * 1024,
+            body_buffer_bytes_per_core: 256 * 1024 * 1024,
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
             keepalive_timeout_ms: 60_000,
@@ -325,23 +330,26 @@ impl Config {
             return bad("runtime.ring_depth", "must be a power of two, at least 8");
         }
         let stats = &self.report.stats_path;
-        if !stats.is_empty() && (!stats.starts_with('/') || stats.contains(['?', '#', ' '])) {
+        // Braces would read as route parameters.
+        if !stats.is_empty()
+            && (!stats.starts_with('/') || stats.contains(['?', '#', ' ', '{', '}']))
+        {
             return bad(
                 "report.stats_path",
-                "must be empty or a path starting with /",
+                "must be empty or a path starting with /, without braces",
             );
         }
         let files = &self.files;
         let mount = &files.mount;
         if !mount.starts_with('/')
-            || mount.contains(['?', '#', ' ', '%', '\\'])
+            || mount.contains(['?', '#', ' ', '%', '\\', '{', '}', '*'])
             || mount
                 .split('/')
                 .any(|segment| segment == "." || segment == "..")
         {
             return bad(
                 "static.mount",
-                "must be a path starting with /, without dot segments or escapes",
+                "must be a path starting with /, without dot segments, escapes or braces",
             );
         }
         if files.index.is_empty() || files.index.contains(['/', '\0']) || files.index == ".." {

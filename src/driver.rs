@@ -227,6 +227,9 @@ struct Conn {
     sending_chunk: bool,
     /// An async handler is making the response to this connection's last request.
     awaiting: bool,
+    /// Bytes its session holds for a body being gathered, as last counted in the core's
+    /// total.
+    held: usize,
     recv: Recv,
     /// Which arming of the receive is current (a cancelled one may still complete).
     recv_epoch: u8,
@@ -380,6 +383,8 @@ struct Core<S: 'static> {
     tasks_done: Rc<RefCell<Vec<TaskDone>>>,
     /// File reads and async handlers in glommio tasks.
     tasks: usize,
+    /// Bytes all sessions hold for bodies being gathered.
+    gathered: usize,
     links: Links,
     tick: Duration,
     ticks: u64,
@@ -444,6 +449,7 @@ pub async fn run<S: 'static>(
         files_done: Rc::new(RefCell::new(Vec::new())),
         tasks_done: Rc::new(RefCell::new(Vec::new())),
         tasks: 0,
+        gathered: 0,
         links,
         tick,
         ticks: 0,
@@ -764,6 +770,7 @@ impl<S: 'static> Core<S> {
             in_flight: false,
             sending_chunk: false,
             awaiting: false,
+            held: 0,
             recv: Recv::Off,
             recv_epoch: 0,
             eof: false,
@@ -962,6 +969,7 @@ impl<S: 'static> Core<S> {
             } else {
                 conn.in_start += progress.consumed;
             }
+            self.count_held(conn);
             if progress.responses > 0 {
                 conn.head_started = NEVER;
                 self.metrics
@@ -1014,6 +1022,26 @@ impl<S: 'static> Core<S> {
             && !blocked
         {
             conn.head_started = self.now_ms;
+        }
+    }
+
+    /// Keeps the core's total of gathered body bytes up to date; a connection whose body
+    /// takes it past `http.body_buffer_bytes_per_core` gets a 503 and closes.
+    fn count_held(&mut self, conn: &mut Conn) {
+        let held = conn.session.held_bytes();
+        self.gathered = self.gathered - conn.held + held;
+        conn.held = held;
+        if held > 0 && self.gathered > self.config.http.body_buffer_bytes_per_core {
+            let refused = conn.session.abandon_body(
+                &mut conn.out,
+                crate::http::response::Status::SERVICE_UNAVAILABLE,
+            );
+            if refused {
+                self.metrics.counters.borrow_mut().by_class[5] += 1;
+                conn.linger = true;
+                self.gathered -= conn.held;
+                conn.held = 0;
+            }
         }
     }
 
@@ -1323,9 +1351,11 @@ impl<S: 'static> Core<S> {
                 if conn.out.capacity() == 0 {
                     conn.out = self.writes.take();
                 }
-                let (status, failed) = conn
-                    .session
-                    .answer_late(&mut conn.out, |response| write_late(&task.reply, response));
+                let (status, failed) =
+                    conn.session
+                        .answer_late(&mut conn.out, self.draining, |response| {
+                            write_late(&task.reply, response)
+                        });
                 let mut by_class = [0; 6];
                 by_class[usize::from(status.0 / 100).min(5)] = 1;
                 self.metrics.record_batch(&by_class, 0, task.read_at);
@@ -1493,6 +1523,7 @@ impl<S: 'static> Core<S> {
                 .user_data(token(Op::Ignore, NO_KEY, 0)),
         );
         let key = conn.key;
+        self.gathered -= conn.held;
         self.free_buffers(*conn);
         self.release(key);
     }

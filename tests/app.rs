@@ -1150,3 +1150,92 @@ fn two_cores_each_build_their_own_state() {
     drop(server);
     assert_eq!(built.lock().unwrap().len(), 2, "a factory ran again");
 }
+
+/// An HTTP/1.0 client is sent no interim response (it would take it for the final one).
+#[test]
+fn interim_responses_are_not_sent_to_http10_clients() {
+    let server = serve(responses_app());
+    let wire = exchange(server.addr, b"GET /hints HTTP/1.0\r\n\r\n");
+    assert!(wire.starts_with("HTTP/1.1 200 OK\r\n"), "{wire:?}");
+    assert!(!wire.contains("103"), "{wire:?}");
+}
+
+/// `close()` after a file's head went out does nothing: the head promised keep-alive, and the
+/// connection keeps it.
+#[test]
+fn close_after_a_file_is_too_late_and_ignored() {
+    let dir = TempDir::new("close-after-file");
+    std::fs::write(dir.0.join("a.txt"), "file body").unwrap();
+    let root = dir.0.clone();
+    let server = serve(
+        App::new(move |setup| Ok(RefCell::new(Files::open(&root, &setup.config.files)?))).get(
+            "/a",
+            |req, res, files: &RefCell<Files>| {
+                res.file(&mut files.borrow_mut(), req, "a.txt");
+                res.close();
+            },
+        ),
+    );
+    let mut client = server.client();
+    let first = client.get("/a");
+    assert_eq!(first.text(), "file body");
+    assert_eq!(first.header("connection"), None);
+    assert_eq!(client.get("/a").text(), "file body");
+}
+
+/// A drain that begins while an async handler works makes its response the connection's last.
+#[test]
+fn a_late_response_during_a_drain_closes_its_connection() {
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = started.clone();
+    let app = App::new(|_| Ok(())).get_async("/slow", move |_req, _state| {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        async {
+            percore::glommio::timer::sleep(Duration::from_millis(300)).await;
+            Reply::text("slow")
+        }
+    });
+    let running = serve(app);
+    let mut client = running.client();
+    client.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    // Drain once the handler has the request.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !started.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the handler never ran");
+        std::thread::yield_now();
+    }
+    let stopping = std::thread::spawn(move || running.stop());
+    let response = client.response();
+    assert_eq!(response.text(), "slow");
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(client.closed_in_order());
+    stopping.join().unwrap();
+}
+
+/// Bodies still arriving share a per-core budget: the request that would take it past
+/// `http.body_buffer_bytes_per_core` is answered 503 and closed; the others go on.
+#[test]
+fn gathered_bodies_have_a_per_core_budget() {
+    let app = App::new(|_| Ok(())).post("/len", |req, res, _| {
+        res.text(&req.body().len().to_string());
+    });
+    let server = serve_with(app, |config| {
+        config.http.body_buffer_bytes_per_core = 12 * 1024;
+    });
+    let head = b"POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 8000\r\n\r\n";
+    let part = vec![b'x'; 6000];
+    let mut first = server.client();
+    first.send(head).send(&part);
+    // The first body is being gathered once the server has answered something else after
+    // it on another connection (one core: it took the first bytes before these).
+    let mut probe = server.client();
+    probe.send(b"POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nz");
+    assert_eq!(probe.response().text(), "1");
+    let mut second = server.client();
+    second.send(head).send(&part);
+    let refused = second.response();
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("connection"), Some("close"));
+    first.send(&part[..2000]);
+    assert_eq!(first.response().text(), "8000");
+}

@@ -323,8 +323,8 @@ impl<S: 'static> App<S> {
     }
 
     /// One core's service without a server, for tests and benchmarks that drive a
-    /// session directly: the app's own routes and state (built for core 0), without
-    /// `/stats` or static files.
+    /// session directly: the app's routes and state (built for core 0) and its static
+    /// files, without `/stats`.
     pub fn service(&self, config: &Config) -> Result<CoreService<S>, BoxError> {
         let setup = Setup {
             core: 0,
@@ -583,6 +583,7 @@ impl<S: 'static> Service for CoreService<S> {
                     response.head_only,
                     response.persistence,
                 );
+                user.http10 = request.head.version == http_request::Version::Http10;
                 let state = &*self.state;
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
                     handler(&user_request, &mut user, state);

@@ -127,6 +127,8 @@ pub struct Response<'a> {
     body: Body,
     /// The head went out already (a file was served): nothing more is written.
     pub(crate) written: Option<Status>,
+    /// The request is HTTP/1.0, which knows no interim responses.
+    pub(crate) http10: bool,
     pub(crate) file: Option<FileBody>,
 }
 
@@ -152,6 +154,7 @@ impl<'a> Response<'a> {
             custom_reason: false,
             body: Body::Scratch,
             written: None,
+            http10: false,
             file: None,
         }
     }
@@ -248,14 +251,18 @@ impl<'a> Response<'a> {
         self
     }
 
-    /// Closes the connection after this response (`Connection: close`).
+    /// Closes the connection after this response (`Connection: close`). Once a file's head
+    /// has been written ([`Response::file`]) it is too late, and this does nothing.
     pub fn close(&mut self) -> &mut Self {
-        self.persistence = Persistence::Close;
+        if self.written.is_none() {
+            self.persistence = Persistence::Close;
+        }
         self
     }
 
     /// Sends an interim (1xx) response at once, ahead of the final one: `103 Early Hints`
-    /// with its `Link` fields, for instance.
+    /// with its `Link` fields, for instance. An HTTP/1.0 client is sent none (RFC 9110
+    /// section 15.2: it would take it for the final response); the call still succeeds.
     pub fn interim(
         &mut self,
         status: impl Into<Status>,
@@ -270,6 +277,9 @@ impl<'a> Response<'a> {
         }
         for (name, value) in fields {
             check_field(name, value)?;
+        }
+        if self.http10 {
+            return Ok(());
         }
         let staged = self.out.len() - self.start;
         let mut inner = response::Response::new(self.out, self.head_only, self.persistence);

@@ -52,8 +52,9 @@ pub trait Service {
 /// client pipelining thousands of requests cannot make one batch grow without bound.
 pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 
-/// A gathering buffer that grew past this is freed after its request rather than kept.
-const HELD_KEEP_BYTES: usize = 64 * 1024;
+/// A gathering buffer that grew past this is freed after its request rather than kept for
+/// the connection's next one (an idle connection should hold next to nothing).
+const HELD_KEEP_BYTES: usize = 4 * 1024;
 
 #[derive(Clone, Copy, Debug)]
 enum State {
@@ -356,15 +357,21 @@ impl<D> Session<D> {
     }
 
     /// Writes the late response left by the last request (see [`Service::call`]) with
-    /// `write`, and returns the response's status and whether the service failed to make
+    /// `write` (saying `Connection: close` if `draining`), and returns the response's status and whether the service failed to make
     /// it. Call it once [`Session::take_deferred`] has handed over a late part.
     pub fn answer_late(
         &mut self,
         out: &mut Vec<u8>,
+        draining: bool,
         write: impl FnOnce(&mut Response<'_>),
     ) -> (Status, bool) {
         let late = self.late.take().expect("a late response is due");
-        let mut response = Response::new(out, late.head_only, late.persistence);
+        // A drain that began while the response was being made ends the connection too.
+        let persistence = match draining {
+            true => Persistence::Close,
+            false => late.persistence,
+        };
+        let mut response = Response::new(out, late.head_only, persistence);
         write(&mut response);
         if response.sent.is_none() {
             response.persistence = Persistence::Close;
@@ -423,6 +430,23 @@ impl<D> Session<D> {
     pub fn fail_file(&mut self, out: &mut Vec<u8>, head: usize) {
         out.truncate(head);
         self.close_with(Status::INTERNAL_SERVER_ERROR, out);
+    }
+
+    /// Gives up the body being gathered: a `status` response that closes the connection
+    /// takes the request's place and the gathered bytes are freed. Returns whether a body
+    /// was being gathered.
+    pub fn abandon_body(&mut self, out: &mut Vec<u8>, status: Status) -> bool {
+        if !self.is_reading_body() {
+            return false;
+        }
+        self.close_with(status, out);
+        self.held = None;
+        true
+    }
+
+    /// Bytes this session holds for a request being gathered (and keeps for the next).
+    pub fn held_bytes(&self) -> usize {
+        self.held.as_ref().map_or(0, |held| held.bytes.capacity())
     }
 
     /// No more requests will be read: a response said `Connection: close` or an error ended
