@@ -25,7 +25,9 @@
 //!   core's service built from them
 //! - [`cli`]: the flags every program built on [`App`] takes
 //! - [`config`]: TOML file and flags → validated [`config::Config`]
-//! - [`server`]: sockets, one executor thread per core, signals, shutdown
+//! - [`server`]: sockets, one executor thread per core, signals, shutdown, reload (SIGHUP)
+//!   and binary upgrade (SIGUSR2; `handover` passes the listening sockets on, and takes
+//!   systemd's)
 //! - [`driver`]: one core's ring loop: accept, receive, send, connection records, deadlines,
 //!   files on their way, drain
 //! - [`ring`]: the core's io_uring: set-up, provided buffers, enter, eventfd
@@ -44,6 +46,7 @@ pub mod cli;
 pub mod config;
 pub mod driver;
 mod file_io;
+mod handover;
 pub mod http;
 pub mod metrics;
 mod pool;

@@ -22,6 +22,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::app::{AppParts, Setup};
 use crate::config::{format_cores, usable_cores, Config, ConfigError, ReportFormat};
 use crate::driver;
+use crate::handover;
 use crate::metrics::StatsBoard;
 use crate::report::{self, RunSummary};
 use crate::ring::RingMode;
@@ -358,8 +359,17 @@ fn adopt_listeners(
             .and_then(|()| defer_accept(socket, config.server.defer_accept))
             .map_err(|e| bind_error(e, addr))?;
     }
+    let given = sockets.len();
     while sockets.len() < count {
-        sockets.push(reuseport_listener(config, addr)?);
+        // A socket without SO_REUSEPORT (systemd's, unless `ReusePort=yes`) admits no other
+        // on its address: the cores then share it, each accepting from its own duplicate.
+        let next = match sockets[0].reuse_port() {
+            Ok(true) => reuseport_listener(config, addr)?,
+            _ => sockets[sockets.len() % given]
+                .try_clone()
+                .map_err(|e| ConfigError(format!("cannot duplicate a listening socket: {e}")))?,
+        };
+        sockets.push(next);
     }
     Ok(sockets)
 }
@@ -445,16 +455,43 @@ pub(crate) fn run_app<S: 'static>(
     app: AppParts<S>,
     reload: impl Fn() -> anyhow::Result<Config>,
 ) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
+    // Before any thread starts: this reads and clears the environment.
+    let inherited = handover::inherited().map_err(ConfigError)?;
+    let origins = handover::Origins::record();
     // Register before starting so that an early signal is not lost.
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR2])?;
     let mut configured = config.listen_addr();
     let mut pid_path = config.server.pid_file.clone();
-    let mut server = Server::start_app(config, app.share())?;
+    let mut server = match inherited {
+        // systemd's sockets, or the ones of the percore this one replaces, are the address.
+        Some((_, sockets)) => Server::start_app_with(config, app.share(), sockets)?,
+        None => Server::start_app(config, app.share())?,
+    };
     let mut pid = PidFile::write(&pid_path)?;
     report::note(&serving_line("listening on", &server));
+    handover::announce_ready();
     let mut retired = Vec::new();
     for signal in signals.forever() {
+        if signal == SIGUSR2 {
+            let upgraded = match &origins {
+                Ok(origins) => server
+                    .hand_over()
+                    .map_err(|e| format!("cannot duplicate the listening sockets: {e}"))
+                    .and_then(|sockets| origins.start_successor(sockets, UPGRADE_WAIT)),
+                Err(e) => Err(format!("cannot tell which binary this is: {e}")),
+            };
+            match upgraded {
+                Ok(pid) => {
+                    report::note(&format!(
+                        "SIGUSR2: the new binary serves (pid {pid}); draining connections"
+                    ));
+                    break;
+                }
+                Err(why) => report::note(&format!("SIGUSR2: not upgraded, still serving: {why}")),
+            }
+            continue;
+        }
         if signal != SIGHUP {
             let name = if signal == SIGINT {
                 "SIGINT"
@@ -498,7 +535,10 @@ pub(crate) fn run_app<S: 'static>(
     }
     // A second signal gives up on draining.
     std::thread::spawn(move || {
-        if signals.forever().any(|signal| signal != SIGHUP) {
+        if signals
+            .forever()
+            .any(|signal| signal == SIGINT || signal == SIGTERM)
+        {
             report::note("second signal, exiting without draining");
             std::process::exit(1);
         }
@@ -513,6 +553,10 @@ pub(crate) fn run_app<S: 'static>(
     report::note("stopped");
     Ok(())
 }
+
+/// How long a new binary started on SIGUSR2 has to start serving before the upgrade is given
+/// up (and it is stopped).
+const UPGRADE_WAIT: Duration = Duration::from_secs(30);
 
 /// "`what` http://ADDR on N core(s): LIST (ring mode)".
 fn serving_line(what: &str, server: &Server) -> String {

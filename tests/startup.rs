@@ -163,3 +163,64 @@ fn pid_file_is_written_while_serving_and_removed_at_exit() {
     server.stop_with(libc::SIGTERM);
     assert!(!path.exists(), "the PID file outlived the server");
 }
+
+/// systemd socket activation: the listening socket passed as descriptor 3 with `LISTEN_FDS`
+/// and `LISTEN_PID` is the one served (on every core, shared when it lacks SO_REUSEPORT).
+#[test]
+fn socket_activation_serves_the_passed_socket() {
+    use std::io::BufRead;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fd = listener.as_raw_fd();
+    let workers = percore::config::usable_cores().len().min(2).to_string();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$0\" --workers \"$1\" --port 9")
+        .arg(BIN)
+        .arg(&workers)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: only dup2 and fcntl between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            // dup2 onto itself would leave close-on-exec set.
+            let result = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if result < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    drop(listener);
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    // The passed socket wins over the port given (9): systemd's socket is the address.
+    assert!(
+        line.contains(&format!("listening on http://{addr} ")),
+        "{line}"
+    );
+    for n in 0..20 {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "GET /echo?name={n} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        assert!(reply.ends_with(&format!("Hi, {n}!")), "{reply}");
+    }
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
