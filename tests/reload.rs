@@ -1,16 +1,18 @@
 //! Reloading the configuration on SIGHUP, through the real binary: new cores start with the
 //! new file while the old ones drain, and clients that keep going meanwhile lose nothing.
 
+#[path = "common/clients.rs"]
+mod clients;
 mod common;
 
-use std::io::{BufRead, Read, Write};
+use std::io::BufRead;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use clients::{keep_alive_client, new_connection_client, status_of};
 use common::Percore;
 
 /// A configuration file for one test, rewritten between reloads.
@@ -53,145 +55,6 @@ fn next_note(server: &mut Percore) -> String {
 fn hup(server: &Percore) {
     // SAFETY: kill(2) on our child.
     unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
-}
-
-/// The status of `GET path` on a new connection.
-fn status_of(addr: SocketAddr, path: &str) -> u16 {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    reply[9..12].parse().unwrap()
-}
-
-/// What a client thread saw.
-#[derive(Debug, Default)]
-struct Tally {
-    ok: u64,
-    failures: Vec<String>,
-}
-
-/// One response read from `stream` (Content-Length framed): its status line, whether it
-/// said `Connection: close`, and its body.
-fn read_response(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> Result<(String, bool, Vec<u8>), String> {
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .ok_or_else(|| format!("no Content-Length in {head:?}"))?
-                .parse()
-                .map_err(|e| format!("{e}"))?;
-            if buf.len() >= end + 4 + length {
-                let body = buf[end + 4..end + 4 + length].to_vec();
-                buf.drain(..end + 4 + length);
-                let close = head.contains("\r\nConnection: close");
-                return Ok((head.lines().next().unwrap_or("").to_string(), close, body));
-            }
-        }
-        let mut chunk = [0u8; 4096];
-        match stream.read(&mut chunk) {
-            Ok(0) => return Err(format!("closed mid-response after {} bytes", buf.len())),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
-}
-
-/// A keep-alive client sending request after request (reconnecting when a response says
-/// `Connection: close`), until `stop`.
-fn keep_alive_client(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Tally> {
-    std::thread::spawn(move || {
-        let mut tally = Tally::default();
-        let mut n = 0u64;
-        'connections: while !stop.load(Ordering::Relaxed) {
-            let mut stream = match TcpStream::connect(addr) {
-                Ok(stream) => stream,
-                Err(e) => {
-                    tally.failures.push(format!("connect: {e}"));
-                    continue;
-                }
-            };
-            stream
-                .set_read_timeout(Some(Duration::from_secs(20)))
-                .unwrap();
-            let mut buf = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let request = format!("GET /echo?name=k{n} HTTP/1.1\r\nHost: t\r\n\r\n");
-                if let Err(e) = stream.write_all(request.as_bytes()) {
-                    tally.failures.push(format!("write: {e}"));
-                    continue 'connections;
-                }
-                match read_response(&mut stream, &mut buf) {
-                    Ok((status, close, body)) => {
-                        if status != "HTTP/1.1 200 OK" || body != format!("Hi, k{n}!").as_bytes() {
-                            tally.failures.push(format!("{status}: {body:?}"));
-                        } else {
-                            tally.ok += 1;
-                        }
-                        if close {
-                            continue 'connections;
-                        }
-                    }
-                    Err(e) => {
-                        tally.failures.push(e);
-                        continue 'connections;
-                    }
-                }
-            }
-        }
-        tally
-    })
-}
-
-/// A client that opens a new connection for every request, until `stop`.
-fn new_connection_client(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Tally> {
-    std::thread::spawn(move || {
-        let mut tally = Tally::default();
-        let mut n = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            n += 1;
-            let result = TcpStream::connect(addr)
-                .map_err(|e| format!("connect: {e}"))
-                .and_then(|mut stream| {
-                    stream
-                        .set_read_timeout(Some(Duration::from_secs(20)))
-                        .unwrap();
-                    let request = format!(
-                        "GET /echo?name=c{n} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-                    );
-                    stream
-                        .write_all(request.as_bytes())
-                        .map_err(|e| format!("write: {e}"))?;
-                    let mut reply = Vec::new();
-                    stream
-                        .read_to_end(&mut reply)
-                        .map_err(|e| format!("read: {e}"))?;
-                    let text = String::from_utf8_lossy(&reply).to_string();
-                    if text.starts_with("HTTP/1.1 200 OK\r\n")
-                        && text.ends_with(&format!("Hi, c{n}!"))
-                    {
-                        Ok(())
-                    } else {
-                        Err(format!("incomplete or wrong: {text:?}"))
-                    }
-                });
-            match result {
-                Ok(()) => tally.ok += 1,
-                Err(e) => tally.failures.push(e),
-            }
-        }
-        tally
-    })
 }
 
 /// Waits until `GET path` answers `status`.

@@ -2,16 +2,18 @@
 //! started again with the listening sockets, and once it serves (and has rewritten the PID
 //! file) the old process drains and exits. Clients that keep going lose nothing.
 
+#[path = "common/clients.rs"]
+mod clients;
 mod common;
 
-use std::io::{BufRead, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::BufRead;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use clients::{keep_alive_client, new_connection_client, one_request, status_of};
 use common::Percore;
 
 fn temp(name: &str) -> PathBuf {
@@ -29,19 +31,6 @@ fn write_config_with_stats(path: &Path, pid_file: &Path, stats: &str) {
         pid_file.display().to_string()
     );
     std::fs::write(path, text).unwrap();
-}
-
-/// The status of `GET path` on a new connection.
-fn status_of(addr: SocketAddr, path: &str) -> u16 {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    reply[9..12].parse().unwrap()
 }
 
 /// The PID the file names, once it names one.
@@ -71,120 +60,6 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-#[derive(Debug, Default)]
-struct Tally {
-    ok: u64,
-    failures: Vec<String>,
-}
-
-/// One request on a new connection, read to the server's close.
-fn one_request(addr: SocketAddr, n: u64) -> Result<(), String> {
-    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let request = format!("GET /echo?name=c{n} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    let mut reply = Vec::new();
-    stream
-        .read_to_end(&mut reply)
-        .map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&reply);
-    if text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with(&format!("Hi, c{n}!")) {
-        Ok(())
-    } else {
-        Err(format!("incomplete or wrong: {text:?}"))
-    }
-}
-
-/// A client opening a connection per request, until `stop`.
-fn new_connection_client(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Tally> {
-    std::thread::spawn(move || {
-        let mut tally = Tally::default();
-        let mut n = 0;
-        while !stop.load(Ordering::Relaxed) {
-            n += 1;
-            match one_request(addr, n) {
-                Ok(()) => tally.ok += 1,
-                Err(e) => tally.failures.push(e),
-            }
-        }
-        tally
-    })
-}
-
-/// A keep-alive client: request after request, a new connection when a response says
-/// `Connection: close`, until `stop`.
-fn keep_alive_client(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Tally> {
-    std::thread::spawn(move || {
-        let mut tally = Tally::default();
-        let mut n = 0u64;
-        'connections: while !stop.load(Ordering::Relaxed) {
-            let mut stream = match TcpStream::connect(addr) {
-                Ok(stream) => stream,
-                Err(e) => {
-                    tally.failures.push(format!("connect: {e}"));
-                    continue;
-                }
-            };
-            stream
-                .set_read_timeout(Some(Duration::from_secs(20)))
-                .unwrap();
-            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let request = format!("GET /echo?name=k{n} HTTP/1.1\r\nHost: t\r\n\r\n");
-                if let Err(e) = stream.write_all(request.as_bytes()) {
-                    tally.failures.push(format!("write: {e}"));
-                    continue 'connections;
-                }
-                let mut status = String::new();
-                let mut close = false;
-                let mut length = None;
-                loop {
-                    let mut line = String::new();
-                    match reader.read_line(&mut line) {
-                        Ok(0) => {
-                            tally.failures.push(format!("closed before response {n}"));
-                            continue 'connections;
-                        }
-                        Err(e) => {
-                            tally.failures.push(format!("read: {e}"));
-                            continue 'connections;
-                        }
-                        Ok(_) => {}
-                    }
-                    if status.is_empty() {
-                        status = line.trim_end().to_string();
-                    } else if line == "\r\n" {
-                        break;
-                    } else if let Some(v) = line.strip_prefix("Content-Length: ") {
-                        length = v.trim().parse::<usize>().ok();
-                    } else if line.eq_ignore_ascii_case("connection: close\r\n") {
-                        close = true;
-                    }
-                }
-                let mut body = vec![0u8; length.unwrap_or(0)];
-                if let Err(e) = reader.read_exact(&mut body) {
-                    tally.failures.push(format!("body: {e}"));
-                    continue 'connections;
-                }
-                if status == "HTTP/1.1 200 OK" && body == format!("Hi, k{n}!").as_bytes() {
-                    tally.ok += 1;
-                } else {
-                    tally.failures.push(format!("{status}: {body:?}"));
-                }
-                if close {
-                    continue 'connections;
-                }
-            }
-        }
-        tally
-    })
 }
 
 /// Three reloads, then three upgrades, in a row under a keep-alive client and a client
