@@ -100,8 +100,13 @@ pub struct ReportConfig {
     pub dir: PathBuf,
     /// Live and summary lines as aligned text or as JSON Lines.
     pub format: ReportFormat,
+    /// Live lines for every core as well as the total line (on many cores, the total alone
+    /// keeps the view readable; `/stats`, `/metrics` and the summary are per core anyway).
+    pub per_core: bool,
     /// Path of the JSON statistics route; empty turns it off.
     pub stats_path: String,
+    /// Path of the Prometheus metrics route; empty turns it off.
+    pub metrics_path: String,
 }
 
 /// How reports are printed.
@@ -225,7 +230,9 @@ impl Default for ReportConfig {
             interval_ms: 1000,
             dir: PathBuf::new(),
             format: ReportFormat::Text,
+            per_core: false,
             stats_path: "/stats".into(),
+            metrics_path: "/metrics".into(),
         }
     }
 }
@@ -336,6 +343,15 @@ impl Config {
         {
             return bad(
                 "report.stats_path",
+                "must be empty or a path starting with /, without braces",
+            );
+        }
+        let metrics = &self.report.metrics_path;
+        if !metrics.is_empty()
+            && (!metrics.starts_with('/') || metrics.contains(['?', '#', ' ', '{', '}']))
+        {
+            return bad(
+                "report.metrics_path",
                 "must be empty or a path starting with /, without braces",
             );
         }

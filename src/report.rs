@@ -83,6 +83,8 @@ pub fn run(
     let mut pending: Vec<Vec<Snapshot>> = Vec::new();
     let mut finals: Vec<Snapshot> = Vec::new();
     let mut printed_header = false;
+    // The last interval printed was quiet: say nothing more until traffic returns.
+    let mut quiet = false;
     for message in messages {
         match message {
             ReportMsg::Final(snapshot) => finals.push(snapshot),
@@ -104,13 +106,15 @@ pub fn run(
                 pending[seq - 1].push(snapshot);
                 if pending[seq - 1].len() == cores.len() {
                     let interval = std::mem::take(&mut pending[seq - 1]);
-                    if config.interval_ms > 0 {
+                    let idle = interval.iter().all(|s| s.latency.is_empty());
+                    if config.interval_ms > 0 && !(idle && quiet) {
                         if !printed_header && config.format == ReportFormat::Text {
                             emit(&format!("{}\n", text_header()));
                             printed_header = true;
                         }
-                        print_interval(&interval, seq, tick, config.format);
+                        print_interval(&interval, seq, tick, config.format, config.per_core);
                     }
+                    quiet = idle;
                 }
             }
         }
@@ -194,16 +198,28 @@ fn text_header() -> String {
     )
 }
 
-fn print_interval(interval: &[Snapshot], seq: usize, tick: Duration, format: ReportFormat) {
+/// Prints one interval: a line per core when `per_core`, then the total. An interval without
+/// requests is one line saying so (the caller prints it once per quiet spell).
+fn print_interval(
+    interval: &[Snapshot],
+    seq: usize,
+    tick: Duration,
+    format: ReportFormat,
+    per_core: bool,
+) {
     let at = (tick * seq as u32).as_secs_f64();
     let mut merged = new_histogram();
     let mut open = 0;
     let mut lines = String::new();
     let mut sorted: Vec<&Snapshot> = interval.iter().collect();
     sorted.sort_by_key(|s| s.core);
+    let idle = sorted.iter().all(|s| s.latency.is_empty());
     for s in &sorted {
         let _ = merged.add(&s.latency);
         open += s.open;
+        if !per_core || idle {
+            continue;
+        }
         lines.push_str(&interval_line(
             at,
             &s.core.to_string(),
@@ -237,6 +253,10 @@ fn interval_line(
                 p.to_json()
             )
         }
+        ReportFormat::Text if latency.is_empty() && core == "all" => format!(
+            "{:>6.1}s {core:>6} {:>10} {:>44} {open:>6}\n",
+            at, 0, "(quiet: nothing more until requests return)"
+        ),
         ReportFormat::Text if latency.is_empty() => format!(
             "{:>6.1}s {core:>6} {:>10} {:>44} {open:>6}\n",
             at, 0, "(quiet: no requests)"

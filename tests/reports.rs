@@ -140,7 +140,10 @@ const MAX_INTERVALS: usize = 200;
 
 #[test]
 fn json_lines_appear_every_interval_and_parse() {
-    let mut server = start_binary("[report]\ninterval_ms = 100\nformat = \"json\"\n", "json");
+    let mut server = start_binary(
+        "[report]\ninterval_ms = 100\nformat = \"json\"\nper_core = true\n",
+        "json",
+    );
     let core: u64 = server.cores().parse().expect("one core");
     let lines = server.stdout_lines();
     send_requests(&server.addr, 50);
@@ -156,6 +159,10 @@ fn json_lines_appear_every_interval_and_parse() {
         );
         let line = lines.next("a per-core JSON line");
         let per_core: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if per_core["core"] == "all" && per_core["requests"] == 0 {
+            // An interval with no request at all is one line, the total's.
+            continue;
+        }
         assert_eq!(per_core["core"], core, "{line}");
         assert!(per_core["req_per_s"].is_number(), "{line}");
         assert!(per_core["latency_us"]["p99_9"].is_number(), "{line}");
@@ -185,7 +192,7 @@ fn json_lines_appear_every_interval_and_parse() {
 
 #[test]
 fn text_lines_have_a_header_and_one_row_per_core_plus_total() {
-    let mut server = start_binary("[report]\ninterval_ms = 100\n", "text");
+    let mut server = start_binary("[report]\ninterval_ms = 100\nper_core = true\n", "text");
     let core = server.cores().to_string();
     let lines = server.stdout_lines();
     send_requests(&server.addr, 20);
@@ -204,6 +211,10 @@ fn text_lines_have_a_header_and_one_row_per_core_plus_total() {
             "{MAX_INTERVALS} intervals counted {counted} of 21 requests"
         );
         let core_line = lines.next("a per-core row");
+        if core_line.contains(" all ") && core_line.contains("quiet") {
+            // An interval with no request at all is one line, the total's.
+            continue;
+        }
         let fields: Vec<&str> = core_line.split_whitespace().collect();
         assert_eq!(fields.get(1), Some(&core.as_str()), "{core_line}");
         let rate: u64 = fields[2].parse().expect("req/s is a whole number");
@@ -300,4 +311,168 @@ fn base64_decode(text: &str) -> Vec<u8> {
         out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
     }
     out
+}
+
+/// The value of every sample of `name` (labels ignored) in a Prometheus exposition.
+fn samples<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+    text.lines().filter_map(move |line| {
+        let rest = line.strip_prefix(name)?;
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(rest) => rest.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        Some((labels, value.parse().ok()?))
+    })
+}
+
+/// `/metrics` is Prometheus' text format: per-core counters that add up to the requests
+/// answered, a latency histogram whose buckets are cumulative and end in `+Inf` equal to its
+/// count, and (where promtool is installed) a clean `promtool check metrics`.
+#[test]
+fn metrics_route_is_prometheus_text_that_adds_up() {
+    let server = TestServer::with(|config| config.server.cores = two_cores_if_possible());
+    let mut client = server.client();
+    for n in 0..25 {
+        assert_eq!(client.get(&format!("/echo?name={n}")).status, 200);
+    }
+    assert_eq!(client.get("/nope").status, 404);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let response = client.get("/metrics");
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            response.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        let text = response.text();
+        let requests: f64 = samples(&text, "percore_requests_total")
+            .map(|(_, v)| v)
+            .sum();
+        if requests >= 26.0 {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/metrics never showed the 26 requests: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let requests: f64 = samples(&text, "percore_requests_total")
+        .map(|(_, v)| v)
+        .sum();
+    let by_class: f64 = samples(&text, "percore_responses_total")
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(requests, by_class, "{text}");
+    let two_xx: f64 = samples(&text, "percore_responses_total")
+        .filter(|(labels, _)| labels.contains("class=\"2xx\""))
+        .map(|(_, v)| v)
+        .sum();
+    let four_xx: f64 = samples(&text, "percore_responses_total")
+        .filter(|(labels, _)| labels.contains("class=\"4xx\""))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(four_xx, 1.0, "{text}");
+    assert_eq!(two_xx + four_xx, requests, "{text}");
+    // Every core is named, in every family.
+    let cores = server.server.as_ref().unwrap().cores().to_vec();
+    for core in &cores {
+        let label = format!("core=\"{core}\"");
+        for family in [
+            "percore_requests_total",
+            "percore_connections_open",
+            "percore_request_duration_seconds_count",
+        ] {
+            assert!(
+                samples(&text, family).any(|(labels, _)| labels.contains(&label)),
+                "{family} has no {label}: {text}"
+            );
+        }
+    }
+    let mut histogram_total = 0.0;
+    for core in &cores {
+        let label = format!("core=\"{core}\"");
+        let buckets: Vec<(String, f64)> = samples(&text, "percore_request_duration_seconds_bucket")
+            .filter(|(labels, _)| labels.starts_with(&format!("{label},")))
+            .map(|(labels, v)| (labels.to_string(), v))
+            .collect();
+        assert_eq!(buckets.len(), 23, "{text}");
+        assert!(buckets[0].0.contains("le=\"0.000001\""), "{buckets:?}");
+        assert!(buckets[21].0.contains("le=\"10\""), "{buckets:?}");
+        assert!(buckets[22].0.ends_with("le=\"+Inf\""), "{buckets:?}");
+        assert!(
+            buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+            "not cumulative: {buckets:?}"
+        );
+        let count = samples(&text, "percore_request_duration_seconds_count")
+            .find(|(labels, _)| *labels == label)
+            .unwrap()
+            .1;
+        assert_eq!(buckets[22].1, count, "{text}");
+        histogram_total += count;
+    }
+    assert_eq!(histogram_total, requests, "{text}");
+
+    match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(mut promtool) => {
+            use std::io::Write;
+            promtool
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            let output = promtool.wait_with_output().unwrap();
+            assert!(
+                output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+                "promtool check metrics: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Err(_) => eprintln!(
+            "SKIPPED: promtool is not installed (apt-get install prometheus); the exposition \
+             was checked by this test's own parser only"
+        ),
+    }
+}
+
+/// An idle server prints one "quiet" line and then nothing until requests return; by
+/// default (no `report.per_core`) each busy interval is one total line.
+#[test]
+fn an_idle_server_says_quiet_once_until_traffic_returns() {
+    let mut server = start_binary("[report]\ninterval_ms = 50\n", "quiet");
+    let lines = server.stdout_lines();
+    let header = lines.next("the header line");
+    assert!(header.contains("req/s"), "{header}");
+    let quiet = lines.next("the quiet line");
+    assert!(
+        quiet.contains(" all ") && quiet.contains("quiet"),
+        "{quiet}"
+    );
+    // Twenty intervals of silence: no line at all (it used to be two lines each).
+    assert_eq!(lines.next_within(Duration::from_millis(1000)), None);
+    send_requests(&server.addr, 5);
+    let busy = lines.next("a line once requests return");
+    let fields: Vec<&str> = busy.split_whitespace().collect();
+    assert_eq!(
+        fields.get(1),
+        Some(&"all"),
+        "one total line, no per-core line: {busy}"
+    );
+    assert!(!busy.contains("quiet"), "{busy}");
+    // Quiet again: one more line, then silence.
+    let mut next = lines.next("the next line");
+    while !next.contains("quiet") {
+        assert_eq!(next.split_whitespace().nth(1), Some("all"), "{next}");
+        next = lines.next("the quiet line after the traffic");
+    }
+    assert_eq!(lines.next_within(Duration::from_millis(1000)), None);
+    server.stop_with(libc::SIGINT);
 }

@@ -54,7 +54,7 @@ use crate::config::{Config, ConfigError, StaticConfig};
 use crate::http::request::{self as http_request, Method};
 use crate::http::response::{self as http_response, Persistence, Status};
 use crate::http::session::Service;
-use crate::metrics::{stats_json, StatsBoard};
+use crate::metrics::{prometheus_text, stats_json, StatsBoard};
 use crate::routes::static_files::{FileBody, StaticFiles};
 use crate::server::Server;
 use request::Peer;
@@ -172,6 +172,7 @@ pub struct App<S: 'static> {
     factory: Arc<Factory<S>>,
     router: Router<Handler<S>>,
     stats: bool,
+    metrics: bool,
     files: bool,
 }
 
@@ -186,6 +187,7 @@ impl<S: 'static> App<S> {
             factory: Arc::new(factory),
             router: Router::default(),
             stats: false,
+            metrics: false,
             files: false,
         }
     }
@@ -283,6 +285,15 @@ impl<S: 'static> App<S> {
         self
     }
 
+    /// Serves the server's metrics in Prometheus' text format on `GET report.metrics_path`,
+    /// unless that is empty: requests, responses by status class, bytes, connections,
+    /// protocol errors, handler panics and a request latency histogram, each per core (as
+    /// the cores last published them, once per report tick).
+    pub fn metrics(mut self) -> App<S> {
+        self.metrics = true;
+        self
+    }
+
     /// Serves the files of `static.root` under `static.mount` (`GET` and `HEAD`), unless
     /// the root is empty: validators, conditional requests, ranges, a per-core cache of
     /// small files. More specific routes answer first.
@@ -305,6 +316,17 @@ impl<S: 'static> App<S> {
             let handler = move |_: &Request<'_>, response: &mut Response<'_>, _: &S| {
                 let body = stats_json(&board, &cores);
                 let _ = response.content_type("application/json");
+                let _ = response.header("Cache-Control", "no-store");
+                response.body(body.as_bytes());
+            };
+            let _ = router.add("GET", path, Handler::Sync(Arc::new(handler)));
+        }
+        let path = &config.report.metrics_path;
+        if let (true, false, Some((board, cores))) = (self.metrics, path.is_empty(), board) {
+            let (board, cores) = (board.clone(), cores.to_vec());
+            let handler = move |_: &Request<'_>, response: &mut Response<'_>, _: &S| {
+                let body = prometheus_text(&board, &cores);
+                let _ = response.content_type("text/plain; version=0.0.4; charset=utf-8");
                 let _ = response.header("Cache-Control", "no-store");
                 response.body(body.as_bytes());
             };

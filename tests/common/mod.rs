@@ -303,6 +303,11 @@ impl Lines {
         }
     }
 
+    /// The next line if one comes within `wait`.
+    pub fn next_within(&self, wait: Duration) -> Option<String> {
+        self.0.recv_timeout(wait).ok()
+    }
+
     /// Every line left until the output ends (the process has exited or closed it).
     pub fn rest(&self) -> Vec<String> {
         use std::sync::mpsc::RecvTimeoutError;
