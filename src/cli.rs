@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::config::{Config, CoreSpec};
 
@@ -37,6 +37,20 @@ pub struct Args {
     /// "configuration ok" or the error, and exit without serving.
     #[arg(short = 't', long)]
     pub check: bool,
+    /// Something other than serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What percore can do besides serving.
+#[derive(Subcommand, Clone, Debug)]
+pub enum Command {
+    /// Draw latency.svg and timeline.svg again from a report directory (report.dir of an
+    /// earlier run: its .hgrm files and intervals.hlog) and print the run's summary.
+    Report {
+        /// The report directory.
+        dir: PathBuf,
+    },
 }
 
 impl Args {

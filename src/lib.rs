@@ -38,6 +38,7 @@
 //!   a file's bytes are read and sent by the driver)
 //! - [`metrics`]: per-core counters and latency histograms, snapshots, `/stats`
 //! - [`report`]: the reporter thread: live lines, interval log, summary, `.hgrm` files
+//! - [`plots`]: `latency.svg` and `timeline.svg` from a report directory
 
 #![deny(missing_docs)]
 
@@ -49,6 +50,7 @@ mod file_io;
 mod handover;
 pub mod http;
 pub mod metrics;
+pub mod plots;
 mod pool;
 pub mod report;
 pub mod ring;

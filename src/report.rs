@@ -146,9 +146,45 @@ pub fn run(
                 "cannot write histograms to {}: {e}",
                 dir.display()
             ));
+        } else if let Err(e) = crate::plots::render(dir) {
+            note(&format!("cannot draw the plots in {}: {e}", dir.display()));
         }
     }
     summary
+}
+
+/// `percore report DIR`: draws the plots again from a report directory and prints the run's
+/// summary as the interval log has it (per core and all).
+pub fn report_dir(dir: &Path) -> Result<(), String> {
+    let run = crate::plots::render(dir)?;
+    let mut out = format!(
+        "percore report of {}: {} and {} written\n",
+        dir.display(),
+        dir.join("latency.svg").display(),
+        dir.join("timeline.svg").display()
+    );
+    let _ = writeln!(
+        out,
+        "{:>6} {:>12} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "core", "requests", "req/s", "mean", "p50", "p90", "p99", "p99.9", "p99.99", "max"
+    );
+    for (core, requests, seconds, latency) in run.totals() {
+        let p = Percentiles::of(&latency);
+        let _ = writeln!(
+            out,
+            "{core:>6} {requests:>12} {:>10.0} {} {} {} {} {} {} {}",
+            requests as f64 / seconds.max(1e-9),
+            format_latency(p.mean.round() as u64),
+            format_latency(p.p50),
+            format_latency(p.p90),
+            format_latency(p.p99),
+            format_latency(p.p999),
+            format_latency(p.p9999),
+            format_latency(p.max),
+        );
+    }
+    emit(&out);
+    Ok(())
 }
 
 fn open_hlog(dir: &Path) -> Option<BufWriter<File>> {

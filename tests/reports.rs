@@ -476,3 +476,176 @@ fn an_idle_server_says_quiet_once_until_traffic_returns() {
     assert_eq!(lines.next_within(Duration::from_millis(1000)), None);
     server.stop_with(libc::SIGINT);
 }
+
+/// The y-axis mapping of a plot: (pixel, value) of its numeric tick labels (right-aligned
+/// texts left of the plot), as a line value = a × pixel + b.
+fn y_axis(svg: &roxmltree::Document) -> (f64, f64) {
+    let ticks: Vec<(f64, f64)> = svg
+        .descendants()
+        .filter(|n| n.has_tag_name("text") && n.attribute("text-anchor") == Some("end"))
+        .filter_map(|n| {
+            let value: f64 = n.text()?.trim().parse().ok()?;
+            Some((n.attribute("y")?.parse().ok()?, value))
+        })
+        .collect();
+    assert!(ticks.len() >= 2, "no y ticks");
+    let (first, last) = (ticks[0], ticks[ticks.len() - 1]);
+    let a = (last.1 - first.1) / (last.0 - first.0);
+    (a, first.1 - a * first.0)
+}
+
+/// With `report.dir`, shutdown also draws `latency.svg` and `timeline.svg`: valid SVG of
+/// 900×500, axes labelled with units, every core and `all` named, the latency curve's top
+/// matching `all.hgrm`; and `percore report DIR` draws the very same files again.
+#[test]
+fn shutdown_draws_the_plots_and_percore_report_draws_them_again() {
+    let dir = std::env::temp_dir().join(format!("percore-plots-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = format!("[report]\ninterval_ms = 50\ndir = \"{}\"\n", dir.display());
+    let path = dir.with_extension("toml");
+    std::fs::write(&path, config).unwrap();
+    // Two cores where there are two: both are named in the pictures, served or not.
+    let workers = percore::config::usable_cores().len().min(2).to_string();
+    let mut server = Percore::spawn(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--port",
+        "0",
+        "--workers",
+        &workers,
+    ]);
+    let cores: Vec<String> = match server.cores().split_once('-') {
+        Some((first, last)) => (first.parse::<usize>().unwrap()..=last.parse().unwrap())
+            .map(|c| c.to_string())
+            .collect(),
+        None => server.cores().split(',').map(str::to_string).collect(),
+    };
+    send_requests(&server.addr, 300);
+    for _ in 0..20 {
+        send_requests(&server.addr, 5);
+    }
+    server.stop_with(libc::SIGINT);
+
+    let latency = std::fs::read_to_string(dir.join("latency.svg")).expect("latency.svg");
+    let timeline = std::fs::read_to_string(dir.join("timeline.svg")).expect("timeline.svg");
+    for (name, text, labels) in [
+        (
+            "latency.svg",
+            &latency,
+            &["percentile", "latency (ms)", "99.9%"][..],
+        ),
+        (
+            "timeline.svg",
+            &timeline,
+            &["requests/s", "latency (µs)", "time (s)", "all p99"][..],
+        ),
+    ] {
+        let svg = roxmltree::Document::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let root = svg.root_element();
+        assert_eq!(root.tag_name().name(), "svg");
+        assert_eq!(root.attribute("width"), Some("900"), "{name}");
+        assert_eq!(root.attribute("height"), Some("500"), "{name}");
+        let texts: Vec<&str> = svg
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text().map(str::trim))
+            .collect();
+        for label in labels {
+            assert!(texts.contains(label), "{name} lacks {label:?}: {texts:?}");
+        }
+        for core in &cores {
+            let wanted = format!("core {core}");
+            assert!(
+                texts.iter().any(|t| t.starts_with(&wanted)),
+                "{name} does not name {wanted}: {texts:?}"
+            );
+        }
+        assert!(
+            texts.iter().any(|t| t.starts_with("all")),
+            "{name}: {texts:?}"
+        );
+    }
+
+    // The thick black line is `all`: its highest point is the largest latency of all.hgrm
+    // on the axis (percentiles up to 99.999%).
+    let svg = roxmltree::Document::parse(&latency).unwrap();
+    let (a, b) = y_axis(&svg);
+    let all_line = svg
+        .descendants()
+        .find(|n| {
+            n.has_tag_name("polyline")
+                && n.attribute("stroke") == Some("#000000")
+                && n.attribute("stroke-width") == Some("2")
+                && n.attribute("points")
+                    .is_some_and(|p| p.split_whitespace().count() > 2)
+        })
+        .expect("the line for all");
+    let top_pixel = all_line
+        .attribute("points")
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.split(',').nth(1).unwrap().parse::<f64>().unwrap())
+        .fold(f64::MAX, f64::min);
+    let plotted_max = a * top_pixel + b;
+    let hgrm = std::fs::read_to_string(dir.join("all.hgrm")).unwrap();
+    let data_max = hgrm
+        .lines()
+        .skip(2)
+        .take_while(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<f64> = l
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            (f.len() >= 2 && f[1] >= 0.5 && 1.0 / (1.0 - f[1]) <= 100_000.0).then(|| f[0])
+        })
+        .fold(0.0, f64::max);
+    let tolerance = (a.abs() * 1.5).max(data_max * 0.02);
+    assert!(
+        (plotted_max - data_max).abs() <= tolerance,
+        "plotted top {plotted_max} ms, all.hgrm {data_max} ms"
+    );
+
+    // `percore report DIR` on a copy: the same pictures, and the summary.
+    let copy = dir.with_extension("copy");
+    let _ = std::fs::remove_dir_all(&copy);
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.ends_with(".hgrm") || name == "intervals.hlog" {
+            std::fs::copy(&path, copy.join(&name)).unwrap();
+        }
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_percore"))
+        .arg("report")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let all_row = stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("all"))
+        .expect("a summary row for all");
+    // send_requests adds one closing request to each batch: 301 + 20 × 6.
+    assert_eq!(all_row.split_whitespace().nth(1), Some("421"), "{stdout}");
+    for core in &cores {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(core.as_str())),
+            "no row for core {core}: {stdout}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(copy.join("latency.svg")).unwrap(),
+        latency
+    );
+    assert_eq!(
+        std::fs::read_to_string(copy.join("timeline.svg")).unwrap(),
+        timeline
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&copy);
+}

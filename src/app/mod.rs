@@ -412,6 +412,15 @@ impl<S: 'static> App<S> {
             // Help, version and usage errors, printed as clap prints them.
             Err(error) => error.exit(),
         };
+        if let Some(crate::cli::Command::Report { dir }) = &args.command {
+            return match crate::report::report_dir(dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("percore: error: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         if args.check {
             return match args.load().and_then(|config| Ok(self.check(&config)?)) {
                 Ok(()) => {
