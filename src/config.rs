@@ -107,6 +107,9 @@ pub struct ReportConfig {
     pub stats_path: String,
     /// Path of the Prometheus metrics route; empty turns it off.
     pub metrics_path: String,
+    /// Path of the health route for load balancers: 200 while serving, 503 from the moment
+    /// a drain begins; empty turns it off.
+    pub health_path: String,
 }
 
 /// How reports are printed.
@@ -233,6 +236,7 @@ impl Default for ReportConfig {
             per_core: false,
             stats_path: "/stats".into(),
             metrics_path: "/metrics".into(),
+            health_path: "/healthz".into(),
         }
     }
 }
@@ -346,14 +350,18 @@ impl Config {
                 "must be empty or a path starting with /, without braces",
             );
         }
-        let metrics = &self.report.metrics_path;
-        if !metrics.is_empty()
-            && (!metrics.starts_with('/') || metrics.contains(['?', '#', ' ', '{', '}']))
-        {
-            return bad(
-                "report.metrics_path",
-                "must be empty or a path starting with /, without braces",
-            );
+        for (key, path) in [
+            ("report.metrics_path", &self.report.metrics_path),
+            ("report.health_path", &self.report.health_path),
+        ] {
+            if !path.is_empty()
+                && (!path.starts_with('/') || path.contains(['?', '#', ' ', '{', '}']))
+            {
+                return bad(
+                    key,
+                    "must be empty or a path starting with /, without braces",
+                );
+            }
         }
         let files = &self.files;
         let mount = &files.mount;

@@ -1547,6 +1547,7 @@ impl<S: 'static> Core<S> {
             return;
         }
         self.draining = true;
+        self.service.set_draining();
         self.drain_deadline_ms = self.now_ms + self.config.server.drain_timeout_ms;
         self.drain_idle_until_ms = self.now_ms + self.config.server.drain_idle_grace_ms;
         for (index, listener) in std::mem::take(&mut self.listeners).into_iter().enumerate() {

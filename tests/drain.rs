@@ -59,3 +59,27 @@ fn idle_keep_alive_connections_get_their_next_request_answered_then_close() {
     assert_eq!(summary.merged_counters().requests(), 3);
     server.stop();
 }
+
+/// The health route answers 200 while serving and 503 from the moment the drain begins,
+/// while the requests of connections still open are answered.
+#[test]
+fn health_turns_503_when_the_drain_begins() {
+    let mut server = TestServer::with(|config| config.server.drain_idle_grace_ms = 5000);
+    let addr = server.addr;
+    let mut client = server.client();
+    let healthy = client.get("/healthz");
+    assert_eq!(healthy.status, 200);
+    assert_eq!(healthy.text(), "ok\n");
+    assert_eq!(healthy.header("cache-control"), Some("no-store"));
+    let stopping = std::thread::spawn({
+        let inner = server.server.take().unwrap();
+        move || inner.shutdown()
+    });
+    wait_for_drain(addr);
+    let draining = client.get("/healthz");
+    assert_eq!(draining.status, 503);
+    assert_eq!(draining.text(), "draining\n");
+    assert_eq!(draining.header("connection"), Some("close"));
+    stopping.join().unwrap();
+    server.stop();
+}

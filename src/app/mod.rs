@@ -75,6 +75,8 @@ pub(crate) enum Handler<S> {
     Async(Arc<AsyncHandler<S>>),
     /// The core's static files (`static.root` under `static.mount`).
     Files,
+    /// The health route: 200 while the core serves, 503 once it drains.
+    Health,
 }
 
 impl<S> Clone for Handler<S> {
@@ -83,6 +85,7 @@ impl<S> Clone for Handler<S> {
             Handler::Sync(h) => Handler::Sync(h.clone()),
             Handler::Async(h) => Handler::Async(h.clone()),
             Handler::Files => Handler::Files,
+            Handler::Health => Handler::Health,
         }
     }
 }
@@ -173,6 +176,7 @@ pub struct App<S: 'static> {
     router: Router<Handler<S>>,
     stats: bool,
     metrics: bool,
+    health: bool,
     files: bool,
 }
 
@@ -188,6 +192,7 @@ impl<S: 'static> App<S> {
             router: Router::default(),
             stats: false,
             metrics: false,
+            health: false,
             files: false,
         }
     }
@@ -294,6 +299,14 @@ impl<S: 'static> App<S> {
         self
     }
 
+    /// Serves the health route on `GET report.health_path` (unless empty), for load
+    /// balancers: `200 ok` while the server serves, `503 draining` from the moment its drain
+    /// begins (SIGTERM, a reload or an upgrade replacing it) while requests in flight finish.
+    pub fn health(mut self) -> App<S> {
+        self.health = true;
+        self
+    }
+
     /// Serves the files of `static.root` under `static.mount` (`GET` and `HEAD`), unless
     /// the root is empty: validators, conditional requests, ranges, a per-core cache of
     /// small files. More specific routes answer first.
@@ -331,6 +344,10 @@ impl<S: 'static> App<S> {
                 response.body(body.as_bytes());
             };
             let _ = router.add("GET", path, Handler::Sync(Arc::new(handler)));
+        }
+        let path = &config.report.health_path;
+        if self.health && !path.is_empty() {
+            let _ = router.add("GET", path, Handler::Health);
         }
         if self.files && !config.files.root.as_os_str().is_empty() {
             let mount = config.files.mount.trim_end_matches('/');
@@ -496,6 +513,7 @@ impl<S> CoreService<S> {
             params: Params::default(),
             allow: String::new(),
             socket: -1,
+            draining: false,
             files,
         }
     }
@@ -527,6 +545,8 @@ pub struct CoreService<S: 'static> {
     allow: String,
     /// The socket of the connection being answered, for [`Request::peer_addr`].
     socket: RawFd,
+    /// The core has begun draining (the health route answers 503).
+    draining: bool,
     files: Option<Files>,
 }
 
@@ -534,6 +554,11 @@ impl<S: 'static> CoreService<S> {
     /// The connection whose requests are answered next.
     pub(crate) fn set_socket(&mut self, fd: RawFd) {
         self.socket = fd;
+    }
+
+    /// The core has begun draining.
+    pub(crate) fn set_draining(&mut self) {
+        self.draining = true;
     }
 
     /// The core's static files, when it serves them.
@@ -622,6 +647,15 @@ impl<S: 'static> Service for CoreService<S> {
                 }));
                 let parts = Parts::of(user);
                 settle(outcome.ok(), parts, response)
+            }
+            Handler::Health => {
+                let (status, body): (Status, &[u8]) = match self.draining {
+                    false => (Status::OK, b"ok\n"),
+                    true => (Status::SERVICE_UNAVAILABLE, b"draining\n"),
+                };
+                let text = Some(http_response::TEXT_PLAIN);
+                response.send(status, text, &[("Cache-Control", "no-store")], &[body]);
+                None
             }
             Handler::Files => serve_files(
                 self.files.as_mut(),
