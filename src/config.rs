@@ -57,6 +57,12 @@ pub struct ServerConfig {
     /// File the serving process writes its PID to once it serves, and removes at exit;
     /// empty: none.
     pub pid_file: PathBuf,
+    /// Every connection starts with a PROXY protocol header (version 1 or 2) naming the
+    /// client, as a load balancer sends it; one that does not is closed.
+    pub proxy_protocol: bool,
+    /// Sources allowed to send PROXY headers: addresses or networks (`10.0.0.0/8`); a
+    /// connection from anywhere else is closed.
+    pub proxy_from: Vec<String>,
 }
 
 /// `[http]` section.
@@ -205,6 +211,8 @@ impl Default for ServerConfig {
             drain_idle_grace_ms: 1000,
             defer_accept: true,
             pid_file: PathBuf::new(),
+            proxy_protocol: false,
+            proxy_from: vec!["127.0.0.1".into(), "::1".into()],
         }
     }
 }
@@ -349,6 +357,16 @@ impl Config {
                 "report.stats_path",
                 "must be empty or a path starting with /, without braces",
             );
+        }
+        if let Some(bad_source) = self
+            .server
+            .proxy_from
+            .iter()
+            .find(|s| crate::proxy::Network::parse(s).is_none())
+        {
+            return Err(error(format!(
+                "{origin}: server.proxy_from {bad_source:?} is not an address or a network like 10.0.0.0/8"
+            )));
         }
         for (key, path) in [
             ("report.metrics_path", &self.report.metrics_path),

@@ -24,6 +24,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -230,6 +231,10 @@ struct Conn {
     /// Bytes its session holds for a body being gathered, as last counted in the core's
     /// total.
     held: usize,
+    /// Its PROXY protocol header is still to be read.
+    awaiting_proxy: bool,
+    /// The client's address as a PROXY header named it (boxed: most connections have none).
+    client: Option<Box<SocketAddr>>,
     recv: Recv,
     /// Which arming of the receive is current (a cancelled one may still complete).
     recv_epoch: u8,
@@ -385,6 +390,8 @@ struct Core<S: 'static> {
     tasks: usize,
     /// Bytes all sessions hold for bodies being gathered.
     gathered: usize,
+    /// With `server.proxy_protocol`: the sources allowed to send PROXY headers.
+    proxy_from: Option<Vec<crate::proxy::Network>>,
     links: Links,
     tick: Duration,
     ticks: u64,
@@ -450,6 +457,14 @@ pub async fn run<S: 'static>(
         tasks_done: Rc::new(RefCell::new(Vec::new())),
         tasks: 0,
         gathered: 0,
+        proxy_from: config.server.proxy_protocol.then(|| {
+            config
+                .server
+                .proxy_from
+                .iter()
+                .filter_map(|s| crate::proxy::Network::parse(s))
+                .collect()
+        }),
         links,
         tick,
         ticks: 0,
@@ -749,6 +764,17 @@ impl<S: 'static> Core<S> {
         // others (its response says `Connection: close`): the client has sent its request,
         // and closing would lose it.
         let fd = result;
+        if let Some(allowed) = &self.proxy_from {
+            // Only the balancers may say who the client is.
+            let trusted =
+                peer_of(fd).is_some_and(|peer| allowed.iter().any(|n| n.contains(peer.ip())));
+            if !trusted {
+                self.metrics.counters.borrow_mut().protocol_errors += 1;
+                // SAFETY: a descriptor the kernel just gave us.
+                unsafe { libc::close(fd) };
+                return;
+            }
+        }
         if self.open >= self.config.server.max_connections_per_core {
             refuse(fd);
             self.metrics.counters.borrow_mut().refused += 1;
@@ -771,6 +797,8 @@ impl<S: 'static> Core<S> {
             sending_chunk: false,
             awaiting: false,
             held: 0,
+            awaiting_proxy: self.proxy_from.is_some(),
+            client: None,
             recv: Recv::Off,
             recv_epoch: 0,
             eof: false,
@@ -907,6 +935,7 @@ impl<S: 'static> Core<S> {
 
     fn on_data(&mut self, conn: &mut Conn, data: &[u8]) {
         match conn.phase {
+            Phase::Open if conn.awaiting_proxy => self.read_proxy_header(conn, data),
             Phase::Open => {
                 self.pump(conn, data);
                 self.flush(conn);
@@ -919,6 +948,36 @@ impl<S: 'static> Core<S> {
                 }
             }
             Phase::Closing => {}
+        }
+    }
+
+    /// Reads the PROXY header that must open the connection; the bytes after it are HTTP.
+    fn read_proxy_header(&mut self, conn: &mut Conn, data: &[u8]) {
+        if conn.input.capacity() == 0 {
+            conn.input = self.reads.take();
+        }
+        conn.input.extend_from_slice(data);
+        match crate::proxy::parse(&conn.input[conn.in_start..]) {
+            crate::proxy::Header::Incomplete => {
+                if conn.head_started == NEVER {
+                    conn.head_started = self.now_ms;
+                }
+            }
+            crate::proxy::Header::Invalid => {
+                // Not from a balancer speaking the protocol: nothing is answered.
+                self.metrics.counters.borrow_mut().protocol_errors += 1;
+                conn.input.clear();
+                conn.in_start = 0;
+                self.cut(conn);
+            }
+            crate::proxy::Header::Complete { len, source } => {
+                conn.awaiting_proxy = false;
+                conn.client = source.map(Box::new);
+                conn.in_start += len;
+                conn.head_started = NEVER;
+                self.pump(conn, &[]);
+                self.flush(conn);
+            }
         }
     }
 
@@ -952,7 +1011,8 @@ impl<S: 'static> Core<S> {
                 conn.out = self.writes.take();
             }
             let draining = self.draining;
-            self.service.set_socket(conn.fd);
+            self.service
+                .set_socket(conn.fd, conn.client.as_deref().copied());
             let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 conn.session
                     .process(input, &mut conn.out, &mut self.service, draining)
@@ -1628,6 +1688,13 @@ impl<S: 'static> Core<S> {
             self.metrics.total.borrow().clone(),
         )));
     }
+}
+
+/// The address at the other end of a socket.
+fn peer_of(fd: RawFd) -> Option<std::net::SocketAddr> {
+    // SAFETY: the connection's own descriptor, open for the call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    socket2::SockRef::from(&fd).peer_addr().ok()?.as_socket()
 }
 
 /// Errors that concern one pending connection (it was reset before we took it); anything

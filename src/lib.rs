@@ -52,6 +52,7 @@ pub mod http;
 pub mod metrics;
 pub mod plots;
 mod pool;
+pub mod proxy;
 pub mod report;
 pub mod ring;
 pub mod routes;

@@ -513,6 +513,7 @@ impl<S> CoreService<S> {
             params: Params::default(),
             allow: String::new(),
             socket: -1,
+            client: None,
             draining: false,
             files,
         }
@@ -545,15 +546,19 @@ pub struct CoreService<S: 'static> {
     allow: String,
     /// The socket of the connection being answered, for [`Request::peer_addr`].
     socket: RawFd,
+    /// The client a PROXY header named for that connection.
+    client: Option<std::net::SocketAddr>,
     /// The core has begun draining (the health route answers 503).
     draining: bool,
     files: Option<Files>,
 }
 
 impl<S: 'static> CoreService<S> {
-    /// The connection whose requests are answered next.
-    pub(crate) fn set_socket(&mut self, fd: RawFd) {
+    /// The connection whose requests are answered next, and the client a PROXY header
+    /// named for it.
+    pub(crate) fn set_socket(&mut self, fd: RawFd, client: Option<std::net::SocketAddr>) {
         self.socket = fd;
+        self.client = client;
     }
 
     /// The core has begun draining.
@@ -625,7 +630,10 @@ impl<S: 'static> Service for CoreService<S> {
         let user_request = Request {
             inner: *request,
             params: &self.params,
-            peer: Peer::Socket(self.socket),
+            peer: match self.client {
+                Some(client) => Peer::Known(Some(client)),
+                None => Peer::Socket(self.socket),
+            },
         };
         match handler {
             Handler::Async(handler) => {
