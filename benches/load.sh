@@ -9,6 +9,7 @@
 #   WORKLOADS="file-4k file-1m" benches/load.sh    # static files only (no bare loop there)
 #   WORKLOADS=post-1k benches/load.sh               # a library handler reading 1 KiB bodies
 #   BASELINE=/path/to/old/percore WORKLOADS=baseline benches/load.sh   # A/B two builds
+#   WORKLOADS=access-log benches/load.sh            # the access log on against off
 #
 # Per run it records req/s and server CPU per request: the busy time of core 0 from /proc/stat
 # (user+nice+system+irq+softirq; io_uring work done in kernel threads or interrupt context
@@ -24,7 +25,7 @@ N_CLOSE=${N_CLOSE:-100000}   # requests per ab run without keep-alive
 N_STRACE=${N_STRACE:-20000}  # requests counted under strace (it slows the server down)
 DURATION=${DURATION:-10}     # seconds per wrk run
 IDLE=${IDLE:-10000}          # idle keep-alive connections for the memory row
-WORKLOADS=${WORKLOADS:-"ab-k-50 ab-k-500 wrk-50 wrk-pipe-16 ab-close-50 file-4k file-1m post-1k idle syscalls report-cost"}
+WORKLOADS=${WORKLOADS:-"ab-k-50 ab-k-500 wrk-50 wrk-pipe-16 ab-close-50 file-4k file-1m post-1k idle syscalls report-cost access-log"}
 BASELINE=${BASELINE:-}       # another percore binary, for the baseline row
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
@@ -34,6 +35,7 @@ QUIET_PORT=8082              # percore with report.enabled = false, for the repo
 FLOOR_PORT=8083
 APP_PORT=8084                # benches/app_server.rs: percore's routes + POST /upper (library API)
 BASELINE_PORT=8085
+LOGGED_PORT=8086             # percore with the access log on, for the access-log row
 URL_PATH='/echo?name=Abcde'
 FLOOR_SRC=${FLOOR_SRC:-../shared/floor/floor_uring.c}
 
@@ -72,6 +74,7 @@ quiet_pid=""
 floor_pid=""
 app_pid=""
 baseline_pid=""
+logged_pid=""
 start_servers() {
     sed 's/^enabled = true/enabled = false/' config/percore.toml >"$work/quiet.toml"
     taskset -c "$SERVER_CPU" target/release/percore --config "$work/quiet.toml" \
@@ -88,7 +91,11 @@ start_servers() {
     taskset -c "$SERVER_CPU" "$app_server" --config config/percore.toml \
         --port "$APP_PORT" --cores "$SERVER_CPU" --root "$site" >"$work/app.log" 2>&1 &
     app_pid=$!
-    local ports="$PERCORE_PORT $NGINX_PORT $QUIET_PORT $FLOOR_PORT $APP_PORT"
+    sed "s|^access = \"\"|access = \"$work/access.log\"|" config/percore.toml >"$work/logged.toml"
+    taskset -c "$SERVER_CPU" target/release/percore --config "$work/logged.toml" \
+        --port "$LOGGED_PORT" --cores "$SERVER_CPU" --root "$site" >"$work/logged.log" 2>&1 &
+    logged_pid=$!
+    local ports="$PERCORE_PORT $NGINX_PORT $QUIET_PORT $FLOOR_PORT $APP_PORT $LOGGED_PORT"
     if [ -n "$BASELINE" ]; then
         taskset -c "$SERVER_CPU" "$BASELINE" --config config/percore.toml \
             --port "$BASELINE_PORT" --cores "$SERVER_CPU" --root "$site" >"$work/baseline.log" 2>&1 &
@@ -116,7 +123,7 @@ stop_servers() {
         kill -TERM "$floor_pid" 2>/dev/null
         wait "$floor_pid" 2>/dev/null || true
     fi
-    for pid in "$app_pid" "$baseline_pid"; do
+    for pid in "$app_pid" "$baseline_pid" "$logged_pid"; do
         [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
     done
     percore_pid=""
@@ -125,6 +132,7 @@ stop_servers() {
     floor_pid=""
     app_pid=""
     baseline_pid=""
+    logged_pid=""
     return 0
 }
 
@@ -302,6 +310,11 @@ for workload in $WORKLOADS; do
             echo
             echo "A library handler (benches/app_server.rs) reading a 1 KiB POST body and answering it upper-cased (first), vs GET /echo on the same server (second), ab -k -c 50"
             compare "post-1k" post-1k $APP_PORT "$APP_PORT:ab-k-50"
+            ;;
+        access-log)
+            echo
+            echo "Access log on (first; combined format, $work/access.log) vs off (second), ab -k -c 50"
+            compare "access log" ab-k-50 $LOGGED_PORT $PERCORE_PORT
             ;;
         baseline)
             [ -n "$BASELINE" ] || { echo "baseline: set BASELINE=/path/to/percore" >&2; exit 1; }

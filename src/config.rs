@@ -28,9 +28,34 @@ pub struct Config {
     /// `[static]`: files served from a directory.
     #[serde(rename = "static")]
     pub files: StaticConfig,
+    /// `[log]`: the access log.
+    pub log: LogConfig,
     /// `[app]`: settings of the application built on percore, handed as they are to its
     /// per-core state factory (`Setup::settings`); percore reads none of them.
     pub app: toml::Table,
+}
+
+/// `[log]` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// File the access log is appended to; empty: no access log.
+    pub access: PathBuf,
+    /// `combined` (nginx's, plus duration in µs and core) or `json`.
+    pub format: crate::access_log::LogFormat,
+    /// Bytes of log lines one core keeps between two hand-overs to the writer (one report
+    /// tick); past it lines are dropped and counted, never waited for.
+    pub buffer_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            access: PathBuf::new(),
+            format: crate::access_log::LogFormat::Combined,
+            buffer_bytes: 4 * 1024 * 1024,
+        }
+    }
 }
 
 /// `[server]` section.

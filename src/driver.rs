@@ -36,7 +36,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use io_uring::{cqueue, opcode, squeue, types};
 
-use crate::app::{write_late, CoreService, Deferred, Reply};
+use crate::access_log::LogMsg;
+use crate::app::{write_late, CoreService, Deferred, LateLog, Reply};
 use crate::config::{Config, IdleWait};
 use crate::file_io::{read_cached, read_slow, FileSource};
 use crate::http::request::Limits;
@@ -153,6 +154,8 @@ pub struct Links {
     pub reports: Sender<ReportMsg>,
     /// This core's handle on the static root directory, when files are served.
     pub static_root: Option<OwnedFd>,
+    /// The access log writer's inbox, when a log is kept.
+    pub log: Option<Sender<LogMsg>>,
 }
 
 /// Size of a partial-input buffer: a whole head always fits.
@@ -288,6 +291,8 @@ struct TaskDone {
     reply: std::thread::Result<Reply>,
     /// When the request's bytes were reaped, for its latency.
     read_at: Instant,
+    /// What the access log says of its request.
+    late: Option<Box<LateLog>>,
 }
 
 /// Wakes the parked loop: set by the eventfd task and by file reads.
@@ -487,6 +492,8 @@ pub async fn run<S: 'static>(
     drop(stop);
     watcher.cancel().await;
     core.report_final();
+    // The writer finishes once every core has dropped its inbox.
+    core.links.log.take();
 }
 
 /// Reads the ring's eventfd through glommio and wakes the loop each time it fires.
@@ -558,11 +565,14 @@ impl<S: 'static> Core<S> {
                 }
             }
         }
-        if self.config.report.enabled {
+        if self.config.report.enabled || self.links.log.is_some() {
             let due = self.tick * (self.ticks as u32 + 1);
             if self.now_ms >= due.as_millis() as u64 {
                 self.ticks += 1;
-                self.report_interval(self.ticks, self.tick);
+                self.flush_log();
+                if self.config.report.enabled {
+                    self.report_interval(self.ticks, self.tick);
+                }
             }
         }
         if self.draining && !self.cut && self.now_ms >= self.drain_deadline_ms {
@@ -596,9 +606,7 @@ impl<S: 'static> Core<S> {
     fn wake_at(&self) -> Option<u64> {
         [
             self.wheel.next_due_ms(),
-            self.config
-                .report
-                .enabled
+            (self.config.report.enabled || self.links.log.is_some())
                 .then(|| (self.tick * (self.ticks as u32 + 1)).as_millis() as u64),
             self.accept_retry_ms,
             self.draining.then_some(if self.cut {
@@ -753,6 +761,13 @@ impl<S: 'static> Core<S> {
                 if result >= 0 || is_transient_accept_error(-result) {
                     self.arm_accept(index);
                 } else {
+                    crate::report::error_line(
+                        Some(self.links.core),
+                        &format!(
+                            "accept failed: {}; accepting again in {ACCEPT_ERROR_BACKOFF_MS} ms",
+                            io::Error::from_raw_os_error(-result)
+                        ),
+                    );
                     self.accept_retry_ms = Some(self.now_ms + ACCEPT_ERROR_BACKOFF_MS);
                 }
             }
@@ -798,7 +813,12 @@ impl<S: 'static> Core<S> {
             awaiting: false,
             held: 0,
             awaiting_proxy: self.proxy_from.is_some(),
-            client: None,
+            // The access log names the client: asked once per connection (a PROXY header
+            // names it instead when there is one).
+            client: match self.links.log.is_some() && self.proxy_from.is_none() {
+                true => peer_of(fd).map(Box::new),
+                false => None,
+            },
             recv: Recv::Off,
             recv_epoch: 0,
             eof: false,
@@ -1012,7 +1032,7 @@ impl<S: 'static> Core<S> {
             }
             let draining = self.draining;
             self.service
-                .set_socket(conn.fd, conn.client.as_deref().copied());
+                .set_socket(conn.fd, conn.client.as_deref().copied(), conn.read_at);
             let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 conn.session
                     .process(input, &mut conn.out, &mut self.service, draining)
@@ -1035,14 +1055,25 @@ impl<S: 'static> Core<S> {
                 self.metrics
                     .record_batch(&progress.by_class, progress.errors, conn.read_at);
             }
+            if let Some(status) = progress.error {
+                self.service.log_refusal(status, 0);
+                let client = conn
+                    .client
+                    .as_deref()
+                    .map_or("-".into(), |c| c.ip().to_string());
+                crate::report::error_line(
+                    Some(self.links.core),
+                    &format!("{} {} to {client}", status.0, status.reason()),
+                );
+            }
             if progress.failures > 0 {
                 self.metrics.counters.borrow_mut().handler_panics += u64::from(progress.failures);
             }
             match conn.session.take_deferred() {
                 Some((Deferred::File(body), head, _)) => self.start_transfer(conn, body, head),
-                Some((Deferred::Task(task), _, _)) => {
+                Some((Deferred::Task(task, late), _, _)) => {
                     conn.head_started = NEVER;
-                    self.spawn_task(conn, task);
+                    self.spawn_task(conn, task, late);
                 }
                 None => {}
             }
@@ -1375,6 +1406,7 @@ impl<S: 'static> Core<S> {
         &mut self,
         conn: &mut Conn,
         task: Pin<Box<dyn Future<Output = std::thread::Result<Reply>>>>,
+        late: Option<Box<LateLog>>,
     ) {
         conn.awaiting = true;
         self.tasks += 1;
@@ -1388,6 +1420,7 @@ impl<S: 'static> Core<S> {
                 key,
                 reply,
                 read_at,
+                late,
             });
             wake.fire();
         })
@@ -1411,11 +1444,16 @@ impl<S: 'static> Core<S> {
                 if conn.out.capacity() == 0 {
                     conn.out = self.writes.take();
                 }
+                let before = conn.out.len();
                 let (status, failed) =
                     conn.session
                         .answer_late(&mut conn.out, self.draining, |response| {
                             write_late(&task.reply, response)
                         });
+                if let Some(late) = &task.late {
+                    let bytes = (conn.out.len() - before) as u64;
+                    self.service.log_late(late, status, bytes);
+                }
                 let mut by_class = [0; 6];
                 by_class[usize::from(status.0 / 100).min(5)] = 1;
                 self.metrics.record_batch(&by_class, 0, task.read_at);
@@ -1654,6 +1692,7 @@ impl<S: 'static> Core<S> {
     fn snapshot(&self, seq: u64, duration: Duration, latency: Histogram<u64>) -> Snapshot {
         let mut counters = *self.metrics.counters.borrow();
         counters.file_cache_hits = self.service.files().map_or(0, StaticFiles::cache_hits);
+        counters.access_log_dropped = self.service.log_dropped();
         Snapshot {
             core: self.links.core,
             seq,
@@ -1678,7 +1717,15 @@ impl<S: 'static> Core<S> {
             .send(ReportMsg::Interval(self.snapshot(seq, duration, interval)));
     }
 
-    fn report_final(&self) {
+    /// Hands this tick's access log lines to the writer.
+    fn flush_log(&mut self) {
+        if let (Some(log), Some(lines)) = (&self.links.log, self.service.take_log()) {
+            let _ = log.send(LogMsg::Lines(lines));
+        }
+    }
+
+    fn report_final(&mut self) {
+        self.flush_log();
         let seq = self.ticks + 1;
         let elapsed = self.links.board.started.elapsed();
         self.report_interval(seq, elapsed.saturating_sub(self.tick * (seq as u32 - 1)));

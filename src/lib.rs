@@ -42,6 +42,7 @@
 
 #![deny(missing_docs)]
 
+pub mod access_log;
 pub mod app;
 pub mod cli;
 pub mod config;

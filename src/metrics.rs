@@ -46,6 +46,8 @@ pub struct Counters {
     pub file_cache_hits: u64,
     /// Requests whose handler panicked (each was answered 500 and its connection closed).
     pub handler_panics: u64,
+    /// Access log lines dropped because the core's log buffer was full.
+    pub access_log_dropped: u64,
 }
 
 impl Counters {
@@ -68,6 +70,7 @@ impl Counters {
         self.parks += other.parks;
         self.file_cache_hits += other.file_cache_hits;
         self.handler_panics += other.handler_panics;
+        self.access_log_dropped += other.access_log_dropped;
     }
 }
 
@@ -229,7 +232,7 @@ impl Counters {
         format!(
             "\"requests\":{},\"status\":{{\"1xx\":{},\"2xx\":{},\"3xx\":{},\"4xx\":{},\"5xx\":{}}},\
              \"bytes_in\":{},\"bytes_out\":{},\"connections\":{{\"accepted\":{},\"closed\":{},\"refused\":{}}},\
-             \"protocol_errors\":{},\"loop_parks\":{},\"file_cache_hits\":{},\"handler_panics\":{}",
+             \"protocol_errors\":{},\"loop_parks\":{},\"file_cache_hits\":{},\"handler_panics\":{},\"access_log_dropped\":{}",
             self.requests(),
             c[1],
             c[2],
@@ -244,7 +247,8 @@ impl Counters {
             self.protocol_errors,
             self.parks,
             self.file_cache_hits,
-            self.handler_panics
+            self.handler_panics,
+            self.access_log_dropped
         )
     }
 }

@@ -215,6 +215,45 @@ pub fn note(text: &str) {
     let _ = writeln!(io::stderr().lock(), "percore: {text}");
 }
 
+/// Error lines allowed per second, all cores together; past it they are counted and the
+/// count is given with the next line that goes out, so a flood of bad clients cannot fill a
+/// disk with stderr.
+const ERROR_LINES_PER_SECOND: u32 = 20;
+
+/// The error log's budget: (second, lines written in it, lines suppressed since the last).
+static ERROR_BUDGET: std::sync::Mutex<(i64, u32, u64)> = std::sync::Mutex::new((0, 0, 0));
+
+/// Writes one error line to stderr with a timestamp and the core (`None`: the server as a
+/// whole), unless this second's budget is spent. Only errors take this path, never a request
+/// that went well.
+pub fn error_line(core: Option<usize>, text: &str) {
+    let now = crate::http::date::unix_now();
+    let suppressed = {
+        let Ok(mut budget) = ERROR_BUDGET.lock() else {
+            return;
+        };
+        if budget.0 != now {
+            *budget = (now, 0, budget.2);
+        }
+        if budget.1 >= ERROR_LINES_PER_SECOND {
+            budget.2 += 1;
+            return;
+        }
+        budget.1 += 1;
+        std::mem::take(&mut budget.2)
+    };
+    let time = crate::access_log::iso_time(now);
+    let core = match core {
+        Some(core) => format!("core {core}: "),
+        None => String::new(),
+    };
+    let more = match suppressed {
+        0 => String::new(),
+        n => format!(" ({n} earlier error lines not printed)"),
+    };
+    let _ = writeln!(io::stderr().lock(), "percore: {time} {core}{text}{more}");
+}
+
 /// Formats microseconds with a unit, right-aligned in 8 columns.
 pub fn format_latency(micros: u64) -> String {
     let text = if micros < 10_000 {

@@ -34,6 +34,8 @@ pub struct Server {
     cores: Vec<usize>,
     cores_running: Vec<CoreHandle>,
     reporter: Option<JoinHandle<RunSummary>>,
+    /// The access log's writer thread, when a log is kept.
+    log: Option<crate::access_log::LogWriter>,
     format: ReportFormat,
     mode: RingMode,
     /// The listening sockets, kept to hand to the server that replaces this one (a reload,
@@ -98,6 +100,14 @@ impl Server {
 
         let (ready_tx, ready_rx) = mpsc::channel::<Result<RingMode, String>>();
         let (report_tx, report_rx) = mpsc::channel();
+        let log = match config.log.access.as_os_str().is_empty() {
+            true => None,
+            false => Some(
+                crate::access_log::LogWriter::start(config.log.access.clone()).map_err(|e| {
+                    ConfigError(format!("log.access {}: {e}", config.log.access.display()))
+                })?,
+            ),
+        };
         let board = StatsBoard::new(cores.len());
         let router = app.router(&config, &board, &cores)?;
         let reporter = {
@@ -117,6 +127,7 @@ impl Server {
             format: config.report.format,
             mode: RingMode::DeferTaskrun,
             sockets: kept,
+            log: None,
         };
         for (index, (&core, listeners)) in cores.iter().zip(listeners).enumerate() {
             let (stop, stop_core) = UnixStream::pair()
@@ -129,6 +140,7 @@ impl Server {
                 cores: cores.clone(),
                 board: board.clone(),
                 reports: report_tx.clone(),
+                log: log.as_ref().map(|writer| writer.sender.clone()),
                 static_root: match &static_root {
                     Some(root) => Some(root.try_clone().map_err(|e| {
                         ConfigError(format!("cannot duplicate the static root handle: {e}"))
@@ -147,7 +159,18 @@ impl Server {
                         stop_core,
                         links,
                         ready,
-                        move |setup, root| app.core_service(router, setup, root),
+                        move |setup, root| {
+                            let mut service = app.core_service(router, setup, root)?;
+                            let log = &setup.config.log;
+                            if !log.access.as_os_str().is_empty() {
+                                service.set_log(crate::access_log::CoreLog::new(
+                                    setup.core,
+                                    log.format,
+                                    log.buffer_bytes,
+                                ));
+                            }
+                            Ok(service)
+                        },
                     )
                 })
                 .map_err(|e| ConfigError(format!("cannot start a thread for core {core}: {e}")))?;
@@ -157,6 +180,7 @@ impl Server {
             });
         }
         drop(ready_tx);
+        server.log = log;
         drop(report_tx);
         for _ in 0..cores.len() {
             match ready_rx.recv() {
@@ -214,9 +238,20 @@ impl Server {
                 let _ = thread.join();
             }
         }
+        if let Some(log) = self.log.take() {
+            // Every core has handed over its last lines: they are written before this returns.
+            log.finish();
+        }
         self.reporter
             .take()
             .and_then(|reporter| reporter.join().ok())
+    }
+
+    /// Makes the access log's writer reopen its file (SIGUSR1, after logrotate).
+    pub fn reopen_log(&self) {
+        if let Some(log) = &self.log {
+            let _ = log.sender.send(crate::access_log::LogMsg::Reopen);
+        }
     }
 }
 
@@ -455,12 +490,14 @@ pub(crate) fn run_app<S: 'static>(
     app: AppParts<S>,
     reload: impl Fn() -> anyhow::Result<Config>,
 ) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
     // Before any thread starts: this reads and clears the environment.
     let inherited = handover::inherited().map_err(ConfigError)?;
+    log_panics();
     let origins = handover::Origins::record();
     // Register before starting so that an early signal is not lost.
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR2])?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])?;
     let mut configured = config.listen_addr();
     let mut pid_path = config.server.pid_file.clone();
     let mut server = match inherited {
@@ -473,6 +510,11 @@ pub(crate) fn run_app<S: 'static>(
     handover::announce_ready();
     let mut retired = Vec::new();
     for signal in signals.forever() {
+        if signal == SIGUSR1 {
+            // logrotate moved the access log: write to a new file at its path.
+            server.reopen_log();
+            continue;
+        }
         if signal == SIGUSR2 {
             let upgraded = match &origins {
                 Ok(origins) => server
@@ -552,6 +594,39 @@ pub(crate) fn run_app<S: 'static>(
     drop(pid);
     report::note("stopped");
     Ok(())
+}
+
+/// Handler panics on the cores' threads become error lines (timestamped, with the core,
+/// rate-limited like the others) instead of the default hook's unbounded output; panics
+/// elsewhere go to the hook that was there.
+fn log_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let core = thread
+            .name()
+            .and_then(|name| name.strip_prefix("percore-"))
+            .and_then(|core| core.parse::<usize>().ok());
+        match core {
+            Some(core) => {
+                let message = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".into());
+                let location = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                report::error_line(
+                    Some(core),
+                    &format!("handler panicked{location}: {message}; answered 500"),
+                );
+            }
+            None => previous(info),
+        }
+    }));
 }
 
 /// How long a new binary started on SIGUSR2 has to start serving before the upgrade is given

@@ -50,6 +50,7 @@ pub use request::{OwnedRequest, Request};
 pub use response::{HeaderError, Reply, Response};
 pub use router::MAX_PARAMS;
 
+use crate::access_log::{CoreLog, Entry};
 use crate::config::{Config, ConfigError, StaticConfig};
 use crate::http::request::{self as http_request, Method};
 use crate::http::response::{self as http_response, Persistence, Status};
@@ -514,6 +515,8 @@ impl<S> CoreService<S> {
             allow: String::new(),
             socket: -1,
             client: None,
+            read_at: std::time::Instant::now(),
+            log: None,
             draining: false,
             files,
         }
@@ -524,15 +527,29 @@ impl<S> CoreService<S> {
 pub enum Deferred {
     /// A file's bytes, behind the head written.
     File(Box<FileBody>),
-    /// A whole response an async handler is making (`Err` if it panicked).
-    Task(Pin<Box<dyn Future<Output = std::thread::Result<Reply>>>>),
+    /// A whole response an async handler is making (`Err` if it panicked), and what the
+    /// access log will say of its request once it is written.
+    Task(
+        Pin<Box<dyn Future<Output = std::thread::Result<Reply>>>>,
+        Option<Box<LateLog>>,
+    ),
+}
+
+/// The request of an async handler, as the access log needs it once the response is made.
+#[derive(Debug)]
+pub struct LateLog {
+    request: Vec<u8>,
+    referer: Option<Vec<u8>>,
+    user_agent: Option<Vec<u8>>,
+    client: Option<std::net::SocketAddr>,
+    read_at: std::time::Instant,
 }
 
 impl std::fmt::Debug for Deferred {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Deferred::File(body) => f.debug_tuple("File").field(body).finish(),
-            Deferred::Task(_) => f.write_str("Task"),
+            Deferred::Task(..) => f.write_str("Task"),
         }
     }
 }
@@ -546,8 +563,13 @@ pub struct CoreService<S: 'static> {
     allow: String,
     /// The socket of the connection being answered, for [`Request::peer_addr`].
     socket: RawFd,
-    /// The client a PROXY header named for that connection.
+    /// The client a PROXY header named for that connection (or, with an access log, its
+    /// socket's peer).
     client: Option<std::net::SocketAddr>,
+    /// When the bytes now being answered were reaped (for the access log's durations).
+    read_at: std::time::Instant,
+    /// This core's access log, when one is kept.
+    log: Option<CoreLog>,
     /// The core has begun draining (the health route answers 503).
     draining: bool,
     files: Option<Files>,
@@ -556,9 +578,64 @@ pub struct CoreService<S: 'static> {
 impl<S: 'static> CoreService<S> {
     /// The connection whose requests are answered next, and the client a PROXY header
     /// named for it.
-    pub(crate) fn set_socket(&mut self, fd: RawFd, client: Option<std::net::SocketAddr>) {
+    pub(crate) fn set_socket(
+        &mut self,
+        fd: RawFd,
+        client: Option<std::net::SocketAddr>,
+        read_at: std::time::Instant,
+    ) {
         self.socket = fd;
         self.client = client;
+        self.read_at = read_at;
+    }
+
+    /// Keeps an access log on this core.
+    pub(crate) fn set_log(&mut self, log: CoreLog) {
+        self.log = Some(log);
+    }
+
+    /// The log lines since the last call, if there are any.
+    pub(crate) fn take_log(&mut self) -> Option<Vec<u8>> {
+        let log = self.log.as_mut()?;
+        let lines = log.take();
+        (!lines.is_empty()).then_some(lines)
+    }
+
+    /// Log lines dropped for want of room.
+    pub(crate) fn log_dropped(&self) -> u64 {
+        self.log.as_ref().map_or(0, |log| log.dropped)
+    }
+
+    /// Logs the late response of an async handler: `status`, `bytes` written.
+    pub(crate) fn log_late(&mut self, late: &LateLog, status: Status, bytes: u64) {
+        if let Some(log) = self.log.as_mut() {
+            log.record(&Entry {
+                client: late.client,
+                request: &late.request,
+                status: status.0,
+                bytes,
+                referer: late.referer.as_deref(),
+                user_agent: late.user_agent.as_deref(),
+                micros: late.read_at.elapsed().as_micros() as u64,
+            });
+        }
+    }
+
+    /// Logs a response the protocol layer made for a request it could not read (400, 408,
+    /// 413…): the request line is unknown.
+    pub(crate) fn log_refusal(&mut self, status: Status, bytes: u64) {
+        let (client, read_at) = (self.client, self.read_at);
+        if let Some(log) = self.log.as_mut() {
+            log.record(&Entry {
+                client,
+                request: b"-",
+                status: status.0,
+                bytes,
+                referer: None,
+                user_agent: None,
+                micros: read_at.elapsed().as_micros() as u64,
+            });
+        }
     }
 
     /// The core has begun draining.
@@ -596,6 +673,70 @@ impl<S: 'static> Service for CoreService<S> {
     }
 
     fn call(
+        &mut self,
+        request: &http_request::Request<'_>,
+        response: &mut http_response::Response<'_>,
+    ) -> Option<Deferred> {
+        let mut deferred = self.answer(request, response);
+        if self.log.is_some() {
+            self.log_answer(request, response, &mut deferred);
+        }
+        deferred
+    }
+}
+
+/// The request line: the head's first line, without its line end.
+fn request_line<'a>(request: &http_request::Request<'a>) -> &'a [u8] {
+    let bytes = request.bytes;
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(bytes.len());
+    &bytes[..end]
+}
+
+impl<S: 'static> CoreService<S> {
+    /// Logs the answer to `request` (an async handler's when its response is written).
+    #[inline(never)]
+    fn log_answer(
+        &mut self,
+        request: &http_request::Request<'_>,
+        response: &http_response::Response<'_>,
+        deferred: &mut Option<Deferred>,
+    ) {
+        let (client, read_at) = (self.client, self.read_at);
+        let referer = request.header(b"referer");
+        let user_agent = request.header(b"user-agent");
+        if let Some(Deferred::Task(_, late)) = deferred {
+            *late = Some(Box::new(LateLog {
+                request: request_line(request).to_vec(),
+                referer: referer.map(<[u8]>::to_vec),
+                user_agent: user_agent.map(<[u8]>::to_vec),
+                client,
+                read_at,
+            }));
+            return;
+        }
+        let file = match deferred {
+            Some(Deferred::File(body)) => body.len,
+            _ => 0,
+        };
+        let Some(log) = self.log.as_mut() else {
+            return;
+        };
+        log.record(&Entry {
+            client,
+            request: request_line(request),
+            status: response.sent.map_or(500, |s| s.0),
+            bytes: (response.out.len() - response.start) as u64 + file,
+            referer,
+            user_agent,
+            micros: read_at.elapsed().as_micros() as u64,
+        });
+    }
+
+    /// Answers `request` (see [`Service::call`]).
+    fn answer(
         &mut self,
         request: &http_request::Request<'_>,
         response: &mut http_response::Response<'_>,
@@ -685,9 +826,10 @@ fn start_task<S>(
 ) -> Option<Deferred> {
     let made = catch_unwind(AssertUnwindSafe(|| handler(request.to_owned(), state)));
     match made {
-        Ok(future) => Some(Deferred::Task(Box::pin(
-            AssertUnwindSafe(future).catch_unwind(),
-        ))),
+        Ok(future) => Some(Deferred::Task(
+            Box::pin(AssertUnwindSafe(future).catch_unwind()),
+            None,
+        )),
         Err(_) => {
             fail(response);
             None

@@ -11,16 +11,7 @@ pub fn format_imf_fixdate(unix_seconds: i64) -> [u8; 29] {
     ];
     let days = unix_seconds.div_euclid(86_400);
     let secs = unix_seconds.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), valid for the proleptic Gregorian calendar.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_from_unix(unix_seconds);
 
     let mut text = *b"Thu, 01 Jan 1970 00:00:00 GMT";
     text[..3].copy_from_slice(DAYS[days.rem_euclid(7) as usize]);
@@ -36,6 +27,20 @@ pub fn format_imf_fixdate(unix_seconds: i64) -> [u8; 29] {
     two(&mut text, 20, secs / 60 % 60);
     two(&mut text, 23, secs % 60);
     text
+}
+
+/// The (year, month 1–12, day 1–31) of a Unix time, in the proleptic Gregorian calendar
+/// (Howard Hinnant's civil-from-days).
+pub fn civil_from_unix(unix_seconds: i64) -> (i64, i64, i64) {
+    let z = unix_seconds.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// Parses an HTTP-date into seconds since the Unix epoch; `None` for anything else.

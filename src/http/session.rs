@@ -82,6 +82,8 @@ pub struct Progress {
     pub failures: u32,
     /// Final responses by status class: index 1 for 1xx … 5 for 5xx.
     pub by_class: [u32; 6],
+    /// The status of the error response that ended the connection, if one did.
+    pub error: Option<Status>,
 }
 
 /// A request whose body is arriving over several reads: its head, copied, then the body.
@@ -197,6 +199,7 @@ impl<D> Session<D> {
                 }
                 Err(error) => {
                     self.fail(error, out);
+                    progress.error = Some(error.status());
                     progress.responses += 1;
                     progress.by_class[class_of(error.status())] += 1;
                     progress.errors += 1;

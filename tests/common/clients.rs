@@ -38,16 +38,18 @@ fn read_response(
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let length: usize = head
+            // Field names are case-insensitive (a proxy may lower-case them).
+            let lower = head.to_ascii_lowercase();
+            let length: usize = lower
                 .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .find_map(|l| l.strip_prefix("content-length: "))
                 .ok_or_else(|| format!("no Content-Length in {head:?}"))?
                 .parse()
                 .map_err(|e| format!("{e}"))?;
             if buf.len() >= end + 4 + length {
                 let body = buf[end + 4..end + 4 + length].to_vec();
                 buf.drain(..end + 4 + length);
-                let close = head.contains("\r\nConnection: close");
+                let close = lower.contains("\r\nconnection: close");
                 return Ok((head.lines().next().unwrap_or("").to_string(), close, body));
             }
         }
