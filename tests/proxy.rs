@@ -153,3 +153,19 @@ fn proxy_from_must_hold_addresses_or_networks() {
         .to_string();
     assert!(error.contains("server.proxy_from"), "{error}");
 }
+
+/// The access log names the client of the PROXY header, not the balancer.
+#[test]
+fn the_access_log_names_the_proxied_client() {
+    let path = std::env::temp_dir().join(format!("percore-proxy-log-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let (server, addr) = start(|config| config.log.access = path.clone());
+    let header = b"PROXY TCP4 198.51.100.77 192.0.2.1 4242 80\r\n";
+    let reply = exchange(addr, &[&[&header[..], REQUEST].concat()]).expect("an answer");
+    assert!(reply.ends_with("198.51.100.77:4242"), "{reply}");
+    server.shutdown();
+    let log = std::fs::read_to_string(&path).unwrap();
+    assert!(log.starts_with("198.51.100.77 - - ["), "{log}");
+    assert!(log.contains("\"GET /peer HTTP/1.1\" 200 "), "{log}");
+    let _ = std::fs::remove_file(&path);
+}
