@@ -7,6 +7,9 @@
 
 use std::process::ExitCode;
 
+#[path = "../src/bin/percore/routes.rs"]
+mod routes;
+
 fn main() -> ExitCode {
     // `cargo bench` adds `--bench`; the rest are percore's flags.
     let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
@@ -14,7 +17,7 @@ fn main() -> ExitCode {
         println!("usage: cargo bench --bench app_server -- [percore flags, e.g. --port 8084]");
         return ExitCode::SUCCESS;
     }
-    percore::routes::percore_app()
+    routes::percore_app()
         .post("/upper", |request, response, _| {
             let body = response.plain().body_mut();
             body.extend_from_slice(request.body());

@@ -5,16 +5,18 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use percore::config::Config;
-use percore::http::request::{parse_head, Limits};
-use percore::http::session::Session;
+use percore::internals::Session;
+use percore::internals::{parse_head, Limits};
+
+#[path = "../src/bin/percore/routes.rs"]
+mod routes;
 
 const REQUEST: &[u8] = b"GET /echo?name=Abcde HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: ApacheBench/2.3\r\nAccept: */*\r\n\r\n";
 
 fn answer(c: &mut Criterion, name: &str, input: &[u8], requests: u64) {
     let mut session = Session::new(Limits::default(), 0);
-    let mut context = percore::routes::percore_app()
-        .service(&Config::default())
-        .unwrap();
+    let mut context =
+        percore::internals::session_service(routes::percore_app(), &Config::default()).unwrap();
     let mut out = Vec::with_capacity(64 * 1024);
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(requests));

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 
 use common::{Percore, TestServer};
-use percore::access_log::LogFormat;
+use percore::config::LogFormat;
 
 fn temp(name: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("percore-access-{}-{name}", std::process::id()));

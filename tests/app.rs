@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Client, TempDir};
-use percore::config::{usable_cores, Config, CoreSpec};
-use percore::http::request::Version;
-use percore::report::RunSummary;
+use percore::config::{Config, CoreSpec};
+use percore::internals::usable_cores;
+use percore::RunSummary;
+use percore::Version;
 use percore::{App, BoxError, Files, Reply, Server, Setup, Status};
 
 /// An app serving on 127.0.0.1; stops (draining) when dropped.
@@ -740,7 +741,7 @@ fn files_from_per_core_state_have_validators_and_ranges() {
     dir.write("secret.txt", "TOP SECRET\n");
     let root = dir.0.join("root");
     let app = App::new(move |setup: &Setup<'_>| {
-        let files = Files::open(&root, &setup.config.files)?;
+        let files = Files::open(&root, &setup.config.static_files)?;
         Ok(FileState {
             files: RefCell::new(files),
         })
@@ -956,7 +957,7 @@ fn greeter_app() -> App<Greeter> {
         let settings: Settings = setup.settings()?;
         Ok(Greeter {
             line: settings.greeting.repeat(settings.repeat),
-            core: setup.core,
+            core: setup.cpu,
         })
     })
     .get("/greet", |_, res, state: &Greeter| {
@@ -987,8 +988,8 @@ fn factory_reads_the_app_table() {
         .start(config)
         .err()
         .expect("an [app] without `repeat` fails the start");
-    assert!(error.0.contains("[app]"), "{error}");
-    assert!(error.0.contains("repeat"), "{error}");
+    assert!(error.to_string().contains("[app]"), "{error}");
+    assert!(error.to_string().contains("repeat"), "{error}");
 }
 
 /// A factory that fails stops the server from starting, with the factory's message.
@@ -1005,7 +1006,9 @@ fn factory_error_fails_the_start() {
         .err()
         .expect("the start fails");
     assert!(
-        error.0.contains("database unreachable at db:5432"),
+        error
+            .to_string()
+            .contains("database unreachable at db:5432"),
         "{error}"
     );
 }
@@ -1018,8 +1021,8 @@ fn unknown_server_keys_are_still_refused() {
     assert_eq!(config.app["anything"].as_integer(), Some(1));
     let error = Config::from_toml("[server]\nbogus_key = 1\n", "bad.toml")
         .expect_err("an unknown [server] key is refused");
-    assert!(error.0.contains("bogus_key"), "{error}");
-    assert!(error.0.contains("bad.toml"), "{error}");
+    assert!(error.to_string().contains("bogus_key"), "{error}");
+    assert!(error.to_string().contains("bad.toml"), "{error}");
 }
 
 /// The `handler_panics` total that `/stats` shows, polled until it reaches `want` (it is
@@ -1122,10 +1125,10 @@ fn two_cores_each_build_their_own_state() {
     let built = Arc::new(Mutex::new(Vec::new()));
     let record = built.clone();
     let app = App::new(move |setup: &Setup<'_>| {
-        record.lock().unwrap().push((setup.index, setup.core));
+        record.lock().unwrap().push((setup.index, setup.cpu));
         Ok(Identity {
             index: setup.index,
-            core: setup.core,
+            core: setup.cpu,
         })
     })
     .get("/who", |_, res, state: &Identity| {
@@ -1168,13 +1171,16 @@ fn close_after_a_file_is_too_late_and_ignored() {
     std::fs::write(dir.0.join("a.txt"), "file body").unwrap();
     let root = dir.0.clone();
     let server = serve(
-        App::new(move |setup| Ok(RefCell::new(Files::open(&root, &setup.config.files)?))).get(
-            "/a",
-            |req, res, files: &RefCell<Files>| {
-                res.file(&mut files.borrow_mut(), req, "a.txt");
-                res.close();
-            },
-        ),
+        App::new(move |setup| {
+            Ok(RefCell::new(Files::open(
+                &root,
+                &setup.config.static_files,
+            )?))
+        })
+        .get("/a", |req, res, files: &RefCell<Files>| {
+            res.file(&mut files.borrow_mut(), req, "a.txt");
+            res.close();
+        }),
     );
     let mut client = server.client();
     let first = client.get("/a");

@@ -384,7 +384,7 @@ fn slow_head_gets_408_and_idle_connection_is_closed() {
 #[test]
 fn two_cores_serve_the_same_port() {
     const CONNECTIONS: usize = 200;
-    let usable = percore::config::usable_cores();
+    let usable = percore::internals::usable_cores();
     if usable.len() < 2 {
         eprintln!(
             "SKIPPED two_cores_serve_the_same_port: needs two usable cores, this process may use \

@@ -137,7 +137,8 @@ fn missing_or_malformed_headers_are_closed_unanswered() {
 
 #[test]
 fn untrusted_sources_are_refused() {
-    let (_server, addr) = start(|config| config.server.proxy_from = vec!["10.0.0.0/8".into()]);
+    let (_server, addr) =
+        start(|config| config.server.proxy_from = vec!["10.0.0.0/8".parse().unwrap()]);
     let good = [&b"PROXY TCP4 203.0.113.7 192.0.2.1 1 80\r\n"[..], REQUEST].concat();
     assert_eq!(
         exchange(addr, &[&good]),

@@ -10,7 +10,7 @@ use common::{Percore, TestServer};
 use percore::config::CoreSpec;
 
 fn two_cores_if_possible() -> CoreSpec {
-    let usable = percore::config::usable_cores();
+    let usable = percore::internals::usable_cores();
     CoreSpec::List(usable[..usable.len().min(2)].to_vec())
 }
 
@@ -505,7 +505,7 @@ fn shutdown_draws_the_plots_and_percore_report_draws_them_again() {
     let path = dir.with_extension("toml");
     std::fs::write(&path, config).unwrap();
     // Two cores where there are two: both are named in the pictures, served or not.
-    let workers = percore::config::usable_cores().len().min(2).to_string();
+    let workers = percore::internals::usable_cores().len().min(2).to_string();
     let mut server = Percore::spawn(&[
         "--config",
         path.to_str().unwrap(),

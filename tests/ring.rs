@@ -201,7 +201,7 @@ fn connections_reset_while_their_send_is_in_flight_are_released() {
     }
     let root = dir.0.clone();
     let mut server = TestServer::with(move |c| {
-        c.files.root = root;
+        c.static_files.root = root;
         // Only the client ends these connections, never the server's own timeout.
         c.http.write_timeout_ms = 60_000;
         c.report.interval_ms = 50;
@@ -277,7 +277,9 @@ fn connections_reset_while_their_send_is_in_flight_are_released() {
 
 /// The size from which files are read with direct I/O, by default.
 fn server_directio_bytes() -> u64 {
-    percore::config::Config::default().files.directio_bytes
+    percore::config::Config::default()
+        .static_files
+        .directio_bytes
 }
 
 /// With `runtime.idle_wait = "glommio"` an idle core always parks through glommio, woken by

@@ -4,7 +4,7 @@
 #[path = "common/replay.rs"]
 mod replay;
 
-use percore::http::request::Limits;
+use percore::internals::Limits;
 use proptest::prelude::*;
 
 fn run(chunks: &[&[u8]]) -> (Vec<u8>, bool) {

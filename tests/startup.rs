@@ -44,7 +44,7 @@ fn wrong_type_is_reported() {
 
 #[test]
 fn unavailable_core_lists_the_usable_ones() {
-    let usable = percore::config::format_cores(&percore::config::usable_cores());
+    let usable = percore::internals::format_cores(&percore::internals::usable_cores());
     let stderr = fails(&["--port", "0", "--cores", "4000"]);
     assert!(
         stderr.contains(&format!(
@@ -175,7 +175,7 @@ fn socket_activation_serves_the_passed_socket() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let fd = listener.as_raw_fd();
-    let workers = percore::config::usable_cores().len().min(2).to_string();
+    let workers = percore::internals::usable_cores().len().min(2).to_string();
     let mut command = Command::new("sh");
     command
         .arg("-c")

@@ -22,7 +22,7 @@ fn site() -> (TempDir, TestServer) {
     std::fs::create_dir_all(dir.0.join("root/empty")).unwrap();
     dir.write("secret.txt", "TOP SECRET\n");
     let root = dir.0.join("root");
-    let server = TestServer::with(move |c| c.files.root = root);
+    let server = TestServer::with(move |c| c.static_files.root = root);
     (dir, server)
 }
 
@@ -234,8 +234,8 @@ fn mount_prefix_limits_what_is_served() {
     dir.write("a.txt", "mounted");
     let root = dir.0.clone();
     let server = TestServer::with(move |c| {
-        c.files.root = root;
-        c.files.mount = "/files".into();
+        c.static_files.root = root;
+        c.static_files.mount = "/files".into();
     });
     let mut client = server.client();
     assert_eq!(client.get("/files/a.txt").body, b"mounted");
@@ -258,7 +258,7 @@ fn pipelined_file_responses_come_back_in_order_with_their_bodies() {
     dir.write("small.txt", "small");
     dir.write("big.bin", &big);
     let root = dir.0.clone();
-    let server = TestServer::with(move |c| c.files.root = root);
+    let server = TestServer::with(move |c| c.static_files.root = root);
     let mut client = server.client();
     client.send(
         "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n\
@@ -289,7 +289,7 @@ fn a_changed_file_is_served_fresh() {
     let dir = TempDir::new("fresh");
     let path = dir.write("page.txt", "version 1");
     let root = dir.0.clone();
-    let server = TestServer::with(move |c| c.files.root = root);
+    let server = TestServer::with(move |c| c.static_files.root = root);
     let mut client = server.client();
     assert_eq!(client.get("/page.txt").body, b"version 1");
     std::fs::write(&path, "version 2").unwrap();
@@ -447,7 +447,7 @@ fn http_1_0_without_keep_alive_gets_the_whole_large_file_then_the_close() {
     let big = patterned(700_001);
     dir.write("big.bin", &big);
     let root = dir.0.clone();
-    let server = TestServer::with(move |c| c.files.root = root);
+    let server = TestServer::with(move |c| c.static_files.root = root);
     let mut stream = TcpStream::connect(server.addr).unwrap();
     stream.write_all(b"GET /big.bin HTTP/1.0\r\n\r\n").unwrap();
     let mut all = Vec::new();
@@ -468,7 +468,7 @@ fn near_64k_cached_file_answers_a_get_with_a_body(rest: &str, more: impl FnOnce(
     let body = patterned(65_400);
     dir.write("near64k.bin", &body);
     let root = dir.0.clone();
-    let mut server = TestServer::with(move |c| c.files.root = root);
+    let mut server = TestServer::with(move |c| c.static_files.root = root);
     // A file changed in the last two seconds (by mtime or ctime) is not cached, and no call
     // can move a ctime back: only waiting makes this one old enough.
     std::thread::sleep(std::time::Duration::from_millis(2100));

@@ -4,11 +4,14 @@
 use std::cell::Cell;
 
 use percore::config::Config;
-use percore::http::request::Limits;
-use percore::http::session::Session;
+use percore::internals::Limits;
+use percore::internals::Session;
 
 #[path = "common/counting.rs"]
 mod counting;
+
+#[path = "../src/bin/percore/routes.rs"]
+mod routes;
 
 thread_local! {
     // Per thread: the test harness's own threads allocate while the test runs.
@@ -39,16 +42,14 @@ fn steady_keep_alive_requests_allocate_nothing() {
     let mut session = Session::new(Limits::default(), 0);
     // percore's routes as the binary has them, and a user's handler that reads its body and
     // a path parameter, both through the public API.
-    let mut context = percore::routes::percore_app()
-        .post("/upper/{who}", |request, response, _| {
-            let who = request.param("who").unwrap_or_default();
-            let body = response.plain().body_mut();
-            body.extend_from_slice(who.as_bytes());
-            body.extend_from_slice(request.body());
-            body.make_ascii_uppercase();
-        })
-        .service(&Config::default())
-        .unwrap();
+    let app = routes::percore_app().post("/upper/{who}", |request, response, _| {
+        let who = request.param("who").unwrap_or_default();
+        let body = response.plain().body_mut();
+        body.extend_from_slice(who.as_bytes());
+        body.extend_from_slice(request.body());
+        body.make_ascii_uppercase();
+    });
+    let mut context = percore::internals::session_service(app, &Config::default()).unwrap();
     let mut out = Vec::new();
     // Warm up: buffers grow to their working size.
     for _ in 0..10 {

@@ -11,10 +11,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use percore::config::{Config, CoreSpec};
-use percore::Server;
 
 #[path = "common/counting.rs"]
 mod counting;
+
+#[path = "../src/bin/percore/routes.rs"]
+mod routes;
 
 /// Counting is on.
 static COUNTING: AtomicBool = AtomicBool::new(false);
@@ -112,7 +114,7 @@ fn warm_keep_alive_connections_cost_the_whole_loop_no_allocation_per_request() {
     config.server.cores = CoreSpec::First(1);
     config.report.enabled = false;
     config.report.interval_ms = 0;
-    let server = Server::start(config).expect("server starts");
+    let server = routes::percore_app().start(config).expect("server starts");
     let mut streams: Vec<TcpStream> = (0..CONNECTIONS)
         .map(|_| {
             let stream = TcpStream::connect(server.local_addr()).unwrap();

@@ -4,33 +4,11 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::os::fd::{BorrowedFd, RawFd};
 
 use super::router::Params;
-use crate::http::request::{self, RequestHead, Version};
-
-/// Where the peer's address comes from.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Peer {
-    /// Asked of the connection's socket when wanted.
-    Socket(RawFd),
-    /// Already known (or not to be had).
-    Known(Option<SocketAddr>),
-}
-
-impl Peer {
-    fn addr(self) -> Option<SocketAddr> {
-        match self {
-            Peer::Socket(fd) if fd >= 0 => {
-                // SAFETY: the connection's socket stays open while its request is answered.
-                let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-                socket2::SockRef::from(&fd).peer_addr().ok()?.as_socket()
-            }
-            Peer::Socket(_) => None,
-            Peer::Known(addr) => addr,
-        }
-    }
-}
+use crate::engine::Peer;
+use crate::http::request::{RawRequest, RequestHead, Version};
+use crate::support::percent::{decode_text, Plus};
 
 /// One complete request, head and body, as a handler sees it.
 ///
@@ -49,7 +27,7 @@ impl Peer {
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
-    pub(crate) inner: request::Request<'a>,
+    pub(crate) inner: RawRequest<'a>,
     pub(crate) params: &'a Params,
     pub(crate) peer: Peer,
 }
@@ -87,7 +65,8 @@ impl<'a> Request<'a> {
     /// rest of the path), percent-decoded. Borrowed unless it held escapes; bytes that do not
     /// decode to UTF-8 become U+FFFD.
     pub fn param(&self, name: &str) -> Option<Cow<'a, str>> {
-        self.params.get(self.inner.path(), name).map(decode)
+        let raw = self.params.get(self.inner.path(), name)?;
+        Some(decode_text(raw, Plus::Keep))
     }
 
     /// The raw (still percent-encoded) value of the path parameter `name`.
@@ -101,7 +80,7 @@ impl<'a> Request<'a> {
     pub fn params(&self) -> impl Iterator<Item = (&'static str, Cow<'a, str>)> + '_ {
         self.params
             .iter(self.inner.path())
-            .map(|(name, value)| (name, decode(value)))
+            .map(|(name, value)| (name, decode_text(value, Plus::Keep)))
     }
 
     /// The query's `name=value` pairs in order, decoded as forms are (`+` is a space, then
@@ -113,8 +92,11 @@ impl<'a> Request<'a> {
             .split(|&b| b == b'&')
             .filter(|pair| !pair.is_empty())
             .map(|pair| match pair.iter().position(|&b| b == b'=') {
-                Some(eq) => (decode_form(&pair[..eq]), decode_form(&pair[eq + 1..])),
-                None => (decode_form(pair), Cow::Borrowed("")),
+                Some(eq) => (
+                    decode_text(&pair[..eq], Plus::Space),
+                    decode_text(&pair[eq + 1..], Plus::Space),
+                ),
+                None => (decode_text(pair, Plus::Space), Cow::Borrowed("")),
             })
     }
 
@@ -162,7 +144,8 @@ impl<'a> Request<'a> {
         self.inner.head.version
     }
 
-    /// The client's address (asked of the socket, a system call, each time).
+    /// The client's address: the one a PROXY header named, or the socket's peer (asked of
+    /// the socket, a system call, each time).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer.addr()
     }
@@ -204,13 +187,16 @@ impl OwnedRequest {
     pub fn view(&self) -> Request<'_> {
         let (head, body) = self.bytes.split_at(self.head.len);
         Request {
-            inner: request::Request {
+            inner: RawRequest {
                 head: &self.head,
                 bytes: head,
                 body,
             },
             params: &self.params,
-            peer: Peer::Known(self.peer),
+            peer: Peer {
+                fd: -1,
+                client: self.peer,
+            },
         }
     }
 
@@ -222,58 +208,5 @@ impl OwnedRequest {
     /// The path parameter `name`, decoded (see [`Request::param`]).
     pub fn param(&self, name: &str) -> Option<String> {
         self.view().param(name).map(Cow::into_owned)
-    }
-}
-
-/// Percent-decodes a path segment.
-fn decode(raw: &[u8]) -> Cow<'_, str> {
-    if !raw.contains(&b'%') {
-        return String::from_utf8_lossy(raw);
-    }
-    Cow::Owned(String::from_utf8_lossy(&unescape(raw, false)).into_owned())
-}
-
-/// Decodes a query name or value: `+` is a space, then percent-escapes.
-fn decode_form(raw: &[u8]) -> Cow<'_, str> {
-    if !raw.contains(&b'%') && !raw.contains(&b'+') {
-        return String::from_utf8_lossy(raw);
-    }
-    Cow::Owned(String::from_utf8_lossy(&unescape(raw, true)).into_owned())
-}
-
-/// `%XX` escapes decoded (a malformed one is kept as it is), and with `plus`, `+` as space.
-fn unescape(raw: &[u8], plus: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let hex = |at: usize| raw.get(at).and_then(|&b| (b as char).to_digit(16));
-        match raw[i] {
-            b'%' => match (hex(i + 1), hex(i + 2)) {
-                (Some(hi), Some(lo)) => {
-                    out.push((hi * 16 + lo) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' if plus => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decoding_borrows_when_it_can() {
-        assert!(matches!(decode(b"plain"), Cow::Borrowed("plain")));
-        assert_eq!(decode(b"a%20b+c%zz%e2%82%ac"), "a b+c%zz€");
-        assert_eq!(decode_form(b"a+b%2Bc"), "a b+c");
-        assert!(matches!(decode_form(b"x"), Cow::Borrowed("x")));
-        assert_eq!(decode(b"%ff"), "\u{fffd}");
     }
 }

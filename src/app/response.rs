@@ -1,16 +1,16 @@
-//! What a handler answers with: [`Response`], written in place by a synchronous handler,
-//! and [`Reply`], the owned answer of an async one. Both check what they are given: a field
-//! name must be a token, a value or reason phrase must not hold CR, LF, NUL or another
-//! control byte, and `Content-Length`, `Transfer-Encoding` and `Connection` are percore's to
-//! write.
+//! What a synchronous handler answers with: [`Response`], written in place into the
+//! connection's output. It checks what it is given: a field name must be a token, a value or
+//! reason phrase must not hold CR, LF, NUL or another control byte, and `Content-Length`,
+//! `Transfer-Encoding` and `Connection` are percore's to write.
 
 use std::fmt;
 
 use super::request::Request;
 use super::router::is_tchar;
 use super::Files;
-use crate::http::response::{self, Persistence, Status, OWN_DATE, OWN_SERVER, TEXT_PLAIN};
-use crate::routes::static_files::{self, FileBody};
+use crate::files::FileBody;
+use crate::http::response::{OwnFields, ResponseWriter, TEXT_PLAIN};
+use crate::http::status::Status;
 
 /// Why a header field, reason phrase or status was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,8 +43,8 @@ impl fmt::Display for HeaderError {
 
 impl std::error::Error for HeaderError {}
 
-/// Checks a field; returns the [`response::Response::own`] flag it sets, if any.
-fn check_field(name: &str, value: &str) -> Result<u8, HeaderError> {
+/// Checks a field; returns the fields of percore's it replaces, if any.
+pub(crate) fn check_field(name: &str, value: &str) -> Result<OwnFields, HeaderError> {
     if name.is_empty() || !name.bytes().all(is_tchar) {
         return Err(HeaderError::InvalidName);
     }
@@ -53,17 +53,14 @@ fn check_field(name: &str, value: &str) -> Result<u8, HeaderError> {
     if reserved.iter().any(|r| name.eq_ignore_ascii_case(r)) {
         return Err(HeaderError::Reserved);
     }
-    Ok(if name.eq_ignore_ascii_case("server") {
-        OWN_SERVER
-    } else if name.eq_ignore_ascii_case("date") {
-        OWN_DATE
-    } else {
-        0
+    Ok(OwnFields {
+        server: name.eq_ignore_ascii_case("server"),
+        date: name.eq_ignore_ascii_case("date"),
     })
 }
 
 /// A field value or reason phrase: tabs, visible bytes and spaces only (RFC 9110 section 5.5).
-fn check_text(value: &str) -> Result<(), HeaderError> {
+pub(crate) fn check_text(value: &str) -> Result<(), HeaderError> {
     if value
         .bytes()
         .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
@@ -111,50 +108,29 @@ enum Body {
 /// let app = App::new(|_| Ok(())).post("/things", created);
 /// ```
 pub struct Response<'a> {
-    pub(crate) out: &'a mut Vec<u8>,
-    pub(crate) scratch: &'a mut Scratch,
-    /// Where this response starts in `out` (its staged fields follow).
-    pub(crate) start: usize,
-    pub(crate) head_only: bool,
-    pub(crate) persistence: Persistence,
-    pub(crate) status: Status,
-    pub(crate) own: u8,
+    writer: &'a mut ResponseWriter,
+    scratch: &'a mut Scratch,
+    status: Status,
     /// A `Content-Type` field was staged.
     typed: bool,
     /// `Content-Type: text/plain; charset=utf-8` goes with the head (none was staged).
     plain: bool,
     custom_reason: bool,
     body: Body,
-    /// The head went out already (a file was served): nothing more is written.
-    pub(crate) written: Option<Status>,
-    /// The request is HTTP/1.0, which knows no interim responses.
-    pub(crate) http10: bool,
-    pub(crate) file: Option<FileBody>,
+    file: Option<FileBody>,
 }
 
 impl<'a> Response<'a> {
-    pub(crate) fn new(
-        out: &'a mut Vec<u8>,
-        scratch: &'a mut Scratch,
-        head_only: bool,
-        persistence: Persistence,
-    ) -> Response<'a> {
+    pub(crate) fn new(writer: &'a mut ResponseWriter, scratch: &'a mut Scratch) -> Response<'a> {
         scratch.body.clear();
-        let start = out.len();
         Response {
-            out,
+            writer,
             scratch,
-            start,
-            head_only,
-            persistence,
             status: Status::OK,
-            own: 0,
             typed: false,
             plain: false,
             custom_reason: false,
             body: Body::Scratch,
-            written: None,
-            http10: false,
             file: None,
         }
     }
@@ -191,19 +167,17 @@ impl<'a> Response<'a> {
     /// control byte, and the fields percore writes itself are refused; `Server` and `Date`
     /// replace percore's own.
     pub fn header(&mut self, name: &str, value: &str) -> Result<&mut Self, HeaderError> {
-        if self.written.is_some() {
+        if self.writer.sent().is_some() {
             return Err(HeaderError::TooLate);
         }
-        self.own |= check_field(name, value)?;
+        let own = check_field(name, value)?;
         if name.eq_ignore_ascii_case("content-type") {
             self.typed = true;
             self.plain = false;
         }
-        let out = &mut *self.out;
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.trim_matches([' ', '\t']).as_bytes());
-        out.extend_from_slice(b"\r\n");
+        self.writer.own(own);
+        self.writer
+            .stage_field(name, value.trim_matches([' ', '\t']));
         Ok(self)
     }
 
@@ -254,9 +228,7 @@ impl<'a> Response<'a> {
     /// Closes the connection after this response (`Connection: close`). Once a file's head
     /// has been written ([`Response::file`]) it is too late, and this does nothing.
     pub fn close(&mut self) -> &mut Self {
-        if self.written.is_none() {
-            self.persistence = Persistence::Close;
-        }
+        self.writer.close();
         self
     }
 
@@ -272,23 +244,13 @@ impl<'a> Response<'a> {
         if !(100..=199).contains(&status.0) || status.0 == 101 {
             return Err(HeaderError::InvalidStatus);
         }
-        if self.written.is_some() {
+        if self.writer.sent().is_some() {
             return Err(HeaderError::TooLate);
         }
         for (name, value) in fields {
             check_field(name, value)?;
         }
-        if self.http10 {
-            return Ok(());
-        }
-        let staged = self.out.len() - self.start;
-        let mut inner = response::Response::new(self.out, self.head_only, self.persistence);
-        inner.own = OWN_SERVER | OWN_DATE;
-        inner.send_head(status, None, fields, 0);
-        // The interim response goes before the fields staged for the final one.
-        let written = self.out.len() - self.start - staged;
-        self.out[self.start..].rotate_right(written);
-        self.start += written;
+        self.writer.interim(status, fields);
         Ok(())
     }
 
@@ -309,157 +271,29 @@ impl<'a> Response<'a> {
         path: &[u8],
         encoded: bool,
     ) {
-        if self.written.is_some() {
+        if self.writer.sent().is_some() {
             return;
         }
-        let mut inner = response::Response {
-            out: &mut *self.out,
-            head_only: self.head_only,
-            persistence: self.persistence,
-            sent: None,
-            start: self.start,
-            own: self.own,
-            failed: false,
-        };
-        self.file = static_files::serve(&mut files.0, &request.inner, &mut inner, path, encoded);
-        self.written = inner.sent;
+        self.file = crate::files::serve(&mut files.0, &request.inner, self.writer, path, encoded);
     }
 
-    /// Writes the head and body, unless a file's head was written already. Returns the
-    /// status sent.
-    pub(crate) fn finish(&mut self) -> Status {
-        if let Some(status) = self.written {
-            return status;
+    /// Writes the head and body, unless a file's head was written already. Returns the file
+    /// body still to send, if any.
+    pub(crate) fn finish(mut self) -> Option<FileBody> {
+        if self.writer.sent().is_some() {
+            return self.file.take();
         }
-        let status = self.status;
         let body: &[u8] = match self.body {
             Body::Scratch => &self.scratch.body,
             Body::Static(bytes) => bytes,
         };
         let reason = self.custom_reason.then_some(self.scratch.reason.as_bytes());
         let content_type = self.plain.then_some(TEXT_PLAIN);
-        let mut inner = response::Response {
-            out: &mut *self.out,
-            head_only: self.head_only,
-            persistence: self.persistence,
-            sent: None,
-            start: self.start,
-            own: self.own,
-            failed: false,
-        };
-        inner.send_head_as(status, reason, content_type, &[], body.len() as u64);
-        if inner.body_wanted() {
-            inner.out.extend_from_slice(body);
+        let writer = &mut *self.writer;
+        writer.send_head_as(self.status, reason, content_type, &[], body.len() as u64);
+        if writer.body_wanted() {
+            writer.out().extend_from_slice(body);
         }
-        self.written = Some(status);
-        status
-    }
-}
-
-/// The answer of an async handler, owned since it is made after the request's buffers
-/// have gone back: status, checked header fields, body.
-///
-/// ```
-/// # use percore::{Reply, Status};
-/// let reply = Reply::text("done\n").header("Cache-Control", "no-store").unwrap();
-/// let missing = Reply::status(Status::NOT_FOUND);
-/// assert!(Reply::new().header("X-Bad", "a\nb").is_err());
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct Reply {
-    status: Option<Status>,
-    reason: Option<String>,
-    fields: Vec<(String, String)>,
-    own: u8,
-    body: Vec<u8>,
-    close: bool,
-}
-
-impl Reply {
-    /// An empty 200.
-    pub fn new() -> Reply {
-        Reply::default()
-    }
-
-    /// An empty response with `status` (200–599; others panic, which answers 500).
-    pub fn status(status: impl Into<Status>) -> Reply {
-        Reply::new().with_status(status)
-    }
-
-    /// A 200 with a text body (`text/plain; charset=utf-8`).
-    pub fn text(text: impl Into<String>) -> Reply {
-        let mut reply = Reply::new();
-        reply
-            .fields
-            .push(("Content-Type".into(), TEXT_PLAIN.into()));
-        reply.body = text.into().into_bytes();
-        reply
-    }
-
-    /// A 200 with `body`.
-    pub fn bytes(body: impl Into<Vec<u8>>) -> Reply {
-        Reply::new().with_body(body)
-    }
-
-    /// Sets the status (200–599; others panic, which answers 500).
-    pub fn with_status(mut self, status: impl Into<Status>) -> Reply {
-        let status = status.into();
-        assert!(
-            (200..=599).contains(&status.0),
-            "final status {} is not 200-599",
-            status.0
-        );
-        self.status = Some(status);
-        self
-    }
-
-    /// Replaces the registered reason phrase (checked like a field value).
-    pub fn with_reason(mut self, reason: &str) -> Result<Reply, HeaderError> {
-        check_text(reason)?;
-        self.reason = Some(reason.into());
-        Ok(self)
-    }
-
-    /// Adds a header field, checked as [`Response::header`] checks it.
-    pub fn header(mut self, name: &str, value: &str) -> Result<Reply, HeaderError> {
-        self.own |= check_field(name, value)?;
-        if name.eq_ignore_ascii_case("content-type") {
-            self.fields
-                .retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
-        }
-        self.fields
-            .push((name.into(), value.trim_matches([' ', '\t']).into()));
-        Ok(self)
-    }
-
-    /// Sets the body.
-    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Reply {
-        self.body = body.into();
-        self
-    }
-
-    /// Closes the connection after this response.
-    pub fn close(mut self) -> Reply {
-        self.close = true;
-        self
-    }
-
-    /// Writes it as the late response `response` stands for.
-    pub(crate) fn write(&self, response: &mut response::Response<'_>) {
-        let fields: Vec<(&str, &str)> = self
-            .fields
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        if self.close {
-            response.persistence = Persistence::Close;
-        }
-        response.own = self.own;
-        let status = self.status.unwrap_or(Status::OK);
-        let reason = self.reason.as_deref().map(str::as_bytes);
-        response.send_head_as(status, reason, None, &fields, self.body.len() as u64);
-        if response.body_wanted() {
-            response.out.extend_from_slice(&self.body);
-        }
+        None
     }
 }

@@ -1,47 +1,11 @@
-//! HTTP dates (RFC 9110 section 5.6.7): rendering the IMF-fixdate servers send, and parsing
-//! the three formats recipients must accept (IMF-fixdate, the obsolete RFC 850 form and C's
-//! asctime form), for `If-Modified-Since` and its relatives.
+//! HTTP dates (RFC 9110 section 5.6.7): parsing the three formats recipients must accept
+//! (IMF-fixdate, the obsolete RFC 850 form and C's asctime form), for `If-Modified-Since`
+//! and its relatives. Rendering them is `support::civil_time`'s.
+//!
+//! The `httpdate` crate parses the same three forms, but reads an RFC 850 two-digit year
+//! as 19xx or 20xx by a fixed pivot, where RFC 9110 asks for the rolling 50-year rule below.
 
-/// Renders seconds since the Unix epoch as an IMF-fixdate (RFC 9110 section 5.6.7).
-pub fn format_imf_fixdate(unix_seconds: i64) -> [u8; 29] {
-    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
-    let days = unix_seconds.div_euclid(86_400);
-    let secs = unix_seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_unix(unix_seconds);
-
-    let mut text = *b"Thu, 01 Jan 1970 00:00:00 GMT";
-    text[..3].copy_from_slice(DAYS[days.rem_euclid(7) as usize]);
-    let two = |text: &mut [u8; 29], at: usize, v: i64| {
-        text[at] = b'0' + (v / 10) as u8;
-        text[at + 1] = b'0' + (v % 10) as u8;
-    };
-    two(&mut text, 5, day);
-    text[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
-    two(&mut text, 12, year / 100 % 100);
-    two(&mut text, 14, year % 100);
-    two(&mut text, 17, secs / 3600);
-    two(&mut text, 20, secs / 60 % 60);
-    two(&mut text, 23, secs % 60);
-    text
-}
-
-/// The (year, month 1–12, day 1–31) of a Unix time, in the proleptic Gregorian calendar
-/// (Howard Hinnant's civil-from-days).
-pub fn civil_from_unix(unix_seconds: i64) -> (i64, i64, i64) {
-    let z = unix_seconds.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
+use crate::support::civil_time::{days_from_civil, days_in_month, month_of, unix_now};
 
 /// Parses an HTTP-date into seconds since the Unix epoch; `None` for anything else.
 pub fn parse_http_date(value: &[u8]) -> Option<i64> {
@@ -93,10 +57,7 @@ fn parse_http_date_at(value: &[u8], this_year: i64) -> Option<i64> {
     if words.next().is_some() {
         return None;
     }
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|&m| m == month)? as i64 + 1;
+    let month = month_of(month)?;
     let mut clock = time.split(':');
     let mut field = |max: i64| -> Option<i64> {
         let part = clock.next()?;
@@ -118,55 +79,15 @@ fn number(digits: &str) -> Option<i64> {
     digits.parse().ok()
 }
 
-fn days_in_month(year: i64, month: i64) -> i64 {
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Seconds since the Unix epoch, now.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 fn current_year() -> i64 {
     // Good to a day either side of New Year, which is all the 50-year rule needs.
     1970 + unix_now() / 31_556_952
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn imf_fixdate_matches_known_instants() {
-        assert_eq!(&format_imf_fixdate(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(
-            &format_imf_fixdate(784_111_777),
-            b"Sun, 06 Nov 1994 08:49:37 GMT"
-        );
-        assert_eq!(
-            &format_imf_fixdate(1_709_210_096),
-            b"Thu, 29 Feb 2024 12:34:56 GMT"
-        );
-    }
+    use crate::support::civil_time::imf_fixdate;
 
     #[test]
     fn all_three_formats_parse_to_the_same_instant() {
@@ -178,7 +99,7 @@ mod tests {
             assert_eq!(parse_http_date(text), Some(784_111_777), "{text:?}");
         }
         for seconds in [0, 951_782_400, 1_709_210_096, 4_102_444_799] {
-            assert_eq!(parse_http_date(&format_imf_fixdate(seconds)), Some(seconds));
+            assert_eq!(parse_http_date(&imf_fixdate(seconds)), Some(seconds));
         }
     }
 

@@ -5,7 +5,7 @@
 //! connection after its response: they are found while reading a head or a body, so the
 //! first byte of the next request can no longer be located with certainty.
 
-use super::response::Status;
+use super::status::Status;
 
 /// Why a request was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

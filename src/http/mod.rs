@@ -1,5 +1,8 @@
-//! HTTP/1.1 without I/O: request heads, chunked bodies, responses, errors, and the
-//! per-connection session that ties them together.
+//! HTTP/1.1 without I/O and without configuration: request heads, chunked bodies, status
+//! codes, responses, HTTP dates, protocol errors, and the per-connection session that ties
+//! them together. It is given plain limits ([`request::Limits`]) and asks a
+//! [`session::Service`] to answer each request; it knows nothing of sockets, routes or
+//! files.
 
 pub mod chunked;
 pub mod date;
@@ -7,3 +10,4 @@ pub mod error;
 pub mod request;
 pub mod response;
 pub mod session;
+pub mod status;

@@ -9,9 +9,11 @@
 use std::mem::MaybeUninit;
 
 use super::error::HttpError;
-use crate::config::{HttpConfig, MAX_HEADERS_LIMIT};
 
-/// The limits a head is checked against, copied out of `[http]`.
+/// Upper bound on [`Limits::max_headers`]: the parser keeps header slots on the stack.
+pub const MAX_HEADERS_LIMIT: usize = 256;
+
+/// The limits a request is checked against (the configuration's `[http]` table builds them).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// `http.max_request_head_bytes`.
@@ -24,27 +26,21 @@ pub struct Limits {
     pub max_body_bytes: u64,
 }
 
-impl Limits {
-    /// Takes the limits from the `[http]` section.
-    pub fn from_config(http: &HttpConfig) -> Limits {
-        Limits {
-            max_head_bytes: http.max_request_head_bytes,
-            max_headers: http.max_headers.min(MAX_HEADERS_LIMIT),
-            max_target_bytes: http.max_target_bytes,
-            max_body_bytes: http.max_body_bytes,
-        }
-    }
-}
-
 impl Default for Limits {
+    /// The defaults of `[http]`.
     fn default() -> Self {
-        Limits::from_config(&HttpConfig::default())
+        Limits {
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+            max_target_bytes: 8 * 1024,
+            max_body_bytes: 1024 * 1024,
+        }
     }
 }
 
 /// A request's method: the ones the protocol layer treats specially have their own variant,
 /// every other token (`PURGE`, `MKCOL`, ...) is [`Method::Other`] and reaches the routes all
-/// the same ([`Request::method`] gives its text).
+/// the same ([`RawRequest::method`] gives its text).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     /// GET
@@ -152,9 +148,9 @@ pub struct RequestHead {
 }
 
 /// A parsed head with the bytes its offsets refer to, and the request's body: what the
-/// service is asked to answer.
+/// service is asked to answer (the library's `Request` is a view of it).
 #[derive(Clone, Copy, Debug)]
-pub struct Request<'a> {
+pub struct RawRequest<'a> {
     /// The parsed head.
     pub head: &'a RequestHead,
     /// The head's bytes.
@@ -164,7 +160,17 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
-impl<'a> Request<'a> {
+impl<'a> RawRequest<'a> {
+    /// The request line, without its line end.
+    pub fn line(&self) -> &'a [u8] {
+        let end = self
+            .bytes
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .unwrap_or(self.bytes.len());
+        &self.bytes[..end]
+    }
+
     /// The method token as sent.
     pub fn method(&self) -> &'a [u8] {
         let end = self.bytes.iter().position(|&b| b == b' ').unwrap_or(0);

@@ -1,186 +1,17 @@
 //! Response encoding straight into a connection's output buffer, and the cached Date.
 //!
-//! Every response percore writes goes through [`Response::send`]: status line, `Server`,
-//! `Date`, optional `Content-Type` and extra fields, `Content-Length`, and the `Connection`
-//! field when persistence needs to be spelled out. Nothing is allocated per response once the
-//! output buffer has grown to its working size. Routing and parsing live elsewhere.
+//! Every response percore writes goes through a [`ResponseWriter`]: status line, `Server`,
+//! `Date`, the fields, `Content-Length`, and the `Connection` field when persistence needs to
+//! be spelled out. The writer holds the connection's output buffer while one request is
+//! answered (the session lends it and takes it back), so that whoever answers, the protocol
+//! layer or a handler, writes into the same bytes with the same rules. Nothing is allocated
+//! per response once the buffer has grown to its working size. Routing and parsing live
+//! elsewhere.
 
 use std::cell::RefCell;
 
-use super::date::format_imf_fixdate;
-
-/// A status code with its reason phrase.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Status(pub u16);
-
-impl Status {
-    /// 100 Continue.
-    pub const CONTINUE: Status = Status(100);
-    /// 200 OK.
-    pub const OK: Status = Status(200);
-    /// 201 Created.
-    pub const CREATED: Status = Status(201);
-    /// 202 Accepted.
-    pub const ACCEPTED: Status = Status(202);
-    /// 204 No Content.
-    pub const NO_CONTENT: Status = Status(204);
-    /// 206 Partial Content.
-    pub const PARTIAL_CONTENT: Status = Status(206);
-    /// 301 Moved Permanently.
-    pub const MOVED_PERMANENTLY: Status = Status(301);
-    /// 304 Not Modified.
-    pub const NOT_MODIFIED: Status = Status(304);
-    /// 400 Bad Request.
-    pub const BAD_REQUEST: Status = Status(400);
-    /// 403 Forbidden.
-    pub const FORBIDDEN: Status = Status(403);
-    /// 404 Not Found.
-    pub const NOT_FOUND: Status = Status(404);
-    /// 405 Method Not Allowed.
-    pub const METHOD_NOT_ALLOWED: Status = Status(405);
-    /// 408 Request Timeout.
-    pub const REQUEST_TIMEOUT: Status = Status(408);
-    /// 412 Precondition Failed.
-    pub const PRECONDITION_FAILED: Status = Status(412);
-    /// 413 Content Too Large.
-    pub const CONTENT_TOO_LARGE: Status = Status(413);
-    /// 414 URI Too Long.
-    pub const URI_TOO_LONG: Status = Status(414);
-    /// 416 Range Not Satisfiable.
-    pub const RANGE_NOT_SATISFIABLE: Status = Status(416);
-    /// 417 Expectation Failed.
-    pub const EXPECTATION_FAILED: Status = Status(417);
-    /// 431 Request Header Fields Too Large.
-    pub const REQUEST_HEADER_FIELDS_TOO_LARGE: Status = Status(431);
-    /// 500 Internal Server Error.
-    pub const INTERNAL_SERVER_ERROR: Status = Status(500);
-    /// 501 Not Implemented.
-    pub const NOT_IMPLEMENTED: Status = Status(501);
-    /// 503 Service Unavailable.
-    pub const SERVICE_UNAVAILABLE: Status = Status(503);
-    /// 505 HTTP Version Not Supported.
-    pub const HTTP_VERSION_NOT_SUPPORTED: Status = Status(505);
-
-    /// The status line, CRLF included, for the statuses percore itself sends (others are
-    /// written from [`Status::reason`] by [`Response::send_head`]); a 500's for any other.
-    pub fn line(self) -> &'static str {
-        self.known_line()
-            .unwrap_or("HTTP/1.1 500 Internal Server Error\r\n")
-    }
-
-    /// The status line, CRLF included, if it is one of those percore keeps ready.
-    fn known_line(self) -> Option<&'static str> {
-        Some(match self.0 {
-            100 => "HTTP/1.1 100 Continue\r\n",
-            200 => "HTTP/1.1 200 OK\r\n",
-            204 => "HTTP/1.1 204 No Content\r\n",
-            206 => "HTTP/1.1 206 Partial Content\r\n",
-            301 => "HTTP/1.1 301 Moved Permanently\r\n",
-            304 => "HTTP/1.1 304 Not Modified\r\n",
-            400 => "HTTP/1.1 400 Bad Request\r\n",
-            403 => "HTTP/1.1 403 Forbidden\r\n",
-            404 => "HTTP/1.1 404 Not Found\r\n",
-            405 => "HTTP/1.1 405 Method Not Allowed\r\n",
-            408 => "HTTP/1.1 408 Request Timeout\r\n",
-            412 => "HTTP/1.1 412 Precondition Failed\r\n",
-            413 => "HTTP/1.1 413 Content Too Large\r\n",
-            414 => "HTTP/1.1 414 URI Too Long\r\n",
-            416 => "HTTP/1.1 416 Range Not Satisfiable\r\n",
-            417 => "HTTP/1.1 417 Expectation Failed\r\n",
-            431 => "HTTP/1.1 431 Request Header Fields Too Large\r\n",
-            501 => "HTTP/1.1 501 Not Implemented\r\n",
-            503 => "HTTP/1.1 503 Service Unavailable\r\n",
-            500 => "HTTP/1.1 500 Internal Server Error\r\n",
-            505 => "HTTP/1.1 505 HTTP Version Not Supported\r\n",
-            _ => return None,
-        })
-    }
-
-    /// The reason phrase: the one the IANA registry gives the code (RFC 9110 section 15 and
-    /// later RFCs), or an empty one for an unregistered code, which RFC 9112 allows.
-    pub fn reason(self) -> &'static str {
-        match self.0 {
-            100 => "Continue",
-            101 => "Switching Protocols",
-            102 => "Processing",
-            103 => "Early Hints",
-            200 => "OK",
-            201 => "Created",
-            202 => "Accepted",
-            203 => "Non-Authoritative Information",
-            204 => "No Content",
-            205 => "Reset Content",
-            206 => "Partial Content",
-            207 => "Multi-Status",
-            208 => "Already Reported",
-            226 => "IM Used",
-            300 => "Multiple Choices",
-            301 => "Moved Permanently",
-            302 => "Found",
-            303 => "See Other",
-            304 => "Not Modified",
-            305 => "Use Proxy",
-            307 => "Temporary Redirect",
-            308 => "Permanent Redirect",
-            400 => "Bad Request",
-            401 => "Unauthorized",
-            402 => "Payment Required",
-            403 => "Forbidden",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            406 => "Not Acceptable",
-            407 => "Proxy Authentication Required",
-            408 => "Request Timeout",
-            409 => "Conflict",
-            410 => "Gone",
-            411 => "Length Required",
-            412 => "Precondition Failed",
-            413 => "Content Too Large",
-            414 => "URI Too Long",
-            415 => "Unsupported Media Type",
-            416 => "Range Not Satisfiable",
-            417 => "Expectation Failed",
-            421 => "Misdirected Request",
-            422 => "Unprocessable Content",
-            423 => "Locked",
-            424 => "Failed Dependency",
-            425 => "Too Early",
-            426 => "Upgrade Required",
-            428 => "Precondition Required",
-            429 => "Too Many Requests",
-            431 => "Request Header Fields Too Large",
-            451 => "Unavailable For Legal Reasons",
-            500 => "Internal Server Error",
-            501 => "Not Implemented",
-            502 => "Bad Gateway",
-            503 => "Service Unavailable",
-            504 => "Gateway Timeout",
-            505 => "HTTP Version Not Supported",
-            506 => "Variant Also Negotiates",
-            507 => "Insufficient Storage",
-            508 => "Loop Detected",
-            511 => "Network Authentication Required",
-            _ => "",
-        }
-    }
-
-    /// Whether the code is one HTTP defines a class for (100 to 599).
-    pub fn is_valid(self) -> bool {
-        (100..=599).contains(&self.0)
-    }
-
-    /// Whether a response with this status carries no body and no `Content-Length`
-    /// (1xx, 204 and 304).
-    pub fn has_no_body(self) -> bool {
-        self.0 < 200 || self.0 == 204 || self.0 == 304
-    }
-}
-
-impl From<u16> for Status {
-    fn from(code: u16) -> Status {
-        Status(code)
-    }
-}
+use super::status::Status;
+use crate::support::civil_time::imf_fixdate;
 
 /// What the `Connection` field of a response says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,48 +24,115 @@ pub enum Persistence {
     Close,
 }
 
-/// A response being written into the output buffer.
-pub struct Response<'a> {
-    /// The connection's output buffer.
-    pub out: &'a mut Vec<u8>,
-    /// HEAD request: write the fields of the GET response but no body.
-    pub head_only: bool,
-    /// What to put in the `Connection` field.
-    pub persistence: Persistence,
-    /// The status of the response written, once written.
-    pub sent: Option<Status>,
-    /// Where this response starts in `out`. Header fields a handler staged there before the
-    /// head was written (`out[start..]`) end up behind the status line.
-    pub start: usize,
-    /// The staged fields include `Server` ([`OWN_SERVER`]) or `Date` ([`OWN_DATE`]), which
-    /// percore then leaves out.
-    pub own: u8,
-    /// The service failed to make the response (a handler panicked): it is a 500 and the
-    /// connection closes.
-    pub failed: bool,
-}
-
-/// [`Response::own`]: the handler gave its own `Server` field.
-pub const OWN_SERVER: u8 = 1;
-/// [`Response::own`]: the handler gave its own `Date` field.
-pub const OWN_DATE: u8 = 2;
-
 /// The `Content-Type` of plain-text bodies.
 pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
-impl<'a> Response<'a> {
-    /// A response to be appended to `out`.
-    pub fn new(out: &'a mut Vec<u8>, head_only: bool, persistence: Persistence) -> Response<'a> {
+/// The interim response to `Expect: 100-continue`.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Fields a handler may give itself in place of percore's ([`ResponseWriter::own`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnFields {
+    /// The handler wrote `Server`.
+    pub server: bool,
+    /// The handler wrote `Date`.
+    pub date: bool,
+}
+
+/// One response being written at the end of the connection's output buffer.
+#[derive(Debug)]
+pub struct ResponseWriter {
+    out: Vec<u8>,
+    head_only: bool,
+    http10: bool,
+    persistence: Persistence,
+    sent: Option<Status>,
+    /// Where this response starts in `out`. Fields staged before the head
+    /// (`out[start..]`) end up behind the status line.
+    start: usize,
+    own: OwnFields,
+    failed: bool,
+}
+
+impl ResponseWriter {
+    /// A response to be appended to `out`, for a HEAD request when `head_only` (the fields of
+    /// the GET response, no body), to an HTTP/1.0 client when `http10`.
+    pub fn new(out: Vec<u8>, head_only: bool, http10: bool, persistence: Persistence) -> Self {
         let start = out.len();
-        Response {
+        ResponseWriter {
             out,
             head_only,
+            http10,
             persistence,
             sent: None,
             start,
-            own: 0,
+            own: OwnFields::default(),
             failed: false,
         }
+    }
+
+    /// The output buffer, given back.
+    pub fn into_out(self) -> Vec<u8> {
+        self.out
+    }
+
+    /// The output buffer, to append a body to once the head is written.
+    pub fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    /// The status written, once the head is.
+    pub fn sent(&self) -> Option<Status> {
+        self.sent
+    }
+
+    /// Whether this answers a HEAD request.
+    pub fn head_only(&self) -> bool {
+        self.head_only
+    }
+
+    /// What the `Connection` field will say.
+    pub fn persistence(&self) -> Persistence {
+        self.persistence
+    }
+
+    /// The connection closes after this response (`Connection: close`); too late once the
+    /// head is written.
+    pub fn close(&mut self) {
+        if self.sent.is_none() {
+            self.persistence = Persistence::Close;
+        }
+    }
+
+    /// Where this response starts in the output buffer (after any interim response).
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// Bytes of this response written so far (staged fields included).
+    pub fn written(&self) -> usize {
+        self.out.len() - self.start
+    }
+
+    /// The service failed to make this response (a handler panicked).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Appends a field for the head to come (checked by the caller: a token name, a value
+    /// without CR, LF or NUL).
+    pub fn stage_field(&mut self, name: &str, value: &str) {
+        let out = &mut self.out;
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// Marks `Server` or `Date` as given by the handler, which percore then leaves out.
+    pub fn own(&mut self, fields: OwnFields) {
+        self.own.server |= fields.server;
+        self.own.date |= fields.date;
     }
 
     /// Writes a complete response whose body is the concatenation of `body`.
@@ -254,9 +152,15 @@ impl<'a> Response<'a> {
         }
     }
 
-    /// Writes the head of a response whose `content_length` body bytes the caller sends
-    /// (unless [`Response::body_wanted`] says no body goes out). 1xx, 204 and 304 carry no
-    /// `Content-Length`.
+    /// Writes a short plain-text response whose body is the reason phrase.
+    pub fn send_status(&mut self, status: Status, extra: &[(&str, &str)]) {
+        let reason = status.reason().as_bytes();
+        self.send(status, Some(TEXT_PLAIN), extra, &[reason, b"\n"]);
+    }
+
+    /// Writes the head of a response whose `content_length` body bytes the caller appends
+    /// (unless [`ResponseWriter::body_wanted`] says no body goes out). 1xx, 204 and 304 carry
+    /// no `Content-Length`.
     pub fn send_head(
         &mut self,
         status: Status,
@@ -267,8 +171,8 @@ impl<'a> Response<'a> {
         self.send_head_as(status, None, content_type, extra, content_length);
     }
 
-    /// [`Response::send_head`] with a reason phrase of the handler's (already checked) in
-    /// place of the registered one.
+    /// [`ResponseWriter::send_head`] with a reason phrase of the handler's (already checked)
+    /// in place of the registered one.
     pub fn send_head_as(
         &mut self,
         status: Status,
@@ -278,31 +182,14 @@ impl<'a> Response<'a> {
         content_length: u64,
     ) {
         self.sent = Some(status);
-        let out = &mut *self.out;
-        let staged = out.len() - self.start.min(out.len());
-        match (reason, status.known_line()) {
-            (None, Some(line)) => out.extend_from_slice(line.as_bytes()),
-            _ => {
-                out.extend_from_slice(b"HTTP/1.1 ");
-                out.extend_from_slice(&status_digits(status));
-                out.push(b' ');
-                out.extend_from_slice(reason.unwrap_or(status.reason().as_bytes()));
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-        if self.own & OWN_SERVER == 0 {
-            out.extend_from_slice(b"Server: percore\r\n");
-        }
-        if self.own & OWN_DATE == 0 {
-            out.extend_from_slice(b"Date: ");
-            with_date(|date| out.extend_from_slice(date));
-            out.extend_from_slice(b"\r\n");
-        }
+        let staged = self.out.len() - self.start;
+        self.status_line(status, reason);
         if staged > 0 {
             // The handler's fields were written first: the status line goes before them.
-            let written = out.len() - self.start - staged;
-            out[self.start..].rotate_right(written);
+            let written = self.out.len() - self.start - staged;
+            self.out[self.start..].rotate_right(written);
         }
+        let out = &mut self.out;
         if let Some(content_type) = content_type {
             out.extend_from_slice(b"Content-Type: ");
             out.extend_from_slice(content_type.as_bytes());
@@ -319,11 +206,6 @@ impl<'a> Response<'a> {
             push_decimal(out, content_length);
             out.extend_from_slice(b"\r\n");
         }
-        if status.0 < 200 {
-            // An interim response: the connection's fate is for the final one to say.
-            out.extend_from_slice(b"\r\n");
-            return;
-        }
         out.extend_from_slice(match self.persistence {
             Persistence::Default => b"\r\n".as_slice(),
             Persistence::KeepAlive => b"Connection: keep-alive\r\n\r\n",
@@ -331,31 +213,72 @@ impl<'a> Response<'a> {
         });
     }
 
-    /// Whether the body of a response goes out (not for HEAD, nor for 204 and 304).
+    /// The status line, `Server` and `Date` (unless the handler gave its own).
+    fn status_line(&mut self, status: Status, reason: Option<&[u8]>) {
+        let out = &mut self.out;
+        match (reason, status.line()) {
+            (None, Some(line)) => out.extend_from_slice(line.as_bytes()),
+            _ => {
+                out.extend_from_slice(b"HTTP/1.1 ");
+                push_decimal(out, u64::from(status.0.min(999)));
+                out.push(b' ');
+                out.extend_from_slice(reason.unwrap_or(status.reason().as_bytes()));
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        if !self.own.server {
+            out.extend_from_slice(b"Server: percore\r\n");
+        }
+        if !self.own.date {
+            out.extend_from_slice(b"Date: ");
+            with_date(|date| out.extend_from_slice(date));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Whether the body of the response goes out (not for HEAD, nor for 204 and 304).
     pub fn body_wanted(&self) -> bool {
         !self.head_only && !self.sent.is_some_and(Status::has_no_body)
     }
 
-    /// Writes a short plain-text response whose body is the reason phrase.
-    pub fn send_status(&mut self, status: Status, extra: &[(&str, &str)]) {
-        let reason = status.reason().as_bytes();
-        self.send(status, Some(TEXT_PLAIN), extra, &[reason, b"\n"]);
+    /// Sends an interim (1xx) response ahead of this one, before the fields already staged
+    /// for it. An HTTP/1.0 client gets none (RFC 9110 section 15.2: it would take it for the
+    /// final response). Returns whether it was written.
+    pub fn interim(&mut self, status: Status, fields: &[(&str, &str)]) -> bool {
+        if self.http10 || self.sent.is_some() {
+            return false;
+        }
+        let staged = self.out.len() - self.start;
+        // No `Server` or `Date`: those belong to the final response.
+        match status.line() {
+            Some(line) => self.out.extend_from_slice(line.as_bytes()),
+            None => {
+                self.out.extend_from_slice(b"HTTP/1.1 ");
+                push_decimal(&mut self.out, u64::from(status.0));
+                self.out.extend_from_slice(b" \r\n");
+            }
+        }
+        for (name, value) in fields {
+            self.stage_field(name, value);
+        }
+        self.out.extend_from_slice(b"\r\n");
+        let written = self.out.len() - self.start - staged;
+        self.out[self.start..].rotate_right(written);
+        self.start += written;
+        true
+    }
+
+    /// The service failed to make this response: what it wrote is dropped and a 500 that
+    /// closes the connection takes its place.
+    pub fn fail(&mut self) {
+        self.out.truncate(self.start);
+        self.sent = None;
+        self.persistence = Persistence::Close;
+        self.own = OwnFields::default();
+        self.failed = true;
+        self.send_status(Status::INTERNAL_SERVER_ERROR, &[]);
     }
 }
-
-/// The three digits of a status code (codes past 999 cannot be made by a handler: they are
-/// refused before they get here).
-fn status_digits(status: Status) -> [u8; 3] {
-    let code = status.0.min(999);
-    [
-        b'0' + (code / 100) as u8,
-        b'0' + (code / 10 % 10) as u8,
-        b'0' + (code % 10) as u8,
-    ]
-}
-
-/// The interim response to `Expect: 100-continue`.
-pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Appends `n` in decimal.
 pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
@@ -372,7 +295,7 @@ pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// The Date field value, re-rendered at most once a second per core.
+/// The Date field value, rendered again at most once a second per core.
 struct DateCache {
     second: i64,
     text: [u8; 29],
@@ -399,7 +322,7 @@ pub fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
         let mut cache = cell.borrow_mut();
         if cache.second != now.tv_sec {
             cache.second = now.tv_sec;
-            cache.text = format_imf_fixdate(now.tv_sec);
+            cache.text = imf_fixdate(now.tv_sec);
         }
         f(&cache.text)
     })
@@ -408,6 +331,10 @@ pub fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn text(writer: ResponseWriter) -> String {
+        String::from_utf8(writer.into_out()).unwrap()
+    }
 
     #[test]
     fn decimal_renders_edges() {
@@ -420,26 +347,56 @@ mod tests {
 
     #[test]
     fn head_response_keeps_content_length_but_no_body() {
-        let mut out = Vec::new();
-        let mut response = Response::new(&mut out, true, Persistence::KeepAlive);
-        response.send(Status::OK, Some(TEXT_PLAIN), &[], &[b"Hi, x!"]);
-        let text = String::from_utf8(out).unwrap();
+        let mut writer = ResponseWriter::new(Vec::new(), true, false, Persistence::KeepAlive);
+        writer.send(Status::OK, Some(TEXT_PLAIN), &[], &[b"Hi, x!"]);
+        let text = text(writer);
         assert!(text.starts_with("HTTP/1.1 200 OK\r\nServer: percore\r\nDate: "));
         assert!(text.ends_with("Content-Length: 6\r\nConnection: keep-alive\r\n\r\n"));
     }
 
     #[test]
     fn staged_fields_follow_the_status_line() {
-        let mut out = b"earlier".to_vec();
-        let mut response = Response::new(&mut out, false, Persistence::Default);
-        response
-            .out
-            .extend_from_slice(b"X-One: 1\r\nServer: mine\r\n");
-        response.own = OWN_SERVER;
-        response.send(Status(299), None, &[], &[b"ok"]);
-        let text = String::from_utf8(out).unwrap();
+        let mut writer =
+            ResponseWriter::new(b"earlier".to_vec(), false, false, Persistence::Default);
+        writer.stage_field("X-One", "1");
+        writer.stage_field("Server", "mine");
+        writer.own(OwnFields {
+            server: true,
+            date: false,
+        });
+        writer.send(Status(299), None, &[], &[b"ok"]);
+        let text = text(writer);
         assert!(text.starts_with("earlierHTTP/1.1 299 \r\nDate: "), "{text}");
         assert!(text.contains("GMT\r\nX-One: 1\r\nServer: mine\r\nContent-Length: 2\r\n\r\nok"));
         assert!(!text.contains("percore"));
+    }
+
+    #[test]
+    fn an_interim_response_goes_before_the_staged_fields_and_not_to_http_1_0() {
+        let mut writer = ResponseWriter::new(Vec::new(), false, false, Persistence::Default);
+        writer.stage_field("X-Final", "yes");
+        assert!(writer.interim(Status::EARLY_HINTS, &[("Link", "</a.css>")]));
+        writer.send(Status::OK, None, &[], &[b"x"]);
+        let text = text(writer);
+        assert!(text.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{text}");
+        let final_at = text.find("HTTP/1.1 200 OK\r\n").unwrap();
+        assert!(text[..final_at].contains("Link: </a.css>\r\n\r\n"));
+        assert!(text[final_at..].contains("X-Final: yes\r\n"));
+        let mut old = ResponseWriter::new(Vec::new(), false, true, Persistence::Default);
+        assert!(!old.interim(Status::EARLY_HINTS, &[]));
+    }
+
+    #[test]
+    fn a_failed_response_is_replaced_by_a_500_that_closes() {
+        let mut writer =
+            ResponseWriter::new(b"before".to_vec(), false, false, Persistence::Default);
+        writer.stage_field("X-Half", "done");
+        writer.fail();
+        let text = text(writer);
+        assert!(
+            text.starts_with("beforeHTTP/1.1 500 Internal Server Error\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Connection: close\r\n") && !text.contains("X-Half"));
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! [`Session::process`] takes whatever input is buffered, answers every complete request in
 //! it (in order, appending the responses to one output buffer) and says how many input bytes
-//! it used and whether the connection must close. The caller (`driver`) owns the socket,
+//! it used and whether the connection must close. The caller (the engine) owns the socket,
 //! buffers and timers; this file owns framing, persistence and the order of responses, which
 //! is what makes it testable and fuzzable without sockets.
 //!
@@ -21,8 +21,9 @@
 
 use super::chunked::ChunkedDecoder;
 use super::error::HttpError;
-use super::request::{parse_head, Framing, Limits, Method, Request, RequestHead, Version};
-use super::response::{Persistence, Response, Status, CONTINUE};
+use super::request::{parse_head, Framing, Limits, Method, RawRequest, RequestHead, Version};
+use super::response::{Persistence, ResponseWriter, CONTINUE};
+use super::status::Status;
 
 /// The application behind a session: answers one complete request at a time.
 pub trait Service {
@@ -33,18 +34,18 @@ pub trait Service {
     /// Whether the body of `request` (whose head alone is given, with an empty body) is to
     /// be gathered for [`Service::call`]; when not, it is read and dropped. Asked only for a
     /// body that did not arrive with its head.
-    fn wants_body(&mut self, _request: &Request<'_>) -> bool {
+    fn wants_body(&mut self, _request: &RawRequest<'_>) -> bool {
         true
     }
 
     /// Answers `request` into `response`. Returns a deferred part when the answer is not
-    /// all written: with a head written ([`Response::sent`] set) the deferred part is the
-    /// body it promises; with none, it is the whole response, which the caller writes later
-    /// through [`Session::answer_late`].
+    /// all written: with a head written ([`ResponseWriter::sent`] set) the deferred part is
+    /// the body it promises; with none, it is the whole response, which the caller writes
+    /// later through [`Session::answer_late`].
     fn call(
         &mut self,
-        request: &Request<'_>,
-        response: &mut Response<'_>,
+        request: &RawRequest<'_>,
+        response: &mut ResponseWriter,
     ) -> Option<Self::Deferred>;
 }
 
@@ -100,6 +101,7 @@ struct Held {
 #[derive(Clone, Copy, Debug)]
 struct Late {
     head_only: bool,
+    http10: bool,
     persistence: Persistence,
 }
 
@@ -201,7 +203,7 @@ impl<D> Session<D> {
                     self.fail(error, out);
                     progress.error = Some(error.status());
                     progress.responses += 1;
-                    progress.by_class[class_of(error.status())] += 1;
+                    progress.by_class[error.status().class()] += 1;
                     progress.errors += 1;
                     break;
                 }
@@ -257,7 +259,7 @@ impl<D> Session<D> {
         if head.expect_continue && after_head.is_empty() {
             out.extend_from_slice(CONTINUE);
         }
-        let gather = service.wants_body(&Request {
+        let gather = service.wants_body(&RawRequest {
             head: &head,
             bytes,
             body: &[],
@@ -322,36 +324,39 @@ impl<D> Session<D> {
             (false, Version::Http11) => Persistence::Default,
         };
         let head_only = head.method == Method::Head;
-        let mut response = Response::new(out, head_only, persistence);
-        let request = Request { head, bytes, body };
+        let http10 = head.version == Version::Http10;
+        // The writer holds the output buffer while the service answers (moved, not copied).
+        let mut response = ResponseWriter::new(std::mem::take(out), head_only, http10, persistence);
+        let request = RawRequest { head, bytes, body };
         // `deferred` is empty here: `process` answers nothing while it holds something.
         if let Some(deferred) = service.call(&request, &mut response) {
             self.deferred = Some(deferred);
         }
-        if response.sent.is_none() && self.deferred.is_none() {
+        if response.sent().is_none() && self.deferred.is_none() {
             // A service must answer; one that did not gets its request a 500.
-            response.persistence = Persistence::Close;
-            response.send_status(Status::INTERNAL_SERVER_ERROR, &[]);
+            response.fail();
         }
         // The service may have asked to close (or failed, which closes).
-        self.closing |= response.persistence == Persistence::Close;
+        self.closing |= response.persistence() == Persistence::Close;
         self.served += 1;
-        self.deferred_head = response.start;
-        if response.failed {
+        self.deferred_head = response.start();
+        if response.failed() {
             progress.failures += 1;
         }
-        match response.sent {
+        match response.sent() {
             None => {
                 self.late = Some(Late {
                     head_only,
-                    persistence: response.persistence,
+                    http10,
+                    persistence: response.persistence(),
                 })
             }
             Some(status) => {
                 progress.responses += 1;
-                progress.by_class[class_of(status)] += 1;
+                progress.by_class[status.class()] += 1;
             }
         }
+        *out = response.into_out();
         self.state = if self.closing {
             State::Closed
         } else {
@@ -366,7 +371,7 @@ impl<D> Session<D> {
         &mut self,
         out: &mut Vec<u8>,
         draining: bool,
-        write: impl FnOnce(&mut Response<'_>),
+        write: impl FnOnce(&mut ResponseWriter),
     ) -> (Status, bool) {
         let late = self.late.take().expect("a late response is due");
         // A drain that began while the response was being made ends the connection too.
@@ -374,20 +379,26 @@ impl<D> Session<D> {
             true => Persistence::Close,
             false => late.persistence,
         };
-        let mut response = Response::new(out, late.head_only, persistence);
+        let mut response = ResponseWriter::new(
+            std::mem::take(out),
+            late.head_only,
+            late.http10,
+            persistence,
+        );
         write(&mut response);
-        if response.sent.is_none() {
-            response.persistence = Persistence::Close;
-            response.send_status(Status::INTERNAL_SERVER_ERROR, &[]);
+        if response.sent().is_none() {
+            response.fail();
         }
-        if response.persistence == Persistence::Close {
+        if response.persistence() == Persistence::Close {
             self.closing = true;
             self.state = State::Closed;
         }
-        (
-            response.sent.unwrap_or(Status::INTERNAL_SERVER_ERROR),
-            response.failed,
-        )
+        let answered = (
+            response.sent().unwrap_or(Status::INTERNAL_SERVER_ERROR),
+            response.failed(),
+        );
+        *out = response.into_out();
+        answered
     }
 
     /// Writes an error response that ends the session.
@@ -402,8 +413,10 @@ impl<D> Session<D> {
         if let Some(held) = self.held.as_mut() {
             held.bytes.clear();
         }
-        let mut response = Response::new(out, false, Persistence::Close);
+        let mut response =
+            ResponseWriter::new(std::mem::take(out), false, false, Persistence::Close);
         response.send_status(status, &[]);
+        *out = response.into_out();
         self.state = State::Closed;
     }
 
@@ -469,23 +482,40 @@ impl<D> Session<D> {
     }
 }
 
-fn class_of(status: Status) -> usize {
-    usize::from(status.0 / 100).min(5)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::{CoreService, Deferred};
-    use crate::config::Config;
+    use crate::http::response::TEXT_PLAIN;
 
-    fn service() -> CoreService<()> {
-        crate::routes::percore_app()
-            .post("/upper", |request, response, _| {
-                response.body(&request.body().to_ascii_uppercase());
-            })
-            .service(&Config::default())
-            .unwrap()
+    /// A service for the session alone: `GET /echo?name=X` answers `Hi, X!`, `POST /upper`
+    /// its body in upper case, anything else 404 (and its body is not gathered).
+    struct Stub;
+
+    impl Service for Stub {
+        type Deferred = ();
+
+        fn wants_body(&mut self, request: &RawRequest<'_>) -> bool {
+            request.path() == b"/upper"
+        }
+
+        fn call(&mut self, request: &RawRequest<'_>, response: &mut ResponseWriter) -> Option<()> {
+            match (request.path(), request.query()) {
+                (b"/echo", Some(query)) => {
+                    let name = query.strip_prefix(b"name=").unwrap_or_default();
+                    response.send(Status::OK, Some(TEXT_PLAIN), &[], &[b"Hi, ", name, b"!"]);
+                }
+                (b"/upper", _) => {
+                    let body = request.body.to_ascii_uppercase();
+                    response.send(Status::OK, None, &[], &[&body]);
+                }
+                _ => response.send_status(Status::NOT_FOUND, &[]),
+            }
+            None
+        }
+    }
+
+    fn service() -> Stub {
+        Stub
     }
 
     fn run(input: &[u8]) -> (String, Progress, bool) {
@@ -554,7 +584,7 @@ mod tests {
 
     #[test]
     fn unreadable_file_response_becomes_a_500_after_the_earlier_ones() {
-        let mut session: Session<Deferred> = Session::new(Limits::default(), 0);
+        let mut session: Session<()> = Session::new(Limits::default(), 0);
         let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec();
         let head = out.len();
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n");

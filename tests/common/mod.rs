@@ -8,6 +8,10 @@ use std::time::Duration;
 use percore::config::{Config, CoreSpec};
 use percore::Server;
 
+/// The `percore` binary's own routes, built here the way the binary builds them.
+#[path = "../../src/bin/percore/routes.rs"]
+pub mod routes;
+
 /// The server under test; stops (draining) when dropped.
 pub struct TestServer {
     pub server: Option<Server>,
@@ -28,7 +32,7 @@ impl TestServer {
         // Live report lines would interleave with the test output; tests that want them set it.
         config.report.interval_ms = 0;
         adjust(&mut config);
-        let server = Server::start(config).expect("server starts");
+        let server = routes::percore_app().start(config).expect("server starts");
         let addr = server.local_addr();
         TestServer {
             server: Some(server),

@@ -2,9 +2,12 @@
 //! chunks to a session the way `conn` does and returns what it would have written.
 
 use percore::config::Config;
-use percore::http::request::Limits;
-use percore::http::response::CONTINUE;
-use percore::http::session::Session;
+
+#[path = "../../src/bin/percore/routes.rs"]
+mod routes;
+use percore::internals::Limits;
+use percore::internals::Session;
+use percore::internals::CONTINUE;
 
 /// Feeds `chunks` one after another (unconsumed bytes carried over) and returns the written
 /// output, normalised so that runs compare, and whether the session closed.
@@ -15,12 +18,11 @@ use percore::http::session::Session;
 pub fn replay(limits: Limits, chunks: &[&[u8]]) -> (Vec<u8>, bool) {
     let mut session = Session::new(limits, 0);
     // percore's own routes, and one that reads bodies, so that gathering them is covered.
-    let mut service = percore::routes::percore_app()
-        .post("/upper", |request, response, _| {
-            response.body(&request.body().to_ascii_uppercase());
-        })
-        .service(&Config::default())
-        .expect("the service builds");
+    let app = routes::percore_app().post("/upper", |request, response, _| {
+        response.body(&request.body().to_ascii_uppercase());
+    });
+    let mut service =
+        percore::internals::session_service(app, &Config::default()).expect("the service builds");
     let mut buffered = Vec::new();
     let mut out = Vec::new();
     let mut written = Vec::new();

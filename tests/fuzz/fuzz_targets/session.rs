@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use percore::http::request::Limits;
+use percore::internals::Limits;
 
 #[path = "../../common/replay.rs"]
 mod replay;

@@ -1,0 +1,222 @@
+//! The access log: one line per response, in nginx's/Apache's combined format (plus the
+//! request's duration in µs and the core) or as JSON.
+//!
+//! Each core appends its lines to a buffer of its own (no lock, no system call on the
+//! request path) and hands the buffer, once per report tick and at shutdown, to a writer
+//! thread (`writer`) that appends it to the file. A core never waits for the disk: a buffer
+//! that is full drops further lines until the next hand-over and counts them
+//! (`access_log_dropped` in `/stats`).
+
+mod writer;
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+pub use writer::{LogMsg, LogWriter};
+
+pub use crate::config::LogFormat;
+use crate::support::civil_time::{common_log, iso8601, unix_now};
+
+/// What one line says.
+pub struct Entry<'a> {
+    /// The client (the PROXY header's, or the socket's peer).
+    pub client: Option<SocketAddr>,
+    /// The request line as received, without its CRLF (`-` when none could be read).
+    pub request: &'a [u8],
+    /// The response status.
+    pub status: u16,
+    /// Bytes of the response (head and body).
+    pub bytes: u64,
+    /// The `Referer` field.
+    pub referer: Option<&'a [u8]>,
+    /// The `User-Agent` field.
+    pub user_agent: Option<&'a [u8]>,
+    /// From the request's arrival to its response, µs.
+    pub micros: u64,
+}
+
+/// One core's log buffer.
+#[derive(Debug)]
+pub struct LogBuffer {
+    core: usize,
+    format: LogFormat,
+    buf: Vec<u8>,
+    limit: usize,
+    /// Lines dropped because the buffer was full.
+    pub dropped: u64,
+    /// The time rendered for the current second (common log or ISO 8601 format).
+    second: i64,
+    stamp: [u8; 26],
+    stamp_len: usize,
+}
+
+impl LogBuffer {
+    /// A buffer for `core` holding at most `limit` bytes between hand-overs.
+    pub fn new(core: usize, format: LogFormat, limit: usize) -> LogBuffer {
+        LogBuffer {
+            core,
+            format,
+            buf: Vec::with_capacity(limit.min(64 * 1024)),
+            limit,
+            dropped: 0,
+            second: i64::MIN,
+            stamp: [0; 26],
+            stamp_len: 0,
+        }
+    }
+
+    /// Appends one line, or counts it dropped when the buffer is full.
+    pub fn record(&mut self, entry: &Entry<'_>) {
+        let now = unix_now();
+        if now != self.second {
+            self.second = now;
+            self.stamp_len = match self.format {
+                LogFormat::Combined => {
+                    self.stamp = common_log(now);
+                    26
+                }
+                LogFormat::Json => {
+                    self.stamp[..20].copy_from_slice(&iso8601(now));
+                    20
+                }
+            };
+        }
+        let stamp = &self.stamp[..self.stamp_len];
+        let mark = self.buf.len();
+        let client = Client(entry.client);
+        let _ = match self.format {
+            LogFormat::Combined => {
+                let _ = write!(self.buf, "{client} - - [");
+                self.buf.extend_from_slice(stamp);
+                self.buf.extend_from_slice(b"] \"");
+                escape_into(&mut self.buf, entry.request, false);
+                let _ = write!(self.buf, "\" {} {} \"", entry.status, entry.bytes);
+                escape_into(&mut self.buf, entry.referer.unwrap_or(b"-"), false);
+                self.buf.extend_from_slice(b"\" \"");
+                escape_into(&mut self.buf, entry.user_agent.unwrap_or(b"-"), false);
+                writeln!(self.buf, "\" {} {}", entry.micros, self.core)
+            }
+            LogFormat::Json => {
+                self.buf.extend_from_slice(b"{\"time\":\"");
+                self.buf.extend_from_slice(stamp);
+                let _ = write!(self.buf, "\",\"client\":\"{client}\",\"request\":\"");
+                escape_into(&mut self.buf, entry.request, true);
+                let _ = write!(
+                    self.buf,
+                    "\",\"status\":{},\"bytes\":{},\"referer\":",
+                    entry.status, entry.bytes
+                );
+                json_string_or_null(&mut self.buf, entry.referer);
+                self.buf.extend_from_slice(b",\"user_agent\":");
+                json_string_or_null(&mut self.buf, entry.user_agent);
+                writeln!(
+                    self.buf,
+                    ",\"duration_us\":{},\"core\":{}}}",
+                    entry.micros, self.core
+                )
+            }
+        };
+        if self.buf.len() > self.limit {
+            self.buf.truncate(mark);
+            self.dropped += 1;
+        }
+    }
+
+    /// No line since the last hand-over.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The lines since the last hand-over (the buffer starts again empty).
+    pub fn take(&mut self) -> Vec<u8> {
+        let capacity = self.buf.capacity();
+        std::mem::replace(&mut self.buf, Vec::with_capacity(capacity))
+    }
+}
+
+/// The client's address in a line (without allocating): its IP, or `-`.
+struct Client(Option<SocketAddr>);
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{}", addr.ip()),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// Writes `bytes` inside a quoted field: `"` and `\` escaped, control bytes and (for JSON)
+/// bytes above 0x7e as `\xHH` or `\u00HH`, so that no client can forge a line.
+fn escape_into(out: &mut Vec<u8>, bytes: &[u8], json: bool) {
+    for &b in bytes {
+        match b {
+            b'"' | b'\\' => {
+                out.push(b'\\');
+                out.push(b);
+            }
+            0x20..=0x7e => out.push(b),
+            _ if json => {
+                let _ = write!(out, "\\u{:04x}", b);
+            }
+            _ => {
+                let _ = write!(out, "\\x{:02X}", b);
+            }
+        }
+    }
+}
+
+fn json_string_or_null(out: &mut Vec<u8>, value: Option<&[u8]>) {
+    match value {
+        Some(value) => {
+            out.push(b'"');
+            escape_into(out, value, true);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry<'a>(request: &'a [u8], agent: Option<&'a [u8]>) -> Entry<'a> {
+        Entry {
+            client: Some("203.0.113.7:5000".parse().unwrap()),
+            request,
+            status: 200,
+            bytes: 123,
+            referer: None,
+            user_agent: agent,
+            micros: 42,
+        }
+    }
+
+    #[test]
+    fn combined_lines_escape_what_clients_send() {
+        let mut log = LogBuffer::new(3, LogFormat::Combined, 1 << 16);
+        log.record(&entry(b"GET /a\"b HTTP/1.1", Some(b"curl/8 \x01\"x")));
+        let line = String::from_utf8(log.take()).unwrap();
+        assert!(line.starts_with("203.0.113.7 - - ["), "{line}");
+        assert!(
+            line.ends_with("] \"GET /a\\\"b HTTP/1.1\" 200 123 \"-\" \"curl/8 \\x01\\\"x\" 42 3\n"),
+            "{line}"
+        );
+        assert_eq!(line.lines().count(), 1);
+    }
+
+    #[test]
+    fn json_lines_parse_and_a_full_buffer_drops() {
+        let mut log = LogBuffer::new(0, LogFormat::Json, 400);
+        for _ in 0..10 {
+            log.record(&entry(b"GET / HTTP/1.1", Some(b"\xff\n")));
+        }
+        assert!(log.dropped > 0);
+        let text = String::from_utf8(log.take()).unwrap();
+        assert_eq!(text.lines().count() as u64 + log.dropped, 10);
+        assert!(text.len() <= 400);
+        assert!(text.contains("\"user_agent\":\"\\u00ff\\u000a\""), "{text}");
+        assert!(text.contains("\"referer\":null"), "{text}");
+    }
+}

@@ -1,0 +1,32 @@
+//! [`Files`]: a handler's own static files, served with percore's machinery.
+
+use crate::config::StaticConfig;
+use crate::files::StaticFiles;
+
+/// A core's own static files, for [`crate::Response::file`]: a root directory with percore's
+/// validators, ranges and cache of small files. Build one per core in the state factory
+/// (in a `RefCell`, since serving fills its cache).
+#[derive(Debug)]
+pub struct Files(pub(crate) StaticFiles);
+
+impl Files {
+    /// Files beneath `root`, with the `[static]` settings (`cache_file_max_bytes`,
+    /// `cache_bytes`, `chunk_bytes`, `directio_bytes`; its `root` and `mount` are not used).
+    pub fn open(
+        root: impl AsRef<std::path::Path>,
+        settings: &StaticConfig,
+    ) -> std::io::Result<Files> {
+        let config = StaticConfig {
+            root: root.as_ref().to_path_buf(),
+            mount: "/".into(),
+            ..settings.clone()
+        };
+        let fd = StaticFiles::open_root(&config.root)?;
+        Ok(Files(StaticFiles::new(&config, fd)))
+    }
+
+    /// Requests answered from this cache.
+    pub fn cache_hits(&self) -> u64 {
+        self.0.cache_hits()
+    }
+}

@@ -1,0 +1,88 @@
+//! What an [`App`] does as a server or a whole program: check a configuration, start,
+//! serve until a signal, and `main` with percore's command line.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use super::factory::AppFactory;
+use super::App;
+use crate::config::{Args, Command, Config};
+use crate::metrics::StatsBoard;
+use crate::server::{self, Server, StartError};
+
+impl<S: 'static> App<S> {
+    /// Checks `config` as [`App::start`] would, without serving: the cores exist and are
+    /// usable, the address is one of this machine's (and its port free, or held by
+    /// `SO_REUSEPORT` sockets of this user, such as a running percore's), the static root
+    /// opens, the routes the configuration adds are well formed. The state factory is not
+    /// run.
+    pub fn check(&self, config: &Config) -> Result<(), StartError> {
+        server::check(config)?;
+        let board = StatsBoard::new(1);
+        self.routes_and_root(config, &board, &[0])?;
+        Ok(())
+    }
+
+    /// Binds, starts one executor per configured core (each building its state), and
+    /// returns once all serve.
+    pub fn start(self, config: Config) -> Result<Server, StartError> {
+        Server::start(config, &AppFactory(Arc::new(self)), Vec::new())
+    }
+
+    /// Serves until SIGINT or SIGTERM, then drains and prints the run's summary. SIGHUP
+    /// starts new cores with the same configuration and drains the old ones ([`App::main`]
+    /// reads the file again).
+    pub fn run(self, config: Config) -> Result<(), StartError> {
+        let again = config.clone();
+        server::serve(
+            config,
+            AppFactory(Arc::new(self)),
+            move || Ok(again.clone()),
+        )
+    }
+
+    /// The whole program: reads percore's flags (`--config`, `--port`, `--cores`…, see
+    /// `percore --help`), serves until SIGINT or SIGTERM, and turns an error into one line
+    /// on stderr and exit status 1.
+    pub fn main(self) -> ExitCode {
+        self.main_from(std::env::args_os())
+    }
+
+    /// [`App::main`] with the command line given (program name first).
+    pub fn main_from<I, T>(self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser;
+        let args = match Args::try_parse_from(args) {
+            Ok(args) => args,
+            // Help, version and usage errors, printed as clap prints them.
+            Err(error) => error.exit(),
+        };
+        let outcome = if let Some(Command::Report { dir }) = &args.command {
+            crate::report::report_dir(dir)
+        } else if args.check {
+            let checked = args
+                .load()
+                .map_err(StartError::from)
+                .and_then(|config| self.check(&config));
+            checked
+                .map(|()| println!("configuration ok"))
+                .map_err(|e| e.to_string())
+        } else {
+            // SIGHUP reads the file again, with the same flags over it.
+            let served = args.load().map_err(StartError::from).and_then(|config| {
+                server::serve(config, AppFactory(Arc::new(self)), move || args.load())
+            });
+            served.map_err(|e| e.to_string())
+        };
+        match outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("percore: error: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

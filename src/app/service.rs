@@ -1,0 +1,180 @@
+//! One core's service: the shared route table, this core's state and buffers. It is what
+//! the engine asks to answer each request (it implements `engine::Application`), and it
+//! finds the handler, calls it with the request and a response, and catches its panics.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_lite::FutureExt;
+
+use super::response::Scratch;
+use super::router::{Lookup, Params, Router};
+use super::{AsyncHandler, Files, Handler, Request, Response};
+use crate::engine::{Application, Deferred, LateAnswer, Peer};
+use crate::http::request::{Method, RawRequest};
+use crate::http::response::{ResponseWriter, TEXT_PLAIN};
+use crate::http::status::Status;
+
+/// One core's service.
+pub(crate) struct AppService<S: 'static> {
+    router: Arc<Router<Handler<S>>>,
+    state: Rc<S>,
+    scratch: Scratch,
+    params: Params,
+    allow: String,
+    /// The core has begun draining (the health route answers 503).
+    draining: bool,
+    /// The static route's files, when the app serves them.
+    files: Option<Files>,
+}
+
+impl<S: 'static> AppService<S> {
+    pub(crate) fn new(router: Arc<Router<Handler<S>>>, state: S, files: Option<Files>) -> Self {
+        AppService {
+            router,
+            state: Rc::new(state),
+            scratch: Scratch::default(),
+            params: Params::default(),
+            allow: String::new(),
+            draining: false,
+            files,
+        }
+    }
+}
+
+impl<S: 'static> Application for AppService<S> {
+    fn wants_body(&mut self, request: &RawRequest<'_>) -> bool {
+        let found = self.router.find(
+            request.method(),
+            request.path(),
+            &mut self.params,
+            &mut self.allow,
+        );
+        matches!(found, Lookup::Handler(Handler::Sync(_) | Handler::Async(_)))
+    }
+
+    fn answer(
+        &mut self,
+        peer: &Peer,
+        request: &RawRequest<'_>,
+        response: &mut ResponseWriter,
+    ) -> Option<Deferred> {
+        if request.head.asterisk {
+            // `OPTIONS *` asks about the server as a whole.
+            self.router.all_methods(&mut self.allow);
+            response.send(Status::NO_CONTENT, None, &[("Allow", &self.allow)], &[]);
+            return None;
+        }
+        let found = self.router.find(
+            request.method(),
+            request.path(),
+            &mut self.params,
+            &mut self.allow,
+        );
+        let handler = match found {
+            Lookup::Handler(handler) => handler,
+            Lookup::NotFound => {
+                response.send_status(Status::NOT_FOUND, &[]);
+                return None;
+            }
+            Lookup::NotAllowed if request.head.method == Method::Options => {
+                response.send(Status::NO_CONTENT, None, &[("Allow", &self.allow)], &[]);
+                return None;
+            }
+            Lookup::NotAllowed => {
+                response.send_status(Status::METHOD_NOT_ALLOWED, &[("Allow", &self.allow)]);
+                return None;
+            }
+        };
+        let user_request = Request {
+            inner: *request,
+            params: &self.params,
+            peer: *peer,
+        };
+        match handler {
+            Handler::Sync(handler) => {
+                let state = &*self.state;
+                let scratch = &mut self.scratch;
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    let mut user = Response::new(response, scratch);
+                    handler(&user_request, &mut user, state);
+                    user.finish()
+                }));
+                settle(outcome, response)
+            }
+            Handler::Async(handler) => {
+                start_task(&**handler, user_request, self.state.clone(), response)
+            }
+            Handler::Health => {
+                let (status, body): (Status, &[u8]) = match self.draining {
+                    false => (Status::OK, b"ok\n"),
+                    true => (Status::SERVICE_UNAVAILABLE, b"draining\n"),
+                };
+                let extra = [("Cache-Control", "no-store")];
+                response.send(status, Some(TEXT_PLAIN), &extra, &[body]);
+                None
+            }
+            Handler::Files => {
+                let Some(files) = self.files.as_mut() else {
+                    response.fail();
+                    return None;
+                };
+                let scratch = &mut self.scratch;
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    let rest = files.0.under_mount(user_request.inner.path());
+                    let mut user = Response::new(response, scratch);
+                    user.serve_file(files, &user_request, rest, true);
+                    user.finish()
+                }));
+                settle(outcome, response)
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    fn file_cache_hits(&self) -> u64 {
+        self.files.as_ref().map_or(0, Files::cache_hits)
+    }
+}
+
+/// A handler's outcome: the file body it left to send, or, when it panicked, a 500 in place
+/// of what it wrote.
+fn settle(
+    outcome: std::thread::Result<Option<crate::files::FileBody>>,
+    response: &mut ResponseWriter,
+) -> Option<Deferred> {
+    match outcome {
+        Ok(file) => file.map(|file| Deferred::File(Box::new(file))),
+        Err(_) => {
+            response.fail();
+            None
+        }
+    }
+}
+
+/// Calls an async handler: its future, made here, becomes a task whose answer is written
+/// as a late response (a 500 if it panicked).
+#[inline(never)]
+fn start_task<S>(
+    handler: &AsyncHandler<S>,
+    request: Request<'_>,
+    state: Rc<S>,
+    response: &mut ResponseWriter,
+) -> Option<Deferred> {
+    let made = catch_unwind(AssertUnwindSafe(|| handler(request.to_owned(), state)));
+    let Ok(future) = made else {
+        response.fail();
+        return None;
+    };
+    Some(Deferred::Task(Box::pin(async move {
+        let outcome = AssertUnwindSafe(future).catch_unwind().await;
+        Box::new(move |writer: &mut ResponseWriter| match outcome {
+            Ok(reply) => reply.write(writer),
+            Err(_) => writer.fail(),
+        }) as LateAnswer
+    })))
+}

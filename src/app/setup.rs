@@ -1,0 +1,35 @@
+//! What each core's state factory is given.
+
+use serde::de::DeserializeOwned;
+
+use super::BoxError;
+use crate::config::Config;
+
+/// What one core's factory is given.
+#[derive(Debug)]
+pub struct Setup<'a> {
+    /// The CPU this core runs on.
+    pub cpu: usize,
+    /// Its position among the server's cores, from 0.
+    pub index: usize,
+    /// The server's configuration.
+    pub config: &'a Config,
+}
+
+impl Setup<'_> {
+    /// The `[app]` table of the configuration file, read as `T`.
+    ///
+    /// ```
+    /// # use percore::{Config, Setup};
+    /// #[derive(serde::Deserialize)]
+    /// struct Settings { greeting: String }
+    ///
+    /// let config = Config::from_toml("[app]\ngreeting = \"Hello\"\n", "test").unwrap();
+    /// let setup = Setup { cpu: 0, index: 0, config: &config };
+    /// assert_eq!(setup.settings::<Settings>().unwrap().greeting, "Hello");
+    /// ```
+    pub fn settings<T: DeserializeOwned>(&self) -> Result<T, BoxError> {
+        let table = toml::Value::Table(self.config.app.clone());
+        T::deserialize(table).map_err(|e| format!("[app]: {e}").into())
+    }
+}

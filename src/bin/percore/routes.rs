@@ -1,0 +1,45 @@
+//! The `percore` binary's routes, registered through the library's public API like any
+//! user's: `GET /echo?name=X` → `Hi, X!` (the reference workload of the C server 80s), and
+//! the statistics, metrics, health and static-file routes percore offers every app.
+
+use percore::{App, Request, Response};
+
+/// The `percore` binary's app: `GET /echo`, `GET report.stats_path`,
+/// `GET report.metrics_path`, `GET report.health_path` and the static files under
+/// `static.mount`, with no state of its own.
+pub fn percore_app() -> App<()> {
+    App::new(|_| Ok(()))
+        .get("/echo", echo)
+        .stats()
+        .metrics()
+        .health()
+        .static_files()
+}
+
+/// Answers `GET /echo?name=X` with `Hi, X!`.
+///
+/// `X` is the first `name` parameter of the query, percent-decoded (`+` stays a plus: this
+/// is a URI query, not a submitted form), straight into the core's response buffer, so
+/// nothing is allocated. A missing parameter or a broken escape is a 400 on a connection
+/// that stays open: the request itself was well framed.
+pub fn echo<S>(request: &Request<'_>, response: &mut Response<'_>, _: &S) {
+    let name = request.query_bytes().and_then(|query| {
+        query
+            .split(|&b| b == b'&')
+            .find_map(|pair| pair.strip_prefix(b"name="))
+    });
+    let Some(name) = name else {
+        response.status(400).text("missing query parameter: name\n");
+        return;
+    };
+    response.plain();
+    let body = response.body_mut();
+    body.extend_from_slice(b"Hi, ");
+    if percore::percent_decode(name, body).is_err() {
+        response
+            .status(400)
+            .text("invalid percent-encoding in name\n");
+        return;
+    }
+    body.push(b'!');
+}

@@ -1,0 +1,171 @@
+//! Accepting: one multishot accept per listening socket. A new connection becomes a record
+//! in the table with a multishot receive armed, unless the core is full (a minimal 503) or,
+//! with the PROXY protocol, its source may not speak for clients (closed at once).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+
+use io_uring::{cqueue, opcode, squeue, types};
+
+use super::conn::{Conn, Phase};
+use super::shard::Shard;
+use super::table::Key;
+use super::token::{token, Op, NO_KEY};
+use super::Application;
+use crate::http::session::Session;
+use crate::proxy_protocol::is_trusted;
+use crate::support::stderr::error_line;
+
+/// Pause after an accept error such as EMFILE before accepting again, so that a core out of
+/// file descriptors does not spin.
+const ACCEPT_ERROR_BACKOFF_MS: u64 = 50;
+
+/// Sent to connections refused at `server.max_connections_per_core`.
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: percore\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// The accept token of listener `index`.
+pub(super) fn accept_token(index: usize) -> u64 {
+    let key = Key {
+        index: index as u32,
+        generation: 0,
+    };
+    token(Op::Accept, key, 0)
+}
+
+impl<A: Application> Shard<A> {
+    pub(super) fn arm_accept(&mut self, index: usize) {
+        let Some(listener) = self.listening.sockets.get(index) else {
+            return;
+        };
+        let accept = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(accept_token(index));
+        self.push_plain(&accept);
+        self.listening.armed[index] = true;
+    }
+
+    /// After an accept error's pause, accepts again on every listener that stopped.
+    pub(super) fn retry_accept(&mut self) {
+        let Some(at) = self.listening.retry_ms else {
+            return;
+        };
+        if self.now.ms >= at {
+            self.listening.retry_ms = None;
+            for index in 0..self.listening.sockets.len() {
+                if !self.listening.armed[index] {
+                    self.arm_accept(index);
+                }
+            }
+        }
+    }
+
+    /// Stops accepting: cancels the accepts and closes the core's descriptors of the
+    /// listening sockets (after a reload the sockets stay open in the next server, which
+    /// accepts what is queued).
+    pub(super) fn stop_accepting(&mut self) {
+        let sockets = std::mem::take(&mut self.listening.sockets);
+        for (index, listener) in sockets.into_iter().enumerate() {
+            if self.listening.armed[index] {
+                let cancel = opcode::AsyncCancel::new(accept_token(index))
+                    .build()
+                    .flags(squeue::Flags::SKIP_SUCCESS)
+                    .user_data(token(Op::Ignore, NO_KEY, 0));
+                self.push_plain(&cancel);
+            }
+            drop(listener);
+        }
+    }
+
+    pub(super) fn on_accept(&mut self, index: usize, result: i32, flags: u32) {
+        if !cqueue::more(flags) && index < self.listening.armed.len() {
+            self.listening.armed[index] = false;
+            if self.is_serving() {
+                if result >= 0 || is_transient_accept_error(-result) {
+                    self.arm_accept(index);
+                } else {
+                    error_line(
+                        Some(self.reporting.links.cpu),
+                        format_args!(
+                            "accept failed: {}; accepting again in {ACCEPT_ERROR_BACKOFF_MS} ms",
+                            io::Error::from_raw_os_error(-result)
+                        ),
+                    );
+                    self.listening.retry_ms = Some(self.now.ms + ACCEPT_ERROR_BACKOFF_MS);
+                }
+            }
+        }
+        if result < 0 {
+            return;
+        }
+        // A connection accepted while the drain's cancel was on its way is served like the
+        // others (its response says `Connection: close`): the client has sent its request,
+        // and closing would lose it.
+        let fd = result;
+        if let Some(allowed) = &self.settings.proxy_from {
+            // Only the balancers may say who the client is.
+            if !peer_of(fd).is_some_and(|peer| is_trusted(allowed, peer.ip())) {
+                self.reporting.metrics.counters.borrow_mut().protocol_errors += 1;
+                // SAFETY: a descriptor the kernel just gave us.
+                unsafe { libc::close(fd) };
+                return;
+            }
+        }
+        if self.table.open() >= self.settings.max_connections {
+            refuse(fd);
+            self.reporting.metrics.counters.borrow_mut().refused += 1;
+            return;
+        }
+        self.reporting.metrics.counters.borrow_mut().accepted += 1;
+        let key = self.table.new_key();
+        let session = Session::new(self.settings.limits, self.settings.max_requests);
+        let mut conn = Box::new(Conn::new(
+            fd,
+            key,
+            session,
+            (self.now.ms, self.now.reaped_at),
+        ));
+        if self.settings.proxy_from.is_some() {
+            conn.phase = Phase::ProxyHeader;
+        } else if self.reporting.log.is_some() {
+            // The access log names the client: asked once per connection (a PROXY header
+            // names it instead when there is one).
+            conn.client = peer_of(fd).map(Box::new);
+        }
+        self.arm_recv(&mut conn);
+        self.schedule(&conn);
+        self.table.put(conn);
+    }
+}
+
+/// The address at the other end of a socket.
+pub(super) fn peer_of(fd: RawFd) -> Option<SocketAddr> {
+    // SAFETY: the connection's own descriptor, open for the call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    socket2::SockRef::from(&fd).peer_addr().ok()?.as_socket()
+}
+
+/// Errors that concern one pending connection (it was reset before we took it); anything
+/// else (EMFILE, ENFILE, ENOBUFS, ENOMEM) is a resource problem worth pausing for.
+fn is_transient_accept_error(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::ECONNABORTED | libc::ECONNRESET | libc::EINTR | libc::EAGAIN | libc::ECANCELED
+    )
+}
+
+/// Best-effort 503 without waiting, then close: the socket's send buffer is empty, so one
+/// non-blocking send either takes it all or the client never learns why.
+fn refuse(fd: RawFd) {
+    // SAFETY: a descriptor we own; the buffer is valid for the call.
+    unsafe {
+        libc::send(
+            fd,
+            REFUSED.as_ptr().cast(),
+            REFUSED.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        );
+        libc::close(fd);
+    }
+}

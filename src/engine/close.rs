@@ -1,0 +1,72 @@
+//! The end of a connection. After every event the record is settled: it closes or
+//! lingers once it has nothing left to do, and otherwise gets its receive and deadline put
+//! right and goes back in the table.
+
+use io_uring::{opcode, squeue, types};
+
+use super::conn::{Conn, Ending, Phase, Send, Wait};
+use super::shard::Shard;
+use super::token::{token, Op, NO_KEY};
+use super::Application;
+
+/// After an error response, how long unread client bytes are drained before closing, so the
+/// kernel does not answer them with a reset that could destroy the response in flight.
+const LINGER_MS: u64 = 2000;
+
+impl<A: Application> Shard<A> {
+    /// After any event: closes or lingers once the connection has nothing left to do, and
+    /// otherwise keeps its receive and deadline right. Puts the record back.
+    pub(super) fn settle(&mut self, mut conn: Box<Conn>) {
+        let quiet = !conn.sending() && matches!(conn.wait, Wait::Nothing) && conn.out.is_empty();
+        if conn.phase == Phase::Open && quiet {
+            let done = conn.session.is_closed() || conn.input_ended;
+            if done {
+                let unread = conn.ending == Ending::Linger || conn.input.pending() > 0;
+                if unread && !conn.input_ended {
+                    conn.linger(self.now.ms + LINGER_MS);
+                    self.buffers.reads.give(std::mem::take(&mut conn.input.buf));
+                } else {
+                    return self.close(conn);
+                }
+            }
+        }
+        match conn.phase {
+            Phase::Closing if !conn.sending() => return self.close(conn),
+            Phase::Linger { .. } if conn.input_ended => return self.close(conn),
+            Phase::ProxyHeader if conn.input_ended => return self.close(conn),
+            _ => {}
+        }
+        self.steer_recv(&mut conn);
+        self.schedule(&conn);
+        self.table.put(conn);
+    }
+
+    /// Closes the socket (after stopping its receive) and forgets the record. A send still
+    /// in flight reads from the record's buffer, so that waits for its completion.
+    fn close(&mut self, mut conn: Box<Conn>) {
+        if conn.sending() {
+            conn.cut();
+            return self.table.put(conn);
+        }
+        self.cancel_recv(&mut conn);
+        let close = opcode::Close::new(types::Fd(conn.fd))
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(token(Op::Ignore, NO_KEY, 0));
+        self.push_plain(&close);
+        let key = conn.key;
+        self.gathered -= conn.held;
+        self.wheel.remove(key.index);
+        self.free_buffers(*conn);
+        self.table.release(key);
+        self.reporting.metrics.counters.borrow_mut().closed += 1;
+    }
+
+    fn free_buffers(&mut self, conn: Conn) {
+        self.buffers.reads.give(conn.input.buf);
+        self.buffers.writes.give(conn.out);
+        if let Send::InFlight { buf, chunk, .. } = conn.send {
+            self.give_send_buffer(buf, chunk);
+        }
+    }
+}

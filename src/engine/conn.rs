@@ -1,0 +1,230 @@
+//! One connection's record: its socket, its place in the table, its protocol session, the
+//! buffers it is lent while it has bytes to hold, and where it stands, as enums with named
+//! transitions rather than flags.
+//!
+//! A connection is a record, not a task: the core finds it by its key when a completion,
+//! a file read or a deadline names it, acts, and puts it back (`close` decides whether it
+//! lives on).
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::time::Instant;
+
+use super::table::Key;
+use super::transfer::Transfer;
+use super::Pending;
+use crate::http::session::Session;
+
+/// No time: the value of a record's optional times when unset (they are `u64`, not
+/// `Option<u64>`, to keep the record small).
+pub(super) const NEVER: u64 = u64::MAX;
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Its PROXY protocol header is still to be read (`server.proxy_protocol`).
+    ProxyHeader,
+    /// Exchanging requests and responses.
+    Open,
+    /// Our side is shut after the last response; what the client still sends is read and
+    /// dropped until it closes, `dropped` reaches the linger bound, or `until` passes.
+    Linger { dropped: u32, until: u64 },
+    /// Cut while a send was in flight: the record waits for that send's completion.
+    Closing,
+}
+
+/// Where the connection's receive stands in the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Recv {
+    /// A multishot receive is armed.
+    Armed,
+    /// None armed: the connection holds enough unprocessed input, or it has ended.
+    Off,
+    /// Ended with `ENOBUFS` (the buffer ring ran dry); armed again once buffers are back.
+    Starved,
+}
+
+/// The connection's send.
+#[derive(Debug)]
+pub(super) enum Send {
+    /// None in flight.
+    Idle,
+    /// One in flight from `buf`, of which `sent` bytes are gone; `since` is when it was
+    /// queued or last made progress (for the write timeout).
+    InFlight {
+        buf: Vec<u8>,
+        sent: usize,
+        /// `buf` is a file chunk (it goes back to the chunk pool).
+        chunk: bool,
+        since: u64,
+    },
+}
+
+/// What the connection waits for besides its socket; it answers nothing more meanwhile.
+pub(super) enum Wait {
+    /// Nothing.
+    Nothing,
+    /// A static file's body on its way out.
+    File(Box<Transfer>),
+    /// An async handler making the response to its last request.
+    Task,
+}
+
+/// What happens once the session has ended and its last response is out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// Close the socket.
+    Close,
+    /// Shut our side and linger (input left unread, or an error response that the client,
+    /// still sending, might otherwise lose to a reset).
+    Linger,
+}
+
+/// Input received but not processed yet: `buf[start..]`, held only while a request is
+/// incomplete or processing waits (no capacity otherwise).
+#[derive(Default)]
+pub(super) struct Input {
+    pub(super) buf: Vec<u8>,
+    pub(super) start: usize,
+}
+
+impl Input {
+    /// Bytes waiting.
+    pub(super) fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// The bytes waiting.
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Drops everything.
+    pub(super) fn clear(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+    }
+
+    /// Moves what is waiting to the front of the buffer.
+    pub(super) fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.copy_within(self.start.., 0);
+            self.buf.truncate(self.buf.len() - self.start);
+            self.start = 0;
+        }
+    }
+}
+
+/// One connection's record.
+pub(super) struct Conn {
+    pub(super) fd: RawFd,
+    pub(super) key: Key,
+    pub(super) phase: Phase,
+    pub(super) recv: Recv,
+    /// Which arming of the receive is current (a cancelled one may still complete).
+    pub(super) recv_epoch: u8,
+    /// The client closed its side, or the connection failed: nothing more will be read.
+    pub(super) input_ended: bool,
+    pub(super) send: Send,
+    pub(super) wait: Wait,
+    pub(super) ending: Ending,
+    pub(super) session: Session<Pending>,
+    pub(super) input: Input,
+    /// Responses not yet handed to a send (no capacity while empty).
+    pub(super) out: Vec<u8>,
+    /// Bytes its session holds for a body being gathered, as last counted in the core's
+    /// total.
+    pub(super) held: usize,
+    /// The client's address as a PROXY header named it, or the socket's peer when the
+    /// access log needs it (boxed: most connections have neither).
+    pub(super) client: Option<Box<SocketAddr>>,
+    /// When the head now being read started (ms), for the header timeout; [`NEVER`] when
+    /// none is.
+    pub(super) head_started: u64,
+    /// Last time bytes moved either way (ms), for the keep-alive and body timeouts.
+    pub(super) active_ms: u64,
+    /// When the bytes now being answered were reaped: the start of their latency.
+    pub(super) read_at: Instant,
+}
+
+impl Conn {
+    /// A connection just accepted.
+    pub(super) fn new(fd: RawFd, key: Key, session: Session<Pending>, now: (u64, Instant)) -> Conn {
+        Conn {
+            fd,
+            key,
+            phase: Phase::Open,
+            recv: Recv::Off,
+            recv_epoch: 0,
+            input_ended: false,
+            send: Send::Idle,
+            wait: Wait::Nothing,
+            ending: Ending::Close,
+            session,
+            input: Input::default(),
+            out: Vec::new(),
+            held: 0,
+            client: None,
+            head_started: NEVER,
+            active_ms: now.0,
+            read_at: now.1,
+        }
+    }
+
+    /// A send is in flight.
+    pub(super) fn sending(&self) -> bool {
+        matches!(self.send, Send::InFlight { .. })
+    }
+
+    /// Between requests with nothing buffered, sent or awaited: a keep-alive wait.
+    pub(super) fn idle(&self) -> bool {
+        self.session.is_between_requests()
+            && self.input.pending() == 0
+            && !self.sending()
+            && self.out.is_empty()
+            && matches!(self.wait, Wait::Nothing)
+    }
+
+    /// A file read or an async handler is at work for it.
+    pub(super) fn working(&self) -> bool {
+        match &self.wait {
+            Wait::Nothing => false,
+            Wait::Task => true,
+            Wait::File(transfer) => transfer.reading,
+        }
+    }
+
+    /// Whether it should be receiving: it is open, lingering or waiting for its PROXY
+    /// header, the client has not closed, and it is not already holding `cap` bytes of
+    /// unprocessed input.
+    ///
+    /// The cap is soft: completions the kernel posted before a cancel took effect are still
+    /// kept (in order), so a connection may hold up to what its socket had already received
+    /// on top of it.
+    pub(super) fn wants_input(&self, cap: usize) -> bool {
+        match self.phase {
+            Phase::Closing => false,
+            Phase::Linger { .. } => !self.input_ended,
+            Phase::Open | Phase::ProxyHeader => {
+                !self.input_ended && !self.session.is_closed() && self.input.pending() < cap
+            }
+        }
+    }
+
+    /// Ends the connection now, whatever it was doing: a send in flight fails at once.
+    pub(super) fn cut(&mut self) {
+        // SAFETY: shutdown(2) on the connection's own socket.
+        unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        self.input_ended = true;
+        self.phase = Phase::Closing;
+    }
+
+    /// Shuts our side and keeps reading until `until`, so unread client bytes do not turn
+    /// the close into a reset that could destroy the response just sent.
+    pub(super) fn linger(&mut self, until: u64) {
+        // SAFETY: shutdown(2) on the connection's own socket.
+        unsafe { libc::shutdown(self.fd, libc::SHUT_WR) };
+        self.phase = Phase::Linger { dropped: 0, until };
+        self.input.clear();
+    }
+}

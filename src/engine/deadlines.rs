@@ -1,0 +1,97 @@
+//! Each connection's one deadline at a time (head, body, keep-alive, write, linger, the
+//! drain's grace), kept in the core's timing wheel and checked once per turn.
+
+use super::conn::{Conn, Ending, Phase, Send, NEVER};
+use super::shard::{Lifecycle, Shard};
+use super::wheel::Wheel;
+use super::Application;
+use crate::http::status::Status;
+
+impl<A: Application> Shard<A> {
+    /// When the connection's current wait ends, in ms since start.
+    fn deadline(&self, conn: &Conn) -> Option<u64> {
+        let settings = &self.settings;
+        match conn.phase {
+            Phase::Linger { until, .. } => return Some(until),
+            Phase::Closing => return None,
+            Phase::Open | Phase::ProxyHeader => {}
+        }
+        if let Send::InFlight { since, .. } = conn.send {
+            return Some(since + settings.write_timeout_ms);
+        }
+        if conn.working() {
+            // A file read or a handler is at work: neither is the client's to hurry.
+            return None;
+        }
+        if conn.session.is_reading_body() {
+            return Some(conn.active_ms + settings.body_timeout_ms);
+        }
+        let keepalive = conn.active_ms + settings.keepalive_timeout_ms;
+        match (conn.head_started, self.life) {
+            (NEVER, Lifecycle::Draining { idle_until, .. }) => Some(keepalive.min(idle_until)),
+            (NEVER, _) => Some(keepalive),
+            (started, _) => Some(started + settings.header_timeout_ms),
+        }
+    }
+
+    /// Makes sure the wheel looks at the connection no later than its deadline.
+    pub(super) fn schedule(&mut self, conn: &Conn) {
+        if let Some(deadline) = self.deadline(conn) {
+            self.wheel
+                .schedule(conn.key.index, Wheel::tick_of(deadline));
+        }
+    }
+
+    /// Looks at every connection the wheel finds due: those whose deadline passed time out,
+    /// the others are queued again for their real deadline (by `settle`).
+    pub(super) fn expire(&mut self) {
+        let mut due = std::mem::take(&mut self.due);
+        self.wheel.advance(self.now.ms, &mut due);
+        for &index in &due {
+            let Some(key) = self.table.key_at(index) else {
+                continue;
+            };
+            let Some(mut conn) = self.table.take(key) else {
+                continue;
+            };
+            if self.deadline(&conn).is_some_and(|at| at <= self.now.ms) {
+                self.time_out(&mut conn);
+            }
+            self.settle(conn);
+        }
+        due.clear();
+        self.due = due;
+    }
+
+    /// The connection's deadline passed.
+    fn time_out(&mut self, conn: &mut Conn) {
+        if !matches!(conn.phase, Phase::Open | Phase::ProxyHeader) {
+            conn.input_ended = true;
+            return;
+        }
+        if conn.sending() {
+            // The client stopped taking bytes.
+            return conn.cut();
+        }
+        if conn.phase == Phase::ProxyHeader {
+            // No header in time: nothing is answered to a balancer that says nothing.
+            self.reporting.metrics.counters.borrow_mut().protocol_errors += 1;
+            return conn.cut();
+        }
+        if conn.out.capacity() == 0 {
+            conn.out = self.buffers.writes.take();
+        }
+        let partial = conn.input.pending() > 0;
+        if !self.is_serving() && conn.idle() {
+            // Silent through the drain's grace: our side shuts and what the client may still
+            // send is read and dropped, so the close cannot become a reset.
+            conn.ending = Ending::Linger;
+        }
+        if conn.session.time_out(&mut conn.out, partial) {
+            let class = Status::REQUEST_TIMEOUT.class();
+            self.reporting.metrics.record_one(class, true, None);
+            conn.ending = Ending::Linger;
+            self.flush(conn);
+        }
+    }
+}

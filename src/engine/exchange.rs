@@ -1,0 +1,291 @@
+//! The exchange: received bytes through the connection's session, which asks the
+//! application (through [`Exchange`], the engine's side of `http::session::Service`) to
+//! answer each complete request, and the responses into the connection's output buffer.
+//!
+//! Here too the engine keeps its own books on each answer: the access log line (written
+//! when the response is made, or, for an async handler's, when its late response is), the
+//! metrics, the error line for a request refused for a protocol error, and the memory
+//! bodies being gathered hold.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use super::conn::{Conn, Ending, Wait, NEVER};
+use super::shard::Shard;
+use super::{Application, Deferred, Peer, Pending};
+use crate::access_log::{Entry, LogBuffer};
+use crate::http::request::RawRequest;
+use crate::http::response::ResponseWriter;
+use crate::http::session::{Service, OUTPUT_HIGH_WATER};
+use crate::http::status::Status;
+use crate::support::stderr::error_line;
+
+/// What the access log will say of a request whose response an async handler is still
+/// making.
+pub(super) struct LateLog {
+    request: Vec<u8>,
+    referer: Option<Vec<u8>>,
+    user_agent: Option<Vec<u8>>,
+    client: Option<SocketAddr>,
+    read_at: Instant,
+}
+
+impl LateLog {
+    /// Writes the line, now that the response is made: `status`, `bytes` long.
+    pub(super) fn record(&self, log: &mut LogBuffer, status: Status, bytes: u64) {
+        log.record(&Entry {
+            client: self.client,
+            request: &self.request,
+            status: status.0,
+            bytes,
+            referer: self.referer.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            micros: self.read_at.elapsed().as_micros() as u64,
+        });
+    }
+}
+
+/// The session's service while one connection's bytes are processed: the application,
+/// who is at the other end, and the core's access log.
+pub(crate) struct Exchange<'a, A> {
+    pub(crate) app: &'a mut A,
+    pub(crate) peer: Peer,
+    pub(crate) log: Option<&'a mut LogBuffer>,
+    /// When the bytes being answered were reaped (for the log's durations).
+    pub(crate) read_at: Instant,
+}
+
+impl<A: Application> Service for Exchange<'_, A> {
+    type Deferred = Pending;
+
+    fn wants_body(&mut self, request: &RawRequest<'_>) -> bool {
+        self.app.wants_body(request)
+    }
+
+    fn call(&mut self, request: &RawRequest<'_>, response: &mut ResponseWriter) -> Option<Pending> {
+        let deferred = self.app.answer(&self.peer, request, response);
+        let (peer, read_at) = (self.peer, self.read_at);
+        let log = match self.log.as_deref_mut() {
+            Some(log) => log_answer(log, peer, read_at, request, response, deferred.as_ref()),
+            None => None,
+        };
+        deferred.map(|what| Pending { what, log })
+    }
+}
+
+/// Logs the answer to `request`, or, for an async handler's, keeps what the line will say.
+#[inline(never)]
+fn log_answer(
+    log: &mut LogBuffer,
+    peer: Peer,
+    read_at: Instant,
+    request: &RawRequest<'_>,
+    response: &ResponseWriter,
+    deferred: Option<&Deferred>,
+) -> Option<Box<LateLog>> {
+    let referer = request.header(b"referer");
+    let user_agent = request.header(b"user-agent");
+    let file = match deferred {
+        Some(Deferred::Task(_)) => {
+            return Some(Box::new(LateLog {
+                request: request.line().to_vec(),
+                referer: referer.map(<[u8]>::to_vec),
+                user_agent: user_agent.map(<[u8]>::to_vec),
+                client: peer.client,
+                read_at,
+            }));
+        }
+        Some(Deferred::File(body)) => body.len,
+        None => 0,
+    };
+    log.record(&Entry {
+        client: peer.client,
+        request: request.line(),
+        status: response.sent().map_or(500, |s| s.0),
+        bytes: response.written() as u64 + file,
+        referer,
+        user_agent,
+        micros: read_at.elapsed().as_micros() as u64,
+    });
+    None
+}
+
+/// A client's address in an error line, or `-`.
+struct Client(Option<SocketAddr>);
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{}", addr.ip()),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+impl<A: Application> Shard<A> {
+    /// Answers what is buffered: `fresh` bytes from a receive buffer, after any input the
+    /// connection kept. Stops when a request is incomplete, the output is at its high-water
+    /// mark between requests, the connection waits for a file or a handler, or the session
+    /// has ended. Unprocessed fresh bytes are copied into the connection's input buffer.
+    pub(super) fn pump(&mut self, conn: &mut Conn, mut fresh: &[u8]) {
+        if conn.input.pending() > 0 && !fresh.is_empty() {
+            conn.input.buf.extend_from_slice(fresh);
+            fresh = &[];
+        }
+        loop {
+            // The high-water mark applies between requests only, as in the session: a body
+            // must be read to its end even when the response waiting for it is large, or
+            // that response could never be committed and sent.
+            let full = conn.out.len() >= OUTPUT_HIGH_WATER && conn.session.is_between_requests();
+            if !matches!(conn.wait, Wait::Nothing) || conn.session.is_closed() || full {
+                break;
+            }
+            let from_fresh = conn.input.pending() == 0;
+            let input = if from_fresh {
+                fresh
+            } else {
+                conn.input.bytes()
+            };
+            if input.is_empty() {
+                break;
+            }
+            if conn.out.capacity() == 0 {
+                conn.out = self.buffers.writes.take();
+            }
+            let draining = !self.is_serving();
+            let client = conn.client.as_deref().copied();
+            let mut exchange = Exchange {
+                app: &mut self.app,
+                peer: Peer {
+                    fd: conn.fd,
+                    client,
+                },
+                log: self.reporting.log.as_mut(),
+                read_at: conn.read_at,
+            };
+            let session = &mut conn.session;
+            let out = &mut conn.out;
+            let answer = catch_unwind(AssertUnwindSafe(|| {
+                session.process(input, out, &mut exchange, draining)
+            }));
+            let Ok(progress) = answer else {
+                // The session itself panicked (handlers' panics are caught closer to them):
+                // this connection ends, the core and its other connections go on.
+                conn.input.clear();
+                return conn.cut();
+            };
+            if from_fresh {
+                fresh = &fresh[progress.consumed..];
+            } else {
+                conn.input.start += progress.consumed;
+            }
+            self.count_held(conn);
+            if progress.responses > 0 {
+                conn.head_started = NEVER;
+                let metrics = &self.reporting.metrics;
+                metrics.record_batch(&progress.by_class, progress.errors, conn.read_at);
+                if progress.failures > 0 {
+                    metrics.counters.borrow_mut().handler_panics += u64::from(progress.failures);
+                }
+            }
+            if let Some(status) = progress.error {
+                self.refused(conn, status);
+            }
+            match conn.session.take_deferred() {
+                Some((
+                    Pending {
+                        what: Deferred::File(body),
+                        ..
+                    },
+                    head,
+                    _,
+                )) => self.start_transfer(conn, body, head),
+                Some((
+                    Pending {
+                        what: Deferred::Task(task),
+                        log,
+                    },
+                    _,
+                    _,
+                )) => {
+                    conn.head_started = NEVER;
+                    self.spawn_task(conn, task, log);
+                }
+                None => {}
+            }
+            if progress.consumed == 0 {
+                break;
+            }
+        }
+        if !fresh.is_empty() {
+            if conn.input.buf.capacity() == 0 {
+                conn.input.buf = self.buffers.reads.take();
+            }
+            conn.input.buf.extend_from_slice(fresh);
+        }
+        if conn.input.pending() == 0 {
+            conn.input.clear();
+            self.buffers.reads.give(std::mem::take(&mut conn.input.buf));
+        } else {
+            conn.input.compact();
+        }
+        if conn.out.is_empty() {
+            // Nothing to send: an idle connection, or one waiting for the rest of a request,
+            // holds no output buffer.
+            self.buffers.writes.give(std::mem::take(&mut conn.out));
+        }
+        // The head timeout starts once a head's first bytes could be parsed: not while
+        // processing waits for a file, a handler or the output to drain.
+        let blocked = !matches!(conn.wait, Wait::Nothing)
+            || (conn.out.len() >= OUTPUT_HIGH_WATER && conn.session.is_between_requests());
+        if conn.input.pending() > 0
+            && conn.head_started == NEVER
+            && !conn.session.is_reading_body()
+            && !blocked
+        {
+            conn.head_started = self.now.ms;
+        }
+    }
+
+    /// A request was refused for a protocol error (its response is written): the access
+    /// log and the error line say so.
+    #[inline(never)]
+    fn refused(&mut self, conn: &Conn, status: Status) {
+        let client = conn.client.as_deref().copied();
+        if let Some(log) = self.reporting.log.as_mut() {
+            log.record(&Entry {
+                client,
+                request: b"-",
+                status: status.0,
+                bytes: 0,
+                referer: None,
+                user_agent: None,
+                micros: conn.read_at.elapsed().as_micros() as u64,
+            });
+        }
+        let core = self.reporting.links.cpu;
+        error_line(Some(core), format_args!("{status} to {}", Client(client)));
+    }
+
+    /// Keeps the core's total of gathered body bytes up to date; a connection whose body
+    /// takes it past `http.body_buffer_bytes_per_core` gets a 503 and closes.
+    fn count_held(&mut self, conn: &mut Conn) {
+        let held = conn.session.held_bytes();
+        self.gathered = self.gathered - conn.held + held;
+        conn.held = held;
+        if held > 0 && self.gathered > self.settings.body_buffer_bytes {
+            let refused = conn
+                .session
+                .abandon_body(&mut conn.out, Status::SERVICE_UNAVAILABLE);
+            if refused {
+                let class = Status::SERVICE_UNAVAILABLE.class();
+                self.reporting.metrics.record_one(class, false, None);
+                conn.ending = Ending::Linger;
+                self.gathered -= conn.held;
+                conn.held = 0;
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! One core's network path: its own io_uring and the loop around it, shared with nothing.
+//!
+//! The engine accepts connections, receives their bytes, hands them to each connection's
+//! HTTP session, sends what the session answers, sends files, runs async handlers' tasks,
+//! keeps every deadline, and drains. What to answer it asks the application, only through
+//! the [`Application`] trait defined here; the library's per-core service implements it,
+//! and so can a test or a bench.
+//!
+//! One file per concern, each an `impl` block of `shard::Shard` (one core's share of the server) or a piece it holds:
+//!
+//! | file | concern |
+//! | --- | --- |
+//! | `ring` | the io_uring: set-up, provided buffers, enter, eventfd |
+//! | `token` | what a completion is for (`user_data`) |
+//! | `table`, `conn` | connection records, their keys and their state |
+//! | `wheel` | the timing wheel of deadlines |
+//! | `buffers` | per-core buffer pools |
+//! | `shard` | the core's state and its loop |
+//! | `accept`, `receive`, `exchange`, `send` | a connection's way through the loop |
+//! | `transfer`, `tasks` | files on their way, async handlers at work |
+//! | `deadlines`, `close`, `drain` | timeouts, the end of a connection, the end of the core |
+//! | `park`, `reporting` | sleeping when idle, reporting once per tick |
+
+mod accept;
+mod buffers;
+mod close;
+mod conn;
+mod deadlines;
+mod drain;
+mod exchange;
+mod park;
+mod receive;
+mod reporting;
+mod ring;
+mod send;
+mod shard;
+mod table;
+mod tasks;
+mod token;
+mod transfer;
+mod wheel;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::pin::Pin;
+
+pub(crate) use exchange::Exchange;
+pub(crate) use reporting::report_tick;
+pub use ring::RingMode;
+pub(crate) use shard::{make_ring, run, Links};
+
+use crate::files::FileBody;
+use crate::http::request::RawRequest;
+use crate::http::response::ResponseWriter;
+
+/// What the engine asks of the application on one core. Every question the engine puts to
+/// the application is a method here.
+pub(crate) trait Application: 'static {
+    /// Whether the body of `request` (its head alone is given) is to be gathered for
+    /// [`Application::answer`]; when not, it is read and dropped. Asked only for a body that
+    /// did not arrive with its head.
+    fn wants_body(&mut self, request: &RawRequest<'_>) -> bool;
+
+    /// Answers a complete request into `response`, for the client `peer`. Returns what the
+    /// engine must finish when the answer is not all written: a file's bytes behind the head
+    /// written, or (with no head written) the whole response, made by a task.
+    fn answer(
+        &mut self,
+        peer: &Peer,
+        request: &RawRequest<'_>,
+        response: &mut ResponseWriter,
+    ) -> Option<Deferred>;
+
+    /// The core begins draining (a health route starts answering 503).
+    fn drain(&mut self);
+
+    /// Requests answered from the application's caches of small files, for `/stats`.
+    fn file_cache_hits(&self) -> u64;
+}
+
+/// A late response, ready: it writes itself (or fails, see [`ResponseWriter::fail`]).
+pub(crate) type LateAnswer = Box<dyn FnOnce(&mut ResponseWriter)>;
+
+/// What an answer leaves for the engine.
+pub(crate) enum Deferred {
+    /// A file's bytes, behind the head written.
+    File(Box<FileBody>),
+    /// A whole response that a task is making; the connection answers nothing more until
+    /// it is written.
+    Task(Pin<Box<dyn Future<Output = LateAnswer>>>),
+}
+
+/// A deferred answer on its way through the session, with what the access log will say of
+/// a late response.
+pub struct Pending {
+    pub(crate) what: Deferred,
+    log: Option<Box<exchange::LateLog>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.what {
+            Deferred::File(body) => f.debug_tuple("File").field(body).finish(),
+            Deferred::Task(_) => f.write_str("Task"),
+        }
+    }
+}
+
+/// Who is at the other end of the connection being answered.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Peer {
+    /// The connection's socket (`-1` for none, in tests).
+    pub(crate) fd: RawFd,
+    /// The client a PROXY header named (or, with an access log, the socket's peer).
+    pub(crate) client: Option<SocketAddr>,
+}
+
+impl Peer {
+    /// No connection: for sessions driven without sockets.
+    pub(crate) const NONE: Peer = Peer {
+        fd: -1,
+        client: None,
+    };
+
+    /// The client's address: the one a PROXY header named, or the socket's peer (one
+    /// system call).
+    pub(crate) fn addr(&self) -> Option<SocketAddr> {
+        if self.client.is_some() || self.fd < 0 {
+            return self.client;
+        }
+        // SAFETY: the connection's socket stays open while its request is answered.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        socket2::SockRef::from(&fd).peer_addr().ok()?.as_socket()
+    }
+}

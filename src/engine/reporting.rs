@@ -1,0 +1,137 @@
+//! What a core tells the rest of the server, once per report tick and at the end: its
+//! interval and totals to the reporter thread and the `/stats` board, its access log lines
+//! to the log's writer. The tick is also when the core gives back memory a burst made it
+//! grow (pooled buffers unused through the tick, table slots past the last connection).
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use super::shard::{Links, Shard};
+use super::Application;
+use crate::access_log::{LogBuffer, LogMsg};
+use crate::config::Config;
+use crate::metrics::{new_histogram, Metrics, ReportMsg, Snapshot};
+
+/// A core's measurements and where they go.
+pub(super) struct Reporting {
+    pub(super) metrics: Metrics,
+    pub(super) links: Links,
+    /// The core's access log, when one is kept.
+    pub(super) log: Option<LogBuffer>,
+    /// Period of report ticks.
+    tick: Duration,
+    /// Ticks done.
+    ticks: u64,
+}
+
+/// Period of report ticks: `report.interval_ms`, or one second when live lines are off
+/// (`/stats` still needs fresh totals, and memory is given back on ticks).
+pub(crate) fn report_tick(config: &Config) -> Duration {
+    Duration::from_millis(match config.report.interval_ms {
+        0 => 1000,
+        ms => ms,
+    })
+}
+
+impl Reporting {
+    pub(super) fn new(config: &Config, links: Links, log: Option<LogBuffer>) -> Reporting {
+        Reporting {
+            metrics: Metrics {
+                enabled: config.report.enabled,
+                ..Metrics::default()
+            },
+            links,
+            log,
+            tick: report_tick(config),
+            ticks: 0,
+        }
+    }
+
+    /// When the next tick is due (ms since start).
+    pub(super) fn next_tick_ms(&self) -> Option<u64> {
+        Some((self.tick * (self.ticks as u32 + 1)).as_millis() as u64)
+    }
+}
+
+impl<A: Application> Shard<A> {
+    /// Until its first tick, `/stats` shows this core with zero counts.
+    pub(super) fn publish_start(&self) {
+        let links = &self.reporting.links;
+        let snapshot = self.snapshot(0, Duration::ZERO, new_histogram());
+        links.board.publish(links.index, snapshot);
+    }
+
+    /// On a tick: hands over the log lines and the interval, and gives back spare memory.
+    pub(super) fn tick(&mut self) {
+        let Some(due) = self.reporting.next_tick_ms() else {
+            return;
+        };
+        if self.now.ms < due {
+            return;
+        }
+        self.reporting.ticks += 1;
+        self.flush_log();
+        if self.reporting.metrics.enabled {
+            let (seq, tick) = (self.reporting.ticks, self.reporting.tick);
+            self.report_interval(seq, tick);
+        }
+        self.buffers.trim();
+        if self.table.shrink() {
+            self.wheel.fit(self.table.capacity());
+        }
+    }
+
+    fn snapshot(&self, seq: u64, duration: Duration, latency: Histogram<u64>) -> Snapshot {
+        let mut counters = *self.reporting.metrics.counters.borrow();
+        counters.file_cache_hits = self.app.file_cache_hits();
+        counters.access_log_dropped = self.reporting.log.as_ref().map_or(0, |log| log.dropped);
+        Snapshot {
+            core: self.reporting.links.cpu,
+            seq,
+            duration,
+            latency,
+            counters,
+            open: self.table.open(),
+        }
+    }
+
+    /// Ends interval `seq`: folds it into the totals, publishes them for `/stats` and sends
+    /// the interval to the reporter.
+    fn report_interval(&self, seq: u64, duration: Duration) {
+        let metrics = &self.reporting.metrics;
+        let interval = metrics.take_interval();
+        let totals = metrics.total.borrow().clone();
+        let links = &self.reporting.links;
+        links
+            .board
+            .publish(links.index, self.snapshot(seq, duration, totals));
+        let snapshot = self.snapshot(seq, duration, interval);
+        let _ = links.reports.send(ReportMsg::Interval(snapshot));
+    }
+
+    /// Hands this tick's access log lines to the writer.
+    fn flush_log(&mut self) {
+        let (Some(log), Some(writer)) = (self.reporting.log.as_mut(), &self.reporting.links.log)
+        else {
+            return;
+        };
+        if !log.is_empty() {
+            let _ = writer.send(LogMsg::Lines(log.take()));
+        }
+    }
+
+    /// The end of the core: the last log lines, the last interval and the whole run.
+    pub(super) fn report_final(&mut self) {
+        self.flush_log();
+        let seq = self.reporting.ticks + 1;
+        let tick = self.reporting.tick;
+        let elapsed = self.reporting.links.board.started.elapsed();
+        self.report_interval(seq, elapsed.saturating_sub(tick * (seq as u32 - 1)));
+        let total = self.reporting.metrics.total.borrow().clone();
+        let last = self.snapshot(0, elapsed, total);
+        let _ = self.reporting.links.reports.send(ReportMsg::Final(last));
+        // The writer finishes once every core has dropped its inbox.
+        self.reporting.links.log.take();
+    }
+}

@@ -1,0 +1,113 @@
+//! Sending: at most one send per connection in flight, from a buffer the record keeps until
+//! the send completes; responses made meanwhile gather in the output buffer and leave with
+//! the next send. A large file's chunks go out the same way.
+
+use io_uring::{opcode, types};
+
+use super::conn::{Conn, Phase, Send, Wait};
+use super::shard::Shard;
+use super::table::Key;
+use super::token::{token, Op};
+use super::Application;
+
+impl<A: Application> Shard<A> {
+    /// Starts a send of what is ready, unless one is in flight: the committed responses, or
+    /// the next chunk of a file on its way.
+    pub(super) fn flush(&mut self, conn: &mut Conn) {
+        if conn.sending() || conn.phase == Phase::Closing {
+            return;
+        }
+        if let Wait::File(transfer) = &conn.wait {
+            if transfer.reading {
+                // Nothing goes out while a file is read: a small body's head may still be
+                // replaced by a 500, and a large body's chunk is not there yet. (A small
+                // body read from the page cache is done before this is reached.)
+                return;
+            }
+        }
+        if !conn.out.is_empty() {
+            let buf = std::mem::take(&mut conn.out);
+            self.send(conn, buf, false);
+            return;
+        }
+        if matches!(conn.wait, Wait::File(_)) {
+            self.next_chunk(conn);
+        }
+    }
+
+    /// Sends `buf` (a file chunk when `chunk`).
+    pub(super) fn send(&mut self, conn: &mut Conn, buf: Vec<u8>, chunk: bool) {
+        conn.send = Send::InFlight {
+            buf,
+            sent: 0,
+            chunk,
+            since: self.now.ms,
+        };
+        self.submit_send(conn);
+    }
+
+    /// Queues the send of what is left of the buffer in flight.
+    fn submit_send(&mut self, conn: &mut Conn) {
+        let Send::InFlight { buf, sent, .. } = &conn.send else {
+            return;
+        };
+        let rest = &buf[*sent..];
+        let send = opcode::Send::new(types::Fd(conn.fd), rest.as_ptr(), rest.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(token(Op::Send, conn.key, 0));
+        // SAFETY: the buffer stays in the record, untouched, until this send completes
+        // (`on_send`); a record cut meanwhile waits for it (`close`), and one outliving the
+        // core leaks the buffer rather than free it under the kernel (`shut_down`).
+        unsafe { self.ring.push(&send) };
+    }
+
+    pub(super) fn on_send(&mut self, key: Key, result: i32) {
+        let Some(mut conn) = self.table.take(key) else {
+            return;
+        };
+        let Send::InFlight {
+            buf,
+            mut sent,
+            chunk,
+            ..
+        } = std::mem::replace(&mut conn.send, Send::Idle)
+        else {
+            return self.table.put(conn);
+        };
+        if result <= 0 || conn.phase == Phase::Closing {
+            // The client is gone (or we cut it): nothing more can go out.
+            self.give_send_buffer(buf, chunk);
+            conn.cut();
+            return self.settle(conn);
+        }
+        let n = result as usize;
+        self.reporting.metrics.counters.borrow_mut().bytes_out += n as u64;
+        sent += n;
+        conn.active_ms = self.now.ms;
+        if sent < buf.len() {
+            conn.send = Send::InFlight {
+                buf,
+                sent,
+                chunk,
+                since: self.now.ms,
+            };
+            self.submit_send(&mut conn);
+            return self.settle(conn);
+        }
+        self.give_send_buffer(buf, chunk);
+        if conn.phase == Phase::Open {
+            self.pump(&mut conn, &[]);
+            self.flush(&mut conn);
+        }
+        self.settle(conn);
+    }
+
+    /// A send's buffer goes back to its pool.
+    pub(super) fn give_send_buffer(&mut self, buf: Vec<u8>, chunk: bool) {
+        match chunk {
+            true => self.buffers.chunks.give(buf),
+            false => self.buffers.writes.give(buf),
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Async handlers: their futures run as glommio tasks on the core while their connection
+//! waits (it answers nothing more meanwhile, so responses leave in request order); each
+//! posts its answer back to the loop, which writes it as the connection's late response.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::conn::{Conn, Phase, Wait};
+use super::exchange::LateLog;
+use super::shard::Shard;
+use super::table::Key;
+use super::transfer::FileDone;
+use super::{Application, LateAnswer};
+
+/// What glommio tasks of this core's post back to the loop.
+pub(super) struct Background {
+    pub(super) files_done: Rc<RefCell<Vec<FileDone>>>,
+    pub(super) tasks_done: Rc<RefCell<Vec<TaskDone>>>,
+    /// File reads and async handlers at work in glommio tasks.
+    pub(super) tasks: usize,
+}
+
+/// An async handler's answer, waiting for the loop.
+pub(super) struct TaskDone {
+    key: Key,
+    answer: LateAnswer,
+    /// When the request's bytes were reaped, for its latency.
+    read_at: Instant,
+    /// What the access log says of its request.
+    log: Option<Box<LateLog>>,
+}
+
+impl<A: Application> Shard<A> {
+    /// Runs an async handler's future as a glommio task; its answer comes back through
+    /// `tasks_done`. The connection answers nothing more until then.
+    pub(super) fn spawn_task(
+        &mut self,
+        conn: &mut Conn,
+        task: Pin<Box<dyn Future<Output = LateAnswer>>>,
+        log: Option<Box<LateLog>>,
+    ) {
+        conn.wait = Wait::Task;
+        self.background.tasks += 1;
+        let key = conn.key;
+        let read_at = conn.read_at;
+        let done = self.background.tasks_done.clone();
+        let wake = self.parking.wake.clone();
+        glommio::spawn_local(async move {
+            let answer = task.await;
+            done.borrow_mut().push(TaskDone {
+                key,
+                answer,
+                read_at,
+                log,
+            });
+            wake.fire();
+        })
+        .detach();
+    }
+
+    /// Writes the responses async handlers have finished; true if there were any.
+    pub(super) fn finish_tasks(&mut self) -> bool {
+        if self.background.tasks_done.borrow().is_empty() {
+            return false;
+        }
+        let done = std::mem::take(&mut *self.background.tasks_done.borrow_mut());
+        for task in done {
+            self.background.tasks -= 1;
+            let Some(mut conn) = self.table.take(task.key) else {
+                // The connection ended while its handler worked.
+                continue;
+            };
+            conn.wait = Wait::Nothing;
+            if conn.phase == Phase::Open {
+                self.write_late(&mut conn, task);
+                self.pump(&mut conn, &[]);
+                self.flush(&mut conn);
+            }
+            self.settle(conn);
+        }
+        true
+    }
+
+    /// Writes a finished task's answer as the connection's late response.
+    fn write_late(&mut self, conn: &mut Conn, task: TaskDone) {
+        if conn.out.capacity() == 0 {
+            conn.out = self.buffers.writes.take();
+        }
+        let before = conn.out.len();
+        let draining = !self.is_serving();
+        let (status, failed) = conn
+            .session
+            .answer_late(&mut conn.out, draining, task.answer);
+        if let (Some(late), Some(log)) = (&task.log, self.reporting.log.as_mut()) {
+            late.record(log, status, (conn.out.len() - before) as u64);
+        }
+        let metrics = &self.reporting.metrics;
+        metrics.record_one(status.class(), false, Some(task.read_at));
+        if failed {
+            metrics.counters.borrow_mut().handler_panics += 1;
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! What a completion is for: the `user_data` of every SQE the engine queues.
+//!
+//! The low 32 bits name the connection's slot in the table, the next 24 its generation (so a
+//! completion that arrives after its connection closed and the slot was reused is ignored),
+//! the top byte the operation and, for receives, which arming of the receive it was.
+
+use super::table::Key;
+
+/// The operation a completion finishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Op {
+    /// A multishot accept on listener `key.index`.
+    Accept,
+    /// A multishot receive.
+    Recv,
+    /// A send.
+    Send,
+    /// The poll on the stop socket: the server wants this core to drain.
+    Stop,
+    /// The ring timeout that bounds a park through glommio.
+    Timer,
+    /// Completions nobody waits for (cancels, closes).
+    Ignore,
+}
+
+impl Op {
+    fn code(self) -> u64 {
+        match self {
+            Op::Accept => 1,
+            Op::Recv => 2,
+            Op::Send => 3,
+            Op::Stop => 4,
+            Op::Timer => 5,
+            Op::Ignore => 6,
+        }
+    }
+}
+
+/// No connection (for the operations that are not a connection's).
+pub(super) const NO_KEY: Key = Key {
+    index: 0,
+    generation: 0,
+};
+
+/// The `user_data` of `op` on `key`; `epoch` tells the armings of a receive apart.
+pub(super) fn token(op: Op, key: Key, epoch: u8) -> u64 {
+    (op.code() | u64::from(epoch & 0xf) << 4) << 56
+        | u64::from(key.generation & 0xff_ffff) << 32
+        | u64::from(key.index)
+}
+
+/// Reads a `user_data` back.
+pub(super) fn untoken(user_data: u64) -> (Op, Key, u8) {
+    let op = match (user_data >> 56) & 0xf {
+        1 => Op::Accept,
+        2 => Op::Recv,
+        3 => Op::Send,
+        4 => Op::Stop,
+        5 => Op::Timer,
+        _ => Op::Ignore,
+    };
+    let key = Key {
+        index: user_data as u32,
+        generation: (user_data >> 32) as u32 & 0xff_ffff,
+    };
+    (op, key, (user_data >> 60) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        let key = Key {
+            index: 123_456,
+            generation: 0xab_cdef,
+        };
+        for op in [
+            Op::Accept,
+            Op::Recv,
+            Op::Send,
+            Op::Stop,
+            Op::Timer,
+            Op::Ignore,
+        ] {
+            for epoch in [0, 7, 15] {
+                assert_eq!(untoken(token(op, key, epoch)), (op, key, epoch));
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! A static file's body on its way out, after the head the application wrote.
+//!
+//! A small body (up to a chunk, and within the output's high-water mark) joins the batch:
+//! it is read into the output buffer behind its head. A larger one is sent a chunk at a
+//! time from a pooled chunk buffer, each chunk read and sent before the next is read, so one
+//! transfer holds one chunk however large the file. Bytes in the page cache are copied at
+//! once; what would wait for the disk is read by a glommio task, which posts its result
+//! back to the loop (`FileDone`). A file that fails to read after its head went out ends the
+//! connection (the client could not tell a short body from a slow one); a small body's head
+//! not yet sent is replaced by a 500 instead.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+
+use super::conn::{Conn, Wait};
+use super::shard::Shard;
+use super::table::Key;
+use super::Application;
+use crate::files::read::{read_cached, read_slow, FileSource};
+use crate::files::FileBody;
+use crate::http::session::OUTPUT_HIGH_WATER;
+
+/// A static file's body on its way out.
+pub(super) struct Transfer {
+    body: Box<FileBody>,
+    pos: u64,
+    end: u64,
+    /// Small enough to join the batch: read into the output buffer behind its head.
+    small: bool,
+    /// Where its response head starts in the output buffer (small bodies).
+    head: usize,
+    /// Where its bytes start in the output buffer (small bodies).
+    start: usize,
+    /// glommio's handle on the file, opened by the first read that had to wait.
+    source: Option<Rc<FileSource>>,
+    /// A glommio task is reading for it.
+    pub(super) reading: bool,
+}
+
+/// A file read done by a glommio task, waiting for the loop.
+pub(super) struct FileDone {
+    key: Key,
+    source: Option<Rc<FileSource>>,
+    buf: Vec<u8>,
+    result: io::Result<()>,
+}
+
+impl<A: Application> Shard<A> {
+    /// Starts sending `body` behind the head written at `head` in the output buffer.
+    pub(super) fn start_transfer(&mut self, conn: &mut Conn, body: Box<FileBody>, head: usize) {
+        let small = body.len <= self.settings.chunk_bytes.min(OUTPUT_HIGH_WATER as u64);
+        let transfer = Box::new(Transfer {
+            pos: body.offset,
+            end: body.offset + body.len,
+            small,
+            head,
+            start: conn.out.len(),
+            body,
+            source: None,
+            reading: false,
+        });
+        conn.wait = Wait::File(transfer);
+        if small {
+            self.read_small(conn);
+        }
+    }
+
+    fn transfer(conn: &mut Conn) -> &mut Transfer {
+        match &mut conn.wait {
+            Wait::File(transfer) => transfer,
+            _ => unreachable!("the connection has a transfer"),
+        }
+    }
+
+    /// Reads a small body into the output buffer: at once from the page cache, through a
+    /// glommio task for what would wait.
+    fn read_small(&mut self, conn: &mut Conn) {
+        let Wait::File(transfer) = &mut conn.wait else {
+            return;
+        };
+        if !transfer.body.direct {
+            let want = (transfer.end - transfer.pos) as usize;
+            let fd = transfer.body.fd.as_raw_fd();
+            match read_cached(fd, transfer.pos, want, &mut conn.out) {
+                Ok(n) if n == want => return self.small_read_done(conn, Ok(())),
+                Ok(n) => transfer.pos += n as u64,
+                Err(e) => return self.small_read_done(conn, Err(e)),
+            }
+        }
+        let buf = self.buffers.chunks.take();
+        self.spawn_read(conn, buf);
+    }
+
+    /// The small body's bytes are all in the output buffer (or could not be read).
+    fn small_read_done(&mut self, conn: &mut Conn, result: io::Result<()>) {
+        let Wait::File(mut transfer) = std::mem::replace(&mut conn.wait, Wait::Nothing) else {
+            return;
+        };
+        match result {
+            Ok(()) => transfer.body.fill_cache(&conn.out[transfer.start..]),
+            // Nothing of this response has gone out yet: a 500 takes its place after the
+            // responses before it, and the connection closes.
+            Err(_) => conn.session.fail_file(&mut conn.out, transfer.head),
+        }
+    }
+
+    /// Sends the next chunk of a large body, or ends the transfer when all went out.
+    pub(super) fn next_chunk(&mut self, conn: &mut Conn) {
+        let chunk_bytes = self.settings.chunk_bytes;
+        let transfer = Self::transfer(conn);
+        if transfer.pos >= transfer.end {
+            conn.wait = Wait::Nothing;
+            self.pump(conn, &[]);
+            self.flush(conn);
+            return;
+        }
+        let want = (transfer.end - transfer.pos).min(chunk_bytes);
+        let mut buf = self.buffers.chunks.take();
+        if !transfer.body.direct {
+            let fd = transfer.body.fd.as_raw_fd();
+            match read_cached(fd, transfer.pos, want as usize, &mut buf) {
+                Ok(n) if n == want as usize => {
+                    transfer.pos += want;
+                    return self.send(conn, buf, true);
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    // The head promised bytes that cannot be read: the client could not tell
+                    // a short body from a slow one, so the connection ends.
+                    self.buffers.chunks.give(buf);
+                    return conn.cut();
+                }
+            }
+        }
+        self.spawn_read(conn, buf);
+    }
+
+    /// Hands the rest of the current read (`buf` holds what is already read) to a glommio
+    /// task.
+    fn spawn_read(&mut self, conn: &mut Conn, buf: Vec<u8>) {
+        let chunk_bytes = self.settings.chunk_bytes;
+        let transfer = Self::transfer(conn);
+        let len = if transfer.small {
+            (transfer.end - transfer.pos) as usize
+        } else {
+            (transfer.end - transfer.pos).min(chunk_bytes) as usize - buf.len()
+        };
+        let pos = transfer.pos + if transfer.small { 0 } else { buf.len() as u64 };
+        let fd = match transfer.source {
+            Some(_) => None,
+            None => match transfer.body.fd.try_clone() {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    let small = transfer.small;
+                    self.buffers.chunks.give(buf);
+                    return match small {
+                        true => self.small_read_done(conn, Err(e)),
+                        false => conn.cut(),
+                    };
+                }
+            },
+        };
+        transfer.reading = true;
+        let source = transfer.source.clone();
+        let direct = transfer.body.direct;
+        let key = conn.key;
+        let done = self.background.files_done.clone();
+        let wake = self.parking.wake.clone();
+        self.background.tasks += 1;
+        glommio::spawn_local(async move {
+            let (source, buf, result) = read_slow(source, fd, direct, pos, len, buf).await;
+            done.borrow_mut().push(FileDone {
+                key,
+                source,
+                buf,
+                result,
+            });
+            wake.fire();
+        })
+        .detach();
+    }
+
+    /// Takes the results of file reads done by glommio tasks; true if there were any.
+    pub(super) fn finish_file_reads(&mut self) -> bool {
+        if self.background.files_done.borrow().is_empty() {
+            return false;
+        }
+        let done = std::mem::take(&mut *self.background.files_done.borrow_mut());
+        for read in done {
+            self.background.tasks -= 1;
+            let Some(mut conn) = self.table.take(read.key) else {
+                self.buffers.chunks.give(read.buf);
+                continue;
+            };
+            self.file_read(&mut conn, read);
+            self.settle(conn);
+        }
+        true
+    }
+
+    fn file_read(&mut self, conn: &mut Conn, read: FileDone) {
+        let Wait::File(transfer) = &mut conn.wait else {
+            self.buffers.chunks.give(read.buf);
+            return;
+        };
+        transfer.reading = false;
+        if transfer.source.is_none() {
+            transfer.source = read.source;
+        }
+        if transfer.small {
+            if read.result.is_ok() {
+                conn.out.extend_from_slice(&read.buf);
+            }
+            self.buffers.chunks.give(read.buf);
+            self.small_read_done(conn, read.result);
+            self.pump(conn, &[]);
+            self.flush(conn);
+            return;
+        }
+        if read.result.is_err() {
+            self.buffers.chunks.give(read.buf);
+            return conn.cut();
+        }
+        transfer.pos += read.buf.len() as u64;
+        self.send(conn, read.buf, true);
+    }
+}

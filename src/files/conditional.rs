@@ -1,0 +1,157 @@
+//! What a file's response says: RFC 9110's conditional requests (section 13) in their
+//! order, then a single byte range (section 14), and the head that follows from them.
+
+use super::meta::Meta;
+use super::range::{parse_range, RangeSpec};
+use crate::http::date::parse_http_date;
+use crate::http::request::{Method, RawRequest};
+use crate::http::response::ResponseWriter;
+use crate::http::status::Status;
+
+/// What the validators and the `Range` field make of a request.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    Full,
+    Partial { start: u64, len: u64 },
+    NotModified,
+    PreconditionFailed,
+    Unsatisfiable,
+}
+
+/// Writes the response head for a file; returns the byte range whose bytes must follow.
+pub(crate) fn respond(
+    request: &RawRequest<'_>,
+    response: &mut ResponseWriter,
+    meta: &Meta,
+) -> Option<(u64, u64)> {
+    let last_modified = std::str::from_utf8(&meta.last_modified).unwrap_or_default();
+    let validators = [
+        ("ETag", meta.etag.as_str()),
+        ("Last-Modified", last_modified),
+    ];
+    let content_type = Some(meta.content_type);
+    let range = match decide(request, meta) {
+        Answer::Full => {
+            let extra = [validators[0], validators[1], ("Accept-Ranges", "bytes")];
+            response.send_head(Status::OK, content_type, &extra, meta.size);
+            (0, meta.size)
+        }
+        Answer::Partial { start, len } => {
+            let content_range = format!("bytes {}-{}/{}", start, start + len - 1, meta.size);
+            let extra = [
+                validators[0],
+                validators[1],
+                ("Accept-Ranges", "bytes"),
+                ("Content-Range", content_range.as_str()),
+            ];
+            response.send_head(Status::PARTIAL_CONTENT, content_type, &extra, len);
+            (start, len)
+        }
+        Answer::NotModified => {
+            response.send_head(Status::NOT_MODIFIED, None, &validators, 0);
+            return None;
+        }
+        Answer::PreconditionFailed => {
+            response.send_status(Status::PRECONDITION_FAILED, &[]);
+            return None;
+        }
+        Answer::Unsatisfiable => {
+            let content_range = format!("bytes */{}", meta.size);
+            let extra = [("Content-Range", content_range.as_str())];
+            response.send_status(Status::RANGE_NOT_SATISFIABLE, &extra);
+            return None;
+        }
+    };
+    (response.body_wanted() && range.1 > 0).then_some(range)
+}
+
+/// RFC 9110 section 13.2.2: preconditions in their order, then the range.
+fn decide(request: &RawRequest<'_>, meta: &Meta) -> Answer {
+    let etag = meta.etag.as_bytes();
+    let get_or_head = matches!(request.head.method, Method::Get | Method::Head);
+    if request.headers(b"if-match").next().is_some() {
+        if !request
+            .headers(b"if-match")
+            .any(|v| etag_list_matches(v, etag, true))
+        {
+            return Answer::PreconditionFailed;
+        }
+    } else if let Some(date) = request
+        .header(b"if-unmodified-since")
+        .and_then(parse_http_date)
+    {
+        if meta.modified > date {
+            return Answer::PreconditionFailed;
+        }
+    }
+    if request.headers(b"if-none-match").next().is_some() {
+        if request
+            .headers(b"if-none-match")
+            .any(|v| etag_list_matches(v, etag, false))
+        {
+            return if get_or_head {
+                Answer::NotModified
+            } else {
+                Answer::PreconditionFailed
+            };
+        }
+    } else if let Some(date) = request
+        .header(b"if-modified-since")
+        .and_then(parse_http_date)
+    {
+        if get_or_head && meta.modified <= date {
+            return Answer::NotModified;
+        }
+    }
+    if request.head.method != Method::Get {
+        return Answer::Full;
+    }
+    let Some(range) = request.header(b"range") else {
+        return Answer::Full;
+    };
+    if let Some(condition) = request.header(b"if-range") {
+        let holds = if condition.starts_with(b"\"") {
+            condition == etag
+        } else {
+            parse_http_date(condition) == Some(meta.modified)
+        };
+        if !holds {
+            return Answer::Full;
+        }
+    }
+    match parse_range(range, meta.size) {
+        RangeSpec::Ignore => Answer::Full,
+        RangeSpec::Satisfiable { start, len } => Answer::Partial { start, len },
+        RangeSpec::Unsatisfiable => Answer::Unsatisfiable,
+    }
+}
+
+/// Whether a field value (`*` or a list of entity tags) matches `etag`; strong comparison
+/// refuses weak tags (`W/"…"`), weak comparison ignores the prefix.
+fn etag_list_matches(value: &[u8], etag: &[u8], strong: bool) -> bool {
+    if value.trim_ascii() == b"*" {
+        return true;
+    }
+    value
+        .split(|&b| b == b',')
+        .map(|tag| tag.trim_ascii())
+        .any(|tag| match tag.strip_prefix(b"W/") {
+            Some(weak) => !strong && weak == etag,
+            None => tag == etag,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_tags_compare_strongly_or_weakly() {
+        let etag = b"\"a-1\"";
+        assert!(etag_list_matches(b"\"x\", \"a-1\"", etag, true));
+        assert!(etag_list_matches(b"*", etag, true));
+        assert!(!etag_list_matches(b"W/\"a-1\"", etag, true));
+        assert!(etag_list_matches(b"W/\"a-1\"", etag, false));
+        assert!(!etag_list_matches(b"\"a-2\"", etag, false));
+    }
+}

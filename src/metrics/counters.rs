@@ -1,0 +1,56 @@
+//! A core's counters since start: plain numbers, added up across cores by whoever reads
+//! them.
+
+/// Monotonic counters of one core since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Final responses by status class: index 1 for 1xx … 5 for 5xx.
+    pub by_class: [u64; 6],
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+    /// Connections accepted (and served).
+    pub accepted: u64,
+    /// Connections closed.
+    pub closed: u64,
+    /// Connections refused at `max_connections_per_core`.
+    pub refused: u64,
+    /// Requests refused for a protocol error (malformed, too large, timed out…).
+    pub protocol_errors: u64,
+    /// Times the core's ring loop found nothing to do and slept (in its own ring, or through
+    /// glommio while a file read is outstanding) until a completion, a deadline or a file
+    /// read woke it.
+    pub parks: u64,
+    /// Static-file requests answered from the core's cache of small files (the file was
+    /// checked with one `stat`, not opened or read).
+    pub file_cache_hits: u64,
+    /// Requests whose handler panicked (each was answered 500 and its connection closed).
+    pub handler_panics: u64,
+    /// Access log lines dropped because the core's log buffer was full.
+    pub access_log_dropped: u64,
+}
+
+impl Counters {
+    /// Responses of every class.
+    pub fn requests(&self) -> u64 {
+        self.by_class.iter().sum()
+    }
+
+    /// Adds another core's counters.
+    pub fn add(&mut self, other: &Counters) {
+        for (a, b) in self.by_class.iter_mut().zip(other.by_class) {
+            *a += b;
+        }
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.accepted += other.accepted;
+        self.closed += other.closed;
+        self.refused += other.refused;
+        self.protocol_errors += other.protocol_errors;
+        self.parks += other.parks;
+        self.file_cache_hits += other.file_cache_hits;
+        self.handler_panics += other.handler_panics;
+        self.access_log_dropped += other.access_log_dropped;
+    }
+}

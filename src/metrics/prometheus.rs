@@ -1,0 +1,138 @@
+//! The `/metrics` body: Prometheus' text exposition format (0.0.4) of every core's latest
+//! published totals, each sample labelled with its `core`.
+
+use super::{Snapshot, StatsBoard};
+
+/// Upper bounds of the request latency histogram's buckets, in seconds: 1 µs to 10 s.
+pub const LATENCY_BUCKETS_S: [f64; 22] = [
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Renders the Prometheus text exposition (format 0.0.4) of every core's latest published
+/// totals, each sample labelled with its `core`.
+pub fn prometheus_text(board: &StatsBoard, cores: &[usize]) -> String {
+    use std::fmt::Write as _;
+    let slots = match board.slots.lock() {
+        Ok(slots) => slots.clone(),
+        Err(_) => Vec::new(),
+    };
+    let published: Vec<(usize, Snapshot)> = slots
+        .into_iter()
+        .zip(cores)
+        .filter_map(|(slot, &core)| slot.map(|s| (core, s)))
+        .collect();
+    let mut out = String::with_capacity(4096 + published.len() * 2048);
+    let family =
+        |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&Snapshot) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (core, s) in &published {
+                let _ = writeln!(out, "{name}{{core=\"{core}\"}} {}", value(s));
+            }
+        };
+    family(
+        &mut out,
+        "percore_requests_total",
+        "counter",
+        "Final responses sent.",
+        &|s| s.counters.requests(),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP percore_responses_total Final responses by status class.\n# TYPE percore_responses_total counter"
+    );
+    for (core, s) in &published {
+        for class in 1..=5 {
+            let _ = writeln!(
+                out,
+                "percore_responses_total{{core=\"{core}\",class=\"{class}xx\"}} {}",
+                s.counters.by_class[class]
+            );
+        }
+    }
+    family(
+        &mut out,
+        "percore_received_bytes_total",
+        "counter",
+        "Bytes read from clients.",
+        &|s| s.counters.bytes_in,
+    );
+    family(
+        &mut out,
+        "percore_sent_bytes_total",
+        "counter",
+        "Bytes written to clients.",
+        &|s| s.counters.bytes_out,
+    );
+    family(
+        &mut out,
+        "percore_connections_accepted_total",
+        "counter",
+        "Connections accepted.",
+        &|s| s.counters.accepted,
+    );
+    family(
+        &mut out,
+        "percore_connections_closed_total",
+        "counter",
+        "Connections closed.",
+        &|s| s.counters.closed,
+    );
+    family(
+        &mut out,
+        "percore_connections_refused_total",
+        "counter",
+        "Connections refused at server.max_connections_per_core.",
+        &|s| s.counters.refused,
+    );
+    family(
+        &mut out,
+        "percore_connections_open",
+        "gauge",
+        "Connections open.",
+        &|s| s.open as u64,
+    );
+    family(
+        &mut out,
+        "percore_protocol_errors_total",
+        "counter",
+        "Requests refused for a protocol error.",
+        &|s| s.counters.protocol_errors,
+    );
+    family(
+        &mut out,
+        "percore_handler_panics_total",
+        "counter",
+        "Requests whose handler panicked (answered 500).",
+        &|s| s.counters.handler_panics,
+    );
+    let name = "percore_request_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from reading a request to queueing its response.\n# TYPE {name} histogram"
+    );
+    for (core, s) in &published {
+        let h = &s.latency;
+        for le in LATENCY_BUCKETS_S {
+            let micros = (le * 1e6).round() as u64;
+            let count = if h.is_empty() {
+                0
+            } else {
+                h.count_between(0, micros)
+            };
+            let _ = writeln!(out, "{name}_bucket{{core=\"{core}\",le=\"{le}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{core=\"{core}\",le=\"+Inf\"}} {}",
+            h.len()
+        );
+        let _ = writeln!(
+            out,
+            "{name}_sum{{core=\"{core}\"}} {}",
+            h.mean() * h.len() as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{{core=\"{core}\"}} {}", h.len());
+    }
+    out
+}

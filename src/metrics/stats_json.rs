@@ -1,0 +1,66 @@
+//! The `/stats` body: every core's latest published totals and their merge, as JSON.
+
+use super::{new_histogram, Counters, Percentiles, StatsBoard};
+
+impl Counters {
+    /// As JSON members (no braces).
+    pub fn json_members(&self) -> String {
+        let c = &self.by_class;
+        format!(
+            "\"requests\":{},\"status\":{{\"1xx\":{},\"2xx\":{},\"3xx\":{},\"4xx\":{},\"5xx\":{}}},\
+             \"bytes_in\":{},\"bytes_out\":{},\"connections\":{{\"accepted\":{},\"closed\":{},\"refused\":{}}},\
+             \"protocol_errors\":{},\"loop_parks\":{},\"file_cache_hits\":{},\"handler_panics\":{},\"access_log_dropped\":{}",
+            self.requests(),
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            c[5],
+            self.bytes_in,
+            self.bytes_out,
+            self.accepted,
+            self.closed,
+            self.refused,
+            self.protocol_errors,
+            self.parks,
+            self.file_cache_hits,
+            self.handler_panics,
+            self.access_log_dropped
+        )
+    }
+}
+
+/// Renders the `/stats` body: every core's latest published totals and their merge.
+pub fn stats_json(board: &StatsBoard, cores: &[usize]) -> String {
+    let slots = match board.slots.lock() {
+        Ok(slots) => slots.clone(),
+        Err(_) => return "{}".into(),
+    };
+    let mut merged = new_histogram();
+    let mut total = Counters::default();
+    let mut open = 0;
+    let mut parts = Vec::new();
+    for (snapshot, core) in slots.iter().zip(cores) {
+        let Some(s) = snapshot else {
+            parts.push(format!("{{\"core\":{core},\"started\":false}}"));
+            continue;
+        };
+        let _ = merged.add(&s.latency);
+        total.add(&s.counters);
+        open += s.open;
+        parts.push(format!(
+            "{{\"core\":{core},{},\"open\":{},\"latency_us\":{}}}",
+            s.counters.json_members(),
+            s.open,
+            Percentiles::of(&s.latency).to_json()
+        ));
+    }
+    format!(
+        "{{\"server\":\"percore\",\"uptime_s\":{:.3},\"cores\":[{}],\"total\":{{{},\"open\":{},\"latency_us\":{}}}}}\n",
+        board.started.elapsed().as_secs_f64(),
+        parts.join(","),
+        total.json_members(),
+        open,
+        Percentiles::of(&merged).to_json()
+    )
+}

@@ -1,0 +1,187 @@
+//! The text the reporter prints: live lines per interval, and the run's summary, as aligned
+//! text or JSON Lines.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use super::RunSummary;
+use crate::config::ReportFormat;
+use crate::metrics::{new_histogram, Counters, Percentiles, Snapshot};
+use crate::support::stderr::emit;
+
+/// Formats microseconds with a unit, right-aligned in 8 columns.
+pub(crate) fn format_latency(micros: u64) -> String {
+    let text = if micros < 10_000 {
+        format!("{micros}µs")
+    } else if micros < 10_000_000 {
+        format!("{:.1}ms", micros as f64 / 1000.0)
+    } else {
+        format!("{:.2}s", micros as f64 / 1e6)
+    };
+    format!("{text:>8}")
+}
+
+pub(crate) fn text_header() -> String {
+    format!(
+        "{:>7} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "time", "core", "req/s", "p50", "p90", "p99", "p99.9", "max", "open"
+    )
+}
+
+/// Prints one interval: a line per core when `per_core`, then the total. An interval without
+/// requests is one line saying so (the caller prints it once per quiet spell).
+pub(crate) fn print_interval(
+    interval: &[Snapshot],
+    seq: usize,
+    tick: Duration,
+    format: ReportFormat,
+    per_core: bool,
+) {
+    let at = (tick * seq as u32).as_secs_f64();
+    let mut merged = new_histogram();
+    let mut open = 0;
+    let mut lines = String::new();
+    let mut sorted: Vec<&Snapshot> = interval.iter().collect();
+    sorted.sort_by_key(|s| s.core);
+    let idle = sorted.iter().all(|s| s.latency.is_empty());
+    for s in &sorted {
+        let _ = merged.add(&s.latency);
+        open += s.open;
+        if !per_core || idle {
+            continue;
+        }
+        lines.push_str(&interval_line(
+            at,
+            &s.core.to_string(),
+            &s.latency,
+            s.duration,
+            s.open,
+            format,
+        ));
+    }
+    let duration = sorted.first().map(|s| s.duration).unwrap_or(tick);
+    lines.push_str(&interval_line(at, "all", &merged, duration, open, format));
+    emit(&lines);
+}
+
+fn interval_line(
+    at: f64,
+    core: &str,
+    latency: &Histogram<u64>,
+    duration: Duration,
+    open: usize,
+    format: ReportFormat,
+) -> String {
+    let rate = latency.len() as f64 / duration.as_secs_f64().max(1e-9);
+    let p = Percentiles::of(latency);
+    match format {
+        ReportFormat::Json => {
+            let core = json_core(core);
+            format!(
+                "{{\"time_s\":{at:.3},\"core\":{core},\"req_per_s\":{rate:.0},\"requests\":{},\"open\":{open},\"latency_us\":{}}}\n",
+                latency.len(),
+                p.to_json()
+            )
+        }
+        ReportFormat::Text if latency.is_empty() && core == "all" => format!(
+            "{:>6.1}s {core:>6} {:>10} {:>44} {open:>6}\n",
+            at, 0, "(quiet: nothing more until requests return)"
+        ),
+        ReportFormat::Text if latency.is_empty() => format!(
+            "{:>6.1}s {core:>6} {:>10} {:>44} {open:>6}\n",
+            at, 0, "(quiet: no requests)"
+        ),
+        ReportFormat::Text => format!(
+            "{:>6.1}s {core:>6} {rate:>10.0} {} {} {} {} {} {open:>6}\n",
+            at,
+            format_latency(p.p50),
+            format_latency(p.p90),
+            format_latency(p.p99),
+            format_latency(p.p999),
+            format_latency(p.max),
+        ),
+    }
+}
+
+/// The `core` member of a JSON line: a number, or the string `"all"` for the merge.
+fn json_core(core: &str) -> String {
+    if core == "all" {
+        "\"all\"".into()
+    } else {
+        core.into()
+    }
+}
+
+/// Prints the end-of-run summary to stdout, per core and merged.
+pub(crate) fn print_summary(summary: &RunSummary, format: ReportFormat) {
+    let seconds = summary.duration.as_secs_f64().max(1e-9);
+    let mut rows: Vec<(String, Counters, Histogram<u64>)> = summary
+        .cores
+        .iter()
+        .map(|c| (c.core.to_string(), c.counters, c.latency.clone()))
+        .collect();
+    rows.push((
+        "all".into(),
+        summary.merged_counters(),
+        summary.merged_latency(),
+    ));
+    let mut out = String::new();
+    match format {
+        ReportFormat::Json => {
+            for (core, counters, latency) in &rows {
+                let core = json_core(core);
+                let _ = writeln!(
+                    out,
+                    "{{\"summary\":true,\"core\":{core},\"duration_s\":{seconds:.3},\"mean_req_per_s\":{:.0},{},\"latency_us\":{}}}",
+                    counters.requests() as f64 / seconds,
+                    counters.json_members(),
+                    Percentiles::of(latency).to_json()
+                );
+            }
+        }
+        ReportFormat::Text => {
+            let _ = writeln!(out, "percore run summary: {seconds:.1} s");
+            let _ = writeln!(
+                out,
+                "{:>6} {:>12} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                "core", "requests", "req/s", "mean", "p50", "p90", "p99", "p99.9", "p99.99", "max"
+            );
+            for (core, counters, latency) in &rows {
+                if latency.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "{core:>6} {:>12} {:>10} {:>44}",
+                        counters.requests(),
+                        0,
+                        "(no latency samples)"
+                    );
+                    continue;
+                }
+                let p = Percentiles::of(latency);
+                let _ = writeln!(
+                    out,
+                    "{core:>6} {:>12} {:>10.0} {} {} {} {} {} {} {}",
+                    counters.requests(),
+                    counters.requests() as f64 / seconds,
+                    format_latency(p.mean.round() as u64),
+                    format_latency(p.p50),
+                    format_latency(p.p90),
+                    format_latency(p.p99),
+                    format_latency(p.p999),
+                    format_latency(p.p9999),
+                    format_latency(p.max),
+                );
+            }
+            let panics = summary.merged_counters().handler_panics;
+            if panics > 0 {
+                let _ = writeln!(
+                    out,
+                    "{panics} handler panic(s): each request answered 500, its connection closed"
+                );
+            }
+        }
+    }
+    emit(&out);
+}

@@ -1,0 +1,175 @@
+//! What a serving process does around its server: signals (SIGINT and SIGTERM drain and
+//! stop, a second one stops at once; SIGHUP reloads; SIGUSR2 upgrades the binary; SIGUSR1
+//! reopens the access log), the PID file, systemd's and a predecessor's sockets, and
+//! handler panics turned into error lines.
+
+use std::time::Duration;
+
+use super::handover;
+use super::pid_file::PidFile;
+use super::{Server, ServiceFactory, StartError};
+use crate::config::{format_cores, Config, ConfigError};
+use crate::report::print_summary;
+use crate::support::stderr::{error_line, note};
+
+/// Serves `factory` until SIGINT or SIGTERM, then drains and returns. SIGHUP starts a new
+/// server with the configuration `reload` gives (the old one drains), SIGUSR2 hands the
+/// listening sockets to a new binary, SIGUSR1 reopens the access log.
+pub(crate) fn serve<F: ServiceFactory>(
+    config: Config,
+    factory: F,
+    reload: impl Fn() -> Result<Config, ConfigError>,
+) -> Result<(), StartError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    // Before any thread starts: this reads and clears the environment.
+    let inherited = handover::inherited().map_err(StartError::System)?;
+    log_panics();
+    let origins = handover::Origins::record();
+    // Register before starting so that an early signal is not lost.
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])
+            .map_err(|e| StartError::System(format!("cannot handle signals: {e}")))?;
+    let mut configured = config.listen_addr();
+    let mut pid_path = config.server.pid_file.clone();
+    // systemd's sockets, or the ones of the percore this one replaces, are the address.
+    let sockets = inherited.map(|(_, sockets)| sockets).unwrap_or_default();
+    let mut server = Server::start(config, &factory, sockets)?;
+    let mut pid = PidFile::write(&pid_path)?;
+    note(format_args!("{}", serving_line("listening on", &server)));
+    handover::announce_ready();
+    let mut retired = Vec::new();
+    for signal in signals.forever() {
+        if signal == SIGUSR1 {
+            // logrotate moved the access log: write to a new file at its path.
+            server.reopen_log();
+            continue;
+        }
+        if signal == SIGUSR2 {
+            let upgraded = match &origins {
+                Ok(origins) => server
+                    .hand_over()
+                    .map_err(|e| format!("cannot duplicate the listening sockets: {e}"))
+                    .and_then(|sockets| origins.start_successor(sockets, UPGRADE_WAIT)),
+                Err(e) => Err(format!("cannot tell which binary this is: {e}")),
+            };
+            match upgraded {
+                Ok(pid) => {
+                    note(format_args!(
+                        "SIGUSR2: the new binary serves (pid {pid}); draining connections"
+                    ));
+                    break;
+                }
+                Err(why) => note(format_args!("SIGUSR2: not upgraded, still serving: {why}")),
+            }
+            continue;
+        }
+        if signal != SIGHUP {
+            let name = if signal == SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            note(format_args!("{name}, draining connections"));
+            break;
+        }
+        let next = reload().map_err(StartError::from).and_then(|config| {
+            let addr = config.listen_addr();
+            // Same address: the new cores take over the listening sockets themselves, so
+            // that nothing queued on them is lost; a new address gets new sockets.
+            let inherited = match addr == configured {
+                true => server.hand_over().map_err(|e| {
+                    StartError::System(format!("cannot duplicate the listening sockets: {e}"))
+                })?,
+                false => Vec::new(),
+            };
+            let pid_file = config.server.pid_file.clone();
+            Ok((Server::start(config, &factory, inherited)?, addr, pid_file))
+        });
+        match next {
+            Err(error) => note(format_args!(
+                "SIGHUP: not reloaded, still serving the previous configuration: {error}"
+            )),
+            Ok((next, addr, pid_file)) => {
+                let previous = std::mem::replace(&mut server, next);
+                configured = addr;
+                if pid_file != pid_path {
+                    pid = PidFile::write(&pid_file)?;
+                    pid_path = pid_file;
+                }
+                note(format_args!(
+                    "{}",
+                    serving_line("SIGHUP: reloaded, listening on", &server)
+                ));
+                // The previous cores drain beside the new ones.
+                retired.push(std::thread::spawn(move || previous.shutdown()));
+            }
+        }
+    }
+    // A second signal gives up on draining.
+    std::thread::spawn(move || {
+        if signals
+            .forever()
+            .any(|signal| signal == SIGINT || signal == SIGTERM)
+        {
+            note(format_args!("second signal, exiting without draining"));
+            std::process::exit(1);
+        }
+    });
+    let format = server.report_format();
+    let summary = server.shutdown();
+    for previous in retired {
+        let _ = previous.join();
+    }
+    print_summary(&summary, format);
+    drop(pid);
+    note(format_args!("stopped"));
+    Ok(())
+}
+
+/// Handler panics on the cores' threads become error lines (timestamped, with the core,
+/// rate-limited like the others) instead of the default hook's unbounded output; panics
+/// elsewhere go to the hook that was there.
+fn log_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let core = thread
+            .name()
+            .and_then(|name| name.strip_prefix("percore-"))
+            .and_then(|core| core.parse::<usize>().ok());
+        match core {
+            Some(core) => {
+                let message = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".into());
+                let location = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                error_line(
+                    Some(core),
+                    format_args!("handler panicked{location}: {message}; answered 500"),
+                );
+            }
+            None => previous(info),
+        }
+    }));
+}
+
+/// How long a new binary started on SIGUSR2 has to start serving before the upgrade is given
+/// up (and it is stopped).
+const UPGRADE_WAIT: Duration = Duration::from_secs(30);
+
+/// "`what` http://ADDR on N core(s): LIST (ring mode)".
+fn serving_line(what: &str, server: &Server) -> String {
+    format!(
+        "{what} http://{} on {} core(s): {} ({})",
+        server.local_addr(),
+        server.cores().len(),
+        format_cores(server.cores()),
+        server.ring_mode().describe()
+    )
+}
