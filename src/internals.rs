@@ -93,11 +93,7 @@ impl Router {
     /// The route answering `method` on `path`, with its parameters (raw and decoded as
     /// `Request::param` decodes them); `Err` with the `Allow` list for a known path whose
     /// pattern takes another method; `Ok(None)` for an unknown path.
-    pub fn find(
-        &self,
-        method: &[u8],
-        path: &[u8],
-    ) -> Result<Option<Found>, String> {
+    pub fn find(&self, method: &[u8], path: &[u8]) -> Result<Option<Found>, String> {
         use crate::app::router::{Lookup, Params};
         use crate::support::percent::{decode_text, Plus};
         let mut params = Params::default();

@@ -10,7 +10,7 @@ use io_uring::{cqueue, opcode, squeue, types};
 
 use super::conn::{Conn, Phase};
 use super::shard::Shard;
-use super::table::Key;
+use super::token::Key;
 use super::token::{token, Op, NO_KEY};
 use super::Application;
 use crate::http::session::Session;

@@ -8,11 +8,13 @@
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::time::Instant;
 
-use super::table::Key;
-use super::transfer::Transfer;
+use super::token::Key;
 use super::Pending;
+use crate::files::read::FileSource;
+use crate::files::FileBody;
 use crate::http::session::Session;
 
 /// No time: the value of a record's optional times when unset (they are `u64`, not
@@ -68,6 +70,23 @@ pub(super) enum Wait {
     File(Box<Transfer>),
     /// An async handler making the response to its last request.
     Task,
+}
+
+/// A static file's body on its way out.
+pub(super) struct Transfer {
+    pub(super) body: Box<FileBody>,
+    pub(super) pos: u64,
+    pub(super) end: u64,
+    /// Small enough to join the batch: read into the output buffer behind its head.
+    pub(super) small: bool,
+    /// Where its response head starts in the output buffer (small bodies).
+    pub(super) head: usize,
+    /// Where its bytes start in the output buffer (small bodies).
+    pub(super) start: usize,
+    /// glommio's handle on the file, opened by the first read that had to wait.
+    pub(super) source: Option<Rc<FileSource>>,
+    /// A glommio task is reading for it.
+    pub(super) reading: bool,
 }
 
 /// What happens once the session has ended and its last response is out.

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
+use super::background::LateLog;
 use super::conn::{Conn, Ending, Wait, NEVER};
 use super::shard::Shard;
 use super::{Application, Deferred, Peer, Pending};
@@ -21,31 +22,6 @@ use crate::http::response::ResponseWriter;
 use crate::http::session::{Service, OUTPUT_HIGH_WATER};
 use crate::http::status::Status;
 use crate::support::stderr::error_line;
-
-/// What the access log will say of a request whose response an async handler is still
-/// making.
-pub(super) struct LateLog {
-    request: Vec<u8>,
-    referer: Option<Vec<u8>>,
-    user_agent: Option<Vec<u8>>,
-    client: Option<SocketAddr>,
-    read_at: Instant,
-}
-
-impl LateLog {
-    /// Writes the line, now that the response is made: `status`, `bytes` long.
-    pub(super) fn record(&self, log: &mut LogBuffer, status: Status, bytes: u64) {
-        log.record(&Entry {
-            client: self.client,
-            request: &self.request,
-            status: status.0,
-            bytes,
-            referer: self.referer.as_deref(),
-            user_agent: self.user_agent.as_deref(),
-            micros: self.read_at.elapsed().as_micros() as u64,
-        });
-    }
-}
 
 /// The session's service while one connection's bytes are processed: the application,
 /// who is at the other end, and the core's access log.

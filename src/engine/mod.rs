@@ -19,15 +19,19 @@
 //! | `accept`, `receive`, `exchange`, `send` | a connection's way through the loop |
 //! | `transfer`, `tasks` | files on their way, async handlers at work |
 //! | `deadlines`, `close`, `drain` | timeouts, the end of a connection, the end of the core |
-//! | `park`, `reporting` | sleeping when idle, reporting once per tick |
+//! | `park`, `wake` | sleeping when idle, and what wakes the loop |
+//! | `links`, `reporting` | what a core tells the rest of the server, once per tick |
+//! | `background` | what glommio tasks post back to the loop |
 
 mod accept;
+mod background;
 mod buffers;
 mod close;
 mod conn;
 mod deadlines;
 mod drain;
 mod exchange;
+mod links;
 mod park;
 mod receive;
 mod reporting;
@@ -38,6 +42,7 @@ mod table;
 mod tasks;
 mod token;
 mod transfer;
+mod wake;
 mod wheel;
 
 use std::future::Future;
@@ -46,9 +51,9 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::pin::Pin;
 
 pub(crate) use exchange::Exchange;
-pub(crate) use reporting::report_tick;
+pub(crate) use links::{report_tick, Links};
 pub use ring::RingMode;
-pub(crate) use shard::{make_ring, run, Links};
+pub(crate) use shard::{make_ring, run};
 
 use crate::files::FileBody;
 use crate::http::request::RawRequest;
@@ -95,7 +100,7 @@ pub(crate) enum Deferred {
 /// a late response.
 pub struct Pending {
     pub(crate) what: Deferred,
-    log: Option<Box<exchange::LateLog>>,
+    log: Option<Box<background::LateLog>>,
 }
 
 impl std::fmt::Debug for Pending {

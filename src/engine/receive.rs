@@ -12,7 +12,7 @@ use io_uring::{cqueue, opcode, squeue, types};
 use super::conn::{Conn, Phase, Recv};
 use super::ring::RECV_GROUP;
 use super::shard::Shard;
-use super::table::Key;
+use super::token::Key;
 use super::token::{token, Op, NO_KEY};
 use super::Application;
 use crate::proxy_protocol::{self, Header};

@@ -7,52 +7,10 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::shard::{Links, Shard};
+use super::shard::Shard;
 use super::Application;
-use crate::access_log::{LogBuffer, LogMsg};
-use crate::config::Config;
-use crate::metrics::{new_histogram, Metrics, ReportMsg, Snapshot};
-
-/// A core's measurements and where they go.
-pub(super) struct Reporting {
-    pub(super) metrics: Metrics,
-    pub(super) links: Links,
-    /// The core's access log, when one is kept.
-    pub(super) log: Option<LogBuffer>,
-    /// Period of report ticks.
-    tick: Duration,
-    /// Ticks done.
-    ticks: u64,
-}
-
-/// Period of report ticks: `report.interval_ms`, or one second when live lines are off
-/// (`/stats` still needs fresh totals, and memory is given back on ticks).
-pub(crate) fn report_tick(config: &Config) -> Duration {
-    Duration::from_millis(match config.report.interval_ms {
-        0 => 1000,
-        ms => ms,
-    })
-}
-
-impl Reporting {
-    pub(super) fn new(config: &Config, links: Links, log: Option<LogBuffer>) -> Reporting {
-        Reporting {
-            metrics: Metrics {
-                enabled: config.report.enabled,
-                ..Metrics::default()
-            },
-            links,
-            log,
-            tick: report_tick(config),
-            ticks: 0,
-        }
-    }
-
-    /// When the next tick is due (ms since start).
-    pub(super) fn next_tick_ms(&self) -> Option<u64> {
-        Some((self.tick * (self.ticks as u32 + 1)).as_millis() as u64)
-    }
-}
+use crate::access_log::LogMsg;
+use crate::metrics::{new_histogram, ReportMsg, Snapshot};
 
 impl<A: Application> Shard<A> {
     /// Until its first tick, `/stats` shows this core with zero counts.

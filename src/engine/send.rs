@@ -6,7 +6,7 @@ use io_uring::{opcode, types};
 
 use super::conn::{Conn, Phase, Send, Wait};
 use super::shard::Shard;
-use super::table::Key;
+use super::token::Key;
 use super::token::{token, Op};
 use super::Application;
 

@@ -10,42 +10,24 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
-use std::sync::mpsc::Sender;
-use std::sync::Arc;
 use std::time::Instant;
 
 use io_uring::{cqueue, opcode, types};
 use ipnet::IpNet;
 
+use super::background::{Background, FileDone, TaskDone};
 use super::buffers::Buffers;
-use super::park::{watch_eventfd, Parking};
-use super::reporting::Reporting;
+use super::links::{Links, Reporting};
 use super::ring::Ring;
 use super::table::Table;
-use super::tasks::{Background, TaskDone};
 use super::token::{token, untoken, Op, NO_KEY};
-use super::transfer::FileDone;
+use super::wake::{watch_eventfd, Parking};
 use super::wheel::{Clock, Wheel};
 use super::Application;
-use crate::access_log::{LogBuffer, LogMsg};
+use crate::access_log::LogBuffer;
 use crate::config::Config;
 use crate::http::request::Limits;
-use crate::metrics::{ReportMsg, StatsBoard};
 use crate::support::stderr::note;
-
-/// What connects a core to the rest of the server: reporting, `/stats`, the access log.
-pub(crate) struct Links {
-    /// Position of this core in the server's core list.
-    pub(crate) index: usize,
-    /// The CPU this core runs on.
-    pub(crate) cpu: usize,
-    /// Where `/stats` totals are published.
-    pub(crate) board: Arc<StatsBoard>,
-    /// The reporter thread's inbox.
-    pub(crate) reports: Sender<ReportMsg>,
-    /// The access log writer's inbox, when a log is kept.
-    pub(crate) log: Option<Sender<LogMsg>>,
-}
 
 /// The configuration a core works with, taken out of [`Config`] once.
 pub(super) struct Settings {
@@ -147,7 +129,7 @@ pub(super) struct Shard<A: Application> {
     /// Bytes all sessions hold for bodies being gathered.
     pub(super) gathered: usize,
     /// Connections whose receive ended with `ENOBUFS`, in the order they ran dry.
-    pub(super) starved: VecDeque<super::table::Key>,
+    pub(super) starved: VecDeque<super::token::Key>,
     /// Completions of this turn (capacity kept across turns).
     cqes: Vec<cqueue::Entry>,
     /// Connections the wheel found due this turn (capacity kept across turns).

@@ -6,18 +6,10 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::conn::Conn;
+use super::token::Key;
 
 /// Generations are 24 bits wide in `user_data` (see `token`).
 const GENERATION_MASK: u32 = 0xff_ffff;
-
-/// A connection's place in the table, with the generation that tells a reused slot apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Key {
-    /// Index in the table.
-    pub(crate) index: u32,
-    /// Generation of the record at that index.
-    pub(crate) generation: u32,
-}
 
 /// The table. A record is taken out while an event is handled (so the core can be borrowed
 /// beside it) and put back, or released when the connection is gone.

@@ -2,36 +2,13 @@
 //! waits (it answers nothing more meanwhile, so responses leave in request order); each
 //! posts its answer back to the loop, which writes it as the connection's late response.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
-use std::time::Instant;
 
+use super::background::{LateLog, TaskDone};
 use super::conn::{Conn, Phase, Wait};
-use super::exchange::LateLog;
 use super::shard::Shard;
-use super::table::Key;
-use super::transfer::FileDone;
 use super::{Application, LateAnswer};
-
-/// What glommio tasks of this core's post back to the loop.
-pub(super) struct Background {
-    pub(super) files_done: Rc<RefCell<Vec<FileDone>>>,
-    pub(super) tasks_done: Rc<RefCell<Vec<TaskDone>>>,
-    /// File reads and async handlers at work in glommio tasks.
-    pub(super) tasks: usize,
-}
-
-/// An async handler's answer, waiting for the loop.
-pub(super) struct TaskDone {
-    key: Key,
-    answer: LateAnswer,
-    /// When the request's bytes were reaped, for its latency.
-    read_at: Instant,
-    /// What the access log says of its request.
-    log: Option<Box<LateLog>>,
-}
 
 impl<A: Application> Shard<A> {
     /// Runs an async handler's future as a glommio task; its answer comes back through

@@ -1,10 +1,18 @@
-//! What a completion is for: the `user_data` of every SQE the engine queues.
+//! What a completion is for: the `user_data` of every SQE the engine queues, and the key
+//! that names a connection in it.
 //!
 //! The low 32 bits name the connection's slot in the table, the next 24 its generation (so a
 //! completion that arrives after its connection closed and the slot was reused is ignored),
 //! the top byte the operation and, for receives, which arming of the receive it was.
 
-use super::table::Key;
+/// A connection's place in the table, with the generation that tells a reused slot apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Key {
+    /// Index in the table.
+    pub(crate) index: u32,
+    /// Generation of the record at that index.
+    pub(crate) generation: u32,
+}
 
 /// The operation a completion finishes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,40 +11,14 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::rc::Rc;
 
-use super::conn::{Conn, Wait};
+use super::background::FileDone;
+use super::conn::{Conn, Transfer, Wait};
 use super::shard::Shard;
-use super::table::Key;
 use super::Application;
-use crate::files::read::{read_cached, read_slow, FileSource};
+use crate::files::read::{read_cached, read_slow};
 use crate::files::FileBody;
 use crate::http::session::OUTPUT_HIGH_WATER;
-
-/// A static file's body on its way out.
-pub(super) struct Transfer {
-    body: Box<FileBody>,
-    pos: u64,
-    end: u64,
-    /// Small enough to join the batch: read into the output buffer behind its head.
-    small: bool,
-    /// Where its response head starts in the output buffer (small bodies).
-    head: usize,
-    /// Where its bytes start in the output buffer (small bodies).
-    start: usize,
-    /// glommio's handle on the file, opened by the first read that had to wait.
-    source: Option<Rc<FileSource>>,
-    /// A glommio task is reading for it.
-    pub(super) reading: bool,
-}
-
-/// A file read done by a glommio task, waiting for the loop.
-pub(super) struct FileDone {
-    key: Key,
-    source: Option<Rc<FileSource>>,
-    buf: Vec<u8>,
-    result: io::Result<()>,
-}
 
 impl<A: Application> Shard<A> {
     /// Starts sending `body` behind the head written at `head` in the output buffer.

@@ -1,0 +1,66 @@
+//! What the core's glommio tasks (file reads that would wait, async handlers) post back to
+//! the loop, which takes it at the next turn (`transfer`, `tasks`), and what the access log
+//! keeps of a request whose answer a task is still making.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::token::Key;
+use super::LateAnswer;
+use crate::access_log::{Entry, LogBuffer};
+use crate::files::read::FileSource;
+use crate::http::status::Status;
+
+/// What glommio tasks of this core's post back to the loop.
+pub(super) struct Background {
+    pub(super) files_done: Rc<RefCell<Vec<FileDone>>>,
+    pub(super) tasks_done: Rc<RefCell<Vec<TaskDone>>>,
+    /// File reads and async handlers at work in glommio tasks.
+    pub(super) tasks: usize,
+}
+
+/// An async handler's answer, waiting for the loop.
+pub(super) struct TaskDone {
+    pub(super) key: Key,
+    pub(super) answer: LateAnswer,
+    /// When the request's bytes were reaped, for its latency.
+    pub(super) read_at: Instant,
+    /// What the access log says of its request.
+    pub(super) log: Option<Box<LateLog>>,
+}
+
+/// A file read done by a glommio task, waiting for the loop.
+pub(super) struct FileDone {
+    pub(super) key: Key,
+    pub(super) source: Option<Rc<FileSource>>,
+    pub(super) buf: Vec<u8>,
+    pub(super) result: io::Result<()>,
+}
+
+/// What the access log will say of a request whose response an async handler is still
+/// making.
+pub(super) struct LateLog {
+    pub(super) request: Vec<u8>,
+    pub(super) referer: Option<Vec<u8>>,
+    pub(super) user_agent: Option<Vec<u8>>,
+    pub(super) client: Option<SocketAddr>,
+    pub(super) read_at: Instant,
+}
+
+impl LateLog {
+    /// Writes the line, now that the response is made: `status`, `bytes` long.
+    pub(super) fn record(&self, log: &mut LogBuffer, status: Status, bytes: u64) {
+        log.record(&Entry {
+            client: self.client,
+            request: &self.request,
+            status: status.0,
+            bytes,
+            referer: self.referer.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            micros: self.read_at.elapsed().as_micros() as u64,
+        });
+    }
+}
