@@ -1112,11 +1112,10 @@ struct Identity {
 #[test]
 fn two_cores_each_build_their_own_state() {
     let usable = usable_cores();
-    if usable.len() < 2 {
-        eprintln!(
-            "SKIPPED two_cores_each_build_their_own_state: only {} usable core(s) ({usable:?})",
-            usable.len()
-        );
+    if !common::require(
+        usable.len() >= 2,
+        &format!("needs two usable cores, this process may use {usable:?}"),
+    ) {
         return;
     }
     let built = Arc::new(Mutex::new(Vec::new()));
