@@ -8,6 +8,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::{Client, TempDir, TestServer};
+use percore::config::IdleWait;
 
 /// The body of a 405.
 const NOT_ALLOWED: &str = "Method Not Allowed\n";
@@ -271,7 +272,7 @@ fn server_directio_bytes() -> u64 {
 #[test]
 fn parking_through_glommio_wakes_for_requests_and_deadlines() {
     let mut server = TestServer::with(|c| {
-        c.runtime.idle_wait = percore::config::IdleWait::Glommio;
+        c.runtime.idle_wait = IdleWait::Glommio;
         c.http.header_timeout_ms = 300;
         c.http.keepalive_timeout_ms = 600;
     });
@@ -298,9 +299,45 @@ fn parking_through_glommio_wakes_for_requests_and_deadlines() {
     assert!(client.is_closed());
 
     drop(client);
+    server.stop();
+}
+
+/// How often a core with nothing to do (no connection, no report tick, no access log: no
+/// deadline at all) parks during an idle window of `IDLE`, with `idle_wait`.
+fn parks_while_idle(idle_wait: IdleWait) -> u64 {
+    let mut server = TestServer::with(|c| {
+        c.runtime.idle_wait = idle_wait;
+        c.report.enabled = false;
+    });
+    // The window measured, not a wait for anything.
+    std::thread::sleep(IDLE);
     let summary = server.server.take().unwrap().shutdown();
+    summary.cores[0].counters.parks
+}
+
+/// The idle window of [`parks_while_idle`].
+const IDLE: Duration = Duration::from_millis(1500);
+
+/// The `parks` counter rises on every park, whichever way the core sleeps, so `parks > 0`
+/// says nothing about glommio. What does: a sleep in the core's own ring lasts at most
+/// `RING_WAIT_MAX_MS` (100 ms) before the loop parks again, while a park through glommio
+/// with no deadline lasts until something happens. So over an idle window of 1.5 s a core
+/// waiting in its ring parks at least 15 times (the control, `idle_wait = "ring"`), and one
+/// parking through glommio only a few times (start, stop). (A counter of parks through
+/// glommio in the server's own counters would say it directly.)
+#[test]
+fn an_idle_core_parks_through_glommio_for_longer_than_a_ring_wait_lasts() {
+    let ring = parks_while_idle(IdleWait::Ring);
+    let glommio = parks_while_idle(IdleWait::Glommio);
+    eprintln!("parks over {IDLE:?} idle: ring {ring}, glommio {glommio}");
+    // Even a core starved of CPU wakes from its ring more often than this.
     assert!(
-        summary.cores[0].counters.parks > 0,
-        "the core must have parked through glommio at least once"
+        ring >= 8,
+        "the control: a core sleeping in its ring parked only {ring} times in {IDLE:?}"
+    );
+    assert!(
+        glommio <= 4,
+        "a core told to park through glommio parked {glommio} times in {IDLE:?} idle: \
+         each of its sleeps lasted no longer than a ring wait"
     );
 }
