@@ -423,8 +423,9 @@ pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) 
 /// line of output, before the test fails: far beyond what either takes when it works.
 pub const EXIT_WAIT: Duration = Duration::from_secs(30);
 
-/// Lines of a child's output, read on a thread of their own so that a test waits for each
-/// with a bound and fails, instead of blocking forever on a pipe that stays silent.
+/// Lines of a child's output, read on a thread of their own (to the end, listened to or not)
+/// so that a test waits for each with a bound and fails, instead of blocking forever on a
+/// pipe that stays silent, and the child never blocks on a pipe nobody reads.
 pub struct Lines(std::sync::mpsc::Receiver<String>);
 
 impl Lines {
@@ -433,9 +434,9 @@ impl Lines {
         std::thread::spawn(move || {
             for line in reader.lines() {
                 let Ok(line) = line else { break };
-                if lines.send(line).is_err() {
-                    break;
-                }
+                // Read to the end even once nobody listens, so that the writer never blocks
+                // on a full pipe.
+                let _ = lines.send(line);
             }
         });
         Lines(receiver)
