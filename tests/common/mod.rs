@@ -91,9 +91,13 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).unwrap();
-        // Generous: a test that waits this long has failed anyway.
+        // Generous: a test that waits this long has failed anyway. Writes too: a server that
+        // stops reading must not leave a test blocked in a write.
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         Client {
             stream,
@@ -613,6 +617,9 @@ pub fn small_window_client(addr: SocketAddr) -> Client {
     stream.set_nodelay(true).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     Client {
         stream,
