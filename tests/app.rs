@@ -1114,7 +1114,7 @@ fn two_cores_each_build_their_own_state() {
     let usable = usable_cores();
     if !common::require(
         usable.len() >= 2,
-        &format!("needs two usable cores, this process may use {usable:?}"),
+        &format!("needs two usable cores, this process may use {usable:?}: the test did not run"),
     ) {
         return;
     }

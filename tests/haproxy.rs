@@ -93,7 +93,7 @@ fn echo_lines(log: &Path) -> usize {
 fn stopping_one_instance_behind_haproxy_loses_no_request() {
     if !common::require(
         common::have_tool("haproxy", &["-v"]),
-        "haproxy is not installed (apt-get install haproxy)",
+        "haproxy is not installed (apt-get install haproxy): this test did not run",
     ) {
         return;
     }

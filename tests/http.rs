@@ -387,7 +387,7 @@ fn two_cores_serve_the_same_port() {
     let usable = percore::config::usable_cores();
     if !common::require(
         usable.len() >= 2,
-        &format!("needs two usable cores, this process may use {usable:?}"),
+        &format!("needs two usable cores, this process may use {usable:?}: the test did not run"),
     ) {
         return;
     }

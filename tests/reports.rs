@@ -415,8 +415,8 @@ fn metrics_route_is_prometheus_text_that_adds_up() {
 
     if common::require(
         common::have_tool("promtool", &["--version"]),
-        "promtool is not installed (apt-get install prometheus); the exposition was checked by \
-         this test's own parser only",
+        "promtool is not installed (apt-get install prometheus): `promtool check metrics` \
+         did not run, the exposition was checked by this test's own parser only",
     ) {
         let output = common::output_with_input(
             std::process::Command::new("promtool").args(["check", "metrics"]),
