@@ -108,7 +108,8 @@ fn flood_with_requests(client: &mut Client) {
 /// progress: not before, and not much later.
 #[test]
 fn client_that_stops_reading_is_cut_off_after_the_write_timeout() {
-    const WRITE_TIMEOUT: Duration = Duration::from_millis(1500);
+    // Long enough that the stall is established (a flood, then 300 ms unchanged) well inside it.
+    const WRITE_TIMEOUT: Duration = Duration::from_millis(3000);
     let server = TestServer::with(|c| c.http.write_timeout_ms = WRITE_TIMEOUT.as_millis() as u64);
     let connected = Instant::now();
     let mut greedy = common::small_window_client(server.addr);
