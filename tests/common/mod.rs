@@ -528,10 +528,10 @@ impl Drop for TempDir {
     }
 }
 
-/// One TCP socket as the kernel lists it in `/proc/net/tcp`.
+/// One TCP socket as the kernel reports it (`ss`, `/proc/net/tcp`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpRow {
-    /// The state (`1` established, `7` closed, …).
+    /// The state (`1` established, `3` SYN_RECV, `7` closed, …).
     pub state: u8,
     /// Bytes written to the socket and not yet acknowledged by the peer: on loopback, bytes
     /// the peer's closed receive window keeps in this socket's send buffer.
@@ -540,32 +540,83 @@ pub struct TcpRow {
     pub rx_queue: u64,
 }
 
-/// The kernel's row for the IPv4 socket whose own end is `local` and whose peer is `remote`,
-/// if it exists. For the server's end of a client's `stream`:
+/// The kernel's record of the IPv4 TCP socket whose own end is `local` and whose peer is
+/// `remote`, if it exists. For the server's end of a client's `stream`:
 /// `tcp_row(stream.peer_addr(), stream.local_addr())`.
+///
+/// Asked through sock_diag netlink for that one socket (what `ss` uses), a hash lookup in
+/// the kernel: reading `/proc/net/tcp` instead costs a walk of every socket, and with the
+/// thousands of connections (and their TIME_WAIT remains) other tests make, polling it
+/// slows to seconds.
 pub fn tcp_row(local: SocketAddr, remote: SocketAddr) -> Option<TcpRow> {
-    let hex = |addr: SocketAddr| match addr {
-        SocketAddr::V4(v4) => format!(
-            "{:08X}:{:04X}",
-            u32::from_ne_bytes(v4.ip().octets()),
-            v4.port()
-        ),
-        SocketAddr::V6(_) => panic!("tcp_row reads IPv4 sockets only: {addr}"),
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLMSG_ERROR: u16 = 2;
+    let (SocketAddr::V4(local), SocketAddr::V4(remote)) = (local, remote) else {
+        panic!("tcp_row looks up IPv4 sockets only: {local} {remote}");
     };
-    let (local, remote) = (hex(local), hex(remote));
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) != Some(&local.as_str()) || fields.get(2) != Some(&remote.as_str()) {
-            return None;
+    // struct nlmsghdr (16 bytes), then struct inet_diag_req_v2 (56 bytes).
+    let mut request = Vec::with_capacity(72);
+    request.extend_from_slice(&72u32.to_ne_bytes());
+    request.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    request.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    request.extend_from_slice(&[0; 8]); // sequence, port id
+    request.extend_from_slice(&[libc::AF_INET as u8, libc::IPPROTO_TCP as u8, 0, 0]);
+    request.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
+                                                        // struct inet_diag_sockid: ports and addresses in network order.
+    request.extend_from_slice(&local.port().to_be_bytes());
+    request.extend_from_slice(&remote.port().to_be_bytes());
+    request.extend_from_slice(&local.ip().octets());
+    request.extend_from_slice(&[0; 12]);
+    request.extend_from_slice(&remote.ip().octets());
+    request.extend_from_slice(&[0; 12]);
+    request.extend_from_slice(&0u32.to_ne_bytes()); // any interface
+    request.extend_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
+    assert_eq!(request.len(), 72);
+    // SAFETY: socket(2); the descriptor is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    assert!(fd >= 0, "netlink: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor, owned from here on.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sends `request`, a buffer of its length, to the kernel (the default address).
+    let sent = unsafe { libc::send(fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
+    assert_eq!(sent, 72, "netlink: {}", std::io::Error::last_os_error());
+    let mut reply = [0u8; 1024];
+    // SAFETY: receives into `reply`, a buffer of its length. The kernel answers at once.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
+    assert!(n >= 16, "netlink: {}", std::io::Error::last_os_error());
+    let u16_at = |i: usize| u16::from_ne_bytes([reply[i], reply[i + 1]]);
+    let u32_at = |i: usize| u32::from_ne_bytes(reply[i..i + 4].try_into().unwrap());
+    match u16_at(4) {
+        NLMSG_ERROR => {
+            // struct nlmsgerr: a negative errno; ENOENT when there is no such socket.
+            let error = -(u32_at(16) as i32);
+            assert_eq!(
+                error,
+                libc::ENOENT,
+                "sock_diag: {}",
+                std::io::Error::from_raw_os_error(error)
+            );
+            None
         }
-        let (tx, rx) = fields[4].split_once(':')?;
-        Some(TcpRow {
-            state: u8::from_str_radix(fields[3], 16).ok()?,
-            tx_queue: u64::from_str_radix(tx, 16).ok()?,
-            rx_queue: u64::from_str_radix(rx, 16).ok()?,
-        })
-    })
+        SOCK_DIAG_BY_FAMILY => {
+            // struct inet_diag_msg after the header: state at 1, then the socket id (48
+            // bytes), expires, rqueue at 56, wqueue at 60.
+            assert!(n as usize >= 16 + 72, "a short sock_diag answer: {n} bytes");
+            Some(TcpRow {
+                state: reply[16 + 1],
+                rx_queue: u64::from(u32_at(16 + 56)),
+                tx_queue: u64::from(u32_at(16 + 60)),
+            })
+        }
+        other => panic!("sock_diag answered with message type {other}"),
+    }
 }
 
 /// The server's end of the connection `stream` is the client end of; `None` once there is
