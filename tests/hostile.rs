@@ -21,6 +21,7 @@ fn rss_kib() -> u64 {
 #[test]
 fn client_that_never_reads_cannot_grow_server_memory() {
     let server = TestServer::with(|c| c.http.write_timeout_ms = 60_000);
+    let connected = Instant::now();
     let mut greedy = server.client();
     greedy
         .stream
@@ -38,6 +39,9 @@ fn client_that_never_reads_cannot_grow_server_memory() {
             "the server kept reading 1 GiB without sending"
         );
     }
+    // It did stop: its send is held up, its unread requests wait in its socket.
+    let stall = common::wait_until_send_stalled(&greedy.stream, connected);
+    assert!(stall.server.rx_queue > 0, "{stall:?}");
     let grown = rss_kib().saturating_sub(before);
     assert!(grown < 64 * 1024, "RSS grew {grown} KiB");
     // Everyone else is served meanwhile.
