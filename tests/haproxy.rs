@@ -167,7 +167,7 @@ fn stopping_one_instance_behind_haproxy_loses_no_request() {
 
     // Both instances up in HAProxy's eyes: its health checks (GET /healthz through the
     // PROXY protocol) passed twice on each.
-    common::wait_until("both backends up", Duration::from_secs(30), || {
+    common::wait_until("both backends are up", Duration::from_secs(30), || {
         alive()
             && socket.exists()
             && backends(&socket)
@@ -197,12 +197,16 @@ fn stopping_one_instance_behind_haproxy_loses_no_request() {
 
     first.stop_with(libc::SIGTERM);
     // HAProxy saw it go (503 from /healthz while it drained, then refused connections)…
-    common::wait_until("the stopped backend down", Duration::from_secs(30), || {
-        alive()
-            && backends(&socket)
-                .iter()
-                .any(|(name, b)| name == "percore1" && b.status.starts_with("DOWN"))
-    });
+    common::wait_until(
+        "the stopped backend is down",
+        Duration::from_secs(30),
+        || {
+            alive()
+                && backends(&socket)
+                    .iter()
+                    .any(|(name, b)| name == "percore1" && b.status.starts_with("DOWN"))
+        },
+    );
     // …and the load goes on, on the second alone.
     let answered_by_second = || {
         backends(&socket)

@@ -315,7 +315,7 @@ pub fn wait_child(child: &mut Child, within: Duration, what: &str) -> ExitStatus
         }
         if Instant::now() > deadline {
             kill_child(child);
-            panic!("no {what} within {within:?}: the process was killed");
+            panic!("waited {within:?} in vain for {what}; the process was killed");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -418,7 +418,10 @@ pub fn require(available: bool, why: &str) -> bool {
 pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !done() {
-        assert!(Instant::now() < deadline, "not {what} within {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "waited {within:?} in vain until {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -452,7 +455,7 @@ impl Lines {
         use std::sync::mpsc::RecvTimeoutError;
         match self.0.recv_timeout(EXIT_WAIT) {
             Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => panic!("no {what} within {EXIT_WAIT:?}"),
+            Err(RecvTimeoutError::Timeout) => panic!("{what} did not come within {EXIT_WAIT:?}"),
             Err(RecvTimeoutError::Disconnected) => panic!("the output ended before {what}"),
         }
     }
@@ -469,7 +472,7 @@ impl Lines {
                 Ok(line) if wanted(&line) => return line,
                 Ok(line) => passed.push(line),
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("no {what} within {EXIT_WAIT:?}; other lines: {passed:?}")
+                    panic!("{what} did not come within {EXIT_WAIT:?}; other lines: {passed:?}")
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     panic!("the output ended before {what}; other lines: {passed:?}")
