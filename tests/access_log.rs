@@ -123,6 +123,7 @@ fn json_lines_parse_with_the_same_fields() {
 /// Sends `count` requests on one connection and reads their answers.
 fn requests(addr: &str, count: usize) {
     let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(common::EXIT_WAIT)).unwrap();
     let batch: String = (0..count)
         .map(|i| format!("GET /echo?name={i} HTTP/1.1\r\nHost: t\r\n\r\n"))
         .collect();

@@ -1115,11 +1115,10 @@ struct Identity {
 #[test]
 fn two_cores_each_build_their_own_state() {
     let usable = usable_cores();
-    if usable.len() < 2 {
-        eprintln!(
-            "SKIPPED two_cores_each_build_their_own_state: only {} usable core(s) ({usable:?})",
-            usable.len()
-        );
+    if !common::require(
+        usable.len() >= 2,
+        &format!("needs two usable cores, this process may use {usable:?}: the test did not run"),
+    ) {
         return;
     }
     let built = Arc::new(Mutex::new(Vec::new()));
@@ -1192,25 +1191,37 @@ fn close_after_a_file_is_too_late_and_ignored() {
 /// A drain that begins while an async handler works makes its response the connection's last.
 #[test]
 fn a_late_response_during_a_drain_closes_its_connection() {
-    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = started.clone();
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let started = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(AtomicBool::new(false));
+    let (flag, go) = (started.clone(), release.clone());
     let app = App::new(|_| Ok(())).get_async("/slow", move |_req, _state| {
-        flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        async {
-            percore::glommio::timer::sleep(Duration::from_millis(300)).await;
+        flag.store(true, Ordering::SeqCst);
+        let go = go.clone();
+        async move {
+            // Answers once the test has seen the drain begin (or after 20 s: the test has
+            // failed by then).
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !go.load(Ordering::SeqCst) && Instant::now() < deadline {
+                percore::glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
             Reply::text("slow")
         }
     });
     let running = serve(app);
+    let addr = running.addr;
     let mut client = running.client();
     client.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
     // Drain once the handler has the request.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !started.load(std::sync::atomic::Ordering::SeqCst) {
-        assert!(Instant::now() < deadline, "the handler never ran");
-        std::thread::yield_now();
-    }
+    common::wait_until("the handler ran", Duration::from_secs(20), || {
+        started.load(Ordering::SeqCst)
+    });
     let stopping = std::thread::spawn(move || running.stop());
+    // The drain has begun once the listener is gone: new connections are refused.
+    common::wait_until("the drain began", Duration::from_secs(20), || {
+        TcpStream::connect(addr).is_err()
+    });
+    release.store(true, Ordering::SeqCst);
     let response = client.response();
     assert_eq!(response.text(), "slow");
     assert_eq!(response.header("connection"), Some("close"));

@@ -21,6 +21,7 @@ fn rss_kib() -> u64 {
 #[test]
 fn client_that_never_reads_cannot_grow_server_memory() {
     let server = TestServer::with(|c| c.http.write_timeout_ms = 60_000);
+    let connected = Instant::now();
     let mut greedy = server.client();
     greedy
         .stream
@@ -38,6 +39,9 @@ fn client_that_never_reads_cannot_grow_server_memory() {
             "the server kept reading 1 GiB without sending"
         );
     }
+    // It did stop: its send is held up, its unread requests wait in its socket.
+    let stall = common::wait_until_send_stalled(&greedy.stream, connected);
+    assert!(stall.server.rx_queue > 0, "{stall:?}");
     let grown = rss_kib().saturating_sub(before);
     assert!(grown < 64 * 1024, "RSS grew {grown} KiB");
     // Everyone else is served meanwhile.
@@ -83,23 +87,77 @@ fn stalled_body_gets_408() {
     assert!(client.is_closed());
 }
 
+/// Pipelines requests on `client` without reading until its writes stop going through
+/// (the server stopped reading them: its answers cannot leave). Fails if the server reads
+/// 1 GiB without holding back.
+fn flood_with_requests(client: &mut Client) {
+    client
+        .stream
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let batch = b"GET /echo?name=greedy HTTP/1.1\r\nHost: t\r\n\r\n".repeat(1000);
+    let mut sent = 0usize;
+    while client.stream.write_all(&batch).is_ok() {
+        sent += batch.len();
+        assert!(
+            sent < 1 << 30,
+            "the server kept reading 1 GiB without sending"
+        );
+    }
+}
+
+/// A client that stops reading: once the server's send to it is held up (its socket full of
+/// answers the client's closed window keeps there, its requests left unread), the core still
+/// serves others, and the connection is cut `http.write_timeout_ms` after the send last made
+/// progress: not before, and not much later.
 #[test]
 fn client_that_stops_reading_is_cut_off_after_the_write_timeout() {
-    let server = TestServer::with(|c| c.http.write_timeout_ms = 200);
-    let mut greedy = server.client();
-    let request = b"GET /echo?name=greedy HTTP/1.1\r\nHost: t\r\n\r\n".repeat(1000);
-    // Writes fail once the server gives up on this connection and resets it.
+    // Long enough that the stall is established (a flood, then 300 ms unchanged) well inside it.
+    const WRITE_TIMEOUT: Duration = Duration::from_millis(3000);
+    let server = TestServer::with(|c| c.http.write_timeout_ms = WRITE_TIMEOUT.as_millis() as u64);
+    let connected = Instant::now();
+    let mut greedy = common::small_window_client(server.addr);
+    flood_with_requests(&mut greedy);
+    let stall = common::wait_until_send_stalled(&greedy.stream, connected);
+    // The server holds answers it cannot send and requests it has not read: it stopped
+    // reading because its send cannot finish.
+    assert!(
+        stall.server.tx_queue > 0 && stall.server.rx_queue > 0,
+        "{stall:?}"
+    );
+    // Everyone else is served meanwhile (well inside the write timeout).
+    for i in 0..5 {
+        let mut other = server.client();
+        assert_eq!(
+            other.get(&format!("/echo?name={i}")).text(),
+            format!("Hi, {i}!")
+        );
+    }
+    let cut = common::wait_for_hang_up(&greedy.stream, WRITE_TIMEOUT + Duration::from_secs(20))
+        .expect("the server never cut off a client that does not read");
+    // The server's clock counts whole milliseconds: a little slack.
+    let earliest = stall.progress_not_before + WRITE_TIMEOUT;
+    assert!(
+        cut + Duration::from_millis(20) >= earliest,
+        "cut {:?} after the send last progressed, before the write timeout of {WRITE_TIMEOUT:?}",
+        cut.duration_since(stall.progress_not_before)
+    );
+    let latest = stall.progress_not_after + WRITE_TIMEOUT + Duration::from_secs(5);
+    assert!(
+        cut <= latest,
+        "cut {:?} after the send last progressed, for a write timeout of {WRITE_TIMEOUT:?}",
+        cut.duration_since(stall.progress_not_after)
+    );
+    // Cut, not closed in order: the server's end is gone (reset), and writes fail.
+    assert!(common::server_end(&greedy.stream).is_none_or(|row| row.state != 1));
     let mut failed = false;
-    for _ in 0..100_000 {
-        if greedy.stream.write_all(&request).is_err() {
+    for _ in 0..100 {
+        if greedy.stream.write_all(b"GET / HTTP/1.1\r\n\r\n").is_err() {
             failed = true;
             break;
         }
     }
-    assert!(
-        failed,
-        "the server never cut off a client that does not read"
-    );
+    assert!(failed, "writes still go through after the cut");
 }
 
 #[test]

@@ -385,12 +385,10 @@ fn slow_head_gets_408_and_idle_connection_is_closed() {
 fn two_cores_serve_the_same_port() {
     const CONNECTIONS: usize = 200;
     let usable = percore::internals::usable_cores();
-    if usable.len() < 2 {
-        eprintln!(
-            "SKIPPED two_cores_serve_the_same_port: needs two usable cores, this process may use \
-             {} ({usable:?})",
-            usable.len()
-        );
+    if !common::require(
+        usable.len() >= 2,
+        &format!("needs two usable cores, this process may use {usable:?}: the test did not run"),
+    ) {
         return;
     }
     let mut server = TestServer::with(|c| {

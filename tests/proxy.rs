@@ -36,7 +36,8 @@ fn start(adjust: impl FnOnce(&mut Config)) -> (Server, SocketAddr) {
 
 const REQUEST: &[u8] = b"GET /peer HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 
-/// Sends `bytes` one write per piece, reads to the server's close; `None` if the server
+/// Sends `bytes` one write per piece, each once the server has read the one before (so
+/// that it meets them in separate reads), reads to the server's close; `None` if the server
 /// closed (or reset) without a byte.
 fn exchange(addr: SocketAddr, pieces: &[&[u8]]) -> Option<String> {
     let mut stream = TcpStream::connect(addr).unwrap();
@@ -48,7 +49,7 @@ fn exchange(addr: SocketAddr, pieces: &[&[u8]]) -> Option<String> {
         if stream.write_all(piece).is_err() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        common::wait_until_read_by_server(&stream);
     }
     let mut reply = Vec::new();
     match stream.read_to_end(&mut reply) {

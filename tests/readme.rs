@@ -2,14 +2,19 @@
 //! (depending on this checkout, offline, from the same lock file) and run with percore's flags:
 //! its three routes must answer as the README says.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 mod common;
 
-use common::Client;
+use common::{Client, KillOnDrop, Lines, EXIT_WAIT};
+
+/// How long building the README's program may take: a build from cold (percore and all its
+/// dependencies, in a target directory of its own) on a slow machine, with room to spare.
+const BUILD_WAIT: Duration = Duration::from_secs(20 * 60);
 
 /// The first ```rust block after the "Write your own handlers" heading.
 fn readme_program() -> String {
@@ -42,12 +47,13 @@ fn build(program: &str) -> PathBuf {
     // The same versions as percore's own build, which are in the local registry already.
     std::fs::copy(manifest_dir.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
-        .args(["build", "--offline", "--quiet"])
-        .current_dir(&dir)
-        .env("CARGO_TARGET_DIR", dir.join("target"))
-        .output()
-        .expect("cargo runs");
+    let output = common::output_within(
+        Command::new(cargo)
+            .args(["build", "--offline", "--quiet"])
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", dir.join("target")),
+        BUILD_WAIT,
+    );
     assert!(
         output.status.success(),
         "the README program does not build:\n{}",
@@ -56,27 +62,29 @@ fn build(program: &str) -> PathBuf {
     dir.join("target/debug/readme-example")
 }
 
-/// Starts the program with `args` and reads its address from the start-up line.
-fn start(binary: &Path, args: &[&str]) -> (Child, SocketAddr) {
-    let mut child = Command::new(binary)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the README program starts");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("a start-up line before exit")
-            .expect("stderr is text");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split(' ').next().unwrap().parse().expect("an address");
-        }
-    };
-    // Keep draining stderr so the program never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+/// Starts the program with `args` and reads its address from the start-up line (within
+/// `EXIT_WAIT`); the program is killed if the test fails.
+fn start(binary: &Path, args: &[&str]) -> (KillOnDrop, SocketAddr) {
+    let mut child = KillOnDrop(
+        Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the README program starts"),
+    );
+    // Read on a thread to its end, so the program never blocks on a full pipe.
+    let lines = Lines::new(BufReader::new(child.0.stderr.take().unwrap()));
+    let line = lines.find("the README program's start-up line", |line| {
+        line.contains("listening on http://")
+    });
+    let addr = line
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
     (child, addr)
 }
 
@@ -115,7 +123,7 @@ fn the_readme_program_builds_and_answers_as_printed() {
 
     // SIGTERM drains and exits 0, like the percore binary.
     // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let status = common::wait_child(&mut child.0, EXIT_WAIT, "exit after SIGTERM");
     assert!(status.success(), "{status}");
 }

@@ -5,14 +5,11 @@
 mod clients;
 mod common;
 
-use std::io::BufRead;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clients::{keep_alive_client, new_connection_client, status_of};
+use clients::{keep_alive_client, new_connection_client, status_of, Load, StopOnDrop};
 use common::Percore;
 
 /// A configuration file for one test, rewritten between reloads.
@@ -45,11 +42,13 @@ impl Drop for ConfigFile {
     }
 }
 
-/// The next line the server writes on stderr.
-fn next_note(server: &mut Percore) -> String {
-    let mut line = String::new();
-    server.stderr.read_line(&mut line).unwrap();
-    line
+/// The server's note on the reload just asked for: the next line on its stderr that is about
+/// SIGHUP (others, such as rate-limited error lines, are passed over); fails the test if
+/// none comes within `EXIT_WAIT`.
+fn reload_note(server: &Percore) -> String {
+    server
+        .stderr
+        .find("the note on the reload", |line| line.contains("SIGHUP"))
 }
 
 fn hup(server: &Percore) {
@@ -75,23 +74,27 @@ fn reloads_under_load_lose_no_request() {
     // Port 0 in the file: the reloads keep the port the first start picked.
     let mut server = Percore::spawn(&["--config", file.path()]);
     let addr: SocketAddr = server.addr.parse().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
+    let load = Load::new();
+    let _stop = StopOnDrop(load.clone());
     let clients = [
-        keep_alive_client(addr, stop.clone()),
-        new_connection_client(addr, stop.clone()),
+        keep_alive_client(addr, load.clone()),
+        new_connection_client(addr, load.clone()),
     ];
+    load.wait_for_answers(50, "the clients run before the first reload");
     for round in 1..=3 {
         let stats = format!("/stats-{round}");
         file.write(0, &stats);
         hup(&server);
-        let note = next_note(&mut server);
+        let note = reload_note(&server);
         assert!(note.contains("SIGHUP: reloaded"), "{note}");
         wait_for(addr, &stats, 200);
-        assert_eq!(status_of(addr, &format!("/stats-{}", round - 1)), 404);
-        // Let the clients run on the new cores for a while before the next reload.
-        std::thread::sleep(Duration::from_millis(300));
+        // The old cores are told to drain just after the new ones serve, and accept on the
+        // shared socket until they see it: their path answers 404 once they have stopped.
+        wait_for(addr, &format!("/stats-{}", round - 1), 404);
+        // The clients go on, served by the new cores, before the next reload.
+        load.wait_for_answers(100, "the clients run on after the reload");
     }
-    stop.store(true, Ordering::Relaxed);
+    load.stop();
     let mut total = 0;
     for client in clients {
         let tally = client.join().unwrap();
@@ -112,7 +115,7 @@ fn a_broken_file_keeps_the_previous_configuration() {
     let addr: SocketAddr = server.addr.parse().unwrap();
     std::fs::write(&file.0, "[server]\nportt = 1\n").unwrap();
     hup(&server);
-    let note = next_note(&mut server);
+    let note = reload_note(&server);
     assert!(note.contains("not reloaded"), "{note}");
     assert!(note.contains("portt"), "{note}");
     assert_eq!(status_of(addr, "/stats-old"), 200);
@@ -132,7 +135,7 @@ fn a_reload_can_move_to_another_port() {
     drop(free);
     file.write(port, "/stats");
     hup(&server);
-    let note = next_note(&mut server);
+    let note = reload_note(&server);
     assert!(note.contains(&format!("127.0.0.1:{port}")), "{note}");
     let new = SocketAddr::from(([127, 0, 0, 1], port));
     assert_eq!(status_of(new, "/echo?name=x"), 200);

@@ -413,33 +413,22 @@ fn metrics_route_is_prometheus_text_that_adds_up() {
     }
     assert_eq!(histogram_total, requests, "{text}");
 
-    match std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    {
-        Ok(mut promtool) => {
-            use std::io::Write;
-            promtool
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-            let output = promtool.wait_with_output().unwrap();
-            assert!(
-                output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
-                "promtool check metrics: {}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Err(_) => eprintln!(
-            "SKIPPED: promtool is not installed (apt-get install prometheus); the exposition \
-             was checked by this test's own parser only"
-        ),
+    if common::require(
+        common::have_tool("promtool", &["--version"]),
+        "promtool is not installed (apt-get install prometheus): `promtool check metrics` \
+         did not run, the exposition was checked by this test's own parser only",
+    ) {
+        let output = common::output_with_input(
+            std::process::Command::new("promtool").args(["check", "metrics"]),
+            text.as_bytes(),
+            common::EXIT_WAIT,
+        );
+        assert!(
+            output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 
@@ -617,11 +606,12 @@ fn shutdown_draws_the_plots_and_percore_report_draws_them_again() {
             std::fs::copy(&path, copy.join(&name)).unwrap();
         }
     }
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_percore"))
-        .arg("report")
-        .arg(&copy)
-        .output()
-        .unwrap();
+    let output = common::output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_percore"))
+            .arg("report")
+            .arg(&copy),
+        common::EXIT_WAIT,
+    );
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();
     let all_row = stdout

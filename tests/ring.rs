@@ -5,11 +5,10 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use common::{Client, TempDir, TestServer};
+use percore::config::IdleWait;
 
 /// The body of a 405.
 const NOT_ALLOWED: &str = "Method Not Allowed\n";
@@ -136,35 +135,6 @@ fn a_thousand_connections_share_four_receive_buffers() {
     assert_eq!(counters.requests(), CONNECTIONS as u64);
 }
 
-/// Bytes waiting in `stream`'s receive queue.
-fn unread(stream: &TcpStream) -> usize {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int.
-    assert_eq!(
-        unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) },
-        0
-    );
-    n as usize
-}
-
-/// Waits until the server has stopped sending to `stream` (which never reads): its receive
-/// queue no longer grows, because both sides' buffers are full and the server's send waits.
-fn wait_until_stalled(stream: &TcpStream) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = unread(stream);
-    let mut same = 0;
-    while same < 10 {
-        assert!(
-            Instant::now() < deadline,
-            "the server's output to a client that never reads did not stall in 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-        let now = unread(stream);
-        same = if now == last && now > 0 { same + 1 } else { 0 };
-        last = now;
-    }
-}
-
 /// Pipelines echo requests without reading until the server stops reading them: its
 /// responses cannot leave, so a send of them is in flight and waiting.
 fn flood_with_requests(client: &mut Client) {
@@ -207,26 +177,42 @@ fn connections_reset_while_their_send_is_in_flight_are_released() {
         c.report.interval_ms = 50;
     });
     assert!(DIRECT >= server_directio_bytes());
+    let started = Instant::now();
     let mut made = 0u64;
+    // Small receive windows: the server's sends are held up after a few hundred KiB.
     let mut stalled = Vec::new();
     for _ in 0..4 {
-        let mut client = server.client();
+        let mut client = common::small_window_client(server.addr);
         flood_with_requests(&mut client);
-        stalled.push(client);
+        stalled.push((client, None));
     }
     for path in ["/large.bin", "/direct.bin", "/large.bin", "/direct.bin"] {
-        let mut client = server.client();
+        let mut client = common::small_window_client(server.addr);
         // Twice, pipelined: the second waits behind the first.
         let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
         client.send(request.repeat(2));
-        stalled.push(client);
+        let size = if path == "/large.bin" { LARGE } else { DIRECT };
+        stalled.push((client, Some(size)));
     }
-    for client in &stalled {
-        wait_until_stalled(&client.stream);
-        assert!((unread(&client.stream) as u64) < LARGE);
-    }
+    // Each send is really held up: the server's end keeps bytes it cannot send, unchanged,
+    // while it has more to send: requests it has not read yet (the floods), or the rest of
+    // a file no buffer on the way can hold (the downloads).
+    std::thread::scope(|scope| {
+        for (client, file) in &stalled {
+            scope.spawn(move || {
+                let stall = common::wait_until_send_stalled(&client.stream, started);
+                match file {
+                    None => assert!(stall.server.rx_queue > 0, "{stall:?}"),
+                    Some(size) => assert!(
+                        stall.server.tx_queue + (stall.unread as u64) < *size,
+                        "{stall:?}"
+                    ),
+                }
+            });
+        }
+    });
     made += stalled.len() as u64;
-    for (i, client) in stalled.into_iter().enumerate() {
+    for (i, (client, _)) in stalled.into_iter().enumerate() {
         if i % 2 == 0 {
             // SO_LINGER 0: close sends a reset at once.
             socket2::SockRef::from(&client.stream)
@@ -288,7 +274,7 @@ fn server_directio_bytes() -> u64 {
 #[test]
 fn parking_through_glommio_wakes_for_requests_and_deadlines() {
     let mut server = TestServer::with(|c| {
-        c.runtime.idle_wait = percore::config::IdleWait::Glommio;
+        c.runtime.idle_wait = IdleWait::Glommio;
         c.http.header_timeout_ms = 300;
         c.http.keepalive_timeout_ms = 600;
     });
@@ -315,9 +301,45 @@ fn parking_through_glommio_wakes_for_requests_and_deadlines() {
     assert!(client.is_closed());
 
     drop(client);
+    server.stop();
+}
+
+/// How often a core with nothing to do (no connection, no report tick, no access log: no
+/// deadline at all) parks during an idle window of `IDLE`, with `idle_wait`.
+fn parks_while_idle(idle_wait: IdleWait) -> u64 {
+    let mut server = TestServer::with(|c| {
+        c.runtime.idle_wait = idle_wait;
+        c.report.enabled = false;
+    });
+    // The window measured, not a wait for anything.
+    std::thread::sleep(IDLE);
     let summary = server.server.take().unwrap().shutdown();
+    summary.cores[0].counters.parks
+}
+
+/// The idle window of [`parks_while_idle`].
+const IDLE: Duration = Duration::from_millis(1500);
+
+/// The `parks` counter rises on every park, whichever way the core sleeps, so `parks > 0`
+/// says nothing about glommio. What does: a sleep in the core's own ring lasts at most
+/// `RING_WAIT_MAX_MS` (100 ms) before the loop parks again, while a park through glommio
+/// with no deadline lasts until something happens. So over an idle window of 1.5 s a core
+/// waiting in its ring parks at least 15 times (the control, `idle_wait = "ring"`), and one
+/// parking through glommio only a few times (start, stop). (A counter of parks through
+/// glommio in the server's own counters would say it directly.)
+#[test]
+fn an_idle_core_parks_through_glommio_for_longer_than_a_ring_wait_lasts() {
+    let ring = parks_while_idle(IdleWait::Ring);
+    let glommio = parks_while_idle(IdleWait::Glommio);
+    eprintln!("parks over {IDLE:?} idle: ring {ring}, glommio {glommio}");
+    // Even a core starved of CPU wakes from its ring more often than this.
     assert!(
-        summary.cores[0].counters.parks > 0,
-        "the core must have parked through glommio at least once"
+        ring >= 8,
+        "the control: a core sleeping in its ring parked only {ring} times in {IDLE:?}"
+    );
+    assert!(
+        glommio <= 4,
+        "a core told to park through glommio parked {glommio} times in {IDLE:?} idle: \
+         each of its sleeps lasted no longer than a ring wait"
     );
 }

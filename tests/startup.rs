@@ -5,14 +5,15 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
+use std::time::Duration;
 
-use common::Percore;
+use common::{output_within, KillOnDrop, Lines, Percore, EXIT_WAIT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_percore");
 
 /// Runs the binary expecting a start-up failure; returns its stderr.
 fn fails(args: &[&str]) -> String {
-    let output = Command::new(BIN).args(args).output().unwrap();
+    let output = output_within(Command::new(BIN).args(args), EXIT_WAIT);
     assert!(!output.status.success(), "{args:?} should fail");
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "one line, got: {stderr}");
@@ -69,6 +70,9 @@ fn sigterm_after_serving_exits_zero() {
     let mut server = Percore::spawn(&["--port", "0", "--workers", "1"]);
     let mut stream = TcpStream::connect(&server.addr).unwrap();
     stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
         .write_all(b"GET /echo?name=bye HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut reply = String::new();
@@ -79,11 +83,7 @@ fn sigterm_after_serving_exits_zero() {
 
 /// Runs `percore --check` with `args`; returns (exit success, stdout, stderr).
 fn check(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(BIN)
-        .arg("--check")
-        .args(args)
-        .output()
-        .unwrap();
+    let output = output_within(Command::new(BIN).arg("--check").args(args), EXIT_WAIT);
     (
         output.status.success(),
         String::from_utf8(output.stdout).unwrap(),
@@ -102,10 +102,7 @@ fn check_mode_validates_without_serving() {
     // The shipped port may be taken by a running percore: -t still passes beside it.
     let mut running = Percore::spawn(&["--port", "0", "--workers", "1"]);
     let port = running.addr.rsplit(':').next().unwrap().to_string();
-    let output = Command::new(BIN)
-        .args(["-t", "--port", &port])
-        .output()
-        .unwrap();
+    let output = output_within(Command::new(BIN).args(["-t", "--port", &port]), EXIT_WAIT);
     assert!(output.status.success(), "{output:?}");
 
     let unknown = temp_config("check-unknown", "[server]\nworkerz = 3\n");
@@ -168,7 +165,6 @@ fn pid_file_is_written_while_serving_and_removed_at_exit() {
 /// and `LISTEN_PID` is the one served (on every core, shared when it lacks SO_REUSEPORT).
 #[test]
 fn socket_activation_serves_the_passed_socket() {
-    use std::io::BufRead;
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
 
@@ -199,11 +195,10 @@ fn socket_activation_serves_the_passed_socket() {
             Ok(())
         });
     }
-    let mut child = command.spawn().unwrap();
+    let mut child = KillOnDrop(command.spawn().unwrap());
     drop(listener);
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
+    let stderr = Lines::new(std::io::BufReader::new(child.0.stderr.take().unwrap()));
+    let line = stderr.next("the start-up line");
     // The passed socket wins over the port given (9): systemd's socket is the address.
     assert!(
         line.contains(&format!("listening on http://{addr} ")),
@@ -211,6 +206,9 @@ fn socket_activation_serves_the_passed_socket() {
     );
     for n in 0..20 {
         let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         write!(
             stream,
             "GET /echo?name={n} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
@@ -221,6 +219,34 @@ fn socket_activation_serves_the_passed_socket() {
         assert!(reply.ends_with(&format!("Hi, {n}!")), "{reply}");
     }
     // SAFETY: kill(2) on our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let status = common::wait_child(&mut child.0, EXIT_WAIT, "exit after SIGTERM");
+    assert!(status.success(), "{status}");
+}
+
+/// The test helpers leave nothing behind: a `Percore` the test lets go of (as a failing test
+/// does) takes its process with it, and a `TestServer` dropped stops serving and closes its
+/// connections.
+#[test]
+fn dropped_test_servers_stop() {
+    let server = Percore::spawn(&["--port", "0", "--workers", "1"]);
+    let pid = server.child.id();
+    drop(server);
+    // Killed and reaped: not even a zombie is left.
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "percore (pid {pid}) outlived its Percore"
+    );
+
+    let server = common::TestServer::with(|c| c.server.drain_idle_grace_ms = 100);
+    let addr = server.addr;
+    let mut client = server.client();
+    assert_eq!(client.get("/echo?name=x").text(), "Hi, x!");
+    // Dropped on a thread: the drain closes the idle connection in order and then waits for
+    // the client's side to close too.
+    let dropping = std::thread::spawn(move || drop(server));
+    assert!(client.is_closed(), "a connection outlived its TestServer");
+    drop(client);
+    dropping.join().unwrap();
+    assert!(TcpStream::connect(addr).is_err(), "still accepting");
 }

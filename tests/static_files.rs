@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use common::{Client, Percore, TempDir, TestServer};
 
@@ -284,22 +285,73 @@ fn request_split_byte_by_byte_still_gets_its_file() {
     assert_eq!(client.response().body, b"12");
 }
 
+/// The totals of `/stats` once they count at least `requests` requests (they are published
+/// once per report tick). `sent` counts the requests made on the server so far, these
+/// `/stats` ones included. Fails after 20 s.
+fn totals_counting(client: &mut Client, sent: &mut u64, requests: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = client.get("/stats");
+        *sent += 1;
+        assert_eq!(response.status, 200);
+        let stats: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        let total = &stats["total"];
+        if total["requests"].as_u64().unwrap() >= requests {
+            return total.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/stats never counted {requests} requests: {total}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A file in the cache that changes in place (same size) is read again, not answered from
+/// the cache; `/stats` shows the cache was hit before the change, and not for the request
+/// after it.
 #[test]
 fn a_changed_file_is_served_fresh() {
     let dir = TempDir::new("fresh");
     let path = dir.write("page.txt", "version 1");
     let root = dir.0.clone();
-    let server = TestServer::with(move |c| c.static_files.root = root);
+    let server = TestServer::with(move |c| {
+        c.static_files.root = root;
+        c.report.interval_ms = 20;
+    });
     let mut client = server.client();
+    let mut sent = 0;
     assert_eq!(client.get("/page.txt").body, b"version 1");
     std::fs::write(&path, "version 2").unwrap();
     assert_eq!(client.get("/page.txt").body, b"version 2");
-    // Old enough to be cached: requested twice, then changed in place, same size.
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    assert_eq!(client.get("/page.txt").body, b"version 2");
-    assert_eq!(client.get("/page.txt").body, b"version 2");
+    sent += 2;
+    // A file changed in the last two seconds is not cached, and no call can move a ctime
+    // back: ask until it is old enough, put in the cache and answered from it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let hits = loop {
+        assert_eq!(client.get("/page.txt").body, b"version 2");
+        sent += 1;
+        let so_far = sent;
+        let total = totals_counting(&mut client, &mut sent, so_far);
+        let hits = total["file_cache_hits"].as_u64().unwrap();
+        if hits > 0 {
+            break hits;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "page.txt was never answered from the cache: {total}"
+        );
+    };
     std::fs::write(&path, "version 3").unwrap();
     assert_eq!(client.get("/page.txt").body, b"version 3");
+    sent += 1;
+    let so_far = sent;
+    let total = totals_counting(&mut client, &mut sent, so_far);
+    assert_eq!(
+        total["file_cache_hits"].as_u64().unwrap(),
+        hits,
+        "the changed file counted as a cache hit: {total}"
+    );
     std::fs::remove_file(&path).unwrap();
     assert_eq!(client.get("/page.txt").status, 404);
 }
@@ -353,7 +405,7 @@ fn a_256_mib_file_streams_with_bounded_server_memory_while_the_core_keeps_servin
 
     let mut stream = TcpStream::connect(&addr).unwrap();
     stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     stream
         .write_all(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -413,10 +465,15 @@ fn a_256_mib_file_streams_with_bounded_server_memory_while_the_core_keeps_servin
 
 #[test]
 fn a_missing_root_is_a_start_up_error_naming_the_key() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_percore"))
-        .args(["--port", "0", "--root", "/nonexistent/percore-root"])
-        .output()
-        .unwrap();
+    let output = common::output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_percore")).args([
+            "--port",
+            "0",
+            "--root",
+            "/nonexistent/percore-root",
+        ]),
+        common::EXIT_WAIT,
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -449,6 +506,9 @@ fn http_1_0_without_keep_alive_gets_the_whole_large_file_then_the_close() {
     let root = dir.0.clone();
     let server = TestServer::with(move |c| c.static_files.root = root);
     let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     stream.write_all(b"GET /big.bin HTTP/1.0\r\n\r\n").unwrap();
     let mut all = Vec::new();
     stream.read_to_end(&mut all).unwrap();
@@ -471,7 +531,7 @@ fn near_64k_cached_file_answers_a_get_with_a_body(rest: &str, more: impl FnOnce(
     let mut server = TestServer::with(move |c| c.static_files.root = root);
     // A file changed in the last two seconds (by mtime or ctime) is not cached, and no call
     // can move a ctime back: only waiting makes this one old enough.
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    std::thread::sleep(Duration::from_millis(2100));
     let mut client = server.client();
     // Read from the file, and put in the cache.
     assert!(client.get("/near64k.bin").body == body);
@@ -503,8 +563,8 @@ fn a_large_cached_file_answers_a_get_with_a_body() {
 #[test]
 fn a_large_cached_file_answers_a_get_whose_body_comes_later() {
     near_64k_cached_file_answers_a_get_with_a_body("Content-Length: 2\r\n\r\nx", |client| {
-        // The pause makes the rest of the body a packet of its own.
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        // The rest of the body comes once the server has read the rest: a read of its own.
+        common::wait_until_read_by_server(&client.stream);
         client.send("y");
     });
 }

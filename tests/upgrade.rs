@@ -6,15 +6,12 @@
 mod clients;
 mod common;
 
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use clients::{keep_alive_client, new_connection_client, one_request, status_of};
-use common::Percore;
+use clients::{keep_alive_client, new_connection_client, one_request, status_of, Load, StopOnDrop};
+use common::{Percore, EXIT_WAIT};
 
 fn temp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("percore-upgrade-{}-{name}", std::process::id()))
@@ -54,11 +51,22 @@ fn signal(pid: i32, signal: i32) {
     unsafe { libc::kill(pid, signal) };
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(10));
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    common::wait_until(what, Duration::from_secs(30), done);
+}
+
+/// Kills (SIGKILL) whichever process the PID file names when dropped, if it still runs:
+/// the processes an upgrade starts are not this test's children, and a failing test must
+/// not leave them serving.
+struct KillNamedOnDrop<'a>(&'a Path);
+
+impl Drop for KillNamedOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(pid) = pid_in(self.0) {
+            if !gone(pid) {
+                signal(pid, libc::SIGKILL);
+            }
+        }
     }
 }
 
@@ -71,16 +79,19 @@ fn three_reloads_and_three_upgrades_under_load_lose_no_request() {
     let pid_file = temp("load.pid");
     write_config(&config, &pid_file);
     let mut first = Percore::spawn(&["--config", config.to_str().unwrap()]);
+    let _kill = KillNamedOnDrop(&pid_file);
     let addr: SocketAddr = first.addr.parse().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
+    let load = Load::new();
+    let _stop = StopOnDrop(load.clone());
     let clients = [
-        keep_alive_client(addr, stop.clone()),
-        new_connection_client(addr, stop.clone()),
+        keep_alive_client(addr, load.clone()),
+        new_connection_client(addr, load.clone()),
     ];
     let mut pid = first.child.id() as i32;
     assert_eq!(pid_in(&pid_file), Some(pid));
     for round in 1..=3 {
-        std::thread::sleep(Duration::from_millis(200));
+        // The clients are at work on the server of the round before.
+        load.wait_for_answers(50, "the clients run before the reload");
         let stats = format!("/stats-{round}");
         write_config_with_stats(&config, &pid_file, &stats);
         signal(pid, libc::SIGHUP);
@@ -89,7 +100,7 @@ fn three_reloads_and_three_upgrades_under_load_lose_no_request() {
         });
     }
     for round in 1..=3 {
-        std::thread::sleep(Duration::from_millis(200));
+        load.wait_for_answers(50, "the clients run before the upgrade");
         signal(pid, libc::SIGUSR2);
         let old = pid;
         wait_until("the PID file names the new process", || {
@@ -98,13 +109,14 @@ fn three_reloads_and_three_upgrades_under_load_lose_no_request() {
         pid = pid_in(&pid_file).unwrap();
         if round == 1 {
             // The first one is this test's child: reap it.
-            let status = first.child.wait().unwrap();
+            let status =
+                common::wait_child(&mut first.child, EXIT_WAIT, "the first process's exit");
             assert!(status.success(), "{status}");
         }
         wait_until("the old process is gone", || gone(old));
     }
-    std::thread::sleep(Duration::from_millis(200));
-    stop.store(true, Ordering::Relaxed);
+    load.wait_for_answers(50, "the clients run on the last process");
+    load.stop();
     let mut total = 0;
     for client in clients {
         let tally = client.join().unwrap();
@@ -128,19 +140,14 @@ fn a_failed_upgrade_keeps_the_old_process_serving() {
     let pid_file = temp("fail.pid");
     write_config(&config, &pid_file);
     let mut server = Percore::spawn(&["--config", config.to_str().unwrap()]);
+    let _kill = KillNamedOnDrop(&pid_file);
     let addr: SocketAddr = server.addr.parse().unwrap();
     // The new process will read this and refuse to start.
     std::fs::write(&config, "[server]\nportt = 1\n").unwrap();
     signal(server.child.id() as i32, libc::SIGUSR2);
-    let mut note = String::new();
-    loop {
-        note.clear();
-        server.stderr.read_line(&mut note).unwrap();
-        assert!(!note.is_empty(), "the server's stderr ended");
-        if note.contains("SIGUSR2") {
-            break;
-        }
-    }
+    let note = server
+        .stderr
+        .find("the note on the upgrade", |line| line.contains("SIGUSR2"));
     assert!(note.contains("not upgraded"), "{note}");
     assert_eq!(pid_in(&pid_file), Some(server.child.id() as i32));
     one_request(addr, 1).unwrap();

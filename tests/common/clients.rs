@@ -4,14 +4,71 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// What the test and its client threads share: when to stop, and how far they have got.
+#[derive(Debug, Default)]
+pub struct Load {
+    stop: AtomicBool,
+    answered: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Load {
+    pub fn new() -> Arc<Load> {
+        Arc::new(Load::default())
+    }
+
+    /// Tells the clients to stop after their request in progress.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Requests answered in full so far, by all clients together.
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the clients have had `more` requests answered from now on; fails the
+    /// test, naming `what` it waited for, after 30 s.
+    #[track_caller]
+    pub fn wait_for_answers(&self, more: u64, what: &str) {
+        let want = self.answered() + more;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.answered() < want {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {} of {want} requests answered after 30 s ({} failed)",
+                self.answered(),
+                self.failed.load(Ordering::Relaxed)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Stops the clients when dropped: a test that fails midway leaves no client running.
+pub struct StopOnDrop(pub Arc<Load>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
 
 /// The status of `GET path` on a new connection.
 pub fn status_of(addr: SocketAddr, path: &str) -> u16 {
     let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
@@ -27,6 +84,18 @@ pub fn status_of(addr: SocketAddr, path: &str) -> u16 {
 pub struct Tally {
     pub ok: u64,
     pub failures: Vec<String>,
+}
+
+impl Tally {
+    fn ok(&mut self, load: &Load) {
+        self.ok += 1;
+        load.answered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn failed(&mut self, load: &Load, failure: String) {
+        self.failures.push(failure);
+        load.failed.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// One response read from `stream` (Content-Length framed): its status line, whether it
@@ -63,16 +132,16 @@ fn read_response(
 }
 
 /// A keep-alive client sending request after request (reconnecting when a response says
-/// `Connection: close`), until `stop`.
-pub fn keep_alive_client(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Tally> {
+/// `Connection: close`), until `load` says stop.
+pub fn keep_alive_client(addr: SocketAddr, load: Arc<Load>) -> JoinHandle<Tally> {
     std::thread::spawn(move || {
         let mut tally = Tally::default();
         let mut n = 0u64;
-        'connections: while !stop.load(Ordering::Relaxed) {
+        'connections: while !load.stopping() {
             let mut stream = match TcpStream::connect(addr) {
                 Ok(stream) => stream,
                 Err(e) => {
-                    tally.failures.push(format!("connect: {e}"));
+                    tally.failed(&load, format!("connect: {e}"));
                     continue;
                 }
             };
@@ -80,26 +149,26 @@ pub fn keep_alive_client(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<
                 .set_read_timeout(Some(Duration::from_secs(20)))
                 .unwrap();
             let mut buf = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
+            while !load.stopping() {
                 n += 1;
                 let request = format!("GET /echo?name=k{n} HTTP/1.1\r\nHost: t\r\n\r\n");
                 if let Err(e) = stream.write_all(request.as_bytes()) {
-                    tally.failures.push(format!("write: {e}"));
+                    tally.failed(&load, format!("write: {e}"));
                     continue 'connections;
                 }
                 match read_response(&mut stream, &mut buf) {
                     Ok((status, close, body)) => {
                         if status != "HTTP/1.1 200 OK" || body != format!("Hi, k{n}!").as_bytes() {
-                            tally.failures.push(format!("{status}: {body:?}"));
+                            tally.failed(&load, format!("{status}: {body:?}"));
                         } else {
-                            tally.ok += 1;
+                            tally.ok(&load);
                         }
                         if close {
                             continue 'connections;
                         }
                     }
                     Err(e) => {
-                        tally.failures.push(e);
+                        tally.failed(&load, e);
                         continue 'connections;
                     }
                 }
@@ -131,16 +200,16 @@ pub fn one_request(addr: SocketAddr, n: u64) -> Result<(), String> {
     }
 }
 
-/// A client that opens a new connection for every request, until `stop`.
-pub fn new_connection_client(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Tally> {
+/// A client that opens a new connection for every request, until `load` says stop.
+pub fn new_connection_client(addr: SocketAddr, load: Arc<Load>) -> JoinHandle<Tally> {
     std::thread::spawn(move || {
         let mut tally = Tally::default();
         let mut n = 0;
-        while !stop.load(Ordering::Relaxed) {
+        while !load.stopping() {
             n += 1;
             match one_request(addr, n) {
-                Ok(()) => tally.ok += 1,
-                Err(e) => tally.failures.push(e),
+                Ok(()) => tally.ok(&load),
+                Err(e) => tally.failed(&load, e),
             }
         }
         tally

@@ -1,9 +1,12 @@
-//! Test support: a real server on 127.0.0.1 port 0 and a raw HTTP/1.1 client.
+//! Test support: a real server on 127.0.0.1 port 0 and a raw HTTP/1.1 client, child
+//! processes that are killed when a test lets go of them, waits that all have a deadline,
+//! and the one way a test says it cannot run ([`require`]).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use percore::config::{Config, CoreSpec};
 use percore::Server;
@@ -52,6 +55,15 @@ impl TestServer {
     }
 }
 
+impl Drop for TestServer {
+    /// A test that ends (or fails) with its server still up stops it: [`Server`]'s own drop
+    /// stops accepting, drains the cores (bounded by `server.drain_timeout_ms`) and joins
+    /// their threads, so no core outlives its test.
+    fn drop(&mut self) {
+        drop(self.server.take());
+    }
+}
+
 /// A parsed response.
 #[derive(Debug)]
 pub struct Response {
@@ -83,9 +95,13 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).unwrap();
-        // Generous: a test that waits this long has failed anyway.
+        // Generous: a test that waits this long has failed anyway. Writes too: a server that
+        // stops reading must not leave a test blocked in a write.
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         Client {
             stream,
@@ -194,46 +210,52 @@ impl Client {
     }
 }
 
-/// The `percore` binary running as a child process.
+/// The `percore` binary running as a child process; killed (SIGKILL) if the test lets go of
+/// it while it still runs, so that a failing test leaves no server behind.
 pub struct Percore {
-    pub child: std::process::Child,
+    pub child: Child,
     /// The address it printed at start.
     pub addr: String,
     /// The line it printed at start (address, cores, ring mode).
     pub banner: String,
-    /// Its stdout (reports), when piped.
-    pub stdout: Option<std::io::BufReader<std::process::ChildStdout>>,
-    /// Kept open: the server writes its shutdown notes here.
-    pub stderr: std::io::BufReader<std::process::ChildStderr>,
+    /// Its stdout (reports) as lines, until [`Percore::stdout_lines`] takes them. Read from
+    /// the start, so that a server whose reports nobody reads never blocks on a full pipe.
+    pub stdout: Option<Lines>,
+    /// Its stderr after the start-up line, as lines: the server writes its notes here
+    /// (reloads, upgrades, shutdown).
+    pub stderr: Lines,
 }
 
 impl Percore {
-    /// Starts the binary with `args` and waits for its "listening on http://…" line.
+    /// Starts the binary with `args` and waits (at most `EXIT_WAIT`) for its
+    /// "listening on http://…" line.
     pub fn spawn(args: &[&str]) -> Percore {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_percore"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_percore"))
             .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        let addr = line
+        let stderr = Lines::new(std::io::BufReader::new(child.stderr.take().unwrap()));
+        let stdout = Lines::new(std::io::BufReader::new(child.stdout.take().unwrap()));
+        let mut percore = Percore {
+            child,
+            addr: String::new(),
+            banner: String::new(),
+            stdout: Some(stdout),
+            stderr,
+        };
+        // On failure `percore` is dropped, which kills the child.
+        let line = percore.stderr.next("percore's start-up line");
+        percore.addr = line
             .split("http://")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
-        let stdout = child.stdout.take().map(std::io::BufReader::new);
-        Percore {
-            child,
-            addr,
-            banner: line,
-            stdout,
-            stderr,
-        }
+        percore.banner = line;
+        percore
     }
 
     /// The cores it serves on, as its start-up line lists them (`0`, `0-3`, `0,2`).
@@ -247,30 +269,164 @@ impl Percore {
 
     /// Its stdout as lines read on a thread of their own (see [`Lines`]).
     pub fn stdout_lines(&mut self) -> Lines {
-        Lines::new(
-            self.stdout
-                .take()
-                .expect("stdout is piped and not taken yet"),
-        )
+        self.stdout.take().expect("stdout not taken yet")
     }
 
     /// Sends `signal` and checks the process exits successfully, within `EXIT_WAIT`.
     pub fn stop_with(&mut self, signal: i32) {
         // SAFETY: plain kill(2) on our child.
         unsafe { libc::kill(self.child.id() as i32, signal) };
-        let deadline = std::time::Instant::now() + EXIT_WAIT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("percore did not exit within {EXIT_WAIT:?} of signal {signal}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = wait_child(
+            &mut self.child,
+            EXIT_WAIT,
+            &format!("percore's exit after signal {signal}"),
+        );
         assert!(status.success(), "percore exited with {status}");
+    }
+}
+
+impl Drop for Percore {
+    fn drop(&mut self) {
+        kill_child(&mut self.child);
+    }
+}
+
+/// Kills `child` (SIGKILL) and reaps it, unless it has exited already.
+pub fn kill_child(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// A child process that is killed (SIGKILL) and reaped when dropped, unless it has exited:
+/// a failing test leaves nothing running.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill_child(&mut self.0);
+    }
+}
+
+/// Waits for `child` to exit, at most `within`; past it the child is killed and the test
+/// fails, naming `what` it waited for.
+pub fn wait_child(child: &mut Child, within: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            kill_child(child);
+            panic!("waited {within:?} in vain for {what}; the process was killed");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Reads `reader` to its end on a thread of its own.
+fn read_on_thread(
+    mut reader: impl Read + Send + 'static,
+) -> std::thread::JoinHandle<std::io::Result<Vec<u8>>> {
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all).map(|_| all)
+    })
+}
+
+/// Runs `command` to its end like [`Command::output`], with `input` on its stdin, but fails
+/// the test (killing the process) if it has not exited `within`.
+pub fn output_with_input(command: &mut Command, input: &[u8], within: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        // A process may exit without reading all of it: that is for its exit status to say.
+        let _ = stdin.write_all(&input);
+    });
+    let stdout = read_on_thread(child.stdout.take().unwrap());
+    let stderr = read_on_thread(child.stderr.take().unwrap());
+    let status = wait_child(&mut child, within, &format!("exit of {command:?}"));
+    writer.join().unwrap();
+    Output {
+        status,
+        stdout: stdout.join().unwrap().unwrap(),
+        stderr: stderr.join().unwrap().unwrap(),
+    }
+}
+
+/// Runs `command` to its end like [`Command::output`] (nothing on its stdin), but fails the
+/// test (killing the process) if it has not exited `within`.
+pub fn output_within(command: &mut Command, within: Duration) -> Output {
+    output_with_input(command, b"", within)
+}
+
+/// Whether `tool` can be run here: `tool args` starts and exits successfully within 30 s.
+pub fn have_tool(tool: &str, args: &[&str]) -> bool {
+    let Ok(mut child) = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    wait_child(
+        &mut child,
+        Duration::from_secs(30),
+        &format!("exit of `{tool} {}`", args.join(" ")),
+    )
+    .success()
+}
+
+/// Whether this is a CI run (`CI=true`, as `.ci/run` and CI services set it): there, every
+/// test must run.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// The one gate for a test that cannot always run (a tool or a second core missing).
+/// Returns `available`. When it is false: under `CI=true` the test fails, saying `why`;
+/// elsewhere this prints `SKIPPED: <test>: <why>` on stderr (uncaptured, so it shows in
+/// every run) and returns false, for the test to return at once. A skipped test still shows
+/// as `ok` in the summary: the line is the sign that it did not run.
+#[track_caller]
+pub fn require(available: bool, why: &str) -> bool {
+    if available {
+        return true;
+    }
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("this test");
+    assert!(
+        !ci(),
+        "{test} cannot run: {why}; CI=true requires every test to run"
+    );
+    // Straight to the process's stderr: the test harness captures `eprintln!` of a test
+    // that passes, and a skip must show in every run's output.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {test}: {why} (under CI=true this fails)"
+    );
+    false
+}
+
+/// Polls `done` every 10 ms until it holds; fails the test, naming `what`, after `within`.
+#[track_caller]
+pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {within:?} in vain until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -278,8 +434,9 @@ impl Percore {
 /// line of output, before the test fails: far beyond what either takes when it works.
 pub const EXIT_WAIT: Duration = Duration::from_secs(30);
 
-/// Lines of a child's output, read on a thread of their own so that a test waits for each
-/// with a bound and fails, instead of blocking forever on a pipe that stays silent.
+/// Lines of a child's output, read on a thread of their own (to the end, listened to or not)
+/// so that a test waits for each with a bound and fails, instead of blocking forever on a
+/// pipe that stays silent, and the child never blocks on a pipe nobody reads.
 pub struct Lines(std::sync::mpsc::Receiver<String>);
 
 impl Lines {
@@ -288,9 +445,9 @@ impl Lines {
         std::thread::spawn(move || {
             for line in reader.lines() {
                 let Ok(line) = line else { break };
-                if lines.send(line).is_err() {
-                    break;
-                }
+                // Read to the end even once nobody listens, so that the writer never blocks
+                // on a full pipe.
+                let _ = lines.send(line);
             }
         });
         Lines(receiver)
@@ -302,8 +459,29 @@ impl Lines {
         use std::sync::mpsc::RecvTimeoutError;
         match self.0.recv_timeout(EXIT_WAIT) {
             Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => panic!("no {what} within {EXIT_WAIT:?}"),
+            Err(RecvTimeoutError::Timeout) => panic!("{what} did not come within {EXIT_WAIT:?}"),
             Err(RecvTimeoutError::Disconnected) => panic!("the output ended before {what}"),
+        }
+    }
+
+    /// The first line from now on for which `wanted` holds, the others passed over; fails
+    /// the test, naming `what`, if none comes within `EXIT_WAIT` or the output ends.
+    pub fn find(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        use std::sync::mpsc::RecvTimeoutError;
+        let deadline = Instant::now() + EXIT_WAIT;
+        let mut passed = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.0.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return line,
+                Ok(line) => passed.push(line),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("{what} did not come within {EXIT_WAIT:?}; other lines: {passed:?}")
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("the output ended before {what}; other lines: {passed:?}")
+                }
+            }
         }
     }
 
@@ -354,5 +532,240 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One TCP socket as the kernel reports it (`ss`, `/proc/net/tcp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpRow {
+    /// The state (`1` established, `3` SYN_RECV, `7` closed, …).
+    pub state: u8,
+    /// Bytes written to the socket and not yet acknowledged by the peer: on loopback, bytes
+    /// the peer's closed receive window keeps in this socket's send buffer.
+    pub tx_queue: u64,
+    /// Bytes received and not yet read by the socket's owner.
+    pub rx_queue: u64,
+}
+
+/// The kernel's record of the IPv4 TCP socket whose own end is `local` and whose peer is
+/// `remote`, if it exists. For the server's end of a client's `stream`:
+/// `tcp_row(stream.peer_addr(), stream.local_addr())`.
+///
+/// Asked through sock_diag netlink for that one socket (what `ss` uses), a hash lookup in
+/// the kernel: reading `/proc/net/tcp` instead costs a walk of every socket, and with the
+/// thousands of connections (and their TIME_WAIT remains) other tests make, polling it
+/// slows to seconds.
+pub fn tcp_row(local: SocketAddr, remote: SocketAddr) -> Option<TcpRow> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLMSG_ERROR: u16 = 2;
+    let (SocketAddr::V4(local), SocketAddr::V4(remote)) = (local, remote) else {
+        panic!("tcp_row looks up IPv4 sockets only: {local} {remote}");
+    };
+    // struct nlmsghdr (16 bytes), then struct inet_diag_req_v2 (56 bytes).
+    let mut request = Vec::with_capacity(72);
+    request.extend_from_slice(&72u32.to_ne_bytes());
+    request.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    request.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    request.extend_from_slice(&[0; 8]); // sequence, port id
+    request.extend_from_slice(&[libc::AF_INET as u8, libc::IPPROTO_TCP as u8, 0, 0]);
+    request.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
+                                                        // struct inet_diag_sockid: ports and addresses in network order.
+    request.extend_from_slice(&local.port().to_be_bytes());
+    request.extend_from_slice(&remote.port().to_be_bytes());
+    request.extend_from_slice(&local.ip().octets());
+    request.extend_from_slice(&[0; 12]);
+    request.extend_from_slice(&remote.ip().octets());
+    request.extend_from_slice(&[0; 12]);
+    request.extend_from_slice(&0u32.to_ne_bytes()); // any interface
+    request.extend_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
+    assert_eq!(request.len(), 72);
+    // SAFETY: socket(2); the descriptor is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    assert!(fd >= 0, "netlink: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor, owned from here on.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sends `request`, a buffer of its length, to the kernel (the default address).
+    let sent = unsafe { libc::send(fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
+    assert_eq!(sent, 72, "netlink: {}", std::io::Error::last_os_error());
+    let mut reply = [0u8; 1024];
+    // SAFETY: receives into `reply`, a buffer of its length. The kernel answers at once.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
+    assert!(n >= 16, "netlink: {}", std::io::Error::last_os_error());
+    let u16_at = |i: usize| u16::from_ne_bytes([reply[i], reply[i + 1]]);
+    let u32_at = |i: usize| u32::from_ne_bytes(reply[i..i + 4].try_into().unwrap());
+    match u16_at(4) {
+        NLMSG_ERROR => {
+            // struct nlmsgerr: a negative errno; ENOENT when there is no such socket.
+            let error = -(u32_at(16) as i32);
+            assert_eq!(
+                error,
+                libc::ENOENT,
+                "sock_diag: {}",
+                std::io::Error::from_raw_os_error(error)
+            );
+            None
+        }
+        SOCK_DIAG_BY_FAMILY => {
+            // struct inet_diag_msg after the header: state at 1, then the socket id (48
+            // bytes), expires, rqueue at 56, wqueue at 60.
+            assert!(n as usize >= 16 + 72, "a short sock_diag answer: {n} bytes");
+            Some(TcpRow {
+                state: reply[16 + 1],
+                rx_queue: u64::from(u32_at(16 + 56)),
+                tx_queue: u64::from(u32_at(16 + 60)),
+            })
+        }
+        other => panic!("sock_diag answered with message type {other}"),
+    }
+}
+
+/// The server's end of the connection `stream` is the client end of; `None` once there is
+/// none (or once `stream` is no longer connected: reset).
+pub fn server_end(stream: &TcpStream) -> Option<TcpRow> {
+    tcp_row(stream.peer_addr().ok()?, stream.local_addr().ok()?)
+}
+
+/// Bytes waiting in `stream`'s receive queue.
+pub fn unread(stream: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    assert_eq!(
+        unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) },
+        0
+    );
+    n as usize
+}
+
+/// Waits (at most 20 s) until the server has read everything sent on `stream` so far: its
+/// end's receive queue is empty (or the server has closed its end). A test that means the
+/// server to see bytes in separate reads waits for this between its writes.
+pub fn wait_until_read_by_server(stream: &TcpStream) {
+    const ESTABLISHED: u8 = 1;
+    // Not yet a connection on the server's side (TCP_DEFER_ACCEPT holds it until data).
+    const SYN_RECV: u8 = 3;
+    wait_until(
+        "the server read what was sent",
+        Duration::from_secs(20),
+        || {
+            server_end(stream).is_none_or(|row| match row.state {
+                ESTABLISHED => row.rx_queue == 0,
+                SYN_RECV => false,
+                _ => true,
+            })
+        },
+    );
+}
+
+/// A client connection whose receive buffer is as small as the kernel allows (a few KiB),
+/// so that a server sending to it while it does not read is soon held up.
+pub fn small_window_client(addr: SocketAddr) -> Client {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    // Before connecting, so that the window offered in the handshake is small too.
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).expect("connect");
+    let stream: TcpStream = socket.into();
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    Client {
+        stream,
+        buf: Vec::new(),
+    }
+}
+
+/// What [`wait_until_send_stalled`] saw.
+#[derive(Debug, Clone, Copy)]
+pub struct Stall {
+    /// The server's end of the connection once stalled.
+    pub server: TcpRow,
+    /// Bytes waiting, unread, in the client's receive queue.
+    pub unread: usize,
+    /// The server's send last made progress (bytes entered or left its socket) no earlier
+    /// than this…
+    pub progress_not_before: Instant,
+    /// …and no later than this.
+    pub progress_not_after: Instant,
+}
+
+/// Waits until the server's output to `stream`, whose owner does not read, is held up:
+/// the server's end holds bytes it could not send (`tx_queue` > 0) and nothing has moved on
+/// either end for 300 ms: on loopback, bytes left unsent that long mean the client's
+/// receive window is closed, so whatever the server sends next waits in a send of its own.
+/// `since` is an instant before the connection's first byte was sent. Fails after 20 s.
+pub fn wait_until_send_stalled(stream: &TcpStream, since: Instant) -> Stall {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sample = || (server_end(stream), unread(stream));
+    let mut last = sample();
+    let mut polled = Instant::now();
+    // Bounds of the last change seen: between the poll before it and the poll that saw it.
+    let mut changed = (since, polled);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the server's output to a client that does not read was not held up within 20 s: \
+             last saw {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+        let before = polled;
+        let now = sample();
+        polled = Instant::now();
+        if now != last {
+            changed = (before, polled);
+            last = now;
+            continue;
+        }
+        let (Some(server), unread) = now else {
+            continue;
+        };
+        if server.state == 1
+            && server.tx_queue > 0
+            && unread > 0
+            && polled.duration_since(changed.1) >= Duration::from_millis(300)
+        {
+            return Stall {
+                server,
+                unread,
+                progress_not_before: changed.0,
+                progress_not_after: changed.1,
+            };
+        }
+    }
+}
+
+/// Waits (at most `within`) until `stream`'s connection is ended by the other side, a reset
+/// or a FIN, without reading from it (bytes waiting there stay unread). Returns when that
+/// was seen, or `None` when it was not within `within`.
+pub fn wait_for_hang_up(stream: &TcpStream, within: Duration) -> Option<Instant> {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut poll = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        let wait = left.as_millis().min(100) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut poll, 1, wait) };
+        assert!(n >= 0, "poll: {}", std::io::Error::last_os_error());
+        if n > 0 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+            return Some(Instant::now());
+        }
+        if left.is_zero() {
+            return None;
+        }
     }
 }
