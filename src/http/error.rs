@@ -31,7 +31,8 @@ pub enum HttpError {
     InvalidContentLength,
     /// Transfer-Encoding whose last coding is not chunked, chunked twice, or sent in HTTP/1.0.
     InvalidTransferEncoding,
-    /// A chunk-size line, chunk terminator or trailer section does not parse.
+    /// A chunk-size line (size, then chunk extensions exactly as RFC 9112 section 7.1.1
+    /// has them), chunk terminator or trailer field line does not parse.
     InvalidChunk,
     /// Transfer coding percore does not implement.
     UnknownCoding,
