@@ -500,19 +500,19 @@ fn split_target(
 /// it is one [`TARGET_BYTES`] allows (`?` is allowed in a query, so what follows the first
 /// needs no other check).
 ///
-/// Every request's target passes through here, so it goes eight bytes at a time, like
-/// `find_head_end`: [`target_flags`] marks exactly the bytes that are refused or `?`, and
-/// only those (usually the one `?`) are looked at. Words are read from `head`, which goes on
-/// past the target (at least the version and a line end follow it), and the bytes past
-/// `part` are masked off.
+/// Every request's target passes through here, so it goes sixteen bytes at a time:
+/// [`target_mask`] marks exactly the bytes that are refused or `?`, and only those (usually
+/// the one `?`) are looked at. Chunks are read from `head`, which goes on past the target
+/// (the version and a line end at least follow it), and the bits past `part` are masked
+/// off. A byte loop here cost about a fifth of a whole `parse_head`.
 fn find_query(head: &[u8], part: &[u8]) -> Result<Option<usize>, HttpError> {
     let start = part.as_ptr() as usize - head.as_ptr() as usize;
     let mut query = None;
     let mut at = 0;
     while at < part.len() {
-        let Some(word) = head.get(start + at..start + at + 8) else {
-            // Fewer than eight bytes left in the head: never after a real target, but
-            // answered the same way, a byte at a time.
+        let Some(chunk) = head.get(start + at..start + at + 16) else {
+            // Fewer than sixteen bytes left in the head (a short target at the very end of
+            // a head without fields): the rest a byte at a time, to the same answer.
             for (i, &b) in part.iter().enumerate().skip(at) {
                 if !TARGET_BYTES[usize::from(b)] {
                     return Err(HttpError::InvalidTarget);
@@ -523,28 +523,77 @@ fn find_query(head: &[u8], part: &[u8]) -> Result<Option<usize>, HttpError> {
             }
             return Ok(query);
         };
-        let mut flags = target_flags(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+        let mut mask = target_mask(chunk.try_into().expect("sixteen bytes"));
         let left = part.len() - at;
-        if left < 8 {
-            flags &= (1 << (8 * left)) - 1;
+        if left < 16 {
+            mask &= (1 << left) - 1;
         }
-        while flags != 0 {
-            let i = at + (flags.trailing_zeros() / 8) as usize;
+        while mask != 0 {
+            let i = at + mask.trailing_zeros() as usize;
             if part[i] != b'?' {
                 return Err(HttpError::InvalidTarget);
             }
             query = query.or(Some(i));
-            flags &= flags - 1;
+            mask &= mask - 1;
         }
-        at += 8;
+        at += 16;
     }
     Ok(query)
 }
 
+/// Bit `i` set for each byte `i` of `chunk` that is `?` or a byte [`TARGET_BYTES`] refuses
+/// (below 0x21, 0x7f and up, `"`, `#`, `<`, `>`), and for no other: SSE2, which every
+/// x86_64 processor has, compares all sixteen at once.
+#[cfg(target_arch = "x86_64")]
+fn target_mask(chunk: &[u8; 16]) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is enabled on every x86_64 target (it is part of the architecture's
+    // baseline), and the load reads the sixteen bytes of `chunk` (unaligned is allowed).
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast());
+        // Signed bytes: below 0x21, and 0x80 and up (negative), in one comparison.
+        let outside = _mm_cmplt_epi8(v, _mm_set1_epi8(0x21));
+        let del = _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f));
+        // `"` and `#` differ only in the lowest bit, as do `>` and `?`.
+        let odd = _mm_or_si128(v, _mm_set1_epi8(1));
+        let quote_or_hash = _mm_cmpeq_epi8(odd, _mm_set1_epi8(b'#' as i8));
+        let angle_or_question = _mm_or_si128(
+            _mm_cmpeq_epi8(odd, _mm_set1_epi8(b'?' as i8)),
+            _mm_cmpeq_epi8(v, _mm_set1_epi8(b'<' as i8)),
+        );
+        let flagged = _mm_or_si128(
+            _mm_or_si128(outside, del),
+            _mm_or_si128(quote_or_hash, angle_or_question),
+        );
+        _mm_movemask_epi8(flagged) as u32
+    }
+}
+
+/// [`target_mask`] where there is no SSE2: the same marks, eight bytes at a time in a
+/// `u64` ([`target_flags`]), packed into one bit per byte.
+#[cfg(not(target_arch = "x86_64"))]
+fn target_mask(chunk: &[u8; 16]) -> u32 {
+    target_mask_portable(chunk)
+}
+
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn target_mask_portable(chunk: &[u8; 16]) -> u32 {
+    // Moves the high bit of byte i to bit 56 + i, so the top byte holds one bit per byte.
+    const PACK: u64 = 0x0102_0408_1020_4080;
+    let pack = |word: &[u8]| {
+        let flags = target_flags(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+        ((flags >> 7).wrapping_mul(PACK) >> 56) as u32
+    };
+    pack(&chunk[..8]) | pack(&chunk[8..]) << 8
+}
+
 /// The high bit of each byte of `word` (little-endian) that is `?` or a byte [`TARGET_BYTES`]
-/// refuses, and of no other: below 0x21, 0x7f and up, `"`, `#`, `<`, `>`. Each test works
-/// on the low seven bits of a byte, so no carry crosses into the next byte and no byte is
-/// flagged by mistake.
+/// refuses, and of no other. Each test works on the low seven bits of a byte, so no carry
+/// crosses into the next byte and no byte is flagged by mistake.
+#[cfg(any(test, not(target_arch = "x86_64")))]
 fn target_flags(word: u64) -> u64 {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = ONES * 0x80;
@@ -557,9 +606,9 @@ fn target_flags(word: u64) -> u64 {
     // Below 0x21: adding 0x5f leaves the high bit clear.
     let ctl_or_space = !(word | (low7 + ONES * 0x5f)) & HIGH;
     // `"` and `#` differ only in the lowest bit, as do `>` and `?`.
-    let quote_or_hash = zero((word | ONES) ^ (ONES * b'#' as u64));
+    let quote_or_hash = zero((word | ONES) ^ (ONES * u64::from(b'#')));
     let angle_or_question =
-        zero((word | ONES) ^ (ONES * b'?' as u64)) | zero(word ^ (ONES * b'<' as u64));
+        zero((word | ONES) ^ (ONES * u64::from(b'?'))) | zero(word ^ (ONES * u64::from(b'<')));
     del_or_high | ctl_or_space | quote_or_hash | angle_or_question
 }
 
@@ -799,18 +848,15 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn target_flags_mark_exactly_the_refused_bytes_and_the_question_mark(
-            word in proptest::num::u64::ANY,
+        fn target_masks_mark_exactly_the_refused_bytes_and_the_question_mark(
+            chunk in proptest::array::uniform16(proptest::num::u8::ANY),
         ) {
-            let flags = target_flags(word);
-            for (i, b) in word.to_le_bytes().into_iter().enumerate() {
-                let flagged = flags >> (8 * i) & 0xff;
-                proptest::prop_assert_eq!(
-                    flagged,
-                    if TARGET_BYTES[usize::from(b)] && b != b'?' { 0 } else { 0x80 },
-                    "byte {:#04x}", b
-                );
-            }
+            let expected = chunk.iter().enumerate().fold(0u32, |mask, (i, &b)| {
+                let flagged = !TARGET_BYTES[usize::from(b)] || b == b'?';
+                mask | u32::from(flagged) << i
+            });
+            proptest::prop_assert_eq!(target_mask(&chunk), expected, "{:?}", chunk);
+            proptest::prop_assert_eq!(target_mask_portable(&chunk), expected, "{:?}", chunk);
         }
 
         #[test]
