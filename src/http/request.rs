@@ -245,6 +245,7 @@ pub fn parse_head(
 /// is a method longer than any percore implements (501, the same section), and anything
 /// else (a byte no target may hold, or a line running on past its target) is a request
 /// line that does not parse (400).
+#[cold]
 fn unended_request_line(window: &[u8]) -> HttpError {
     let method = window.iter().take_while(|&&b| is_tchar(b)).count();
     let Some(&after_method) = window.get(method) else {
@@ -413,6 +414,7 @@ fn parse_complete(head: &[u8], limits: &Limits) -> Result<RequestHead, HttpError
 /// unsupported `HTTP/x.y` (505) from garbage (400). httparse also stops at the first space
 /// after the target and calls whatever follows the version, so `GET /pa th HTTP/1.1` would
 /// look like version `th`: the whole line is checked before a 505 is given.
+#[cold]
 fn map_httparse_error(error: httparse::Error, buf: &[u8]) -> HttpError {
     match error {
         httparse::Error::TooManyHeaders => HttpError::TooManyHeaders,
@@ -471,19 +473,7 @@ fn split_target(
         }
         return Ok((Span::of(head, &bytes[..0]), None, true));
     } else {
-        // absolute-form: scheme "://" authority [path-abempty] ["?" query]
-        let rest = strip_prefix_ignore_case(bytes, b"http://")
-            .or_else(|| strip_prefix_ignore_case(bytes, b"https://"))
-            .ok_or(HttpError::InvalidTarget)?;
-        let authority_end = rest
-            .iter()
-            .position(|&b| b == b'/' || b == b'?')
-            .unwrap_or(rest.len());
-        // RFC 9110 section 4.2.1: an http(s) URI with an empty host is invalid.
-        if !is_valid_authority(&rest[..authority_end]) {
-            return Err(HttpError::InvalidTarget);
-        }
-        &rest[authority_end..]
+        absolute_form_path(bytes)?
     };
     let (path, query) = match find_query(head, path_and_query)? {
         Some(q) => (&path_and_query[..q], Some(&path_and_query[q + 1..])),
@@ -494,6 +484,25 @@ fn split_target(
         query.map(|q| Span::of(head, q)),
         false,
     ))
+}
+
+/// The path and query of an absolute-form target (`scheme "://" authority [path-abempty]
+/// ["?" query]`), its authority checked. Rare at an origin server, so kept out of the way
+/// of the origin-form path every request takes.
+#[cold]
+fn absolute_form_path(bytes: &[u8]) -> Result<&[u8], HttpError> {
+    let rest = strip_prefix_ignore_case(bytes, b"http://")
+        .or_else(|| strip_prefix_ignore_case(bytes, b"https://"))
+        .ok_or(HttpError::InvalidTarget)?;
+    let authority_end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    // RFC 9110 section 4.2.1: an http(s) URI with an empty host is invalid.
+    if !is_valid_authority(&rest[..authority_end]) {
+        return Err(HttpError::InvalidTarget);
+    }
+    Ok(&rest[authority_end..])
 }
 
 /// Index in `part` (a slice of `head`) of its first `?`, having checked that every byte of
@@ -680,6 +689,7 @@ const TCHAR: [bool; 256] = {
 /// (RFC 9110 section 4.2.1); an absolute-form target's own authority must not be empty
 /// either. Userinfo (`@`) is refused (RFC 9110 section 4.2.4). Percent escapes in a
 /// reg-name are let through undecoded, as in the target.
+#[inline]
 fn is_valid_authority(value: &[u8]) -> bool {
     let host_end = if value.first() == Some(&b'[') {
         // IP-literal: "[" IPv6address / IPvFuture "]"
