@@ -10,17 +10,20 @@ use super::status::Status;
 /// Why a request was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HttpError {
-    /// Request line or a header field does not parse (includes whitespace before a colon,
-    /// obs-fold, NUL and bare CR).
+    /// Request line or a header field does not parse: a request line other than `method SP
+    /// request-target SP HTTP-version` exactly (extra or missing spaces, tabs, a bad
+    /// version token), a field line with whitespace before its colon, obs-fold, NUL or a
+    /// bare CR.
     Malformed,
     /// HTTP/1.1 request without a Host field.
     MissingHost,
     /// More than one Host field.
     DuplicateHost,
-    /// Host field value is not a valid authority.
+    /// Host field value is not `host [ ":" port ]` with a host that is not empty.
     InvalidHost,
-    /// Request target is not one of the four RFC 9112 forms, or the form does not fit
-    /// the method.
+    /// Request target is not one of the four RFC 9112 forms, the form does not fit the
+    /// method, it holds a byte no target may (a fragment's `#`, non-ASCII, `"`, `<`, `>`),
+    /// or an absolute-form target has an empty host.
     InvalidTarget,
     /// Both Content-Length and Transfer-Encoding.
     ConflictingFraming,
@@ -28,7 +31,8 @@ pub enum HttpError {
     InvalidContentLength,
     /// Transfer-Encoding whose last coding is not chunked, chunked twice, or sent in HTTP/1.0.
     InvalidTransferEncoding,
-    /// A chunk-size line, chunk terminator or trailer section does not parse.
+    /// A chunk-size line (size, then chunk extensions exactly as RFC 9112 section 7.1.1
+    /// has them), chunk terminator or trailer field line does not parse.
     InvalidChunk,
     /// Transfer coding percore does not implement.
     UnknownCoding,
@@ -44,6 +48,10 @@ pub enum HttpError {
     TooManyHeaders,
     /// Method token that percore does not know.
     UnknownMethod,
+    /// The head limit was reached inside the method: no space ended it within
+    /// `max_request_head_bytes`. RFC 9112 section 3 asks for 501 for a method longer than
+    /// any the server implements (414 names the target, not the method).
+    MethodTooLong,
     /// Version token `HTTP/x.y` other than 1.0 and 1.1.
     UnsupportedVersion,
     /// Head or body did not arrive in time.
@@ -70,7 +78,9 @@ impl HttpError {
             HttpError::HeadTooLarge | HttpError::TooManyHeaders => {
                 Status::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
-            HttpError::UnknownCoding | HttpError::UnknownMethod => Status::NOT_IMPLEMENTED,
+            HttpError::UnknownCoding | HttpError::UnknownMethod | HttpError::MethodTooLong => {
+                Status::NOT_IMPLEMENTED
+            }
             HttpError::UnsupportedVersion => Status::HTTP_VERSION_NOT_SUPPORTED,
         }
     }
