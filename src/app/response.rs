@@ -6,9 +6,9 @@
 use std::fmt;
 
 use super::request::Request;
-use super::router::is_tchar;
 use super::Files;
 use crate::files::FileBody;
+use crate::http::is_tchar;
 use crate::http::response::{OwnFields, ResponseWriter, TEXT_PLAIN};
 use crate::http::status::Status;
 

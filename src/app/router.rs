@@ -9,6 +9,8 @@
 //! is exact. A path that some pattern matches but no handler takes gets 405 with `Allow`
 //! naming every method the matching patterns take (HEAD with GET, and OPTIONS, always).
 
+use crate::http::is_tchar;
+
 /// Path parameters one pattern may have.
 pub const MAX_PARAMS: usize = 8;
 
@@ -377,11 +379,6 @@ fn method_key(token: &[u8]) -> u64 {
     bytes[..token.len()].copy_from_slice(token);
     bytes[7] = token.len() as u8;
     u64::from_le_bytes(bytes)
-}
-
-/// RFC 9110 `tchar`: the bytes of a token (method, field name).
-pub fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]

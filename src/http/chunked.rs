@@ -24,7 +24,7 @@
 //! trailer section are bounded in size.
 
 use super::error::HttpError;
-use super::request::is_tchar;
+use super::fields::is_tchar;
 
 /// Longest chunk-size line (size, extensions) accepted, in bytes.
 pub const MAX_CHUNK_LINE_BYTES: usize = 4096;

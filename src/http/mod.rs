@@ -7,7 +7,14 @@
 pub mod chunked;
 pub mod date;
 pub mod error;
+mod fields;
+mod head;
+mod head_end;
 pub mod request;
 pub mod response;
+mod service;
 pub mod session;
 pub mod status;
+mod target;
+
+pub(crate) use fields::is_tchar;

@@ -1,0 +1,48 @@
+//! What the protocol asks of whoever answers requests ([`Service`]), and what a session tells
+//! its caller after each call ([`Progress`]).
+
+use super::request::RawRequest;
+use super::response::ResponseWriter;
+use super::status::Status;
+
+/// The application behind a session: answers one complete request at a time.
+pub trait Service {
+    /// What the service leaves for the caller to finish: the bytes of a file behind a head
+    /// already written, or a whole response still being made.
+    type Deferred;
+
+    /// Whether the body of `request` (whose head alone is given, with an empty body) is to
+    /// be gathered for [`Service::call`]; when not, it is read and dropped. Asked only for a
+    /// body that did not arrive with its head.
+    fn wants_body(&mut self, _request: &RawRequest<'_>) -> bool {
+        true
+    }
+
+    /// Answers `request` into `response`. Returns a deferred part when the answer is not
+    /// all written: with a head written ([`ResponseWriter::sent`] set) the deferred part is
+    /// the body it promises; with none, it is the whole response, which the caller writes
+    /// later through `Session::answer_late`.
+    fn call(
+        &mut self,
+        request: &RawRequest<'_>,
+        response: &mut ResponseWriter,
+    ) -> Option<Self::Deferred>;
+}
+
+/// What one call to `Session::process` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Input bytes used; the caller drops them from its buffer.
+    pub consumed: usize,
+    /// Responses completed (final responses, not `100 Continue`, nor a late one still to
+    /// come).
+    pub responses: u32,
+    /// Of those, how many were errors that end the connection.
+    pub errors: u32,
+    /// Of those, how many the service failed to make (a handler panicked).
+    pub failures: u32,
+    /// Final responses by status class: index 1 for 1xx … 5 for 5xx.
+    pub by_class: [u32; 6],
+    /// The status of the error response that ended the connection, if one did.
+    pub error: Option<Status>,
+}
