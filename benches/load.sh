@@ -319,9 +319,15 @@ for workload in $WORKLOADS; do
         baseline)
             [ -n "$BASELINE" ] || { echo "baseline: set BASELINE=/path/to/percore" >&2; exit 1; }
             echo
-            echo "This build (first) vs $BASELINE (second), ab -k -c 50 and wrk 16 pipelined"
+            echo "This build (first) vs $BASELINE (second): ab -k -c 50, wrk -c 50 keep-alive and 16 pipelined, idle connections"
             compare "ab-k-50" ab-k-50 $PERCORE_PORT $BASELINE_PORT
+            compare "wrk-50" wrk-50 $PERCORE_PORT $BASELINE_PORT
             compare "wrk-pipe-16" wrk-pipe-16 $PERCORE_PORT $BASELINE_PORT
+            stop_servers
+            start_servers
+            p=$(idle_rss "$percore_pid" $PERCORE_PORT)
+            b=$(idle_rss "$baseline_pid" $BASELINE_PORT)
+            echo "| idle $IDLE: RSS B per connection | this build $(echo "$p" | cut -d' ' -f1) | baseline $(echo "$b" | cut -d' ' -f1) | | (RSS KiB before→after: this build $(echo "$p" | cut -d' ' -f2)→$(echo "$p" | cut -d' ' -f3), baseline $(echo "$b" | cut -d' ' -f2)→$(echo "$b" | cut -d' ' -f3)) | | | | |"
             ;;
         file-*)
             # Files younger than 2 s are not cached (their times could hide a change).

@@ -65,6 +65,7 @@ impl<S: 'static> Service for SessionService<S> {
             peer: Peer::NONE,
             log: None,
             read_at: Instant::now(),
+            redirect: None,
         };
         exchange.call(request, response)
     }

@@ -49,6 +49,7 @@ mod proxy_protocol;
 mod report;
 mod server;
 mod support;
+mod tls;
 
 pub use app::{App, BoxError, Files, HeaderError, OwnedRequest, Reply, Request, Response, Setup};
 pub use config::{Config, ConfigError};
@@ -58,6 +59,7 @@ pub use metrics::Counters;
 pub use report::{CoreSummary, RunSummary};
 pub use server::{Server, StartError};
 pub use support::percent::{percent_decode, Malformed};
+pub use tls::TlsInfo;
 
 /// The executor percore runs on, for async handlers' timers, files and sockets.
 pub use glommio;

@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["support"],
     &["http", "proxy_protocol"],
     &["config"],
-    &["files", "metrics", "access_log", "report"],
+    &["files", "metrics", "access_log", "report", "tls"],
     &["engine"],
     &["server"],
     &["app"],

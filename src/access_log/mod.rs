@@ -33,6 +33,9 @@ pub struct Entry<'a> {
     pub user_agent: Option<&'a [u8]>,
     /// From the request's arrival to its response, µs.
     pub micros: u64,
+    /// The connection's TLS version and cipher suite (`TLSv1.3`,
+    /// `TLS13_AES_128_GCM_SHA256`); none on cleartext connections. JSON lines carry them.
+    pub tls: Option<(&'static str, &'static str)>,
 }
 
 /// One core's log buffer.
@@ -109,11 +112,18 @@ impl LogBuffer {
                 json_string_or_null(&mut self.buf, entry.referer);
                 self.buf.extend_from_slice(b",\"user_agent\":");
                 json_string_or_null(&mut self.buf, entry.user_agent);
-                writeln!(
+                let _ = write!(
                     self.buf,
-                    ",\"duration_us\":{},\"core\":{}}}",
+                    ",\"duration_us\":{},\"core\":{}",
                     entry.micros, self.core
-                )
+                );
+                match entry.tls {
+                    Some((version, cipher)) => writeln!(
+                        self.buf,
+                        ",\"tls_version\":\"{version}\",\"tls_cipher\":\"{cipher}\"}}"
+                    ),
+                    None => writeln!(self.buf, ",\"tls_version\":null,\"tls_cipher\":null}}"),
+                }
             }
         };
         if self.buf.len() > self.limit {
@@ -190,6 +200,7 @@ mod tests {
             referer: None,
             user_agent: agent,
             micros: 42,
+            tls: None,
         }
     }
 

@@ -8,7 +8,8 @@ use super::factory::AppFactory;
 use super::App;
 use crate::config::{Args, Command, Config};
 use crate::metrics::StatsBoard;
-use crate::server::{self, Server, StartError};
+use crate::server::{self, Server, Sockets, StartError};
+use crate::tls::TicketSecret;
 
 impl<S: 'static> App<S> {
     /// Checks `config` as [`App::start`] would, without serving: the cores exist and are
@@ -26,7 +27,14 @@ impl<S: 'static> App<S> {
     /// Binds, starts one executor per configured core (each building its state), and
     /// returns once all serve.
     pub fn start(self, config: Config) -> Result<Server, StartError> {
-        Server::start(config, &AppFactory(Arc::new(self)), Vec::new())
+        // A server of its own: its TLS tickets open on its cores only.
+        let secret = TicketSecret::generate().map_err(StartError::Tls)?;
+        Server::start(
+            config,
+            &AppFactory(Arc::new(self)),
+            Sockets::default(),
+            &secret,
+        )
     }
 
     /// Serves until SIGINT or SIGTERM, then drains and prints the run's summary. SIGHUP

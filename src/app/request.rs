@@ -9,6 +9,7 @@ use super::router::Params;
 use crate::engine::Peer;
 use crate::http::request::{RawRequest, RequestHead, Version};
 use crate::support::percent::{decode_text, Plus};
+use crate::tls::TlsInfo;
 
 /// One complete request, head and body, as a handler sees it.
 ///
@@ -29,7 +30,7 @@ use crate::support::percent::{decode_text, Plus};
 pub struct Request<'a> {
     pub(crate) inner: RawRequest<'a>,
     pub(crate) params: &'a Params,
-    pub(crate) peer: Peer,
+    pub(crate) peer: Peer<'a>,
 }
 
 impl<'a> Request<'a> {
@@ -150,6 +151,12 @@ impl<'a> Request<'a> {
         self.peer.addr()
     }
 
+    /// The connection's TLS (version, cipher suite, SNI name, ALPN), or `None` for a
+    /// cleartext connection.
+    pub fn tls(&self) -> Option<&'a TlsInfo> {
+        self.peer.tls
+    }
+
     /// The whole head as received: request line and fields.
     pub fn head_bytes(&self) -> &'a [u8] {
         self.inner.bytes
@@ -166,6 +173,7 @@ impl<'a> Request<'a> {
             bytes,
             params: *self.params,
             peer: self.peer.addr(),
+            tls: self.peer.tls.cloned(),
         }
     }
 }
@@ -180,6 +188,7 @@ pub struct OwnedRequest {
     bytes: Vec<u8>,
     params: Params,
     peer: Option<SocketAddr>,
+    tls: Option<TlsInfo>,
 }
 
 impl OwnedRequest {
@@ -196,6 +205,7 @@ impl OwnedRequest {
             peer: Peer {
                 fd: -1,
                 client: self.peer,
+                tls: self.tls.as_ref(),
             },
         }
     }

@@ -30,6 +30,15 @@ pub struct Args {
     /// Directory of static files to serve (overrides static.root); "" serves none.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Port of the TLS listener (overrides tls.port; turns TLS on).
+    #[arg(long, value_name = "N")]
+    pub tls_port: Option<u16>,
+    /// PEM certificate chain for TLS, leaf first (overrides tls.certificate; turns TLS on).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS (overrides tls.private_key; turns TLS on).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// Write the serving process's PID to FILE (overrides server.pid_file).
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
@@ -79,6 +88,24 @@ impl Args {
         if let Some(pid_file) = args.pid_file {
             config.server.pid_file = pid_file;
         }
+        if args.tls_port.is_some() || args.tls_cert.is_some() || args.tls_key.is_some() {
+            let tls = config.tls.get_or_insert_with(Default::default);
+            if let Some(port) = args.tls_port {
+                tls.port = port;
+            }
+            if let Some(certificate) = args.tls_cert {
+                tls.certificate = certificate;
+            }
+            if let Some(private_key) = args.tls_key {
+                tls.private_key = private_key;
+            }
+        }
+        // The flags may have made what the file had right wrong (or completed it).
+        let origin = match &args.config {
+            Some(path) => format!("{} and the flags", path.display()),
+            None => "the flags".into(),
+        };
+        config.validate(&origin)?;
         Ok(config)
     }
 }

@@ -11,6 +11,7 @@
 pub(crate) mod cores;
 mod flags;
 mod sections;
+mod tls;
 mod validate;
 
 use std::fmt;
@@ -28,6 +29,7 @@ pub use sections::{
     HttpConfig, IdleWait, LogConfig, LogFormat, ReportConfig, ReportFormat, RuntimeConfig,
     ServerConfig, StaticConfig,
 };
+pub use tls::{Cleartext, SniCertificate, TlsConfig};
 
 use crate::http::request::{Limits, MAX_HEADERS_LIMIT};
 
@@ -48,6 +50,8 @@ pub struct Config {
     pub static_files: StaticConfig,
     /// `[log]`: the access log.
     pub log: LogConfig,
+    /// `[tls]`: HTTPS; none without the table.
+    pub tls: Option<TlsConfig>,
     /// `[app]`: settings of the application built on percore, handed as they are to its
     /// per-core state factory (`Setup::settings`); percore reads none of them.
     pub app: toml::Table,
@@ -77,6 +81,13 @@ impl Config {
         if root.is_relative() && !root.as_os_str().is_empty() {
             config.static_files.root = dir.join(root);
         }
+        if let Some(tls) = config.tls.as_mut() {
+            for path in tls.paths_mut() {
+                if path.is_relative() && !path.as_os_str().is_empty() {
+                    *path = dir.join(&*path);
+                }
+            }
+        }
         Ok(config)
     }
 
@@ -104,9 +115,23 @@ impl Config {
         Ok(config)
     }
 
-    /// The address every core listens on.
+    /// The address every core listens on (for cleartext HTTP).
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.server.host, self.server.port)
+    }
+
+    /// The address of the TLS listener, when there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls
+            .as_ref()
+            .map(|tls| SocketAddr::new(self.server.host, tls.port))
+    }
+
+    /// Whether the cleartext listener is on (it is unless `tls.cleartext = "off"`).
+    pub fn serves_cleartext(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_none_or(|tls| tls.cleartext != Cleartext::Off)
     }
 
     /// The limits requests are checked against.

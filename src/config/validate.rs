@@ -98,6 +98,15 @@ impl Config {
                 "must be at most static.cache_bytes",
             );
         }
+        if let Some(tls) = &self.tls {
+            if let Err((key, why)) = tls.validate() {
+                return Err(ConfigError(format!("{origin}: {key} {why}")));
+            }
+            let same_port = tls.port == self.server.port && tls.port != 0;
+            if same_port && tls.cleartext != super::Cleartext::Off {
+                return bad("tls.port", "must differ from server.port");
+            }
+        }
         let runtime = &self.runtime;
         if runtime.recv_buffers == 0 || !runtime.recv_buffers.is_power_of_two() {
             return bad("runtime.recv_buffers", "must be a power of two up to 32768");

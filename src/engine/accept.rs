@@ -61,6 +61,44 @@ impl<A: Application> Shard<A> {
         }
     }
 
+    /// Whether listener `index` is a TLS listener held back at the handshake bound.
+    fn accept_paused(&self, index: usize) -> bool {
+        self.listening.tls.get(index).copied().unwrap_or(false)
+            && self.tls.as_ref().is_some_and(|tls| tls.paused)
+    }
+
+    /// The handshake bound is reached: the TLS listeners stop accepting (their connections
+    /// wait in the kernel's queue).
+    pub(super) fn pause_tls_accepts(&mut self) {
+        for index in 0..self.listening.sockets.len() {
+            if self.listening.tls[index] && self.listening.armed[index] {
+                self.cancel_accept(index);
+            }
+        }
+    }
+
+    /// Below the handshake bound again: the TLS listeners accept again.
+    pub(super) fn resume_tls_accepts(&mut self) {
+        if !self.is_serving() {
+            return;
+        }
+        for index in 0..self.listening.sockets.len() {
+            if self.listening.tls[index] && !self.listening.armed[index] {
+                self.arm_accept(index);
+            }
+        }
+    }
+
+    fn cancel_accept(&mut self, index: usize) {
+        let cancel = opcode::AsyncCancel::new(accept_token(index))
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(token(Op::Ignore, NO_KEY, 0));
+        self.push_plain(&cancel);
+        // Its completion (ECANCELED) is not armed again while the listener is paused.
+        self.listening.armed[index] = false;
+    }
+
     /// Stops accepting: cancels the accepts and closes the core's descriptors of the
     /// listening sockets (after a reload the sockets stay open in the next server, which
     /// accepts what is queued).
@@ -68,11 +106,7 @@ impl<A: Application> Shard<A> {
         let sockets = std::mem::take(&mut self.listening.sockets);
         for (index, listener) in sockets.into_iter().enumerate() {
             if self.listening.armed[index] {
-                let cancel = opcode::AsyncCancel::new(accept_token(index))
-                    .build()
-                    .flags(squeue::Flags::SKIP_SUCCESS)
-                    .user_data(token(Op::Ignore, NO_KEY, 0));
-                self.push_plain(&cancel);
+                self.cancel_accept(index);
             }
             drop(listener);
         }
@@ -81,7 +115,7 @@ impl<A: Application> Shard<A> {
     pub(super) fn on_accept(&mut self, index: usize, result: i32, flags: u32) {
         if !cqueue::more(flags) && index < self.listening.armed.len() {
             self.listening.armed[index] = false;
-            if self.is_serving() {
+            if self.is_serving() && !self.accept_paused(index) {
                 if result >= 0 || is_transient_accept_error(-result) {
                     self.arm_accept(index);
                 } else {
@@ -126,6 +160,17 @@ impl<A: Application> Shard<A> {
             session,
             (self.now.ms, self.now.reaped_at),
         ));
+        if self.listening.tls.get(index).copied().unwrap_or(false) {
+            if !self.start_tls(&mut conn) {
+                // SAFETY: the descriptor the kernel just gave us; the record is dropped.
+                unsafe { libc::close(fd) };
+                self.table.release(key);
+                return;
+            }
+            // The handshake must finish within the head timeout.
+            conn.phase = Phase::Handshake;
+            conn.head_started = self.now.ms;
+        }
         if self.settings.proxy_from.is_some() {
             conn.phase = Phase::ProxyHeader;
         } else if self.reporting.log.is_some() {

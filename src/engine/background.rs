@@ -47,6 +47,8 @@ pub(super) struct LateLog {
     pub(super) referer: Option<Vec<u8>>,
     pub(super) user_agent: Option<Vec<u8>>,
     pub(super) client: Option<SocketAddr>,
+    /// The connection's TLS version and cipher suite.
+    pub(super) tls: Option<(&'static str, &'static str)>,
     pub(super) read_at: Instant,
 }
 
@@ -61,6 +63,7 @@ impl LateLog {
             referer: self.referer.as_deref(),
             user_agent: self.user_agent.as_deref(),
             micros: self.read_at.elapsed().as_micros() as u64,
+            tls: self.tls,
         });
     }
 }

@@ -8,6 +8,7 @@ use super::conn::{Conn, Ending, Phase, Send, Wait};
 use super::shard::Shard;
 use super::token::{token, Op, NO_KEY};
 use super::Application;
+use crate::metrics::TlsFailure;
 
 /// After an error response, how long unread client bytes are drained before closing, so the
 /// kernel does not answer them with a reset that could destroy the response in flight.
@@ -17,9 +18,13 @@ impl<A: Application> Shard<A> {
     /// After any event: closes or lingers once the connection has nothing left to do, and
     /// otherwise keeps its receive and deadline right. Puts the record back.
     pub(super) fn settle(&mut self, mut conn: Box<Conn>) {
-        let quiet = !conn.sending() && matches!(conn.wait, Wait::Nothing) && conn.out.is_empty();
-        if conn.phase == Phase::Open && quiet {
-            let done = conn.session.is_closed() || conn.input_ended;
+        let quiet = !conn.sending() && matches!(conn.wait, Wait::Nothing) && !conn.has_output();
+        if matches!(conn.phase, Phase::Open | Phase::Handshake) && quiet {
+            let done = conn.session.is_closed() || conn.input_ended || conn.tls_failed();
+            if done && self.send_close_notify(&mut conn) {
+                // The exchange ends cleanly: once close_notify is out, this comes back.
+                return self.table.put(conn);
+            }
             if done {
                 let unread = conn.ending == Ending::Linger || conn.input.pending() > 0;
                 if unread && !conn.input_ended {
@@ -49,6 +54,10 @@ impl<A: Application> Shard<A> {
             return self.table.put(conn);
         }
         self.cancel_recv(&mut conn);
+        if conn.tls.as_ref().is_some_and(|tls| tls.handshaking) {
+            // Ended during its handshake by a cut (the drain's deadline, a write timeout).
+            self.handshake_abandoned(&mut conn, TlsFailure::Closed);
+        }
         let close = opcode::Close::new(types::Fd(conn.fd))
             .build()
             .flags(squeue::Flags::SKIP_SUCCESS)
@@ -67,6 +76,10 @@ impl<A: Application> Shard<A> {
         self.buffers.writes.give(conn.out);
         if let Send::InFlight { buf, chunk, .. } = conn.send {
             self.give_send_buffer(buf, chunk);
+        }
+        if let Some(tls) = conn.tls {
+            self.buffers.reads.give(tls.held);
+            self.buffers.writes.give(tls.wire);
         }
     }
 }

@@ -16,6 +16,7 @@ use super::Pending;
 use crate::files::read::FileSource;
 use crate::files::FileBody;
 use crate::http::session::Session;
+use crate::tls::{TlsConn, TlsInfo};
 
 /// No time: the value of a record's optional times when unset (they are `u64`, not
 /// `Option<u64>`, to keep the record small).
@@ -26,6 +27,8 @@ pub(super) const NEVER: u64 = u64::MAX;
 pub(super) enum Phase {
     /// Its PROXY protocol header is still to be read (`server.proxy_protocol`).
     ProxyHeader,
+    /// Its TLS handshake is under way.
+    Handshake,
     /// Exchanging requests and responses.
     Open,
     /// Our side is shut after the last response; what the client still sends is read and
@@ -87,6 +90,24 @@ pub(super) struct Transfer {
     pub(super) source: Option<Rc<FileSource>>,
     /// A glommio task is reading for it.
     pub(super) reading: bool,
+}
+
+/// A connection's TLS (connections accepted on the TLS listener only).
+pub(super) struct TlsLink {
+    pub(super) conn: TlsConn,
+    /// Ciphertext of a record (or handshake message) not complete yet; no capacity while
+    /// empty.
+    pub(super) held: Vec<u8>,
+    /// Ciphertext to send: handshake messages, alerts, sealed responses; no capacity while
+    /// empty.
+    pub(super) wire: Vec<u8>,
+    /// Counted among the core's handshakes under way.
+    pub(super) handshaking: bool,
+    /// Nothing has arrived yet (the first byte tells TLS from cleartext and garbage).
+    pub(super) fresh: bool,
+    /// The TLS exchange is over on our side (a failure, or the answer to a cleartext
+    /// request): nothing more is read, and the connection ends once `wire` is sent.
+    pub(super) failed: bool,
 }
 
 /// What happens once the session has ended and its last response is out.
@@ -157,6 +178,10 @@ pub(super) struct Conn {
     /// The client's address as a PROXY header named it, or the socket's peer when the
     /// access log needs it (boxed: most connections have neither).
     pub(super) client: Option<Box<SocketAddr>>,
+    /// Its TLS, on the TLS listener's connections.
+    pub(super) tls: Option<Box<TlsLink>>,
+    /// What its TLS handshake settled, once it has (what handlers and the log see).
+    pub(super) tls_info: Option<Box<TlsInfo>>,
     /// When the head now being read started (ms), for the header timeout; [`NEVER`] when
     /// none is.
     pub(super) head_started: u64,
@@ -184,6 +209,8 @@ impl Conn {
             out: Vec::new(),
             held: 0,
             client: None,
+            tls: None,
+            tls_info: None,
             head_started: NEVER,
             active_ms: now.0,
             read_at: now.1,
@@ -200,7 +227,7 @@ impl Conn {
         self.session.is_between_requests()
             && self.input.pending() == 0
             && !self.sending()
-            && self.out.is_empty()
+            && !self.has_output()
             && matches!(self.wait, Wait::Nothing)
     }
 
@@ -224,10 +251,23 @@ impl Conn {
         match self.phase {
             Phase::Closing => false,
             Phase::Linger { .. } => !self.input_ended,
-            Phase::Open | Phase::ProxyHeader => {
-                !self.input_ended && !self.session.is_closed() && self.input.pending() < cap
+            Phase::Open | Phase::ProxyHeader | Phase::Handshake => {
+                !self.input_ended
+                    && !self.session.is_closed()
+                    && !self.tls_failed()
+                    && self.input.pending() < cap
             }
         }
+    }
+
+    /// Its TLS exchange is over on our side (see [`TlsLink::failed`]).
+    pub(super) fn tls_failed(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.failed)
+    }
+
+    /// Bytes waiting to go out: responses, or TLS records.
+    pub(super) fn has_output(&self) -> bool {
+        !self.out.is_empty() || self.tls.as_ref().is_some_and(|tls| !tls.wire.is_empty())
     }
 
     /// Ends the connection now, whatever it was doing: a send in flight fails at once.

@@ -6,6 +6,7 @@ use super::shard::{Lifecycle, Shard};
 use super::wheel::Wheel;
 use super::Application;
 use crate::http::status::Status;
+use crate::metrics::TlsFailure;
 
 impl<A: Application> Shard<A> {
     /// When the connection's current wait ends, in ms since start.
@@ -14,7 +15,10 @@ impl<A: Application> Shard<A> {
         match conn.phase {
             Phase::Linger { until, .. } => return Some(until),
             Phase::Closing => return None,
-            Phase::Open | Phase::ProxyHeader => {}
+            Phase::Handshake if !conn.sending() => {
+                return Some(conn.head_started + settings.header_timeout_ms)
+            }
+            Phase::Open | Phase::ProxyHeader | Phase::Handshake => {}
         }
         if let Send::InFlight { since, .. } = conn.send {
             return Some(since + settings.write_timeout_ms);
@@ -65,9 +69,17 @@ impl<A: Application> Shard<A> {
 
     /// The connection's deadline passed.
     fn time_out(&mut self, conn: &mut Conn) {
-        if !matches!(conn.phase, Phase::Open | Phase::ProxyHeader) {
+        if !matches!(
+            conn.phase,
+            Phase::Open | Phase::ProxyHeader | Phase::Handshake
+        ) {
             conn.input_ended = true;
             return;
+        }
+        if conn.phase == Phase::Handshake && !conn.sending() {
+            // A client that stalls in its handshake costs its connection, nothing more.
+            self.handshake_abandoned(conn, TlsFailure::Timeout);
+            return conn.cut();
         }
         if conn.sending() {
             // The client stopped taking bytes.

@@ -22,15 +22,20 @@ use crate::http::response::ResponseWriter;
 use crate::http::session::{Service, OUTPUT_HIGH_WATER};
 use crate::http::status::Status;
 use crate::support::stderr::error_line;
+use crate::tls::redirect;
 
 /// The session's service while one connection's bytes are processed: the application,
 /// who is at the other end, and the core's access log.
 pub(crate) struct Exchange<'a, A> {
     pub(crate) app: &'a mut A,
-    pub(crate) peer: Peer,
+    pub(crate) peer: Peer<'a>,
     pub(crate) log: Option<&'a mut LogBuffer>,
     /// When the bytes being answered were reaped (for the log's durations).
     pub(crate) read_at: Instant,
+    /// A cleartext connection under `tls.cleartext = "redirect"`: every request is sent to
+    /// HTTPS on this port (at this host when it names none), and the application is not
+    /// asked; with the buffer its `Location` is written in.
+    pub(crate) redirect: Option<(u16, &'a str, &'a mut Vec<u8>)>,
 }
 
 impl<A: Application> Service for Exchange<'_, A> {
@@ -41,7 +46,13 @@ impl<A: Application> Service for Exchange<'_, A> {
     }
 
     fn call(&mut self, request: &RawRequest<'_>, response: &mut ResponseWriter) -> Option<Pending> {
-        let deferred = self.app.answer(&self.peer, request, response);
+        let deferred = match self.redirect.as_mut() {
+            Some((port, host, location)) => {
+                redirect(request, response, *port, host, location);
+                None
+            }
+            None => self.app.answer(&self.peer, request, response),
+        };
         let (peer, read_at) = (self.peer, self.read_at);
         let log = match self.log.as_deref_mut() {
             Some(log) => log_answer(log, peer, read_at, request, response, deferred.as_ref()),
@@ -55,7 +66,7 @@ impl<A: Application> Service for Exchange<'_, A> {
 #[inline(never)]
 fn log_answer(
     log: &mut LogBuffer,
-    peer: Peer,
+    peer: Peer<'_>,
     read_at: Instant,
     request: &RawRequest<'_>,
     response: &ResponseWriter,
@@ -70,6 +81,7 @@ fn log_answer(
                 referer: referer.map(<[u8]>::to_vec),
                 user_agent: user_agent.map(<[u8]>::to_vec),
                 client: peer.client,
+                tls: tls_of(&peer),
                 read_at,
             }));
         }
@@ -84,8 +96,14 @@ fn log_answer(
         referer,
         user_agent,
         micros: read_at.elapsed().as_micros() as u64,
+        tls: tls_of(&peer),
     });
     None
+}
+
+/// The TLS version and cipher suite the access log names.
+fn tls_of(peer: &Peer<'_>) -> Option<(&'static str, &'static str)> {
+    peer.tls.map(|tls| (tls.version, tls.cipher_suite))
 }
 
 /// A client's address in an error line, or `-`.
@@ -132,14 +150,21 @@ impl<A: Application> Shard<A> {
             }
             let draining = !self.is_serving();
             let client = conn.client.as_deref().copied();
+            let tls = conn.tls_info.as_deref();
+            let redirect = match (&self.redirect, &conn.tls) {
+                (Some((port, host)), None) => Some((*port, host.as_str(), &mut self.location)),
+                _ => None,
+            };
             let mut exchange = Exchange {
                 app: &mut self.app,
                 peer: Peer {
                     fd: conn.fd,
                     client,
+                    tls,
                 },
                 log: self.reporting.log.as_mut(),
                 read_at: conn.read_at,
+                redirect,
             };
             let session = &mut conn.session;
             let out = &mut conn.out;
@@ -239,6 +264,7 @@ impl<A: Application> Shard<A> {
                 referer: None,
                 user_agent: None,
                 micros: conn.read_at.elapsed().as_micros() as u64,
+                tls: None,
             });
         }
         let core = self.reporting.links.cpu;

@@ -19,6 +19,7 @@
 //! | `accept`, `receive`, `exchange`, `send` | a connection's way through the loop |
 //! | `transfer`, `tasks` | files on their way, async handlers at work |
 //! | `deadlines`, `close`, `drain` | timeouts, the end of a connection, the end of the core |
+//! | `secure` | TLS on a connection: handshakes, ciphertext in, sealed records out |
 //! | `park`, `wake` | sleeping when idle, and what wakes the loop |
 //! | `links`, `reporting` | what a core tells the rest of the server, once per tick |
 //! | `background` | what glommio tasks post back to the loop |
@@ -36,6 +37,7 @@ mod park;
 mod receive;
 mod reporting;
 mod ring;
+mod secure;
 mod send;
 mod shard;
 mod table;
@@ -47,8 +49,9 @@ mod wheel;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
+use std::sync::Arc;
 
 pub(crate) use exchange::Exchange;
 pub(crate) use links::{report_tick, Links};
@@ -58,6 +61,24 @@ pub(crate) use shard::{make_ring, run};
 use crate::files::FileBody;
 use crate::http::request::RawRequest;
 use crate::http::response::ResponseWriter;
+use crate::tls::TlsInfo;
+
+/// A listening socket a core accepts on.
+pub(crate) struct Listener {
+    pub(crate) fd: OwnedFd,
+    /// Its connections speak TLS.
+    pub(crate) tls: bool,
+}
+
+/// TLS on a core: what the engine needs beyond its listeners.
+pub(crate) struct TlsOptions {
+    /// This core's rustls configuration.
+    pub(crate) config: Arc<rustls::ServerConfig>,
+    /// `tls.max_handshakes_per_core`.
+    pub(crate) max_handshakes: usize,
+    /// With `tls.cleartext = "redirect"`: the TLS port cleartext requests are sent to.
+    pub(crate) redirect_port: Option<u16>,
+}
 
 /// What the engine asks of the application on one core. Every question the engine puts to
 /// the application is a method here.
@@ -72,7 +93,7 @@ pub(crate) trait Application: 'static {
     /// written, or (with no head written) the whole response, made by a task.
     fn answer(
         &mut self,
-        peer: &Peer,
+        peer: &Peer<'_>,
         request: &RawRequest<'_>,
         response: &mut ResponseWriter,
     ) -> Option<Deferred>;
@@ -114,18 +135,21 @@ impl std::fmt::Debug for Pending {
 
 /// Who is at the other end of the connection being answered.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Peer {
+pub(crate) struct Peer<'a> {
     /// The connection's socket (`-1` for none, in tests).
     pub(crate) fd: RawFd,
     /// The client a PROXY header named (or, with an access log, the socket's peer).
     pub(crate) client: Option<SocketAddr>,
+    /// The connection's TLS, if it speaks TLS.
+    pub(crate) tls: Option<&'a TlsInfo>,
 }
 
-impl Peer {
+impl Peer<'_> {
     /// No connection: for sessions driven without sockets.
-    pub(crate) const NONE: Peer = Peer {
+    pub(crate) const NONE: Peer<'static> = Peer {
         fd: -1,
         client: None,
+        tls: None,
     };
 
     /// The client's address: the one a PROXY header named, or the socket's peer (one

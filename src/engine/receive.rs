@@ -15,6 +15,7 @@ use super::shard::Shard;
 use super::token::Key;
 use super::token::{token, Op, NO_KEY};
 use super::Application;
+use crate::metrics::TlsFailure;
 use crate::proxy_protocol::{self, Header};
 
 /// At most this many bytes are read and dropped while lingering.
@@ -96,7 +97,12 @@ impl<A: Application> Shard<A> {
                 self.on_data(&mut conn, data);
                 self.ring.recycle(bid);
             }
-            (0, _) => conn.input_ended = true,
+            (0, _) => {
+                conn.input_ended = true;
+                if conn.phase == Phase::Handshake {
+                    self.handshake_abandoned(&mut conn, TlsFailure::Closed);
+                }
+            }
             (n, _) if n == -libc::ENOBUFS && epoch == conn.recv_epoch => {
                 conn.recv = Recv::Starved;
                 self.starved.push_back(key);
@@ -105,6 +111,9 @@ impl<A: Application> Shard<A> {
             (n, _) if n == -libc::ENOBUFS || n == -libc::ECANCELED => {}
             (n, _) if n < 0 => {
                 // Reset or another error: nothing more can be read or sent.
+                if conn.phase == Phase::Handshake {
+                    self.handshake_abandoned(&mut conn, TlsFailure::Closed);
+                }
                 conn.cut();
             }
             _ => {}
@@ -119,6 +128,8 @@ impl<A: Application> Shard<A> {
     fn on_data(&mut self, conn: &mut Conn, data: &mut [u8]) {
         match conn.phase {
             Phase::ProxyHeader => self.read_proxy_header(conn, data),
+            Phase::Handshake => self.tls_data(conn, data),
+            Phase::Open if conn.tls.is_some() => self.tls_data(conn, data),
             Phase::Open => {
                 self.pump(conn, data);
                 self.flush(conn);
@@ -153,9 +164,21 @@ impl<A: Application> Shard<A> {
                 conn.cut();
             }
             Header::Complete { len, source } => {
-                conn.phase = Phase::Open;
                 conn.client = source.map(Box::new);
                 conn.input.start += len;
+                if conn.tls.is_some() {
+                    // What follows the header is the TLS handshake (its timeout runs on).
+                    conn.phase = Phase::Handshake;
+                    let mut rest = std::mem::take(&mut conn.input.buf);
+                    let start = std::mem::take(&mut conn.input.start);
+                    if rest.len() > start {
+                        self.tls_data(conn, &mut rest[start..]);
+                    }
+                    rest.clear();
+                    self.buffers.reads.give(rest);
+                    return;
+                }
+                conn.phase = Phase::Open;
                 conn.head_started = super::conn::NEVER;
                 self.pump(conn, &[]);
                 self.flush(conn);

@@ -25,7 +25,15 @@ impl<A: Application> Shard<A> {
                 return;
             }
         }
-        if !conn.out.is_empty() {
+        if conn.tls.is_some() {
+            // Responses are sealed into TLS records first; handshake messages and alerts
+            // are already there.
+            self.seal_output(conn);
+            if let Some(link) = conn.tls.as_deref_mut().filter(|link| !link.wire.is_empty()) {
+                let wire = std::mem::take(&mut link.wire);
+                return self.send(conn, wire, false);
+            }
+        } else if !conn.out.is_empty() {
             let buf = std::mem::take(&mut conn.out);
             self.send(conn, buf, false);
             return;
@@ -96,9 +104,13 @@ impl<A: Application> Shard<A> {
             return self.settle(conn);
         }
         self.give_send_buffer(buf, chunk);
-        if conn.phase == Phase::Open {
-            self.pump(&mut conn, &[]);
-            self.flush(&mut conn);
+        match conn.phase {
+            Phase::Open => {
+                self.pump(&mut conn, &[]);
+                self.flush(&mut conn);
+            }
+            Phase::Handshake => self.flush(&mut conn),
+            _ => {}
         }
         self.settle(conn);
     }

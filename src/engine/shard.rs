@@ -10,10 +10,12 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use io_uring::{cqueue, opcode, types};
 use ipnet::IpNet;
+use rustls::ServerConfig;
 
 use super::background::{Background, FileDone, TaskDone};
 use super::buffers::Buffers;
@@ -23,7 +25,7 @@ use super::table::Table;
 use super::token::{token, untoken, Op, NO_KEY};
 use super::wake::{watch_eventfd, Parking};
 use super::wheel::{Clock, Wheel};
-use super::Application;
+use super::{Application, Listener, TlsOptions};
 use crate::access_log::LogBuffer;
 use crate::config::Config;
 use crate::http::request::Limits;
@@ -72,6 +74,27 @@ impl Settings {
     }
 }
 
+/// TLS on one core.
+pub(super) struct TlsCore {
+    /// This core's rustls configuration.
+    pub(super) config: Arc<ServerConfig>,
+    /// Handshakes under way.
+    pub(super) handshaking: usize,
+    /// `tls.max_handshakes_per_core`.
+    pub(super) max_handshakes: usize,
+    /// TLS listeners stopped accepting at the bound.
+    pub(super) paused: bool,
+}
+
+/// Bytes of a file chunk buffer: a chunk, and on a TLS core the records it becomes.
+fn chunk_buffer_bytes(config: &Config, tls: bool) -> usize {
+    let chunk = config.static_files.chunk_bytes;
+    match tls {
+        true => chunk + chunk.div_ceil(crate::tls::MAX_FRAGMENT) * crate::tls::MAX_OVERHEAD,
+        false => chunk,
+    }
+}
+
 /// Size of a partial-input buffer, and the input a connection holds before it stops
 /// receiving: a whole head always fits.
 pub(super) fn input_cap(config: &Config) -> usize {
@@ -94,6 +117,8 @@ pub(super) struct Listening {
     pub(super) sockets: Vec<OwnedFd>,
     /// Which of them has a multishot accept armed.
     pub(super) armed: Vec<bool>,
+    /// Which of them is a TLS listener.
+    pub(super) tls: Vec<bool>,
     /// After an accept error, when to try again.
     pub(super) retry_ms: Option<u64>,
 }
@@ -124,6 +149,13 @@ pub(super) struct Shard<A: Application> {
     pub(super) listening: Listening,
     pub(super) life: Lifecycle,
     pub(super) parking: Parking,
+    /// TLS on this core, when there is a TLS listener.
+    pub(super) tls: Option<TlsCore>,
+    /// With `tls.cleartext = "redirect"`: cleartext requests are sent to HTTPS on this port,
+    /// at this host when they name none.
+    pub(super) redirect: Option<(u16, String)>,
+    /// The `Location` of the redirect being written (capacity kept).
+    pub(super) location: Vec<u8>,
     pub(super) background: Background,
     pub(super) reporting: Reporting,
     /// Bytes all sessions hold for bodies being gathered.
@@ -151,7 +183,8 @@ pub(crate) fn make_ring(config: &Config) -> Result<Ring, String> {
 pub(crate) async fn run<A: Application>(
     config: Config,
     ring: Ring,
-    listeners: Vec<OwnedFd>,
+    listeners: Vec<Listener>,
+    tls: Option<TlsOptions>,
     stop: OwnedFd,
     links: Links,
     app: A,
@@ -174,12 +207,27 @@ pub(crate) async fn run<A: Application>(
         },
         settings: Settings::of(&config),
         app,
-        buffers: Buffers::new(input_cap(&config), config.static_files.chunk_bytes),
+        buffers: Buffers::new(
+            input_cap(&config),
+            chunk_buffer_bytes(&config, tls.is_some()),
+        ),
         listening: Listening {
             armed: vec![false; listeners.len()],
-            sockets: listeners,
+            tls: listeners.iter().map(|l| l.tls).collect(),
+            sockets: listeners.into_iter().map(|l| l.fd).collect(),
             retry_ms: None,
         },
+        redirect: tls
+            .as_ref()
+            .and_then(|tls| tls.redirect_port)
+            .map(|port| (port, config.server.host.to_string())),
+        location: Vec::new(),
+        tls: tls.map(|tls| TlsCore {
+            config: tls.config,
+            handshaking: 0,
+            max_handshakes: tls.max_handshakes,
+            paused: false,
+        }),
         life: Lifecycle::Serving,
         parking,
         background: Background {

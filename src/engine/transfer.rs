@@ -96,7 +96,7 @@ impl<A: Application> Shard<A> {
             match read_cached(fd, transfer.pos, want as usize, &mut buf) {
                 Ok(n) if n == want as usize => {
                     transfer.pos += want;
-                    return self.send(conn, buf, true);
+                    return self.send_chunk(conn, buf);
                 }
                 Ok(_) => {}
                 Err(_) => {
@@ -197,6 +197,6 @@ impl<A: Application> Shard<A> {
             return conn.cut();
         }
         transfer.pos += read.buf.len() as u64;
-        self.send(conn, read.buf, true);
+        self.send_chunk(conn, read.buf);
     }
 }

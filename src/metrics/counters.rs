@@ -29,6 +29,50 @@ pub struct Counters {
     pub handler_panics: u64,
     /// Access log lines dropped because the core's log buffer was full.
     pub access_log_dropped: u64,
+    /// TLS handshakes completed in full.
+    pub tls_full: u64,
+    /// TLS handshakes that resumed a session (a ticket).
+    pub tls_resumed: u64,
+    /// TLS handshakes that failed, by [`TlsFailure`].
+    pub tls_failed: [u64; TlsFailure::ALL.len()],
+}
+
+/// Why a TLS handshake failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The client's messages were refused, or nothing could be agreed (an alert was sent),
+    /// or they were too large.
+    Protocol,
+    /// The handshake did not finish within `http.header_timeout_ms`.
+    Timeout,
+    /// The client closed or reset the connection during it.
+    Closed,
+    /// A cleartext HTTP request came to the TLS port (answered with a cleartext 400).
+    Cleartext,
+    /// The first bytes were neither TLS nor HTTP.
+    NotTls,
+}
+
+impl TlsFailure {
+    /// Every reason, in counter order.
+    pub const ALL: [TlsFailure; 5] = [
+        TlsFailure::Protocol,
+        TlsFailure::Timeout,
+        TlsFailure::Closed,
+        TlsFailure::Cleartext,
+        TlsFailure::NotTls,
+    ];
+
+    /// Its name in `/stats` and `/metrics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsFailure::Protocol => "protocol",
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::Closed => "closed",
+            TlsFailure::Cleartext => "cleartext",
+            TlsFailure::NotTls => "not_tls",
+        }
+    }
 }
 
 impl Counters {
@@ -52,5 +96,15 @@ impl Counters {
         self.file_cache_hits += other.file_cache_hits;
         self.handler_panics += other.handler_panics;
         self.access_log_dropped += other.access_log_dropped;
+        self.tls_full += other.tls_full;
+        self.tls_resumed += other.tls_resumed;
+        for (a, b) in self.tls_failed.iter_mut().zip(other.tls_failed) {
+            *a += b;
+        }
+    }
+
+    /// TLS handshakes completed, full and resumed.
+    pub fn tls_handshakes(&self) -> u64 {
+        self.tls_full + self.tls_resumed
     }
 }

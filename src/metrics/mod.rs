@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 pub use board::{ReportMsg, Snapshot, StatsBoard};
-pub use counters::Counters;
+pub use counters::{Counters, TlsFailure};
 pub use percentiles::Percentiles;
 pub use prometheus::prometheus_text;
 pub use stats_json::stats_json;

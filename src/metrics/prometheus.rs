@@ -1,7 +1,7 @@
 //! The `/metrics` body: Prometheus' text exposition format (0.0.4) of every core's latest
 //! published totals, each sample labelled with its `core`.
 
-use super::{Snapshot, StatsBoard};
+use super::{Snapshot, StatsBoard, TlsFailure};
 
 /// Upper bounds of the request latency histogram's buckets, in seconds: 1 µs to 10 s.
 pub const LATENCY_BUCKETS_S: [f64; 22] = [
@@ -106,6 +106,35 @@ pub fn prometheus_text(board: &StatsBoard, cores: &[usize]) -> String {
         "Requests whose handler panicked (answered 500).",
         &|s| s.counters.handler_panics,
     );
+    let _ = writeln!(
+        out,
+        "# HELP percore_tls_handshakes_total TLS handshakes completed, full or resumed.\n# TYPE percore_tls_handshakes_total counter"
+    );
+    for (core, s) in &published {
+        for (kind, n) in [
+            ("full", s.counters.tls_full),
+            ("resumed", s.counters.tls_resumed),
+        ] {
+            let _ = writeln!(
+                out,
+                "percore_tls_handshakes_total{{core=\"{core}\",kind=\"{kind}\"}} {n}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP percore_tls_handshake_failures_total TLS handshakes that failed, by reason.\n# TYPE percore_tls_handshake_failures_total counter"
+    );
+    for (core, s) in &published {
+        for reason in TlsFailure::ALL {
+            let n = s.counters.tls_failed[reason as usize];
+            let reason = reason.name();
+            let _ = writeln!(
+                out,
+                "percore_tls_handshake_failures_total{{core=\"{core}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
     let name = "percore_request_duration_seconds";
     let _ = writeln!(
         out,

@@ -1,6 +1,6 @@
 //! The `/stats` body: every core's latest published totals and their merge, as JSON.
 
-use super::{new_histogram, Counters, Percentiles, StatsBoard};
+use super::{new_histogram, Counters, Percentiles, StatsBoard, TlsFailure};
 
 impl Counters {
     /// As JSON members (no braces).
@@ -26,6 +26,27 @@ impl Counters {
             self.file_cache_hits,
             self.handler_panics,
             self.access_log_dropped
+        ) + &self.tls_json()
+    }
+
+    /// The TLS handshake counts, as a JSON member (with its leading comma).
+    fn tls_json(&self) -> String {
+        let failed: Vec<String> = TlsFailure::ALL
+            .iter()
+            .map(|reason| {
+                format!(
+                    "\"{}\":{}",
+                    reason.name(),
+                    self.tls_failed[*reason as usize]
+                )
+            })
+            .collect();
+        format!(
+            ",\"tls\":{{\"handshakes\":{},\"full\":{},\"resumed\":{},\"failed\":{{{}}}}}",
+            self.tls_handshakes(),
+            self.tls_full,
+            self.tls_resumed,
+            failed.join(",")
         )
     }
 }

@@ -7,9 +7,13 @@
 //! successor also gets the write end of a pipe (`PERCORE_READY_FD`): it writes one line once it
 //! serves, and only then does its predecessor drain and exit. If the successor fails, the pipe
 //! closes without that line and the predecessor keeps serving.
+//!
+//! With TLS, the last `PERCORE_TLS_FDS` of the sockets are the TLS listeners, and the read end
+//! of a pipe holding the TLS ticket secret (`PERCORE_TICKET_FD`) lets the successor open the
+//! tickets its predecessor issued: resumption survives the upgrade.
 
 use std::ffi::OsString;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -18,12 +22,25 @@ use std::time::Duration;
 
 use socket2::Socket;
 
+use crate::tls::{TicketSecret, SECRET_BYTES};
+
 /// The first descriptor of passed sockets (after stdin, stdout, stderr).
 const FIRST_FD: RawFd = 3;
 const LISTEN_FDS: &str = "LISTEN_FDS";
 const LISTEN_PID: &str = "LISTEN_PID";
 const PERCORE_LISTEN_FDS: &str = "PERCORE_LISTEN_FDS";
 const PERCORE_READY_FD: &str = "PERCORE_READY_FD";
+const PERCORE_TLS_FDS: &str = "PERCORE_TLS_FDS";
+const PERCORE_TICKET_FD: &str = "PERCORE_TICKET_FD";
+
+/// What a process is handed at start: listening sockets (cleartext, then TLS) and the TLS
+/// ticket secret.
+#[derive(Default)]
+pub(crate) struct Handed {
+    pub(crate) http: Vec<Socket>,
+    pub(crate) https: Vec<Socket>,
+    pub(crate) secret: Option<TicketSecret>,
+}
 
 /// Where the listening sockets came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +53,49 @@ pub enum Origin {
 
 /// Takes the listening sockets passed to this process, if any (and removes the variables, so
 /// that they are not passed on by mistake).
-pub(crate) fn inherited() -> Result<Option<(Origin, Vec<Socket>)>, String> {
+pub(crate) fn inherited() -> Result<Handed, String> {
+    let tls = take_var(PERCORE_TLS_FDS);
+    let secret = take_var(PERCORE_TICKET_FD)
+        .map(|fd| read_secret(&fd))
+        .transpose()?;
+    let Some((_, mut http)) = sockets()? else {
+        return Ok(Handed {
+            secret,
+            ..Handed::default()
+        });
+    };
+    let tls: usize = match tls {
+        Some(count) => count
+            .parse()
+            .ok()
+            .filter(|&n| n <= http.len())
+            .ok_or_else(|| format!("{count:?} passed TLS sockets is not a number percore takes"))?,
+        None => 0,
+    };
+    let https = http.split_off(http.len() - tls);
+    Ok(Handed {
+        http,
+        https,
+        secret,
+    })
+}
+
+/// The ticket secret in the pipe whose read end is `fd`.
+fn read_secret(fd: &str) -> Result<TicketSecret, String> {
+    let fd: RawFd = fd
+        .parse()
+        .map_err(|_| format!("{fd:?} is not a descriptor of a ticket secret"))?;
+    // SAFETY: the pipe's read end, passed to this process for this one read.
+    let pipe = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut bytes = [0u8; SECRET_BYTES];
+    std::fs::File::from(pipe)
+        .read_exact(&mut bytes)
+        .map_err(|e| format!("cannot read the TLS ticket secret passed on: {e}"))?;
+    Ok(TicketSecret::from_bytes(bytes))
+}
+
+/// The listening sockets passed by systemd or a predecessor.
+fn sockets() -> Result<Option<(Origin, Vec<Socket>)>, String> {
     let (origin, count) = if let Some(count) = take_var(PERCORE_LISTEN_FDS) {
         (Origin::Predecessor, count)
     } else if let Some(count) = take_var(LISTEN_FDS) {
@@ -143,9 +202,23 @@ impl Origins {
     /// successor's PID; otherwise why not (and the successor, if it started, is stopped).
     pub(crate) fn start_successor(
         &self,
-        sockets: Vec<Socket>,
+        http: Vec<Socket>,
+        https: Vec<Socket>,
+        secret: &TicketSecret,
         wait: Duration,
     ) -> Result<u32, String> {
+        let tls = https.len();
+        let mut sockets = http;
+        sockets.extend(https);
+        // The secret waits in a pipe (32 bytes fit its buffer) for the successor to read.
+        let (secret_read, secret_write) =
+            pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+        std::fs::File::from(secret_write)
+            .write_all(secret.bytes())
+            .map_err(|e| format!("cannot pass the TLS ticket secret on: {e}"))?;
+        let secret_high =
+            dup_above(secret_read.as_raw_fd(), 100).map_err(|e| format!("dup: {e}"))?;
+        drop(secret_read);
         let (read, write) = pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
         // Above the range the child's descriptors are moved into, so the moves cannot clash.
         let mut high = Vec::with_capacity(sockets.len());
@@ -156,13 +229,17 @@ impl Origins {
         drop(write);
         let count = high.len() as RawFd;
         let ready_fd = FIRST_FD + count;
+        let secret_fd = ready_fd + 1;
         let sources: Vec<RawFd> = high.iter().map(AsRawFd::as_raw_fd).collect();
         let ready_source = ready_high.as_raw_fd();
+        let secret_source = secret_high.as_raw_fd();
         let mut command = Command::new(self.path());
         command
             .args(&self.args)
             .env(PERCORE_LISTEN_FDS, count.to_string())
             .env(PERCORE_READY_FD, ready_fd.to_string())
+            .env(PERCORE_TLS_FDS, tls.to_string())
+            .env(PERCORE_TICKET_FD, secret_fd.to_string())
             .env_remove(LISTEN_FDS)
             .env_remove(LISTEN_PID);
         // SAFETY: only dup2 (async-signal-safe) between fork and exec.
@@ -176,6 +253,9 @@ impl Origins {
                 if libc::dup2(ready_source, ready_fd) < 0 {
                     return Err(io::Error::last_os_error());
                 }
+                if libc::dup2(secret_source, secret_fd) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
@@ -184,6 +264,7 @@ impl Origins {
             .map_err(|e| format!("cannot start {}: {e}", self.path().display()))?;
         drop(high);
         drop(ready_high);
+        drop(secret_high);
         match wait_for_line(read, wait) {
             Ok(()) => Ok(child.id()),
             Err(why) => Err(stop(child, why)),

@@ -28,10 +28,11 @@ pub(crate) use signals::serve;
 pub(crate) use sockets::check_address;
 
 use crate::access_log::{LogMsg, LogWriter};
-use crate::config::{usable_cores, Config, ConfigError, ReportFormat};
+use crate::config::{usable_cores, Cleartext, Config, ConfigError, ReportFormat};
 use crate::engine::{self, Application, Links, RingMode};
 use crate::metrics::StatsBoard;
 use crate::report::{self, RunSummary};
+use crate::tls::{TicketSecret, TlsSetup};
 
 /// Why a server did not start: one line for the user.
 #[derive(Debug)]
@@ -44,6 +45,8 @@ pub enum StartError {
     Core(String),
     /// The application refused the configuration (a route it adds, its settings, its files).
     App(String),
+    /// A TLS certificate or key does not load, or they do not belong together.
+    Tls(String),
     /// The system refused something else: a thread, a socket pair, a file.
     System(String),
 }
@@ -55,6 +58,7 @@ impl std::fmt::Display for StartError {
             StartError::Listen(line)
             | StartError::Core(line)
             | StartError::App(line)
+            | StartError::Tls(line)
             | StartError::System(line) => f.write_str(line),
         }
     }
@@ -100,9 +104,19 @@ pub(crate) trait ServiceFactory: Send + Sync + 'static {
     fn make(prepared: &Self::Prepared, setup: &CoreSetup<'_>) -> Result<Self::Service, String>;
 }
 
+/// Listening sockets, cleartext and TLS.
+#[derive(Default)]
+pub(crate) struct Sockets {
+    pub(crate) http: Vec<Socket>,
+    pub(crate) https: Vec<Socket>,
+}
+
 /// A running server.
 pub struct Server {
-    addr: SocketAddr,
+    /// The cleartext listener's address, when there is one.
+    http_addr: Option<SocketAddr>,
+    /// The TLS listener's address, when there is one.
+    tls_addr: Option<SocketAddr>,
     cores: Vec<usize>,
     cores_running: Vec<CoreHandle>,
     reporter: Option<JoinHandle<RunSummary>>,
@@ -112,7 +126,7 @@ pub struct Server {
     mode: RingMode,
     /// The listening sockets, kept to hand to the server that replaces this one (a reload,
     /// an upgrade): queued connections then stay queued instead of being reset.
-    sockets: Vec<Socket>,
+    sockets: Sockets,
 }
 
 struct CoreHandle {
@@ -123,35 +137,71 @@ struct CoreHandle {
 
 impl Server {
     /// Starts `factory`'s services on `inherited` listening sockets (a previous server's,
-    /// already bound to the configured address), or on new ones when there are none; returns
-    /// once every core serves.
+    /// already bound to the configured addresses), or on new ones where there are none;
+    /// returns once every core serves. `secret` makes the TLS session tickets.
     pub(crate) fn start<F: ServiceFactory>(
         config: Config,
         factory: &F,
-        inherited: Vec<Socket>,
+        inherited: Sockets,
+        secret: &TicketSecret,
     ) -> Result<Server, StartError> {
         let cores = config.server.cores.resolve(&usable_cores())?;
-        let sockets = match inherited.is_empty() {
-            true => sockets::bind_listeners(&config, cores.len())?,
-            false => sockets::adopt_listeners(&config, cores.len(), inherited)?,
+        let tls = match &config.tls {
+            Some(tls) => Some(Arc::new(
+                TlsSetup::load(tls, secret.clone()).map_err(StartError::Tls)?,
+            )),
+            None => None,
         };
+        let listen = |addr: Option<SocketAddr>, inherited: Vec<Socket>| match addr {
+            None => Ok(Vec::new()),
+            Some(addr) if inherited.is_empty() => {
+                sockets::bind_listeners(&config, addr, cores.len())
+            }
+            Some(_) => sockets::adopt_listeners(&config, cores.len(), inherited),
+        };
+        let http = listen(
+            config.serves_cleartext().then(|| config.listen_addr()),
+            inherited.http,
+        )?;
+        let https = listen(config.tls_addr(), inherited.https)?;
         let system = |what: &str, e: io::Error| StartError::System(format!("{what}: {e}"));
-        let kept = sockets
-            .iter()
-            .map(Socket::try_clone)
-            .collect::<io::Result<Vec<_>>>()
-            .map_err(|e| system("cannot duplicate a listening socket", e))?;
-        // Core i serves sockets i, i + cores, i + 2 × cores… (more sockets than cores only
-        // when a server with more cores handed its sockets over).
-        let mut listeners: Vec<Vec<Socket>> = (0..cores.len()).map(|_| Vec::new()).collect();
-        for (i, socket) in sockets.into_iter().enumerate() {
-            listeners[i % cores.len()].push(socket);
+        let duplicate = |sockets: &[Socket]| {
+            sockets
+                .iter()
+                .map(Socket::try_clone)
+                .collect::<io::Result<Vec<_>>>()
+                .map_err(|e| system("cannot duplicate a listening socket", e))
+        };
+        let kept = Sockets {
+            http: duplicate(&http)?,
+            https: duplicate(&https)?,
+        };
+        let bound = |sockets: &[Socket]| {
+            sockets.first().map(|socket| {
+                socket
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket())
+                    .ok_or_else(|| StartError::Listen("cannot read the bound address".into()))
+            })
+        };
+        let http_addr = bound(&kept.http).transpose()?;
+        let tls_addr = bound(&kept.https).transpose()?;
+        let redirect_port = config
+            .tls
+            .as_ref()
+            .filter(|tls| tls.cleartext == Cleartext::Redirect)
+            .and(tls_addr)
+            .map(|addr| addr.port());
+        // Core i serves sockets i, i + cores, i + 2 × cores… of each kind (more sockets
+        // than cores only when a server with more cores handed its sockets over).
+        let mut listeners: Vec<Vec<(Socket, bool)>> =
+            (0..cores.len()).map(|_| Vec::new()).collect();
+        for (secure, sockets) in [(false, http), (true, https)] {
+            for (i, socket) in sockets.into_iter().enumerate() {
+                listeners[i % cores.len()].push((socket, secure));
+            }
         }
-        let addr = kept[0]
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .ok_or_else(|| StartError::Listen("cannot read the bound address".into()))?;
 
         let board = StatsBoard::new(cores.len());
         let prepared = factory.prepare(&config, &board, &cores)?;
@@ -173,7 +223,8 @@ impl Server {
                 .map_err(|e| system("cannot start the report thread", e))?
         };
         let mut server = Server {
-            addr,
+            http_addr,
+            tls_addr,
             cores: cores.clone(),
             cores_running: Vec::with_capacity(cores.len()),
             reporter: Some(reporter),
@@ -182,6 +233,10 @@ impl Server {
             sockets: kept,
             log: None,
         };
+        let tls_max = config
+            .tls
+            .as_ref()
+            .map_or(0, |tls| tls.max_handshakes_per_core);
         for (index, (&cpu, listeners)) in cores.iter().zip(listeners).enumerate() {
             let (stop, stop_core) =
                 UnixStream::pair().map_err(|e| system("cannot create a socket pair", e))?;
@@ -196,12 +251,23 @@ impl Server {
             };
             let prepared = prepared.clone();
             let count = cores.len();
+            let tls = tls.clone().map(|setup| thread::CoreTls {
+                setup,
+                max_handshakes: tls_max,
+                redirect_port,
+            });
             let thread = std::thread::Builder::new()
                 .name(format!("percore-{cpu}"))
                 .spawn(move || {
-                    thread::run_core::<F>(
-                        config, listeners, stop_core, links, ready, prepared, count,
-                    )
+                    let core = thread::CoreStart {
+                        listeners,
+                        tls,
+                        stop: stop_core,
+                        links,
+                        ready,
+                        cores: count,
+                    };
+                    thread::run_core::<F>(config, core, prepared)
                 })
                 .map_err(|e| system(&format!("cannot start a thread for core {cpu}"), e))?;
             server.cores_running.push(CoreHandle {
@@ -228,9 +294,22 @@ impl Server {
         Ok(server)
     }
 
-    /// The address all cores listen on (with the real port when 0 was asked for).
+    /// The address all cores listen on for cleartext HTTP (with the real port when 0 was
+    /// asked for); the TLS listener's when there is no cleartext one.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.http_addr
+            .or(self.tls_addr)
+            .expect("a server listens somewhere")
+    }
+
+    /// The address all cores listen on for HTTPS, when `[tls]` is configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// The cleartext listener's address, when there is one.
+    pub(crate) fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// The cores serving, in order.
@@ -239,8 +318,14 @@ impl Server {
     }
 
     /// Duplicates of the listening sockets, for a server that takes over from this one.
-    pub(crate) fn hand_over(&self) -> io::Result<Vec<Socket>> {
-        self.sockets.iter().map(Socket::try_clone).collect()
+    pub(crate) fn hand_over(&self) -> io::Result<Sockets> {
+        let duplicate = |sockets: &[Socket]| -> io::Result<Vec<Socket>> {
+            sockets.iter().map(Socket::try_clone).collect()
+        };
+        Ok(Sockets {
+            http: duplicate(&self.sockets.http)?,
+            https: duplicate(&self.sockets.https)?,
+        })
     }
 
     /// How the cores' rings run their completions.
@@ -263,7 +348,7 @@ impl Server {
     fn stop_and_join(&mut self) -> Option<RunSummary> {
         // Unless they were handed over, the sockets close with the cores' own descriptors:
         // from then on new connections are refused, not queued for nobody.
-        self.sockets.clear();
+        self.sockets = Sockets::default();
         for core in &mut self.cores_running {
             core.stop.take();
         }
@@ -295,8 +380,17 @@ impl Drop for Server {
     }
 }
 
-/// Checks what start-up checks without serving: the cores, the address.
+/// Checks what start-up checks without serving: the cores, the addresses, the TLS
+/// certificates and keys.
 pub(crate) fn check(config: &Config) -> Result<(), StartError> {
     config.server.cores.resolve(&usable_cores())?;
-    check_address(config)
+    if config.serves_cleartext() {
+        check_address(config.listen_addr())?;
+    }
+    if let (Some(tls), Some(addr)) = (&config.tls, config.tls_addr()) {
+        let secret = TicketSecret::generate().map_err(StartError::Tls)?;
+        TlsSetup::load(tls, secret).map_err(StartError::Tls)?;
+        check_address(addr)?;
+    }
+    Ok(())
 }

@@ -3,14 +3,16 @@
 //! reopens the access log), the PID file, systemd's and a predecessor's sockets, and
 //! handler panics turned into error lines.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::handover;
 use super::pid_file::PidFile;
-use super::{Server, ServiceFactory, StartError};
+use super::{Server, ServiceFactory, Sockets, StartError};
 use crate::config::{format_cores, Config, ConfigError};
 use crate::report::print_summary;
 use crate::support::stderr::{error_line, note};
+use crate::tls::TicketSecret;
 
 /// Serves `factory` until SIGINT or SIGTERM, then drains and returns. SIGHUP starts a new
 /// server with the configuration `reload` gives (the old one drains), SIGUSR2 hands the
@@ -22,18 +24,27 @@ pub(crate) fn serve<F: ServiceFactory>(
 ) -> Result<(), StartError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
     // Before any thread starts: this reads and clears the environment.
-    let inherited = handover::inherited().map_err(StartError::System)?;
+    let handed = handover::inherited().map_err(StartError::System)?;
+    // One secret for the process's whole life (and its successors'): every core of every
+    // server it starts opens the tickets of every other.
+    let secret = match handed.secret {
+        Some(secret) => secret,
+        None => TicketSecret::generate().map_err(StartError::Tls)?,
+    };
     log_panics();
     let origins = handover::Origins::record();
     // Register before starting so that an early signal is not lost.
     let mut signals =
         signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])
             .map_err(|e| StartError::System(format!("cannot handle signals: {e}")))?;
-    let mut configured = config.listen_addr();
+    let mut configured = addresses(&config);
     let mut pid_path = config.server.pid_file.clone();
-    // systemd's sockets, or the ones of the percore this one replaces, are the address.
-    let sockets = inherited.map(|(_, sockets)| sockets).unwrap_or_default();
-    let mut server = Server::start(config, &factory, sockets)?;
+    // systemd's sockets, or the ones of the percore this one replaces, are the addresses.
+    let sockets = Sockets {
+        http: handed.http,
+        https: handed.https,
+    };
+    let mut server = Server::start(config, &factory, sockets, &secret)?;
     let mut pid = PidFile::write(&pid_path)?;
     note(format_args!("{}", serving_line("listening on", &server)));
     handover::announce_ready();
@@ -49,7 +60,9 @@ pub(crate) fn serve<F: ServiceFactory>(
                 Ok(origins) => server
                     .hand_over()
                     .map_err(|e| format!("cannot duplicate the listening sockets: {e}"))
-                    .and_then(|sockets| origins.start_successor(sockets, UPGRADE_WAIT)),
+                    .and_then(|sockets| {
+                        origins.start_successor(sockets.http, sockets.https, &secret, UPGRADE_WAIT)
+                    }),
                 Err(e) => Err(format!("cannot tell which binary this is: {e}")),
             };
             match upgraded {
@@ -73,17 +86,24 @@ pub(crate) fn serve<F: ServiceFactory>(
             break;
         }
         let next = reload().map_err(StartError::from).and_then(|config| {
-            let addr = config.listen_addr();
+            let addrs = addresses(&config);
             // Same address: the new cores take over the listening sockets themselves, so
             // that nothing queued on them is lost; a new address gets new sockets.
-            let inherited = match addr == configured {
-                true => server.hand_over().map_err(|e| {
-                    StartError::System(format!("cannot duplicate the listening sockets: {e}"))
-                })?,
-                false => Vec::new(),
-            };
+            let mut inherited = server.hand_over().map_err(|e| {
+                StartError::System(format!("cannot duplicate the listening sockets: {e}"))
+            })?;
+            if addrs.0 != configured.0 {
+                inherited.http.clear();
+            }
+            if addrs.1 != configured.1 {
+                inherited.https.clear();
+            }
             let pid_file = config.server.pid_file.clone();
-            Ok((Server::start(config, &factory, inherited)?, addr, pid_file))
+            Ok((
+                Server::start(config, &factory, inherited, &secret)?,
+                addrs,
+                pid_file,
+            ))
         });
         match next {
             Err(error) => note(format_args!(
@@ -163,13 +183,28 @@ fn log_panics() {
 /// up (and it is stopped).
 const UPGRADE_WAIT: Duration = Duration::from_secs(30);
 
-/// "`what` http://ADDR on N core(s): LIST (ring mode)".
+/// "`what` http://ADDR and https://ADDR on N core(s): LIST (ring mode)", naming the
+/// listeners there are.
 fn serving_line(what: &str, server: &Server) -> String {
+    let listeners = match (server.http_addr(), server.tls_addr()) {
+        (Some(http), Some(https)) => format!("http://{http} and https://{https}"),
+        (Some(http), None) => format!("http://{http}"),
+        (None, Some(https)) => format!("https://{https}"),
+        (None, None) => "nothing".into(),
+    };
     format!(
-        "{what} http://{} on {} core(s): {} ({})",
-        server.local_addr(),
+        "{what} {listeners} on {} core(s): {} ({})",
         server.cores().len(),
         format_cores(server.cores()),
         server.ring_mode().describe()
+    )
+}
+
+/// The cleartext and TLS addresses a configuration listens on (a reload keeps the sockets
+/// of an address that did not change).
+fn addresses(config: &Config) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    (
+        config.serves_cleartext().then(|| config.listen_addr()),
+        config.tls_addr(),
     )
 }

@@ -14,10 +14,9 @@ use crate::config::Config;
 /// Checks that the server could listen on the configured address: it is one of this
 /// machine's, and its port is free or held by `SO_REUSEPORT` sockets of this user (a
 /// running percore's).
-pub(crate) fn check_address(config: &Config) -> Result<(), StartError> {
+pub(crate) fn check_address(addr: SocketAddr) -> Result<(), StartError> {
     // A socket like the ones that would serve: it binds beside a running percore's
     // (SO_REUSEPORT, same user), not beside another program's.
-    let addr = config.listen_addr();
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .map_err(|e| bind_error(e, addr))?;
     socket
@@ -93,8 +92,11 @@ fn reuseport_listener(config: &Config, addr: SocketAddr) -> Result<Socket, Start
 }
 
 /// Creates one listening socket per core on the same address with SO_REUSEPORT.
-pub(super) fn bind_listeners(config: &Config, count: usize) -> Result<Vec<Socket>, StartError> {
-    let mut addr = config.listen_addr();
+pub(super) fn bind_listeners(
+    config: &Config,
+    mut addr: SocketAddr,
+    count: usize,
+) -> Result<Vec<Socket>, StartError> {
     let new_socket = |addr: SocketAddr| {
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
             .map_err(|e| bind_error(e, addr))

@@ -5,7 +5,7 @@
 
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
@@ -13,23 +13,45 @@ use socket2::Socket;
 
 use super::{CoreSetup, ServiceFactory};
 use crate::config::Config;
-use crate::engine::{self, Links, RingMode};
+use crate::engine::{self, Links, Listener, RingMode, TlsOptions};
 use crate::support::stderr::share_budget;
+use crate::tls::TlsSetup;
 
 /// What a core reports back once it has started, or why it could not.
 pub(super) type Ready = mpsc::Sender<Result<RingMode, String>>;
 
+/// TLS as a core is to run it.
+pub(super) struct CoreTls {
+    /// The certificates, read once; each core makes its own rustls configuration of them.
+    pub(super) setup: Arc<TlsSetup>,
+    pub(super) max_handshakes: usize,
+    pub(super) redirect_port: Option<u16>,
+}
+
+/// What a core starts with besides the configuration and the application.
+pub(super) struct CoreStart {
+    /// Its listening sockets, each with whether it is a TLS listener.
+    pub(super) listeners: Vec<(Socket, bool)>,
+    pub(super) tls: Option<CoreTls>,
+    /// Dropped at the other end when the core is to stop.
+    pub(super) stop: UnixStream,
+    pub(super) links: Links,
+    pub(super) ready: Ready,
+    /// How many cores the server runs (they share the error lines' budget).
+    pub(super) cores: usize,
+}
+
 /// Runs one core on the calling thread (made for it) until `stop` is dropped at the other
 /// end, then drains.
-pub(super) fn run_core<F: ServiceFactory>(
-    config: Config,
-    listeners: Vec<Socket>,
-    stop: UnixStream,
-    links: Links,
-    ready: Ready,
-    factory: F::Prepared,
-    cores: usize,
-) {
+pub(super) fn run_core<F: ServiceFactory>(config: Config, core: CoreStart, factory: F::Prepared) {
+    let CoreStart {
+        listeners,
+        tls,
+        stop,
+        links,
+        ready,
+        cores,
+    } = core;
     let cpu = links.cpu;
     let runtime = &config.runtime;
     let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -69,18 +91,35 @@ pub(super) fn run_core<F: ServiceFactory>(
                 return;
             }
         };
+        // This core's own rustls configuration, so that nothing a handshake clones is shared.
+        let tls = match tls.map(|tls| {
+            tls.setup.core_config().map(|config| TlsOptions {
+                config,
+                max_handshakes: tls.max_handshakes,
+                redirect_port: tls.redirect_port,
+            })
+        }) {
+            Some(Err(error)) => {
+                let _ = ready.send(Err(format!("core {cpu}: {error}")));
+                return;
+            }
+            other => other.transpose().ok().flatten(),
+        };
         let _ = ready.send(Ok(ring.mode));
-        // SAFETY: both descriptors are handed over whole to their new owners.
+        // SAFETY: the descriptors are handed over whole to their new owners.
         let (listeners, stop) = unsafe {
             (
                 listeners
                     .into_iter()
-                    .map(|l| OwnedFd::from_raw_fd(l.into_raw_fd()))
+                    .map(|(socket, tls)| Listener {
+                        fd: OwnedFd::from_raw_fd(socket.into_raw_fd()),
+                        tls,
+                    })
                     .collect(),
                 OwnedFd::from_raw_fd(stop.into_raw_fd()),
             )
         };
-        engine::run(config, ring, listeners, stop, links, service).await;
+        engine::run(config, ring, listeners, tls, stop, links, service).await;
     });
 }
 

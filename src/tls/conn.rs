@@ -1,0 +1,311 @@
+//! One connection's TLS, between the ring and the HTTP session: rustls runs the handshake
+//! (its unbuffered API, in buffers the engine owns), then percore's record layer
+//! (`record`) takes the keys and protects the exchange. The session sees plaintext only and
+//! knows nothing of TLS.
+//!
+//! [`TlsConn::receive`] takes ciphertext as it arrived, decrypting in place, hands the
+//! plaintext on and appends what must be sent back (handshake messages, alerts, key
+//! updates) to the connection's wire buffer; [`TlsConn::seal`] encrypts a batch of
+//! responses into it; [`TlsConn::close_notify`] ends the exchange cleanly.
+
+use std::sync::Arc;
+
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, UnbufferedStatus};
+use rustls::{HandshakeKind, ProtocolVersion, ServerConfig};
+
+use super::info::TlsInfo;
+use super::record::{self, Fatal, Opened, Records};
+use super::resolver::take_server_name;
+
+/// How a TLS connection failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The handshake broke down: rustls refused what the client sent, or found nothing to
+    /// agree on (the alert, if any, is in the wire buffer).
+    Handshake,
+    /// A record after the handshake was bad (the alert is in the wire buffer), or the
+    /// client sent a fatal alert.
+    Record,
+}
+
+/// What one call to [`TlsConn::receive`] did.
+#[derive(Debug, Default)]
+pub(crate) struct Received {
+    /// Bytes of the input used; the rest is the start of a record still to come.
+    pub(crate) consumed: usize,
+    /// The client sent `close_notify`: it sends nothing more.
+    pub(crate) peer_closed: bool,
+}
+
+/// What [`TlsConn::receive`] hands on, in order.
+pub(crate) enum Input<'a> {
+    /// The handshake is complete (before any data of the connection): what it settled.
+    Established(Box<TlsInfo>),
+    /// Plaintext of an application-data record.
+    Data(&'a [u8]),
+}
+
+enum State {
+    Handshake(Box<UnbufferedServerConnection>),
+    Open(Box<Records>),
+    /// Failed, or closed by the client: nothing more is read.
+    Done,
+}
+
+/// One connection's TLS state.
+pub(crate) struct TlsConn {
+    state: State,
+    /// The SNI name of the handshake, kept until it is over.
+    server_name: Option<Box<str>>,
+    /// [`Input::Established`] was handed on.
+    established: bool,
+    close_notify_sent: bool,
+}
+
+impl TlsConn {
+    /// A connection whose handshake is to come, under one core's `config`.
+    pub(crate) fn new(config: &Arc<ServerConfig>) -> Result<TlsConn, rustls::Error> {
+        Ok(TlsConn {
+            state: State::Handshake(Box::new(UnbufferedServerConnection::new(config.clone())?)),
+            server_name: None,
+            established: false,
+            close_notify_sent: false,
+        })
+    }
+
+    /// Processes the ciphertext at the start of `buf`, decrypting in place: the plaintext
+    /// of each application-data record goes to `plain`, in order; whatever must be sent
+    /// back is appended to `wire`. Bytes after the last whole record are left for the next
+    /// call (with more after them).
+    pub(crate) fn receive(
+        &mut self,
+        buf: &mut [u8],
+        wire: &mut Vec<u8>,
+        plain: &mut dyn FnMut(Input<'_>),
+    ) -> Result<Received, Failure> {
+        let mut received = Received::default();
+        if let State::Handshake(conn) = &mut self.state {
+            let mut announce = Announce {
+                server_name: &mut self.server_name,
+                established: &mut self.established,
+            };
+            let outcome = handshake(conn, buf, wire, plain, &mut announce);
+            let (used, done) = outcome.inspect_err(|_| self.state = State::Done)?;
+            received.consumed = used;
+            if !done {
+                return Ok(received);
+            }
+            let State::Handshake(conn) = std::mem::replace(&mut self.state, State::Done) else {
+                unreachable!("the handshake state was just matched");
+            };
+            let (secrets, schedule) = conn
+                .dangerous_into_kernel_connection()
+                .map_err(|_| Failure::Handshake)?;
+            let records = Records::new(secrets, schedule).map_err(|_| Failure::Record)?;
+            self.state = State::Open(Box::new(records));
+        }
+        let State::Open(records) = &mut self.state else {
+            return Ok(received);
+        };
+        while !received.peer_closed {
+            let rest = &mut buf[received.consumed..];
+            let (len, content_type, data) = match records.open(rest) {
+                Ok(Opened::Incomplete) => break,
+                Ok(Opened::Record {
+                    len,
+                    content_type,
+                    data,
+                }) => (len, content_type, data),
+                Err(Fatal(alert)) => {
+                    records.alert(true, alert, wire);
+                    self.state = State::Done;
+                    return Err(Failure::Record);
+                }
+            };
+            let data = &rest[data];
+            match content_type {
+                record::APPLICATION_DATA => plain(Input::Data(data)),
+                record::ALERT => match data {
+                    [_, record::CLOSE_NOTIFY] => received.peer_closed = true,
+                    // A warning (TLS 1.2) or user_canceled: closure follows, or nothing.
+                    [1, _] | [_, record::USER_CANCELED] => {}
+                    _ => {
+                        self.state = State::Done;
+                        return Err(Failure::Record);
+                    }
+                },
+                record::HANDSHAKE => {
+                    if let Err(Fatal(alert)) = records.handshake(data, wire) {
+                        records.alert(true, alert, wire);
+                        self.state = State::Done;
+                        return Err(Failure::Record);
+                    }
+                }
+                _ => {
+                    records.alert(true, record::UNEXPECTED_MESSAGE, wire);
+                    self.state = State::Done;
+                    return Err(Failure::Record);
+                }
+            }
+            received.consumed += len;
+        }
+        if received.peer_closed {
+            // What follows close_notify is not the client's to send.
+            received.consumed = buf.len();
+        }
+        Ok(received)
+    }
+
+    /// Encrypts `plain` (a batch of responses) into `wire`. Returns false when the
+    /// connection must end after it (a TLS 1.2 connection at its key's record limit).
+    pub(crate) fn seal(&mut self, plain: &[u8], wire: &mut Vec<u8>) -> bool {
+        let State::Open(records) = &mut self.state else {
+            return false;
+        };
+        let fresh = records.refresh(wire);
+        records.seal(record::APPLICATION_DATA, plain, wire);
+        fresh
+    }
+
+    /// Appends `close_notify` to `wire`, once, if the exchange is open.
+    pub(crate) fn close_notify(&mut self, wire: &mut Vec<u8>) {
+        if let (State::Open(records), false) = (&mut self.state, self.close_notify_sent) {
+            records.alert(false, record::CLOSE_NOTIFY, wire);
+            self.close_notify_sent = true;
+        }
+    }
+
+    /// Whether `close_notify` still has to be sent before the connection closes.
+    pub(crate) fn owes_close_notify(&self) -> bool {
+        matches!(self.state, State::Open(_)) && !self.close_notify_sent
+    }
+}
+
+/// What the handshake tells once it is complete.
+struct Announce<'a> {
+    server_name: &'a mut Option<Box<str>>,
+    established: &'a mut bool,
+}
+
+impl Announce<'_> {
+    /// After rustls processed records: keeps the SNI name its resolver saw, and hands on
+    /// [`Input::Established`] the first time the handshake is found complete.
+    fn after(&mut self, conn: &UnbufferedServerConnection, plain: &mut dyn FnMut(Input<'_>)) {
+        if let Some(name) = take_server_name() {
+            *self.server_name = Some(name);
+        }
+        if *self.established || conn.is_handshaking() {
+            return;
+        }
+        *self.established = true;
+        let version = match conn.protocol_version() {
+            Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "TLS",
+        };
+        let cipher_suite = conn
+            .negotiated_cipher_suite()
+            .and_then(|suite| suite.suite().as_str())
+            .unwrap_or("unknown");
+        plain(Input::Established(Box::new(TlsInfo {
+            version,
+            cipher_suite,
+            server_name: self.server_name.take(),
+            alpn: conn.alpn_protocol().map(Box::from),
+            resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
+        })));
+    }
+}
+
+/// Drives rustls's handshake over `buf`. Returns the bytes used and whether the handshake
+/// is done (and rustls has nothing left to send, so its keys can be taken).
+fn handshake(
+    conn: &mut UnbufferedServerConnection,
+    buf: &mut [u8],
+    wire: &mut Vec<u8>,
+    plain: &mut dyn FnMut(Input<'_>),
+    announce: &mut Announce<'_>,
+) -> Result<(usize, bool), Failure> {
+    let mut used = 0;
+    loop {
+        let UnbufferedStatus { mut discard, state } = conn.process_tls_records(&mut buf[used..]);
+        let state = match state {
+            Ok(state) => state,
+            Err(_) => {
+                // rustls queued its alert: send it with whatever else was due.
+                flush_alert(conn, wire);
+                return Err(Failure::Handshake);
+            }
+        };
+        let mut finished = None;
+        // Application data that came with the client's Finished (its first request): read
+        // out of rustls's buffers before the handshake is announced, and handed on after.
+        let mut early = Vec::new();
+        match state {
+            ConnectionState::EncodeTlsData(mut encode) => {
+                encode_into(wire, |out| encode.encode(out))
+            }
+            ConnectionState::TransmitTlsData(transmit) => transmit.done(),
+            ConnectionState::ReadTraffic(mut read) => {
+                while let Some(record) = read.next_record() {
+                    let record = record.map_err(|_| Failure::Handshake)?;
+                    discard += record.discard;
+                    early.extend_from_slice(record.payload);
+                }
+            }
+            ConnectionState::BlockedHandshake => finished = Some(false),
+            ConnectionState::WriteTraffic(_) => finished = Some(false),
+            // Closed before the end, or early data, which percore does not accept.
+            _ => return Err(Failure::Handshake),
+        }
+        used += discard;
+        announce.after(conn, plain);
+        if !early.is_empty() {
+            plain(Input::Data(&early));
+        }
+        if let Some(done) = finished {
+            return Ok((used, done || !conn.is_handshaking()));
+        }
+    }
+}
+
+/// After rustls failed a handshake, the alert it queued, if any.
+fn flush_alert(conn: &mut UnbufferedServerConnection, wire: &mut Vec<u8>) {
+    for _ in 0..4 {
+        let status = conn.process_tls_records(&mut []);
+        match status.state {
+            Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                encode_into(wire, |out| encode.encode(out))
+            }
+            Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+            _ => return,
+        }
+    }
+}
+
+/// Appends what `encode` writes to `wire`, growing it to the size rustls asks for.
+fn encode_into(
+    wire: &mut Vec<u8>,
+    mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+) {
+    let mut room = 4096;
+    loop {
+        let start = wire.len();
+        wire.resize(start + room, 0);
+        match encode(&mut wire[start..]) {
+            Ok(written) => {
+                wire.truncate(start + written);
+                return;
+            }
+            Err(EncodeError::InsufficientSize(needed)) => {
+                wire.truncate(start);
+                room = needed.required_size;
+            }
+            Err(_) => {
+                wire.truncate(start);
+                return;
+            }
+        }
+    }
+}

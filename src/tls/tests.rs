@@ -1,0 +1,350 @@
+//! The TLS layer against rustls's client, in memory: handshakes of both versions and every
+//! suite, data both ways split at every byte, key updates, resumption on another core,
+//! close_notify, and tampered records.
+
+use std::io::{Read, Write};
+
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+use super::setup::{provider, TlsSetup};
+use super::{Failure, Input, TicketSecret, TlsConn};
+use crate::config::{SniCertificate, TlsConfig};
+
+/// A CA and a leaf for `names`, written as PEM files into a fresh directory.
+pub(crate) struct TestPki {
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) ca: CertificateDer<'static>,
+}
+
+impl TestPki {
+    pub(crate) fn new(tag: &str) -> TestPki {
+        let dir = std::env::temp_dir().join(format!("percore-tls-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        let pki = TestPki {
+            dir,
+            ca: ca.der().clone(),
+        };
+        for (name, names) in [
+            ("default", vec!["localhost"]),
+            ("other", vec!["other.test", "*.wild.test"]),
+        ] {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let params = rcgen::CertificateParams::new(
+                names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+            std::fs::write(pki.dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+            std::fs::write(pki.dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        }
+        pki
+    }
+
+    pub(crate) fn config(&self) -> TlsConfig {
+        TlsConfig {
+            certificate: self.dir.join("default.pem"),
+            private_key: self.dir.join("default.key"),
+            sni: vec![SniCertificate {
+                names: vec!["other.test".into(), "*.wild.test".into()],
+                certificate: self.dir.join("other.pem"),
+                private_key: self.dir.join("other.key"),
+            }],
+            ..TlsConfig::default()
+        }
+    }
+
+    fn client(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone()).unwrap();
+        let mut config = ClientConfig::builder_with_provider(Arc::new(provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The server side as the engine drives it: ciphertext in (kept while a record is
+/// incomplete), plaintext out, wire bytes to send.
+struct Server {
+    tls: TlsConn,
+    held: Vec<u8>,
+    wire: Vec<u8>,
+    plain: Vec<u8>,
+    info: Option<Box<super::TlsInfo>>,
+    peer_closed: bool,
+}
+
+impl Server {
+    fn new(setup: &TlsSetup) -> Server {
+        Server {
+            tls: TlsConn::new(&setup.core_config().unwrap()).unwrap(),
+            held: Vec::new(),
+            wire: Vec::new(),
+            plain: Vec::new(),
+            info: None,
+            peer_closed: false,
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        self.held.extend_from_slice(bytes);
+        let mut buf = std::mem::take(&mut self.held);
+        let (plain, info) = (&mut self.plain, &mut self.info);
+        let received = self
+            .tls
+            .receive(&mut buf, &mut self.wire, &mut |input| match input {
+                Input::Established(established) => {
+                    assert!(plain.is_empty(), "data before the handshake was announced");
+                    *info = Some(established);
+                }
+                Input::Data(data) => {
+                    assert!(info.is_some(), "data before the handshake was announced");
+                    plain.extend_from_slice(data);
+                }
+            });
+        let received = received.inspect_err(|_| self.held = Vec::new())?;
+        buf.drain(..received.consumed);
+        self.held = buf;
+        self.peer_closed |= received.peer_closed;
+        Ok(())
+    }
+}
+
+/// Moves everything each side has to send to the other, `step` bytes at a time into the
+/// server, until nothing moves.
+fn exchange(
+    client: &mut ClientConnection,
+    server: &mut Server,
+    step: usize,
+) -> Result<(), Failure> {
+    exchange_into(client, server, step, &mut Vec::new())
+}
+
+/// [`exchange`], keeping what the client reads in `got`.
+fn exchange_into(
+    client: &mut ClientConnection,
+    server: &mut Server,
+    step: usize,
+    got: &mut Vec<u8>,
+) -> Result<(), Failure> {
+    for _ in 0..64 {
+        let mut out = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut out).unwrap();
+        }
+        for chunk in out.chunks(step.max(1)) {
+            server.feed(chunk)?;
+        }
+        let wire = std::mem::take(&mut server.wire);
+        let mut slice = &wire[..];
+        while !slice.is_empty() {
+            client.read_tls(&mut slice).unwrap();
+            client.process_new_packets().unwrap();
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = client.reader().read(&mut buf) {
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        if out.is_empty() && wire.is_empty() {
+            return Ok(());
+        }
+    }
+    panic!("the exchange did not settle");
+}
+
+fn connect(
+    pki: &TestPki,
+    setup: &TlsSetup,
+    client: &Arc<ClientConfig>,
+    name: &str,
+) -> (ClientConnection, Server) {
+    let mut c = ClientConnection::new(
+        client.clone(),
+        ServerName::try_from(name.to_string()).unwrap(),
+    )
+    .unwrap();
+    let mut s = Server::new(setup);
+    exchange(&mut c, &mut s, usize::MAX).unwrap();
+    assert!(!c.is_handshaking(), "handshake with {name} ({:?})", pki.dir);
+    assert!(s.info.is_some());
+    (c, s)
+}
+
+fn setup(pki: &TestPki, secret: &TicketSecret) -> TlsSetup {
+    TlsSetup::load(&pki.config(), secret.clone()).unwrap()
+}
+
+#[test]
+fn both_versions_and_every_suite_carry_data_both_ways_however_split() {
+    let pki = TestPki::new("suites");
+    let secret = TicketSecret::generate().unwrap();
+    let setup = setup(&pki, &secret);
+    let name = |suite: &rustls::SupportedCipherSuite| suite.suite().as_str().unwrap_or_default();
+    // The test certificates are ECDSA: TLS 1.2's RSA suites cannot be negotiated with them.
+    let suites = provider()
+        .cipher_suites
+        .into_iter()
+        .filter(|s| !name(s).contains("_RSA_"));
+    let mut seen = 0;
+    for suite in suites {
+        seen += 1;
+        let version = suite.version();
+        let mut restricted = provider();
+        restricted.cipher_suites = vec![suite];
+        let mut roots = RootCertStore::empty();
+        roots.add(pki.ca.clone()).unwrap();
+        let client = Arc::new(
+            ClientConfig::builder_with_provider(Arc::new(restricted))
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        for step in [usize::MAX, 1, 7] {
+            let mut c =
+                ClientConnection::new(client.clone(), ServerName::try_from("localhost").unwrap())
+                    .unwrap();
+            let mut s = Server::new(&setup);
+            exchange(&mut c, &mut s, step).unwrap();
+            let info = s.info.as_ref().unwrap();
+            assert_eq!(info.cipher_suite, suite.suite().as_str().unwrap());
+            let request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(40);
+            c.writer().write_all(&request).unwrap();
+            exchange(&mut c, &mut s, step).unwrap();
+            assert_eq!(s.plain, request, "{suite:?} step {step}");
+            // A response larger than one record.
+            let response: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+            assert!(s.tls.seal(&response, &mut s.wire));
+            let mut got = Vec::new();
+            exchange_into(&mut c, &mut s, step, &mut got).unwrap();
+            assert_eq!(got, response, "{suite:?}");
+        }
+    }
+    assert_eq!(seen, 6, "three TLS 1.3 suites and three TLS 1.2 ECDSA ones");
+}
+
+#[test]
+fn key_updates_from_the_client_are_followed_in_both_directions() {
+    let pki = TestPki::new("keyupdate");
+    let secret = TicketSecret::generate().unwrap();
+    let setup = setup(&pki, &secret);
+    let client = pki.client(&[&rustls::version::TLS13]);
+    let (mut c, mut s) = connect(&pki, &setup, &client, "localhost");
+    for round in 0..3u8 {
+        c.refresh_traffic_keys().unwrap();
+        c.writer().write_all(&[b'a' + round; 10]).unwrap();
+        exchange(&mut c, &mut s, usize::MAX).unwrap();
+        assert!(s.tls.seal(&[b'z' + round - 2; 5], &mut s.wire));
+        let mut got = Vec::new();
+        exchange_into(&mut c, &mut s, usize::MAX, &mut got).unwrap();
+        assert_eq!(got, [b'z' + round - 2; 5]);
+    }
+    assert_eq!(s.plain, b"aaaaaaaaaabbbbbbbbbbcccccccccc");
+}
+
+#[test]
+fn sni_picks_the_certificate_and_alpn_is_http_1_1() {
+    let pki = TestPki::new("sni");
+    let secret = TicketSecret::generate().unwrap();
+    let setup = setup(&pki, &secret);
+    let client = pki.client(&[&rustls::version::TLS13, &rustls::version::TLS12]);
+    for name in ["other.test", "deep.wild.test", "localhost"] {
+        let (c, s) = connect(&pki, &setup, &client, name);
+        let info = s.info.unwrap();
+        assert_eq!(info.server_name.as_deref(), Some(name));
+        assert_eq!(info.alpn.as_deref(), Some(&b"http/1.1"[..]));
+        assert_eq!(c.alpn_protocol(), Some(&b"http/1.1"[..]));
+    }
+}
+
+#[test]
+fn a_ticket_from_one_core_resumes_on_another() {
+    let pki = TestPki::new("resume");
+    let secret = TicketSecret::generate().unwrap();
+    let (core_a, core_b) = (setup(&pki, &secret), setup(&pki, &secret));
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let client = pki.client(&[version]);
+        let (mut c, mut s) = connect(&pki, &core_a, &client, "localhost");
+        assert!(!s.info.as_ref().unwrap().resumed);
+        // TLS 1.3 tickets come after the handshake, with the first exchange.
+        c.writer().write_all(b"x").unwrap();
+        exchange(&mut c, &mut s, usize::MAX).unwrap();
+        let (_, s2) = connect(&pki, &core_b, &client, "localhost");
+        assert!(s2.info.unwrap().resumed, "{version:?}");
+    }
+}
+
+#[test]
+fn close_notify_goes_both_ways() {
+    let pki = TestPki::new("close");
+    let secret = TicketSecret::generate().unwrap();
+    let setup = setup(&pki, &secret);
+    let client = pki.client(&[&rustls::version::TLS13]);
+    let (mut c, mut s) = connect(&pki, &setup, &client, "localhost");
+    c.send_close_notify();
+    exchange(&mut c, &mut s, usize::MAX).unwrap();
+    assert!(s.peer_closed);
+    assert!(s.tls.owes_close_notify());
+    s.tls.close_notify(&mut s.wire);
+    assert!(!s.tls.owes_close_notify());
+    let wire = std::mem::take(&mut s.wire);
+    let mut slice = &wire[..];
+    c.read_tls(&mut slice).unwrap();
+    let state = c.process_new_packets().unwrap();
+    assert!(state.peer_has_closed());
+}
+
+#[test]
+fn a_tampered_record_ends_the_connection_with_an_alert() {
+    let pki = TestPki::new("tamper");
+    let secret = TicketSecret::generate().unwrap();
+    let setup = setup(&pki, &secret);
+    let client = pki.client(&[&rustls::version::TLS13]);
+    let (mut c, mut s) = connect(&pki, &setup, &client, "localhost");
+    c.writer().write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    c.write_tls(&mut out).unwrap();
+    let last = out.len() - 1;
+    out[last] ^= 0x40;
+    assert!(matches!(s.feed(&out), Err(Failure::Record)));
+    assert!(s.plain.is_empty());
+    let mut slice = &s.wire[..];
+    c.read_tls(&mut slice).unwrap();
+    assert!(
+        c.process_new_packets().is_err(),
+        "the client reads the alert"
+    );
+}
+
+#[test]
+fn a_key_that_does_not_match_its_certificate_is_refused_by_name() {
+    let pki = TestPki::new("mismatch");
+    let mut config = pki.config();
+    config.private_key = pki.dir.join("other.key");
+    let error = TlsSetup::load(&config, TicketSecret::generate().unwrap())
+        .err()
+        .expect("a mismatched key is refused");
+    assert!(error.contains("does not match"), "{error}");
+    config.certificate = pki.dir.join("missing.pem");
+    let error = TlsSetup::load(&config, TicketSecret::generate().unwrap())
+        .err()
+        .unwrap();
+    assert!(error.starts_with("tls.certificate: "), "{error}");
+}
