@@ -1,11 +1,54 @@
 //! Opens N keep-alive connections to a server, sends one request on each and reads its
 //! answer, then holds them all open until stdin closes. benches/load.sh reads the server's
-//! RSS meanwhile to get memory per idle connection.
+//! RSS meanwhile to get memory per idle connection. With `--tls CAFILE` the connections
+//! speak TLS (the certificate must name `localhost`).
 //!
-//! `cargo bench --bench idle_connections -- ADDR N`
+//! `cargo bench --bench idle_connections -- ADDR N [--tls CAFILE]`
 
 use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+/// A connection held open: cleartext, or TLS.
+enum Held {
+    // Kept only to hold the connection open.
+    #[allow(dead_code)]
+    Plain(TcpStream),
+    #[allow(dead_code)]
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+fn tls_config(ca: &str) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("the CA file") {
+        roots.add(cert.expect("a PEM certificate")).expect("a CA certificate");
+    }
+    Arc::new(
+        ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// Sends one request on `stream` and reads its answer.
+fn ask(stream: &mut impl ReadWrite, i: usize) {
+    let request = b"GET /echo?name=Abcde HTTP/1.1\r\nHost: bench\r\n\r\n";
+    let mut reply = [0u8; 1024];
+    stream.write_all(request).expect("send");
+    let mut got = 0;
+    while !reply[..got].ends_with(b"Hi, Abcde!") {
+        let n = stream.read(&mut reply[got..]).expect("read");
+        assert!(n > 0, "connection {i} closed before its answer");
+        got += n;
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -18,22 +61,31 @@ fn main() {
         return;
     };
     let count: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    let tls = args
+        .iter()
+        .position(|a| a == "--tls")
+        .and_then(|i| args.get(i + 1))
+        .map(|ca| tls_config(ca));
     raise_fd_limit(count as u64 + 1024);
 
-    let request = b"GET /echo?name=Abcde HTTP/1.1\r\nHost: bench\r\n\r\n";
     let mut open = Vec::with_capacity(count);
-    let mut reply = [0u8; 1024];
     for i in 0..count {
-        let mut stream =
+        let stream =
             TcpStream::connect(addr).unwrap_or_else(|e| panic!("connection {i} to {addr}: {e}"));
-        stream.write_all(request).expect("send");
-        let mut got = 0;
-        while !reply[..got].ends_with(b"Hi, Abcde!") {
-            let n = stream.read(&mut reply[got..]).expect("read");
-            assert!(n > 0, "connection {i} closed before its answer");
-            got += n;
+        match &tls {
+            None => {
+                let mut stream = stream;
+                ask(&mut stream, i);
+                open.push(Held::Plain(stream));
+            }
+            Some(config) => {
+                let name = ServerName::try_from("localhost").expect("a name");
+                let conn = ClientConnection::new(config.clone(), name).expect("a client");
+                let mut stream = StreamOwned::new(conn, stream);
+                ask(&mut stream, i);
+                open.push(Held::Tls(Box::new(stream)));
+            }
         }
-        open.push(stream);
     }
     println!("holding {} connections", open.len());
     std::io::stdout().flush().unwrap();

@@ -10,6 +10,8 @@
 #   WORKLOADS=post-1k benches/load.sh               # a library handler reading 1 KiB bodies
 #   BASELINE=/path/to/old/percore WORKLOADS=baseline benches/load.sh   # A/B two builds
 #   WORKLOADS=access-log benches/load.sh            # the access log on against off
+#   WORKLOADS="tls-wrk-50 tls-wrk-pipe-16 tls-ab-close-50 tls-resume tls-file-1m tls-idle tls-syscalls" benches/load.sh
+#                                                   # HTTPS: percore TLS vs percore cleartext vs nginx TLS
 #
 # Per run it records req/s and server CPU per request: the busy time of core 0 from /proc/stat
 # (user+nice+system+irq+softirq; io_uring work done in kernel threads or interrupt context
@@ -25,7 +27,10 @@ N_CLOSE=${N_CLOSE:-100000}   # requests per ab run without keep-alive
 N_STRACE=${N_STRACE:-20000}  # requests counted under strace (it slows the server down)
 DURATION=${DURATION:-10}     # seconds per wrk run
 IDLE=${IDLE:-10000}          # idle keep-alive connections for the memory row
-WORKLOADS=${WORKLOADS:-"ab-k-50 ab-k-500 wrk-50 wrk-pipe-16 ab-close-50 file-4k file-1m post-1k idle syscalls report-cost access-log"}
+WORKLOADS=${WORKLOADS:-"ab-k-50 ab-k-500 wrk-50 wrk-pipe-16 ab-close-50 file-4k file-1m post-1k idle syscalls report-cost access-log tls-wrk-50 tls-wrk-pipe-16 tls-ab-close-50 tls-resume tls-file-1m tls-idle tls-syscalls tls-flood"}
+N_TLS_CLOSE=${N_TLS_CLOSE:-20000}  # requests per ab run over TLS without keep-alive (a handshake each)
+N_RESUME=${N_RESUME:-20000}        # connections of the resumed-handshake row
+TLS_IDLE=${TLS_IDLE:-3000}         # idle TLS keep-alive connections for the TLS memory row
 BASELINE=${BASELINE:-}       # another percore binary, for the baseline row
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
@@ -36,17 +41,19 @@ FLOOR_PORT=8083
 APP_PORT=8084                # benches/app_server.rs: percore's routes + POST /upper (library API)
 BASELINE_PORT=8085
 LOGGED_PORT=8086             # percore with the access log on, for the access-log row
+PERCORE_TLS_PORT=8090        # percore's TLS listener (the same process as PERCORE_PORT)
+NGINX_TLS_PORT=8091          # nginx's TLS listener (benches/nginx.conf)
 URL_PATH='/echo?name=Abcde'
 FLOOR_SRC=${FLOOR_SRC:-../shared/floor/floor_uring.c}
 
 missing=()
-for tool in ab wrk nginx taskset curl gcc strace; do
+for tool in ab wrk nginx taskset curl gcc strace openssl; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ -f /usr/include/liburing.h ] || missing+=(liburing-dev)
 if ((${#missing[@]})); then
     echo "missing: ${missing[*]}" >&2
-    echo "install them with: apt-get install apache2-utils wrk nginx util-linux curl gcc strace liburing-dev" >&2
+    echo "install them with: apt-get install apache2-utils wrk nginx util-linux curl gcc strace liburing-dev openssl" >&2
     exit 1
 fi
 [ -f "$FLOOR_SRC" ] || { echo "no bare loop at $FLOOR_SRC (set FLOOR_SRC)" >&2; exit 1; }
@@ -61,11 +68,24 @@ head -c 4096 /dev/urandom >"$site/4k.bin"
 head -c 1048576 /dev/urandom >"$site/1m.bin"
 head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 >"$work/1k.txt"
 site_made=$SECONDS
+# One ECDSA P-256 certificate for percore and nginx alike; nginx reads its copy of
+# benches/nginx.conf from $work/nginx, and its tls/ paths relative to it.
+tls_dir="$work/nginx/tls"
+mkdir -p "$tls_dir"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -keyout "$tls_dir/key.pem" -out "$tls_dir/cert.pem" -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >/dev/null 2>&1
+cp benches/nginx.conf "$work/nginx/nginx.conf"
+tls_flags=(--tls-port "$PERCORE_TLS_PORT" --tls-cert "$tls_dir/cert.pem" --tls-key "$tls_dir/key.pem")
 
 cargo build --release --quiet
 cargo bench --no-run --quiet --bench idle_connections 2>/dev/null
 cargo bench --no-run --quiet --bench app_server 2>/dev/null
+cargo bench --no-run --quiet --bench tls_resume 2>/dev/null
 app_server=$(ls -t target/release/deps/app_server-* | grep -v '\.d$' | head -1)
+tls_resume=$(ls -t target/release/deps/tls_resume-* | grep -v '\.d$' | head -1)
+cargo bench --no-run --quiet --bench tls_flood 2>/dev/null
+tls_flood=$(ls -t target/release/deps/tls_flood-* | grep -v '\.d$' | head -1)
 gcc -O2 -Wall -o "$work/floor_uring" "$FLOOR_SRC" -luring
 
 percore_pid=""
@@ -81,9 +101,10 @@ start_servers() {
         --port "$QUIET_PORT" --cores "$SERVER_CPU" --root "$site" >"$work/quiet.log" 2>&1 &
     quiet_pid=$!
     taskset -c "$SERVER_CPU" target/release/percore --config config/percore.toml \
-        --port "$PERCORE_PORT" --cores "$SERVER_CPU" --root "$site" >"$work/percore.log" 2>&1 &
+        --port "$PERCORE_PORT" --cores "$SERVER_CPU" --root "$site" "${tls_flags[@]}" \
+        >"$work/percore.log" 2>&1 &
     percore_pid=$!
-    taskset -c "$SERVER_CPU" nginx -c "$PWD/benches/nginx.conf" -p "$work/nginx/" \
+    taskset -c "$SERVER_CPU" nginx -c "$work/nginx/nginx.conf" -p "$work/nginx/" \
         >"$work/nginx.log" 2>&1 &
     nginx_pid=$!
     taskset -c "$SERVER_CPU" "$work/floor_uring" "$FLOOR_PORT" >"$work/floor.log" 2>&1 &
@@ -109,6 +130,17 @@ start_servers() {
         done
         curl -sf "http://127.0.0.1:$port$URL_PATH" | grep -q 'Hi, Abcde!' || {
             echo "server on port $port is not answering; logs in $work" >&2
+            cat "$work"/*.log >&2
+            exit 1
+        }
+    done
+    for port in $PERCORE_TLS_PORT $NGINX_TLS_PORT; do
+        for _ in $(seq 100); do
+            curl -sf --cacert "$tls_dir/cert.pem" "https://localhost:$port$URL_PATH" >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        curl -sf --cacert "$tls_dir/cert.pem" "https://localhost:$port$URL_PATH" | grep -q 'Hi, Abcde!' || {
+            echo "TLS server on port $port is not answering; logs in $work" >&2
             cat "$work"/*.log >&2
             exit 1
         }
@@ -148,6 +180,8 @@ run_load() {
     case $workload in
         file-4k) url="http://127.0.0.1:$port/4k.bin" ;;
         file-1m) url="http://127.0.0.1:$port/1m.bin" ;;
+        tls-file-1m) url="https://127.0.0.1:$port/1m.bin" ;;
+        tls-*) url="https://127.0.0.1:$port$URL_PATH" ;;
     esac
     local core0 core1 reqs rps
     core0=$(core_busy)
@@ -161,12 +195,17 @@ run_load() {
             -s benches/keepalive.lua "$url" >"$out" 2>&1 ;;
         wrk-pipe-16) taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${DURATION}s" \
             -s benches/pipeline.lua "$url" >"$out" 2>&1 ;;
-        file-*) taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${DURATION}s" \
+        file-* | tls-wrk-50 | tls-file-1m) taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${DURATION}s" \
             -s benches/keepalive.lua "$url" >"$out" 2>&1 ;;
+        tls-wrk-pipe-16) taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${DURATION}s" \
+            -s benches/pipeline.lua "$url" >"$out" 2>&1 ;;
+        tls-ab-close-50) taskset -c "$CLIENT_CPU" ab -q -c 50 -n "$N_TLS_CLOSE" "$url" >"$out" 2>&1 ;;
+        tls-resume) taskset -c "$CLIENT_CPU" "$tls_resume" "127.0.0.1:$port" "$tls_dir/cert.pem" \
+            "$N_RESUME" 8 >"$out" 2>&1 ;;
     esac
     core1=$(core_busy)
     case $workload in
-        ab-* | post-*)
+        ab-* | post-* | tls-ab-*)
             failed=$(awk '/^Failed requests/ { print $3 }' "$out")
             non2xx=$(awk '/^Non-2xx/ { print $3 }' "$out")
             if [ "${failed:-1}" != 0 ] || [ -n "$non2xx" ]; then
@@ -177,7 +216,12 @@ run_load() {
             reqs=$(awk '/^Complete requests/ { print $3 }' "$out")
             rps=$(awk '/^Requests per second/ { print $4 }' "$out")
             ;;
-        wrk-* | file-*)
+        tls-resume)
+            reqs=$(awk '/connections,/ { print $1 }' "$out")
+            rps=$(awk '/connections,/ { print $(NF-2) }' "$out")
+            grep "resumed" "$out" | sed "s/^/  resumption on port $port: /" >&2
+            ;;
+        wrk-* | file-* | tls-wrk-* | tls-file-*)
             if grep -q "Non-2xx\|Socket errors" "$out"; then
                 echo "$workload on port $port reported errors:" >&2
                 cat "$out" >&2
@@ -191,18 +235,24 @@ run_load() {
         'BEGIN { printf "%d %.0f %.3f\n", r, s, c * 1e6 / hz / r }'
 }
 
-# idle_rss PID PORT -> "B/conn before_KiB after_KiB": RSS per idle keep-alive connection,
-# after a warm-up (an ab -k run, which touches the server's buffers and pools).
+# idle_rss PID PORT [tls] -> "B/conn before_KiB after_KiB": RSS per idle keep-alive
+# connection, after a warm-up (an ab -k run, which touches the server's buffers and pools).
 idle_rss() {
-    local pid=$1 port=$2 before after fifo="$work/idle.fifo"
-    taskset -c "$CLIENT_CPU" ab -q -k -c 50 -n 50000 "http://127.0.0.1:$port$URL_PATH" \
+    local pid=$1 port=$2 tls=${3:-} before after fifo="$work/idle.fifo" count=$IDLE
+    local scheme=http extra=()
+    if [ -n "$tls" ]; then
+        scheme=https
+        count=$TLS_IDLE
+        extra=(--tls "$tls_dir/cert.pem")
+    fi
+    taskset -c "$CLIENT_CPU" ab -q -k -c 50 -n 50000 "$scheme://127.0.0.1:$port$URL_PATH" \
         >/dev/null 2>&1
     sleep 1
     before=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
     rm -f "$fifo"
     mkfifo "$fifo"
     taskset -c "$CLIENT_CPU" cargo bench --quiet --bench idle_connections -- \
-        "127.0.0.1:$port" "$IDLE" <"$fifo" >"$work/idle.out" 2>&1 &
+        "127.0.0.1:$port" "$count" "${extra[@]}" <"$fifo" >"$work/idle.out" 2>&1 &
     local client=$!
     exec 9>"$fifo"
     for _ in $(seq 600); do
@@ -215,19 +265,19 @@ idle_rss() {
     after=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
     exec 9>&-
     wait $client
-    awk -v b="$before" -v a="$after" -v n="$IDLE" \
+    awk -v b="$before" -v a="$after" -v n="$count" \
         'BEGIN { printf "%.0f %d %d\n", (a - b) * 1024 / n, b, a }'
 }
 
-# syscalls PID PORT -> "socket_calls_per_request io_uring_enter_per_request": strace -c on
-# the server (all threads) during an ab -k -c 50 run; io_uring_enter and the futex and
-# membarrier calls of thread bookkeeping are not socket calls.
+# syscalls PID PORT [SCHEME] -> "socket_calls_per_request io_uring_enter_per_request":
+# strace -c on the server (all threads) during an ab -k -c 50 run; io_uring_enter and the
+# futex and membarrier calls of thread bookkeeping are not socket calls.
 syscalls() {
-    local pid=$1 port=$2
+    local pid=$1 port=$2 scheme=${3:-http}
     strace -q -c -f -p "$pid" -o "$work/strace" 2>/dev/null &
     local tracer=$!
     sleep 1
-    taskset -c "$CLIENT_CPU" ab -q -k -c 50 -n "$N_STRACE" "http://127.0.0.1:$port$URL_PATH" \
+    taskset -c "$CLIENT_CPU" ab -q -k -c 50 -n "$N_STRACE" "$scheme://127.0.0.1:$port$URL_PATH" \
         >"$work/out" 2>&1
     kill -INT $tracer
     wait $tracer 2>/dev/null || true
@@ -328,6 +378,66 @@ for workload in $WORKLOADS; do
             p=$(idle_rss "$percore_pid" $PERCORE_PORT)
             b=$(idle_rss "$baseline_pid" $BASELINE_PORT)
             echo "| idle $IDLE: RSS B per connection | this build $(echo "$p" | cut -d' ' -f1) | baseline $(echo "$b" | cut -d' ' -f1) | | (RSS KiB before→after: this build $(echo "$p" | cut -d' ' -f2)→$(echo "$p" | cut -d' ' -f3), baseline $(echo "$b" | cut -d' ' -f2)→$(echo "$b" | cut -d' ' -f3)) | | | | |"
+            ;;
+        tls-idle)
+            stop_servers
+            start_servers
+            t=$(idle_rss "$percore_pid" $PERCORE_TLS_PORT tls)
+            n=$(idle_rss "$nginx_pid" $NGINX_TLS_PORT tls)
+            echo "| idle $TLS_IDLE TLS: RSS B per connection | percore $(echo "$t" | cut -d' ' -f1) | nginx $(echo "$n" | cut -d' ' -f1) | | (RSS KiB before→after: percore $(echo "$t" | cut -d' ' -f2)→$(echo "$t" | cut -d' ' -f3), nginx $(echo "$n" | cut -d' ' -f2)→$(echo "$n" | cut -d' ' -f3)) | | | | |"
+            ;;
+        tls-flood)
+            # p99 of TLS keep-alive requests (wrk's, and the server's own from /stats) with the
+            # core alone, then with a flood of ClientHellos on the same core meanwhile.
+            flood_p99() {
+                local port=$1 flood=$2 fpid=""
+                stop_servers
+                start_servers
+                if [ "$flood" = yes ]; then
+                    taskset -c "$CLIENT_CPU" "$tls_flood" "127.0.0.1:$port" $((DURATION + 2)) 4 \
+                        >"$work/flood.out" 2>&1 &
+                    fpid=$!
+                    sleep 1
+                fi
+                taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${DURATION}s" --latency \
+                    -s benches/keepalive.lua "https://127.0.0.1:$port$URL_PATH" >"$work/out" 2>&1
+                local wrk99 server99=-
+                wrk99=$(awk '$1 == "99%" { print $2 }' "$work/out")
+                if [ "$port" = "$PERCORE_TLS_PORT" ]; then
+                    sleep 1.2
+                    server99=$(curl -s "http://127.0.0.1:$PERCORE_PORT/stats" |
+                        python3 -c 'import json,sys; print(str(json.load(sys.stdin)["total"]["latency_us"]["p99"]) + "µs")')
+                fi
+                [ -n "$fpid" ] && wait "$fpid"
+                local hellos=-
+                [ "$flood" = yes ] && hellos=$(awk '{ print $1 }' "$work/flood.out")
+                echo "$wrk99 $server99 $hellos"
+            }
+            a=$(flood_p99 $PERCORE_TLS_PORT no)
+            f=$(flood_p99 $PERCORE_TLS_PORT yes)
+            na=$(flood_p99 $NGINX_TLS_PORT no)
+            nf=$(flood_p99 $NGINX_TLS_PORT yes)
+            echo "| TLS keep-alive p99 (wrk; server's own), alone vs under a ClientHello flood | percore $(echo "$a" | cut -d' ' -f1-2) vs $(echo "$f" | cut -d' ' -f1-2) ($(echo "$f" | cut -d' ' -f3) hellos answered) | nginx $(echo "$na" | cut -d' ' -f1) vs $(echo "$nf" | cut -d' ' -f1) ($(echo "$nf" | cut -d' ' -f3) hellos) | | | | | | |"
+            ;;
+        tls-syscalls)
+            t=$(syscalls "$percore_pid" $PERCORE_TLS_PORT https)
+            n=$(syscalls "$nginx_pid" $NGINX_TLS_PORT https)
+            echo "| syscalls per TLS request, ab -k -c 50 (socket calls; io_uring_enter) | percore $(echo "$t" | cut -d' ' -f1); $(echo "$t" | cut -d' ' -f2) | nginx $(echo "$n" | cut -d' ' -f1); $(echo "$n" | cut -d' ' -f2) | | | | | |"
+            ;;
+        tls-*)
+            if [ -z "${tls_header:-}" ]; then
+                tls_header=1
+                echo
+                echo "HTTPS rows: percore over TLS (first columns), percore cleartext (second), nginx over TLS (third); ÷ columns: percore TLS's µs over each"
+            fi
+            case $workload in
+                tls-wrk-50) plain=wrk-50 ;;
+                tls-wrk-pipe-16) plain=wrk-pipe-16 ;;
+                tls-ab-close-50 | tls-resume) plain=ab-close-50 ;;
+                tls-file-1m) plain=file-1m ;;
+            esac
+            sleep $((site_made + 3 > SECONDS ? site_made + 3 - SECONDS : 0))
+            compare "$workload" "$workload" $PERCORE_TLS_PORT "$PERCORE_PORT:$plain" $NGINX_TLS_PORT
             ;;
         file-*)
             # Files younger than 2 s are not cached (their times could hide a change).
