@@ -1,6 +1,7 @@
 //! The text the reporter prints: live lines per interval, and the run's summary, as aligned
 //! text or JSON Lines.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -32,12 +33,15 @@ pub(crate) fn text_header() -> String {
 
 /// Prints one interval: a line per core when `per_core`, then the total. An interval without
 /// requests is one line saying so (the caller prints it once per quiet spell).
+/// `handshakes` holds each core's TLS handshakes as of its last interval, to tell the
+/// handshakes of this one.
 pub(crate) fn print_interval(
     interval: &[Snapshot],
     seq: usize,
     tick: Duration,
     format: ReportFormat,
     per_core: bool,
+    handshakes: &mut HashMap<usize, u64>,
 ) {
     let at = (tick * seq as u32).as_secs_f64();
     let mut merged = new_histogram();
@@ -46,24 +50,74 @@ pub(crate) fn print_interval(
     let mut sorted: Vec<&Snapshot> = interval.iter().collect();
     sorted.sort_by_key(|s| s.core);
     let idle = sorted.iter().all(|s| s.latency.is_empty());
+    let mut all_tls = 0;
     for s in &sorted {
         let _ = merged.add(&s.latency);
         open += s.open;
+        let now = s.counters.tls_handshakes();
+        let tls = now - handshakes.insert(s.core, now).unwrap_or(0).min(now);
+        all_tls += tls;
         if !per_core || idle {
             continue;
         }
-        lines.push_str(&interval_line(
+        let line = Line {
             at,
-            &s.core.to_string(),
-            &s.latency,
-            s.duration,
-            s.open,
-            format,
-        ));
+            core: &s.core.to_string(),
+            latency: &s.latency,
+            duration: s.duration,
+            open: s.open,
+            tls,
+        };
+        lines.push_str(&line.render(format));
     }
     let duration = sorted.first().map(|s| s.duration).unwrap_or(tick);
-    lines.push_str(&interval_line(at, "all", &merged, duration, open, format));
+    let line = Line {
+        at,
+        core: "all",
+        latency: &merged,
+        duration,
+        open,
+        tls: all_tls,
+    };
+    lines.push_str(&line.render(format));
     emit(&lines);
+}
+
+/// One live line: a core's (or all cores') interval.
+struct Line<'a> {
+    at: f64,
+    core: &'a str,
+    latency: &'a Histogram<u64>,
+    duration: Duration,
+    open: usize,
+    /// TLS handshakes completed in the interval.
+    tls: u64,
+}
+
+impl Line<'_> {
+    fn render(&self, format: ReportFormat) -> String {
+        let mut text = interval_line(
+            self.at,
+            self.core,
+            self.latency,
+            self.duration,
+            self.open,
+            format,
+        );
+        let tls_rate = self.tls as f64 / self.duration.as_secs_f64().max(1e-9);
+        match format {
+            ReportFormat::Json => {
+                text.truncate(text.len() - 2);
+                text.push_str(&format!(",\"tls_handshakes_per_s\":{tls_rate:.0}}}\n"));
+            }
+            ReportFormat::Text if self.tls > 0 => {
+                text.pop();
+                text.push_str(&format!("  tls/s {tls_rate:.0}\n"));
+            }
+            ReportFormat::Text => {}
+        }
+        text
+    }
 }
 
 fn interval_line(

@@ -91,6 +91,8 @@ pub fn run(
     };
 
     let mut pending: Vec<Vec<Snapshot>> = Vec::new();
+    // Each core's TLS handshakes as of its last printed interval.
+    let mut handshakes = std::collections::HashMap::new();
     let mut finals: Vec<Snapshot> = Vec::new();
     let mut printed_header = false;
     // The last interval printed was quiet: say nothing more until traffic returns.
@@ -122,7 +124,14 @@ pub fn run(
                             emit(&format!("{}\n", text_header()));
                             printed_header = true;
                         }
-                        print_interval(&interval, seq, tick, config.format, config.per_core);
+                        print_interval(
+                            &interval,
+                            seq,
+                            tick,
+                            config.format,
+                            config.per_core,
+                            &mut handshakes,
+                        );
                     }
                     quiet = idle;
                 }
