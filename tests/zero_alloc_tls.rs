@@ -19,6 +19,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 mod counting;
 
 #[path = "../src/bin/percore/routes.rs"]
+#[allow(dead_code)]
 mod routes;
 
 thread_local! {
@@ -119,7 +120,7 @@ fn warm_tls_keep_alive_requests_allocate_nothing_on_the_core() {
         })
         .collect();
     let batch = REQUEST.repeat(PIPELINED);
-    let mut round = |streams: &mut Vec<StreamOwned<ClientConnection, TcpStream>>| {
+    let round = |streams: &mut Vec<StreamOwned<ClientConnection, TcpStream>>| {
         for stream in streams.iter_mut() {
             stream.write_all(&batch).unwrap();
         }
