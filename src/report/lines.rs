@@ -159,6 +159,31 @@ fn interval_line(
     }
 }
 
+/// The header of a run's summary table.
+pub(crate) const SUMMARY_HEADER: &str =
+    "  core     requests      req/s     mean      p50      p90      p99    p99.9   p99.99      max\n";
+
+/// A row of a run's summary: the core, its requests, their rate, then the latency's mean and
+/// percentiles.
+pub(crate) fn summary_row(
+    core: &str,
+    requests: u64,
+    rate: f64,
+    latency: &Histogram<u64>,
+) -> String {
+    let p = Percentiles::of(latency);
+    format!(
+        "{core:>6} {requests:>12} {rate:>10.0} {} {} {} {} {} {} {}\n",
+        format_latency(p.mean.round() as u64),
+        format_latency(p.p50),
+        format_latency(p.p90),
+        format_latency(p.p99),
+        format_latency(p.p999),
+        format_latency(p.p9999),
+        format_latency(p.max),
+    )
+}
+
 /// The `core` member of a JSON line: a number, or the string `"all"` for the merge.
 fn json_core(core: &str) -> String {
     if core == "all" {
@@ -197,11 +222,7 @@ pub(crate) fn print_summary(summary: &RunSummary, format: ReportFormat) {
         }
         ReportFormat::Text => {
             let _ = writeln!(out, "percore run summary: {seconds:.1} s");
-            let _ = writeln!(
-                out,
-                "{:>6} {:>12} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-                "core", "requests", "req/s", "mean", "p50", "p90", "p99", "p99.9", "p99.99", "max"
-            );
+            out.push_str(SUMMARY_HEADER);
             for (core, counters, latency) in &rows {
                 if latency.is_empty() {
                     let _ = writeln!(
@@ -213,20 +234,13 @@ pub(crate) fn print_summary(summary: &RunSummary, format: ReportFormat) {
                     );
                     continue;
                 }
-                let p = Percentiles::of(latency);
-                let _ = writeln!(
-                    out,
-                    "{core:>6} {:>12} {:>10.0} {} {} {} {} {} {} {}",
-                    counters.requests(),
-                    counters.requests() as f64 / seconds,
-                    format_latency(p.mean.round() as u64),
-                    format_latency(p.p50),
-                    format_latency(p.p90),
-                    format_latency(p.p99),
-                    format_latency(p.p999),
-                    format_latency(p.p9999),
-                    format_latency(p.max),
-                );
+                let requests = counters.requests();
+                out.push_str(&summary_row(
+                    core,
+                    requests,
+                    requests as f64 / seconds,
+                    latency,
+                ));
             }
             let panics = summary.merged_counters().handler_panics;
             if panics > 0 {

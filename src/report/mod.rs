@@ -23,10 +23,10 @@ use hdrhistogram::Histogram;
 
 use hgrm::write_hgrm_files;
 pub(crate) use lines::print_summary;
-use lines::{format_latency, print_interval, text_header};
+use lines::{print_interval, summary_row, text_header, SUMMARY_HEADER};
 
 use crate::config::{ReportConfig, ReportFormat};
-use crate::metrics::{new_histogram, Counters, Percentiles, ReportMsg, Snapshot};
+use crate::metrics::{new_histogram, Counters, ReportMsg, Snapshot};
 use crate::support::stderr::{emit, note};
 
 /// One core's whole run.
@@ -185,25 +185,10 @@ pub fn report_dir(dir: &Path) -> Result<(), String> {
         dir.join("latency.svg").display(),
         dir.join("timeline.svg").display()
     );
-    let _ = writeln!(
-        out,
-        "{:>6} {:>12} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "core", "requests", "req/s", "mean", "p50", "p90", "p99", "p99.9", "p99.99", "max"
-    );
+    out.push_str(SUMMARY_HEADER);
     for (core, requests, seconds, latency) in run.totals() {
-        let p = Percentiles::of(&latency);
-        let _ = writeln!(
-            out,
-            "{core:>6} {requests:>12} {:>10.0} {} {} {} {} {} {} {}",
-            requests as f64 / seconds.max(1e-9),
-            format_latency(p.mean.round() as u64),
-            format_latency(p.p50),
-            format_latency(p.p90),
-            format_latency(p.p99),
-            format_latency(p.p999),
-            format_latency(p.p9999),
-            format_latency(p.max),
-        );
+        let rate = requests as f64 / seconds.max(1e-9);
+        out.push_str(&summary_row(&core, requests, rate, &latency));
     }
     emit(&out);
     Ok(())

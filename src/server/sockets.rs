@@ -17,13 +17,19 @@ use crate::config::Config;
 pub(crate) fn check_address(addr: SocketAddr) -> Result<(), StartError> {
     // A socket like the ones that would serve: it binds beside a running percore's
     // (SO_REUSEPORT, same user), not beside another program's.
+    reuseport_socket(addr).map(drop)
+}
+
+/// A socket bound to `addr` with SO_REUSEADDR and SO_REUSEPORT, not listening yet.
+fn reuseport_socket(addr: SocketAddr) -> Result<Socket, StartError> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .map_err(|e| bind_error(e, addr))?;
     socket
         .set_reuse_address(true)
         .and_then(|()| socket.set_reuse_port(true))
         .and_then(|()| socket.bind(&addr.into()))
-        .map_err(|e| bind_error(e, addr))
+        .map_err(|e| bind_error(e, addr))?;
+    Ok(socket)
 }
 
 /// The one-line start-up error for a socket that cannot listen on `addr`.
@@ -77,13 +83,9 @@ pub(super) fn adopt_listeners(
 
 /// A listening socket on `addr` with SO_REUSEPORT and the configured options.
 fn reuseport_listener(config: &Config, addr: SocketAddr) -> Result<Socket, StartError> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-        .map_err(|e| bind_error(e, addr))?;
+    let socket = reuseport_socket(addr)?;
     socket
-        .set_reuse_address(true)
-        .and_then(|()| socket.set_reuse_port(true))
-        .and_then(|()| socket.bind(&addr.into()))
-        .and_then(|()| socket.listen(config.server.backlog.min(i32::MAX as u32) as i32))
+        .listen(config.server.backlog.min(i32::MAX as u32) as i32)
         // Accepted connections inherit it: no system call per connection.
         .and_then(|()| socket.set_nodelay(true))
         .and_then(|()| defer_accept(&socket, config.server.defer_accept))
