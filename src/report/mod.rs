@@ -10,7 +10,6 @@ mod hgrm;
 mod lines;
 mod plots;
 
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
