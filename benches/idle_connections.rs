@@ -25,7 +25,9 @@ enum Held {
 fn tls_config(ca: &str) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).expect("the CA file") {
-        roots.add(cert.expect("a PEM certificate")).expect("a CA certificate");
+        roots
+            .add(cert.expect("a PEM certificate"))
+            .expect("a CA certificate");
     }
     Arc::new(
         ClientConfig::builder()

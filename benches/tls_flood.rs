@@ -53,7 +53,10 @@ impl ServerCertVerifier for Blind {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let Some(addr) = args.first().cloned() else {
         // `cargo test --all-targets` runs this target without arguments: nothing to measure.
         println!("usage: cargo bench --bench tls_flood -- ADDR SECONDS [THREADS]");
@@ -91,7 +94,10 @@ fn main() {
             })
         })
         .collect();
-    let hellos: u64 = workers.into_iter().map(|w| w.join().expect("a worker")).sum();
+    let hellos: u64 = workers
+        .into_iter()
+        .map(|w| w.join().expect("a worker"))
+        .sum();
     println!(
         "{hellos} ClientHellos answered in {seconds} s ({:.0} per second)",
         hellos as f64 / seconds as f64

@@ -14,7 +14,10 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let (Some(addr), Some(ca)) = (args.first(), args.get(1)) else {
         // `cargo test --all-targets` runs this target without arguments: nothing to measure.
         println!("usage: cargo bench --bench tls_resume -- ADDR CAFILE [CONNECTIONS] [THREADS]");
@@ -24,7 +27,9 @@ fn main() {
     let threads: usize = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(8);
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).expect("the CA file") {
-        roots.add(cert.expect("a PEM certificate")).expect("a CA certificate");
+        roots
+            .add(cert.expect("a PEM certificate"))
+            .expect("a CA certificate");
     }
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
@@ -47,7 +52,10 @@ fn main() {
             })
         })
         .collect();
-    let resumed: usize = workers.into_iter().map(|w| w.join().expect("a worker")).sum();
+    let resumed: usize = workers
+        .into_iter()
+        .map(|w| w.join().expect("a worker"))
+        .sum();
     let done = total / threads * threads;
     let seconds = started.elapsed().as_secs_f64();
     println!(
