@@ -55,7 +55,7 @@ pub use app::{App, BoxError, Files, HeaderError, OwnedRequest, Reply, Request, R
 pub use config::{Config, ConfigError};
 pub use http::request::Version;
 pub use http::status::Status;
-pub use metrics::Counters;
+pub use metrics::{Counters, TlsFailure};
 pub use report::{CoreSummary, RunSummary};
 pub use server::{Server, StartError};
 pub use support::percent::{percent_decode, Malformed};
