@@ -146,8 +146,15 @@ impl<A: Application> Shard<A> {
                 return;
             }
         }
+        let tls = self.listening.tls.get(index).copied().unwrap_or(false);
         if self.table.open() >= self.settings.max_connections {
-            refuse(fd);
+            if tls {
+                // A cleartext 503 means nothing to a TLS client: it just sees the close.
+                // SAFETY: a descriptor the kernel just gave us.
+                unsafe { libc::close(fd) };
+            } else {
+                refuse(fd);
+            }
             self.reporting.metrics.counters.borrow_mut().refused += 1;
             return;
         }
@@ -160,7 +167,7 @@ impl<A: Application> Shard<A> {
             session,
             (self.now.ms, self.now.reaped_at),
         ));
-        if self.listening.tls.get(index).copied().unwrap_or(false) {
+        if tls {
             if !self.start_tls(&mut conn) {
                 // SAFETY: the descriptor the kernel just gave us; the record is dropped.
                 unsafe { libc::close(fd) };

@@ -151,8 +151,11 @@ impl<A: Application> Shard<A> {
             let draining = !self.is_serving();
             let client = conn.client.as_deref().copied();
             let tls = conn.tls_info.as_deref();
-            let redirect = match (&self.redirect, &conn.tls) {
-                (Some((port, host)), None) => Some((*port, host.as_str(), &mut self.location)),
+            // A TLS connection's link is out of its record while its bytes are pumped: what
+            // it settled (`tls_info`) is what marks it as secure then.
+            let secure = conn.tls.is_some() || tls.is_some();
+            let redirect = match &self.redirect {
+                Some((port, host)) if !secure => Some((*port, host.as_str(), &mut self.location)),
                 _ => None,
             };
             let mut exchange = Exchange {

@@ -181,7 +181,12 @@ impl<A: Application> Shard<A> {
         let Some(link) = conn.tls.as_deref_mut() else {
             return;
         };
-        if conn.out.is_empty() || link.failed || conn.tls_info.is_none() {
+        if link.failed {
+            // Nothing more goes out in the clear or sealed: what was answered is dropped.
+            conn.out.clear();
+            return;
+        }
+        if conn.out.is_empty() || conn.tls_info.is_none() {
             return;
         }
         if link.wire.capacity() == 0 {

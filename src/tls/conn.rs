@@ -60,6 +60,9 @@ pub(crate) struct TlsConn {
     server_name: Option<Box<str>>,
     /// [`Input::Established`] was handed on.
     established: bool,
+    /// Bytes at the start of the next input that rustls has been shown already and kept
+    /// (part of a handshake message that goes on in the next record).
+    shown: usize,
     close_notify_sent: bool,
 }
 
@@ -70,6 +73,7 @@ impl TlsConn {
             state: State::Handshake(Box::new(UnbufferedServerConnection::new(config.clone())?)),
             server_name: None,
             established: false,
+            shown: 0,
             close_notify_sent: false,
         })
     }
@@ -90,7 +94,7 @@ impl TlsConn {
                 server_name: &mut self.server_name,
                 established: &mut self.established,
             };
-            let outcome = handshake(conn, buf, wire, plain, &mut announce);
+            let outcome = handshake(conn, buf, &mut self.shown, wire, plain, &mut announce);
             let (used, done) = outcome.inspect_err(|_| self.state = State::Done)?;
             received.consumed = used;
             if !done {
@@ -220,16 +224,26 @@ impl Announce<'_> {
 
 /// Drives rustls's handshake over `buf`. Returns the bytes used and whether the handshake
 /// is done (and rustls has nothing left to send, so its keys can be taken).
+///
+/// rustls is shown one more whole record at a time and nothing once the handshake is
+/// complete: what the client sent right behind its Finished (requests, a KeyUpdate,
+/// `close_notify`) is left to percore's record layer, which then holds the keys. rustls
+/// keeps the bytes it did not discard where they are, so each call's window starts at
+/// what it has discarded so far and ends after the records it has been shown; `kept` says
+/// how many of them there are at the start of `buf` (and is left saying so for the next).
 fn handshake(
     conn: &mut UnbufferedServerConnection,
     buf: &mut [u8],
+    kept: &mut usize,
     wire: &mut Vec<u8>,
     plain: &mut dyn FnMut(Input<'_>),
     announce: &mut Announce<'_>,
 ) -> Result<(usize, bool), Failure> {
     let mut used = 0;
+    let mut shown = *kept;
     loop {
-        let UnbufferedStatus { mut discard, state } = conn.process_tls_records(&mut buf[used..]);
+        let window = &mut buf[used..shown];
+        let UnbufferedStatus { mut discard, state } = conn.process_tls_records(window);
         let state = match state {
             Ok(state) => state,
             Err(_) => {
@@ -238,9 +252,9 @@ fn handshake(
                 return Err(Failure::Handshake);
             }
         };
-        let mut finished = None;
-        // Application data that came with the client's Finished (its first request): read
-        // out of rustls's buffers before the handshake is announced, and handed on after.
+        let mut blocked = false;
+        // Application data rustls decrypted itself (it is shown none once the handshake is
+        // complete, so this is not expected): handed on after the handshake is announced.
         let mut early = Vec::new();
         match state {
             ConnectionState::EncodeTlsData(mut encode) => {
@@ -254,8 +268,7 @@ fn handshake(
                     early.extend_from_slice(record.payload);
                 }
             }
-            ConnectionState::BlockedHandshake => finished = Some(false),
-            ConnectionState::WriteTraffic(_) => finished = Some(false),
+            ConnectionState::BlockedHandshake | ConnectionState::WriteTraffic(_) => blocked = true,
             // Closed before the end, or early data, which percore does not accept.
             _ => return Err(Failure::Handshake),
         }
@@ -264,10 +277,33 @@ fn handshake(
         if !early.is_empty() {
             plain(Input::Data(&early));
         }
-        if let Some(done) = finished {
-            return Ok((used, done || !conn.is_handshaking()));
+        if !blocked {
+            continue;
+        }
+        if !conn.is_handshaking() {
+            return Ok((used, true));
+        }
+        match next_record_end(buf, shown) {
+            Some(end) => shown = end,
+            None => {
+                *kept = shown - used;
+                return Ok((used, false));
+            }
         }
     }
+}
+
+/// The end of the whole record that starts at `from` in `buf`, if it is all there. A
+/// header announcing more than any record may hold shows rustls everything, so that it
+/// refuses the record at once rather than waiting for it.
+fn next_record_end(buf: &[u8], from: usize) -> Option<usize> {
+    let header = buf.get(from..from + record::HEADER)?;
+    let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+    if len > record::MAX_FRAGMENT + 2048 {
+        return Some(buf.len()).filter(|&end| end > from);
+    }
+    let end = from + record::HEADER + len;
+    (end <= buf.len()).then_some(end)
 }
 
 /// After rustls failed a handshake, the alert it queued, if any.

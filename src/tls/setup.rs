@@ -84,7 +84,7 @@ impl TlsSetup {
             .map_err(|e| format!("TLS versions: {e}"))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(certificates));
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
         config.session_storage = Arc::new(NoServerSessionStorage {});
         config.ticketer = Arc::new(Tickets::new(&self.secret, self.ticket_lifetime_s));
         config.send_tls13_tickets = TLS13_TICKETS;
