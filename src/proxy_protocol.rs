@@ -57,6 +57,11 @@ fn parse_v1(buf: &[u8]) -> Header {
             _ => Header::Invalid,
         };
     };
+    // A bare LF inside the line is refused whatever follows it, so that the verdict is the
+    // same however the line arrives (a prefix holding an LF but no CRLF is refused above).
+    if buf[..end].contains(&b'\n') {
+        return Header::Invalid;
+    }
     let Ok(line) = std::str::from_utf8(&buf[PREFIX.len()..end]) else {
         return Header::Invalid;
     };
@@ -205,6 +210,8 @@ mod tests {
             b"PROXY TCP4 203.0.113.7 192.0.2.1 65536 80\r\n",
             b"PROXY TCP5 a b 1 2\r\n",
             b"PROXY TCP4 1.2.3.4 1.2.3.4 1 2\n",
+            // The same verdict as its prefix up to the LF (found by the fuzz target).
+            b"PROXY UNKNOWN \n\r\n",
         ] {
             assert_eq!(
                 parse(bad),
