@@ -13,13 +13,16 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clients::status_of;
+use clients::{status_of, Load, StopOnDrop};
 use common::{output_within, wait_child, Percore};
+use rustls::pki_types::CertificateDer;
+use rustls::ClientConfig;
 use tls::{
-    config_file, https_addr, signal, spawn_percore, tls_keep_alive_client, wait_until_consumed,
-    wait_until_refused, Load, Pki, StopOnDrop, TlsClient, DEFAULT_NAMES, EXIT, TLS13,
+    config_file, https_addr, signal, wait_until_consumed, wait_until_refused, Pki, TlsClient,
+    DEFAULT_NAMES, EXIT, TLS13,
 };
 
 /// Waits (at most 20 s) until `GET path` over cleartext answers `status`.
@@ -63,7 +66,7 @@ fn sighup_swaps_the_certificate_under_keep_alive_tls_clients() {
     let dir = pki.dir.0.clone();
     let first = pki.leaf("server", DEFAULT_NAMES);
     let config = write_config(&dir, "/stats-0", "drain_idle_grace_ms = 500");
-    let mut server = spawn_percore(&["--config", &config]);
+    let mut server = Percore::start(&["--config", &config]);
     let http: SocketAddr = server.addr.parse().unwrap();
     let https = https_addr(&server);
     assert_eq!(leaf_of(https, &pki), first.der.to_vec());
@@ -151,6 +154,98 @@ fn sighup_swaps_the_certificate_under_keep_alive_tls_clients() {
     );
 }
 
+/// The PID a PID file names, once it names one.
+fn pid_in(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Ends (SIGKILL) the process a PID file names when dropped: the binary an upgrade starts
+/// is not this test's child, and a failing test must not leave it serving.
+struct KillNamedOnDrop(std::path::PathBuf);
+
+impl Drop for KillNamedOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = pid_in(&self.0) {
+            // SAFETY: kill(2); the process may be gone already.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn sigusr2_upgrade_hands_over_the_tls_listener_and_the_ticket_secret() {
+    let pki = Pki::new("upgrade");
+    let dir = pki.dir.0.clone();
+    let leaf = pki.leaf("server", DEFAULT_NAMES);
+    let pid_file = dir.join("percore.pid");
+    let extra = format!(
+        "drain_idle_grace_ms = 500\npid_file = {:?}",
+        pid_file.display().to_string()
+    );
+    let config = write_config(&dir, "/stats", &extra);
+    let mut server = Percore::start(&["--config", &config]);
+    let _kill = KillNamedOnDrop(pid_file.clone());
+    let old = server.child.id() as i32;
+    let https = https_addr(&server);
+    common::wait_until("the PID file", Duration::from_secs(20), || {
+        pid_in(&pid_file) == Some(old)
+    });
+
+    // A session made with the old process, to be resumed by the new one.
+    let resuming = pki.client(TLS13);
+    let mut client = TlsClient::connect(https, "localhost", &resuming);
+    assert_eq!(client.get("/echo?name=before").text(), "Hi, before!");
+    assert!(!client.resumed());
+    drop(client);
+
+    let load = Load::new();
+    let _stop = StopOnDrop(load.clone());
+    let mut full = (*pki.client(tls::BOTH)).clone();
+    full.resumption = rustls::client::Resumption::disabled();
+    let clients: Vec<_> = [pki.client(tls::BOTH), Arc::new(full)]
+        .into_iter()
+        .map(|config| tls_keep_alive_client(https, config, load.clone()))
+        .collect();
+    load.wait_for_answers(50, "the TLS clients run before the upgrade");
+
+    signal(&server, libc::SIGUSR2);
+    common::wait_until("the new process's PID", Duration::from_secs(20), || {
+        pid_in(&pid_file).is_some_and(|pid| pid != old)
+    });
+    let new = pid_in(&pid_file).unwrap();
+    // The old process drains and exits; from then on only the new one accepts.
+    let status = wait_child(&mut server.child, EXIT, "the old process's exit");
+    assert!(status.success(), "the old process exited with {status}");
+    load.wait_for_answers(100, "the TLS clients run on after the upgrade");
+
+    let mut again = TlsClient::connect(https, "localhost", &resuming);
+    assert!(
+        again.resumed(),
+        "a ticket of the old process did not resume on the new one"
+    );
+    assert_eq!(again.get("/echo?name=after").text(), "Hi, after!");
+    let mut fresh = TlsClient::connect(https, "localhost", &pki.client(TLS13));
+    assert!(
+        fresh.peer_leaf() == leaf.der,
+        "the new process's certificate"
+    );
+    assert_eq!(fresh.get("/echo?name=fresh").text(), "Hi, fresh!");
+
+    load.stop();
+    for client in clients {
+        let tally = client.join().unwrap();
+        assert!(tally.failures.is_empty(), "failures: {:?}", tally.failures);
+        assert!(tally.ok > 0);
+    }
+    // SAFETY: kill(2) on the process the upgrade started.
+    unsafe { libc::kill(new, libc::SIGTERM) };
+    common::wait_until("the new process's exit", EXIT, || {
+        std::fs::metadata(format!("/proc/{new}")).is_err()
+            || std::fs::read_to_string(format!("/proc/{new}/stat"))
+                .is_ok_and(|stat| stat.contains(") Z "))
+    });
+}
+
 #[test]
 fn sigterm_drains_tls_clients_with_close_notify() {
     let pki = Pki::new("drain");
@@ -162,7 +257,7 @@ fn sigterm_drains_tls_clients_with_close_notify() {
     std::fs::write(dir.join("root/big.bin"), &big).unwrap();
     let config = write_config(&dir, "/stats", "drain_idle_grace_ms = 3000");
     let root = dir.join("root");
-    let mut server = spawn_percore(&["--config", &config, "--root", root.to_str().unwrap()]);
+    let mut server = Percore::start(&["--config", &config, "--root", root.to_str().unwrap()]);
     let http: SocketAddr = server.addr.parse().unwrap();
     let https = https_addr(&server);
     let client = pki.client(tls::BOTH);
@@ -317,7 +412,7 @@ fn cleartext_off_listens_on_the_tls_port_only() {
     assert!(status.success(), "{stderr}");
     assert_eq!(stdout, "configuration ok\n");
 
-    let mut server = spawn_percore(&["--config", file]);
+    let mut server = Percore::start(&["--config", file]);
     assert!(
         server.addr.is_empty(),
         "a cleartext address: {}",
@@ -347,7 +442,7 @@ fn cleartext_off_listens_on_the_tls_port_only() {
 fn the_tls_flags_turn_tls_on() {
     let pki = Pki::new("flags");
     let leaf = pki.leaf("server", DEFAULT_NAMES);
-    let mut server = spawn_percore(&[
+    let mut server = Percore::start(&[
         "--port",
         "0",
         "--workers",
@@ -409,4 +504,79 @@ fn a_handshake_under_way_when_the_drain_begins_completes_and_is_answered() {
         .expect("close_notify after the last response");
     let summary = stopping.join().unwrap();
     assert_eq!(summary.merged_counters().requests(), 1);
+}
+
+/// What a TLS keep-alive client saw.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub ok: u64,
+    /// The leaf certificate each full handshake was shown (a resumed one is shown none: the
+    /// session's certificate is the one of the handshake that made it).
+    pub leaves: Vec<CertificateDer<'static>>,
+    /// Connections that resumed a session.
+    pub resumed: u64,
+    pub failures: Vec<String>,
+}
+
+/// A TLS keep-alive client: request after request on one connection until a response says
+/// `Connection: close` (then the close must be clean, close_notify first) or the server
+/// closes an idle connection cleanly; then a new connection. Every request sent must be
+/// answered in full. Runs until `load` says stop.
+pub fn tls_keep_alive_client(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+    load: Arc<Load>,
+) -> std::thread::JoinHandle<Tally> {
+    std::thread::spawn(move || {
+        let mut tally = Tally::default();
+        let mut n = 0u64;
+        'connections: while !load.stopping() {
+            let mut client = match TlsClient::try_connect(addr, "localhost", &config) {
+                Ok(client) => client,
+                Err(e) => {
+                    tally.failures.push(format!("connection: {e}"));
+                    continue;
+                }
+            };
+            match client.resumed() {
+                true => tally.resumed += 1,
+                false => tally.leaves.push(client.peer_leaf()),
+            }
+            while !load.stopping() {
+                n += 1;
+                let request = format!("GET /echo?name=k{n} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+                if let Err(e) = client.try_send(request) {
+                    tally.failures.push(format!("request k{n}: {e}"));
+                    continue 'connections;
+                }
+                match client.try_response() {
+                    Ok(response)
+                        if response.status == 200
+                            && response.body == format!("Hi, k{n}!").as_bytes() =>
+                    {
+                        tally.ok += 1;
+                        load.answer();
+                        if response.header("connection") == Some("close") {
+                            if let Err(e) = client.clean_close() {
+                                tally.failures.push(format!("after k{n}: {e}"));
+                            }
+                            continue 'connections;
+                        }
+                    }
+                    Ok(response) => {
+                        tally.failures.push(format!(
+                            "k{n}: {} {:?}",
+                            response.status,
+                            response.text()
+                        ));
+                    }
+                    Err(e) => {
+                        tally.failures.push(format!("k{n}: {e}"));
+                        continue 'connections;
+                    }
+                }
+            }
+        }
+        tally
+    })
 }

@@ -27,8 +27,13 @@ impl Load {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    fn stopping(&self) -> bool {
+    pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Counts one request answered in full (by a client of another file's).
+    pub fn answer(&self) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Requests answered in full so far, by all clients together.

@@ -230,6 +230,18 @@ impl Percore {
     /// Starts the binary with `args` and waits (at most `EXIT_WAIT`) for its
     /// "listening on http://…" line.
     pub fn spawn(args: &[&str]) -> Percore {
+        let percore = Percore::start(args);
+        assert!(
+            !percore.addr.is_empty(),
+            "no address in {:?}",
+            percore.banner
+        );
+        percore
+    }
+
+    /// Like [`Percore::spawn`], but also when the binary has no cleartext listener (its
+    /// start-up line names `https://` alone): `addr` is then empty.
+    pub fn start(args: &[&str]) -> Percore {
         let mut child = Command::new(env!("CARGO_BIN_EXE_percore"))
             .args(args)
             .stdin(Stdio::null())
@@ -248,12 +260,11 @@ impl Percore {
         };
         // On failure `percore` is dropped, which kills the child.
         let line = percore.stderr.next("percore's start-up line");
-        percore.addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
+        assert!(
+            line.contains("listening on"),
+            "not a start-up line: {line:?}"
+        );
+        percore.addr = address_after(&line, "http://").unwrap_or_default();
         percore.banner = line;
         percore
     }
@@ -768,4 +779,12 @@ pub fn wait_for_hang_up(stream: &TcpStream, within: Duration) -> Option<Instant>
             return None;
         }
     }
+}
+
+/// The address after `scheme` in a start-up line (`http://` does not match `https://`).
+pub fn address_after(line: &str, scheme: &str) -> Option<String> {
+    line.split(scheme)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
 }

@@ -7,8 +7,6 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +16,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore};
 
-use crate::common::{Lines, Percore, Response, TempDir, EXIT_WAIT};
+use crate::common::{address_after, Percore, Response, TempDir, EXIT_WAIT};
 
 /// How long a test client waits on a read or a write before the test fails.
 pub const IO_WAIT: Duration = Duration::from_secs(20);
@@ -597,167 +595,6 @@ pub fn require_tool(tool: &str, args: &[&str]) -> bool {
 /// Whether curl is here (for a check that adds to a test that does not need it).
 pub fn have_curl() -> bool {
     require_tool("curl", &["--version"])
-}
-
-/// Stop-flag and tally shared by a test and its TLS client threads.
-#[derive(Debug, Default)]
-pub struct Load {
-    stop: AtomicBool,
-    answered: AtomicU64,
-}
-
-impl Load {
-    pub fn new() -> Arc<Load> {
-        Arc::new(Load::default())
-    }
-
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-
-    pub fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-
-    pub fn answered(&self) -> u64 {
-        self.answered.load(Ordering::Relaxed)
-    }
-
-    /// Waits until `more` requests more have been answered; fails the test after 30 s.
-    #[track_caller]
-    pub fn wait_for_answers(&self, more: u64, what: &str) {
-        let want = self.answered() + more;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.answered() < want {
-            assert!(
-                Instant::now() < deadline,
-                "{what}: {} of {want} requests answered after 30 s",
-                self.answered()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-/// Stops the clients when dropped, so that a failing test leaves none running.
-pub struct StopOnDrop(pub Arc<Load>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.stop();
-    }
-}
-
-/// What a TLS keep-alive client saw.
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub ok: u64,
-    /// The leaf certificate each full handshake was shown (a resumed one is shown none: the
-    /// session's certificate is the one of the handshake that made it).
-    pub leaves: Vec<CertificateDer<'static>>,
-    /// Connections that resumed a session.
-    pub resumed: u64,
-    pub failures: Vec<String>,
-}
-
-/// A TLS keep-alive client: request after request on one connection until a response says
-/// `Connection: close` (then the close must be clean, close_notify first) or the server
-/// closes an idle connection cleanly; then a new connection. Every request sent must be
-/// answered in full. Runs until `load` says stop.
-pub fn tls_keep_alive_client(
-    addr: SocketAddr,
-    config: Arc<ClientConfig>,
-    load: Arc<Load>,
-) -> std::thread::JoinHandle<Tally> {
-    std::thread::spawn(move || {
-        let mut tally = Tally::default();
-        let mut n = 0u64;
-        'connections: while !load.stopping() {
-            let mut client = match TlsClient::try_connect(addr, "localhost", &config) {
-                Ok(client) => client,
-                Err(e) => {
-                    tally.failures.push(format!("connection: {e}"));
-                    continue;
-                }
-            };
-            match client.resumed() {
-                true => tally.resumed += 1,
-                false => tally.leaves.push(client.peer_leaf()),
-            }
-            while !load.stopping() {
-                n += 1;
-                let request = format!("GET /echo?name=k{n} HTTP/1.1\r\nHost: localhost\r\n\r\n");
-                if let Err(e) = client.try_send(request) {
-                    tally.failures.push(format!("request k{n}: {e}"));
-                    continue 'connections;
-                }
-                match client.try_response() {
-                    Ok(response)
-                        if response.status == 200
-                            && response.body == format!("Hi, k{n}!").as_bytes() =>
-                    {
-                        tally.ok += 1;
-                        load.answered.fetch_add(1, Ordering::Relaxed);
-                        if response.header("connection") == Some("close") {
-                            if let Err(e) = client.clean_close() {
-                                tally.failures.push(format!("after k{n}: {e}"));
-                            }
-                            continue 'connections;
-                        }
-                    }
-                    Ok(response) => {
-                        tally.failures.push(format!(
-                            "k{n}: {} {:?}",
-                            response.status,
-                            response.text()
-                        ));
-                    }
-                    Err(e) => {
-                        tally.failures.push(format!("k{n}: {e}"));
-                        continue 'connections;
-                    }
-                }
-            }
-        }
-        tally
-    })
-}
-
-/// The binary, started with `args` like [`Percore::spawn`], but also when it has no
-/// cleartext listener (its start line names `https://` alone): `addr` is then empty.
-pub fn spawn_percore(args: &[&str]) -> Percore {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_percore"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = Lines::new(std::io::BufReader::new(child.stderr.take().unwrap()));
-    let stdout = Lines::new(std::io::BufReader::new(child.stdout.take().unwrap()));
-    let mut percore = Percore {
-        child,
-        addr: String::new(),
-        banner: String::new(),
-        stdout: Some(stdout),
-        stderr,
-    };
-    let line = percore.stderr.next("percore's start-up line");
-    assert!(
-        line.contains("listening on"),
-        "not a start-up line: {line:?}"
-    );
-    percore.addr = address_after(&line, "http://").unwrap_or_default();
-    percore.banner = line;
-    percore
-}
-
-/// The address after `scheme` in a start line (`http://` does not match `https://`).
-fn address_after(line: &str, scheme: &str) -> Option<String> {
-    line.split(scheme)
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
 }
 
 /// The TLS listener's address in the binary's start line.
