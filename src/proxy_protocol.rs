@@ -69,7 +69,7 @@ fn parse_v1(buf: &[u8]) -> Header {
     let source = match fields.as_slice() {
         ["UNKNOWN", ..] => None,
         [family @ ("TCP4" | "TCP6"), source, destination, source_port, destination_port] => {
-            let (Ok(source), Ok(_), Some(port), Some(_)) = (
+            let (Ok(source), Ok(destination), Some(port), Some(_)) = (
                 source.parse::<IpAddr>(),
                 destination.parse::<IpAddr>(),
                 parse_port(source_port),
@@ -77,7 +77,8 @@ fn parse_v1(buf: &[u8]) -> Header {
             ) else {
                 return Header::Invalid;
             };
-            if source.is_ipv4() != (*family == "TCP4") {
+            let four = *family == "TCP4";
+            if source.is_ipv4() != four || destination.is_ipv4() != four {
                 return Header::Invalid;
             }
             Some(SocketAddr::new(source, port))
@@ -206,6 +207,8 @@ mod tests {
             &b"GET / HTTP/1.1\r\n"[..],
             b"PROXY TCP4 203.0.113.7 192.0.2.1 51234\r\n",
             b"PROXY TCP4 2001:db8::7 192.0.2.1 1 2\r\n",
+            b"PROXY TCP4 203.0.113.7 ::1 1 2\r\n",
+            b"PROXY TCP6 ::1 203.0.113.7 1 2\r\n",
             b"PROXY TCP4 203.0.113.7 192.0.2.1 051234 80\r\n",
             b"PROXY TCP4 203.0.113.7 192.0.2.1 65536 80\r\n",
             b"PROXY TCP5 a b 1 2\r\n",
