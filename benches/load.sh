@@ -12,6 +12,7 @@
 #   WORKLOADS=access-log benches/load.sh            # the access log on against off
 #   WORKLOADS="tls-wrk-50 tls-wrk-pipe-16 tls-ab-close-50 tls-resume tls-file-1m tls-idle tls-syscalls" benches/load.sh
 #                                                   # HTTPS: percore TLS vs percore cleartext vs nginx TLS
+#   NGINX_SUITES=percore WORKLOADS=… benches/load.sh   # nginx choosing cipher suites as percore does
 #
 # Per run it records req/s and server CPU per request: the busy time of core 0 from /proc/stat
 # (user+nice+system+irq+softirq; io_uring work done in kernel threads or interrupt context
@@ -32,6 +33,7 @@ N_TLS_CLOSE=${N_TLS_CLOSE:-20000}  # requests per ab run over TLS without keep-a
 N_RESUME=${N_RESUME:-20000}        # connections of the resumed-handshake row
 TLS_IDLE=${TLS_IDLE:-3000}         # idle TLS keep-alive connections for the TLS memory row
 BASELINE=${BASELINE:-}       # another percore binary, for the baseline row
+NGINX_SUITES=${NGINX_SUITES:-client}  # "percore": nginx prefers AES-128-GCM as percore does
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PERCORE_PORT=8080
@@ -68,14 +70,22 @@ head -c 4096 /dev/urandom >"$site/4k.bin"
 head -c 1048576 /dev/urandom >"$site/1m.bin"
 head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 >"$work/1k.txt"
 site_made=$SECONDS
-# One ECDSA P-256 certificate for percore and nginx alike; nginx reads its copy of
+# One ECDSA P-256 certificate for percore and nginx alike (not a CA: the resumption client
+# trusts it as it is, and webpki refuses a CA certificate as a server's); nginx reads its copy of
 # benches/nginx.conf from $work/nginx, and its tls/ paths relative to it.
 tls_dir="$work/nginx/tls"
 mkdir -p "$tls_dir"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -keyout "$tls_dir/key.pem" -out "$tls_dir/cert.pem" -subj /CN=localhost \
-    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >/dev/null 2>&1
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -addext "basicConstraints=critical,CA:FALSE" >/dev/null 2>&1
 cp benches/nginx.conf "$work/nginx/nginx.conf"
+if [ "$NGINX_SUITES" = percore ]; then
+    # nginx choosing suites as percore does (AES-128-GCM first, server's order), instead of
+    # following the client's order (OpenSSL's and rustls's clients list AES-256-GCM first).
+    sed -i 's|^\( *\)ssl_session_timeout 1h;|&\n\1ssl_prefer_server_ciphers on;\n\1ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305;\n\1ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;|' \
+        "$work/nginx/nginx.conf"
+fi
 tls_flags=(--tls-port "$PERCORE_TLS_PORT" --tls-cert "$tls_dir/cert.pem" --tls-key "$tls_dir/key.pem")
 
 cargo build --release --quiet
@@ -331,6 +341,10 @@ compare() {
         rf = (u2 == "-") ? "—" : sprintf("%.2f", u0 / u2)
         printf "| %-12s | %11.0f | %11.0f | %11s | %10.2f | %10.2f | %10s | %7.2f | %7s |\n",
             w, r0, r1, n, u0, u1, f, u0 / u1, rf }'
+    # Every run's µs on stderr, in the order run, for the ranges a near-target ratio needs.
+    for i in "${!ports[@]}"; do
+        echo "  $label, server $((i + 1)) of ${#ports[@]}, µs per run: $(cut -d' ' -f3 "$work/r$i" | tr '\n' ' ')" >&2
+    done
 }
 
 for workload in $WORKLOADS; do

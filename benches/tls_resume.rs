@@ -2,7 +2,11 @@
 //! (a ticket from an earlier one), send one request and close, from several threads.
 //! Prints how many of the handshakes resumed.
 //!
-//! `cargo bench --bench tls_resume -- ADDR CAFILE [CONNECTIONS] [THREADS]`
+//! `cargo bench --bench tls_resume -- ADDR CAFILE [CONNECTIONS] [THREADS] [KX]`
+//!
+//! KX is `classic` (the default: X25519, then P-256, as OpenSSL 3.0 offers, so that every
+//! server does the same key exchange) or `hybrid` (rustls's default offer, X25519MLKEM768
+//! first, which nginx with OpenSSL 3.0 cannot take).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -20,11 +24,25 @@ fn main() {
         .collect();
     let (Some(addr), Some(ca)) = (args.first(), args.get(1)) else {
         // `cargo test --all-targets` runs this target without arguments: nothing to measure.
-        println!("usage: cargo bench --bench tls_resume -- ADDR CAFILE [CONNECTIONS] [THREADS]");
+        println!(
+            "usage: cargo bench --bench tls_resume -- ADDR CAFILE [CONNECTIONS] [THREADS] [classic|hybrid]"
+        );
         return;
     };
     let total: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(20_000);
     let threads: usize = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(8);
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    match args.get(4).map(String::as_str) {
+        None | Some("classic") => {
+            provider.kx_groups = vec![
+                rustls::crypto::aws_lc_rs::kx_group::X25519,
+                rustls::crypto::aws_lc_rs::kx_group::SECP256R1,
+            ]
+        }
+        Some("hybrid") => {}
+        Some(other) => panic!("KX is classic or hybrid, not {other:?}"),
+    }
+    let provider = Arc::new(provider);
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).expect("the CA file") {
         roots
@@ -34,11 +52,13 @@ fn main() {
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
         .map(|_| {
-            let (addr, roots) = (addr.clone(), roots.clone());
+            let (addr, roots, provider) = (addr.clone(), roots.clone(), provider.clone());
             std::thread::spawn(move || {
                 // Each thread its own client configuration, and so its own ticket store.
                 let config = Arc::new(
-                    ClientConfig::builder()
+                    ClientConfig::builder_with_provider(provider)
+                        .with_safe_default_protocol_versions()
+                        .expect("TLS 1.2 and 1.3")
                         .with_root_certificates(roots)
                         .with_no_client_auth(),
                 );

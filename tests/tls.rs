@@ -243,6 +243,57 @@ fn openssl_s_client_speaks_tls_1_2_and_1_3_and_tls_1_1_is_refused() {
     assert_eq!(total(&after, "handshakes"), 2, "{after}");
 }
 
+#[test]
+fn the_server_chooses_aes_128_unless_the_client_lists_chacha20_first() {
+    if !require_tool("openssl", &["version"]) {
+        return;
+    }
+    let server = TlsServer::start("suites", |_| {});
+    let request = "GET /tls HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    for (version, option, offered, chosen) in [
+        (
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256",
+            "TLS_AES_128_GCM_SHA256",
+        ),
+        (
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ),
+        (
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_AES_256_GCM_SHA384",
+        ),
+        (
+            "-tls1_2",
+            "-cipher",
+            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256",
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+        ),
+        (
+            "-tls1_2",
+            "-cipher",
+            "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256",
+            "ECDHE-ECDSA-CHACHA20-POLY1305",
+        ),
+    ] {
+        let args = [version, option, offered, "-servername", "localhost", "-ign_eof"];
+        let output = s_client(&server, &args, request);
+        let out = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{offered}: {out}");
+        assert!(
+            out.contains(&format!("Cipher is {chosen}")),
+            "offered {offered}, expected {chosen}: {out}"
+        );
+        assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
+    }
+}
+
 const PYTHON_CLIENT: &str = r#"
 import socket, ssl, sys
 port, ca, name = int(sys.argv[1]), sys.argv[2], sys.argv[3]

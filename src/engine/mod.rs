@@ -51,7 +51,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
-use std::sync::Arc;
 
 pub(crate) use exchange::Exchange;
 pub(crate) use links::{report_tick, Links};
@@ -72,8 +71,8 @@ pub(crate) struct Listener {
 
 /// TLS on a core: what the engine needs beyond its listeners.
 pub(crate) struct TlsOptions {
-    /// This core's rustls configuration.
-    pub(crate) config: Arc<rustls::ServerConfig>,
+    /// This core's rustls configurations.
+    pub(crate) configs: crate::tls::ServerConfigs,
     /// `tls.max_handshakes_per_core`.
     pub(crate) max_handshakes: usize,
     /// With `tls.cleartext = "redirect"`: the TLS port cleartext requests are sent to.

@@ -15,17 +15,14 @@ const MAX_HELD_BYTES: usize = 80 * 1024;
 
 impl<A: Application> Shard<A> {
     /// A connection accepted on a TLS listener: its TLS state, counted among the handshakes
-    /// under way; at the bound, the TLS listeners stop accepting. False when no TLS state
-    /// could be made (the connection is then closed).
+    /// under way; at the bound, the TLS listeners stop accepting. False on a core without TLS
+    /// (the connection is then closed).
     pub(super) fn start_tls(&mut self, conn: &mut Conn) -> bool {
         let Some(core) = self.tls.as_mut() else {
             return false;
         };
-        let Ok(tls) = TlsConn::new(&core.config) else {
-            return false;
-        };
         conn.tls = Some(Box::new(TlsLink {
-            conn: tls,
+            conn: TlsConn::new(&core.configs),
             held: Vec::new(),
             wire: Vec::new(),
             handshaking: true,

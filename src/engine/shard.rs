@@ -10,12 +10,11 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
+use crate::tls::ServerConfigs;
 use io_uring::{cqueue, opcode, types};
 use ipnet::IpNet;
-use rustls::ServerConfig;
 
 use super::background::{Background, FileDone, TaskDone};
 use super::buffers::Buffers;
@@ -76,8 +75,8 @@ impl Settings {
 
 /// TLS on one core.
 pub(super) struct TlsCore {
-    /// This core's rustls configuration.
-    pub(super) config: Arc<ServerConfig>,
+    /// This core's rustls configurations.
+    pub(super) configs: Rc<ServerConfigs>,
     /// Handshakes under way.
     pub(super) handshaking: usize,
     /// `tls.max_handshakes_per_core`.
@@ -223,7 +222,7 @@ pub(crate) async fn run<A: Application>(
             .map(|port| (port, config.server.host.to_string())),
         location: Vec::new(),
         tls: tls.map(|tls| TlsCore {
-            config: tls.config,
+            configs: Rc::new(tls.configs),
             handshaking: 0,
             max_handshakes: tls.max_handshakes,
             paused: false,

@@ -93,8 +93,8 @@ pub(super) fn run_core<F: ServiceFactory>(config: Config, core: CoreStart, facto
         };
         // This core's own rustls configuration, so that nothing a handshake clones is shared.
         let tls = match tls.map(|tls| {
-            tls.setup.core_config().map(|config| TlsOptions {
-                config,
+            tls.setup.core_configs().map(|configs| TlsOptions {
+                configs,
                 max_handshakes: tls.max_handshakes,
                 redirect_port: tls.redirect_port,
             })

@@ -8,15 +8,16 @@
 //! updates) to the connection's wire buffer; [`TlsConn::seal`] encrypts a batch of
 //! responses into it; [`TlsConn::close_notify`] ends the exchange cleanly.
 
-use std::sync::Arc;
+use std::rc::Rc;
 
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, UnbufferedStatus};
-use rustls::{HandshakeKind, ProtocolVersion, ServerConfig};
+use rustls::{HandshakeKind, ProtocolVersion};
 
 use super::info::TlsInfo;
 use super::record::{self, Fatal, Opened, Records};
 use super::resolver::take_server_name;
+use super::setup::ServerConfigs;
 
 /// How a TLS connection failed.
 #[derive(Debug)]
@@ -47,6 +48,8 @@ pub(crate) enum Input<'a> {
 }
 
 enum State {
+    /// Nothing read yet: the ClientHello chooses the configuration.
+    Hello(Rc<ServerConfigs>),
     Handshake(Box<UnbufferedServerConnection>),
     Open(Box<Records>),
     /// Failed, or closed by the client: nothing more is read.
@@ -67,15 +70,15 @@ pub(crate) struct TlsConn {
 }
 
 impl TlsConn {
-    /// A connection whose handshake is to come, under one core's `config`.
-    pub(crate) fn new(config: &Arc<ServerConfig>) -> Result<TlsConn, rustls::Error> {
-        Ok(TlsConn {
-            state: State::Handshake(Box::new(UnbufferedServerConnection::new(config.clone())?)),
+    /// A connection whose handshake is to come, under one of a core's `configs`.
+    pub(crate) fn new(configs: &Rc<ServerConfigs>) -> TlsConn {
+        TlsConn {
+            state: State::Hello(configs.clone()),
             server_name: None,
             established: false,
             shown: 0,
             close_notify_sent: false,
-        })
+        }
     }
 
     /// Processes the ciphertext at the start of `buf`, decrypting in place: the plaintext
@@ -89,6 +92,18 @@ impl TlsConn {
         plain: &mut dyn FnMut(Input<'_>),
     ) -> Result<Received, Failure> {
         let mut received = Received::default();
+        if let State::Hello(configs) = &self.state {
+            // The whole first record, the ClientHello's start, before choosing.
+            if next_record_end(buf, 0).is_none() {
+                return Ok(received);
+            }
+            let config = configs.for_hello(buf).clone();
+            let conn = UnbufferedServerConnection::new(config).map_err(|_| {
+                self.state = State::Done;
+                Failure::Handshake
+            })?;
+            self.state = State::Handshake(Box::new(conn));
+        }
         if let State::Handshake(conn) = &mut self.state {
             let mut announce = Announce {
                 server_name: &mut self.server_name,

@@ -1,8 +1,9 @@
 //! TLS on the core's own ring: what the engine needs to terminate HTTPS itself, each core on
 //! its own, with nothing shared between cores on the handshake or request path.
 //!
-//! - `setup`: the certificates read once, and one rustls configuration per core
-//!   (`certs`, `resolver` for SNI, `tickets` for resumption on any core);
+//! - `setup`: the certificates read once, and rustls's configurations on each core
+//!   (`certs`, `resolver` for SNI, `tickets` for resumption on any core, `suites` for the
+//!   server's choice of cipher suite);
 //! - `conn`: one connection's TLS between the ring and the HTTP session: rustls's handshake,
 //!   then `record`, percore's record layer, which decrypts in place in the receive buffers
 //!   and encrypts each batch of responses as it is copied out;
@@ -16,6 +17,7 @@ mod record;
 mod redirect;
 mod resolver;
 mod setup;
+mod suites;
 mod tickets;
 
 #[cfg(test)]
@@ -25,7 +27,7 @@ pub(crate) use conn::{Failure, Input, TlsConn};
 pub use info::TlsInfo;
 pub(crate) use record::{MAX_FRAGMENT, MAX_OVERHEAD};
 pub(crate) use redirect::redirect;
-pub(crate) use setup::TlsSetup;
+pub(crate) use setup::{ServerConfigs, TlsSetup};
 pub(crate) use tickets::{TicketSecret, SECRET_BYTES};
 
 /// What a cleartext HTTP request sent to the TLS port gets, before the connection closes

@@ -3,7 +3,8 @@
 //! ([`TlsSetup::core_config`]), so that no `Arc` a handshake clones is shared between cores.
 //!
 //! The settings are rustls's safe defaults: TLS 1.3 and 1.2 only, forward-secret AEAD
-//! suites only, renegotiation refused; plus ALPN `http/1.1`, session tickets from the
+//! suites only, renegotiation refused; plus the server's choice of suite (`suites`: two
+//! configurations, one per order of preference), ALPN `http/1.1`, session tickets from the
 //! process's ticket secret (`tickets`), no session-ID cache (it would take a lock), and key
 //! extraction on, which hands the record layer to percore once a handshake is done
 //! (`record`). The crypto provider is aws-lc-rs.
@@ -17,6 +18,7 @@ use rustls::ServerConfig;
 
 use super::certs::Pair;
 use super::resolver::Certificates;
+use super::suites::Preference;
 use super::tickets::{TicketSecret, Tickets};
 use crate::config::TlsConfig;
 
@@ -31,6 +33,23 @@ pub(crate) struct TlsSetup {
     sni: Vec<(Vec<String>, Pair)>,
     secret: TicketSecret,
     ticket_lifetime_s: u32,
+}
+
+/// One core's rustls configurations, one per order of suites ([`Preference`]); they share
+/// the certificates and the ticket keys.
+pub(crate) struct ServerConfigs {
+    aes: Arc<ServerConfig>,
+    chacha: Arc<ServerConfig>,
+}
+
+impl ServerConfigs {
+    /// The configuration for the client whose ClientHello record starts `hello`.
+    pub(crate) fn for_hello(&self, hello: &[u8]) -> &Arc<ServerConfig> {
+        match Preference::of(hello) {
+            Preference::Aes => &self.aes,
+            Preference::ChaCha => &self.chacha,
+        }
+    }
 }
 
 /// The crypto provider percore runs rustls with.
@@ -59,8 +78,8 @@ impl TlsSetup {
         })
     }
 
-    /// One core's rustls configuration.
-    pub(crate) fn core_config(&self) -> Result<Arc<ServerConfig>, String> {
+    /// One core's rustls configurations.
+    pub(crate) fn core_configs(&self) -> Result<ServerConfigs, String> {
         let provider = provider();
         let mut certificates = Certificates {
             default: self.default.shared(&provider)?,
@@ -79,16 +98,27 @@ impl TlsSetup {
                 };
             }
         }
-        let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| format!("TLS versions: {e}"))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(certificates));
-        config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
-        config.session_storage = Arc::new(NoServerSessionStorage {});
-        config.ticketer = Arc::new(Tickets::new(&self.secret, self.ticket_lifetime_s));
-        config.send_tls13_tickets = TLS13_TICKETS;
-        config.enable_secret_extraction = true;
-        Ok(Arc::new(config))
+        let certificates = Arc::new(certificates);
+        let tickets = Arc::new(Tickets::new(&self.secret, self.ticket_lifetime_s));
+        let config = |preference: Preference| {
+            let mut provider = provider.clone();
+            preference.order(&mut provider);
+            let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+                .map_err(|e| format!("TLS versions: {e}"))?
+                .with_no_client_auth()
+                .with_cert_resolver(certificates.clone());
+            config.ignore_client_order = true;
+            config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
+            config.session_storage = Arc::new(NoServerSessionStorage {});
+            config.ticketer = tickets.clone();
+            config.send_tls13_tickets = TLS13_TICKETS;
+            config.enable_secret_extraction = true;
+            Ok::<_, String>(Arc::new(config))
+        };
+        Ok(ServerConfigs {
+            aes: config(Preference::Aes)?,
+            chacha: config(Preference::ChaCha)?,
+        })
     }
 }

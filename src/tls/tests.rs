@@ -94,7 +94,7 @@ struct Server {
 impl Server {
     fn new(setup: &TlsSetup) -> Server {
         Server {
-            tls: TlsConn::new(&setup.core_config().unwrap()).unwrap(),
+            tls: TlsConn::new(&std::rc::Rc::new(setup.core_configs().unwrap())),
             held: Vec::new(),
             wire: Vec::new(),
             plain: Vec::new(),
