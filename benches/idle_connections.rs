@@ -30,9 +30,13 @@ fn tls_config(ca: &str) -> Arc<ClientConfig> {
             .expect("a CA certificate");
     }
     Arc::new(
-        ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
+        ClientConfig::builder_with_provider(
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        )
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs offers TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
     )
 }
 

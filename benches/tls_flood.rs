@@ -65,10 +65,14 @@ fn main() {
     let seconds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
     let threads: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(4);
     let config = Arc::new(
-        ClientConfig::builder()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Blind))
-            .with_no_client_auth(),
+        ClientConfig::builder_with_provider(
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        )
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs offers TLS 1.2 and 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Blind))
+        .with_no_client_auth(),
     );
     let until = Instant::now() + Duration::from_secs(seconds);
     let workers: Vec<_> = (0..threads)

@@ -106,9 +106,13 @@ fn warm_tls_keep_alive_requests_allocate_nothing_on_the_core() {
     let mut roots = RootCertStore::empty();
     roots.add(ca).unwrap();
     let client = Arc::new(
-        ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
+        ClientConfig::builder_with_provider(
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        )
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs offers TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
     );
     let mut streams: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
