@@ -9,7 +9,8 @@
 //! - [`session_service`]: an [`App`]'s service as the engine drives it, for a [`Session`]
 //!   without sockets (no peer address, no access log);
 //! - the route table ([`Router`]) and percent-decoding as the router's parameters see it;
-//! - [`usable_cores`] and [`format_cores`], for tests that pick cores.
+//! - [`usable_cores`] and [`format_cores`], for tests that pick cores;
+//! - [`TlsServer`]: one connection's TLS as the engine runs it, without sockets.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -122,4 +123,45 @@ pub fn decode_text(input: &[u8], plus: bool) -> String {
     use crate::support::percent::Plus;
     let plus = if plus { Plus::Space } else { Plus::Keep };
     crate::support::percent::decode_text(input, plus).into_owned()
+}
+
+/// One TLS connection's server side without sockets, as a core runs it: rustls's handshake
+/// (its unbuffered API), then percore's record layer on the keys rustls hands over.
+pub struct TlsServer(crate::tls::TlsConn);
+
+impl TlsServer {
+    /// A connection to come under `config`'s certificates, with a fresh ticket secret.
+    pub fn new(config: &crate::config::TlsConfig) -> Result<TlsServer, String> {
+        use crate::tls::{TicketSecret, TlsConn, TlsSetup};
+        let setup = TlsSetup::load(config, TicketSecret::generate()?)?;
+        let configs = std::rc::Rc::new(setup.core_configs()?);
+        Ok(TlsServer(TlsConn::new(&configs)))
+    }
+
+    /// Takes the ciphertext at the start of `buf`, decrypting in place: `plain` gets each
+    /// application-data record's plaintext, what must go back is appended to `wire`.
+    /// Returns the bytes used (the rest starts a record still to come), or `None` once the
+    /// connection has failed or the client has closed it.
+    pub fn receive(
+        &mut self,
+        buf: &mut [u8],
+        wire: &mut Vec<u8>,
+        plain: &mut dyn FnMut(&[u8]),
+    ) -> Option<usize> {
+        use crate::tls::Input;
+        let received = self.0.receive(buf, wire, &mut |input| {
+            if let Input::Data(data) = input {
+                plain(data)
+            }
+        });
+        match received {
+            Ok(received) if !received.peer_closed => Some(received.consumed),
+            _ => None,
+        }
+    }
+
+    /// Encrypts `plain` into `wire` as application data.
+    pub fn seal(&mut self, plain: &[u8], wire: &mut Vec<u8>) {
+        self.0.seal(plain, wire);
+    }
 }
