@@ -401,10 +401,11 @@ for workload in $WORKLOADS; do
             echo "| idle $TLS_IDLE TLS: RSS B per connection | percore $(echo "$t" | cut -d' ' -f1) | nginx $(echo "$n" | cut -d' ' -f1) | | (RSS KiB before→after: percore $(echo "$t" | cut -d' ' -f2)→$(echo "$t" | cut -d' ' -f3), nginx $(echo "$n" | cut -d' ' -f2)→$(echo "$n" | cut -d' ' -f3)) | | | | |"
             ;;
         tls-flood)
-            # p99 of TLS keep-alive requests (wrk's, and the server's own from /stats) with the
-            # core alone, then with a flood of ClientHellos on the same core meanwhile.
-            flood_p99() {
-                local port=$1 flood=$2 fpid=""
+            # p99 of TLS keep-alive requests (wrk's) with the core alone, then with a flood of
+            # ClientHellos on the same core meanwhile. Each measurement restarts the servers,
+            # in this shell (not a subshell), so that the next stop_servers stops them.
+            flood_p99() { # PORT yes|no: sets flood_result to "P99 HELLOS"
+                local port=$1 flood=$2 fpid="" hellos=-
                 stop_servers
                 start_servers
                 if [ "$flood" = yes ]; then
@@ -415,23 +416,21 @@ for workload in $WORKLOADS; do
                 fi
                 taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${DURATION}s" --latency \
                     -s benches/keepalive.lua "https://127.0.0.1:$port$URL_PATH" >"$work/out" 2>&1
-                local wrk99 server99=-
-                wrk99=$(awk '$1 == "99%" { print $2 }' "$work/out")
-                if [ "$port" = "$PERCORE_TLS_PORT" ]; then
-                    sleep 1.2
-                    server99=$(curl -s "http://127.0.0.1:$PERCORE_PORT/stats" |
-                        python3 -c 'import json,sys; print(str(json.load(sys.stdin)["total"]["latency_us"]["p99"]) + "µs")')
+                if [ -n "$fpid" ]; then
+                    wait "$fpid"
+                    hellos=$(awk '{ print $1 }' "$work/flood.out")
                 fi
-                [ -n "$fpid" ] && wait "$fpid"
-                local hellos=-
-                [ "$flood" = yes ] && hellos=$(awk '{ print $1 }' "$work/flood.out")
-                echo "$wrk99 $server99 $hellos"
+                flood_result="$(awk '$1 == "99%" { print $2 }' "$work/out") $hellos"
             }
-            a=$(flood_p99 $PERCORE_TLS_PORT no)
-            f=$(flood_p99 $PERCORE_TLS_PORT yes)
-            na=$(flood_p99 $NGINX_TLS_PORT no)
-            nf=$(flood_p99 $NGINX_TLS_PORT yes)
-            echo "| TLS keep-alive p99 (wrk; server's own), alone vs under a ClientHello flood | percore $(echo "$a" | cut -d' ' -f1-2) vs $(echo "$f" | cut -d' ' -f1-2) ($(echo "$f" | cut -d' ' -f3) hellos answered) | nginx $(echo "$na" | cut -d' ' -f1) vs $(echo "$nf" | cut -d' ' -f1) ($(echo "$nf" | cut -d' ' -f3) hellos) | | | | | | |"
+            flood_p99 $PERCORE_TLS_PORT no
+            a=$flood_result
+            flood_p99 $PERCORE_TLS_PORT yes
+            f=$flood_result
+            flood_p99 $NGINX_TLS_PORT no
+            na=$flood_result
+            flood_p99 $NGINX_TLS_PORT yes
+            nf=$flood_result
+            echo "| TLS keep-alive p99 (wrk), alone vs under a ClientHello flood | percore ${a%% *} vs ${f%% *} (${f##* } hellos answered) | nginx ${na%% *} vs ${nf%% *} (${nf##* } hellos) | | | | | | |"
             ;;
         tls-syscalls)
             t=$(syscalls "$percore_pid" $PERCORE_TLS_PORT https)
