@@ -36,11 +36,46 @@ fn unknown_key_names_the_key_and_the_file() {
     assert!(stderr.contains("line 3"), "{stderr}");
 }
 
+/// A value of the wrong type names its file, line and key (as `nginx -t` names the
+/// directive), in every table, at start-up and in check mode alike.
 #[test]
-fn wrong_type_is_reported() {
-    let path = temp_config("type", "[server]\nport = \"eighty\"\n");
-    let stderr = fails(&["--config", path.to_str().unwrap()]);
-    assert!(stderr.contains("line 2"), "{stderr}");
+fn a_wrong_type_names_the_file_the_line_and_the_key() {
+    let cases = [
+        (
+            "[server]\nport = \"eighty\"\n",
+            "line 2: server.port: invalid type: string \"eighty\", expected u16",
+        ),
+        (
+            "[http]\nmax_headers = true\n",
+            "line 2: http.max_headers: invalid type: boolean `true`",
+        ),
+        ("[report]\n\ninterval_ms = \"1s\"\n", "line 3: report.interval_ms: "),
+        ("[runtime]\nrecv_buffers = 1.5\n", "line 2: runtime.recv_buffers: "),
+        ("[static]\nroot = 7\n", "line 2: static.root: "),
+        ("[log]\nformat = [1]\n", "line 2: log.format: "),
+        (
+            "[tls]\nport = 8443\ncertificate = \"c.pem\"\nprivate_key = false\n",
+            "line 4: tls.private_key: ",
+        ),
+        (
+            "[tls]\nport = 1\ncertificate = \"c\"\nprivate_key = \"k\"\n[[tls.sni]]\nnames = \"a\"\n",
+            "line 6: tls.sni[0].names: ",
+        ),
+    ];
+    for (i, (text, expected)) in cases.into_iter().enumerate() {
+        let path = temp_config(&format!("type-{i}"), text);
+        let file = path.to_str().unwrap();
+        let started = fails(&["--config", file]);
+        let (ok, _, checked) = check(&["--config", file]);
+        let _ = std::fs::remove_file(&path);
+        assert!(!ok, "check mode accepted {text:?}");
+        for stderr in [&started, &checked] {
+            assert!(
+                stderr.contains(&format!("{file} {expected}")),
+                "{text:?}: expected {expected:?} in {stderr}"
+            );
+        }
+    }
 }
 
 #[test]
