@@ -55,6 +55,9 @@ impl Spent {
     }
 }
 
+/// Makes a server and a client connection to it, their handshake done.
+type Connect = fn(&Keys) -> (Box<dyn Server>, ClientConnection);
+
 /// A server's side of the record layer.
 trait Server {
     /// Opens the client's `record` (one whole record); returns its plaintext's length.
@@ -73,7 +76,7 @@ fn main() {
         "server's share per record, TLS 1.3 AES-128-GCM on aws-lc-rs, {records} records each way"
     );
     for size in [1024, 16 * 1024] {
-        let servers: [(&str, fn(&Keys) -> (Box<dyn Server>, ClientConnection)); 3] = [
+        let servers: [(&str, Connect); 3] = [
             ("rustls buffered", Keys::buffered),
             ("rustls unbuffered", Keys::unbuffered),
             ("percore record layer", Keys::percore),
