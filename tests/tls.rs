@@ -282,7 +282,14 @@ fn the_server_chooses_aes_128_unless_the_client_lists_chacha20_first() {
             "ECDHE-ECDSA-CHACHA20-POLY1305",
         ),
     ] {
-        let args = [version, option, offered, "-servername", "localhost", "-ign_eof"];
+        let args = [
+            version,
+            option,
+            offered,
+            "-servername",
+            "localhost",
+            "-ign_eof",
+        ];
         let output = s_client(&server, &args, request);
         let out = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{offered}: {out}");
