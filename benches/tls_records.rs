@@ -7,7 +7,6 @@
 //! `cargo bench --bench tls_records -- [RECORDS]` (pin it: `taskset -c 1 …`)
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,14 +21,11 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, Server
 #[path = "../tests/common/counting.rs"]
 mod counting;
 
-/// Counting is on (around the server's calls only).
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Allocations while the gate is open: around the server's calls only.
+static ALLOCATIONS: counting::Gate = counting::Gate::new();
 
 fn count() {
-    if COUNTING.load(Ordering::Relaxed) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
+    ALLOCATIONS.count();
 }
 
 #[global_allocator]
@@ -44,13 +40,13 @@ struct Spent {
 
 impl Spent {
     fn measure<T>(&mut self, f: impl FnOnce() -> T) -> T {
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
-        COUNTING.store(true, Ordering::Relaxed);
+        let before = ALLOCATIONS.counted();
+        ALLOCATIONS.open();
         let started = Instant::now();
         let value = f();
         self.time += started.elapsed();
-        COUNTING.store(false, Ordering::Relaxed);
-        self.allocations += ALLOCATIONS.load(Ordering::Relaxed) - before;
+        ALLOCATIONS.close();
+        self.allocations += ALLOCATIONS.counted() - before;
         value
     }
 }

@@ -7,7 +7,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use percore::config::{Config, CoreSpec};
@@ -18,15 +17,11 @@ mod counting;
 #[path = "../src/bin/percore/routes.rs"]
 mod routes;
 
-/// Counting is on.
-static COUNTING: AtomicBool = AtomicBool::new(false);
-/// Allocations (and reallocations) made by any thread while counting was on.
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Allocations (and reallocations) made by any thread while the gate was open.
+static ALLOCATIONS: counting::Gate = counting::Gate::new();
 
 fn count() {
-    if COUNTING.load(Ordering::Relaxed) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
+    ALLOCATIONS.count();
 }
 
 #[global_allocator]
@@ -132,13 +127,13 @@ fn warm_keep_alive_connections_cost_the_whole_loop_no_allocation_per_request() {
         assert_eq!(round(&mut streams, &batch, &mut buf, &expected), 0);
     }
 
-    COUNTING.store(true, Ordering::SeqCst);
+    ALLOCATIONS.open();
     let mut mismatches = 0;
     for _ in 0..MEASURED_ROUNDS {
         mismatches += round(&mut streams, &batch, &mut buf, &expected);
     }
-    COUNTING.store(false, Ordering::SeqCst);
-    let allocations = ALLOCATIONS.load(Ordering::SeqCst);
+    ALLOCATIONS.close();
+    let allocations = ALLOCATIONS.counted();
     assert_eq!(mismatches, 0, "answers did not match {:?}", expected.bytes);
 
     drop(streams);

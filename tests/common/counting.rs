@@ -2,8 +2,13 @@
 //! allocation and reallocation, for the tests that prove a path allocates nothing. Each such
 //! test binary installs it with its own counter:
 //! `#[global_allocator] static GLOBAL: Counting = Counting(count);`
+//!
+//! [`Gate`] is such a counter for a window of time: `count` counts only between `open` and
+//! `close`.
+#![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The system allocator, with `.0` called before each allocation or reallocation.
 pub struct Counting(pub fn());
@@ -24,5 +29,40 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         (self.0)();
         System.realloc(ptr, layout, new_size)
+    }
+}
+
+/// Allocations counted while the gate is open, by any thread that calls [`Gate::count`].
+pub struct Gate {
+    open: AtomicBool,
+    counted: AtomicU64,
+}
+
+impl Gate {
+    pub const fn new() -> Gate {
+        Gate {
+            open: AtomicBool::new(false),
+            counted: AtomicU64::new(0),
+        }
+    }
+
+    /// One allocation, counted if the gate is open.
+    pub fn count(&self) {
+        if self.open.load(Ordering::Relaxed) {
+            self.counted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    pub fn close(&self) {
+        self.open.store(false, Ordering::SeqCst);
+    }
+
+    /// Allocations counted so far, over every time the gate was open.
+    pub fn counted(&self) -> u64 {
+        self.counted.load(Ordering::SeqCst)
     }
 }
