@@ -6,35 +6,32 @@
 use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use percore::config::{Config, CoreSpec, TlsConfig};
 use percore::App;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
 
+mod common;
 #[path = "common/counting.rs"]
 mod counting;
+#[path = "common/tls.rs"]
+mod tls;
 
-#[path = "../src/bin/percore/routes.rs"]
-#[allow(dead_code)]
-mod routes;
+use common::routes;
 
 thread_local! {
     /// This thread is the server's core.
     static CORE: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Counting is on.
-static COUNTING: AtomicBool = AtomicBool::new(false);
-/// Allocations made by the core's thread while counting was on.
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Allocations made by the core's thread while the gate was open.
+static ALLOCATIONS: counting::Gate = counting::Gate::new();
 
 fn count() {
-    if COUNTING.load(Ordering::Relaxed) && CORE.with(Cell::get) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    if CORE.with(Cell::get) {
+        ALLOCATIONS.count();
     }
 }
 
@@ -46,23 +43,6 @@ const PIPELINED: usize = 8;
 const WARM_UP_ROUNDS: usize = 100;
 const MEASURED_ROUNDS: usize = 25;
 const REQUEST: &[u8] = b"GET /echo?name=Abcde HTTP/1.1\r\nHost: localhost\r\n\r\n";
-
-/// A CA, and a leaf for `localhost` signed by it, as PEM files in a fresh directory.
-fn certificates(dir: &std::path::Path) -> CertificateDer<'static> {
-    std::fs::create_dir_all(dir).unwrap();
-    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-    ca.der().clone()
-}
 
 /// Reads responses until `count` whole ones have arrived (each ends with the echo's body).
 fn read_responses(stream: &mut impl Read, count: usize) {
@@ -82,8 +62,8 @@ fn read_responses(stream: &mut impl Read, count: usize) {
 
 #[test]
 fn warm_tls_keep_alive_requests_allocate_nothing_on_the_core() {
-    let dir = std::env::temp_dir().join(format!("percore-zero-alloc-tls-{}", std::process::id()));
-    let ca = certificates(&dir);
+    let pki = tls::Pki::new("zero-alloc");
+    let leaf = pki.leaf("server", tls::DEFAULT_NAMES);
     let mut config = Config::default();
     config.server.port = 0;
     config.server.cores = CoreSpec::First(1);
@@ -91,8 +71,8 @@ fn warm_tls_keep_alive_requests_allocate_nothing_on_the_core() {
     config.report.interval_ms = 0;
     config.tls = Some(TlsConfig {
         port: 0,
-        certificate: dir.join("cert.pem"),
-        private_key: dir.join("key.pem"),
+        certificate: leaf.cert,
+        private_key: leaf.key,
         ..TlsConfig::default()
     });
     let app = App::new(|_| {
@@ -103,17 +83,7 @@ fn warm_tls_keep_alive_requests_allocate_nothing_on_the_core() {
     let server = app.start(config).expect("server starts");
     let addr = server.tls_addr().expect("a TLS listener");
 
-    let mut roots = RootCertStore::empty();
-    roots.add(ca).unwrap();
-    let client = Arc::new(
-        ClientConfig::builder_with_provider(
-            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
-        )
-        .with_safe_default_protocol_versions()
-        .expect("aws-lc-rs offers TLS 1.2 and 1.3")
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    );
+    let client = pki.client(tls::BOTH);
     let mut streams: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
             let tcp = TcpStream::connect(addr).unwrap();
@@ -135,16 +105,15 @@ fn warm_tls_keep_alive_requests_allocate_nothing_on_the_core() {
     for _ in 0..WARM_UP_ROUNDS {
         round(&mut streams);
     }
-    COUNTING.store(true, Ordering::Relaxed);
+    ALLOCATIONS.open();
     for _ in 0..MEASURED_ROUNDS {
         round(&mut streams);
     }
-    COUNTING.store(false, Ordering::Relaxed);
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    ALLOCATIONS.close();
+    let allocations = ALLOCATIONS.counted();
     let requests = CONNECTIONS * PIPELINED * MEASURED_ROUNDS;
     drop(streams);
     server.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
     eprintln!("{allocations} allocations on the core for {requests} TLS requests");
     // A few may come from glommio's own sleep when the core finds nothing to do between
     // rounds; one per request (or per record) would be thousands.
