@@ -23,22 +23,10 @@ fn client_that_never_reads_cannot_grow_server_memory() {
     let server = TestServer::with(|c| c.http.write_timeout_ms = 60_000);
     let connected = Instant::now();
     let mut greedy = server.client();
-    greedy
-        .stream
-        .set_write_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let request = b"GET /echo?name=greedy HTTP/1.1\r\nHost: t\r\n\r\n".repeat(1000);
     let before = rss_kib();
     // Pipeline without reading until the kernel buffers are full and writes stall: the
     // server stopped reading because its responses cannot be sent.
-    let mut sent = 0usize;
-    while greedy.stream.write_all(&request).is_ok() {
-        sent += request.len();
-        assert!(
-            sent < 1 << 30,
-            "the server kept reading 1 GiB without sending"
-        );
-    }
+    greedy.flood_until_held("greedy", Duration::from_millis(500));
     // It did stop: its send is held up, its unread requests wait in its socket.
     let stall = common::wait_until_send_stalled(&greedy.stream, connected);
     assert!(stall.server.rx_queue > 0, "{stall:?}");
@@ -87,25 +75,6 @@ fn stalled_body_gets_408() {
     assert!(client.is_closed());
 }
 
-/// Pipelines requests on `client` without reading until its writes stop going through
-/// (the server stopped reading them: its answers cannot leave). Fails if the server reads
-/// 1 GiB without holding back.
-fn flood_with_requests(client: &mut Client) {
-    client
-        .stream
-        .set_write_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let batch = b"GET /echo?name=greedy HTTP/1.1\r\nHost: t\r\n\r\n".repeat(1000);
-    let mut sent = 0usize;
-    while client.stream.write_all(&batch).is_ok() {
-        sent += batch.len();
-        assert!(
-            sent < 1 << 30,
-            "the server kept reading 1 GiB without sending"
-        );
-    }
-}
-
 /// A client that stops reading: once the server's send to it is held up (its socket full of
 /// answers the client's closed window keeps there, its requests left unread), the core still
 /// serves others, and the connection is cut `http.write_timeout_ms` after the send last made
@@ -117,7 +86,7 @@ fn client_that_stops_reading_is_cut_off_after_the_write_timeout() {
     let server = TestServer::with(|c| c.http.write_timeout_ms = WRITE_TIMEOUT.as_millis() as u64);
     let connected = Instant::now();
     let mut greedy = common::small_window_client(server.addr);
-    flood_with_requests(&mut greedy);
+    greedy.flood_until_held("greedy", Duration::from_millis(200));
     let stall = common::wait_until_send_stalled(&greedy.stream, connected);
     // The server holds answers it cannot send and requests it has not read: it stopped
     // reading because its send cannot finish.

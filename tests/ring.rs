@@ -135,24 +135,6 @@ fn a_thousand_connections_share_four_receive_buffers() {
     assert_eq!(counters.requests(), CONNECTIONS as u64);
 }
 
-/// Pipelines echo requests without reading until the server stops reading them: its
-/// responses cannot leave, so a send of them is in flight and waiting.
-fn flood_with_requests(client: &mut Client) {
-    client
-        .stream
-        .set_write_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let batch = b"GET /echo?name=flood HTTP/1.1\r\nHost: t\r\n\r\n".repeat(1000);
-    let mut sent = 0usize;
-    while client.stream.write_all(&batch).is_ok() {
-        sent += batch.len();
-        assert!(
-            sent < 1 << 30,
-            "the server kept reading 1 GiB without sending"
-        );
-    }
-}
-
 /// Clients reset their connections (or close them with unread bytes, which resets them too)
 /// while the server's sends to them are in flight, blocked on full buffers: the sends fail,
 /// the records go, the core serves on and shuts down with every connection closed.
@@ -183,7 +165,7 @@ fn connections_reset_while_their_send_is_in_flight_are_released() {
     let mut stalled = Vec::new();
     for _ in 0..4 {
         let mut client = common::small_window_client(server.addr);
-        flood_with_requests(&mut client);
+        client.flood_until_held("flood", Duration::from_millis(200));
         stalled.push((client, None));
     }
     for path in ["/large.bin", "/direct.bin", "/large.bin", "/direct.bin"] {

@@ -93,7 +93,11 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Client::over(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A client on a connected `stream`: Nagle off, and timeouts on reads and writes.
+    fn over(stream: TcpStream) -> Client {
         stream.set_nodelay(true).unwrap();
         // Generous: a test that waits this long has failed anyway. Writes too: a server that
         // stops reading must not leave a test blocked in a write.
@@ -106,6 +110,22 @@ impl Client {
         Client {
             stream,
             buf: Vec::new(),
+        }
+    }
+
+    /// Pipelines `GET /echo?name=NAME` requests without reading until a write makes no
+    /// progress for `patience` (the server stopped reading them: its answers cannot leave).
+    /// The writes keep that timeout. Fails if the server reads 1 GiB without holding back.
+    pub fn flood_until_held(&mut self, name: &str, patience: Duration) {
+        self.stream.set_write_timeout(Some(patience)).unwrap();
+        let batch = format!("GET /echo?name={name} HTTP/1.1\r\nHost: t\r\n\r\n").repeat(1000);
+        let mut sent = 0usize;
+        while self.stream.write_all(batch.as_bytes()).is_ok() {
+            sent += batch.len();
+            assert!(
+                sent < 1 << 30,
+                "the server kept reading 1 GiB without sending"
+            );
         }
     }
 
@@ -682,18 +702,7 @@ pub fn small_window_client(addr: SocketAddr) -> Client {
     // Before connecting, so that the window offered in the handshake is small too.
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&addr.into()).expect("connect");
-    let stream: TcpStream = socket.into();
-    stream.set_nodelay(true).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    Client {
-        stream,
-        buf: Vec::new(),
-    }
+    Client::over(socket.into())
 }
 
 /// What [`wait_until_send_stalled`] saw.
