@@ -397,13 +397,7 @@ fn handlers_see_the_tls_facts_and_alpn_is_http_1_1() {
         let config = server.pki.client(versions);
         let mut client = TlsClient::connect(server.https, "localhost", &config);
         assert_eq!(client.conn().alpn_protocol(), Some(&b"http/1.1"[..]));
-        let suite = client
-            .conn()
-            .negotiated_cipher_suite()
-            .unwrap()
-            .suite()
-            .as_str()
-            .unwrap();
+        let suite = client.suite();
         let facts = client.get("/tls").text();
         assert_eq!(fact(&facts, "version"), version, "{facts}");
         assert_eq!(fact(&facts, "cipher"), suite, "{facts}");
@@ -903,22 +897,10 @@ fn the_json_access_log_names_the_tls_version_and_cipher() {
     });
     let mut client = TlsClient::connect(server.https, "localhost", &server.pki.client(TLS13));
     assert_eq!(client.get("/echo?name=secure").text(), "Hi, secure!");
-    let suite = client
-        .conn()
-        .negotiated_cipher_suite()
-        .unwrap()
-        .suite()
-        .as_str()
-        .unwrap();
+    let suite = client.suite();
     let mut client12 = TlsClient::connect(server.https, "localhost", &server.pki.client(TLS12));
     assert_eq!(client12.get("/echo?name=twelve").text(), "Hi, twelve!");
-    let suite12 = client12
-        .conn()
-        .negotiated_cipher_suite()
-        .unwrap()
-        .suite()
-        .as_str()
-        .unwrap();
+    let suite12 = client12.suite();
     let plain = common::Client::connect(server.http()).get("/echo?name=plain");
     assert_eq!(plain.status, 200);
     drop((client, client12));

@@ -251,6 +251,12 @@ impl TlsClient {
         &self.tls.conn
     }
 
+    /// The name of the cipher suite the handshake settled on.
+    pub fn suite(&self) -> &'static str {
+        let suite = self.conn().negotiated_cipher_suite().expect("a suite");
+        suite.suite().as_str().expect("a suite with a name")
+    }
+
     /// The leaf certificate the server sent.
     pub fn peer_leaf(&self) -> CertificateDer<'static> {
         self.conn().peer_certificates().expect("a certificate")[0].clone()
