@@ -11,21 +11,24 @@ pub(crate) fn is_tchar(b: u8) -> bool {
     TCHAR[usize::from(b)]
 }
 
-const TCHAR: [bool; 256] = {
+const TCHAR: [bool; 256] = alphanumeric_and(b"!#$%&'*+-.^_`|~");
+
+/// A byte table, for checks made on every byte of a head: ASCII letters and digits, and
+/// the bytes of `extra`.
+pub(super) const fn alphanumeric_and(extra: &[u8]) -> [bool; 256] {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
         table[b] = (b as u8).is_ascii_alphanumeric();
         b += 1;
     }
-    let extra = b"!#$%&'*+-.^_`|~";
     let mut i = 0;
     while i < extra.len() {
         table[extra[i] as usize] = true;
         i += 1;
     }
     table
-};
+}
 
 /// Content-Length = 1*DIGIT; a list, sign or anything else is refused.
 pub(super) fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {

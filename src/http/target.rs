@@ -2,6 +2,7 @@
 //! authority of a Host field or an absolute-form target.
 
 use super::error::HttpError;
+use super::fields::alphanumeric_and;
 use super::head::{Method, Span};
 
 /// Splits a request-target into path and query, checking it on the way (RFC 9112 section
@@ -251,21 +252,7 @@ pub(super) fn is_valid_authority(value: &[u8]) -> bool {
 
 /// Which bytes a reg-name (or IPv4 address) may hold: RFC 3986 unreserved, sub-delims and
 /// `%`, as a table because every request's Host is checked byte by byte.
-const REG_NAME: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        table[b] = (b as u8).is_ascii_alphanumeric();
-        b += 1;
-    }
-    let extra = b"-._~!$&'()*+,;=%";
-    let mut i = 0;
-    while i < extra.len() {
-        table[extra[i] as usize] = true;
-        i += 1;
-    }
-    table
-};
+const REG_NAME: [bool; 256] = alphanumeric_and(b"-._~!$&'()*+,;=%");
 
 #[cfg(test)]
 mod tests {
