@@ -3,12 +3,14 @@
 //! keeps of a request whose answer a task is still making.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
 use super::token::Key;
+use super::wake::Wake;
 use super::LateAnswer;
 use crate::access_log::{Entry, LogBuffer};
 use crate::files::read::FileSource;
@@ -16,10 +18,42 @@ use crate::http::status::Status;
 
 /// What glommio tasks of this core's post back to the loop.
 pub(super) struct Background {
-    pub(super) files_done: Rc<RefCell<Vec<FileDone>>>,
-    pub(super) tasks_done: Rc<RefCell<Vec<TaskDone>>>,
+    pub(super) files_done: Mailbox<FileDone>,
+    pub(super) tasks_done: Mailbox<TaskDone>,
     /// File reads and async handlers at work in glommio tasks.
     pub(super) tasks: usize,
+}
+
+impl Background {
+    pub(super) fn new() -> Background {
+        Background {
+            files_done: Mailbox(Rc::default()),
+            tasks_done: Mailbox(Rc::default()),
+            tasks: 0,
+        }
+    }
+}
+
+/// Where one kind of glommio task posts its results for the loop, in the order they came.
+pub(super) struct Mailbox<T>(Rc<RefCell<Vec<T>>>);
+
+impl<T: 'static> Mailbox<T> {
+    /// Runs `work` as a glommio task on this core: its result is posted here, and `wake`
+    /// wakes the loop to take it.
+    pub(super) fn spawn(&self, wake: &Rc<Wake>, work: impl Future<Output = T> + 'static) {
+        let (posted, wake) = (self.0.clone(), wake.clone());
+        glommio::spawn_local(async move {
+            let result = work.await;
+            posted.borrow_mut().push(result);
+            wake.fire();
+        })
+        .detach();
+    }
+
+    /// What was posted since the last take (empty, and nothing allocated, if nothing was).
+    pub(super) fn take(&self) -> Vec<T> {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
 }
 
 /// An async handler's answer, waiting for the loop.

@@ -6,7 +6,6 @@
 //! (`transfer`, `tasks`), fires due deadlines (`deadlines`), retries accepting, and reports
 //! once per tick (`reporting`). When a turn finds nothing to do, the loop sleeps (`park`).
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
@@ -16,7 +15,7 @@ use crate::tls::ServerConfigs;
 use io_uring::{cqueue, opcode, types};
 use ipnet::IpNet;
 
-use super::background::{Background, FileDone, TaskDone};
+use super::background::Background;
 use super::buffers::Buffers;
 use super::links::{Links, Reporting};
 use super::ring::Ring;
@@ -229,11 +228,7 @@ pub(crate) async fn run<A: Application>(
         }),
         life: Lifecycle::Serving,
         parking,
-        background: Background {
-            files_done: Rc::new(RefCell::new(Vec::<FileDone>::new())),
-            tasks_done: Rc::new(RefCell::new(Vec::<TaskDone>::new())),
-            tasks: 0,
-        },
+        background: Background::new(),
         reporting: Reporting::new(&config, links, log),
         gathered: 0,
         starved: VecDeque::new(),

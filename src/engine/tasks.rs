@@ -23,27 +23,25 @@ impl<A: Application> Shard<A> {
         self.background.tasks += 1;
         let key = conn.key;
         let read_at = conn.read_at;
-        let done = self.background.tasks_done.clone();
-        let wake = self.parking.wake.clone();
-        glommio::spawn_local(async move {
-            let answer = task.await;
-            done.borrow_mut().push(TaskDone {
+        let answered = async move {
+            TaskDone {
                 key,
-                answer,
+                answer: task.await,
                 read_at,
                 log,
-            });
-            wake.fire();
-        })
-        .detach();
+            }
+        };
+        self.background
+            .tasks_done
+            .spawn(&self.parking.wake, answered);
     }
 
     /// Writes the responses async handlers have finished; true if there were any.
     pub(super) fn finish_tasks(&mut self) -> bool {
-        if self.background.tasks_done.borrow().is_empty() {
+        let done = self.background.tasks_done.take();
+        if done.is_empty() {
             return false;
         }
-        let done = std::mem::take(&mut *self.background.tasks_done.borrow_mut());
         for task in done {
             self.background.tasks -= 1;
             let Some(mut conn) = self.table.take(task.key) else {

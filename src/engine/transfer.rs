@@ -139,28 +139,25 @@ impl<A: Application> Shard<A> {
         let source = transfer.source.clone();
         let direct = transfer.body.direct;
         let key = conn.key;
-        let done = self.background.files_done.clone();
-        let wake = self.parking.wake.clone();
         self.background.tasks += 1;
-        glommio::spawn_local(async move {
+        let read = async move {
             let (source, buf, result) = read_slow(source, fd, direct, pos, len, buf).await;
-            done.borrow_mut().push(FileDone {
+            FileDone {
                 key,
                 source,
                 buf,
                 result,
-            });
-            wake.fire();
-        })
-        .detach();
+            }
+        };
+        self.background.files_done.spawn(&self.parking.wake, read);
     }
 
     /// Takes the results of file reads done by glommio tasks; true if there were any.
     pub(super) fn finish_file_reads(&mut self) -> bool {
-        if self.background.files_done.borrow().is_empty() {
+        let done = self.background.files_done.take();
+        if done.is_empty() {
             return false;
         }
-        let done = std::mem::take(&mut *self.background.files_done.borrow_mut());
         for read in done {
             self.background.tasks -= 1;
             let Some(mut conn) = self.table.take(read.key) else {
