@@ -10,7 +10,7 @@
 //! lifetime clients are told is one.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
+use aws_lc_rs::hkdf::{Prk, Salt, HKDF_SHA256};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use rustls::server::ProducesTickets;
 
@@ -53,7 +53,8 @@ impl TicketSecret {
 
 /// One core's ticket maker.
 pub(crate) struct Tickets {
-    secret: [u8; SECRET_BYTES],
+    /// HKDF's extract of the secret, from which each period's key is expanded.
+    prk: Prk,
     lifetime: u32,
     random: SystemRandom,
 }
@@ -70,7 +71,7 @@ impl Tickets {
     /// Tickets from `secret`, each key in use for `lifetime` seconds.
     pub(crate) fn new(secret: &TicketSecret, lifetime: u32) -> Tickets {
         Tickets {
-            secret: secret.0,
+            prk: Salt::new(HKDF_SHA256, b"percore session tickets").extract(&secret.0),
             lifetime: lifetime.max(1),
             random: SystemRandom::new(),
         }
@@ -83,10 +84,9 @@ impl Tickets {
 
     /// The key of `period`.
     fn key(&self, period: u32) -> Option<LessSafeKey> {
-        let prk = Salt::new(HKDF_SHA256, b"percore session tickets").extract(&self.secret);
         let period = period.to_be_bytes();
         let info = [&period[..]];
-        let okm = prk.expand(&info, &AES_256_GCM).ok()?;
+        let okm = self.prk.expand(&info, &AES_256_GCM).ok()?;
         Some(LessSafeKey::new(UnboundKey::from(okm)))
     }
 }
