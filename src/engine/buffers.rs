@@ -49,6 +49,13 @@ impl BufferPool {
         buf
     }
 
+    /// Lends `buf` a buffer unless it holds one already (has capacity).
+    pub(super) fn lend(&mut self, buf: &mut Vec<u8>) {
+        if buf.capacity() == 0 {
+            *buf = self.take();
+        }
+    }
+
     /// Returns a buffer; it is freed if the pool is full or it has grown past twice the size.
     /// A buffer without capacity (nothing was lent) is ignored.
     pub(super) fn give(&mut self, buf: Vec<u8>) {

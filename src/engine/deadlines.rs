@@ -90,9 +90,7 @@ impl<A: Application> Shard<A> {
             self.reporting.metrics.counters.borrow_mut().protocol_errors += 1;
             return conn.cut();
         }
-        if conn.out.capacity() == 0 {
-            conn.out = self.buffers.writes.take();
-        }
+        self.buffers.writes.lend(&mut conn.out);
         let partial = conn.input.pending() > 0;
         if !self.is_serving() && conn.idle() {
             // Silent through the drain's grace: our side shuts and what the client may still

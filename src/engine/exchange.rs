@@ -145,9 +145,7 @@ impl<A: Application> Shard<A> {
             if input.is_empty() {
                 break;
             }
-            if conn.out.capacity() == 0 {
-                conn.out = self.buffers.writes.take();
-            }
+            self.buffers.writes.lend(&mut conn.out);
             let draining = !self.is_serving();
             let client = conn.client.as_deref().copied();
             let tls = conn.tls_info.as_deref();
@@ -224,9 +222,7 @@ impl<A: Application> Shard<A> {
             }
         }
         if !fresh.is_empty() {
-            if conn.input.buf.capacity() == 0 {
-                conn.input.buf = self.buffers.reads.take();
-            }
+            self.buffers.reads.lend(&mut conn.input.buf);
             conn.input.buf.extend_from_slice(fresh);
         }
         if conn.input.pending() == 0 {

@@ -147,9 +147,7 @@ impl<A: Application> Shard<A> {
 
     /// Reads the PROXY header that must open the connection; the bytes after it are HTTP.
     fn read_proxy_header(&mut self, conn: &mut Conn, data: &[u8]) {
-        if conn.input.buf.capacity() == 0 {
-            conn.input.buf = self.buffers.reads.take();
-        }
+        self.buffers.reads.lend(&mut conn.input.buf);
         conn.input.buf.extend_from_slice(data);
         match proxy_protocol::parse(conn.input.bytes()) {
             Header::Incomplete => {

@@ -102,9 +102,7 @@ impl<A: Application> Shard<A> {
                 }
             }
         }
-        if link.wire.capacity() == 0 {
-            link.wire = self.buffers.writes.take();
-        }
+        self.buffers.writes.lend(&mut link.wire);
         let mut held = std::mem::take(&mut link.held);
         let from_held = !held.is_empty();
         if from_held {
@@ -186,9 +184,7 @@ impl<A: Application> Shard<A> {
         if conn.out.is_empty() || conn.tls_info.is_none() {
             return;
         }
-        if link.wire.capacity() == 0 {
-            link.wire = self.buffers.writes.take();
-        }
+        self.buffers.writes.lend(&mut link.wire);
         if !link.conn.seal(&conn.out, &mut link.wire) {
             // A TLS 1.2 key at its record limit: this batch is its last.
             conn.input_ended = true;
@@ -219,9 +215,7 @@ impl<A: Application> Shard<A> {
         if link.failed || !link.conn.owes_close_notify() {
             return false;
         }
-        if link.wire.capacity() == 0 {
-            link.wire = self.buffers.writes.take();
-        }
+        self.buffers.writes.lend(&mut link.wire);
         link.conn.close_notify(&mut link.wire);
         self.flush(conn);
         true

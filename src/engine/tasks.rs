@@ -61,9 +61,7 @@ impl<A: Application> Shard<A> {
 
     /// Writes a finished task's answer as the connection's late response.
     fn write_late(&mut self, conn: &mut Conn, task: TaskDone) {
-        if conn.out.capacity() == 0 {
-            conn.out = self.buffers.writes.take();
-        }
+        self.buffers.writes.lend(&mut conn.out);
         let before = conn.out.len();
         let draining = !self.is_serving();
         let (status, failed) = conn
