@@ -26,8 +26,8 @@ impl Preference {
     /// record of the connection): [`Preference::ChaCha`] when the first suite it lists
     /// (leaving out GREASE and signalling values) is a ChaCha20-Poly1305 suite.
     pub(crate) fn of(hello: &[u8]) -> Preference {
-        match first_suite(hello) {
-            Some(0x1303 | 0xcca8 | 0xcca9) => Preference::ChaCha,
+        match first_suite(hello).map(|suite| aead_of(CipherSuite::from(suite))) {
+            Some(Aead::ChaCha) => Preference::ChaCha,
             _ => Preference::Aes,
         }
     }
