@@ -103,24 +103,31 @@ fn server_handshake_time(
 ) -> Duration {
     let mut spent = Duration::ZERO;
     for _ in 0..count {
-        let mut c = client_for(client);
-        let started = Instant::now();
-        let mut s = ServerConnection::new(server.clone()).unwrap();
-        spent += started.elapsed();
-        while c.is_handshaking() || s.is_handshaking() {
-            let hello = outgoing(&mut |out| c.wants_write() && c.write_tls(out).unwrap() > 0);
-            let started = Instant::now();
-            feed_server(&mut s, &hello);
-            let reply = outgoing(&mut |out| s.wants_write() && s.write_tls(out).unwrap() > 0);
-            spent += started.elapsed();
-            let mut slice = &reply[..];
-            while !slice.is_empty() {
-                c.read_tls(&mut slice).unwrap();
-                c.process_new_packets().unwrap();
-            }
-        }
+        handshake(server, client, &mut spent);
     }
     spent
+}
+
+/// A client and a server connection with their handshake done in memory; the time spent in
+/// the server's calls is added to `spent`.
+fn handshake(
+    server: &Arc<ServerConfig>,
+    client: &Arc<ClientConfig>,
+    spent: &mut Duration,
+) -> (ClientConnection, ServerConnection) {
+    let mut c = client_for(client);
+    let started = Instant::now();
+    let mut s = ServerConnection::new(server.clone()).unwrap();
+    *spent += started.elapsed();
+    while c.is_handshaking() || s.is_handshaking() {
+        let hello = outgoing(&mut |out| c.wants_write() && c.write_tls(out).unwrap() > 0);
+        let started = Instant::now();
+        feed_server(&mut s, &hello);
+        let reply = outgoing(&mut |out| s.wants_write() && s.write_tls(out).unwrap() > 0);
+        *spent += started.elapsed();
+        feed_client(&mut c, &reply);
+    }
+    (c, s)
 }
 
 fn feed_server(s: &mut ServerConnection, mut bytes: &[u8]) {
@@ -130,23 +137,21 @@ fn feed_server(s: &mut ServerConnection, mut bytes: &[u8]) {
     }
 }
 
+fn feed_client(c: &mut ClientConnection, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        c.read_tls(&mut bytes).unwrap();
+        c.process_new_packets().unwrap();
+    }
+}
+
 /// Time the server spends opening `count` 1 KiB records, and sealing as many.
 fn record_times(
     server: &Arc<ServerConfig>,
     client: &Arc<ClientConfig>,
     count: u32,
 ) -> (Duration, Duration) {
-    let mut c = client_for(client);
-    let mut s = ServerConnection::new(server.clone()).unwrap();
-    while c.is_handshaking() || s.is_handshaking() {
-        let hello = outgoing(&mut |out| c.wants_write() && c.write_tls(out).unwrap() > 0);
-        feed_server(&mut s, &hello);
-        let mut reply = &outgoing(&mut |out| s.wants_write() && s.write_tls(out).unwrap() > 0)[..];
-        while !reply.is_empty() {
-            c.read_tls(&mut reply).unwrap();
-            c.process_new_packets().unwrap();
-        }
-    }
+    let mut handshake_time = Duration::ZERO;
+    let (mut c, mut s) = handshake(server, client, &mut handshake_time);
     let data = [b'x'; 1024];
     let mut plain = [0u8; 4096];
     let (mut open, mut seal) = (Duration::ZERO, Duration::ZERO);
@@ -162,11 +167,7 @@ fn record_times(
         s.writer().write_all(&data).unwrap();
         let sealed = outgoing(&mut |out| s.wants_write() && s.write_tls(out).unwrap() > 0);
         seal += started.elapsed();
-        let mut slice = &sealed[..];
-        while !slice.is_empty() {
-            c.read_tls(&mut slice).unwrap();
-            c.process_new_packets().unwrap();
-        }
+        feed_client(&mut c, &sealed);
         let _ = c.reader().read(&mut plain);
     }
     (open, seal)
