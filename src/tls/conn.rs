@@ -14,10 +14,11 @@ use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, UnbufferedStatus};
 use rustls::{HandshakeKind, ProtocolVersion};
 
+use super::hello::{client_hello, ClientHello, Start};
 use super::info::TlsInfo;
-use super::record::{self, Fatal, Opened, Records};
-use super::resolver::take_server_name;
+use super::record::{self, Opened, Records};
 use super::setup::ServerConfigs;
+use super::traffic::{Carried, Refused, Traffic};
 
 /// How a TLS connection failed.
 #[derive(Debug)]
@@ -51,7 +52,7 @@ enum State {
     /// Nothing read yet: the ClientHello chooses the configuration.
     Hello(Rc<ServerConfigs>),
     Handshake(Box<UnbufferedServerConnection>),
-    Open(Box<Records>),
+    Open(Box<Traffic>),
     /// Failed, or closed by the client: nothing more is read.
     Done,
 }
@@ -59,7 +60,7 @@ enum State {
 /// One connection's TLS state.
 pub(crate) struct TlsConn {
     state: State,
-    /// The SNI name of the handshake, kept until it is over.
+    /// The SNI name its ClientHello sent, kept until the handshake is over.
     server_name: Option<Box<str>>,
     /// [`Input::Established`] was handed on.
     established: bool,
@@ -93,11 +94,15 @@ impl TlsConn {
     ) -> Result<Received, Failure> {
         let mut received = Received::default();
         if let State::Hello(configs) = &self.state {
-            // The whole first record, the ClientHello's start, before choosing.
-            if next_record_end(buf, 0).is_none() {
-                return Ok(received);
-            }
-            let config = configs.for_hello(buf).clone();
+            // The whole ClientHello before choosing.
+            let start = client_hello(buf);
+            let hello = match &start {
+                Start::Waiting => return Ok(received),
+                Start::Hello(message) => ClientHello::parse(message),
+                Start::Other => None,
+            };
+            self.server_name = hello.as_ref().and_then(ClientHello::server_name);
+            let config = configs.for_hello(hello.as_ref()).clone();
             let conn = UnbufferedServerConnection::new(config).map_err(|_| {
                 self.state = State::Done;
                 Failure::Handshake
@@ -122,47 +127,34 @@ impl TlsConn {
                 .dangerous_into_kernel_connection()
                 .map_err(|_| Failure::Handshake)?;
             let records = Records::new(secrets, schedule).map_err(|_| Failure::Record)?;
-            self.state = State::Open(Box::new(records));
+            self.state = State::Open(Box::new(Traffic::new(records)));
         }
-        let State::Open(records) = &mut self.state else {
+        let State::Open(traffic) = &mut self.state else {
             return Ok(received);
         };
         while !received.peer_closed {
             let rest = &mut buf[received.consumed..];
-            let (len, content_type, data) = match records.open(rest) {
+            let opened = traffic.records().open(rest).map_err(Refused::from);
+            let (len, carried, data) = match opened {
                 Ok(Opened::Incomplete) => break,
                 Ok(Opened::Record {
                     len,
                     content_type,
                     data,
-                }) => (len, content_type, data),
-                Err(Fatal(alert)) => {
-                    records.alert(true, alert, wire);
-                    self.state = State::Done;
-                    return Err(Failure::Record);
+                }) => {
+                    let carried = traffic.take(content_type, &rest[data.clone()], wire);
+                    (len, carried, data)
                 }
+                Err(refused) => (0, Err(refused), 0..0),
             };
-            let data = &rest[data];
-            match content_type {
-                record::APPLICATION_DATA => plain(Input::Data(data)),
-                record::ALERT => match data {
-                    [_, record::CLOSE_NOTIFY] => received.peer_closed = true,
-                    // A warning (TLS 1.2) or user_canceled: closure follows, or nothing.
-                    [1, _] | [_, record::USER_CANCELED] => {}
-                    _ => {
-                        self.state = State::Done;
-                        return Err(Failure::Record);
+            match carried {
+                Ok(Carried::Data) => plain(Input::Data(&rest[data])),
+                Ok(Carried::Closed) => received.peer_closed = true,
+                Ok(Carried::Nothing) => {}
+                Err(refused) => {
+                    if let Refused::Alert(alert) = refused {
+                        traffic.records().alert(true, alert, wire);
                     }
-                },
-                record::HANDSHAKE => {
-                    if let Err(Fatal(alert)) = records.handshake(data, wire) {
-                        records.alert(true, alert, wire);
-                        self.state = State::Done;
-                        return Err(Failure::Record);
-                    }
-                }
-                _ => {
-                    records.alert(true, record::UNEXPECTED_MESSAGE, wire);
                     self.state = State::Done;
                     return Err(Failure::Record);
                 }
@@ -179,18 +171,16 @@ impl TlsConn {
     /// Encrypts `plain` (a batch of responses) into `wire`. Returns false when the
     /// connection must end after it (a TLS 1.2 connection at its key's record limit).
     pub(crate) fn seal(&mut self, plain: &[u8], wire: &mut Vec<u8>) -> bool {
-        let State::Open(records) = &mut self.state else {
+        let State::Open(traffic) = &mut self.state else {
             return false;
         };
-        let fresh = records.refresh(wire);
-        records.seal(record::APPLICATION_DATA, plain, wire);
-        fresh
+        traffic.seal(plain, wire)
     }
 
     /// Appends `close_notify` to `wire`, once, if the exchange is open.
     pub(crate) fn close_notify(&mut self, wire: &mut Vec<u8>) {
-        if let (State::Open(records), false) = (&mut self.state, self.close_notify_sent) {
-            records.alert(false, record::CLOSE_NOTIFY, wire);
+        if let (State::Open(traffic), false) = (&mut self.state, self.close_notify_sent) {
+            traffic.records().alert(false, record::CLOSE_NOTIFY, wire);
             self.close_notify_sent = true;
         }
     }
@@ -208,12 +198,9 @@ struct Announce<'a> {
 }
 
 impl Announce<'_> {
-    /// After rustls processed records: keeps the SNI name its resolver saw, and hands on
-    /// [`Input::Established`] the first time the handshake is found complete.
+    /// After rustls processed records: hands on [`Input::Established`] the first time the
+    /// handshake is found complete.
     fn after(&mut self, conn: &UnbufferedServerConnection, plain: &mut dyn FnMut(Input<'_>)) {
-        if let Some(name) = take_server_name() {
-            *self.server_name = Some(name);
-        }
         if *self.established || conn.is_handshaking() {
             return;
         }
@@ -314,7 +301,7 @@ fn handshake(
 fn next_record_end(buf: &[u8], from: usize) -> Option<usize> {
     let header = buf.get(from..from + record::HEADER)?;
     let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
-    if len > record::MAX_FRAGMENT + 2048 {
+    if len > record::MAX_CIPHERTEXT_12 {
         return Some(buf.len()).filter(|&end| end > from);
     }
     let end = from + record::HEADER + len;

@@ -6,12 +6,14 @@
 //!   server's choice of cipher suite);
 //! - `conn`: one connection's TLS between the ring and the HTTP session: rustls's handshake,
 //!   then `record`, percore's record layer, which decrypts in place in the receive buffers
-//!   and encrypts each batch of responses as it is copied out;
+//!   and encrypts each batch of responses as it is copied out, and `traffic`, what the
+//!   records carry after the handshake and the limits on what a client may make percore do;
 //! - `redirect`: the cleartext listener's `308` to HTTPS;
 //! - [`TlsInfo`]: what handlers and the access log learn of a connection's TLS.
 
 mod certs;
 mod conn;
+mod hello;
 mod info;
 mod record;
 mod redirect;
@@ -19,6 +21,7 @@ mod resolver;
 mod setup;
 mod suites;
 mod tickets;
+mod traffic;
 
 #[cfg(test)]
 mod tests;

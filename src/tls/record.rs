@@ -1,6 +1,7 @@
-//! The TLS record layer after the handshake: application data, alerts and the few
-//! handshake messages that may follow it, protected and opened in place, in buffers the
-//! engine owns (RFC 8446 section 5, RFC 5246 section 6.2, RFC 5288, RFC 7905).
+//! The TLS record layer after the handshake: records protected and opened in place, in
+//! buffers the engine owns (RFC 8446 section 5, RFC 5246 section 6.2, RFC 5288, RFC 7905).
+//! What the records carry (application data, alerts, the few handshake messages that may
+//! follow the handshake) and the limits on it are `traffic`'s concern.
 //!
 //! rustls drives the handshake; once it is over, [`Records`] takes the traffic keys from it
 //! (`dangerous_into_kernel_connection`, the entry point rustls offers to kernel TLS) and
@@ -11,6 +12,10 @@
 //! encrypts every outgoing one into another. rustls keeps the key schedule: a TLS 1.3 key
 //! update (received, or made here before a cipher's confidentiality limit) derives the next
 //! keys through it.
+//!
+//! A record's header is judged as soon as its five bytes are there (type, version, a length
+//! no record may have), as rustls judges it, so a client cannot make percore wait for the
+//! body of a record that is refused anyway.
 
 use std::ops::Range;
 
@@ -33,6 +38,11 @@ pub(crate) const MAX_FRAGMENT: usize = 1 << 14;
 /// explicit nonce or TLS 1.3's content type, tag.
 pub(crate) const MAX_OVERHEAD: usize = HEADER + 8 + TAG;
 
+/// Most ciphertext one record may carry: TLS 1.3 (RFC 8446 section 5.2), TLS 1.2 (RFC 5246
+/// section 6.2.3).
+const MAX_CIPHERTEXT_13: usize = MAX_FRAGMENT + 256;
+pub(crate) const MAX_CIPHERTEXT_12: usize = MAX_FRAGMENT + 2048;
+
 /// Record content types.
 pub(crate) const ALERT: u8 = 21;
 pub(crate) const HANDSHAKE: u8 = 22;
@@ -43,13 +53,19 @@ pub(crate) const CLOSE_NOTIFY: u8 = 0;
 pub(crate) const UNEXPECTED_MESSAGE: u8 = 10;
 pub(crate) const BAD_RECORD_MAC: u8 = 20;
 pub(crate) const RECORD_OVERFLOW: u8 = 22;
+pub(crate) const ILLEGAL_PARAMETER: u8 = 47;
 pub(crate) const DECODE_ERROR: u8 = 50;
+pub(crate) const INTERNAL_ERROR: u8 = 80;
 pub(crate) const USER_CANCELED: u8 = 90;
 pub(crate) const NO_RENEGOTIATION: u8 = 100;
 
 /// TLS 1.3 records percore sends under one key before it updates it itself, well below every
 /// cipher's confidentiality limit (2^23 records for AES-256-GCM is the lowest rustls knows).
 const TLS13_RECORDS_PER_KEY: u64 = 1 << 22;
+
+/// The handshake message a TLS 1.3 key update is (RFC 8446 section 4.6.3), not asking the
+/// peer for one in return.
+pub(crate) const KEY_UPDATE_NOT_REQUESTED: [u8; 5] = [24, 0, 0, 1, 0];
 
 /// What percore makes of a record.
 #[derive(Debug, PartialEq, Eq)]
@@ -65,13 +81,14 @@ pub(crate) enum Opened {
     },
 }
 
-/// Why a connection's records cannot go on: the alert to send (fatal), if any is due.
+/// Why a connection's records cannot go on: the alert percore sends before it ends the
+/// connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Fatal(pub(crate) u8);
 
 /// The TLS version the keys are for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Version {
+pub(crate) enum Version {
     Tls12,
     Tls13,
 }
@@ -84,15 +101,17 @@ struct Keys {
 }
 
 impl Keys {
+    /// Keys from what rustls hands over; anything it should never hand over is percore's
+    /// own failure (`internal_error`), not the client's.
     fn new(seq: u64, secrets: ConnectionTrafficSecrets) -> Result<Keys, Fatal> {
         let (algorithm, key, iv) = match secrets {
             ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&AES_128_GCM, key, iv),
             ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&AES_256_GCM, key, iv),
             ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (&CHACHA20_POLY1305, key, iv),
-            _ => return Err(Fatal(UNEXPECTED_MESSAGE)),
+            _ => return Err(Fatal(INTERNAL_ERROR)),
         };
-        let key = UnboundKey::new(algorithm, key.as_ref()).map_err(|_| Fatal(DECODE_ERROR))?;
-        let iv: [u8; NONCE_LEN] = iv.as_ref().try_into().map_err(|_| Fatal(DECODE_ERROR))?;
+        let key = UnboundKey::new(algorithm, key.as_ref()).map_err(|_| Fatal(INTERNAL_ERROR))?;
+        let iv: [u8; NONCE_LEN] = iv.as_ref().try_into().map_err(|_| Fatal(INTERNAL_ERROR))?;
         Ok(Keys {
             key: LessSafeKey::new(key),
             iv,
@@ -131,7 +150,7 @@ impl Records {
         let version = match schedule.protocol_version() {
             ProtocolVersion::TLSv1_3 => Version::Tls13,
             ProtocolVersion::TLSv1_2 => Version::Tls12,
-            _ => return Err(Fatal(UNEXPECTED_MESSAGE)),
+            _ => return Err(Fatal(INTERNAL_ERROR)),
         };
         let explicit_nonce = version == Version::Tls12
             && !matches!(
@@ -147,20 +166,17 @@ impl Records {
         })
     }
 
+    /// The TLS version the keys are for.
+    pub(crate) fn version(&self) -> Version {
+        self.version
+    }
+
     /// Opens the record at the start of `buf` in place (bytes after it are not touched).
     pub(crate) fn open(&mut self, buf: &mut [u8]) -> Result<Opened, Fatal> {
         if buf.len() < HEADER {
             return Ok(Opened::Incomplete);
         }
-        let outer_type = buf[0];
-        let len = usize::from(u16::from_be_bytes([buf[3], buf[4]]));
-        let most = match self.version {
-            Version::Tls13 => MAX_FRAGMENT + 256,
-            Version::Tls12 => MAX_FRAGMENT + 2048,
-        };
-        if len > most {
-            return Err(Fatal(RECORD_OVERFLOW));
-        }
+        let len = self.check_header(&buf[..HEADER])?;
         if buf.len() < HEADER + len {
             return Ok(Opened::Incomplete);
         }
@@ -168,7 +184,7 @@ impl Records {
         let record = &mut rest[..len];
         let (content_type, data) = match self.version {
             Version::Tls13 => self.open13(header, record)?,
-            Version::Tls12 => self.open12(outer_type, record)?,
+            Version::Tls12 => self.open12(header, record)?,
         };
         Ok(Opened::Record {
             len: HEADER + len,
@@ -177,11 +193,31 @@ impl Records {
         })
     }
 
+    /// The record body's length a header announces, if the header is one percore takes.
+    fn check_header(&self, header: &[u8]) -> Result<usize, Fatal> {
+        let (outer_type, version) = (header[0], [header[1], header[2]]);
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        match self.version {
+            // After the handshake every TLS 1.3 record is protected, says it is application
+            // data, and carries the legacy version 3.3 (section 5.2): a change_cipher_spec
+            // now is unexpected (section 5).
+            Version::Tls13 if outer_type != APPLICATION_DATA => Err(Fatal(UNEXPECTED_MESSAGE)),
+            Version::Tls13 if version != [3, 3] => Err(Fatal(DECODE_ERROR)),
+            Version::Tls13 if len > MAX_CIPHERTEXT_13 => Err(Fatal(RECORD_OVERFLOW)),
+            // TLS 1.2 after the handshake: application data, alerts, and handshake messages
+            // (a renegotiation, refused); the version is the protocol's, 3.x.
+            Version::Tls12 if !matches!(outer_type, ALERT | HANDSHAKE | APPLICATION_DATA) => {
+                Err(Fatal(UNEXPECTED_MESSAGE))
+            }
+            Version::Tls12 if version[0] != 3 => Err(Fatal(DECODE_ERROR)),
+            Version::Tls12 if len > MAX_CIPHERTEXT_12 => Err(Fatal(RECORD_OVERFLOW)),
+            _ => Ok(len),
+        }
+    }
+
     fn open13(&mut self, header: &[u8], record: &mut [u8]) -> Result<(u8, Range<usize>), Fatal> {
-        // After the handshake every TLS 1.3 record is protected and says it is
-        // application data; a change_cipher_spec now is unexpected (section 5).
-        if header[0] != APPLICATION_DATA || record.len() < TAG + 1 {
-            return Err(Fatal(UNEXPECTED_MESSAGE));
+        if record.len() < TAG {
+            return Err(Fatal(BAD_RECORD_MAC));
         }
         let nonce = Nonce::assume_unique_for_key(self.rx.nonce());
         let aad: [u8; HEADER] = header.try_into().expect("a header");
@@ -191,30 +227,30 @@ impl Records {
             .open_in_place(nonce, Aad::from(aad), record)
             .map_err(|_| Fatal(BAD_RECORD_MAC))?;
         self.rx.seq += 1;
+        // The whole inner plaintext, padding included, is at most 2^14 + 1 bytes
+        // (section 5.4).
+        if plain.len() > MAX_FRAGMENT + 1 {
+            return Err(Fatal(RECORD_OVERFLOW));
+        }
         // The content type is the last byte that is not padding.
         let Some(at) = plain.iter().rposition(|&b| b != 0) else {
             return Err(Fatal(UNEXPECTED_MESSAGE));
         };
-        if at > MAX_FRAGMENT {
-            return Err(Fatal(RECORD_OVERFLOW));
-        }
         Ok((plain[at], 0..at))
     }
 
-    fn open12(&mut self, content_type: u8, record: &mut [u8]) -> Result<(u8, Range<usize>), Fatal> {
+    fn open12(&mut self, header: &[u8], record: &mut [u8]) -> Result<(u8, Range<usize>), Fatal> {
         let explicit = if self.explicit_nonce { 8 } else { 0 };
         if record.len() < explicit + TAG {
-            return Err(Fatal(DECODE_ERROR));
+            return Err(Fatal(BAD_RECORD_MAC));
         }
         let plain_len = record.len() - explicit - TAG;
-        if plain_len > MAX_FRAGMENT {
-            return Err(Fatal(RECORD_OVERFLOW));
-        }
         let mut nonce = self.rx.nonce();
         if self.explicit_nonce {
             nonce[4..].copy_from_slice(&record[..8]);
         }
-        let aad = tls12_aad(self.rx.seq, content_type, plain_len);
+        let version = [header[1], header[2]];
+        let aad = tls12_aad(self.rx.seq, header[0], version, plain_len);
         self.rx
             .key
             .open_in_place(
@@ -224,7 +260,10 @@ impl Records {
             )
             .map_err(|_| Fatal(BAD_RECORD_MAC))?;
         self.rx.seq += 1;
-        Ok((content_type, explicit..explicit + plain_len))
+        if plain_len > MAX_FRAGMENT {
+            return Err(Fatal(RECORD_OVERFLOW));
+        }
+        Ok((header[0], explicit..explicit + plain_len))
     }
 
     /// Appends `plain` to `out` as records of `content_type`, at most [`MAX_FRAGMENT`] bytes
@@ -270,7 +309,7 @@ impl Records {
                     out.extend_from_slice(&nonce[4..]);
                 }
                 out.extend_from_slice(fragment);
-                let aad = tls12_aad(self.tx.seq, content_type, fragment.len());
+                let aad = tls12_aad(self.tx.seq, content_type, [3, 3], fragment.len());
                 let body = &mut out[start + HEADER + explicit..];
                 let tag = self
                     .tx
@@ -293,56 +332,28 @@ impl Records {
         self.seal(ALERT, &[level, description], out);
     }
 
-    /// A handshake record arrived after the handshake: in TLS 1.3 it may carry key updates
-    /// (the next receive key takes over, and when asked, the next send key after this side's
-    /// own key update); in TLS 1.2 it is a renegotiation, refused with a warning. Anything
-    /// else is unexpected.
-    pub(crate) fn handshake(
-        &mut self,
-        mut messages: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), Fatal> {
-        while !messages.is_empty() {
-            let [kind, a, b, c, ref rest @ ..] = *messages else {
-                return Err(Fatal(DECODE_ERROR));
-            };
-            let len = u32::from_be_bytes([0, a, b, c]) as usize;
-            if rest.len() < len {
-                // Fragmented across records: no client sends its post-handshake messages so.
-                return Err(Fatal(UNEXPECTED_MESSAGE));
-            }
-            let body = &rest[..len];
-            messages = &rest[len..];
-            match (self.version, kind, body) {
-                // KeyUpdate: update_not_requested (0) or update_requested (1).
-                (Version::Tls13, 24, [request @ (0 | 1)]) => {
-                    let (seq, secrets) = self
-                        .schedule
-                        .update_rx_secret()
-                        .map_err(|_| Fatal(UNEXPECTED_MESSAGE))?;
-                    self.rx = Keys::new(seq, secrets)?;
-                    if *request == 1 {
-                        self.update_tx(out)?;
-                    }
-                }
-                (Version::Tls13, 24, _) => return Err(Fatal(DECODE_ERROR)),
-                // A ClientHello: the client asks to renegotiate, which percore does not.
-                (Version::Tls12, 1, _) => self.alert(false, NO_RENEGOTIATION, out),
-                _ => return Err(Fatal(UNEXPECTED_MESSAGE)),
-            }
-        }
+    /// The next receive key takes over (the client sent a TLS 1.3 key update).
+    pub(crate) fn update_rx(&mut self) -> Result<(), Fatal> {
+        let (seq, secrets) = self
+            .schedule
+            .update_rx_secret()
+            .map_err(|_| Fatal(INTERNAL_ERROR))?;
+        self.rx = Keys::new(seq, secrets)?;
         Ok(())
     }
 
     /// Sends a key update (not asking the peer for one) under the current key, then switches
-    /// to the next.
-    fn update_tx(&mut self, out: &mut Vec<u8>) -> Result<(), Fatal> {
-        self.seal(HANDSHAKE, &[24, 0, 0, 1, 0], out);
+    /// to the next. The next key is made first: if that fails, nothing is sent under the old
+    /// key that announces a new one, and the alert that follows goes out under the key the
+    /// client still expects.
+    pub(crate) fn update_tx(&mut self, out: &mut Vec<u8>) -> Result<(), Fatal> {
         let (seq, secrets) = self
             .schedule
             .update_tx_secret()
-            .map_err(|_| Fatal(UNEXPECTED_MESSAGE))?;
-        self.tx = Keys::new(seq, secrets)?;
+            .map_err(|_| Fatal(INTERNAL_ERROR))?;
+        let next = Keys::new(seq, secrets)?;
+        self.seal(HANDSHAKE, &KEY_UPDATE_NOT_REQUESTED, out);
+        self.tx = next;
         Ok(())
     }
 
@@ -367,12 +378,11 @@ fn record_header(content_type: u8, len: usize) -> [u8; HEADER] {
 }
 
 /// TLS 1.2's additional data: sequence number, type, version, plaintext length.
-fn tls12_aad(seq: u64, content_type: u8, len: usize) -> [u8; 13] {
+fn tls12_aad(seq: u64, content_type: u8, version: [u8; 2], len: usize) -> [u8; 13] {
     let mut aad = [0u8; 13];
     aad[..8].copy_from_slice(&seq.to_be_bytes());
     aad[8] = content_type;
-    aad[9] = 3;
-    aad[10] = 3;
+    aad[9..11].copy_from_slice(&version);
     aad[11..].copy_from_slice(&(len as u16).to_be_bytes());
     aad
 }

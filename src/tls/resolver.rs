@@ -1,7 +1,6 @@
 //! Which certificate a handshake gets: the one whose names match the client's SNI name,
 //! exactly or by a `*.` wildcard (one label), else the default one.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -40,22 +39,8 @@ impl Certificates {
     }
 }
 
-thread_local! {
-    /// The SNI name of the handshake this core's thread is processing. rustls's unbuffered
-    /// connection does not tell it afterwards; the resolver sees it, and the connection
-    /// whose records are being processed takes it right after ([`take_server_name`]).
-    static SERVER_NAME: RefCell<Option<Box<str>>> = const { RefCell::new(None) };
-}
-
-/// The SNI name a handshake processed on this thread since the last call asked for.
-pub(crate) fn take_server_name() -> Option<Box<str>> {
-    SERVER_NAME.with(|name| name.borrow_mut().take())
-}
-
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let name = client_hello.server_name();
-        SERVER_NAME.with(|slot| *slot.borrow_mut() = name.map(Box::from));
-        Some(self.for_name(name).clone())
+        Some(self.for_name(client_hello.server_name()).clone())
     }
 }

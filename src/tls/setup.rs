@@ -17,6 +17,7 @@ use rustls::server::NoServerSessionStorage;
 use rustls::ServerConfig;
 
 use super::certs::Pair;
+use super::hello::ClientHello;
 use super::resolver::Certificates;
 use super::suites::Preference;
 use super::tickets::{TicketSecret, Tickets};
@@ -43,8 +44,8 @@ pub(crate) struct ServerConfigs {
 }
 
 impl ServerConfigs {
-    /// The configuration for the client whose ClientHello record starts `hello`.
-    pub(crate) fn for_hello(&self, hello: &[u8]) -> &Arc<ServerConfig> {
+    /// The configuration for the client that sent `hello` (none when it could not be read).
+    pub(crate) fn for_hello(&self, hello: Option<&ClientHello<'_>>) -> &Arc<ServerConfig> {
         match Preference::of(hello) {
             Preference::Aes => &self.aes,
             Preference::ChaCha => &self.chacha,

@@ -6,11 +6,13 @@
 //!
 //! A client that lists ChaCha20-Poly1305 first says it has no AES hardware (phones and small
 //! boards without it put it first for that reason): it gets ChaCha20-Poly1305, as BoringSSL,
-//! Go and OpenSSL's `PRIORITIZE_CHACHA` do. Its ClientHello is peeked at for that, before
-//! rustls reads it ([`Preference::of`]).
+//! Go and OpenSSL's `PRIORITIZE_CHACHA` do. Its ClientHello is read for that (`hello`),
+//! before rustls reads it ([`Preference::of`]).
 
 use rustls::crypto::CryptoProvider;
 use rustls::CipherSuite;
+
+use super::hello::ClientHello;
 
 /// The server's order of preference among the suites.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,11 +24,16 @@ pub(crate) enum Preference {
 }
 
 impl Preference {
-    /// The preference for the client whose ClientHello record starts `hello` (the first
-    /// record of the connection): [`Preference::ChaCha`] when the first suite it lists
-    /// (leaving out GREASE and signalling values) is a ChaCha20-Poly1305 suite.
-    pub(crate) fn of(hello: &[u8]) -> Preference {
-        match first_suite(hello).map(|suite| aead_of(CipherSuite::from(suite))) {
+    /// The preference for the client that sent `hello` (none when it could not be read):
+    /// [`Preference::ChaCha`] when the first suite it lists (leaving out GREASE and
+    /// signalling values) is a ChaCha20-Poly1305 suite.
+    pub(crate) fn of(hello: Option<&ClientHello<'_>>) -> Preference {
+        let first = hello.and_then(|hello| {
+            hello
+                .suites()
+                .find(|&suite| !is_grease(suite) && !matches!(suite, 0x00ff | 0x5600))
+        });
+        match first.map(|suite| aead_of(CipherSuite::from(suite))) {
             Some(Aead::ChaCha) => Preference::ChaCha,
             _ => Preference::Aes,
         }
@@ -70,26 +77,6 @@ fn aead_of(suite: CipherSuite) -> Aead {
     }
 }
 
-/// The first real suite a ClientHello record lists, if the record is one and that far of it
-/// is there (RFC 8446 section 4.1.2: version, random, session id, then the suites).
-fn first_suite(record: &[u8]) -> Option<u16> {
-    const HANDSHAKE: u8 = 22;
-    const CLIENT_HELLO: u8 = 1;
-    // Record header (5), handshake header (4).
-    if record.first() != Some(&HANDSHAKE) || record.get(5) != Some(&CLIENT_HELLO) {
-        return None;
-    }
-    let body = record.get(9..)?;
-    // legacy_version (2), random (32), then the session id and its length byte.
-    let suites_at = 35 + usize::from(*body.get(34)?);
-    let len = u16::from_be_bytes([*body.get(suites_at)?, *body.get(suites_at + 1)?]);
-    let listed = body.get(suites_at + 2..)?;
-    listed[..listed.len().min(usize::from(len))]
-        .chunks_exact(2)
-        .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
-        .find(|&suite| !is_grease(suite) && !matches!(suite, 0x00ff | 0x5600))
-}
-
 /// A GREASE value (RFC 8701): 0x0a0a, 0x1a1a, … 0xfafa.
 fn is_grease(value: u16) -> bool {
     value & 0x0f0f == 0x0a0a && value >> 8 == value & 0xff
@@ -99,55 +86,22 @@ fn is_grease(value: u16) -> bool {
 mod tests {
     use super::*;
 
-    /// A ClientHello record listing `suites`, with a session id of `sid` bytes.
-    fn hello(suites: &[u16], sid: u8) -> Vec<u8> {
-        let mut body = vec![3, 3];
-        body.extend_from_slice(&[7; 32]);
-        body.push(sid);
-        body.extend(std::iter::repeat_n(9, usize::from(sid)));
-        body.extend_from_slice(&(2 * suites.len() as u16).to_be_bytes());
-        for suite in suites {
-            body.extend_from_slice(&suite.to_be_bytes());
-        }
-        body.extend_from_slice(&[1, 0]);
-        let mut handshake = vec![1, 0];
-        handshake.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        handshake.extend_from_slice(&body);
-        let mut record = vec![22, 3, 1];
-        record.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
-        record.extend_from_slice(&handshake);
-        record
+    /// The preference for a ClientHello listing `suites`.
+    fn of(suites: &[u16]) -> Preference {
+        let message = crate::tls::hello::tests::hello(suites, &[]);
+        Preference::of(ClientHello::parse(&message).as_ref())
     }
 
     #[test]
     fn the_first_real_suite_listed_decides() {
-        assert_eq!(
-            Preference::of(&hello(&[0x1301, 0x1303], 32)),
-            Preference::Aes
-        );
-        assert_eq!(
-            Preference::of(&hello(&[0x1302, 0x1301, 0x1303], 0)),
-            Preference::Aes
-        );
+        assert_eq!(of(&[0x1301, 0x1303]), Preference::Aes);
+        assert_eq!(of(&[0x1302, 0x1301, 0x1303]), Preference::Aes);
         // GREASE and the renegotiation SCSV are skipped.
-        assert_eq!(
-            Preference::of(&hello(&[0x3a3a, 0x00ff, 0x1303, 0x1301], 32)),
-            Preference::ChaCha
-        );
-        assert_eq!(
-            Preference::of(&hello(&[0xcca9, 0xc02b], 0)),
-            Preference::ChaCha
-        );
-        // Anything unreadable: the server's own order.
-        let whole = hello(&[0x1303], 32);
-        for cut in 0..whole.len() {
-            let expected = match cut >= 9 + 35 + 32 + 2 + 2 {
-                true => Preference::ChaCha,
-                false => Preference::Aes,
-            };
-            assert_eq!(Preference::of(&whole[..cut]), expected, "{cut}");
-        }
-        assert_eq!(Preference::of(b"GET / HTTP/1.1\r\n"), Preference::Aes);
+        assert_eq!(of(&[0x3a3a, 0x00ff, 0x1303, 0x1301]), Preference::ChaCha);
+        assert_eq!(of(&[0xcca9, 0xc02b]), Preference::ChaCha);
+        // Nothing readable: the server's own order.
+        assert_eq!(of(&[]), Preference::Aes);
+        assert_eq!(Preference::of(None), Preference::Aes);
         assert!(is_grease(0xfafa) && !is_grease(0x0a1a) && !is_grease(0x1303));
     }
 

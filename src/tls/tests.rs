@@ -348,3 +348,131 @@ fn a_key_that_does_not_match_its_certificate_is_refused_by_name() {
         .unwrap();
     assert!(error.starts_with("tls.certificate: "), "{error}");
 }
+
+/// Whether the client reads a fatal alert with `description` in what the server sent.
+fn client_reads_alert(c: &mut ClientConnection, wire: &[u8], description: u8) -> bool {
+    let mut slice = wire;
+    c.read_tls(&mut slice).unwrap();
+    let expected = rustls::AlertDescription::from(description);
+    matches!(
+        c.process_new_packets(),
+        Err(rustls::Error::AlertReceived(got)) if got == expected
+    )
+}
+
+#[test]
+fn key_updates_are_limited_between_application_data_records() {
+    let pki = TestPki::new("keyupdate-limit");
+    let secret = TicketSecret::generate().unwrap();
+    let setup = setup(&pki, &secret);
+    let client = pki.client(&[&rustls::version::TLS13]);
+    // 32 in a row, then data: taken; again 32 and data: the count starts over.
+    let (mut c, mut s) = connect(&pki, &setup, &client, "localhost");
+    for round in 0..2 {
+        for _ in 0..super::traffic::MAX_KEY_UPDATES {
+            c.refresh_traffic_keys().unwrap();
+        }
+        c.writer().write_all(b"data").unwrap();
+        exchange(&mut c, &mut s, usize::MAX).unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+    }
+    assert_eq!(s.plain, b"datadata");
+    // The 33rd in a row is refused with unexpected_message.
+    for _ in 0..super::traffic::MAX_KEY_UPDATES + 1 {
+        c.refresh_traffic_keys().unwrap();
+    }
+    let mut out = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut out).unwrap();
+    }
+    assert!(matches!(s.feed(&out), Err(Failure::Record)));
+    assert!(client_reads_alert(
+        &mut c,
+        &s.wire,
+        super::record::UNEXPECTED_MESSAGE
+    ));
+}
+
+#[test]
+fn update_requested_is_answered_once_until_percore_sends_data() {
+    let pki = TestPki::new("keyupdate-answer");
+    let secret = TicketSecret::generate().unwrap();
+    let setup = setup(&pki, &secret);
+    let client = pki.client(&[&rustls::version::TLS13]);
+    let (mut c, mut s) = connect(&pki, &setup, &client, "localhost");
+    for _ in 0..10 {
+        c.refresh_traffic_keys().unwrap();
+    }
+    let mut out = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut out).unwrap();
+    }
+    s.feed(&out).unwrap();
+    // One KeyUpdate back (one record: header, 4 + 1 bytes, type, tag), not ten.
+    assert_eq!(
+        s.wire.len(),
+        5 + 5 + 1 + 16,
+        "one key update answers ten requests"
+    );
+    // Data both ways under the keys that followed, then the next request is answered again.
+    assert!(s.tls.seal(b"reply", &mut s.wire));
+    let mut got = Vec::new();
+    exchange_into(&mut c, &mut s, usize::MAX, &mut got).unwrap();
+    assert_eq!(got, b"reply");
+    c.refresh_traffic_keys().unwrap();
+    let mut out = Vec::new();
+    c.write_tls(&mut out).unwrap();
+    s.feed(&out).unwrap();
+    assert_eq!(
+        s.wire.len(),
+        5 + 5 + 1 + 16,
+        "answered again after data was sent"
+    );
+}
+
+#[test]
+fn every_connection_reports_its_own_server_name_resumed_or_not() {
+    let pki = TestPki::new("sni-leak");
+    let secret = TicketSecret::generate().unwrap();
+    let setup = setup(&pki, &secret);
+    // A client that sends no SNI gets a ticket: its next handshake is resumed, and the
+    // certificate resolver, which sees the SNI name, does not run for it.
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let mut no_sni = (*pki.client(&[version])).clone();
+        no_sni.enable_sni = false;
+        let no_sni = Arc::new(no_sni);
+        let (mut c, mut s) = connect(&pki, &setup, &no_sni, "localhost");
+        c.writer().write_all(b"x").unwrap();
+        exchange(&mut c, &mut s, usize::MAX).unwrap();
+        // A client that names other.test and offers only h2: refused after the resolver ran.
+        let mut h2_only = (*pki.client(&[version])).clone();
+        h2_only.alpn_protocols = vec![b"h2".to_vec()];
+        let mut c = ClientConnection::new(
+            Arc::new(h2_only),
+            ServerName::try_from("other.test").unwrap(),
+        )
+        .unwrap();
+        let mut s = Server::new(&setup);
+        assert!(matches!(
+            exchange(&mut c, &mut s, usize::MAX),
+            Err(Failure::Handshake)
+        ));
+        // Then, on the same core, the first client comes back without SNI.
+        let (_, s) = connect(&pki, &setup, &no_sni, "localhost");
+        let info = s.info.unwrap();
+        assert!(info.resumed, "{version:?}");
+        assert_eq!(info.server_name, None, "{version:?}");
+        // A resumed handshake that sends a name reports it, as a full one does.
+        let named = pki.client(&[version]);
+        let (mut c, mut s) = connect(&pki, &setup, &named, "Other.Test");
+        c.writer().write_all(b"x").unwrap();
+        exchange(&mut c, &mut s, usize::MAX).unwrap();
+        let (_, s) = connect(&pki, &setup, &named, "Other.Test");
+        let info = s.info.unwrap();
+        assert!(info.resumed, "{version:?}");
+        assert_eq!(
+            info.server_name.as_deref(),
+            Some("other.test"),
+            "{version:?}"
+        );
+    }
+}
