@@ -18,6 +18,12 @@ use crate::files::FileBody;
 use crate::http::session::Session;
 use crate::tls::{TlsConn, TlsInfo};
 
+/// Ciphertext a TLS connection may have waiting to go out (its wire buffer and what is left
+/// of a send of it in flight) before it is read no further: what a client makes percore send
+/// back without reading it (key update answers, warnings) cannot pile up, and a slow reader
+/// holds at most this much besides the batch it is being sent.
+pub(super) const MAX_UNSENT_TLS: usize = 64 * 1024;
+
 /// No time: the value of a record's optional times when unset (they are `u64`, not
 /// `Option<u64>`, to keep the record small).
 pub(super) const NEVER: u64 = u64::MAX;
@@ -241,8 +247,9 @@ impl Conn {
     }
 
     /// Whether it should be receiving: it is open, lingering or waiting for its PROXY
-    /// header, the client has not closed, and it is not already holding `cap` bytes of
-    /// unprocessed input.
+    /// header, the client has not closed, it is not already holding `cap` bytes of
+    /// unprocessed input, and, on TLS, it has not [`MAX_UNSENT_TLS`] bytes waiting to go
+    /// out.
     ///
     /// The cap is soft: completions the kernel posted before a cancel took effect are still
     /// kept (in order), so a connection may hold up to what its socket had already received
@@ -256,8 +263,27 @@ impl Conn {
                     && !self.session.is_closed()
                     && !self.tls_failed()
                     && self.input.pending() < cap
+                    && self.unsent_tls() <= MAX_UNSENT_TLS
             }
         }
+    }
+
+    /// TLS records waiting to go out: the wire buffer, and what is left of a send of records
+    /// in flight (a file chunk is not counted: a file's transfer is bounded by its chunks).
+    pub(super) fn unsent_tls(&self) -> usize {
+        let Some(tls) = &self.tls else {
+            return 0;
+        };
+        let in_flight = match &self.send {
+            Send::InFlight {
+                buf,
+                sent,
+                chunk: false,
+                ..
+            } => buf.len() - sent,
+            _ => 0,
+        };
+        tls.wire.len() + in_flight
     }
 
     /// Its TLS exchange is over on our side (see [`TlsLink::failed`]).
