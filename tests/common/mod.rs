@@ -15,6 +15,9 @@ use percore::Server;
 #[path = "../../src/bin/percore/routes.rs"]
 pub mod routes;
 
+/// A TLS client's own record layer, for clients that misbehave after the handshake.
+pub mod records;
+
 /// The server under test; stops (draining) when dropped.
 pub struct TestServer {
     pub server: Option<Server>,
