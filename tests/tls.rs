@@ -5,7 +5,8 @@
 //! by each test (rcgen), never read from the repository.
 //!
 //! Process-level behaviour (reload, drain, start-up errors) is in `tls_lifecycle.rs`;
-//! concurrency, resumption and handshakes that stall in `tls_load.rs`.
+//! concurrency, resumption and handshakes that stall in `tls_load.rs`; clients that
+//! misbehave after the handshake in `tls_hostile.rs`.
 
 mod common;
 #[path = "common/tls.rs"]
