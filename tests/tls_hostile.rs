@@ -8,6 +8,9 @@
 //! The attacking client seals its records itself (`common/records.rs`, written apart from
 //! percore's record layer) on the keys rustls's handshake gave it, and opens what the server
 //! sends until the server closes: every read has a deadline.
+//!
+//! Also here: the SNI name of a handshake that failed must not reach the next connection
+//! on the core.
 
 mod common;
 #[path = "common/tls.rs"]
@@ -19,7 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use percore::config::TlsConfig;
-use rustls::{ClientConfig, SupportedProtocolVersion};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, SupportedProtocolVersion};
 
 use common::records::{
     self, key_update, renegotiation_client_hello, ClientRecords, Opened, Shape, ALERT,
@@ -28,7 +32,7 @@ use common::records::{
     RECORD_OVERFLOW, TAG, UNEXPECTED_MESSAGE, USER_CANCELED, WARNING,
 };
 use common::Response;
-use tls::{tcp, Pki, TlsClient, TlsServer, DEFAULT_NAMES, TLS12, TLS13};
+use tls::{fact, tcp, Pki, TlsClient, TlsServer, DEFAULT_NAMES, SNI_NAMES, TLS12, TLS13};
 
 /// How long an attacked connection has to end after the attack was sent: far beyond what
 /// percore takes; past it the test fails (the server kept the connection open).
@@ -918,6 +922,52 @@ fn a_header_announcing_too_much_is_record_overflow_at_once() {
         ending.expect_fatal(RECORD_OVERFLOW, &what);
         ending.expect_at_most(OUTPUT_BOUND, 0, &what);
     }
+}
+
+/// The SNI name rustls's certificate resolver saw for a handshake that then failed (ALPN
+/// `h2` only, which percore refuses after choosing the certificate) must not become the
+/// server name of another connection's handshake on the core: neither one that starts
+/// after it, nor one under way while it fails.
+#[test]
+fn a_failed_handshakes_server_name_does_not_reach_another_connection() {
+    let server = TlsServer::start("hostile-sni", |_| {});
+    let mut h2_only = (*server.pki.client(TLS13)).clone();
+    h2_only.alpn_protocols = vec![b"h2".to_vec()];
+    let h2_only = Arc::new(h2_only);
+    let fail_with_sni = || {
+        let refused = TlsClient::try_connect(server.https, SNI_NAMES[0], &h2_only);
+        let error = refused.err().expect("ALPN h2 alone is refused");
+        assert!(error.contains("NoApplicationProtocol"), "{error}");
+    };
+    let no_sni = server.pki.client(TLS13);
+    // As "127.0.0.1": rustls sends no SNI for an address.
+    let address = DEFAULT_NAMES[1];
+    // The failure and then a whole handshake.
+    fail_with_sni();
+    let mut after = TlsClient::connect(server.https, address, &no_sni);
+    let sequential = fact(&after.get("/tls").text(), "sni").to_string();
+    // A handshake whose ClientHello was processed before the failure and its Finished after.
+    let name = ServerName::try_from(address).unwrap();
+    let mut conn = ClientConnection::new(no_sni.clone(), name).unwrap();
+    let mut stream = tcp(server.https);
+    conn.write_tls(&mut stream).unwrap();
+    while conn.is_handshaking() && !conn.wants_write() {
+        conn.read_tls(&mut stream).unwrap();
+        conn.process_new_packets().unwrap();
+    }
+    // The server has answered the ClientHello: its resolver ran for this connection.
+    fail_with_sni();
+    let tls = rustls::StreamOwned::new(conn, stream);
+    let mut straddling = TlsClient::from_stream(tls);
+    let interleaved = fact(&straddling.get("/tls").text(), "sni").to_string();
+    // And a handshake with SNI still shows it (the check is not blind).
+    let mut named = TlsClient::connect(server.https, SNI_NAMES[0], &no_sni);
+    let own = fact(&named.get("/tls").text(), "sni").to_string();
+    assert_eq!(
+        (sequential.as_str(), interleaved.as_str(), own.as_str()),
+        ("-", "-", SNI_NAMES[0]),
+        "the SNI name handlers saw: after the failure, across it, and asked for"
+    );
 }
 
 /// A server in memory for the record tool: percore's TLS as a core runs it, without
