@@ -10,7 +10,8 @@
 //! sends until the server closes: every read has a deadline.
 //!
 //! Also here: the SNI name of a handshake that failed must not reach the next connection
-//! on the core.
+//! on the core, and the latency other connections see during a flood of attacks (printed,
+//! not asserted).
 
 mod common;
 #[path = "common/tls.rs"]
@@ -18,6 +19,7 @@ mod tls;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -967,6 +969,90 @@ fn a_failed_handshakes_server_name_does_not_reach_another_connection() {
         (sequential.as_str(), interleaved.as_str(), own.as_str()),
         ("-", "-", SNI_NAMES[0]),
         "the SNI name handlers saw: after the failure, across it, and asked for"
+    );
+}
+
+/// One attack of the flood: 1,000 KeyUpdates (TLS 1.3) or 100 renegotiations (TLS 1.2) on a
+/// new connection, then what the server sends until it closes (or stops sending for
+/// `idle`). Returns whether it ended with a fatal alert.
+fn flood_once(server: &TlsServer, renegotiate: bool, idle: Duration) -> bool {
+    let versions = if renegotiate { TLS12 } else { TLS13 };
+    let mut hostile = Hostile::connect(server, versions);
+    let records = hostile.records();
+    let attack = if renegotiate {
+        records_of(records, 100, |r| {
+            r.seal(HANDSHAKE, &renegotiation_client_hello([9; 32]))
+        })
+    } else {
+        records_of(records, 1000, |r| r.seal(HANDSHAKE, &key_update(true)))
+    };
+    hostile.send(&attack);
+    hostile.wire.stream.set_read_timeout(Some(idle)).unwrap();
+    let mut fatal = false;
+    while let Ok(n) = hostile.wire.fill() {
+        if n == 0 || hostile.wire.open().is_err() {
+            break;
+        }
+        fatal |= hostile
+            .wire
+            .log
+            .iter()
+            .any(|r| r.alert().is_some_and(|a| a[0] == FATAL));
+    }
+    fatal
+}
+
+/// While attackers flood the core for about 2 s, a keep-alive client on it is answered
+/// every time; the latency it saw is printed (speed is not asserted here).
+#[test]
+fn other_connections_are_answered_during_a_flood_of_attacks() {
+    let server = Arc::new(TlsServer::start("hostile-flood", |_| {}));
+    let stop = Arc::new(AtomicBool::new(false));
+    let attacks = Arc::new(AtomicUsize::new(0));
+    let fatal = Arc::new(AtomicUsize::new(0));
+    let flooder = {
+        let (server, stop, attacks, fatal) =
+            (server.clone(), stop.clone(), attacks.clone(), fatal.clone());
+        std::thread::spawn(move || {
+            let mut renegotiate = false;
+            while !stop.load(Ordering::Relaxed) {
+                if flood_once(&server, renegotiate, Duration::from_millis(500)) {
+                    fatal.fetch_add(1, Ordering::Relaxed);
+                }
+                attacks.fetch_add(1, Ordering::Relaxed);
+                renegotiate = !renegotiate;
+            }
+        })
+    };
+    let mut client = server.connect();
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) || attacks.load(Ordering::Relaxed) < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "two attacks did not finish in 60 s"
+        );
+        let name = format!("f{}", latencies.len());
+        let sent = Instant::now();
+        let response = ask(&mut client, &echo(&name))
+            .unwrap_or_else(|e| panic!("request {} during the flood: {e}", latencies.len()));
+        latencies.push(sent.elapsed());
+        assert_eq!(response.text(), format!("Hi, {name}!"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    flooder.join().expect("the flooding thread");
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    // Straight to stderr, so that it shows in a passing run.
+    let _ = writeln!(
+        std::io::stderr(),
+        "during {} attacks ({} ended with a fatal alert): {} requests, p50 {:?}, p99 {:?}, max {:?}",
+        attacks.load(Ordering::Relaxed),
+        fatal.load(Ordering::Relaxed),
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        latencies[latencies.len() - 1]
     );
 }
 
