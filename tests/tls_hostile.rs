@@ -944,8 +944,12 @@ fn a_failed_handshakes_server_name_does_not_reach_another_connection() {
     let no_sni = server.pki.client(TLS13);
     // As "127.0.0.1": rustls sends no SNI for an address.
     let address = DEFAULT_NAMES[1];
-    // The failure and then a whole handshake.
+    // Before any failure, no name (the check is not blind).
+    let mut first = TlsClient::connect(server.https, address, &no_sni);
+    let before = fact(&first.get("/tls").text(), "sni").to_string();
+    // The failure and then a whole handshake (a new client: no ticket to resume).
     fail_with_sni();
+    let no_sni = server.pki.client(TLS13);
     let mut after = TlsClient::connect(server.https, address, &no_sni);
     let sequential = fact(&after.get("/tls").text(), "sni").to_string();
     // A handshake whose ClientHello was processed before the failure and its Finished after.
@@ -966,9 +970,9 @@ fn a_failed_handshakes_server_name_does_not_reach_another_connection() {
     let mut named = TlsClient::connect(server.https, SNI_NAMES[0], &no_sni);
     let own = fact(&named.get("/tls").text(), "sni").to_string();
     assert_eq!(
-        (sequential.as_str(), interleaved.as_str(), own.as_str()),
-        ("-", "-", SNI_NAMES[0]),
-        "the SNI name handlers saw: after the failure, across it, and asked for"
+        [&before, &sequential, &interleaved, &own],
+        ["-", "-", "-", SNI_NAMES[0]],
+        "the SNI name handlers saw: before a failure, after it, across it, and asked for"
     );
 }
 
