@@ -13,9 +13,9 @@
 //! update (received, or made here before a cipher's confidentiality limit) derives the next
 //! keys through it.
 //!
-//! A record's header is judged as soon as its five bytes are there (type, version, a length
-//! no record may have), as rustls judges it, so a client cannot make percore wait for the
-//! body of a record that is refused anyway.
+//! A record's header is judged as soon as each of its fields is there (type, version, a
+//! length no record may have), as rustls judges it, so a client cannot make percore wait for
+//! the rest of a record that is refused anyway.
 
 use std::ops::Range;
 
@@ -174,6 +174,10 @@ impl Records {
     /// Opens the record at the start of `buf` in place (bytes after it are not touched).
     pub(crate) fn open(&mut self, buf: &mut [u8]) -> Result<Opened, Fatal> {
         if buf.len() < HEADER {
+            // What is there of the header is judged already.
+            let mut header = [APPLICATION_DATA, 3, 3, 0, 0];
+            header[..buf.len()].copy_from_slice(buf);
+            self.check_header(&header)?;
             return Ok(Opened::Incomplete);
         }
         let len = self.check_header(&buf[..HEADER])?;

@@ -476,3 +476,31 @@ fn every_connection_reports_its_own_server_name_resumed_or_not() {
         );
     }
 }
+
+/// Found by the `tls_records` fuzz target: a header is judged field by field as it arrives,
+/// as rustls judges it, not once all five bytes are there.
+#[test]
+fn a_record_type_no_connection_takes_is_refused_at_its_first_byte() {
+    let pki = TestPki::new("partial-header");
+    let secret = TicketSecret::generate().unwrap();
+    let setup = setup(&pki, &secret);
+    for (version, refused) in [
+        (&rustls::version::TLS13, &[0xdf][..]),
+        (&rustls::version::TLS13, &[23, 3, 1][..]),
+        (&rustls::version::TLS12, &[20][..]),
+        (&rustls::version::TLS12, &[23, 4][..]),
+    ] {
+        let client = pki.client(&[version]);
+        let (mut c, mut s) = connect(&pki, &setup, &client, "localhost");
+        s.feed(&refused[..refused.len() - 1]).unwrap();
+        assert!(
+            matches!(s.feed(&refused[refused.len() - 1..]), Err(Failure::Record)),
+            "{version:?} {refused:?}"
+        );
+        let fatal = match refused[0] {
+            23 => super::record::DECODE_ERROR,
+            _ => super::record::UNEXPECTED_MESSAGE,
+        };
+        assert!(client_reads_alert(&mut c, &s.wire, fatal), "{refused:?}");
+    }
+}
