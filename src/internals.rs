@@ -125,6 +125,15 @@ pub fn decode_text(input: &[u8], plus: bool) -> String {
     crate::support::percent::decode_text(input, plus).into_owned()
 }
 
+/// Why a [`TlsServer`] takes no more input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsEnded {
+    /// The client sent `close_notify`.
+    Closed,
+    /// The handshake or a record failed (the alert, if any, is in the wire buffer).
+    Failed,
+}
+
 /// One TLS connection's server side without sockets, as a core runs it: rustls's handshake
 /// (its unbuffered API), then percore's record layer on the keys rustls hands over.
 pub struct TlsServer(crate::tls::TlsConn);
@@ -140,14 +149,14 @@ impl TlsServer {
 
     /// Takes the ciphertext at the start of `buf`, decrypting in place: `plain` gets each
     /// application-data record's plaintext, what must go back is appended to `wire`.
-    /// Returns the bytes used (the rest starts a record still to come), or `None` once the
-    /// connection has failed or the client has closed it.
+    /// Returns the bytes used (the rest starts a record still to come), or why the
+    /// connection takes no more input.
     pub fn receive(
         &mut self,
         buf: &mut [u8],
         wire: &mut Vec<u8>,
         plain: &mut dyn FnMut(&[u8]),
-    ) -> Option<usize> {
+    ) -> Result<usize, TlsEnded> {
         use crate::tls::Input;
         let received = self.0.receive(buf, wire, &mut |input| {
             if let Input::Data(data) = input {
@@ -155,8 +164,9 @@ impl TlsServer {
             }
         });
         match received {
-            Ok(received) if !received.peer_closed => Some(received.consumed),
-            _ => None,
+            Ok(received) if received.peer_closed => Err(TlsEnded::Closed),
+            Ok(received) => Ok(received.consumed),
+            Err(_) => Err(TlsEnded::Failed),
         }
     }
 

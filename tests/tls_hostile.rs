@@ -1094,7 +1094,9 @@ impl Write for InMemory {
         } = self;
         let used = server
             .receive(inbound, outbound, &mut |data| plain.extend_from_slice(data))
-            .ok_or_else(|| std::io::Error::other("the server ended the connection"))?;
+            .map_err(|ended| {
+                std::io::Error::other(format!("the server ended the connection: {ended:?}"))
+            })?;
         inbound.drain(..used);
         Ok(bytes.len())
     }
