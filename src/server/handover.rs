@@ -10,7 +10,8 @@
 //!
 //! With TLS, the last `PERCORE_TLS_FDS` of the sockets are the TLS listeners, and the read end
 //! of a pipe holding the TLS ticket secret (`PERCORE_TICKET_FD`) lets the successor open the
-//! tickets its predecessor issued: resumption survives the upgrade.
+//! tickets its predecessor issued: resumption survives the upgrade. The descriptors are
+//! parked above their places before the child moves them in (`parked`).
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
@@ -22,10 +23,8 @@ use std::time::Duration;
 
 use socket2::Socket;
 
+use super::parked::{Parked, FIRST_FD};
 use crate::tls::{TicketSecret, SECRET_BYTES};
-
-/// The first descriptor of passed sockets (after stdin, stdout, stderr).
-const FIRST_FD: RawFd = 3;
 const LISTEN_FDS: &str = "LISTEN_FDS";
 const LISTEN_PID: &str = "LISTEN_PID";
 const PERCORE_LISTEN_FDS: &str = "PERCORE_LISTEN_FDS";
@@ -216,23 +215,16 @@ impl Origins {
         std::fs::File::from(secret_write)
             .write_all(secret.bytes())
             .map_err(|e| format!("cannot pass the TLS ticket secret on: {e}"))?;
-        let secret_high =
-            dup_above(secret_read.as_raw_fd(), 100).map_err(|e| format!("dup: {e}"))?;
-        drop(secret_read);
         let (read, write) = pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
-        // Above the range the child's descriptors are moved into, so the moves cannot clash.
-        let mut high = Vec::with_capacity(sockets.len());
-        for socket in &sockets {
-            high.push(dup_above(socket.as_raw_fd(), 100).map_err(|e| format!("dup: {e}"))?);
-        }
-        let ready_high = dup_above(write.as_raw_fd(), 100).map_err(|e| format!("dup: {e}"))?;
-        drop(write);
-        let count = high.len() as RawFd;
+        // The successor's descriptors: the sockets, then the ready pipe, then the secret's.
+        let mut fds: Vec<RawFd> = sockets.iter().map(AsRawFd::as_raw_fd).collect();
+        fds.extend([write.as_raw_fd(), secret_read.as_raw_fd()]);
+        let parked = Parked::park(&fds).map_err(|e| format!("dup: {e}"))?;
+        drop((write, secret_read));
+        let count = sockets.len() as RawFd;
         let ready_fd = FIRST_FD + count;
         let secret_fd = ready_fd + 1;
-        let sources: Vec<RawFd> = high.iter().map(AsRawFd::as_raw_fd).collect();
-        let ready_source = ready_high.as_raw_fd();
-        let secret_source = secret_high.as_raw_fd();
+        let moves = parked.moves();
         let mut command = Command::new(self.path());
         command
             .args(&self.args)
@@ -242,29 +234,15 @@ impl Origins {
             .env(PERCORE_TICKET_FD, secret_fd.to_string())
             .env_remove(LISTEN_FDS)
             .env_remove(LISTEN_PID);
-        // SAFETY: only dup2 (async-signal-safe) between fork and exec.
+        // SAFETY: the moves run in the child between fork and exec, while `parked` holds the
+        // copies open here; they make only dup2 calls (async-signal-safe).
         unsafe {
-            command.pre_exec(move || {
-                for (i, &fd) in sources.iter().enumerate() {
-                    if libc::dup2(fd, FIRST_FD + i as RawFd) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                if libc::dup2(ready_source, ready_fd) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::dup2(secret_source, secret_fd) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            command.pre_exec(move || moves.apply());
         }
         let child = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.path().display()))?;
-        drop(high);
-        drop(ready_high);
-        drop(secret_high);
+        drop(parked);
         match wait_for_line(read, wait) {
             Ok(()) => Ok(child.id()),
             Err(why) => Err(stop(child, why)),
@@ -310,15 +288,4 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: two fresh descriptors, owned from here on.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// A close-on-exec duplicate of `fd` numbered at least `at_least`.
-fn dup_above(fd: RawFd, at_least: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: fcntl duplicating a descriptor this process owns.
-    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, at_least) };
-    if new < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }

@@ -11,6 +11,7 @@
 //! `engine::Application`.
 
 mod handover;
+mod parked;
 mod pid_file;
 mod signals;
 mod sockets;
