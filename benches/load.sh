@@ -28,7 +28,7 @@ N_CLOSE=${N_CLOSE:-100000}   # requests per ab run without keep-alive
 N_STRACE=${N_STRACE:-20000}  # requests counted under strace (it slows the server down)
 DURATION=${DURATION:-10}     # seconds per wrk run
 IDLE=${IDLE:-10000}          # idle keep-alive connections for the memory row
-WORKLOADS=${WORKLOADS:-"ab-k-50 ab-k-500 wrk-50 wrk-pipe-16 ab-close-50 file-4k file-1m post-1k idle syscalls report-cost access-log tls-wrk-50 tls-wrk-pipe-16 tls-ab-close-50 tls-resume tls-file-1m tls-idle tls-syscalls tls-flood"}
+WORKLOADS=${WORKLOADS:-"ab-k-50 ab-k-500 wrk-50 wrk-pipe-16 ab-close-50 file-4k file-1m post-1k idle syscalls report-cost access-log tls-wrk-50 tls-wrk-pipe-16 tls-ab-close-50 tls-resume tls-file-1m tls-idle tls-syscalls tls-flood tls-abuse"}
 N_TLS_CLOSE=${N_TLS_CLOSE:-20000}  # requests per ab run over TLS without keep-alive (a handshake each)
 N_RESUME=${N_RESUME:-20000}        # connections of the resumed-handshake row
 TLS_IDLE=${TLS_IDLE:-3000}         # idle TLS keep-alive connections for the TLS memory row
@@ -96,6 +96,8 @@ app_server=$(ls -t target/release/deps/app_server-* | grep -v '\.d$' | head -1)
 tls_resume=$(ls -t target/release/deps/tls_resume-* | grep -v '\.d$' | head -1)
 cargo bench --no-run --quiet --bench tls_flood 2>/dev/null
 tls_flood=$(ls -t target/release/deps/tls_flood-* | grep -v '\.d$' | head -1)
+cargo bench --no-run --quiet --bench tls_abuse 2>/dev/null
+tls_abuse=$(ls -t target/release/deps/tls_abuse-* | grep -v '\.d$' | head -1)
 gcc -O2 -Wall -o "$work/floor_uring" "$FLOOR_SRC" -luring
 
 percore_pid=""
@@ -400,37 +402,57 @@ for workload in $WORKLOADS; do
             n=$(idle_rss "$nginx_pid" $NGINX_TLS_PORT tls)
             echo "| idle $TLS_IDLE TLS: RSS B per connection | percore $(echo "$t" | cut -d' ' -f1) | nginx $(echo "$n" | cut -d' ' -f1) | | (RSS KiB before→after: percore $(echo "$t" | cut -d' ' -f2)→$(echo "$t" | cut -d' ' -f3), nginx $(echo "$n" | cut -d' ' -f2)→$(echo "$n" | cut -d' ' -f3)) | | | | |"
             ;;
-        tls-flood)
+        tls-flood | tls-abuse)
             # p99 of TLS keep-alive requests (wrk's) with the core alone, then with a flood of
-            # ClientHellos on the same core meanwhile. Each measurement restarts the servers,
-            # in this shell (not a subshell), so that the next stop_servers stops them.
-            flood_p99() { # PORT yes|no: sets flood_result to "P99 HELLOS"
-                local port=$1 flood=$2 fpid="" hellos=-
+            # ClientHellos (tls-flood) or of clients misbehaving after their handshake
+            # (tls-abuse: KeyUpdate requests within the limits, then past them; see
+            # benches/tls_abuse.rs) on the same core meanwhile. Each measurement restarts the
+            # servers, in this shell (not a subshell), so that the next stop_servers stops them.
+            flood_p99() { # PORT no|flood|ABUSE-MODE: sets flood_result to "P99 WHAT-THE-FLOOD-DID"
+                local port=$1 flood=$2 fpid="" did=-
                 stop_servers
                 start_servers
-                if [ "$flood" = yes ]; then
-                    taskset -c "$CLIENT_CPU" "$tls_flood" "127.0.0.1:$port" $((DURATION + 2)) 4 \
-                        >"$work/flood.out" 2>&1 &
-                    fpid=$!
-                    sleep 1
-                fi
+                case $flood in
+                    no) ;;
+                    flood)
+                        taskset -c "$CLIENT_CPU" "$tls_flood" "127.0.0.1:$port" $((DURATION + 2)) 4 \
+                            >"$work/flood.out" 2>&1 &
+                        fpid=$! ;;
+                    *)
+                        taskset -c "$CLIENT_CPU" "$tls_abuse" "127.0.0.1:$port" $((DURATION + 2)) "$flood" 2 \
+                            >"$work/flood.out" 2>&1 &
+                        fpid=$! ;;
+                esac
+                [ -n "$fpid" ] && sleep 1
                 taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${DURATION}s" --latency \
                     -s benches/keepalive.lua "https://127.0.0.1:$port$URL_PATH" >"$work/out" 2>&1
                 if [ -n "$fpid" ]; then
                     wait "$fpid"
-                    hellos=$(awk '{ print $1 }' "$work/flood.out")
+                    did=$(awk '{ print $1 }' "$work/flood.out")
                 fi
-                flood_result="$(awk '$1 == "99%" { print $2 }' "$work/out") $hellos"
+                flood_result="$(awk '$1 == "99%" { print $2 }' "$work/out") $did"
             }
-            flood_p99 $PERCORE_TLS_PORT no
-            a=$flood_result
-            flood_p99 $PERCORE_TLS_PORT yes
-            f=$flood_result
-            flood_p99 $NGINX_TLS_PORT no
-            na=$flood_result
-            flood_p99 $NGINX_TLS_PORT yes
-            nf=$flood_result
-            echo "| TLS keep-alive p99 (wrk), alone vs under a ClientHello flood | percore ${a%% *} vs ${f%% *} (${f##* } hellos answered) | nginx ${na%% *} vs ${nf%% *} (${nf##* } hellos) | | | | | | |"
+            if [ "$workload" = tls-flood ]; then
+                flood_p99 $PERCORE_TLS_PORT no
+                a=$flood_result
+                flood_p99 $PERCORE_TLS_PORT flood
+                f=$flood_result
+                flood_p99 $NGINX_TLS_PORT no
+                na=$flood_result
+                flood_p99 $NGINX_TLS_PORT flood
+                nf=$flood_result
+                echo "| TLS keep-alive p99 (wrk), alone vs under a ClientHello flood | percore ${a%% *} vs ${f%% *} (${f##* } hellos answered) | nginx ${na%% *} vs ${nf%% *} (${nf##* } hellos) | | | | | | |"
+            else
+                flood_p99 $PERCORE_TLS_PORT no
+                a=$flood_result
+                flood_p99 $PERCORE_TLS_PORT keyupdates
+                k=$flood_result
+                flood_p99 $PERCORE_TLS_PORT keyupdate-limit
+                l=$flood_result
+                flood_p99 $PERCORE_TLS_PORT renegotiate
+                r=$flood_result
+                echo "| TLS keep-alive p99 (wrk), alone vs beside clients misbehaving after their handshake | percore ${a%% *} alone; ${k%% *} beside KeyUpdates within the limits (${k##* } records); ${l%% *} beside KeyUpdates past them (${l##* } records); ${r%% *} beside renegotiations (${r##* } records) | | | | | | | |"
+            fi
             ;;
         tls-syscalls)
             t=$(syscalls "$percore_pid" $PERCORE_TLS_PORT https)
