@@ -139,11 +139,14 @@ pub enum TlsEnded {
 pub struct TlsServer(crate::tls::TlsConn);
 
 impl TlsServer {
-    /// A connection to come under `config`'s certificates, with a fresh ticket secret.
+    /// A connection to come under `config`'s certificates, with fresh ticket keys, for the
+    /// calling thread.
     pub fn new(config: &crate::config::TlsConfig) -> Result<TlsServer, String> {
-        use crate::tls::{TicketSecret, TlsConn, TlsSetup};
-        let setup = TlsSetup::load(config, TicketSecret::generate()?)?;
-        let configs = std::rc::Rc::new(setup.core_configs()?);
+        use crate::tls::{TicketKeys, TlsConn, TlsSetup};
+        let setup = TlsSetup::load(config)?;
+        let now = crate::support::civil_time::unix_now();
+        let keys = TicketKeys::generate(config.ticket_lifetime_s, now)?;
+        let configs = std::rc::Rc::new(setup.core_configs(keys)?);
         Ok(TlsServer(TlsConn::new(&configs)))
     }
 

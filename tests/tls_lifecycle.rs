@@ -173,7 +173,7 @@ impl Drop for KillNamedOnDrop {
 }
 
 #[test]
-fn sigusr2_upgrade_hands_over_the_tls_listener_and_the_ticket_secret() {
+fn sigusr2_upgrade_hands_over_the_tls_listener_and_the_ticket_keys() {
     let pki = Pki::new("upgrade");
     let dir = pki.dir.0.clone();
     let leaf = pki.leaf("server", DEFAULT_NAMES);

@@ -1,17 +1,22 @@
 //! Binary upgrade on SIGUSR2, through the real binary: the binary at the original path is
 //! started again with the listening sockets, and once it serves (and has rewritten the PID
-//! file) the old process drains and exits. Clients that keep going lose nothing.
+//! file) the old process drains and exits. Clients that keep going lose nothing. TLS ticket
+//! keys handed over that are malformed or from a later period stop the new binary's start.
 
 #[path = "common/clients.rs"]
 mod clients;
 mod common;
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use clients::{keep_alive_client, new_connection_client, one_request, status_of, Load, StopOnDrop};
-use common::{Percore, EXIT_WAIT};
+use common::{output_within, Percore, EXIT_WAIT};
 
 fn temp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("percore-upgrade-{}-{name}", std::process::id()))
@@ -153,4 +158,71 @@ fn a_failed_upgrade_keeps_the_old_process_serving() {
     one_request(addr, 1).unwrap();
     server.stop_with(libc::SIGTERM);
     let _ = std::fs::remove_file(&config);
+}
+
+/// Runs the binary as a predecessor would start it, with `bytes` in the pipe of the TLS
+/// ticket keys (`PERCORE_TICKET_FD`, descriptor 3) and no sockets: its status and stderr.
+fn start_with_handed_keys(bytes: &[u8]) -> (std::process::ExitStatus, String) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two descriptors on success.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: two fresh descriptors, owned from here on.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    std::fs::File::from(write).write_all(bytes).unwrap();
+    // Above 3, so that the child's dup2 onto 3 is a real move (which clears close-on-exec).
+    // SAFETY: fcntl duplicating a descriptor this test owns.
+    let high = unsafe { libc::fcntl(read.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+    assert!(high >= 10);
+    // SAFETY: a fresh descriptor.
+    let high = unsafe { OwnedFd::from_raw_fd(high) };
+    drop(read);
+    let source = high.as_raw_fd();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_percore"));
+    command
+        .args(["--port", "0", "--cores", "0"])
+        .env("PERCORE_TICKET_FD", "3");
+    // SAFETY: only dup2 (async-signal-safe) between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(source, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = output_within(&mut command, Duration::from_secs(30));
+    drop(high);
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Ticket keys handed over in a form no percore writes, or for a period after the clock's
+/// (the clock went back between the two processes), stop the start with one line.
+#[test]
+fn handed_ticket_keys_malformed_or_from_a_later_period_stop_the_start_in_one_line() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut later = b"PTK1".to_vec();
+    later.extend_from_slice(&3600u32.to_be_bytes());
+    later.extend_from_slice(&(now as u32 / 3600 + 2).to_be_bytes());
+    later.extend_from_slice(&[7; 64]);
+    for (bytes, expect) in [
+        (
+            &b"not keys"[..],
+            "percore: error: the TLS ticket keys handed over are malformed (8 bytes)",
+        ),
+        (
+            &later[..],
+            "percore: error: the TLS ticket keys handed over are for period",
+        ),
+    ] {
+        let (status, stderr) = start_with_handed_keys(bytes);
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+        assert!(stderr.starts_with(expect), "{stderr:?}");
+    }
 }

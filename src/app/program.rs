@@ -9,7 +9,7 @@ use super::App;
 use crate::config::{Args, Command, Config};
 use crate::metrics::StatsBoard;
 use crate::server::{self, Server, Sockets, StartError};
-use crate::tls::TicketSecret;
+use crate::tls::TicketKeys;
 
 impl<S: 'static> App<S> {
     /// Checks `config` as [`App::start`] would, without serving: the cores exist and are
@@ -27,13 +27,16 @@ impl<S: 'static> App<S> {
     /// Binds, starts one executor per configured core (each building its state), and
     /// returns once all serve.
     pub fn start(self, config: Config) -> Result<Server, StartError> {
-        // A server of its own: its TLS tickets open on its cores only.
-        let secret = TicketSecret::generate().map_err(StartError::Tls)?;
+        // A server of its own: its TLS tickets open on its cores only. Once they have
+        // their copies, these keys are dropped (and erased): the cores alone hold them.
+        let lifetime = config.tls.as_ref().map_or(0, |tls| tls.ticket_lifetime_s);
+        let mut tickets = TicketKeys::generate(lifetime, crate::support::civil_time::unix_now())
+            .map_err(StartError::Tls)?;
         Server::start(
             config,
             &AppFactory(Arc::new(self)),
             Sockets::default(),
-            &secret,
+            &mut tickets,
         )
     }
 

@@ -8,10 +8,14 @@
 //! serves, and only then does its predecessor drain and exit. If the successor fails, the pipe
 //! closes without that line and the predecessor keeps serving.
 //!
-//! With TLS, the last `PERCORE_TLS_FDS` of the sockets are the TLS listeners, and the read end
-//! of a pipe holding the TLS ticket secret (`PERCORE_TICKET_FD`) lets the successor open the
-//! tickets its predecessor issued: resumption survives the upgrade. The descriptors are
-//! parked above their places before the child moves them in (`parked`).
+//! With TLS, the last `PERCORE_TLS_FDS` of the sockets are the TLS listeners. The read end of
+//! a pipe (`PERCORE_TICKET_FD`) holds the TLS ticket keys as the predecessor's main thread
+//! held them: the current and the previous period's keys and the period's number (see
+//! `tls::TicketKeys::handover`), so the successor opens the tickets its predecessor issued
+//! and resumption survives the upgrade. The successor moves them on if a period began since;
+//! keys of a later period than its clock's, or bytes of no known form, stop its start-up.
+//! The descriptors are parked above their places before the child moves them in
+//! (`parked`).
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
@@ -23,8 +27,11 @@ use std::time::Duration;
 
 use socket2::Socket;
 
+use zeroize::Zeroizing;
+
 use super::parked::{Parked, FIRST_FD};
-use crate::tls::{TicketSecret, SECRET_BYTES};
+use crate::support::stderr::note;
+use crate::tls::{TicketKeys, HANDOVER_BYTES};
 const LISTEN_FDS: &str = "LISTEN_FDS";
 const LISTEN_PID: &str = "LISTEN_PID";
 const PERCORE_LISTEN_FDS: &str = "PERCORE_LISTEN_FDS";
@@ -33,12 +40,12 @@ const PERCORE_TLS_FDS: &str = "PERCORE_TLS_FDS";
 const PERCORE_TICKET_FD: &str = "PERCORE_TICKET_FD";
 
 /// What a process is handed at start: listening sockets (cleartext, then TLS) and the TLS
-/// ticket secret.
+/// ticket keys.
 #[derive(Default)]
 pub(crate) struct Handed {
     pub(crate) http: Vec<Socket>,
     pub(crate) https: Vec<Socket>,
-    pub(crate) secret: Option<TicketSecret>,
+    pub(crate) tickets: Option<TicketKeys>,
 }
 
 /// Where the listening sockets came from.
@@ -54,12 +61,13 @@ pub enum Origin {
 /// that they are not passed on by mistake).
 pub(crate) fn inherited() -> Result<Handed, String> {
     let tls = take_var(PERCORE_TLS_FDS);
-    let secret = take_var(PERCORE_TICKET_FD)
-        .map(|fd| read_secret(&fd))
-        .transpose()?;
+    let tickets = take_var(PERCORE_TICKET_FD)
+        .map(|fd| read_tickets(&fd))
+        .transpose()?
+        .flatten();
     let Some((_, mut http)) = sockets()? else {
         return Ok(Handed {
-            secret,
+            tickets,
             ..Handed::default()
         });
     };
@@ -75,22 +83,38 @@ pub(crate) fn inherited() -> Result<Handed, String> {
     Ok(Handed {
         http,
         https,
-        secret,
+        tickets,
     })
 }
 
-/// The ticket secret in the pipe whose read end is `fd`.
-fn read_secret(fd: &str) -> Result<TicketSecret, String> {
+/// The ticket keys in the pipe whose read end is `fd`, moved on to now; `None` from a
+/// percore of the earlier format (said on stderr).
+fn read_tickets(fd: &str) -> Result<Option<TicketKeys>, String> {
     let fd: RawFd = fd
         .parse()
-        .map_err(|_| format!("{fd:?} is not a descriptor of a ticket secret"))?;
+        .map_err(|_| format!("{fd:?} is not a descriptor of TLS ticket keys"))?;
     // SAFETY: the pipe's read end, passed to this process for this one read.
-    let pipe = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut bytes = [0u8; SECRET_BYTES];
-    std::fs::File::from(pipe)
-        .read_exact(&mut bytes)
-        .map_err(|e| format!("cannot read the TLS ticket secret passed on: {e}"))?;
-    Ok(TicketSecret::from_bytes(bytes))
+    let mut pipe = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    // One byte more than the keys take, to tell too many bytes from enough.
+    let mut bytes = Zeroizing::new([0u8; HANDOVER_BYTES + 1]);
+    let mut len = 0;
+    while len < bytes.len() {
+        match pipe.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("cannot read the TLS ticket keys passed on: {e}")),
+        }
+    }
+    let now = crate::support::civil_time::unix_now();
+    let tickets = TicketKeys::from_handover(&bytes[..len], now)?;
+    if tickets.is_none() {
+        note(format_args!(
+            "the percore this one replaces passed a TLS ticket secret of an earlier form: \
+             the tickets it issued do not resume here"
+        ));
+    }
+    Ok(tickets)
 }
 
 /// The listening sockets passed by systemd or a predecessor.
@@ -197,33 +221,34 @@ impl Origins {
     }
 
     /// Starts the binary found at the original path with the same arguments, handing it
-    /// `sockets`, and waits (at most `wait`) for it to say it serves. On success the
-    /// successor's PID; otherwise why not (and the successor, if it started, is stopped).
+    /// `sockets` and `tickets` (moved on to now by the caller), and waits (at most `wait`)
+    /// for it to say it serves. On success the successor's PID; otherwise why not (and the
+    /// successor, if it started, is stopped).
     pub(crate) fn start_successor(
         &self,
         http: Vec<Socket>,
         https: Vec<Socket>,
-        secret: &TicketSecret,
+        tickets: &TicketKeys,
         wait: Duration,
     ) -> Result<u32, String> {
         let tls = https.len();
         let mut sockets = http;
         sockets.extend(https);
-        // The secret waits in a pipe (32 bytes fit its buffer) for the successor to read.
-        let (secret_read, secret_write) =
+        // The keys wait in a pipe (76 bytes fit its buffer) for the successor to read.
+        let (tickets_read, tickets_write) =
             pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
-        std::fs::File::from(secret_write)
-            .write_all(secret.bytes())
-            .map_err(|e| format!("cannot pass the TLS ticket secret on: {e}"))?;
+        std::fs::File::from(tickets_write)
+            .write_all(&tickets.handover())
+            .map_err(|e| format!("cannot pass the TLS ticket keys on: {e}"))?;
         let (read, write) = pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
-        // The successor's descriptors: the sockets, then the ready pipe, then the secret's.
+        // The successor's descriptors: the sockets, then the ready pipe, then the keys' pipe.
         let mut fds: Vec<RawFd> = sockets.iter().map(AsRawFd::as_raw_fd).collect();
-        fds.extend([write.as_raw_fd(), secret_read.as_raw_fd()]);
+        fds.extend([write.as_raw_fd(), tickets_read.as_raw_fd()]);
         let parked = Parked::park(&fds).map_err(|e| format!("dup: {e}"))?;
-        drop((write, secret_read));
+        drop((write, tickets_read));
         let count = sockets.len() as RawFd;
         let ready_fd = FIRST_FD + count;
-        let secret_fd = ready_fd + 1;
+        let tickets_fd = ready_fd + 1;
         let moves = parked.moves();
         let mut command = Command::new(self.path());
         command
@@ -231,7 +256,7 @@ impl Origins {
             .env(PERCORE_LISTEN_FDS, count.to_string())
             .env(PERCORE_READY_FD, ready_fd.to_string())
             .env(PERCORE_TLS_FDS, tls.to_string())
-            .env(PERCORE_TICKET_FD, secret_fd.to_string())
+            .env(PERCORE_TICKET_FD, tickets_fd.to_string())
             .env_remove(LISTEN_FDS)
             .env_remove(LISTEN_PID);
         // SAFETY: the moves run in the child between fork and exec, while `parked` holds the

@@ -33,7 +33,7 @@ use crate::config::{usable_cores, Cleartext, Config, ConfigError, ReportFormat};
 use crate::engine::{self, Application, Links, RingMode};
 use crate::metrics::StatsBoard;
 use crate::report::{self, RunSummary};
-use crate::tls::{TicketSecret, TlsSetup};
+use crate::tls::{TicketKeys, TlsSetup};
 
 /// Why a server did not start: one line for the user.
 #[derive(Debug)]
@@ -139,18 +139,23 @@ struct CoreHandle {
 impl Server {
     /// Starts `factory`'s services on `inherited` listening sockets (a previous server's,
     /// already bound to the configured addresses), or on new ones where there are none;
-    /// returns once every core serves. `secret` makes the TLS session tickets.
+    /// returns once every core serves. `tickets` are the process's TLS ticket keys: moved
+    /// on to now (new ones if `tls.ticket_lifetime_s` changed), then each core gets a copy.
     pub(crate) fn start<F: ServiceFactory>(
         config: Config,
         factory: &F,
         inherited: Sockets,
-        secret: &TicketSecret,
+        tickets: &mut TicketKeys,
     ) -> Result<Server, StartError> {
         let cores = config.server.cores.resolve(&usable_cores())?;
         let tls = match &config.tls {
-            Some(tls) => Some(Arc::new(
-                TlsSetup::load(tls, secret.clone()).map_err(StartError::Tls)?,
-            )),
+            Some(tls) => {
+                let now = crate::support::civil_time::unix_now();
+                tickets
+                    .fit(tls.ticket_lifetime_s, now)
+                    .map_err(StartError::Tls)?;
+                Some(Arc::new(TlsSetup::load(tls).map_err(StartError::Tls)?))
+            }
             None => None,
         };
         let listen = |addr: Option<SocketAddr>, inherited: Vec<Socket>| match addr {
@@ -254,6 +259,7 @@ impl Server {
             let count = cores.len();
             let tls = tls.clone().map(|setup| thread::CoreTls {
                 setup,
+                tickets: tickets.clone(),
                 max_handshakes: tls_max,
                 redirect_port,
             });
@@ -389,8 +395,7 @@ pub(crate) fn check(config: &Config) -> Result<(), StartError> {
         check_address(config.listen_addr())?;
     }
     if let (Some(tls), Some(addr)) = (&config.tls, config.tls_addr()) {
-        let secret = TicketSecret::generate().map_err(StartError::Tls)?;
-        TlsSetup::load(tls, secret).map_err(StartError::Tls)?;
+        TlsSetup::load(tls).map_err(StartError::Tls)?;
         check_address(addr)?;
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! What a serving process does around its server: signals (SIGINT and SIGTERM drain and
 //! stop, a second one stops at once; SIGHUP reloads; SIGUSR2 upgrades the binary; SIGUSR1
-//! reopens the access log), the PID file, systemd's and a predecessor's sockets, and
-//! handler panics turned into error lines.
+//! reopens the access log), the PID file, systemd's and a predecessor's sockets, the TLS
+//! ticket keys kept for the servers it starts and for a successor, and handler panics
+//! turned into error lines.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,8 +12,9 @@ use super::pid_file::PidFile;
 use super::{Server, ServiceFactory, Sockets, StartError};
 use crate::config::{format_cores, Config, ConfigError};
 use crate::report::print_summary;
+use crate::support::civil_time::unix_now;
 use crate::support::stderr::{error_line, note};
-use crate::tls::TicketSecret;
+use crate::tls::TicketKeys;
 
 /// Serves `factory` until SIGINT or SIGTERM, then drains and returns. SIGHUP starts a new
 /// server with the configuration `reload` gives (the old one drains), SIGUSR2 hands the
@@ -25,11 +27,14 @@ pub(crate) fn serve<F: ServiceFactory>(
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
     // Before any thread starts: this reads and clears the environment.
     let handed = handover::inherited().map_err(StartError::System)?;
-    // One secret for the process's whole life (and its successors'): every core of every
-    // server it starts opens the tickets of every other.
-    let secret = match handed.secret {
-        Some(secret) => secret,
-        None => TicketSecret::generate().map_err(StartError::Tls)?,
+    // The ticket keys of the process's whole life (and its successors'), moved on with the
+    // periods: every core of every server it starts opens the tickets of every other.
+    let mut tickets = match handed.tickets {
+        Some(tickets) => tickets,
+        None => {
+            let lifetime = config.tls.as_ref().map_or(0, |tls| tls.ticket_lifetime_s);
+            TicketKeys::generate(lifetime, unix_now()).map_err(StartError::Tls)?
+        }
     };
     log_panics();
     let origins = handover::Origins::record();
@@ -44,12 +49,14 @@ pub(crate) fn serve<F: ServiceFactory>(
         http: handed.http,
         https: handed.https,
     };
-    let mut server = Server::start(config, &factory, sockets, &secret)?;
+    let mut server = Server::start(config, &factory, sockets, &mut tickets)?;
     let mut pid = PidFile::write(&pid_path)?;
     note(format_args!("{}", serving_line("listening on", &server)));
     handover::announce_ready();
     let mut retired = Vec::new();
     for signal in signals.forever() {
+        // The keys move on to this period before anything uses them.
+        tickets.catch_up(unix_now());
         if signal == SIGUSR1 {
             // logrotate moved the access log: write to a new file at its path.
             server.reopen_log();
@@ -61,7 +68,7 @@ pub(crate) fn serve<F: ServiceFactory>(
                     .hand_over()
                     .map_err(|e| format!("cannot duplicate the listening sockets: {e}"))
                     .and_then(|sockets| {
-                        origins.start_successor(sockets.http, sockets.https, &secret, UPGRADE_WAIT)
+                        origins.start_successor(sockets.http, sockets.https, &tickets, UPGRADE_WAIT)
                     }),
                 Err(e) => Err(format!("cannot tell which binary this is: {e}")),
             };
@@ -100,7 +107,7 @@ pub(crate) fn serve<F: ServiceFactory>(
             }
             let pid_file = config.server.pid_file.clone();
             Ok((
-                Server::start(config, &factory, inherited, &secret)?,
+                Server::start(config, &factory, inherited, &mut tickets)?,
                 addrs,
                 pid_file,
             ))
@@ -125,6 +132,8 @@ pub(crate) fn serve<F: ServiceFactory>(
             }
         }
     }
+    // Nothing starts a server from here on: the keys go (erased as they drop).
+    drop(tickets);
     // A second signal gives up on draining.
     std::thread::spawn(move || {
         if signals

@@ -15,7 +15,7 @@ use super::{CoreSetup, ServiceFactory};
 use crate::config::Config;
 use crate::engine::{self, Links, Listener, RingMode, TlsOptions};
 use crate::support::stderr::share_budget;
-use crate::tls::TlsSetup;
+use crate::tls::{TicketKeys, TlsSetup};
 
 /// What a core reports back once it has started, or why it could not.
 pub(super) type Ready = mpsc::Sender<Result<RingMode, String>>;
@@ -24,6 +24,8 @@ pub(super) type Ready = mpsc::Sender<Result<RingMode, String>>;
 pub(super) struct CoreTls {
     /// The certificates, read once; each core makes its own rustls configuration of them.
     pub(super) setup: Arc<TlsSetup>,
+    /// The core's own copy of the ticket keys, which it moves on by itself from then on.
+    pub(super) tickets: TicketKeys,
     pub(super) max_handshakes: usize,
     pub(super) redirect_port: Option<u16>,
 }
@@ -93,11 +95,13 @@ pub(super) fn run_core<F: ServiceFactory>(config: Config, core: CoreStart, facto
         };
         // This core's own rustls configuration, so that nothing a handshake clones is shared.
         let tls = match tls.map(|tls| {
-            tls.setup.core_configs().map(|configs| TlsOptions {
-                configs,
-                max_handshakes: tls.max_handshakes,
-                redirect_port: tls.redirect_port,
-            })
+            tls.setup
+                .core_configs(tls.tickets)
+                .map(|configs| TlsOptions {
+                    configs,
+                    max_handshakes: tls.max_handshakes,
+                    redirect_port: tls.redirect_port,
+                })
         }) {
             Some(Err(error)) => {
                 let _ = ready.send(Err(format!("core {cpu}: {error}")));

@@ -4,6 +4,8 @@
 //! - `setup`: the certificates read once, and rustls's configurations on each core
 //!   (`certs`, `resolver` for SNI, `tickets` for resumption on any core, `suites` for the
 //!   server's choice of cipher suite);
+//! - `ticket_keys`: the ratchet of ticket keys each core, the main thread and a successor
+//!   hold a copy of (`confined` keeps a core's copy to its own thread);
 //! - `conn`: one connection's TLS between the ring and the HTTP session: rustls's handshake,
 //!   then `record`, percore's record layer, which decrypts in place in the receive buffers
 //!   and encrypts each batch of responses as it is copied out, and `traffic`, what the
@@ -12,6 +14,7 @@
 //! - [`TlsInfo`]: what handlers and the access log learn of a connection's TLS.
 
 mod certs;
+mod confined;
 mod conn;
 mod hello;
 mod info;
@@ -20,6 +23,7 @@ mod redirect;
 mod resolver;
 mod setup;
 mod suites;
+mod ticket_keys;
 mod tickets;
 mod traffic;
 
@@ -31,7 +35,7 @@ pub use info::TlsInfo;
 pub(crate) use record::{MAX_FRAGMENT, MAX_OVERHEAD};
 pub(crate) use redirect::redirect;
 pub(crate) use setup::{ServerConfigs, TlsSetup};
-pub(crate) use tickets::{TicketSecret, SECRET_BYTES};
+pub(crate) use ticket_keys::{TicketKeys, HANDOVER_BYTES};
 
 /// What a cleartext HTTP request sent to the TLS port gets, before the connection closes
 /// (nginx answers the same way).

@@ -4,8 +4,9 @@
 //!
 //! The settings are rustls's safe defaults: TLS 1.3 and 1.2 only, forward-secret AEAD
 //! suites only, renegotiation refused; plus the server's choice of suite (`suites`: two
-//! configurations, one per order of preference), ALPN `http/1.1`, session tickets from the
-//! process's ticket secret (`tickets`), no session-ID cache (it would take a lock), and key
+//! configurations, one per order of preference), ALPN `http/1.1`, session tickets under the
+//! core's own copy of the process's ticket keys (`tickets`), no session-ID cache (it would
+//! take a lock), and key
 //! extraction on, which hands the record layer to percore once a handshake is done
 //! (`record`). The crypto provider is aws-lc-rs.
 
@@ -20,7 +21,8 @@ use super::certs::Pair;
 use super::hello::ClientHello;
 use super::resolver::Certificates;
 use super::suites::Preference;
-use super::tickets::{TicketSecret, Tickets};
+use super::ticket_keys::TicketKeys;
+use super::tickets::Tickets;
 use crate::config::TlsConfig;
 
 /// Session tickets sent after a TLS 1.3 handshake: one per connection, as a client that
@@ -32,12 +34,10 @@ pub(crate) struct TlsSetup {
     default: Pair,
     /// `[[tls.sni]]`: names, and their certificate.
     sni: Vec<(Vec<String>, Pair)>,
-    secret: TicketSecret,
-    ticket_lifetime_s: u32,
 }
 
 /// One core's rustls configurations, one per order of suites ([`Preference`]); they share
-/// the certificates and the ticket keys.
+/// the certificates and the core's ticket maker.
 pub(crate) struct ServerConfigs {
     aes: Arc<ServerConfig>,
     chacha: Arc<ServerConfig>,
@@ -60,7 +60,7 @@ pub(crate) fn provider() -> CryptoProvider {
 
 impl TlsSetup {
     /// Reads and checks every certificate and key `config` names; the error is one line.
-    pub(crate) fn load(config: &TlsConfig, secret: TicketSecret) -> Result<TlsSetup, String> {
+    pub(crate) fn load(config: &TlsConfig) -> Result<TlsSetup, String> {
         let provider = provider();
         let load = |certificate, private_key| Pair::load(certificate, private_key, &provider);
         let default = load(&config.certificate, &config.private_key)
@@ -71,16 +71,13 @@ impl TlsSetup {
                 .map_err(|e| format!("tls.sni[{i}]: {e}"))?;
             sni.push((entry.names.clone(), pair));
         }
-        Ok(TlsSetup {
-            default,
-            sni,
-            secret,
-            ticket_lifetime_s: config.ticket_lifetime_s,
-        })
+        Ok(TlsSetup { default, sni })
     }
 
-    /// One core's rustls configurations.
-    pub(crate) fn core_configs(&self) -> Result<ServerConfigs, String> {
+    /// One core's rustls configurations, sealing tickets under `keys`, the core's own copy
+    /// of the process's ticket keys. Call it on the core's thread: the ticket maker serves
+    /// the thread that made it only.
+    pub(crate) fn core_configs(&self, keys: TicketKeys) -> Result<ServerConfigs, String> {
         let provider = provider();
         let mut certificates = Certificates {
             default: self.default.shared(&provider)?,
@@ -100,7 +97,7 @@ impl TlsSetup {
             }
         }
         let certificates = Arc::new(certificates);
-        let tickets = Arc::new(Tickets::new(&self.secret, self.ticket_lifetime_s));
+        let tickets = Arc::new(Tickets::new(keys));
         let config = |preference: Preference| {
             let mut provider = provider.clone();
             preference.order(&mut provider);

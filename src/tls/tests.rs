@@ -9,8 +9,10 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
-use super::setup::{provider, TlsSetup};
-use super::{Failure, Input, TicketSecret, TlsConn};
+use std::rc::Rc;
+
+use super::setup::{provider, ServerConfigs, TlsSetup};
+use super::{Failure, Input, TicketKeys, TlsConn};
 use crate::config::{SniCertificate, TlsConfig};
 
 /// A CA and a leaf for `names`, written as PEM files into a fresh directory.
@@ -92,9 +94,9 @@ struct Server {
 }
 
 impl Server {
-    fn new(setup: &TlsSetup) -> Server {
+    fn new(core: &Rc<ServerConfigs>) -> Server {
         Server {
-            tls: TlsConn::new(&std::rc::Rc::new(setup.core_configs().unwrap())),
+            tls: TlsConn::new(core),
             held: Vec::new(),
             wire: Vec::new(),
             plain: Vec::new(),
@@ -171,7 +173,7 @@ fn exchange_into(
 
 fn connect(
     pki: &TestPki,
-    setup: &TlsSetup,
+    core: &Rc<ServerConfigs>,
     client: &Arc<ClientConfig>,
     name: &str,
 ) -> (ClientConnection, Server) {
@@ -180,22 +182,27 @@ fn connect(
         ServerName::try_from(name.to_string()).unwrap(),
     )
     .unwrap();
-    let mut s = Server::new(setup);
+    let mut s = Server::new(core);
     exchange(&mut c, &mut s, usize::MAX).unwrap();
     assert!(!c.is_handshaking(), "handshake with {name} ({:?})", pki.dir);
     assert!(s.info.is_some());
     (c, s)
 }
 
-fn setup(pki: &TestPki, secret: &TicketSecret) -> TlsSetup {
-    TlsSetup::load(&pki.config(), secret.clone()).unwrap()
+/// One core's configurations, its tickets under `keys`.
+fn core(pki: &TestPki, keys: &TicketKeys) -> Rc<ServerConfigs> {
+    let setup = TlsSetup::load(&pki.config()).unwrap();
+    Rc::new(setup.core_configs(keys.clone()).unwrap())
+}
+
+fn keys() -> TicketKeys {
+    TicketKeys::generate(3600, crate::support::civil_time::unix_now()).unwrap()
 }
 
 #[test]
 fn both_versions_and_every_suite_carry_data_both_ways_however_split() {
     let pki = TestPki::new("suites");
-    let secret = TicketSecret::generate().unwrap();
-    let setup = setup(&pki, &secret);
+    let core = core(&pki, &keys());
     let name = |suite: &rustls::SupportedCipherSuite| suite.suite().as_str().unwrap_or_default();
     // The test certificates are ECDSA: TLS 1.2's RSA suites cannot be negotiated with them.
     let suites = provider()
@@ -221,7 +228,7 @@ fn both_versions_and_every_suite_carry_data_both_ways_however_split() {
             let mut c =
                 ClientConnection::new(client.clone(), ServerName::try_from("localhost").unwrap())
                     .unwrap();
-            let mut s = Server::new(&setup);
+            let mut s = Server::new(&core);
             exchange(&mut c, &mut s, step).unwrap();
             let info = s.info.as_ref().unwrap();
             assert_eq!(info.cipher_suite, suite.suite().as_str().unwrap());
@@ -243,10 +250,9 @@ fn both_versions_and_every_suite_carry_data_both_ways_however_split() {
 #[test]
 fn key_updates_from_the_client_are_followed_in_both_directions() {
     let pki = TestPki::new("keyupdate");
-    let secret = TicketSecret::generate().unwrap();
-    let setup = setup(&pki, &secret);
+    let core = core(&pki, &keys());
     let client = pki.client(&[&rustls::version::TLS13]);
-    let (mut c, mut s) = connect(&pki, &setup, &client, "localhost");
+    let (mut c, mut s) = connect(&pki, &core, &client, "localhost");
     for round in 0..3u8 {
         c.refresh_traffic_keys().unwrap();
         c.writer().write_all(&[b'a' + round; 10]).unwrap();
@@ -262,11 +268,10 @@ fn key_updates_from_the_client_are_followed_in_both_directions() {
 #[test]
 fn sni_picks_the_certificate_and_alpn_is_http_1_1() {
     let pki = TestPki::new("sni");
-    let secret = TicketSecret::generate().unwrap();
-    let setup = setup(&pki, &secret);
+    let core = core(&pki, &keys());
     let client = pki.client(&[&rustls::version::TLS13, &rustls::version::TLS12]);
     for name in ["other.test", "deep.wild.test", "localhost"] {
-        let (c, s) = connect(&pki, &setup, &client, name);
+        let (c, s) = connect(&pki, &core, &client, name);
         let info = s.info.unwrap();
         assert_eq!(info.server_name.as_deref(), Some(name));
         assert_eq!(info.alpn.as_deref(), Some(&b"http/1.1"[..]));
@@ -277,8 +282,8 @@ fn sni_picks_the_certificate_and_alpn_is_http_1_1() {
 #[test]
 fn a_ticket_from_one_core_resumes_on_another() {
     let pki = TestPki::new("resume");
-    let secret = TicketSecret::generate().unwrap();
-    let (core_a, core_b) = (setup(&pki, &secret), setup(&pki, &secret));
+    let keys = keys();
+    let (core_a, core_b) = (core(&pki, &keys), core(&pki, &keys));
     for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
         let client = pki.client(&[version]);
         let (mut c, mut s) = connect(&pki, &core_a, &client, "localhost");
@@ -294,10 +299,9 @@ fn a_ticket_from_one_core_resumes_on_another() {
 #[test]
 fn close_notify_goes_both_ways() {
     let pki = TestPki::new("close");
-    let secret = TicketSecret::generate().unwrap();
-    let setup = setup(&pki, &secret);
+    let core = core(&pki, &keys());
     let client = pki.client(&[&rustls::version::TLS13]);
-    let (mut c, mut s) = connect(&pki, &setup, &client, "localhost");
+    let (mut c, mut s) = connect(&pki, &core, &client, "localhost");
     c.send_close_notify();
     exchange(&mut c, &mut s, usize::MAX).unwrap();
     assert!(s.peer_closed);
@@ -314,10 +318,9 @@ fn close_notify_goes_both_ways() {
 #[test]
 fn a_tampered_record_ends_the_connection_with_an_alert() {
     let pki = TestPki::new("tamper");
-    let secret = TicketSecret::generate().unwrap();
-    let setup = setup(&pki, &secret);
+    let core = core(&pki, &keys());
     let client = pki.client(&[&rustls::version::TLS13]);
-    let (mut c, mut s) = connect(&pki, &setup, &client, "localhost");
+    let (mut c, mut s) = connect(&pki, &core, &client, "localhost");
     c.writer().write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     let mut out = Vec::new();
     c.write_tls(&mut out).unwrap();
@@ -338,14 +341,12 @@ fn a_key_that_does_not_match_its_certificate_is_refused_by_name() {
     let pki = TestPki::new("mismatch");
     let mut config = pki.config();
     config.private_key = pki.dir.join("other.key");
-    let error = TlsSetup::load(&config, TicketSecret::generate().unwrap())
+    let error = TlsSetup::load(&config)
         .err()
         .expect("a mismatched key is refused");
     assert!(error.contains("does not match"), "{error}");
     config.certificate = pki.dir.join("missing.pem");
-    let error = TlsSetup::load(&config, TicketSecret::generate().unwrap())
-        .err()
-        .unwrap();
+    let error = TlsSetup::load(&config).err().unwrap();
     assert!(error.starts_with("tls.certificate: "), "{error}");
 }
 

@@ -1,61 +1,50 @@
 //! Session tickets every core can open: resumption works whichever core a returning client
 //! lands on, and nothing is shared between cores on the handshake path.
 //!
-//! One secret is made when the process starts (and handed to the process an upgrade starts,
-//! so resumption survives reloads and upgrades). The key of each period of
-//! `tls.ticket_lifetime_s` is derived from it with HKDF-SHA256, by whichever core needs it,
-//! when it needs it: no core keeps state another could need, so none takes a lock. A ticket
-//! names its period and is sealed with AES-256-GCM under a random nonce; it opens during its
-//! own period and the next, so a ticket is good for between one and two lifetimes, and the
-//! lifetime clients are told is one.
+//! Each core has its own [`Tickets`], made on its thread from a copy of the process's
+//! [`TicketKeys`] and used there only: it moves its keys on itself when it sees that the
+//! period has moved (see `ticket_keys`), and every core's keys agree without a lock, an
+//! atomic or a message. rustls wants a ticket maker that is `Send + Sync` behind an `Arc`
+//! with `&self` methods; the keys sit in a [`Confined`] cell, which lends them to the thread
+//! that made it only.
+//!
+//! A ticket is its period (4 bytes, big-endian), a random salt ([`SALT_BYTES`]), then the
+//! session's state sealed with AES-256-GCM under a key made for this one ticket,
+//! HKDF-Expand(period key, label ‖ salt), with a fixed nonce, the period and salt as
+//! associated data. Why a key per ticket rather than a random nonce under the period key:
+//! the period key is shared by every core, the main thread and a successor, so a nonce
+//! unique by construction would need an owner for each part of the nonce space across
+//! processes (a core number and a counter repeat after an upgrade); a 96-bit random nonce
+//! is unique only by chance, and the chance runs out at about 2^32 tickets under one key.
+//! A ticket key is used for one seal, so a nonce never repeats under a key unless a 256-bit
+//! salt repeats. It costs one HKDF-Expand (two HMAC-SHA256 blocks) and an AES key schedule
+//! per ticket sealed or opened, which the previous design paid too (it expanded the period
+//! key for each ticket) and which is small beside a resumed handshake.
+//!
+//! A ticket opens during its own period and the next, so it is good for between one and two
+//! lifetimes, and the lifetime clients are told is one.
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use aws_lc_rs::hkdf::{Prk, Salt, HKDF_SHA256};
+use aws_lc_rs::aead::{Aad, Nonce, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use rustls::server::ProducesTickets;
 
-/// Bytes of the secret.
-pub(crate) const SECRET_BYTES: usize = 32;
+use super::confined::Confined;
+use super::ticket_keys::TicketKeys;
 
-/// Bytes before a ticket's ciphertext: its period, then its nonce.
-const PREFIX: usize = 4 + NONCE_LEN;
+/// Bytes of a ticket's salt: as many as a key's, so that two tickets share a key only if
+/// 256 random bits repeat.
+pub(crate) const SALT_BYTES: usize = 32;
 
-/// The process's ticket secret.
-#[derive(Clone)]
-pub(crate) struct TicketSecret([u8; SECRET_BYTES]);
+/// Bytes before a ticket's ciphertext: its period, then its salt.
+const HEADER: usize = 4 + SALT_BYTES;
 
-impl std::fmt::Debug for TicketSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TicketSecret(..)")
-    }
-}
-
-impl TicketSecret {
-    /// A new random secret.
-    pub(crate) fn generate() -> Result<TicketSecret, String> {
-        let mut bytes = [0u8; SECRET_BYTES];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| "cannot draw random bytes for the TLS ticket secret".to_string())?;
-        Ok(TicketSecret(bytes))
-    }
-
-    /// The secret a predecessor handed over.
-    pub(crate) fn from_bytes(bytes: [u8; SECRET_BYTES]) -> TicketSecret {
-        TicketSecret(bytes)
-    }
-
-    /// Its bytes, to hand to a successor.
-    pub(crate) fn bytes(&self) -> &[u8; SECRET_BYTES] {
-        &self.0
-    }
-}
+/// The nonce of every ticket: each is sealed under a key of its own.
+const NONCE: [u8; NONCE_LEN] = [0; NONCE_LEN];
 
 /// One core's ticket maker.
 pub(crate) struct Tickets {
-    /// HKDF's extract of the secret, from which each period's key is expanded.
-    prk: Prk,
     lifetime: u32,
+    keys: Confined<TicketKeys>,
     random: SystemRandom,
 }
 
@@ -63,32 +52,80 @@ impl std::fmt::Debug for Tickets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tickets")
             .field("lifetime", &self.lifetime)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 impl Tickets {
-    /// Tickets from `secret`, each key in use for `lifetime` seconds.
-    pub(crate) fn new(secret: &TicketSecret, lifetime: u32) -> Tickets {
+    /// Tickets under `keys`, for the calling thread only (on any other, no ticket is sealed
+    /// or opened).
+    pub(crate) fn new(keys: TicketKeys) -> Tickets {
         Tickets {
-            prk: Salt::new(HKDF_SHA256, b"percore session tickets").extract(&secret.0),
-            lifetime: lifetime.max(1),
+            lifetime: keys.lifetime(),
+            keys: Confined::new(keys),
             random: SystemRandom::new(),
         }
     }
 
-    fn period_now(&self) -> u32 {
-        let now = crate::support::civil_time::unix_now().max(0) as u64;
-        (now / u64::from(self.lifetime)) as u32
+    /// A ticket of `plain` sealed at Unix time `now`.
+    pub(crate) fn seal_at(&self, plain: &[u8], now: i64) -> Option<Vec<u8>> {
+        let mut salt = [0u8; SALT_BYTES];
+        self.random.fill(&mut salt).ok()?;
+        let tag_len = AES_256_GCM.tag_len();
+        self.keys
+            .with(|keys| {
+                keys.catch_up(now);
+                let (period, key) = keys.current();
+                let key = key.ticket_key(&salt)?;
+                let mut ticket = Vec::with_capacity(HEADER + plain.len() + tag_len);
+                ticket.extend_from_slice(&period.to_be_bytes());
+                ticket.extend_from_slice(&salt);
+                ticket.extend_from_slice(plain);
+                let (header, body) = ticket.split_at_mut(HEADER);
+                let tag = key
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key(NONCE),
+                        Aad::from(&*header),
+                        body,
+                    )
+                    .ok()?;
+                ticket.extend_from_slice(tag.as_ref());
+                Some(ticket)
+            })
+            .flatten()
     }
 
-    /// The key of `period`.
-    fn key(&self, period: u32) -> Option<LessSafeKey> {
-        let period = period.to_be_bytes();
-        let info = [&period[..]];
-        let okm = self.prk.expand(&info, &AES_256_GCM).ok()?;
-        Some(LessSafeKey::new(UnboundKey::from(okm)))
+    /// What `ticket` holds, if it is one of this process's, sealed during the period that
+    /// Unix time `now` falls in or the one before.
+    pub(crate) fn open_at(&self, ticket: &[u8], now: i64) -> Option<Vec<u8>> {
+        if ticket.len() < HEADER + AES_256_GCM.tag_len() {
+            return None;
+        }
+        let (header, sealed) = ticket.split_at(HEADER);
+        let period = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let salt = &header[4..];
+        self.keys
+            .with(|keys| {
+                keys.catch_up(now);
+                let key = keys.key(period)?.ticket_key(salt)?;
+                let mut plain = sealed.to_vec();
+                let len = key
+                    .open_in_place(
+                        Nonce::assume_unique_for_key(NONCE),
+                        Aad::from(header),
+                        &mut plain,
+                    )
+                    .ok()?
+                    .len();
+                plain.truncate(len);
+                Some(plain)
+            })
+            .flatten()
     }
+}
+
+fn unix_now() -> i64 {
+    crate::support::civil_time::unix_now()
 }
 
 impl ProducesTickets for Tickets {
@@ -101,95 +138,228 @@ impl ProducesTickets for Tickets {
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        let period = self.period_now();
-        let key = self.key(period)?;
-        let mut nonce = [0u8; NONCE_LEN];
-        self.random.fill(&mut nonce).ok()?;
-        let mut ticket = Vec::with_capacity(PREFIX + plain.len() + 16);
-        ticket.extend_from_slice(&period.to_be_bytes());
-        ticket.extend_from_slice(&nonce);
-        ticket.extend_from_slice(plain);
-        let tag = key
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(period.to_be_bytes()),
-                &mut ticket[PREFIX..],
-            )
-            .ok()?;
-        ticket.extend_from_slice(tag.as_ref());
-        Some(ticket)
+        self.seal_at(plain, unix_now())
     }
 
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        if cipher.len() < PREFIX + 16 {
-            return None;
-        }
-        let period = u32::from_be_bytes(cipher[..4].try_into().ok()?);
-        let now = self.period_now();
-        if period != now && period.checked_add(1) != Some(now) {
-            return None;
-        }
-        let key = self.key(period)?;
-        let nonce: [u8; NONCE_LEN] = cipher[4..PREFIX].try_into().ok()?;
-        let mut plain = cipher[PREFIX..].to_vec();
-        let len = key
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(period.to_be_bytes()),
-                &mut plain,
-            )
-            .ok()?
-            .len();
-        plain.truncate(len);
-        Some(plain)
+        self.open_at(cipher, unix_now())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::ticket_keys::{HANDOVER_BYTES, KEY_BYTES};
+
+    const LIFETIME: u32 = 3600;
+
+    /// Ten seconds into period 472,222 (2023-11-14).
+    const START: i64 = 472_222 * LIFETIME as i64 + 10;
+
+    /// Ten seconds into the period `periods` after the start's.
+    fn at(periods: i64) -> i64 {
+        START + periods * i64::from(LIFETIME)
+    }
+
+    fn keys() -> TicketKeys {
+        TicketKeys::generate(LIFETIME, START).unwrap()
+    }
 
     #[test]
-    fn any_core_opens_another_cores_ticket_and_nothing_else_opens() {
-        let secret = TicketSecret::generate().unwrap();
-        let (one, two) = (Tickets::new(&secret, 3600), Tickets::new(&secret, 3600));
-        let ticket = one.encrypt(b"resumption state").unwrap();
+    fn two_cores_that_ratchet_on_their_own_agree() {
+        let keys = keys();
+        let (busy, idle) = (Tickets::new(keys.clone()), Tickets::new(keys.clone()));
+        // One core seals in every period; the other first wakes three periods on.
+        for period in 0..=3 {
+            assert!(busy.seal_at(b"x", at(period)).is_some());
+        }
+        let from_busy = busy.seal_at(b"busy", at(3)).unwrap();
         assert_eq!(
-            two.decrypt(&ticket).as_deref(),
-            Some(&b"resumption state"[..])
+            idle.open_at(&from_busy, at(3)).as_deref(),
+            Some(&b"busy"[..])
         );
-        let other = Tickets::new(&TicketSecret::generate().unwrap(), 3600);
-        assert_eq!(other.decrypt(&ticket), None);
-        let mut forged = ticket.clone();
-        let last = forged.len() - 1;
-        forged[last] ^= 1;
-        assert_eq!(two.decrypt(&forged), None);
-        assert_eq!(two.decrypt(&ticket[..10]), None);
+        let from_idle = idle.seal_at(b"idle", at(3)).unwrap();
+        assert_eq!(
+            busy.open_at(&from_idle, at(3)).as_deref(),
+            Some(&b"idle"[..])
+        );
+        // Step by step or in one go, the same keys.
+        let (mut stepped, mut jumped) = (keys.clone(), keys);
+        for period in 1..=3 {
+            stepped.catch_up(at(period));
+        }
+        jumped.catch_up(at(3));
+        assert_eq!(stepped.held(), jumped.held());
+        assert_eq!(stepped.current().0, jumped.current().0);
     }
 
     #[test]
     fn a_ticket_opens_in_its_period_and_the_next_only() {
-        let secret = TicketSecret::generate().unwrap();
-        let tickets = Tickets::new(&secret, 3600);
-        let now = tickets.period_now();
-        let seal = |period: u32| {
-            let key = tickets.key(period).unwrap();
-            let mut ticket = period.to_be_bytes().to_vec();
-            ticket.extend_from_slice(&[7; NONCE_LEN]);
-            ticket.extend_from_slice(b"state");
-            let tag = key
-                .seal_in_place_separate_tag(
-                    Nonce::assume_unique_for_key([7; NONCE_LEN]),
-                    Aad::from(period.to_be_bytes()),
-                    &mut ticket[PREFIX..],
-                )
-                .unwrap();
-            ticket.extend_from_slice(tag.as_ref());
-            ticket
-        };
-        assert!(tickets.decrypt(&seal(now)).is_some());
-        assert!(tickets.decrypt(&seal(now - 1)).is_some());
-        assert!(tickets.decrypt(&seal(now - 2)).is_none());
-        assert!(tickets.decrypt(&seal(now + 1)).is_none());
+        let keys = keys();
+        let ticket = Tickets::new(keys.clone()).seal_at(b"state", at(0)).unwrap();
+        let last_second_of_next = at(2) - 11;
+        for (now, opens) in [
+            (at(0), true),
+            (at(1), true),
+            (last_second_of_next, true),
+            (at(2), false),
+            (at(9), false),
+        ] {
+            let core = Tickets::new(keys.clone());
+            assert_eq!(core.open_at(&ticket, now).is_some(), opens, "at {now}");
+        }
+        // A ticket of a period this core has not reached does not open on it.
+        let ahead = Tickets::new(keys.clone()).seal_at(b"state", at(1)).unwrap();
+        assert!(Tickets::new(keys.clone()).open_at(&ahead, at(0)).is_none());
+        // Once a core has seen period 2, a clock moved back does not bring period 0 back.
+        let core = Tickets::new(keys);
+        assert!(core.open_at(&ticket, at(2)).is_none());
+        assert!(core.open_at(&ticket, at(1)).is_none());
+    }
+
+    #[test]
+    fn after_two_steps_the_first_key_is_nowhere_in_the_state() {
+        let mut keys = keys();
+        let [_, first] = keys.held();
+        keys.catch_up(at(1));
+        assert!(
+            keys.held().contains(&first),
+            "one step keeps it as the previous key"
+        );
+        keys.catch_up(at(2));
+        assert!(!keys.held().contains(&first));
+        let handed = keys.handover();
+        assert!(!handed.windows(KEY_BYTES).any(|bytes| bytes == first));
+        // What is held is the chain's next two links, from which the first is not derived.
+        let mut again = TicketKeys::from_handover(&handed, at(2)).unwrap().unwrap();
+        assert_eq!(again.held(), keys.held());
+        again.catch_up(at(3));
+        assert!(!again.held().contains(&first));
+    }
+
+    #[test]
+    fn keys_handed_over_open_the_predecessors_tickets() {
+        let keys = keys();
+        let ticket = Tickets::new(keys.clone()).seal_at(b"state", at(0)).unwrap();
+        let handed = keys.handover();
+        assert_eq!(handed.len(), HANDOVER_BYTES);
+        for (start, opens) in [(at(0), true), (at(1), true), (at(2), false)] {
+            let restored = TicketKeys::from_handover(&handed, start).unwrap().unwrap();
+            let successor = Tickets::new(restored);
+            assert_eq!(
+                successor.open_at(&ticket, start).is_some(),
+                opens,
+                "at {start}"
+            );
+        }
+        // The successor's tickets open on the predecessor's cores too.
+        let successor = Tickets::new(TicketKeys::from_handover(&handed, at(1)).unwrap().unwrap());
+        let new_ticket = successor.seal_at(b"new", at(1)).unwrap();
+        let predecessor = Tickets::new(keys);
+        assert_eq!(
+            predecessor.open_at(&new_ticket, at(1)).as_deref(),
+            Some(&b"new"[..])
+        );
+    }
+
+    #[test]
+    fn handed_keys_from_the_future_or_malformed_are_refused() {
+        let handed = keys().handover();
+        let error = TicketKeys::from_handover(&handed, at(-1)).unwrap_err();
+        assert!(error.contains("the clock went back"), "{error}");
+        assert!(!error.contains('\n'));
+        let mut long = handed.to_vec();
+        long.push(0);
+        let mut magic = handed.to_vec();
+        magic[0] ^= 1;
+        let mut no_lifetime = handed.to_vec();
+        no_lifetime[4..8].fill(0);
+        for bytes in [
+            &handed[..HANDOVER_BYTES - 1],
+            &long,
+            &magic,
+            &no_lifetime,
+            &[],
+        ] {
+            let error = TicketKeys::from_handover(bytes, at(0)).unwrap_err();
+            assert!(
+                error.starts_with("the TLS ticket keys handed over "),
+                "{error}"
+            );
+        }
+        // A percore from before the ratchet hands its 32-byte root: not used, not an error.
+        assert!(TicketKeys::from_handover(&[7; 32], at(0))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn tampered_tickets_are_refused() {
+        let keys = keys();
+        let core = Tickets::new(keys.clone());
+        let ticket = core.seal_at(b"resumption state", at(1)).unwrap();
+        assert!(core.open_at(&ticket, at(1)).is_some());
+        // Every byte matters: the period (period 0's key is held too), the salt, the
+        // ciphertext and the tag.
+        for at_byte in 0..ticket.len() {
+            let mut tampered = ticket.clone();
+            tampered[at_byte] ^= 0x01;
+            assert!(core.open_at(&tampered, at(1)).is_none(), "byte {at_byte}");
+        }
+        for len in [0, 4, HEADER, HEADER + 15, ticket.len() - 1] {
+            assert!(core.open_at(&ticket[..len], at(1)).is_none(), "{len} bytes");
+        }
+        let other = Tickets::new(TicketKeys::generate(LIFETIME, at(1)).unwrap());
+        assert!(other.open_at(&ticket, at(1)).is_none());
+    }
+
+    #[test]
+    fn every_ticket_has_a_salt_and_a_key_of_its_own() {
+        let keys = keys();
+        let core = Tickets::new(keys.clone());
+        let tickets: Vec<Vec<u8>> = (0..1000)
+            .map(|_| core.seal_at(b"the same state", at(0)).unwrap())
+            .collect();
+        let salts: std::collections::HashSet<&[u8]> =
+            tickets.iter().map(|ticket| &ticket[4..HEADER]).collect();
+        assert_eq!(salts.len(), tickets.len());
+        let sealed: std::collections::HashSet<&[u8]> =
+            tickets.iter().map(|ticket| &ticket[HEADER..]).collect();
+        assert_eq!(sealed.len(), tickets.len());
+        let (_, period_key) = keys.current();
+        let ticket_keys: std::collections::HashSet<[u8; KEY_BYTES]> = salts
+            .iter()
+            .map(|salt| period_key.ticket_key_for_test(salt))
+            .collect();
+        assert_eq!(ticket_keys.len(), tickets.len());
+        assert!(!ticket_keys.contains(&keys.held()[1]));
+    }
+
+    #[test]
+    fn another_lifetime_means_new_keys_and_the_same_one_keeps_them() {
+        let mut keys = keys();
+        let ticket = Tickets::new(keys.clone()).seal_at(b"state", at(0)).unwrap();
+        keys.fit(LIFETIME, at(1)).unwrap();
+        assert!(Tickets::new(keys.clone()).open_at(&ticket, at(1)).is_some());
+        keys.fit(60, at(1)).unwrap();
+        assert_eq!(keys.lifetime(), 60);
+        assert_eq!(keys.current().0, (at(1) / 60) as u32);
+        assert!(Tickets::new(keys).open_at(&ticket, at(1)).is_none());
+    }
+
+    #[test]
+    fn a_core_seals_and_opens_on_its_own_thread_only() {
+        let core = std::sync::Arc::new(Tickets::new(keys()));
+        let ticket = core.seal_at(b"state", at(0)).unwrap();
+        let elsewhere = core.clone();
+        let (sealed, opened) = std::thread::spawn(move || {
+            (
+                elsewhere.seal_at(b"state", at(0)),
+                elsewhere.open_at(&ticket, at(0)),
+            )
+        })
+        .join()
+        .unwrap();
+        assert_eq!((sealed, opened), (None, None));
     }
 }
