@@ -13,6 +13,7 @@
 mod handover;
 mod parked;
 mod pid_file;
+mod signal_wait;
 mod signals;
 mod sockets;
 mod thread;

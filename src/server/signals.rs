@@ -3,12 +3,17 @@
 //! reopens the access log), the PID file, systemd's and a predecessor's sockets, the TLS
 //! ticket keys kept for the servers it starts and for a successor, and handler panics
 //! turned into error lines.
+//!
+//! The main thread's copy of the ticket keys moves on with the periods like every core's:
+//! the signal wait ends when the next period begins, so that what this thread holds is never
+//! older than what the cores hold (no key the ratchet has erased elsewhere stays here).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::handover;
 use super::pid_file::PidFile;
+use super::signal_wait::SignalWait;
 use super::{Server, ServiceFactory, Sockets, StartError};
 use crate::config::{format_cores, Config, ConfigError};
 use crate::report::print_summary;
@@ -39,9 +44,8 @@ pub(crate) fn serve<F: ServiceFactory>(
     log_panics();
     let origins = handover::Origins::record();
     // Register before starting so that an early signal is not lost.
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])
-            .map_err(|e| StartError::System(format!("cannot handle signals: {e}")))?;
+    let mut signals = SignalWait::new(&[SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])
+        .map_err(|e| StartError::System(format!("cannot handle signals: {e}")))?;
     let mut configured = addresses(&config);
     let mut pid_path = config.server.pid_file.clone();
     // systemd's sockets, or the ones of the percore this one replaces, are the addresses.
@@ -54,9 +58,13 @@ pub(crate) fn serve<F: ServiceFactory>(
     note(format_args!("{}", serving_line("listening on", &server)));
     handover::announce_ready();
     let mut retired = Vec::new();
-    for signal in signals.forever() {
-        // The keys move on to this period before anything uses them.
+    loop {
+        let signal = signals.next(Some(tickets.next_step_in(unix_now())));
+        // Whatever woke the wait, the keys move on to this period first.
         tickets.catch_up(unix_now());
+        let Some(signal) = signal else {
+            continue;
+        };
         if signal == SIGUSR1 {
             // logrotate moved the access log: write to a new file at its path.
             server.reopen_log();
@@ -135,11 +143,8 @@ pub(crate) fn serve<F: ServiceFactory>(
     // Nothing starts a server from here on: the keys go (erased as they drop).
     drop(tickets);
     // A second signal gives up on draining.
-    std::thread::spawn(move || {
-        if signals
-            .forever()
-            .any(|signal| signal == SIGINT || signal == SIGTERM)
-        {
+    std::thread::spawn(move || loop {
+        if matches!(signals.next(None), Some(SIGINT | SIGTERM)) {
             note(format_args!("second signal, exiting without draining"));
             std::process::exit(1);
         }

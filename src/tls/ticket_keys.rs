@@ -30,6 +30,8 @@
 //! Moves inside aws-lc-rs's constructors may leave copies in dead stack slots, which no safe
 //! code can reach and the next calls overwrite.
 
+use std::time::Duration;
+
 use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
 use aws_lc_rs::hkdf::{KeyType, Prk, HKDF_SHA256};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -209,6 +211,12 @@ impl TicketKeys {
         }
         self.catch_up(now);
         Ok(())
+    }
+
+    /// How long from `now` until the next period begins (at least a second).
+    pub(crate) fn next_step_in(&self, now: i64) -> Duration {
+        let next = (u64::from(self.period) + 1) * u64::from(self.lifetime);
+        Duration::from_secs(next.saturating_sub(now.max(0) as u64).max(1))
     }
 
     /// The bytes handed to a successor: [`HANDOVER_BYTES`] of them, zeroed when dropped.

@@ -348,6 +348,13 @@ mod tests {
     }
 
     #[test]
+    fn the_next_step_is_due_when_the_next_period_begins() {
+        let keys = keys();
+        assert_eq!(keys.next_step_in(at(0)).as_secs(), u64::from(LIFETIME) - 10);
+        assert_eq!(keys.next_step_in(at(1)).as_secs(), 1, "overdue: at once");
+    }
+
+    #[test]
     fn a_core_seals_and_opens_on_its_own_thread_only() {
         let core = std::sync::Arc::new(Tickets::new(keys()));
         let ticket = core.seal_at(b"state", at(0)).unwrap();
