@@ -1,7 +1,8 @@
 //! What a core tells the rest of the server, once per report tick and at the end: its
 //! interval and totals to the reporter thread and the `/stats` board, its access log lines
 //! to the log's writer. The tick is also when the core gives back memory a burst made it
-//! grow (pooled buffers unused through the tick, table slots past the last connection).
+//! grow (pooled buffers unused through the tick, table slots past the last connection) and
+//! moves its TLS ticket keys on when a period has begun.
 
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ impl<A: Application> Shard<A> {
         if self.reporting.metrics.enabled {
             let (seq, tick) = (self.reporting.ticks, self.reporting.tick);
             self.report_interval(seq, tick);
+        }
+        if let Some(tls) = &self.tls {
+            tls.configs.move_tickets_on();
         }
         self.buffers.trim();
         if self.table.shrink() {

@@ -41,6 +41,7 @@ pub(crate) struct TlsSetup {
 pub(crate) struct ServerConfigs {
     aes: Arc<ServerConfig>,
     chacha: Arc<ServerConfig>,
+    tickets: Arc<Tickets>,
 }
 
 impl ServerConfigs {
@@ -50,6 +51,14 @@ impl ServerConfigs {
             Preference::Aes => &self.aes,
             Preference::ChaCha => &self.chacha,
         }
+    }
+
+    /// Moves the core's ticket keys on to the current period (which sealing or opening a
+    /// ticket does too), so that a core that has made no handshake for a while does not keep
+    /// keys the other holders have erased.
+    pub(crate) fn move_tickets_on(&self) {
+        self.tickets
+            .catch_up(crate::support::civil_time::unix_now());
     }
 }
 
@@ -117,6 +126,7 @@ impl TlsSetup {
         Ok(ServerConfigs {
             aes: config(Preference::Aes)?,
             chacha: config(Preference::ChaCha)?,
+            tickets,
         })
     }
 }
