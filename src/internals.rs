@@ -10,7 +10,8 @@
 //!   without sockets (no peer address, no access log);
 //! - the route table ([`Router`]) and percent-decoding as the router's parameters see it;
 //! - [`usable_cores`] and [`format_cores`], for tests that pick cores;
-//! - [`TlsServer`]: one connection's TLS as the engine runs it, without sockets.
+//! - [`TlsServer`]: one connection's TLS as the engine runs it, without sockets;
+//! - [`SessionTickets`]: one core's session tickets, sealed and opened as rustls asks.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -176,5 +177,28 @@ impl TlsServer {
     /// Encrypts `plain` into `wire` as application data.
     pub fn seal(&mut self, plain: &[u8], wire: &mut Vec<u8>) {
         self.0.seal(plain, wire);
+    }
+}
+
+/// One core's TLS session tickets as rustls asks for them, on fresh keys: for measuring the
+/// cost of a ticket sealed and opened.
+pub struct SessionTickets(crate::tls::Tickets);
+
+impl SessionTickets {
+    /// Tickets for the calling thread, on new keys for periods of `lifetime_s` seconds.
+    pub fn new(lifetime_s: u32) -> Result<SessionTickets, String> {
+        let now = crate::support::civil_time::unix_now();
+        let keys = crate::tls::TicketKeys::generate(lifetime_s, now)?;
+        Ok(SessionTickets(crate::tls::Tickets::new(keys)))
+    }
+
+    /// A ticket holding `plain`.
+    pub fn seal(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        rustls::server::ProducesTickets::encrypt(&self.0, plain)
+    }
+
+    /// What `ticket` holds, when it is one of these tickets' and still opens.
+    pub fn open(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+        rustls::server::ProducesTickets::decrypt(&self.0, ticket)
     }
 }

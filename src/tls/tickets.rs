@@ -17,9 +17,11 @@
 //! processes (a core number and a counter repeat after an upgrade); a 96-bit random nonce
 //! is unique only by chance, and the chance runs out at about 2^32 tickets under one key.
 //! A ticket key is used for one seal, so a nonce never repeats under a key unless a 256-bit
-//! salt repeats. It costs one HKDF-Expand (two HMAC-SHA256 blocks) and an AES key schedule
-//! per ticket sealed or opened, which the previous design paid too (it expanded the period
-//! key for each ticket) and which is small beside a resumed handshake.
+//! salt repeats. It costs one HKDF-Expand (one HMAC-SHA256) and an AES key schedule per
+//! ticket sealed or opened: `benches/tls_tickets.rs` measured 1.2 µs a seal and 0.8 µs an
+//! open (128 bytes of state), where the design before (HKDF's extract and expand of the
+//! period's key for each ticket, a random nonce) took 1.5 µs a seal and one fixed key would
+//! take 0.6 µs; a resumed handshake takes about 136 µs.
 //!
 //! A ticket opens during its own period and the next, so it is good for between one and two
 //! lifetimes, and the lifetime clients are told is one.
