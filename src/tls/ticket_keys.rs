@@ -8,7 +8,9 @@
 //! past a period its key is erased. A holder keeps the current period's key and the
 //! previous one's (a ticket opens during its own period and the next) and the period's
 //! number; nothing they were derived from is kept anywhere, so keys leaked at any time open
-//! the tickets of two periods at most, never earlier ones.
+//! no ticket of an earlier period. The ratchet protects the past, not the future: leaked
+//! keys lead to every later period's, until a start without handed keys draws new ones
+//! (holders that agree without talking cannot do better).
 //!
 //! Every holder (each core, and the main thread that hands the keys to a successor) starts
 //! from the same [`TicketKeys`] and moves it itself when it sees that the period has moved;
