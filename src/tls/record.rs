@@ -54,6 +54,7 @@ pub(crate) const UNEXPECTED_MESSAGE: u8 = 10;
 pub(crate) const BAD_RECORD_MAC: u8 = 20;
 pub(crate) const RECORD_OVERFLOW: u8 = 22;
 pub(crate) const ILLEGAL_PARAMETER: u8 = 47;
+pub(crate) const PROTOCOL_VERSION: u8 = 70;
 pub(crate) const DECODE_ERROR: u8 = 50;
 pub(crate) const INTERNAL_ERROR: u8 = 80;
 pub(crate) const USER_CANCELED: u8 = 90;
@@ -198,25 +199,34 @@ impl Records {
     }
 
     /// The record body's length a header announces, if the header is one percore takes.
+    ///
+    /// After the handshake every record says version 3.3: TLS 1.2's negotiated version, TLS
+    /// 1.3's legacy one (RFC 8446 section 5.1). Another is refused with `protocol_version`,
+    /// as OpenSSL and BoringSSL refuse it (rustls takes, in TLS 1.2, any version it knows).
     fn check_header(&self, header: &[u8]) -> Result<usize, Fatal> {
         let (outer_type, version) = (header[0], [header[1], header[2]]);
         let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
-        match self.version {
-            // After the handshake every TLS 1.3 record is protected, says it is application
-            // data, and carries the legacy version 3.3 (section 5.2): a change_cipher_spec
-            // now is unexpected (section 5).
-            Version::Tls13 if outer_type != APPLICATION_DATA => Err(Fatal(UNEXPECTED_MESSAGE)),
-            Version::Tls13 if version != [3, 3] => Err(Fatal(DECODE_ERROR)),
-            Version::Tls13 if len > MAX_CIPHERTEXT_13 => Err(Fatal(RECORD_OVERFLOW)),
-            // TLS 1.2 after the handshake: application data, alerts, and handshake messages
-            // (a renegotiation, refused); the version is the protocol's, 3.x.
-            Version::Tls12 if !matches!(outer_type, ALERT | HANDSHAKE | APPLICATION_DATA) => {
-                Err(Fatal(UNEXPECTED_MESSAGE))
-            }
-            Version::Tls12 if version[0] != 3 => Err(Fatal(DECODE_ERROR)),
-            Version::Tls12 if len > MAX_CIPHERTEXT_12 => Err(Fatal(RECORD_OVERFLOW)),
-            _ => Ok(len),
+        let (types_allowed, most) = match self.version {
+            // Every TLS 1.3 record is protected and says it is application data (section
+            // 5.2): a change_cipher_spec now is unexpected (section 5).
+            Version::Tls13 => (outer_type == APPLICATION_DATA, MAX_CIPHERTEXT_13),
+            // TLS 1.2: application data, alerts, and handshake messages (a renegotiation,
+            // refused).
+            Version::Tls12 => (
+                matches!(outer_type, ALERT | HANDSHAKE | APPLICATION_DATA),
+                MAX_CIPHERTEXT_12,
+            ),
+        };
+        if !types_allowed {
+            return Err(Fatal(UNEXPECTED_MESSAGE));
         }
+        if version != [3, 3] {
+            return Err(Fatal(PROTOCOL_VERSION));
+        }
+        if len > most {
+            return Err(Fatal(RECORD_OVERFLOW));
+        }
+        Ok(len)
     }
 
     fn open13(&mut self, header: &[u8], record: &mut [u8]) -> Result<(u8, Range<usize>), Fatal> {
@@ -253,8 +263,7 @@ impl Records {
         if self.explicit_nonce {
             nonce[4..].copy_from_slice(&record[..8]);
         }
-        let version = [header[1], header[2]];
-        let aad = tls12_aad(self.rx.seq, header[0], version, plain_len);
+        let aad = tls12_aad(self.rx.seq, header[0], plain_len);
         self.rx
             .key
             .open_in_place(
@@ -313,7 +322,7 @@ impl Records {
                     out.extend_from_slice(&nonce[4..]);
                 }
                 out.extend_from_slice(fragment);
-                let aad = tls12_aad(self.tx.seq, content_type, [3, 3], fragment.len());
+                let aad = tls12_aad(self.tx.seq, content_type, fragment.len());
                 let body = &mut out[start + HEADER + explicit..];
                 let tag = self
                     .tx
@@ -381,12 +390,13 @@ fn record_header(content_type: u8, len: usize) -> [u8; HEADER] {
     [content_type, 3, 3, hi, lo]
 }
 
-/// TLS 1.2's additional data: sequence number, type, version, plaintext length.
-fn tls12_aad(seq: u64, content_type: u8, version: [u8; 2], len: usize) -> [u8; 13] {
+/// TLS 1.2's additional data: sequence number, type, version (3.3), plaintext length.
+fn tls12_aad(seq: u64, content_type: u8, len: usize) -> [u8; 13] {
     let mut aad = [0u8; 13];
     aad[..8].copy_from_slice(&seq.to_be_bytes());
     aad[8] = content_type;
-    aad[9..11].copy_from_slice(&version);
+    aad[9] = 3;
+    aad[10] = 3;
     aad[11..].copy_from_slice(&(len as u16).to_be_bytes());
     aad
 }

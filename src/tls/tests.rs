@@ -364,11 +364,10 @@ fn client_reads_alert(c: &mut ClientConnection, wire: &[u8], description: u8) ->
 #[test]
 fn key_updates_are_limited_between_application_data_records() {
     let pki = TestPki::new("keyupdate-limit");
-    let secret = TicketSecret::generate().unwrap();
-    let setup = setup(&pki, &secret);
+    let core = core(&pki, &keys());
     let client = pki.client(&[&rustls::version::TLS13]);
     // 32 in a row, then data: taken; again 32 and data: the count starts over.
-    let (mut c, mut s) = connect(&pki, &setup, &client, "localhost");
+    let (mut c, mut s) = connect(&pki, &core, &client, "localhost");
     for round in 0..2 {
         for _ in 0..super::traffic::MAX_KEY_UPDATES {
             c.refresh_traffic_keys().unwrap();
@@ -396,10 +395,9 @@ fn key_updates_are_limited_between_application_data_records() {
 #[test]
 fn update_requested_is_answered_once_until_percore_sends_data() {
     let pki = TestPki::new("keyupdate-answer");
-    let secret = TicketSecret::generate().unwrap();
-    let setup = setup(&pki, &secret);
+    let core = core(&pki, &keys());
     let client = pki.client(&[&rustls::version::TLS13]);
-    let (mut c, mut s) = connect(&pki, &setup, &client, "localhost");
+    let (mut c, mut s) = connect(&pki, &core, &client, "localhost");
     for _ in 0..10 {
         c.refresh_traffic_keys().unwrap();
     }
@@ -433,15 +431,14 @@ fn update_requested_is_answered_once_until_percore_sends_data() {
 #[test]
 fn every_connection_reports_its_own_server_name_resumed_or_not() {
     let pki = TestPki::new("sni-leak");
-    let secret = TicketSecret::generate().unwrap();
-    let setup = setup(&pki, &secret);
+    let core = core(&pki, &keys());
     // A client that sends no SNI gets a ticket: its next handshake is resumed, and the
     // certificate resolver, which sees the SNI name, does not run for it.
     for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
         let mut no_sni = (*pki.client(&[version])).clone();
         no_sni.enable_sni = false;
         let no_sni = Arc::new(no_sni);
-        let (mut c, mut s) = connect(&pki, &setup, &no_sni, "localhost");
+        let (mut c, mut s) = connect(&pki, &core, &no_sni, "localhost");
         c.writer().write_all(b"x").unwrap();
         exchange(&mut c, &mut s, usize::MAX).unwrap();
         // A client that names other.test and offers only h2: refused after the resolver ran.
@@ -452,22 +449,22 @@ fn every_connection_reports_its_own_server_name_resumed_or_not() {
             ServerName::try_from("other.test").unwrap(),
         )
         .unwrap();
-        let mut s = Server::new(&setup);
+        let mut s = Server::new(&core);
         assert!(matches!(
             exchange(&mut c, &mut s, usize::MAX),
             Err(Failure::Handshake)
         ));
         // Then, on the same core, the first client comes back without SNI.
-        let (_, s) = connect(&pki, &setup, &no_sni, "localhost");
+        let (_, s) = connect(&pki, &core, &no_sni, "localhost");
         let info = s.info.unwrap();
         assert!(info.resumed, "{version:?}");
         assert_eq!(info.server_name, None, "{version:?}");
         // A resumed handshake that sends a name reports it, as a full one does.
         let named = pki.client(&[version]);
-        let (mut c, mut s) = connect(&pki, &setup, &named, "Other.Test");
+        let (mut c, mut s) = connect(&pki, &core, &named, "Other.Test");
         c.writer().write_all(b"x").unwrap();
         exchange(&mut c, &mut s, usize::MAX).unwrap();
-        let (_, s) = connect(&pki, &setup, &named, "Other.Test");
+        let (_, s) = connect(&pki, &core, &named, "Other.Test");
         let info = s.info.unwrap();
         assert!(info.resumed, "{version:?}");
         assert_eq!(
@@ -483,23 +480,23 @@ fn every_connection_reports_its_own_server_name_resumed_or_not() {
 #[test]
 fn a_record_type_no_connection_takes_is_refused_at_its_first_byte() {
     let pki = TestPki::new("partial-header");
-    let secret = TicketSecret::generate().unwrap();
-    let setup = setup(&pki, &secret);
+    let core = core(&pki, &keys());
     for (version, refused) in [
         (&rustls::version::TLS13, &[0xdf][..]),
         (&rustls::version::TLS13, &[23, 3, 1][..]),
         (&rustls::version::TLS12, &[20][..]),
-        (&rustls::version::TLS12, &[23, 4][..]),
+        (&rustls::version::TLS12, &[23, 3, 1][..]),
+        (&rustls::version::TLS12, &[21, 3, 2][..]),
     ] {
         let client = pki.client(&[version]);
-        let (mut c, mut s) = connect(&pki, &setup, &client, "localhost");
+        let (mut c, mut s) = connect(&pki, &core, &client, "localhost");
         s.feed(&refused[..refused.len() - 1]).unwrap();
         assert!(
             matches!(s.feed(&refused[refused.len() - 1..]), Err(Failure::Record)),
             "{version:?} {refused:?}"
         );
-        let fatal = match refused[0] {
-            23 => super::record::DECODE_ERROR,
+        let fatal = match refused.len() {
+            3 => super::record::PROTOCOL_VERSION,
             _ => super::record::UNEXPECTED_MESSAGE,
         };
         assert!(client_reads_alert(&mut c, &s.wire, fatal), "{refused:?}");

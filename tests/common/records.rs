@@ -54,6 +54,7 @@ pub const BAD_RECORD_MAC: u8 = 20;
 pub const RECORD_OVERFLOW: u8 = 22;
 pub const BAD_CERTIFICATE: u8 = 42;
 pub const ILLEGAL_PARAMETER: u8 = 47;
+pub const PROTOCOL_VERSION: u8 = 70;
 pub const DECODE_ERROR: u8 = 50;
 pub const USER_CANCELED: u8 = 90;
 pub const NO_RENEGOTIATION: u8 = 100;

@@ -23,8 +23,9 @@
 //!   alert's worth);
 //! - the verdict (open, closed by `close_notify`, failed) and the application data delivered
 //!   are rustls's, but where percore is stricter or more lenient on purpose, as the README
-//!   says: percore refuses a zero-length handshake record (rustls skips it), a TLS 1.3 record
-//!   whose header is not application data, version 3.3 (percore authenticates the header as
+//!   says: percore refuses a zero-length handshake record (rustls skips it), a record whose
+//!   version is not 3.3 (rustls takes in TLS 1.2 any version it knows, SSL 2's included) or,
+//!   in TLS 1.3, whose type is not application data (percore authenticates the header as
 //!   sent, RFC 8446 section 5.2; rustls authenticates the header it expects, and so takes a
 //!   record whose outer type or version was changed on the way), and a record whose header it
 //!   will not take as soon as the header arrives (rustls may wait for the body of a record
@@ -561,11 +562,13 @@ fn ends_inside_a_record(stream: &[u8]) -> bool {
     end != stream.len()
 }
 
-/// Whether a TLS 1.3 stream holds a header that does not say application data, version 3.3
-/// (RFC 8446 section 5.2). Its additional data is the header as sent, so percore refuses it;
-/// rustls authenticates it with the header it expects and may take it.
-fn has_a_header_other_than_tls13s(stream: &[u8]) -> bool {
-    headers(stream).any(|h| h.len() == records::HEADER && h[..3] != [23, 3, 3])
+/// Whether the stream holds a header percore refuses where rustls may take the record: one
+/// whose version is not 3.3 (percore, as OpenSSL and BoringSSL, takes no other after the
+/// handshake; rustls takes in TLS 1.2 any version it knows, and in TLS 1.3 authenticates
+/// the header it expects rather than the one sent), or, in TLS 1.3, whose type is not
+/// application data (RFC 8446 section 5.2: the additional data is the header as sent).
+fn has_a_header_percore_refuses(stream: &[u8], tls12: bool) -> bool {
+    headers(stream).any(|h| h.len() == records::HEADER && (h[1..3] != [3, 3] || (!tls12 && h[0] != 23)))
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -646,7 +649,7 @@ fuzz_target!(|data: &[u8]| {
         (Verdict::Failed, _) => {
             let stricter = streams.empty_handshake
                 || ends_inside_a_record(theirs)
-                || (!streams.tls12() && has_a_header_other_than_tls13s(theirs));
+                || has_a_header_percore_refuses(theirs, streams.tls12());
             assert!(
                 stricter && theirs_plain.starts_with(ours_plain),
                 "percore refused what rustls took ({:?}): {opened:?}",
