@@ -6,7 +6,7 @@
 //!
 //! Process-level behaviour (reload, drain, start-up errors) is in `tls_lifecycle.rs`;
 //! concurrency, resumption and handshakes that stall in `tls_load.rs`; clients that
-//! misbehave after the handshake in `tls_hostile.rs`.
+//! misbehave after the handshake in `tls_hostile.rs` and `tls_framing.rs`.
 
 mod common;
 #[path = "common/tls.rs"]
