@@ -9,6 +9,7 @@
 #   WORKLOADS="file-4k file-1m" benches/load.sh    # static files only (no bare loop there)
 #   WORKLOADS=post-1k benches/load.sh               # a library handler reading 1 KiB bodies
 #   BASELINE=/path/to/old/percore WORKLOADS=baseline benches/load.sh   # A/B two builds
+#   BASELINE=/path/to/old/percore WORKLOADS=tls-baseline benches/load.sh   # the same over TLS
 #   WORKLOADS=access-log benches/load.sh            # the access log on against off
 #   WORKLOADS="tls-wrk-50 tls-wrk-pipe-16 tls-ab-close-50 tls-resume tls-file-1m tls-idle tls-syscalls" benches/load.sh
 #                                                   # HTTPS: percore TLS vs percore cleartext vs nginx TLS
@@ -42,6 +43,7 @@ QUIET_PORT=8082              # percore with report.enabled = false, for the repo
 FLOOR_PORT=8083
 APP_PORT=8084                # benches/app_server.rs: percore's routes + POST /upper (library API)
 BASELINE_PORT=8085
+BASELINE_TLS_PORT=8092       # the baseline build's TLS listener
 LOGGED_PORT=8086             # percore with the access log on, for the access-log row
 PERCORE_TLS_PORT=8090        # percore's TLS listener (the same process as PERCORE_PORT)
 NGINX_TLS_PORT=8091          # nginx's TLS listener (benches/nginx.conf)
@@ -131,7 +133,9 @@ start_servers() {
     local ports="$PERCORE_PORT $NGINX_PORT $QUIET_PORT $FLOOR_PORT $APP_PORT $LOGGED_PORT"
     if [ -n "$BASELINE" ]; then
         taskset -c "$SERVER_CPU" "$BASELINE" --config config/percore.toml \
-            --port "$BASELINE_PORT" --cores "$SERVER_CPU" --root "$site" >"$work/baseline.log" 2>&1 &
+            --port "$BASELINE_PORT" --cores "$SERVER_CPU" --root "$site" \
+            --tls-port "$BASELINE_TLS_PORT" --tls-cert "$tls_dir/cert.pem" --tls-key "$tls_dir/key.pem" \
+            >"$work/baseline.log" 2>&1 &
         baseline_pid=$!
         ports="$ports $BASELINE_PORT"
     fi
@@ -146,7 +150,9 @@ start_servers() {
             exit 1
         }
     done
-    for port in $PERCORE_TLS_PORT $NGINX_TLS_PORT; do
+    local tls_ports="$PERCORE_TLS_PORT $NGINX_TLS_PORT"
+    [ -n "$BASELINE" ] && tls_ports="$tls_ports $BASELINE_TLS_PORT"
+    for port in $tls_ports; do
         for _ in $(seq 100); do
             curl -sf --cacert "$tls_dir/cert.pem" "https://localhost:$port$URL_PATH" >/dev/null 2>&1 && break
             sleep 0.1
@@ -394,6 +400,15 @@ for workload in $WORKLOADS; do
             p=$(idle_rss "$percore_pid" $PERCORE_PORT)
             b=$(idle_rss "$baseline_pid" $BASELINE_PORT)
             echo "| idle $IDLE: RSS B per connection | this build $(echo "$p" | cut -d' ' -f1) | baseline $(echo "$b" | cut -d' ' -f1) | | (RSS KiB before→after: this build $(echo "$p" | cut -d' ' -f2)→$(echo "$p" | cut -d' ' -f3), baseline $(echo "$b" | cut -d' ' -f2)→$(echo "$b" | cut -d' ' -f3)) | | | | |"
+            ;;
+        tls-baseline)
+            [ -n "$BASELINE" ] || { echo "tls-baseline: set BASELINE=/path/to/percore" >&2; exit 1; }
+            echo
+            echo "This build (first) vs $BASELINE (second), over TLS: wrk -c 50 keep-alive and 16 pipelined, ab -c 50 a full handshake each, resumed handshakes, a 1 MiB file"
+            sleep $((site_made + 3 > SECONDS ? site_made + 3 - SECONDS : 0))
+            for w in tls-wrk-50 tls-wrk-pipe-16 tls-ab-close-50 tls-resume tls-file-1m; do
+                compare "$w" "$w" $PERCORE_TLS_PORT $BASELINE_TLS_PORT
+            done
             ;;
         tls-idle)
             stop_servers
