@@ -434,7 +434,7 @@ for workload in $WORKLOADS; do
                             >"$work/flood.out" 2>&1 &
                         fpid=$! ;;
                     *)
-                        taskset -c "$CLIENT_CPU" "$tls_abuse" "127.0.0.1:$port" $((DURATION + 2)) "$flood" 2 \
+                        taskset -c "$CLIENT_CPU" "$tls_abuse" "127.0.0.1:$port" $((DURATION + 2)) "$flood" 1 \
                             >"$work/flood.out" 2>&1 &
                         fpid=$! ;;
                 esac
@@ -458,15 +458,27 @@ for workload in $WORKLOADS; do
                 nf=$flood_result
                 echo "| TLS keep-alive p99 (wrk), alone vs under a ClientHello flood | percore ${a%% *} vs ${f%% *} (${f##* } hellos answered) | nginx ${na%% *} vs ${nf%% *} (${nf##* } hellos) | | | | | | |"
             else
+                # What each abuse costs the core alone (busy time per record it sent), then
+                # wrk's p99 beside one abusing client.
+                abuse_cost() { # MODE: sets abuse_result to "µs-per-record records-per-second ended µs-per-connection"
+                    stop_servers
+                    start_servers
+                    local c0 c1
+                    c0=$(core_busy)
+                    taskset -c "$CLIENT_CPU" "$tls_abuse" "127.0.0.1:$PERCORE_TLS_PORT" "$DURATION" "$1" 2 \
+                        >"$work/abuse.out" 2>&1
+                    c1=$(core_busy)
+                    abuse_result=$(awk -v b=$((c1 - c0)) -v hz="$hz" -v d="$DURATION" \
+                        '{ e = $(NF - 5); printf "%.2f %.0f %d %s", b / hz * 1e6 / $1, $1 / d, e, (e > 0 ? sprintf("%.0f", b / hz * 1e6 / e) : "-") }' "$work/abuse.out")
+                }
                 flood_p99 $PERCORE_TLS_PORT no
                 a=$flood_result
-                flood_p99 $PERCORE_TLS_PORT keyupdates
-                k=$flood_result
-                flood_p99 $PERCORE_TLS_PORT keyupdate-limit
-                l=$flood_result
-                flood_p99 $PERCORE_TLS_PORT renegotiate
-                r=$flood_result
-                echo "| TLS keep-alive p99 (wrk), alone vs beside clients misbehaving after their handshake | percore ${a%% *} alone; ${k%% *} beside KeyUpdates within the limits (${k##* } records); ${l%% *} beside KeyUpdates past them (${l##* } records); ${r%% *} beside renegotiations (${r##* } records) | | | | | | | |"
+                for mode in keyupdates keyupdate-limit renegotiate; do
+                    abuse_cost "$mode"
+                    cost=$abuse_result
+                    flood_p99 $PERCORE_TLS_PORT "$mode"
+                    echo "| TLS abuse: $mode | core µs per record sent $(echo "$cost" | cut -d' ' -f1), per connection $(echo "$cost" | cut -d' ' -f4) ($(echo "$cost" | cut -d' ' -f2) records/s, $(echo "$cost" | cut -d' ' -f3) connections ended by percore) | wrk p99 ${flood_result%% *} beside one abusing client (${a%% *} alone) | | | | | | |"
+                done
             fi
             ;;
         tls-syscalls)
