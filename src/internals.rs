@@ -126,6 +126,13 @@ pub fn decode_text(input: &[u8], plus: bool) -> String {
     crate::support::percent::decode_text(input, plus).into_owned()
 }
 
+/// Makes the calling core's next `io_uring_enter` fail (once), as a kernel refusing the
+/// ring would: called from a handler, it drives that core out of its loop by the error
+/// path, for the tests of what a core frees when it leaves.
+pub fn fail_next_ring_enter() {
+    crate::engine::fail_next_enter();
+}
+
 /// Why a [`TlsServer`] takes no more input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsEnded {

@@ -113,12 +113,23 @@ fn warm_tls_keep_alive_requests_allocate_nothing_on_the_core() {
     let allocations = ALLOCATIONS.counted();
     let requests = CONNECTIONS * PIPELINED * MEASURED_ROUNDS;
     drop(streams);
-    server.shutdown();
-    eprintln!("{allocations} allocations on the core for {requests} TLS requests");
-    // A few may come from glommio's own sleep when the core finds nothing to do between
-    // rounds; one per request (or per record) would be thousands.
+    let parks = server.shutdown().cores[0].counters.parks;
+    eprintln!(
+        "{allocations} allocations on the core for {requests} TLS requests; {parks} loop parks \
+         in the whole run"
+    );
+    // Each time the loop finds nothing to do it sleeps, and glommio's own sleep may cost an
+    // allocation or two (its preemption timers): none to 4 on a quiet machine, 12 to 18 with
+    // both CPUs busy (the core parks more often). Answering requests must cost none: one
+    // per request, per record, or per connection and round would be a thousand or more.
+    // Parks are counted over the whole run, so the first bound is loose; the second is the
+    // real check.
     assert!(
-        allocations <= 8,
+        allocations <= 2 * parks,
+        "{allocations} allocations but only {parks} parks"
+    );
+    assert!(
+        allocations * 100 < requests as u64,
         "{allocations} allocations on the core for {requests} warm TLS requests"
     );
 }

@@ -6,12 +6,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
-use io_uring::{cqueue, opcode, squeue, types};
+use io_uring::{cqueue, opcode, types};
 
 use super::conn::{Conn, Phase};
 use super::shard::Shard;
 use super::token::Key;
-use super::token::{token, Op, NO_KEY};
+use super::token::{token, Op};
 use super::Application;
 use crate::http::session::Session;
 use crate::proxy_protocol::is_trusted;
@@ -90,11 +90,7 @@ impl<A: Application> Shard<A> {
     }
 
     fn cancel_accept(&mut self, index: usize) {
-        let cancel = opcode::AsyncCancel::new(accept_token(index))
-            .build()
-            .flags(squeue::Flags::SKIP_SUCCESS)
-            .user_data(token(Op::Ignore, NO_KEY, 0));
-        self.push_plain(&cancel);
+        self.ring.cancel(accept_token(index));
         // Its completion (ECANCELED) is not armed again while the listener is paused.
         self.listening.armed[index] = false;
     }

@@ -62,7 +62,7 @@ impl<A: Application> Shard<A> {
             .build()
             .flags(squeue::Flags::SKIP_SUCCESS)
             .user_data(token(Op::Ignore, NO_KEY, 0));
-        self.push_plain(&close);
+        self.ring.push_quiet(&close);
         let key = conn.key;
         self.gathered -= conn.held;
         self.wheel.remove(key.index);

@@ -10,7 +10,7 @@
 //!
 //! | file | concern |
 //! | --- | --- |
-//! | `ring` | the io_uring: set-up, provided buffers, enter, eventfd |
+//! | `ring`, `buffer_ring` | the io_uring: set-up, enter, eventfd, operations in flight; the provided receive buffers |
 //! | `token` | what a completion is for (`user_data`) |
 //! | `table`, `conn` | connection records, their keys and their state |
 //! | `wheel` | the timing wheel of deadlines |
@@ -26,6 +26,7 @@
 
 mod accept;
 mod background;
+mod buffer_ring;
 mod buffers;
 mod close;
 mod conn;
@@ -54,6 +55,7 @@ use std::pin::Pin;
 
 pub(crate) use exchange::Exchange;
 pub(crate) use links::{report_tick, Links};
+pub(crate) use ring::fail_next_enter;
 pub use ring::RingMode;
 pub(crate) use shard::{make_ring, run};
 

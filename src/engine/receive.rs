@@ -1,19 +1,20 @@
 //! Receiving: one multishot receive per connection from the core's provided-buffer ring.
 //!
 //! The bytes are handed on where the kernel put them (to the PROXY header reader, or to the
-//! exchange with the session) and the buffer goes back to the kernel at once; only what
+//! exchange with the session) and the buffer goes back to the kernel at once (its guard,
+//! `ring::Received`, is dropped); only what
 //! cannot be processed yet is copied into the connection's input buffer. `ENOBUFS` (the
 //! buffer ring ran dry) ends a receive without losing a byte: it is armed again once buffers
 //! have come back. A connection holding a head's worth of input it cannot process yet stops
 //! receiving, so a client pipelining without reading stalls only itself.
 
-use io_uring::{cqueue, opcode, squeue, types};
+use io_uring::{cqueue, opcode, types};
 
+use super::buffer_ring::RECV_GROUP;
 use super::conn::{Conn, Phase, Recv};
-use super::ring::RECV_GROUP;
 use super::shard::Shard;
 use super::token::Key;
-use super::token::{token, Op, NO_KEY};
+use super::token::{token, Op};
 use super::Application;
 use crate::metrics::TlsFailure;
 use crate::proxy_protocol::{self, Header};
@@ -34,11 +35,7 @@ impl<A: Application> Shard<A> {
     /// Stops the armed receive (its completions may still bring bytes, which are kept).
     pub(super) fn cancel_recv(&mut self, conn: &mut Conn) {
         if conn.recv == Recv::Armed {
-            let cancel = opcode::AsyncCancel::new(token(Op::Recv, conn.key, conn.recv_epoch))
-                .build()
-                .flags(squeue::Flags::SKIP_SUCCESS)
-                .user_data(token(Op::Ignore, NO_KEY, 0));
-            self.push_plain(&cancel);
+            self.ring.cancel(token(Op::Recv, conn.key, conn.recv_epoch));
         }
         conn.recv = Recv::Off;
     }
@@ -87,15 +84,13 @@ impl<A: Application> Shard<A> {
         }
         match (result, buffer) {
             (n, Some(bid)) if n > 0 => {
-                // SAFETY: the completion just reaped names this buffer with `n` bytes; it is
-                // given back right after the bytes are handled, and nothing keeps the slice.
-                let data: &mut [u8] =
-                    unsafe { &mut *(self.ring.buffer(bid, n as usize) as *mut [u8]) };
+                // SAFETY: the completion just reaped names this buffer with `n` bytes, taken
+                // once here; it goes back to the kernel when `received` is dropped.
+                let mut received = unsafe { self.ring.received(bid, n as usize) };
                 self.reporting.metrics.counters.borrow_mut().bytes_in += n as u64;
                 conn.active_ms = self.now.ms;
                 conn.read_at = self.now.reaped_at;
-                self.on_data(&mut conn, data);
-                self.ring.recycle(bid);
+                self.on_data(&mut conn, received.bytes());
             }
             (0, _) => {
                 conn.input_ended = true;

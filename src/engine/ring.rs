@@ -9,12 +9,32 @@
 //! registered, so an enter costs no file-table look-up.
 //!
 //! This file knows nothing of HTTP or connections: the rest of the engine builds the SQEs
-//! and reads the completions. It owns only what must outlive them: the buffer memory.
+//! and reads the completions. It owns only what must outlive them: the buffer memory, and
+//! the count of operations the kernel still holds.
+//!
+//! **Memory the kernel may touch is freed only after it lets go.** Every operation pushed
+//! with [`Ring::push`] is counted until its last completion is reaped (a multishot one's
+//! last is the one without `IORING_CQE_F_MORE`): its user data carries the ring's own bit
+//! ([`TRACKED`]) for that. A core leaving, whichever way it leaves, calls
+//! [`Ring::quiesce`]: every operation is cancelled and the ring is reaped until none is left
+//! (or a bound passes), before any send buffer or the receive buffers are freed; what the
+//! kernel still holds then is leaked, never freed under it (`Drop` leaves the receive
+//! buffers mapped while any receive is in flight). A received buffer is a guard
+//! ([`Received`]) that goes back to the kernel when dropped.
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-use io_uring::{cqueue, squeue, types, IoUring};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use super::buffer_ring::{BufRing, Received};
+
+/// The bit of an SQE's user data the ring keeps for itself: the operation is counted among
+/// those in flight until its last completion. The engine's own tokens leave it clear.
+pub const TRACKED: u64 = 1 << 59;
 
 /// `IORING_ENTER_GETEVENTS`: the enter runs deferred task work and posts completions.
 const IORING_ENTER_GETEVENTS: u32 = 1;
@@ -64,9 +84,6 @@ fn register_ring_fd(fd: RawFd) -> Option<u32> {
     (result == 1).then_some(update.offset)
 }
 
-/// The buffer group every multishot receive of a core takes its buffers from.
-pub const RECV_GROUP: u16 = 0;
-
 /// How the ring runs completions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RingMode {
@@ -95,8 +112,22 @@ pub struct Ring {
     /// it instead of the descriptor. (The `io-uring` crate keeps the index in a `Submitter`,
     /// which lives only as long as one call; hence the raw calls below.)
     registered: Option<u32>,
-    bufs: BufRing,
+    /// The receive buffers, shared with the guards of the buffers lent out.
+    bufs: Rc<BufRing>,
     eventfd: OwnedFd,
+    /// Operations pushed with [`Ring::push`] whose last completion is not reaped yet.
+    in_flight: usize,
+}
+
+thread_local! {
+    /// Makes this thread's next loop enter fail, once (a test's way to drive a core out of
+    /// its loop by the error path; see `internals::fail_next_ring_enter`).
+    static FAIL_NEXT_ENTER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes the calling core's next `io_uring_enter` fail with `EIO`, once.
+pub(crate) fn fail_next_enter() {
+    FAIL_NEXT_ENTER.with(|fail| fail.set(true));
 }
 
 impl Ring {
@@ -135,7 +166,7 @@ impl Ring {
         };
         // An optimisation only: enters work without it (through the plain descriptor).
         let registered = register_ring_fd(uring.as_raw_fd());
-        let bufs = BufRing::new(&uring, buffers, buffer_bytes)?;
+        let bufs = Rc::new(BufRing::new(&uring, buffers, buffer_bytes)?);
         // SAFETY: eventfd(2) returns a fresh descriptor or -1.
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if raw < 0 {
@@ -158,6 +189,7 @@ impl Ring {
             registered,
             bufs,
             eventfd,
+            in_flight: 0,
         })
     }
 
@@ -176,23 +208,56 @@ impl Ring {
         }
     }
 
-    /// Queues `sqe`; when the queue is full, what is queued is submitted first (a second
-    /// enter in this turn, only under bursts larger than `runtime.ring_depth`).
+    /// Queues `sqe`, counted in flight until its last completion is reaped; when the queue is
+    /// full, what is queued is submitted first (a second enter in this turn, only under
+    /// bursts larger than `runtime.ring_depth`).
     ///
     /// # Safety
     ///
     /// Every buffer and descriptor `sqe` names must stay valid, and a buffer the kernel
-    /// writes must not be read or moved, until the entry's completion has been reaped (or
-    /// the ring is dropped). The engine keeps a send's buffer in its connection record until
-    /// the send completes, and a timeout's `Timespec` in the core.
+    /// writes must not be read or moved, until the entry's last completion has been reaped
+    /// (or, when the core leaves, until [`Ring::quiesce`] says none is left). The engine
+    /// keeps a send's buffer in its connection record until the send completes. The user
+    /// data must leave [`TRACKED`] clear.
     pub unsafe fn push(&mut self, sqe: &squeue::Entry) {
+        debug_assert_eq!(sqe.get_user_data() & TRACKED, 0, "the ring's own bit");
+        let sqe = sqe.clone().user_data(sqe.get_user_data() | TRACKED);
+        // SAFETY: as this function's contract.
+        unsafe { self.push_raw(&sqe) };
+        self.in_flight += 1;
+    }
+
+    /// Queues an operation that names no memory and posts no completion when it succeeds
+    /// (a cancel or a close with `IOSQE_CQE_SKIP_SUCCESS`): it is not counted.
+    pub fn push_quiet(&mut self, sqe: &squeue::Entry) {
+        // SAFETY: such an entry names no buffer the kernel reads or writes.
+        unsafe { self.push_raw(sqe) };
+    }
+
+    unsafe fn push_raw(&mut self, sqe: &squeue::Entry) {
         loop {
-            // SAFETY: the caller keeps what `sqe` names alive until its completion.
+            // SAFETY: the callers keep what `sqe` names alive until its completion.
             if unsafe { self.uring.submission().push(sqe) }.is_ok() {
                 return;
             }
             let _ = self.enter();
         }
+    }
+
+    /// Cancels the operation pushed (with [`Ring::push`]) with `user_data`; the cancel posts
+    /// a completion only if it fails (user data 0), and the operation's own last completion
+    /// comes as usual (`ECANCELED`, or what it had done).
+    pub fn cancel(&mut self, user_data: u64) {
+        let cancel = opcode::AsyncCancel::new(user_data | TRACKED)
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(0);
+        self.push_quiet(&cancel);
+    }
+
+    /// Operations in flight: pushed with [`Ring::push`], their last completion not reaped.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
     }
 
     /// Submits everything queued and lets the kernel post every completion ready now, without
@@ -223,6 +288,9 @@ impl Ring {
     /// `io_uring_enter` submitting every queued entry with `GETEVENTS` (deferred completions
     /// run only then), waiting for `wait` completions at most until `arg`'s timeout.
     fn enter_with(&mut self, wait: u32, arg: Option<&GeteventsArg>) -> io::Result<usize> {
+        if FAIL_NEXT_ENTER.with(|fail| fail.replace(false)) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
         let queued = self.uring.submission().len() as u32;
         let (fd, mut flags) = match self.registered {
             Some(index) => (index as libc::c_long, IORING_ENTER_REGISTERED_RING),
@@ -267,10 +335,16 @@ impl Ring {
         }
     }
 
-    /// Moves every posted completion into `into` (whose capacity is kept across turns).
+    /// Moves every posted completion into `into` (whose capacity is kept across turns); an
+    /// operation's last completion takes it out of those in flight.
     pub fn reap(&mut self, into: &mut Vec<cqueue::Entry>) {
         into.clear();
-        into.extend(self.uring.completion());
+        for cqe in self.uring.completion() {
+            if cqe.user_data() & TRACKED != 0 && !cqueue::more(cqe.flags()) {
+                self.in_flight -= 1;
+            }
+            into.push(cqe);
+        }
     }
 
     /// Whether completions are waiting in the queue.
@@ -278,23 +352,58 @@ impl Ring {
         !self.uring.completion().is_empty()
     }
 
-    /// The bytes of receive buffer `bid`, of which the kernel filled `len`, to read and
-    /// change in place (TLS decrypts there) until the buffer is given back.
+    /// The receive buffer `bid`, of which the kernel filled `len` bytes, to read and change
+    /// in place (TLS decrypts there); it goes back to the kernel when the guard is dropped.
     ///
     /// # Safety
     ///
     /// `bid` must come from a receive completion reaped from this ring, of `len` bytes, and
-    /// not have been given back ([`Ring::recycle`]) since; the slice must not be used after
-    /// it is given back.
-    pub unsafe fn buffer(&mut self, bid: u16, len: usize) -> &mut [u8] {
-        // SAFETY: the kernel wrote these bytes before posting the completion naming `bid`
-        // and does not touch the buffer again until it is given back.
-        unsafe { self.bufs.get(bid, len) }
+    /// be taken once per completion.
+    pub unsafe fn received(&mut self, bid: u16, len: usize) -> Received {
+        // SAFETY: as this function's contract.
+        unsafe { Received::new(self.bufs.clone(), bid, len) }
     }
 
-    /// Gives receive buffer `bid` back to the kernel.
+    /// Gives receive buffer `bid` back to the kernel unread (a completion that brought no
+    /// bytes, or one for a connection that is gone).
     pub fn recycle(&mut self, bid: u16) {
         self.bufs.give_back(bid);
+    }
+
+    /// Cancels every operation in flight and reaps until none is left or `within` passes;
+    /// returns how many are left (the kernel holds their memory still: it must not be
+    /// freed). Completions reaped here are dropped (a receive's buffer needs no giving back:
+    /// the ring is ending).
+    pub fn quiesce(&mut self, within: Duration) -> usize {
+        let until = Instant::now() + within;
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(0);
+        self.push_quiet(&cancel);
+        // What is queued (the closes of the last turn, the cancel) goes out in any case.
+        let _ = self.enter();
+        let mut reaped = Vec::new();
+        self.reap(&mut reaped);
+        let mut cancels = 0;
+        while self.in_flight > 0 {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let waited = self.wait(left.min(Duration::from_millis(50)));
+            self.reap(&mut reaped);
+            if waited.is_err() && reaped.is_empty() {
+                break;
+            }
+            // Operations pushed after the first cancel went out (a multishot receive that
+            // the kernel re-armed) are cancelled again, a few times at most.
+            if reaped.is_empty() && cancels < 8 {
+                cancels += 1;
+                self.push_quiet(&cancel);
+            }
+        }
+        self.in_flight
     }
 
     /// Receive buffers in all.
@@ -326,96 +435,13 @@ fn check_kernel() -> Result<(), String> {
     Ok(())
 }
 
-/// The provided-buffer ring: `count` buffers of `size` bytes the kernel picks from for each
-/// receive, handed back by the driver as soon as their bytes are parsed or copied.
-struct BufRing {
-    /// The ring of buffer descriptors, shared with the kernel (page-aligned, `count` entries).
-    ring: *mut types::BufRingEntry,
-    ring_bytes: usize,
-    /// The buffers themselves, `count * size` bytes.
-    memory: *mut u8,
-    memory_bytes: usize,
-    count: usize,
-    size: usize,
-    /// Our copy of the ring's tail; published to the kernel after each give-back.
-    tail: u16,
-}
-
-impl BufRing {
-    fn new(uring: &IoUring, count: u16, size: usize) -> Result<BufRing, String> {
-        let count_usize = usize::from(count);
-        let ring_bytes = count_usize * std::mem::size_of::<types::BufRingEntry>();
-        let memory_bytes = count_usize * size;
-        let ring = map(ring_bytes)?;
-        let memory = match map(memory_bytes) {
-            Ok(memory) => memory,
-            Err(e) => {
-                // SAFETY: mapped just above with this length.
-                unsafe { libc::munmap(ring.cast(), ring_bytes) };
-                return Err(e);
-            }
-        };
-        let mut bufs = BufRing {
-            ring: ring.cast(),
-            ring_bytes,
-            memory,
-            memory_bytes,
-            count: count_usize,
-            size,
-            tail: 0,
-        };
-        // SAFETY: the ring memory lives as long as `bufs`, which outlives the registration
-        // (the ring is dropped first: see `Ring`'s field order).
-        unsafe {
-            uring
-                .submitter()
-                .register_buf_ring_with_flags(ring as u64, count, RECV_GROUP, 0)
-        }
-        .map_err(|e| {
-            format!(
-                "cannot register io_uring provided buffers ({e}): percore needs \
-                 provided-buffer rings (Linux 6.0 or later)"
-            )
-        })?;
-        for bid in 0..count {
-            bufs.give_back(bid);
-        }
-        Ok(bufs)
-    }
-
-    /// # Safety
-    ///
-    /// As [`Ring::buffer`]: the buffer is the caller's until given back.
-    unsafe fn get(&mut self, bid: u16, len: usize) -> &mut [u8] {
-        assert!(usize::from(bid) < self.count && len <= self.size);
-        // SAFETY: in bounds (checked); the caller holds the buffer (see above).
-        unsafe {
-            std::slice::from_raw_parts_mut(self.memory.add(usize::from(bid) * self.size), len)
-        }
-    }
-
-    fn give_back(&mut self, bid: u16) {
-        let mask = self.count - 1;
-        // SAFETY: the index is masked into the ring; the entry at the tail is ours until
-        // the tail is published past it.
-        unsafe {
-            let entry = &mut *self.ring.add(usize::from(self.tail) & mask);
-            entry.set_addr(self.memory.add(usize::from(bid) * self.size) as u64);
-            entry.set_len(self.size as u32);
-            entry.set_bid(bid);
-        }
-        self.tail = self.tail.wrapping_add(1);
-        // SAFETY: the tail field lives in the shared ring memory; the release store orders the
-        // entry's writes before the kernel can see it.
-        unsafe {
-            let tail = types::BufRingEntry::tail(self.ring) as *const std::sync::atomic::AtomicU16;
-            (*tail).store(self.tail, std::sync::atomic::Ordering::Release);
-        }
-    }
-}
-
 impl Drop for Ring {
     fn drop(&mut self) {
+        if self.in_flight > 0 {
+            // Receives the kernel may still fill: the buffers stay mapped (leaked), never
+            // unmapped under it.
+            std::mem::forget(self.bufs.clone());
+        }
         // The registration holds a reference to the ring: without this, closing it would
         // not end it before the thread exits.
         if let Some(index) = self.registered {
@@ -436,36 +462,4 @@ impl Drop for Ring {
             };
         }
     }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: both mappings were made in `new` with these lengths and are unused now.
-        unsafe {
-            libc::munmap(self.ring.cast(), self.ring_bytes);
-            libc::munmap(self.memory.cast(), self.memory_bytes);
-        }
-    }
-}
-
-/// Anonymous private memory, page-aligned (the buffer ring's descriptors must be).
-fn map(bytes: usize) -> Result<*mut u8, String> {
-    // SAFETY: a fresh anonymous mapping; the result is checked.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(format!(
-            "cannot map {bytes} bytes of receive buffers: {}",
-            io::Error::last_os_error()
-        ));
-    }
-    Ok(ptr.cast())
 }

@@ -65,8 +65,9 @@ impl<A: Application> Shard<A> {
             .build()
             .user_data(token(Op::Send, conn.key, 0));
         // SAFETY: the buffer stays in the record, untouched, until this send completes
-        // (`on_send`); a record cut meanwhile waits for it (`close`), and one outliving the
-        // core leaks the buffer rather than free it under the kernel (`shut_down`).
+        // (`on_send`); a record cut meanwhile waits for it (`close`), and when the core
+        // leaves, the send is cancelled and reaped before the record is freed, or its buffer
+        // is leaked (`leave`).
         unsafe { self.ring.push(&send) };
     }
 

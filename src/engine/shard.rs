@@ -164,6 +164,9 @@ pub(super) struct Shard<A: Application> {
     cqes: Vec<cqueue::Entry>,
     /// Connections the wheel found due this turn (capacity kept across turns).
     pub(super) due: Vec<u32>,
+    /// The core has left (`leave`): nothing the kernel held is left in flight, or it was
+    /// leaked.
+    pub(super) left: bool,
 }
 
 /// Builds a core's ring; the error is one line for the user.
@@ -233,6 +236,7 @@ pub(crate) async fn run<A: Application>(
         gathered: 0,
         starved: VecDeque::new(),
         due: Vec::new(),
+        left: false,
     };
     shard.publish_start();
     for index in 0..shard.listening.sockets.len() {
@@ -244,6 +248,7 @@ pub(crate) async fn run<A: Application>(
     // SAFETY: `stop` outlives the loop, which ends before it is dropped below.
     unsafe { shard.ring.push(&poll) };
     shard.run().await;
+    shard.leave();
     drop(stop);
     watcher.cancel().await;
     shard.report_final();
@@ -261,7 +266,7 @@ impl<A: Application> Shard<A> {
             }
             let reaped = self.turn();
             if self.finished() {
-                return self.shut_down();
+                return;
             }
             if reaped {
                 if self.background.tasks > 0 {
@@ -323,11 +328,12 @@ impl<A: Application> Shard<A> {
         .min()
     }
 
-    /// Queues an SQE that names nothing the core must keep alive (a cancel, a close, a
-    /// poll on a descriptor the core owns until it stops).
+    /// Queues an operation that names no memory of the core's but the ring's own (a
+    /// multishot accept or receive, whose buffers come from the buffer ring, a poll on a
+    /// descriptor the core owns until it stops); it is counted in flight.
     pub(super) fn push_plain(&mut self, sqe: &io_uring::squeue::Entry) {
-        // SAFETY: callers pass entries that point at no memory (cancels, closes, polls and
-        // multishot accepts and receives, whose buffers come from the buffer ring).
+        // SAFETY: such entries point at no memory but the ring's receive buffers, which the
+        // ring keeps while any receive is in flight.
         unsafe { self.ring.push(sqe) };
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! The low 32 bits name the connection's slot in the table, the next 24 its generation (so a
 //! completion that arrives after its connection closed and the slot was reused is ignored),
-//! the top byte the operation and, for receives, which arming of the receive it was.
+//! then three bits the operation, one bit the ring's own ([`super::ring::TRACKED`]: counted
+//! in flight), and the top four, for receives, which arming of the receive it was.
 
 /// A connection's place in the table, with the generation that tells a reused slot apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +60,7 @@ pub(super) fn token(op: Op, key: Key, epoch: u8) -> u64 {
 
 /// Reads a `user_data` back.
 pub(super) fn untoken(user_data: u64) -> (Op, Key, u8) {
-    let op = match (user_data >> 56) & 0xf {
+    let op = match (user_data >> 56) & 0x7 {
         1 => Op::Accept,
         2 => Op::Recv,
         3 => Op::Send,
@@ -93,7 +94,11 @@ mod tests {
             Op::Ignore,
         ] {
             for epoch in [0, 7, 15] {
-                assert_eq!(untoken(token(op, key, epoch)), (op, key, epoch));
+                let user_data = token(op, key, epoch);
+                assert_eq!(user_data & super::super::ring::TRACKED, 0, "the ring's bit");
+                assert_eq!(untoken(user_data), (op, key, epoch));
+                let tracked = user_data | super::super::ring::TRACKED;
+                assert_eq!(untoken(tracked), (op, key, epoch));
             }
         }
     }

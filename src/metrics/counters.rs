@@ -35,6 +35,12 @@ pub struct Counters {
     pub tls_resumed: u64,
     /// TLS handshakes that failed, by [`TlsFailure`].
     pub tls_failed: [u64; TlsFailure::ALL.len()],
+    /// Kernel operations (sends, receives, accepts, timeouts) in flight when the core left
+    /// its loop: each was cancelled and waited for before its memory was freed.
+    pub exit_in_flight: u64,
+    /// Of those, the ones the kernel had not given back within the bound: their memory was
+    /// left allocated (leaked) rather than freed under the kernel. 0 on a clean exit.
+    pub exit_leaked: u64,
 }
 
 /// Why a TLS handshake failed.
@@ -101,6 +107,8 @@ impl Counters {
         for (a, b) in self.tls_failed.iter_mut().zip(other.tls_failed) {
             *a += b;
         }
+        self.exit_in_flight += other.exit_in_flight;
+        self.exit_leaked += other.exit_leaked;
     }
 
     /// TLS handshakes completed, full and resumed.
