@@ -161,25 +161,19 @@ fn sigusr1_reopens_the_log_and_loses_no_line() {
     requests(&server.addr, 29);
     let rotated = path.with_extension("log.1");
     // The lines reach the file within a tick; wait for them, then rotate.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::fs::read_to_string(&path).map_or(0, |t| t.lines().count()) < 30 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first lines never reached the file"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::wait_until(
+        "the first lines reach the file",
+        std::time::Duration::from_secs(20),
+        || std::fs::read_to_string(&path).map_or(0, |t| t.lines().count()) >= 30,
+    );
     std::fs::rename(&path, &rotated).unwrap();
     // SAFETY: kill(2) on our child.
     unsafe { libc::kill(server.child.id() as i32, libc::SIGUSR1) };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !path.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "SIGUSR1 did not reopen the log"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    common::wait_until(
+        "SIGUSR1 reopens the log",
+        std::time::Duration::from_secs(20),
+        || path.exists(),
+    );
     requests(&server.addr, 19);
     server.stop_with(libc::SIGTERM);
     let old = std::fs::read_to_string(&rotated).unwrap();

@@ -1028,25 +1028,25 @@ fn unknown_server_keys_are_still_refused() {
 /// The `handler_panics` total that `/stats` shows, polled until it reaches `want` (it is
 /// published once per report tick); fails after 10 s.
 fn wait_for_panics_in_stats(client: &mut Client, want: u64) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let response = client.get("/stats");
-        assert_eq!(response.status, 200);
-        assert_eq!(response.header("content-type"), Some("application/json"));
-        let stats: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
-        let panics = stats["total"]["handler_panics"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no total.handler_panics in {stats}"));
-        if panics == want {
-            return stats;
-        }
-        assert!(panics < want, "more panics than made: {stats}");
-        assert!(
-            Instant::now() < deadline,
-            "/stats still shows {panics} handler panics, not {want}, after 10 s: {stats}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for(
+        &format!("/stats shows {want} handler panics"),
+        Duration::from_secs(10),
+        || {
+            let response = client.get("/stats");
+            assert_eq!(response.status, 200);
+            assert_eq!(response.header("content-type"), Some("application/json"));
+            let stats: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+            let panics = stats["total"]["handler_panics"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no total.handler_panics in {stats}"));
+            assert!(panics <= want, "more panics than made: {stats}");
+            if panics == want {
+                Ok(stats)
+            } else {
+                Err(stats)
+            }
+        },
+    )
 }
 
 /// A synchronous handler that panics (or sets a status no response may have) gets its

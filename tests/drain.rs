@@ -6,20 +6,17 @@
 mod common;
 
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::TestServer;
 
 /// Waits until the server's listener is gone: a new connection is refused.
 fn wait_for_drain(addr: std::net::SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "the server never stopped accepting"
-        );
-        std::thread::yield_now();
-    }
+    common::wait_until(
+        "the server stops accepting",
+        Duration::from_secs(20),
+        || TcpStream::connect(addr).is_err(),
+    );
 }
 
 #[test]

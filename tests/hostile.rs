@@ -198,14 +198,11 @@ fn drain_finishes_a_request_in_flight_and_closes_idle_connections() {
     assert_eq!(busy.response().status, 100);
     let stopper = std::thread::spawn(move || server.stop());
     // Draining has begun once the listener is gone.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "the listener still accepts 10 s after shutdown began"
-        );
-        std::thread::yield_now();
-    }
+    common::wait_until(
+        "the listener stops accepting after shutdown began",
+        Duration::from_secs(10),
+        || TcpStream::connect(addr).is_err(),
+    );
     assert!(idle.is_closed());
     busy.send("helloworld");
     assert_eq!(busy.response().status, 405);

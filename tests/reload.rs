@@ -7,7 +7,7 @@ mod common;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clients::{keep_alive_client, new_connection_client, status_of, Load, StopOnDrop};
 use common::Percore;
@@ -58,11 +58,11 @@ fn hup(server: &Percore) {
 
 /// Waits until `GET path` answers `status`.
 fn wait_for(addr: SocketAddr, path: &str, status: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while status_of(addr, path) != status {
-        assert!(Instant::now() < deadline, "{path} never answered {status}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_until(
+        &format!("{path} answers {status}"),
+        Duration::from_secs(20),
+        || status_of(addr, path) == status,
+    );
 }
 
 /// Three reloads in a row, each with a changed file, under a keep-alive client and a client
@@ -139,10 +139,10 @@ fn a_reload_can_move_to_another_port() {
     assert!(note.contains(&format!("127.0.0.1:{port}")), "{note}");
     let new = SocketAddr::from(([127, 0, 0, 1], port));
     assert_eq!(status_of(new, "/echo?name=x"), 200);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(old).is_ok() {
-        assert!(Instant::now() < deadline, "the old port is still served");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_until(
+        "the old port is no longer served",
+        Duration::from_secs(20),
+        || TcpStream::connect(old).is_err(),
+    );
     server.stop_with(libc::SIGTERM);
 }

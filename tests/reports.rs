@@ -4,7 +4,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Percore, TestServer};
 use percore::config::CoreSpec;
@@ -56,21 +56,21 @@ fn stats_route_answers_json_per_core() {
         client.get(&format!("/echo?name={i}"));
     }
     // Totals are published once per tick: ask until this connection's requests show.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let stats = loop {
-        let response = client.get("/stats");
-        assert_eq!(response.status, 200);
-        assert_eq!(response.header("content-type"), Some("application/json"));
-        let stats: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
-        if stats["total"]["requests"].as_u64().unwrap() >= 10 {
-            break stats;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/stats still shows fewer than the 10 requests answered after 20 s: {stats}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let stats = common::wait_for(
+        "/stats shows the 10 requests answered",
+        Duration::from_secs(20),
+        || {
+            let response = client.get("/stats");
+            assert_eq!(response.status, 200);
+            assert_eq!(response.header("content-type"), Some("application/json"));
+            let stats: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+            if stats["total"]["requests"].as_u64().unwrap() >= 10 {
+                Ok(stats)
+            } else {
+                Err(stats)
+            }
+        },
+    );
     let cores = stats["cores"].as_array().unwrap();
     let listed: Vec<u64> = cores.iter().map(|c| c["core"].as_u64().unwrap()).collect();
     let expected: Vec<u64> = cores_served.iter().map(|&c| c as u64).collect();
@@ -336,27 +336,27 @@ fn metrics_route_is_prometheus_text_that_adds_up() {
         assert_eq!(client.get(&format!("/echo?name={n}")).status, 200);
     }
     assert_eq!(client.get("/nope").status, 404);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let text = loop {
-        let response = client.get("/metrics");
-        assert_eq!(response.status, 200);
-        assert_eq!(
-            response.header("content-type"),
-            Some("text/plain; version=0.0.4; charset=utf-8")
-        );
-        let text = response.text();
-        let requests: f64 = samples(&text, "percore_requests_total")
-            .map(|(_, v)| v)
-            .sum();
-        if requests >= 26.0 {
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/metrics never showed the 26 requests: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let text = common::wait_for(
+        "/metrics shows the 26 requests",
+        Duration::from_secs(20),
+        || {
+            let response = client.get("/metrics");
+            assert_eq!(response.status, 200);
+            assert_eq!(
+                response.header("content-type"),
+                Some("text/plain; version=0.0.4; charset=utf-8")
+            );
+            let text = response.text();
+            let requests: f64 = samples(&text, "percore_requests_total")
+                .map(|(_, v)| v)
+                .sum();
+            if requests >= 26.0 {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    );
     let requests: f64 = samples(&text, "percore_requests_total")
         .map(|(_, v)| v)
         .sum();

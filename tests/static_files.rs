@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Client, Percore, TempDir, TestServer};
 
@@ -289,22 +289,22 @@ fn request_split_byte_by_byte_still_gets_its_file() {
 /// once per report tick). `sent` counts the requests made on the server so far, these
 /// `/stats` ones included. Fails after 20 s.
 fn totals_counting(client: &mut Client, sent: &mut u64, requests: u64) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let response = client.get("/stats");
-        *sent += 1;
-        assert_eq!(response.status, 200);
-        let stats: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
-        let total = &stats["total"];
-        if total["requests"].as_u64().unwrap() >= requests {
-            return total.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/stats never counted {requests} requests: {total}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_for(
+        &format!("/stats counts {requests} requests"),
+        Duration::from_secs(20),
+        || {
+            let response = client.get("/stats");
+            *sent += 1;
+            assert_eq!(response.status, 200);
+            let stats: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+            let total = stats["total"].clone();
+            if total["requests"].as_u64().unwrap() >= requests {
+                Ok(total)
+            } else {
+                Err(total)
+            }
+        },
+    )
 }
 
 /// A file in the cache that changes in place (same size) is read again, not answered from
@@ -327,21 +327,20 @@ fn a_changed_file_is_served_fresh() {
     sent += 2;
     // A file changed in the last two seconds is not cached, and no call can move a ctime
     // back: ask until it is old enough, put in the cache and answered from it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let hits = loop {
-        assert_eq!(client.get("/page.txt").body, b"version 2");
-        sent += 1;
-        let so_far = sent;
-        let total = totals_counting(&mut client, &mut sent, so_far);
-        let hits = total["file_cache_hits"].as_u64().unwrap();
-        if hits > 0 {
-            break hits;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "page.txt was never answered from the cache: {total}"
-        );
-    };
+    let hits = common::wait_for(
+        "page.txt is answered from the cache",
+        Duration::from_secs(20),
+        || {
+            assert_eq!(client.get("/page.txt").body, b"version 2");
+            sent += 1;
+            let so_far = sent;
+            let total = totals_counting(&mut client, &mut sent, so_far);
+            match total["file_cache_hits"].as_u64().unwrap() {
+                0 => Err(total),
+                hits => Ok(hits),
+            }
+        },
+    );
     std::fs::write(&path, "version 3").unwrap();
     assert_eq!(client.get("/page.txt").body, b"version 3");
     sent += 1;

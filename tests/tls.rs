@@ -22,10 +22,10 @@ use percore::config::Cleartext;
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
 
-use common::{output_with_input, output_within};
+use common::{output_with_input, output_within, wait_until_read_by_server};
 use tls::{
-    any_certificate_client, fact, require_tool, tcp, total, wait_until_consumed, TlsClient,
-    TlsServer, FAILURES, TLS12, TLS13,
+    any_certificate_client, fact, require_tool, tcp, total, TlsClient, TlsServer, FAILURES, TLS12,
+    TLS13,
 };
 
 /// How long a client tool may run before the test fails.
@@ -442,7 +442,7 @@ fn send_bytewise(conn: &mut ClientConnection, stream: &mut TcpStream) -> usize {
     }
     for byte in &out {
         stream.write_all(std::slice::from_ref(byte)).unwrap();
-        wait_until_consumed(stream);
+        wait_until_read_by_server(stream);
     }
     out.len()
 }
@@ -624,7 +624,7 @@ fn a_client_close_notify_is_answered_with_close_notify_and_a_clean_close() {
             // The server's Finished (and ticket) read before closing.
             client.tls.conn.complete_io(&mut client.tls.sock).ok();
         }
-        wait_until_consumed(&client.tls.sock);
+        wait_until_read_by_server(&client.tls.sock);
         client.tls.conn.send_close_notify();
         client.tls.flush().unwrap();
         client
@@ -1007,7 +1007,7 @@ fn a_tls_connection_over_the_connection_bound_gets_no_cleartext() {
     });
     let held = [server.connect(), server.connect()];
     for client in &held {
-        wait_until_consumed(&client.tls.sock);
+        wait_until_read_by_server(&client.tls.sock);
     }
     let name = ServerName::try_from("localhost").unwrap();
     let mut conn = ClientConnection::new(server.pki.client(TLS13), name).unwrap();

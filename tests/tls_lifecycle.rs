@@ -17,22 +17,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clients::{status_of, Load, StopOnDrop};
-use common::{output_within, wait_child, Percore};
+use common::{output_within, wait_child, wait_until_read_by_server, Percore};
 use rustls::pki_types::CertificateDer;
 use rustls::ClientConfig;
 use tls::{
-    config_file, https_addr, signal, wait_until_consumed, wait_until_refused, Pki, TlsClient,
-    DEFAULT_NAMES, EXIT, TLS13,
+    config_file, https_addr, signal, wait_until_refused, Pki, TlsClient, DEFAULT_NAMES, EXIT, TLS13,
 };
 
 /// Waits (at most 20 s) until `GET path` over cleartext answers `status`.
 #[track_caller]
 fn wait_for_status(addr: SocketAddr, path: &str, status: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while status_of(addr, path) != status {
-        assert!(Instant::now() < deadline, "{path} never answered {status}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_until(
+        &format!("{path} answers {status}"),
+        Duration::from_secs(20),
+        || status_of(addr, path) == status,
+    );
 }
 
 /// A configuration with a TLS listener on a free port, the certificate and key named
@@ -269,7 +268,7 @@ fn sigterm_drains_tls_clients_with_close_notify() {
     }
     // Half a request head, read by the server before the drain.
     partial.send("GET /echo?name=partial HTTP/1.1\r\nHo");
-    wait_until_consumed(&partial.tls.sock);
+    wait_until_read_by_server(&partial.tls.sock);
     // A 4 MB response asked for, not read yet: it cannot all be sent before the drain.
     downloading.send("GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n");
 
@@ -481,7 +480,7 @@ fn a_handshake_under_way_when_the_drain_begins_completes_and_is_answered() {
     let mut stream = tls::tcp(https);
     let half = hello.len() / 2;
     stream.write_all(&hello[..half]).unwrap();
-    wait_until_consumed(&stream);
+    wait_until_read_by_server(&stream);
 
     let stopping = std::thread::spawn({
         let inner = server.server.take().unwrap();

@@ -17,8 +17,8 @@ use percore::internals::usable_cores;
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
 
-use common::{require, wait_for_hang_up};
-use tls::{fact, tcp, tls_count, total, wait_until_consumed, TlsClient, TlsServer, TLS12, TLS13};
+use common::{require, wait_for_hang_up, wait_until_read_by_server};
+use tls::{fact, tcp, tls_count, total, TlsClient, TlsServer, TLS12, TLS13};
 
 /// Raises this process's open-file limit to at least `want` descriptors; false if the hard
 /// limit does not allow it.
@@ -196,15 +196,15 @@ fn stalled_and_vanishing_handshakes_cost_their_connection_only() {
     let sent = Instant::now();
     let mut stalled = tcp(server.https);
     stalled.write_all(&hello).unwrap();
-    wait_until_consumed(&stalled);
+    wait_until_read_by_server(&stalled);
     // One client leaves with a FIN, one with a reset, both halfway through their hello.
     let gone = tcp(server.https);
     (&gone).write_all(&hello).unwrap();
-    wait_until_consumed(&gone);
+    wait_until_read_by_server(&gone);
     drop(gone);
     let reset = tcp(server.https);
     (&reset).write_all(&hello).unwrap();
-    wait_until_consumed(&reset);
+    wait_until_read_by_server(&reset);
     socket2::SockRef::from(&reset)
         .set_linger(Some(Duration::ZERO))
         .unwrap();
@@ -254,7 +254,7 @@ fn at_the_handshake_bound_new_tls_connections_wait_in_the_queue() {
         .map(|_| {
             let stream = tcp(server.https);
             (&stream).write_all(&hello).unwrap();
-            wait_until_consumed(&stream);
+            wait_until_read_by_server(&stream);
             stream
         })
         .collect();

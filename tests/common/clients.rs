@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What the test and its client threads share: when to stop, and how far they have got.
 #[derive(Debug, Default)]
@@ -46,16 +46,17 @@ impl Load {
     #[track_caller]
     pub fn wait_for_answers(&self, more: u64, what: &str) {
         let want = self.answered() + more;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.answered() < want {
-            assert!(
-                Instant::now() < deadline,
-                "{what}: {} of {want} requests answered after 30 s ({} failed)",
-                self.answered(),
-                self.failed.load(Ordering::Relaxed)
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        crate::common::wait_for(what, Duration::from_secs(30), || {
+            let answered = self.answered();
+            if answered >= want {
+                Ok(())
+            } else {
+                let failed = self.failed.load(Ordering::Relaxed);
+                Err(format!(
+                    "{answered} of {want} requests answered ({failed} failed)"
+                ))
+            }
+        });
     }
 }
 

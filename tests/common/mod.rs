@@ -346,17 +346,13 @@ impl Drop for KillOnDrop {
 /// Waits for `child` to exit, at most `within`; past it the child is killed and the test
 /// fails, naming `what` it waited for.
 pub fn wait_child(child: &mut Child, within: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            kill_child(child);
-            panic!("waited {within:?} in vain for {what}; the process was killed");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let exited = poll(within, POLL_EVERY, || {
+        child.try_wait().expect("try_wait").ok_or(())
+    });
+    exited.unwrap_or_else(|()| {
+        kill_child(child);
+        panic!("waited {within:?} in vain for {what}; the process was killed");
+    })
 }
 
 /// Reads `reader` to its end on a thread of its own.
@@ -454,13 +450,40 @@ pub fn require(available: bool, why: &str) -> bool {
 /// Polls `done` every 10 ms until it holds; fails the test, naming `what`, after `within`.
 #[track_caller]
 pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    if poll(within, POLL_EVERY, || if done() { Ok(()) } else { Err(()) }).is_err() {
+        panic!("waited {within:?} in vain until {what}");
+    }
+}
+
+/// Polls `ready` every 10 ms until it gives `Ok`, and returns its value; fails the test after
+/// `within`, naming `what` and the last `Err` (what `ready` saw instead).
+#[track_caller]
+pub fn wait_for<T, E: std::fmt::Display>(
+    what: &str,
+    within: Duration,
+    ready: impl FnMut() -> Result<T, E>,
+) -> T {
+    poll(within, POLL_EVERY, ready)
+        .unwrap_or_else(|last| panic!("waited {within:?} in vain until {what}; last saw: {last}"))
+}
+
+/// How often [`wait_until`] and [`wait_for`] look.
+const POLL_EVERY: Duration = Duration::from_millis(10);
+
+/// The one polling loop under every wait here: calls `ready` every `every` until it gives
+/// `Ok`, or until `within` has passed, then gives its last `Err`.
+fn poll<T, E>(
+    within: Duration,
+    every: Duration,
+    mut ready: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
     let deadline = Instant::now() + within;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "waited {within:?} in vain until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
+    loop {
+        match ready() {
+            Ok(value) => return Ok(value),
+            Err(last) if Instant::now() >= deadline => return Err(last),
+            Err(_) => std::thread::sleep(every),
+        }
     }
 }
 
@@ -678,23 +701,33 @@ pub fn unread(stream: &TcpStream) -> usize {
     n as usize
 }
 
+/// `TcpRow::state` of an established connection.
+pub const ESTABLISHED: u8 = 1;
+/// `TcpRow::state` of a connection whose handshake the server's kernel has not completed
+/// yet: with `TCP_DEFER_ACCEPT` it stays so, its client's ACK dropped, until data arrives.
+pub const SYN_RECV: u8 = 3;
+
 /// Waits (at most 20 s) until the server has read everything sent on `stream` so far: its
 /// end's receive queue is empty (or the server has closed its end). A test that means the
-/// server to see bytes in separate reads waits for this between its writes.
+/// server to see bytes in separate reads waits for this between its writes. Looks every
+/// 100 µs, so that bytes written one at a time (a TLS handshake) do not take 10 ms each.
+#[track_caller]
 pub fn wait_until_read_by_server(stream: &TcpStream) {
-    const ESTABLISHED: u8 = 1;
-    // Not yet a connection on the server's side (TCP_DEFER_ACCEPT holds it until data).
-    const SYN_RECV: u8 = 3;
-    wait_until(
-        "the server read what was sent",
-        Duration::from_secs(20),
-        || {
-            server_end(stream).is_none_or(|row| match row.state {
-                ESTABLISHED => row.rx_queue == 0,
-                SYN_RECV => false,
-                _ => true,
-            })
-        },
+    let read = poll(Duration::from_secs(20), Duration::from_micros(100), || {
+        let read = server_end(stream).is_none_or(|row| match row.state {
+            ESTABLISHED => row.rx_queue == 0,
+            SYN_RECV => false,
+            _ => true,
+        });
+        if read {
+            Ok(())
+        } else {
+            Err(())
+        }
+    });
+    assert!(
+        read.is_ok(),
+        "the server did not read what was sent within 20 s"
     );
 }
 
@@ -728,43 +761,41 @@ pub struct Stall {
 /// receive window is closed, so whatever the server sends next waits in a send of its own.
 /// `since` is an instant before the connection's first byte was sent. Fails after 20 s.
 pub fn wait_until_send_stalled(stream: &TcpStream, since: Instant) -> Stall {
-    let deadline = Instant::now() + Duration::from_secs(20);
     let sample = || (server_end(stream), unread(stream));
     let mut last = sample();
     let mut polled = Instant::now();
     // Bounds of the last change seen: between the poll before it and the poll that saw it.
     let mut changed = (since, polled);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "the server's output to a client that does not read was not held up within 20 s: \
-             last saw {last:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-        let before = polled;
-        let now = sample();
-        polled = Instant::now();
-        if now != last {
-            changed = (before, polled);
-            last = now;
-            continue;
-        }
-        let (Some(server), unread) = now else {
-            continue;
-        };
-        if server.state == 1
-            && server.tx_queue > 0
-            && unread > 0
-            && polled.duration_since(changed.1) >= Duration::from_millis(300)
-        {
-            return Stall {
-                server,
-                unread,
-                progress_not_before: changed.0,
-                progress_not_after: changed.1,
-            };
-        }
-    }
+    wait_for(
+        "the server's output to a client that does not read is held up",
+        Duration::from_secs(20),
+        || {
+            let before = polled;
+            let now = sample();
+            polled = Instant::now();
+            if now != last {
+                changed = (before, polled);
+                last = now;
+                return Err(format!("{now:?}"));
+            }
+            match now {
+                (Some(server), unread)
+                    if server.state == ESTABLISHED
+                        && server.tx_queue > 0
+                        && unread > 0
+                        && polled.duration_since(changed.1) >= Duration::from_millis(300) =>
+                {
+                    Ok(Stall {
+                        server,
+                        unread,
+                        progress_not_before: changed.0,
+                        progress_not_after: changed.1,
+                    })
+                }
+                _ => Err(format!("{now:?}")),
+            }
+        },
+    )
 }
 
 /// Waits (at most `within`) until `stream`'s connection is ended by the other side, a reset

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use percore::config::{Cleartext, Config, CoreSpec, SniCertificate, TlsConfig};
 use percore::{App, Server};
@@ -376,30 +376,6 @@ fn fill(stream: &mut impl Read, buf: &mut Vec<u8>, when: &str) -> Result<(), Str
     }
 }
 
-/// Waits (at most 20 s) until the server has read every byte sent on `stream` so far, polling
-/// the kernel's view of the server's end every 100 µs: so that bytes written one at a time
-/// reach the server in reads of their own.
-pub fn wait_until_consumed(stream: &TcpStream) {
-    const ESTABLISHED: u8 = 1;
-    const SYN_RECV: u8 = 3;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let done = crate::common::server_end(stream).is_none_or(|row| match row.state {
-            ESTABLISHED => row.rx_queue == 0,
-            SYN_RECV => false,
-            _ => true,
-        });
-        if done {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not read what was sent within 20 s"
-        );
-        std::thread::sleep(Duration::from_micros(100));
-    }
-}
-
 /// What `GET /tls` answers: the request's TLS facts, one `key=value` a line.
 fn tls_facts(request: &percore::Request<'_>) -> String {
     let peer = request
@@ -555,18 +531,18 @@ pub fn wait_for_stats(
     what: &str,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let stats = stats_of(http);
-        if done(&stats) {
-            return stats;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/stats did not show {what} within 20 s: {stats}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::common::wait_for(
+        &format!("/stats shows {what}"),
+        Duration::from_secs(20),
+        || {
+            let stats = stats_of(http);
+            if done(&stats) {
+                Ok(stats)
+            } else {
+                Err(stats)
+            }
+        },
+    )
 }
 
 /// A TLS counter of a `/stats` object (`total` or one core's): `handshakes`, `full`,
@@ -620,11 +596,11 @@ pub fn signal(percore: &Percore, signal: i32) {
 /// Waits (at most 20 s) until nothing accepts connections at `addr` any more.
 #[track_caller]
 pub fn wait_until_refused(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_ok() {
-        assert!(Instant::now() < deadline, "{addr} still accepts after 20 s");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    crate::common::wait_until(
+        &format!("{addr} refuses connections"),
+        Duration::from_secs(20),
+        || TcpStream::connect(addr).is_err(),
+    );
 }
 
 /// A config file `percore.toml` in `dir` with `text`; its path.
