@@ -261,12 +261,152 @@ fn half_closed_pipelining_client_gets_every_response() {
     assert_eq!(summary.cores[0].counters.requests(), 2);
 }
 
-/// With `server.defer_accept` the kernel holds a connection until its first bytes arrive:
-/// a client that stays silent past the deferral is still accepted and answered.
+/// With `server.defer_accept` the kernel holds a new connection until its first bytes
+/// arrive: while its client is silent, the server's end of it stays SYN_RECV in the kernel's
+/// table (the handshake's last ACK dropped) and percore has accepted nothing; once it sends,
+/// percore accepts it and answers. A client silent past the deferral is accepted anyway (the
+/// kernel completes the handshake at its first SYN-ACK retransmission), and served.
+///
+/// With the option off the kernel completes the connection as the ACK arrives and percore
+/// accepts it at once: the first look fails.
 #[test]
-fn client_silent_past_the_accept_deferral_is_still_served() {
-    let server = TestServer::start();
-    let mut client = server.client();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    assert_eq!(client.get("/echo?name=late").text(), "Hi, late!");
+fn a_silent_client_is_held_by_the_kernel_until_it_sends() {
+    let mut attempt = 0;
+    let (server, mut stats, [mut early, mut late]) = loop {
+        attempt += 1;
+        let server = TestServer::with(|c| c.report.interval_ms = 10);
+        let mut stats = Stats::new(server.client());
+        let before = stats.current()["connections"]["accepted"].clone();
+        assert_eq!(before, 1, "only the /stats client is connected yet");
+        let opened = Instant::now();
+        let silent = [server.client(), server.client()];
+        if held_while_silent(&silent, &mut stats, opened) {
+            break (server, stats, silent);
+        }
+        // Descheduled past the deferral before a conclusive look: this attempt proves
+        // nothing either way.
+        assert!(
+            attempt < 5,
+            "five attempts in a row could not look within {DEFERRAL_SURELY:?} of connecting"
+        );
+    };
+
+    // Once it sends, percore accepts it and answers.
+    assert_eq!(early.get("/echo?name=early").text(), "Hi, early!");
+    // The other one stays silent: once the deferral ends, the kernel completes its
+    // handshake and percore accepts it without a byte from it; then it is served.
+    common::wait_for(
+        "the kernel ends the deferral and percore accepts the silent client",
+        Duration::from_secs(20),
+        || {
+            let state = common::server_end(&late.stream).map(|row| row.state);
+            let total = stats.current();
+            if state == Some(common::ESTABLISHED) && total["connections"]["accepted"] == 3 {
+                Ok(())
+            } else {
+                Err(format!("server's end {state:?}; {total}"))
+            }
+        },
+    );
+    assert_eq!(late.get("/echo?name=late").text(), "Hi, late!");
+    drop((early, late, stats));
+    drop(server);
+}
+
+/// How long after connecting [`held_while_silent`] watches: with `defer_accept` off, the
+/// kernel would have completed the connection and percore accepted it (and published the
+/// count, every 10 ms) long before.
+const WATCH: Duration = Duration::from_millis(300);
+
+/// The kernel holds a silent connection until its first SYN-ACK retransmission, 1 s after
+/// the SYN came (`DEFER_ACCEPT_SECONDS`, src/server/sockets.rs); a look that ends later
+/// than this after connecting may see it completed, and proves nothing.
+const DEFERRAL_SURELY: Duration = Duration::from_millis(900);
+
+/// Looks at the `silent` clients (connected, never sending, since `opened`) until a look
+/// begun [`WATCH`] after `opened` concludes: each look finds each client's connection
+/// SYN_RECV on the server's side and `/stats` counting only the `/stats` connection as
+/// accepted, or fails the test. True once a look proves it; false when the looks came too
+/// late to (after [`DEFERRAL_SURELY`]: this thread was descheduled that long).
+fn held_while_silent(silent: &[Client], stats: &mut Stats, opened: Instant) -> bool {
+    // The first `/stats` request sent after `WATCH`: totals that count it were published
+    // after then.
+    let mut proof_from = None;
+    common::wait_for(
+        "a look at the silent clients after the watch",
+        Duration::from_secs(20),
+        || {
+            let began = opened.elapsed();
+            if began >= WATCH && proof_from.is_none() {
+                proof_from = Some(stats.asked + 1);
+            }
+            let states: Vec<Option<u8>> = silent
+                .iter()
+                .map(|client| common::server_end(&client.stream).map(|row| row.state))
+                .collect();
+            let total = stats.latest();
+            if opened.elapsed() >= DEFERRAL_SURELY {
+                return Ok(false);
+            }
+            for state in states {
+                assert_eq!(
+                    state,
+                    Some(common::SYN_RECV),
+                    "{began:?} after connecting, before sending a byte, a client's connection \
+                     was not held by the kernel (server's end: state {state:?}): \
+                     server.defer_accept is not in effect"
+                );
+            }
+            assert_eq!(
+                total["connections"]["accepted"], 1,
+                "{began:?} after connecting, before sending a byte, percore accepted a \
+                 silent client: server.defer_accept is not in effect; {total}"
+            );
+            match proof_from {
+                Some(request) if total["requests"].as_u64().unwrap() >= request => Ok(true),
+                _ => Err(format!("{began:?} after connecting: {total}")),
+            }
+        },
+    )
+}
+
+/// `/stats`'s totals, asked on a connection of its own. The requests it makes are the only
+/// requests counted while the test looks, so the count in a total tells which of them it
+/// was published after.
+struct Stats {
+    client: Client,
+    /// `/stats` requests made so far.
+    asked: u64,
+}
+
+impl Stats {
+    fn new(client: Client) -> Stats {
+        Stats { client, asked: 0 }
+    }
+
+    /// The totals as last published (once per report tick).
+    fn latest(&mut self) -> serde_json::Value {
+        let response = self.client.get("/stats");
+        self.asked += 1;
+        assert_eq!(response.status, 200);
+        let stats: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        stats["total"].clone()
+    }
+
+    /// The totals, asked until published after this call began (they count its request).
+    fn current(&mut self) -> serde_json::Value {
+        let asking = self.asked + 1;
+        common::wait_for(
+            "/stats counts its own request",
+            Duration::from_secs(20),
+            || {
+                let total = self.latest();
+                if total["requests"].as_u64().unwrap() >= asking {
+                    Ok(total)
+                } else {
+                    Err(total)
+                }
+            },
+        )
+    }
 }
