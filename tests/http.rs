@@ -1,39 +1,11 @@
-//! HTTP/1.1 behaviour over real sockets.
+//! HTTP/1.1 behaviour over real sockets. (What the binary's `/echo` answers is tested
+//! through the binary, in `routes.rs`.)
 
 mod common;
 
 use std::io::Write;
 
 use common::TestServer;
-
-#[test]
-fn echo_answers_with_the_decoded_name_and_standard_fields() {
-    let server = TestServer::start();
-    let mut client = server.client();
-    let response = client.get("/echo?name=Abcde");
-    assert_eq!(response.status, 200);
-    assert_eq!(response.text(), "Hi, Abcde!");
-    assert_eq!(response.header("content-length"), Some("10"));
-    assert_eq!(response.header("server"), Some("percore"));
-    assert!(response
-        .header("content-type")
-        .unwrap()
-        .starts_with("text/plain"));
-    let date = response.header("date").unwrap();
-    assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
-
-    let response = client.get("/echo?x=1&name=J%C3%BCrgen%20K+L&name=second");
-    assert_eq!(response.text(), "Hi, Jürgen K+L!");
-}
-
-#[test]
-fn echo_without_name_or_with_bad_escape_is_400_and_keeps_the_connection() {
-    let server = TestServer::start();
-    let mut client = server.client();
-    assert_eq!(client.get("/echo").status, 400);
-    assert_eq!(client.get("/echo?name=%zz").status, 400);
-    assert_eq!(client.get("/echo?name=ok").text(), "Hi, ok!");
-}
 
 #[test]
 fn request_split_byte_by_byte_is_answered() {

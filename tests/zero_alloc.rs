@@ -10,8 +10,8 @@ use percore::internals::Session;
 #[path = "common/counting.rs"]
 mod counting;
 
-#[path = "../src/bin/percore/routes.rs"]
-mod routes;
+#[path = "common/app.rs"]
+mod app;
 
 thread_local! {
     // Per thread: the test harness's own threads allocate while the test runs.
@@ -40,9 +40,9 @@ fn steady_keep_alive_requests_allocate_nothing() {
     ];
     let pipelined = requests.concat().repeat(4);
     let mut session = Session::new(Limits::default(), 0);
-    // percore's routes as the binary has them, and a user's handler that reads its body and
-    // a path parameter, both through the public API.
-    let app = routes::percore_app().post("/upper/{who}", |request, response, _| {
+    // The routes the binary has (its `/echo` decodes into the response buffer), and a user's
+    // handler that reads its body and a path parameter, both through the public API.
+    let app = app::app().post("/upper/{who}", |request, response, _| {
         let who = request.param("who").unwrap_or_default();
         let body = response.plain().body_mut();
         body.extend_from_slice(who.as_bytes());

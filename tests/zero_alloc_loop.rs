@@ -14,8 +14,8 @@ use percore::config::{Config, CoreSpec};
 #[path = "common/counting.rs"]
 mod counting;
 
-#[path = "../src/bin/percore/routes.rs"]
-mod routes;
+#[path = "common/app.rs"]
+mod app;
 
 /// Allocations (and reallocations) made by any thread while the gate was open.
 static ALLOCATIONS: counting::Gate = counting::Gate::new();
@@ -109,7 +109,7 @@ fn warm_keep_alive_connections_cost_the_whole_loop_no_allocation_per_request() {
     config.server.cores = CoreSpec::First(1);
     config.report.enabled = false;
     config.report.interval_ms = 0;
-    let server = routes::percore_app().start(config).expect("server starts");
+    let server = app::app().start(config).expect("server starts");
     let mut streams: Vec<TcpStream> = (0..CONNECTIONS)
         .map(|_| {
             let stream = TcpStream::connect(server.local_addr()).unwrap();

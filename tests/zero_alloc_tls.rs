@@ -19,8 +19,6 @@ mod counting;
 #[path = "common/tls.rs"]
 mod tls;
 
-use common::routes;
-
 thread_local! {
     /// This thread is the server's core.
     static CORE: Cell<bool> = const { Cell::new(false) };
@@ -79,7 +77,7 @@ fn warm_tls_keep_alive_requests_allocate_nothing_on_the_core() {
         CORE.with(|core| core.set(true));
         Ok(())
     })
-    .get("/echo", routes::echo);
+    .get("/echo", common::app::echo);
     let server = app.start(config).expect("server starts");
     let addr = server.tls_addr().expect("a TLS listener");
 

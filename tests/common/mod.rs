@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use percore::config::{Config, CoreSpec};
 use percore::Server;
 
-/// The `percore` binary's own routes, built here the way the binary builds them.
-#[path = "../../src/bin/percore/routes.rs"]
-pub mod routes;
+/// The app the in-process server serves: the binary's routes, on the public API.
+pub mod app;
 
 /// A TLS client's own record layer, for clients that misbehave after the handshake.
 pub mod records;
@@ -38,7 +37,7 @@ impl TestServer {
         // Live report lines would interleave with the test output; tests that want them set it.
         config.report.interval_ms = 0;
         adjust(&mut config);
-        let server = routes::percore_app().start(config).expect("server starts");
+        let server = app::app().start(config).expect("server starts");
         let addr = server.local_addr();
         TestServer {
             server: Some(server),

@@ -3,8 +3,8 @@
 
 use percore::config::Config;
 
-#[path = "../../src/bin/percore/routes.rs"]
-mod routes;
+#[path = "app.rs"]
+mod app;
 use percore::internals::Limits;
 use percore::internals::Session;
 use percore::internals::CONTINUE;
@@ -17,8 +17,8 @@ use percore::internals::CONTINUE;
 /// difference splitting may make.
 pub fn replay(limits: Limits, chunks: &[&[u8]]) -> (Vec<u8>, bool) {
     let mut session = Session::new(limits, 0);
-    // percore's own routes, and one that reads bodies, so that gathering them is covered.
-    let app = routes::percore_app().post("/upper", |request, response, _| {
+    // The routes the binary has, and one that reads bodies, so that gathering them is covered.
+    let app = app::app().post("/upper", |request, response, _| {
         response.body(&request.body().to_ascii_uppercase());
     });
     let mut service =

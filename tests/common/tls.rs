@@ -404,13 +404,13 @@ pub fn fact<'a>(body: &'a str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key} in {body:?}"))
 }
 
-/// The app the in-process TLS tests serve: `GET /echo?name=X` (the binary's), `POST /body`
-/// (the body back), `GET /tls` (what `Request::tls()` says; `GET /later` the same from an
-/// async handler), `/stats`, `/metrics`, and the
-/// files under `static.root` when one is set.
+/// The app the in-process TLS tests serve: `GET /echo?name=X` (as the binary answers it),
+/// `POST /body` (the body back), `GET /tls` (what `Request::tls()` says; `GET /later` the
+/// same from an async handler), `/stats`, `/metrics`, and the files under `static.root` when
+/// one is set.
 pub fn tls_app() -> App<()> {
     App::new(|_| Ok(()))
-        .get("/echo", crate::common::routes::echo)
+        .get("/echo", crate::common::app::echo)
         .post("/body", |request, response, _| {
             response.body(request.body());
         })
