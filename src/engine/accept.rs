@@ -4,14 +4,12 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 
-use io_uring::{cqueue, opcode, types};
+use io_uring::cqueue;
 
 use super::conn::{Conn, Phase};
 use super::shard::Shard;
-use super::token::Key;
-use super::token::{token, Op};
 use super::Application;
 use crate::http::session::Session;
 use crate::proxy_protocol::is_trusted;
@@ -24,106 +22,37 @@ const ACCEPT_ERROR_BACKOFF_MS: u64 = 50;
 /// Sent to connections refused at `server.max_connections_per_core`.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: percore\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-/// The accept token of listener `index`.
-pub(super) fn accept_token(index: usize) -> u64 {
-    let key = Key {
-        index: index as u32,
-        generation: 0,
-    };
-    token(Op::Accept, key, 0)
-}
-
 impl<A: Application> Shard<A> {
-    pub(super) fn arm_accept(&mut self, index: usize) {
-        let Some(listener) = self.listening.sockets.get(index) else {
-            return;
-        };
-        let accept = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(accept_token(index));
-        self.push_plain(&accept);
-        self.listening.armed[index] = true;
-    }
-
     /// After an accept error's pause, accepts again on every listener that stopped.
     pub(super) fn retry_accept(&mut self) {
-        let Some(at) = self.listening.retry_ms else {
-            return;
-        };
-        if self.now.ms >= at {
-            self.listening.retry_ms = None;
-            for index in 0..self.listening.sockets.len() {
-                if !self.listening.armed[index] {
-                    self.arm_accept(index);
-                }
-            }
+        if self.listeners.retry_due(self.now.ms) {
+            let paused = self.tls.as_ref().is_some_and(|tls| tls.gate.paused());
+            self.listeners.arm_all(&mut self.ring, paused);
         }
     }
 
     /// Whether listener `index` is a TLS listener held back at the handshake bound.
     fn accept_paused(&self, index: usize) -> bool {
-        self.listening.tls.get(index).copied().unwrap_or(false)
-            && self.tls.as_ref().is_some_and(|tls| tls.paused)
-    }
-
-    /// The handshake bound is reached: the TLS listeners stop accepting (their connections
-    /// wait in the kernel's queue).
-    pub(super) fn pause_tls_accepts(&mut self) {
-        for index in 0..self.listening.sockets.len() {
-            if self.listening.tls[index] && self.listening.armed[index] {
-                self.cancel_accept(index);
-            }
-        }
-    }
-
-    /// Below the handshake bound again: the TLS listeners accept again.
-    pub(super) fn resume_tls_accepts(&mut self) {
-        if !self.is_serving() {
-            return;
-        }
-        for index in 0..self.listening.sockets.len() {
-            if self.listening.tls[index] && !self.listening.armed[index] {
-                self.arm_accept(index);
-            }
-        }
-    }
-
-    fn cancel_accept(&mut self, index: usize) {
-        self.ring.cancel(accept_token(index));
-        // Its completion (ECANCELED) is not armed again while the listener is paused.
-        self.listening.armed[index] = false;
-    }
-
-    /// Stops accepting: cancels the accepts and closes the core's descriptors of the
-    /// listening sockets (after a reload the sockets stay open in the next server, which
-    /// accepts what is queued).
-    pub(super) fn stop_accepting(&mut self) {
-        let sockets = std::mem::take(&mut self.listening.sockets);
-        for (index, listener) in sockets.into_iter().enumerate() {
-            if self.listening.armed[index] {
-                self.cancel_accept(index);
-            }
-            drop(listener);
-        }
+        self.listeners.is_tls(index) && self.tls.as_ref().is_some_and(|tls| tls.gate.paused())
     }
 
     pub(super) fn on_accept(&mut self, index: usize, result: i32, flags: u32) {
-        if !cqueue::more(flags) && index < self.listening.armed.len() {
-            self.listening.armed[index] = false;
-            if self.is_serving() && !self.accept_paused(index) {
-                if result >= 0 || is_transient_accept_error(-result) {
-                    self.arm_accept(index);
-                } else {
-                    error_line(
-                        Some(self.reporting.links.cpu),
-                        format_args!(
-                            "accept failed: {}; accepting again in {ACCEPT_ERROR_BACKOFF_MS} ms",
-                            io::Error::from_raw_os_error(-result)
-                        ),
-                    );
-                    self.listening.retry_ms = Some(self.now.ms + ACCEPT_ERROR_BACKOFF_MS);
-                }
+        // The accept ended (its last completion): armed again while serving, unless its
+        // listener is held back at the handshake bound or the error calls for a pause.
+        let ended = !cqueue::more(flags) && self.listeners.ended(index);
+        if ended && self.is_serving() && !self.accept_paused(index) {
+            if result >= 0 || is_transient_accept_error(-result) {
+                self.listeners.arm(index, &mut self.ring);
+            } else {
+                error_line(
+                    Some(self.reporting.links.cpu),
+                    format_args!(
+                        "accept failed: {}; accepting again in {ACCEPT_ERROR_BACKOFF_MS} ms",
+                        io::Error::from_raw_os_error(-result)
+                    ),
+                );
+                self.listeners
+                    .retry_at(self.now.ms + ACCEPT_ERROR_BACKOFF_MS);
             }
         }
         if result < 0 {
@@ -142,7 +71,7 @@ impl<A: Application> Shard<A> {
                 return;
             }
         }
-        let tls = self.listening.tls.get(index).copied().unwrap_or(false);
+        let tls = self.listeners.is_tls(index);
         if self.table.open() >= self.settings.max_connections {
             if tls {
                 // A cleartext 503 means nothing to a TLS client: it just sees the close.

@@ -39,7 +39,7 @@ impl<A: Application> Shard<A> {
             idle_until: now + self.settings.drain_idle_grace_ms,
         };
         self.app.drain();
-        self.stop_accepting();
+        self.listeners.stop(&mut self.ring);
         for key in self.table.keys() {
             if let Some(conn) = self.table.take(key) {
                 self.settle(conn);

@@ -16,6 +16,7 @@
 //! | `wheel` | the timing wheel of deadlines |
 //! | `buffers` | per-core buffer pools |
 //! | `shard` | the core's state and its loop |
+//! | `listeners`, `handshakes` | the listening sockets and their accepts; the handshake gate |
 //! | `accept`, `receive`, `exchange`, `send` | a connection's way through the loop |
 //! | `transfer`, `tasks` | files on their way, async handlers at work |
 //! | `deadlines`, `close`, `drain` | timeouts, the end of a connection, the end of the core |
@@ -33,7 +34,9 @@ mod conn;
 mod deadlines;
 mod drain;
 mod exchange;
+mod handshakes;
 mod links;
+mod listeners;
 mod park;
 mod receive;
 mod reporting;

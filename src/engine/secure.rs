@@ -4,6 +4,7 @@
 //! and file chunks sealed on their way out, and `close_notify` before a clean close.
 
 use super::conn::{Conn, Ending, Phase, TlsLink};
+use super::handshakes::Listening;
 use super::shard::Shard;
 use super::Application;
 use crate::metrics::TlsFailure;
@@ -29,10 +30,8 @@ impl<A: Application> Shard<A> {
             fresh: true,
             failed: false,
         }));
-        core.handshaking += 1;
-        if core.handshaking >= core.max_handshakes && !core.paused {
-            core.paused = true;
-            self.pause_tls_accepts();
+        if core.gate.begin() == Listening::Pause {
+            self.listeners.pause_tls(&mut self.ring);
         }
         true
     }
@@ -46,11 +45,8 @@ impl<A: Application> Shard<A> {
         let Some(core) = self.tls.as_mut() else {
             return;
         };
-        core.handshaking -= 1;
-        // Some room first, so that the listeners do not flap at the bound.
-        if core.paused && core.handshaking <= core.max_handshakes * 3 / 4 {
-            core.paused = false;
-            self.resume_tls_accepts();
+        if core.gate.end() == Listening::Resume && self.is_serving() {
+            self.listeners.resume_tls(&mut self.ring);
         }
     }
 

@@ -17,7 +17,9 @@ use ipnet::IpNet;
 
 use super::background::Background;
 use super::buffers::Buffers;
+use super::handshakes::HandshakeGate;
 use super::links::{Links, Reporting};
+use super::listeners::Listeners;
 use super::ring::Ring;
 use super::table::Table;
 use super::token::{token, untoken, Op, NO_KEY};
@@ -76,12 +78,8 @@ impl Settings {
 pub(super) struct TlsCore {
     /// This core's rustls configurations.
     pub(super) configs: Rc<ServerConfigs>,
-    /// Handshakes under way.
-    pub(super) handshaking: usize,
-    /// `tls.max_handshakes_per_core`.
-    pub(super) max_handshakes: usize,
-    /// TLS listeners stopped accepting at the bound.
-    pub(super) paused: bool,
+    /// Handshakes under way, and their bound.
+    pub(super) gate: HandshakeGate,
 }
 
 /// Bytes of a file chunk buffer: a chunk, and on a TLS core the records it becomes.
@@ -108,19 +106,6 @@ pub(super) struct Now {
     pub(super) reaped_at: Instant,
 }
 
-/// The core's listening sockets.
-pub(super) struct Listening {
-    /// Its own, or after a reload those handed over by the server before (when there were
-    /// more of them than cores).
-    pub(super) sockets: Vec<OwnedFd>,
-    /// Which of them has a multishot accept armed.
-    pub(super) armed: Vec<bool>,
-    /// Which of them is a TLS listener.
-    pub(super) tls: Vec<bool>,
-    /// After an accept error, when to try again.
-    pub(super) retry_ms: Option<u64>,
-}
-
 /// Where the core is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Lifecycle {
@@ -144,7 +129,7 @@ pub(super) struct Shard<A: Application> {
     pub(super) settings: Settings,
     pub(super) app: A,
     pub(super) buffers: Buffers,
-    pub(super) listening: Listening,
+    pub(super) listeners: Listeners,
     pub(super) life: Lifecycle,
     pub(super) parking: Parking,
     /// TLS on this core, when there is a TLS listener.
@@ -212,12 +197,7 @@ pub(crate) async fn run<A: Application>(
             input_cap(&config),
             chunk_buffer_bytes(&config, tls.is_some()),
         ),
-        listening: Listening {
-            armed: vec![false; listeners.len()],
-            tls: listeners.iter().map(|l| l.tls).collect(),
-            sockets: listeners.into_iter().map(|l| l.fd).collect(),
-            retry_ms: None,
-        },
+        listeners: Listeners::new(listeners),
         redirect: tls
             .as_ref()
             .and_then(|tls| tls.redirect_port)
@@ -225,9 +205,7 @@ pub(crate) async fn run<A: Application>(
         location: Vec::new(),
         tls: tls.map(|tls| TlsCore {
             configs: Rc::new(tls.configs),
-            handshaking: 0,
-            max_handshakes: tls.max_handshakes,
-            paused: false,
+            gate: HandshakeGate::new(tls.max_handshakes),
         }),
         life: Lifecycle::Serving,
         parking,
@@ -239,9 +217,7 @@ pub(crate) async fn run<A: Application>(
         left: false,
     };
     shard.publish_start();
-    for index in 0..shard.listening.sockets.len() {
-        shard.arm_accept(index);
-    }
+    shard.listeners.arm_all(&mut shard.ring, false);
     let poll = opcode::PollAdd::new(types::Fd(stop.as_raw_fd()), libc::POLLIN as u32)
         .build()
         .user_data(token(Op::Stop, NO_KEY, 0));
@@ -320,7 +296,7 @@ impl<A: Application> Shard<A> {
         [
             self.wheel.next_due_ms(),
             self.reporting.next_tick_ms(),
-            self.listening.retry_ms,
+            self.listeners.retry_ms(),
             self.drain_deadline(),
         ]
         .into_iter()
