@@ -31,8 +31,9 @@
 //! support      time formats, percent-decoding, error lines
 //! ```
 //!
-//! The public API is what a program on the library needs; [`internals`] reaches the layers
-//! below for percore's own tests, benches and fuzz targets, and is not part of it.
+//! The public API is what a program on the library needs; `internals` (behind the cargo
+//! feature of that name, off by default) reaches the layers below for percore's own tests,
+//! benches and fuzz targets, and is not part of it.
 
 #![deny(missing_docs)]
 
@@ -42,6 +43,7 @@ pub mod config;
 mod engine;
 mod files;
 mod http;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals;
 mod metrics;

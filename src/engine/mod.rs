@@ -56,6 +56,7 @@ use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
 
+#[cfg(feature = "internals")]
 pub(crate) use exchange::Exchange;
 pub(crate) use links::{report_tick, Links};
 pub(crate) use ring::fail_next_enter;
@@ -150,6 +151,7 @@ pub(crate) struct Peer<'a> {
 
 impl Peer<'_> {
     /// No connection: for sessions driven without sockets.
+    #[cfg(feature = "internals")]
     pub(crate) const NONE: Peer<'static> = Peer {
         fd: -1,
         client: None,

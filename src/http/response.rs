@@ -86,11 +86,6 @@ impl ResponseWriter {
         self.sent
     }
 
-    /// Whether this answers a HEAD request.
-    pub fn head_only(&self) -> bool {
-        self.head_only
-    }
-
     /// What the `Connection` field will say.
     pub fn persistence(&self) -> Persistence {
         self.persistence

@@ -36,6 +36,7 @@ pub(crate) use record::{MAX_FRAGMENT, MAX_OVERHEAD};
 pub(crate) use redirect::redirect;
 pub(crate) use setup::{ServerConfigs, TlsSetup};
 pub(crate) use ticket_keys::{TicketKeys, HANDOVER_BYTES};
+#[cfg(feature = "internals")]
 pub(crate) use tickets::Tickets;
 
 /// What a cleartext HTTP request sent to the TLS port gets, before the connection closes
