@@ -1,6 +1,7 @@
 //! The README's "Write your own handlers" program, built as printed in a crate of its own
 //! (depending on this checkout, offline, from the same lock file) and run with percore's flags:
-//! its three routes must answer as the README says.
+//! its three routes must answer as the README says. The same program on the library without
+//! its default features builds without the operator's plots.
 
 use std::io::BufReader;
 use std::net::SocketAddr;
@@ -31,14 +32,16 @@ fn readme_program() -> String {
     block.split("\n```").next().unwrap().to_string()
 }
 
-/// Writes the crate and builds it; returns the binary.
-fn build(program: &str) -> PathBuf {
+/// Writes a crate named `name` whose `src/main.rs` is `program`, depending on this checkout
+/// as `percore` with `options` (after its path, e.g. `, default-features = false`); returns
+/// its directory.
+fn write_crate(name: &str, program: &str, options: &str) -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("readme-example");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::create_dir_all(dir.join("src")).unwrap();
     let manifest = format!(
-        "[package]\nname = \"readme-example\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n\
-         [dependencies]\npercore = {{ package = \"percore-httpd\", path = {:?} }}\n\n\
+        "[package]\nname = {name:?}\nversion = \"0.0.0\"\nedition = \"2021\"\n\n\
+         [dependencies]\npercore = {{ package = \"percore-httpd\", path = {:?}{options} }}\n\n\
          [workspace]\n",
         manifest_dir.display().to_string()
     );
@@ -46,20 +49,38 @@ fn build(program: &str) -> PathBuf {
     std::fs::write(dir.join("src/main.rs"), program).unwrap();
     // The same versions as percore's own build, which are in the local registry already.
     std::fs::copy(manifest_dir.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    dir
+}
+
+/// Runs `cargo ARGS --offline --quiet` in the crate at `dir` and returns its stdout; fails
+/// the test with cargo's stderr when it fails. Every such crate builds into one target
+/// directory, so the dependencies they share are built once (cargo's lock on it makes two
+/// builds take turns).
+fn cargo(dir: &Path, args: &[&str]) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("programs-target");
     let output = common::output_within(
         Command::new(cargo)
-            .args(["build", "--offline", "--quiet"])
-            .current_dir(&dir)
-            .env("CARGO_TARGET_DIR", dir.join("target")),
+            .args(args)
+            .args(["--offline", "--quiet"])
+            .current_dir(dir)
+            .env("CARGO_TARGET_DIR", target),
         BUILD_WAIT,
     );
     assert!(
         output.status.success(),
-        "the README program does not build:\n{}",
+        "cargo {args:?} fails in {}:\n{}",
+        dir.display(),
         String::from_utf8_lossy(&output.stderr)
     );
-    dir.join("target/debug/readme-example")
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Writes the crate and builds it; returns the binary.
+fn build(name: &str, program: &str, options: &str) -> PathBuf {
+    let dir = write_crate(name, program, options);
+    cargo(&dir, &["build"]);
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("programs-target/debug/{name}"))
 }
 
 /// Starts the program with `args` and reads its address from the start-up line (within
@@ -90,7 +111,7 @@ fn start(binary: &Path, args: &[&str]) -> (KillOnDrop, SocketAddr) {
 
 #[test]
 fn the_readme_program_builds_and_answers_as_printed() {
-    let binary = build(&readme_program());
+    let binary = build("readme-example", &readme_program(), "");
     let (mut child, addr) = start(&binary, &["--port", "0", "--cores", "0"]);
 
     let mut client = Client::connect(addr);
@@ -126,4 +147,33 @@ fn the_readme_program_builds_and_answers_as_printed() {
     unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
     let status = common::wait_child(&mut child.0, EXIT_WAIT, "exit after SIGTERM");
     assert!(status.success(), "{status}");
+}
+
+/// A program on the library that turns its default features off (`default-features =
+/// false`, as `cargo build --no-default-features --lib` builds percore) builds without
+/// plotters (the `plots` feature's), and its command line has no `report` subcommand; the
+/// README's program is such a program too.
+#[test]
+fn a_program_without_default_features_builds_without_the_plots() {
+    let dir = write_crate(
+        "lean-example",
+        &readme_program(),
+        ", default-features = false",
+    );
+    let tree = cargo(&dir, &["tree", "--edges", "normal", "--prefix", "none"]);
+    assert!(tree.contains("percore-httpd"), "{tree}");
+    // plotters, plotters-backend, plotters-svg.
+    assert!(
+        !tree.lines().any(|line| line.starts_with("plotters")),
+        "plotters is still a dependency:\n{tree}"
+    );
+    let binary = build(
+        "lean-example",
+        &readme_program(),
+        ", default-features = false",
+    );
+    let output = common::output_within(Command::new(&binary).args(["report", "."]), EXIT_WAIT);
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unexpected argument 'report'"), "{stderr}");
 }

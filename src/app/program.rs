@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use super::factory::AppFactory;
 use super::App;
-use crate::config::{Args, Command, Config};
+#[cfg(feature = "plots")]
+use crate::config::Command;
+use crate::config::{Args, Config};
 use crate::metrics::StatsBoard;
 use crate::server::{self, Server, Sockets, StartError};
 use crate::tls::TicketKeys;
@@ -71,9 +73,14 @@ impl<S: 'static> App<S> {
             // Help, version and usage errors, printed as clap prints them.
             Err(error) => error.exit(),
         };
-        let outcome = if let Some(Command::Report { dir }) = &args.command {
-            crate::report::report_dir(dir)
-        } else if args.check {
+        #[cfg(feature = "plots")]
+        if let Some(Command::Report { dir }) = &args.command {
+            return match crate::report::report_dir(dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error),
+            };
+        }
+        let outcome = if args.check {
             let checked = args
                 .load()
                 .map_err(StartError::from)
@@ -90,10 +97,13 @@ impl<S: 'static> App<S> {
         };
         match outcome {
             Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("percore: error: {error}");
-                ExitCode::FAILURE
-            }
+            Err(error) => fail(&error),
         }
     }
+}
+
+/// The one line a program that cannot go on prints, and its exit status.
+fn fail(error: &str) -> ExitCode {
+    eprintln!("percore: error: {error}");
+    ExitCode::FAILURE
 }

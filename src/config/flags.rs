@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+#[cfg(feature = "plots")]
+use clap::Subcommand;
 
 use super::{Config, ConfigError, CoreSpec};
 
@@ -47,11 +49,13 @@ pub struct Args {
     #[arg(short = 't', long)]
     pub check: bool,
     /// Something other than serving.
+    #[cfg(feature = "plots")]
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
-/// What percore can do besides serving.
+/// What percore can do besides serving (with the `plots` feature).
+#[cfg(feature = "plots")]
 #[derive(Subcommand, Clone, Debug)]
 pub enum Command {
     /// Draw latency.svg and timeline.svg again from a report directory (report.dir of an

@@ -22,7 +22,9 @@ use serde::Deserialize;
 
 pub use cores::CoreSpec;
 pub(crate) use cores::{format_cores, usable_cores};
-pub(crate) use flags::{Args, Command};
+pub(crate) use flags::Args;
+#[cfg(feature = "plots")]
+pub(crate) use flags::Command;
 /// An address or network, as `server.proxy_from` holds them.
 pub use ipnet::IpNet;
 pub use sections::{

@@ -1,6 +1,6 @@
 //! The reporter thread: merges the cores' snapshots into live report lines (`lines`), an
 //! HdrHistogram interval log, and at shutdown a summary, `.hgrm` percentile files (`hgrm`)
-//! and two pictures (`plots`).
+//! and two pictures (`plots`, with the cargo feature `plots`).
 //!
 //! Cores send [`ReportMsg`]s over a channel once per tick; nothing here touches a core's
 //! request path. The thread ends when every core has dropped its sender (after draining)
@@ -8,6 +8,7 @@
 
 mod hgrm;
 mod lines;
+#[cfg(feature = "plots")]
 mod plots;
 
 use std::fs::File;
@@ -22,7 +23,9 @@ use hdrhistogram::Histogram;
 
 use hgrm::write_hgrm_files;
 pub(crate) use lines::print_summary;
-use lines::{print_interval, summary_row, text_header, SUMMARY_HEADER};
+use lines::{print_interval, text_header};
+#[cfg(feature = "plots")]
+use lines::{summary_row, SUMMARY_HEADER};
 
 use crate::config::{ReportConfig, ReportFormat};
 use crate::metrics::{new_histogram, Counters, ReportMsg, Snapshot};
@@ -164,18 +167,32 @@ pub fn run(
                 "cannot write histograms to {}: {e}",
                 dir.display()
             ));
-        } else if let Err(e) = plots::render(dir) {
-            note(format_args!(
-                "cannot draw the plots in {}: {e}",
-                dir.display()
-            ));
+        } else {
+            draw_plots(dir);
         }
     }
     summary
 }
 
-/// `percore report DIR`: draws the plots again from a report directory and prints the run's
-/// summary as the interval log has it (per core and all).
+/// Draws latency.svg and timeline.svg from the files just written into `dir`.
+#[cfg(feature = "plots")]
+fn draw_plots(dir: &Path) {
+    if let Err(e) = plots::render(dir) {
+        note(format_args!(
+            "cannot draw the plots in {}: {e}",
+            dir.display()
+        ));
+    }
+}
+
+/// Without the `plots` feature there are no pictures: the .hgrm files and the interval log
+/// are the run's record.
+#[cfg(not(feature = "plots"))]
+fn draw_plots(_dir: &Path) {}
+
+/// `percore report DIR` (with the `plots` feature): draws the plots again from a report
+/// directory and prints the run's summary as the interval log has it (per core and all).
+#[cfg(feature = "plots")]
 pub fn report_dir(dir: &Path) -> Result<(), String> {
     let run = plots::render(dir)?;
     let mut out = format!(
