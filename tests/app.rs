@@ -1025,6 +1025,50 @@ fn unknown_server_keys_are_still_refused() {
     assert!(error.to_string().contains("bad.toml"), "{error}");
 }
 
+/// A `Config` built in code is validated as a file's is (and as `--check` does): `start`,
+/// `run` and `check` refuse a value that parses but makes no sense, naming the key, before
+/// any core starts or any factory runs. They used to take it as it was.
+#[test]
+fn a_config_built_in_code_is_validated_at_start() {
+    let factory_ran = Arc::new(Mutex::new(false));
+    let app = || {
+        let ran = factory_ran.clone();
+        App::new(move |_: &Setup<'_>| -> Result<(), BoxError> {
+            *ran.lock().unwrap() = true;
+            Ok(())
+        })
+    };
+    let broken = [
+        ("http.max_headers", test_config(|c| c.http.max_headers = 0)),
+        (
+            "runtime.ring_depth",
+            test_config(|c| c.runtime.ring_depth = 100),
+        ),
+        (
+            "static.mount",
+            test_config(|c| c.static_files.mount = "x".into()),
+        ),
+        (
+            "http.keepalive_timeout_ms",
+            test_config(|c| c.http.keepalive_timeout_ms = 0),
+        ),
+    ];
+    for (key, config) in broken {
+        let expected = format!("the configuration: {key} ");
+        let checked = app().check(&config).expect_err("check refuses it");
+        assert!(checked.to_string().starts_with(&expected), "{checked}");
+        let started = app().start(config.clone()).err().expect("start refuses it");
+        assert!(
+            matches!(started, percore::StartError::Config(_)),
+            "{started:?}"
+        );
+        assert!(started.to_string().starts_with(&expected), "{started}");
+        let ran = app().run(config).expect_err("run refuses it");
+        assert!(ran.to_string().starts_with(&expected), "{ran}");
+    }
+    assert!(!*factory_ran.lock().unwrap(), "a factory ran");
+}
+
 /// The `handler_panics` total that `/stats` shows, polled until it reaches `want` (it is
 /// published once per report tick); fails after 10 s.
 fn wait_for_panics_in_stats(client: &mut Client, want: u64) -> serde_json::Value {

@@ -14,8 +14,9 @@ use crate::server::{self, Server, Sockets, StartError};
 use crate::tls::TicketKeys;
 
 impl<S: 'static> App<S> {
-    /// Checks `config` as [`App::start`] would, without serving: the cores exist and are
-    /// usable, the address is one of this machine's (and its port free, or held by
+    /// Checks `config` as [`App::start`] would, without serving: its values are valid (as
+    /// [`Config::validate`] checks them, for a configuration built in code), the cores exist
+    /// and are usable, the address is one of this machine's (and its port free, or held by
     /// `SO_REUSEPORT` sockets of this user, such as a running percore's), the static root
     /// opens, the routes the configuration adds are well formed. The state factory is not
     /// run.
@@ -26,9 +27,11 @@ impl<S: 'static> App<S> {
         Ok(())
     }
 
-    /// Binds, starts one executor per configured core (each building its state), and
-    /// returns once all serve.
+    /// Validates `config` (as [`Config::validate`] does: a configuration built in code has
+    /// not been through a file's checks), binds, starts one executor per configured core
+    /// (each building its state), and returns once all serve.
     pub fn start(self, config: Config) -> Result<Server, StartError> {
+        config.validate(server::IN_CODE)?;
         // A server of its own: its TLS tickets open on its cores only. Once they have
         // their copies, these keys are dropped (and erased): the cores alone hold them.
         let lifetime = config.tls.as_ref().map_or(0, |tls| tls.ticket_lifetime_s);
@@ -42,10 +45,11 @@ impl<S: 'static> App<S> {
         )
     }
 
-    /// Serves until SIGINT or SIGTERM, then drains and prints the run's summary. SIGHUP
-    /// starts new cores with the same configuration and drains the old ones ([`App::main`]
-    /// reads the file again).
+    /// Validates `config` as [`App::start`] does, serves until SIGINT or SIGTERM, then
+    /// drains and prints the run's summary. SIGHUP starts new cores with the same
+    /// configuration and drains the old ones ([`App::main`] reads the file again).
     pub fn run(self, config: Config) -> Result<(), StartError> {
+        config.validate(server::IN_CODE)?;
         let again = config.clone();
         server::serve(
             config,

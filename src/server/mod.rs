@@ -388,9 +388,15 @@ impl Drop for Server {
     }
 }
 
-/// Checks what start-up checks without serving: the cores, the addresses, the TLS
-/// certificates and keys.
+/// What errors in a configuration's values are said to come from when they are found at
+/// start-up (one read from a file and flags was validated there, and named them).
+pub(crate) const IN_CODE: &str = "the configuration";
+
+/// Checks what start-up checks without serving: the values (as a file's are checked when
+/// it is read: a configuration built in code has not been), the cores, the addresses, the
+/// TLS certificates and keys.
 pub(crate) fn check(config: &Config) -> Result<(), StartError> {
+    config.validate(IN_CODE)?;
     config.server.cores.resolve(&usable_cores())?;
     if config.serves_cleartext() {
         check_address(config.listen_addr())?;
