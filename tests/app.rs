@@ -113,7 +113,7 @@ fn routing_app() -> App<()> {
             res.text("added");
         })
         .route("PURGE", "/cache/{*key}", |_, res, _| {
-            res.status(204);
+            res.status(Status::NO_CONTENT);
         })
 }
 
@@ -511,13 +511,16 @@ fn responses_app() -> App<()> {
                 .text("made\n");
         })
         .get("/odd", |_, res, _| {
-            res.status(299).text("odd");
+            res.status(Status::new(299).unwrap()).text("odd");
         })
         .get("/reason", |_, res, _| {
-            res.status(402).reason("Pay Up").unwrap().text("pay");
+            res.status(Status::PAYMENT_REQUIRED)
+                .reason("Pay Up")
+                .unwrap()
+                .text("pay");
         })
         .get("/empty", |_, res, _| {
-            res.status(204).text("never sent");
+            res.status(Status::NO_CONTENT).text("never sent");
         })
         .get("/inject", |_, res, _| {
             let refused = [
@@ -558,13 +561,17 @@ fn responses_app() -> App<()> {
         })
         .get("/hints", |_, res, _| {
             let refused = [
-                res.interim(200, &[]).err(),
-                res.interim(101, &[]).err(),
-                res.interim(103, &[("Link", "a\r\nInjected: 1")]).err(),
+                res.interim(Status::OK, &[]).err(),
+                res.interim(Status::SWITCHING_PROTOCOLS, &[]).err(),
+                res.interim(Status::EARLY_HINTS, &[("Link", "a\r\nInjected: 1")])
+                    .err(),
             ];
             res.header("X-Before", "1").unwrap();
-            res.interim(103, &[("Link", "</style.css>; rel=preload; as=style")])
-                .unwrap();
+            res.interim(
+                Status::EARLY_HINTS,
+                &[("Link", "</style.css>; rel=preload; as=style")],
+            )
+            .unwrap();
             res.header("X-After", "2").unwrap();
             res.text(&format!("{refused:?}"));
         })
@@ -812,17 +819,21 @@ fn async_app() -> App<()> {
                 "{name} ({}): {body}",
                 lang.as_deref().unwrap_or("-")
             ))
-            .with_status(201)
+            .with_status(Status::CREATED)
             .header("X-Name", &name)
             .unwrap()
         })
         .route_async("PURGE", "/later/{key}", |_req, _state| async {
             let refused = Reply::new().header("X-Bad", "a\r\nb").err();
-            Reply::text(format!("{refused:?}")).with_status(202)
+            Reply::text(format!("{refused:?}")).with_status(Status::ACCEPTED)
         })
         .get_async("/boom", |_req, _state| async {
             percore::glommio::timer::sleep(Duration::from_millis(5)).await;
             explode()
+        })
+        .get_async("/interim-reply", |_req, _state| async {
+            // A 1xx is no final status: a failed handler, as one that panics.
+            Reply::text("never").with_status(Status::CONTINUE)
         })
 }
 
@@ -877,7 +888,9 @@ fn async_handlers_see_the_body_and_set_the_reply() {
 fn async_reply_reason_phrase_is_sent() {
     let server = serve(
         App::new(|_| Ok(())).get_async("/queued", |_req, _state| async {
-            Reply::status(202).with_reason("Queued").unwrap()
+            Reply::status(Status::ACCEPTED)
+                .with_reason("Queued")
+                .unwrap()
         }),
     );
     let wire = exchange(
@@ -888,9 +901,9 @@ fn async_reply_reason_phrase_is_sent() {
     assert!(wire.contains("\r\nContent-Length: 0\r\n"), "{wire:?}");
 }
 
-/// An async handler that panics gets its request a 500 and its connection closed (a
-/// request pipelined behind it is not answered); other connections go on being served, and
-/// the panic is counted in the shutdown summary.
+/// An async handler that panics (or replies with an interim status) gets its request a 500
+/// and its connection closed (a request pipelined behind it is not answered); other
+/// connections go on being served, and the failure is counted in the shutdown summary.
 #[test]
 fn async_panic_is_500_and_closes_only_its_connection() {
     let server = serve(async_app());
@@ -910,9 +923,16 @@ fn async_panic_is_500_and_closes_only_its_connection() {
     assert_eq!(bystander.get("/sync?after").text(), "sync after");
     assert_eq!(server.client().get("/sleep").text(), "slept");
 
+    let mut client = server.client();
+    let response = client.get("/interim-reply");
+    assert_eq!(response.status, 500);
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(!response.text().contains("never"));
+    assert!(client.is_closed());
+
     let counters = server.stop().merged_counters();
-    assert_eq!(counters.handler_panics, 1);
-    assert_eq!(counters.by_class[5], 1);
+    assert_eq!(counters.handler_panics, 2);
+    assert_eq!(counters.by_class[5], 2);
 }
 
 struct Counter {
@@ -1093,10 +1113,10 @@ fn wait_for_panics_in_stats(client: &mut Client, want: u64) -> serde_json::Value
     )
 }
 
-/// A synchronous handler that panics (or sets a status no response may have) gets its
-/// request a 500 with `Connection: close` in place of what it had written, its connection
-/// closed, and the next connection served; each panic is counted in `/stats` and in the
-/// shutdown summary.
+/// A synchronous handler that panics (or leaves an interim status as its final one, which
+/// fails it without a panic) gets its request a 500 with `Connection: close` in place of
+/// what it had written, its connection closed, and the next connection served; each failure
+/// is counted in `/stats` and in the shutdown summary.
 #[test]
 fn sync_panic_is_500_closes_and_is_counted() {
     let server = serve(
@@ -1111,7 +1131,8 @@ fn sync_panic_is_500_closes_and_is_counted() {
                 panic!("handler bug");
             })
             .get("/bad-status", |_, res, _| {
-                res.status(42).text("never");
+                res.header("X-Partial", "yes").unwrap();
+                res.status(Status::EARLY_HINTS).text("never");
             }),
     );
 
@@ -1131,6 +1152,7 @@ fn sync_panic_is_500_closes_and_is_counted() {
     let response = client.get("/bad-status");
     assert_eq!(response.status, 500);
     assert_eq!(response.header("connection"), Some("close"));
+    assert_eq!(response.header("x-partial"), None);
     assert!(!response.text().contains("never"));
     assert!(client.is_closed());
 

@@ -98,7 +98,7 @@ impl<S> Clone for Handler<S> {
 /// (without the body), OPTIONS by percore unless routed.
 ///
 /// ```
-/// use percore::{App, Reply};
+/// use percore::{App, Reply, Status};
 ///
 /// let app = App::new(|_| Ok(()))
 ///     .get("/hello/{name}", |request, response, _| {
@@ -106,7 +106,7 @@ impl<S> Clone for Handler<S> {
 ///         response.text(&format!("Hello, {name}!"));
 ///     })
 ///     .route("PURGE", "/cache/{*key}", |_, response, _| {
-///         response.status(204);
+///         response.status(Status::NO_CONTENT);
 ///     })
 ///     .get_async("/later", |_request, _state| async {
 ///         percore::glommio::timer::sleep(std::time::Duration::from_millis(5)).await;

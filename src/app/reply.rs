@@ -29,8 +29,8 @@ impl Reply {
         Reply::default()
     }
 
-    /// An empty response with `status` (200–599; others panic, which answers 500).
-    pub fn status(status: impl Into<Status>) -> Reply {
+    /// An empty response with `status` (see [`Reply::with_status`]).
+    pub fn status(status: Status) -> Reply {
         Reply::new().with_status(status)
     }
 
@@ -49,14 +49,9 @@ impl Reply {
         Reply::new().with_body(body)
     }
 
-    /// Sets the status (200–599; others panic, which answers 500).
-    pub fn with_status(mut self, status: impl Into<Status>) -> Reply {
-        let status = status.into();
-        assert!(
-            (200..=599).contains(&status.0),
-            "final status {} is not 200-599",
-            status.0
-        );
+    /// Sets the final status (200 unless set). An interim (1xx) status is not a final one: a
+    /// reply with one is answered as a failed handler's, a 500 that closes the connection.
+    pub fn with_status(mut self, status: Status) -> Reply {
         self.status = Some(status);
         self
     }
@@ -96,6 +91,11 @@ impl Reply {
 
     /// Writes it as the late response `writer` stands for.
     pub(crate) fn write(&self, writer: &mut ResponseWriter) {
+        let status = self.status.unwrap_or(Status::OK);
+        if status.is_interim() {
+            writer.fail();
+            return;
+        }
         if self.close {
             writer.close();
         }
@@ -103,7 +103,6 @@ impl Reply {
         for (name, value) in &self.fields {
             writer.stage_field(name, value);
         }
-        let status = self.status.unwrap_or(Status::OK);
         let reason = self.reason.as_deref().map(str::as_bytes);
         writer.send_head_as(status, reason, None, &[], self.body.len() as u64);
         if writer.body_wanted() {

@@ -23,7 +23,8 @@ pub enum HeaderError {
     Reserved,
     /// The response's head has already been written (a file was served).
     TooLate,
-    /// A status outside what the call takes (final: 200–599; interim: 100–199).
+    /// A status [`Response::interim`] does not take: a final one, or `101 Switching
+    /// Protocols`.
     InvalidStatus,
 }
 
@@ -135,16 +136,11 @@ impl<'a> Response<'a> {
         }
     }
 
-    /// Sets the final status, 200–599 (200 unless set). 1xx responses are
-    /// [`Response::interim`]; any other code is a bug in the handler, which panics (and
-    /// its request gets a 500).
-    pub fn status(&mut self, status: impl Into<Status>) -> &mut Self {
-        let status = status.into();
-        assert!(
-            (200..=599).contains(&status.0),
-            "final status {} is not 200-599",
-            status.0
-        );
+    /// Sets the final status (200 unless set): a constant such as [`Status::NOT_FOUND`], or
+    /// any code 200–599 through [`Status::new`]. An interim (1xx) status is not a final one
+    /// (those go out through [`Response::interim`]): a handler that leaves one set has failed
+    /// like one that panics, and its request gets a 500 and its connection closed.
+    pub fn status(&mut self, status: Status) -> &mut Self {
         self.status = status;
         self
     }
@@ -235,13 +231,8 @@ impl<'a> Response<'a> {
     /// Sends an interim (1xx) response at once, ahead of the final one: `103 Early Hints`
     /// with its `Link` fields, for instance. An HTTP/1.0 client is sent none (RFC 9110
     /// section 15.2: it would take it for the final response); the call still succeeds.
-    pub fn interim(
-        &mut self,
-        status: impl Into<Status>,
-        fields: &[(&str, &str)],
-    ) -> Result<(), HeaderError> {
-        let status = status.into();
-        if !(100..=199).contains(&status.0) || status.0 == 101 {
+    pub fn interim(&mut self, status: Status, fields: &[(&str, &str)]) -> Result<(), HeaderError> {
+        if !status.is_interim() || status == Status::SWITCHING_PROTOCOLS {
             return Err(HeaderError::InvalidStatus);
         }
         if self.writer.sent().is_some() {
@@ -282,6 +273,10 @@ impl<'a> Response<'a> {
     pub(crate) fn finish(mut self) -> Option<FileBody> {
         if self.writer.sent().is_some() {
             return self.file.take();
+        }
+        if self.status.is_interim() {
+            self.writer.fail();
+            return None;
         }
         let body: &[u8] = match self.body {
             Body::Scratch => &self.scratch.body,

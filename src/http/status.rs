@@ -4,10 +4,20 @@
 //! once; from it come both [`Status::reason`] and the status lines kept ready as constants
 //! (`HTTP/1.1 200 OK\r\n`), so a response's first line is one copy.
 
-/// A status code. Any code from 100 to 999 can be written; the registered ones have their
-/// reason phrase.
+/// A status code, 100 to 599: the registered ones are constants with their reason phrase
+/// ([`Status::NOT_FOUND`]); any other code in that range comes from [`Status::new`]. No
+/// value outside the five classes RFC 9110 defines can be made.
+///
+/// ```
+/// use percore::Status;
+///
+/// assert_eq!(Status::new(404), Some(Status::NOT_FOUND));
+/// assert_eq!(Status::new(299).map(Status::code), Some(299));
+/// assert_eq!(Status::new(600), None);
+/// assert_eq!(Status::new(42), None);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Status(pub u16);
+pub struct Status(pub(crate) u16);
 
 macro_rules! statuses {
     ($($code:literal $name:ident $reason:literal;)*) => {
@@ -101,14 +111,27 @@ statuses! {
 }
 
 impl Status {
+    /// The status `code`, if it is one HTTP defines a class for (100 to 599).
+    pub const fn new(code: u16) -> Option<Status> {
+        match code {
+            100..=599 => Some(Status(code)),
+            _ => None,
+        }
+    }
+
+    /// The number.
+    pub const fn code(self) -> u16 {
+        self.0
+    }
+
     /// The code's class, 1 for 1xx … 5 for 5xx: the index percore counts responses by.
     pub fn class(self) -> usize {
         usize::from(self.0 / 100).min(5)
     }
 
-    /// Whether the code is one HTTP defines a class for (100 to 599).
-    pub fn is_valid(self) -> bool {
-        (100..=599).contains(&self.0)
+    /// Whether it is an interim (1xx) status, which no final response may have.
+    pub fn is_interim(self) -> bool {
+        self.0 < 200
     }
 
     /// Whether a response with this status carries no body and no `Content-Length`
@@ -118,9 +141,9 @@ impl Status {
     }
 }
 
-impl From<u16> for Status {
-    fn from(code: u16) -> Status {
-        Status(code)
+impl From<Status> for u16 {
+    fn from(status: Status) -> u16 {
+        status.0
     }
 }
 
@@ -145,6 +168,18 @@ mod tests {
         assert_eq!(Status::URI_TOO_LONG.reason(), "URI Too Long");
         assert_eq!(Status::NOT_FOUND.to_string(), "404 Not Found");
         assert_eq!(Status(299).class(), 2);
-        assert_eq!(Status(999).class(), 5);
+        assert_eq!(Status::SERVICE_UNAVAILABLE.class(), 5);
+    }
+
+    #[test]
+    fn only_codes_of_the_five_classes_are_statuses() {
+        assert_eq!(Status::new(99), None);
+        assert_eq!(Status::new(100), Some(Status::CONTINUE));
+        assert_eq!(Status::new(599).map(Status::code), Some(599));
+        assert_eq!(Status::new(600), None);
+        assert_eq!(Status::new(0), None);
+        assert_eq!(Status::new(u16::MAX), None);
+        assert!(Status::EARLY_HINTS.is_interim());
+        assert!(!Status::OK.is_interim());
     }
 }

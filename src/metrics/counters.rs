@@ -25,7 +25,8 @@ pub struct Counters {
     /// Static-file requests answered from the core's cache of small files (the file was
     /// checked with one `stat`, not opened or read).
     pub file_cache_hits: u64,
-    /// Requests whose handler panicked (each was answered 500 and its connection closed).
+    /// Requests whose handler failed: it panicked, or left an interim (1xx) status as the
+    /// final one (each was answered 500 and its connection closed).
     pub handler_panics: u64,
     /// Access log lines dropped because the core's log buffer was full.
     pub access_log_dropped: u64,

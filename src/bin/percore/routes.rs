@@ -2,7 +2,7 @@
 //! user's: `GET /echo?name=X` → `Hi, X!` (the reference workload of the C server 80s), and
 //! the statistics, metrics, health and static-file routes percore offers every app.
 
-use percore::{App, Request, Response};
+use percore::{App, Request, Response, Status};
 
 /// The `percore` binary's app: `GET /echo`, `GET report.stats_path`,
 /// `GET report.metrics_path`, `GET report.health_path` and the static files under
@@ -29,7 +29,9 @@ pub fn echo<S>(request: &Request<'_>, response: &mut Response<'_>, _: &S) {
             .find_map(|pair| pair.strip_prefix(b"name="))
     });
     let Some(name) = name else {
-        response.status(400).text("missing query parameter: name\n");
+        response
+            .status(Status::BAD_REQUEST)
+            .text("missing query parameter: name\n");
         return;
     };
     response.plain();
@@ -37,7 +39,7 @@ pub fn echo<S>(request: &Request<'_>, response: &mut Response<'_>, _: &S) {
     body.extend_from_slice(b"Hi, ");
     if percore::percent_decode(name, body).is_err() {
         response
-            .status(400)
+            .status(Status::BAD_REQUEST)
             .text("invalid percent-encoding in name\n");
         return;
     }
