@@ -236,11 +236,7 @@ impl Keys {
     }
 
     fn percore(&self) -> (Box<dyn Server>, ClientConnection) {
-        let config = TlsConfig {
-            certificate: self.dir.join("cert.pem"),
-            private_key: self.dir.join("key.pem"),
-            ..TlsConfig::default()
-        };
+        let config = TlsConfig::new(self.dir.join("cert.pem"), self.dir.join("key.pem"));
         let mut server = Percore {
             conn: TlsServer::new(&config).expect("percore's TLS loads the certificate"),
             buf: vec![0; 64 * 1024],

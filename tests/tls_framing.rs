@@ -318,11 +318,7 @@ impl Read for InMemory {
 fn the_record_tool_talks_to_percore_in_memory() {
     let pki = Pki::new("records-in-memory");
     let leaf = pki.leaf("default", DEFAULT_NAMES);
-    let config = TlsConfig {
-        certificate: leaf.cert.clone(),
-        private_key: leaf.key.clone(),
-        ..TlsConfig::default()
-    };
+    let config = TlsConfig::new(&leaf.cert, &leaf.key);
     for versions in [TLS13, TLS12] {
         let mut io = InMemory {
             server: percore::internals::TlsServer::new(&config).unwrap(),

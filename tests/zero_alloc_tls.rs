@@ -67,12 +67,9 @@ fn warm_tls_keep_alive_requests_allocate_nothing_on_the_core() {
     config.server.cores = CoreSpec::First(1);
     config.report.enabled = false;
     config.report.interval_ms = 0;
-    config.tls = Some(TlsConfig {
-        port: 0,
-        certificate: leaf.cert,
-        private_key: leaf.key,
-        ..TlsConfig::default()
-    });
+    let mut tls = TlsConfig::new(leaf.cert, leaf.key);
+    tls.port = 0;
+    config.tls = Some(tls);
     let app = App::new(|_| {
         CORE.with(|core| core.set(true));
         Ok(())

@@ -14,6 +14,7 @@ use crate::http::status::Status;
 
 /// Why a header field, reason phrase or status was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HeaderError {
     /// The field name is empty or not a token.
     InvalidName,

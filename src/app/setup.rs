@@ -7,6 +7,7 @@ use crate::config::Config;
 
 /// What one core's factory is given.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Setup<'a> {
     /// The CPU this core runs on.
     pub cpu: usize,
@@ -16,7 +17,17 @@ pub struct Setup<'a> {
     pub config: &'a Config,
 }
 
-impl Setup<'_> {
+impl<'a> Setup<'a> {
+    /// What the first core (index 0, on CPU 0) is given under `config`: to call a factory
+    /// outside a server, in a test. Set `cpu` and `index` to stand for another core.
+    pub fn new(config: &'a Config) -> Setup<'a> {
+        Setup {
+            cpu: 0,
+            index: 0,
+            config,
+        }
+    }
+
     /// The `[app]` table of the configuration file, read as `T`.
     ///
     /// ```
@@ -25,7 +36,7 @@ impl Setup<'_> {
     /// struct Settings { greeting: String }
     ///
     /// let config = Config::from_toml("[app]\ngreeting = \"Hello\"\n", "test").unwrap();
-    /// let setup = Setup { cpu: 0, index: 0, config: &config };
+    /// let setup = Setup::new(&config);
     /// assert_eq!(setup.settings::<Settings>().unwrap().greeting, "Hello");
     /// ```
     pub fn settings<T: DeserializeOwned>(&self) -> Result<T, BoxError> {

@@ -8,6 +8,7 @@ use super::ConfigError;
 
 /// Which cores to run on, as written by the user.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CoreSpec {
     /// Every core in the process's affinity mask.
     All,

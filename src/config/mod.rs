@@ -36,8 +36,24 @@ pub use tls::{Cleartext, SniCertificate, TlsConfig};
 use crate::http::request::{Limits, MAX_HEADERS_LIMIT};
 
 /// The whole configuration, one field per table of the file.
+///
+/// Its tables grow with new keys (they are `#[non_exhaustive]`): a program that builds one
+/// in code starts from [`Config::default`] (the shipped file's values) or a file, and sets
+/// fields. [`App::start`](crate::App::start) validates what it is given as a file is
+/// validated when read.
+///
+/// ```
+/// let mut config = percore::Config::default();
+/// config.server.port = 0;
+/// config.http.max_body_bytes = 1 << 20;
+/// assert!(config.validate("in code").is_ok());
+/// config.http.max_headers = 0;
+/// let error = config.validate("in code").unwrap_err();
+/// assert_eq!(error.to_string(), "in code: http.max_headers must be between 1 and 256");
+/// ```
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// `[server]`: where to listen and on which cores.
     pub server: ServerConfig,
@@ -61,6 +77,7 @@ pub struct Config {
 
 /// A configuration error: one line for the user, naming the file, line and key.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ConfigError(pub String);
 
 impl fmt::Display for ConfigError {

@@ -14,6 +14,7 @@ use crate::http::request::Limits;
 /// `[log]` section.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct LogConfig {
     /// File the access log is appended to; empty: no access log.
     pub access: PathBuf,
@@ -37,6 +38,7 @@ impl Default for LogConfig {
 /// `[server]` section.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Address to listen on, IPv4 or IPv6 (`"::"` for all IPv6 addresses).
     pub host: IpAddr,
@@ -70,6 +72,7 @@ pub struct ServerConfig {
 /// `[http]` section.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct HttpConfig {
     /// Request line plus headers; a bigger head is answered 431.
     pub max_request_head_bytes: usize,
@@ -98,6 +101,7 @@ pub struct HttpConfig {
 /// `[report]` section.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ReportConfig {
     /// Measure request latencies at all; false also stops live lines, `/stats` updates and
     /// histogram files (the benchmark uses it to price the measuring).
@@ -123,6 +127,7 @@ pub struct ReportConfig {
 /// How reports are printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ReportFormat {
     /// Aligned columns for people.
     #[default]
@@ -134,6 +139,7 @@ pub enum ReportFormat {
 /// `[runtime]` section: glommio executor knobs.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RuntimeConfig {
     /// Memory each executor registers with io_uring; it counts against RLIMIT_MEMLOCK.
     pub io_memory_kb: usize,
@@ -155,6 +161,7 @@ pub struct RuntimeConfig {
 /// Where an idle core sleeps (`runtime.idle_wait`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum IdleWait {
     /// In percore's ring (one enter that waits), unless glommio is reading a file for it.
     #[default]
@@ -166,6 +173,7 @@ pub enum IdleWait {
 /// `[static]` section: a directory served under a path prefix.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct StaticConfig {
     /// Directory whose files are served; empty turns static files off. A relative path in a
     /// config file is taken relative to that file's directory.
@@ -271,6 +279,7 @@ impl Default for RuntimeConfig {
 /// How access log lines are written (`log.format`).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum LogFormat {
     /// nginx's `combined`, then the duration in µs and the core.
     #[default]

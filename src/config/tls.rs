@@ -8,6 +8,7 @@ use serde::Deserialize;
 /// `[tls]` section.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TlsConfig {
     /// Port of the TLS listener, on `server.host`; 0 picks a free one.
     pub port: u16,
@@ -35,6 +36,7 @@ pub struct TlsConfig {
 /// One `[[tls.sni]]` entry.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SniCertificate {
     /// Names it answers: `example.org`, or `*.example.org` for any one label below it.
     pub names: Vec<String>,
@@ -44,9 +46,25 @@ pub struct SniCertificate {
     pub private_key: PathBuf,
 }
 
+impl SniCertificate {
+    /// The certificate chain and private key at these paths, for the names `names`.
+    pub fn new(
+        names: impl IntoIterator<Item = impl AsRef<str>>,
+        certificate: impl Into<PathBuf>,
+        private_key: impl Into<PathBuf>,
+    ) -> SniCertificate {
+        SniCertificate {
+            names: names.into_iter().map(|n| n.as_ref().to_owned()).collect(),
+            certificate: certificate.into(),
+            private_key: private_key.into(),
+        }
+    }
+}
+
 /// What the cleartext listener does when TLS is on (`tls.cleartext`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Cleartext {
     /// Serve requests as usual.
     #[default]
@@ -72,6 +90,24 @@ impl Default for TlsConfig {
 }
 
 impl TlsConfig {
+    /// A `[tls]` table for the certificate chain and private key at these paths, every
+    /// other key at its default (`port` 8443, cleartext served beside, no SNI entries); set
+    /// the fields to change them.
+    ///
+    /// ```
+    /// # use percore::config::{Cleartext, TlsConfig};
+    /// let mut tls = TlsConfig::new("cert.pem", "key.pem");
+    /// tls.port = 0;
+    /// tls.cleartext = Cleartext::Redirect;
+    /// ```
+    pub fn new(certificate: impl Into<PathBuf>, private_key: impl Into<PathBuf>) -> TlsConfig {
+        TlsConfig {
+            certificate: certificate.into(),
+            private_key: private_key.into(),
+            ..TlsConfig::default()
+        }
+    }
+
     /// Every file path the table names, to resolve relative ones against the config file.
     pub(crate) fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
         [&mut self.certificate, &mut self.private_key]

@@ -49,6 +49,7 @@ impl Method {
 
 /// HTTP version of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Version {
     /// HTTP/1.0
     Http10,

@@ -3,6 +3,7 @@
 
 /// Monotonic counters of one core since start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Counters {
     /// Final responses by status class: index 1 for 1xx … 5 for 5xx.
     pub by_class: [u64; 6],
@@ -46,6 +47,7 @@ pub struct Counters {
 
 /// Why a TLS handshake failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TlsFailure {
     /// The client's messages were refused, or nothing could be agreed (an alert was sent),
     /// or they were too large.

@@ -33,6 +33,7 @@ use crate::support::stderr::{emit, note};
 
 /// One core's whole run.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct CoreSummary {
     /// The core.
     pub core: usize,
@@ -44,6 +45,7 @@ pub struct CoreSummary {
 
 /// The whole run, per core and merged.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RunSummary {
     /// How long the server ran.
     pub duration: Duration,

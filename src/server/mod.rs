@@ -38,6 +38,7 @@ use crate::tls::{TicketKeys, TlsSetup};
 
 /// Why a server did not start: one line for the user.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum StartError {
     /// The configuration or the flags are wrong.
     Config(ConfigError),

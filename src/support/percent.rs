@@ -19,6 +19,7 @@ pub(crate) enum Plus {
 
 /// A `%` not followed by two hex digits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Malformed;
 
 impl std::fmt::Display for Malformed {

@@ -2,6 +2,7 @@
 
 /// The TLS facts of the connection a request came on ([`crate::Request::tls`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TlsInfo {
     /// `"TLSv1.3"` or `"TLSv1.2"`.
     pub version: &'static str,

@@ -428,17 +428,10 @@ pub fn tls_app() -> App<()> {
 
 /// The `[tls]` table of the tests: `default` for every name, `other` for the SNI names.
 pub fn tls_config(default: &Leaf, other: &Leaf) -> TlsConfig {
-    TlsConfig {
-        port: 0,
-        certificate: default.cert.clone(),
-        private_key: default.key.clone(),
-        sni: vec![SniCertificate {
-            names: SNI_NAMES.iter().map(|n| n.to_string()).collect(),
-            certificate: other.cert.clone(),
-            private_key: other.key.clone(),
-        }],
-        ..TlsConfig::default()
-    }
+    let mut tls = TlsConfig::new(&default.cert, &default.key);
+    tls.port = 0;
+    tls.sni = vec![SniCertificate::new(SNI_NAMES, &other.cert, &other.key)];
+    tls
 }
 
 /// [`tls_app`] served in this process with a TLS listener; stops (draining) when dropped.

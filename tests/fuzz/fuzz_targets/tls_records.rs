@@ -73,11 +73,7 @@ fn fixture() -> &'static Fixture {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
         std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-        let percore = TlsConfig {
-            certificate: dir.join("cert.pem"),
-            private_key: dir.join("key.pem"),
-            ..TlsConfig::default()
-        };
+        let percore = TlsConfig::new(dir.join("cert.pem"), dir.join("key.pem"));
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut rustls = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
