@@ -163,8 +163,9 @@ impl<'a> Request<'a> {
     }
 
     /// A copy that owns its bytes, for work that outlives the request (async handlers get
-    /// one).
-    pub fn to_owned(&self) -> OwnedRequest {
+    /// one). Named apart from `ToOwned::to_owned`, which on this `Copy` view gives another
+    /// view of the same buffer.
+    pub fn into_owned(self) -> OwnedRequest {
         let mut bytes = Vec::with_capacity(self.inner.bytes.len() + self.inner.body.len());
         bytes.extend_from_slice(self.inner.bytes);
         bytes.extend_from_slice(self.inner.body);
@@ -179,8 +180,8 @@ impl<'a> Request<'a> {
 }
 
 /// A request that owns its bytes: what an async handler gets, since it runs after the
-/// buffer the request arrived in has gone back. [`OwnedRequest::view`] gives the same
-/// methods as [`Request`].
+/// buffer the request arrived in has gone back ([`Request::into_owned`] makes one).
+/// [`OwnedRequest::view`] gives the same methods as [`Request`].
 #[derive(Clone, Debug)]
 pub struct OwnedRequest {
     head: RequestHead,

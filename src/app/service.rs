@@ -165,7 +165,7 @@ fn start_task<S>(
     state: Rc<S>,
     response: &mut ResponseWriter,
 ) -> Option<Deferred> {
-    let made = catch_unwind(AssertUnwindSafe(|| handler(request.to_owned(), state)));
+    let made = catch_unwind(AssertUnwindSafe(|| handler(request.into_owned(), state)));
     let Ok(future) = made else {
         response.fail();
         return None;
