@@ -6,7 +6,7 @@
 //! The binary's own routes are tested through the binary (`tests/routes.rs`); here `/echo`
 //! is the workload the engine's tests drive, and answers as the binary's does.
 
-use percore::{App, Request, Response};
+use percore::{App, Request, Response, Status};
 
 /// `GET /echo`, and the built-in statistics, metrics, health and static-file routes.
 pub fn app() -> App<()> {
@@ -28,7 +28,7 @@ pub fn echo<S>(request: &Request<'_>, response: &mut Response<'_>, _: &S) {
             .find_map(|pair| pair.strip_prefix(b"name="))
     });
     let Some(name) = name else {
-        response.status(400).text("missing query parameter: name\n");
+        response.status(Status::BAD_REQUEST).text("missing query parameter: name\n");
         return;
     };
     response.plain();
@@ -36,7 +36,7 @@ pub fn echo<S>(request: &Request<'_>, response: &mut Response<'_>, _: &S) {
     body.extend_from_slice(b"Hi, ");
     if percore::percent_decode(name, body).is_err() {
         response
-            .status(400)
+            .status(Status::BAD_REQUEST)
             .text("invalid percent-encoding in name\n");
         return;
     }
