@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side load benchmark on loopback: percore, nginx and the bare io_uring loop
-# (../shared/floor/floor_uring.c, what the kernel allows), each server alone on core 0, every
-# load generator on core 1, runs interleaved A B C A B C, medians reported.
+# (benches/floor.rs, what the kernel allows), each server alone on core 0, every load
+# generator on core 1, runs interleaved A B C A B C, medians reported.
 #
 #   benches/load.sh                 # all workloads, 3 repetitions
 #   REPS=5 N=2000000 benches/load.sh
@@ -14,11 +14,12 @@
 #   WORKLOADS="tls-wrk-50 tls-wrk-pipe-16 tls-ab-close-50 tls-resume tls-file-1m tls-idle tls-syscalls" benches/load.sh
 #                                                   # HTTPS: percore TLS vs percore cleartext vs nginx TLS
 #   NGINX_SUITES=percore WORKLOADS=… benches/load.sh   # nginx choosing cipher suites as percore does
+#   FLOOR_SRC=/path/to/other_floor.c WORKLOADS=… benches/load.sh   # another bare loop (C, liburing)
 #
 # Per run it records req/s and server CPU per request: the busy time of core 0 from /proc/stat
 # (user+nice+system+irq+softirq; io_uring work done in kernel threads or interrupt context
-# lands there too). The bare loop parses nothing and answers a fixed response: it is a
-# measuring stick, and the ratio to it is what percore's own work costs.
+# lands there too). The bare loop counts requests, parses nothing else and answers a fixed
+# response: it is a measuring stick, and the ratio to it is what percore's own work costs.
 # Nothing is installed: missing tools are named with the command that installs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,19 +49,29 @@ LOGGED_PORT=8086             # percore with the access log on, for the access-lo
 PERCORE_TLS_PORT=8090        # percore's TLS listener (the same process as PERCORE_PORT)
 NGINX_TLS_PORT=8091          # nginx's TLS listener (benches/nginx.conf)
 URL_PATH='/echo?name=Abcde'
-FLOOR_SRC=${FLOOR_SRC:-../shared/floor/floor_uring.c}
+# The bare loop: benches/floor.rs (a bench target), or a C file taking the port as its one
+# argument, built with gcc -O2 -luring.
+FLOOR_SRC=${FLOOR_SRC:-benches/floor.rs}
 
 missing=()
 for tool in ab wrk nginx taskset curl gcc strace openssl; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
-[ -f /usr/include/liburing.h ] || missing+=(liburing-dev)
+install="apache2-utils wrk nginx util-linux curl gcc strace openssl"
+if [[ $FLOOR_SRC == *.c ]]; then
+    [ -f /usr/include/liburing.h ] || missing+=(liburing-dev)
+    install="$install liburing-dev"
+fi
 if ((${#missing[@]})); then
     echo "missing: ${missing[*]}" >&2
-    echo "install them with: apt-get install apache2-utils wrk nginx util-linux curl gcc strace liburing-dev openssl" >&2
+    echo "install them with: apt-get install $install" >&2
     exit 1
 fi
-[ -f "$FLOOR_SRC" ] || { echo "no bare loop at $FLOOR_SRC (set FLOOR_SRC)" >&2; exit 1; }
+case $FLOOR_SRC in
+    benches/floor.rs) ;;
+    *.c) [ -f "$FLOOR_SRC" ] || { echo "no bare loop at $FLOOR_SRC" >&2; exit 1; } ;;
+    *) echo "FLOOR_SRC: benches/floor.rs or a C file, not $FLOOR_SRC" >&2; exit 1 ;;
+esac
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 work=$(mktemp -d /tmp/percore-bench.XXXXXX)
@@ -100,7 +111,13 @@ cargo bench --no-run --quiet --bench tls_flood 2>/dev/null
 tls_flood=$(ls -t target/release/deps/tls_flood-* | grep -v '\.d$' | head -1)
 cargo bench --no-run --quiet --bench tls_abuse 2>/dev/null
 tls_abuse=$(ls -t target/release/deps/tls_abuse-* | grep -v '\.d$' | head -1)
-gcc -O2 -Wall -o "$work/floor_uring" "$FLOOR_SRC" -luring
+if [ "$FLOOR_SRC" = benches/floor.rs ]; then
+    cargo bench --no-run --quiet --bench floor 2>/dev/null
+    floor=$(ls -t target/release/deps/floor-* | grep -v '\.d$' | head -1)
+else
+    floor="$work/floor"
+    gcc -O2 -Wall -o "$floor" "$FLOOR_SRC" -luring
+fi
 
 percore_pid=""
 nginx_pid=""
@@ -121,7 +138,7 @@ start_servers() {
     taskset -c "$SERVER_CPU" nginx -c "$work/nginx/nginx.conf" -p "$work/nginx/" \
         >"$work/nginx.log" 2>&1 &
     nginx_pid=$!
-    taskset -c "$SERVER_CPU" "$work/floor_uring" "$FLOOR_PORT" >"$work/floor.log" 2>&1 &
+    taskset -c "$SERVER_CPU" "$floor" "$FLOOR_PORT" >"$work/floor.log" 2>&1 &
     floor_pid=$!
     taskset -c "$SERVER_CPU" "$app_server" --config config/percore.toml \
         --port "$APP_PORT" --cores "$SERVER_CPU" --root "$site" >"$work/app.log" 2>&1 &
@@ -510,7 +527,7 @@ for workload in $WORKLOADS; do
     esac
 done
 echo
-echo "floor: the bare io_uring loop (${FLOOR_SRC##*/}), which parses nothing and serves no files."
+echo "floor: the bare io_uring loop ($FLOOR_SRC), which counts requests, parses nothing else and serves no files."
 echo "file-4k, file-1m: wrk -c 50 keep-alive GETs of a 4 KiB and a 1 MiB file (nginx: sendfile)."
 echo "r/s: requests per second; µs: server core busy time per request (/proc/stat);"
 echo "÷nginx, ÷floor: percore's core time per request over nginx's and the bare loop's."
