@@ -168,16 +168,19 @@ impl TlsServer {
         wire: &mut Vec<u8>,
         plain: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, TlsEnded> {
-        use crate::tls::Input;
-        let received = self.0.receive(buf, wire, &mut |input| {
-            if let Input::Data(data) = input {
-                plain(data)
+        use crate::tls::Event;
+        let mut used = 0;
+        loop {
+            let step = self.0.step(&mut buf[used..], wire);
+            let step = step.map_err(|_| TlsEnded::Failed)?;
+            let start = used;
+            used += step.used;
+            match step.event {
+                Event::Waiting => return Ok(used),
+                Event::Established(_) => {}
+                Event::Data(range) => plain(&buf[start + range.start..start + range.end]),
+                Event::Closed => return Err(TlsEnded::Closed),
             }
-        });
-        match received {
-            Ok(received) if received.peer_closed => Err(TlsEnded::Closed),
-            Ok(received) => Ok(received.consumed),
-            Err(_) => Err(TlsEnded::Failed),
         }
     }
 

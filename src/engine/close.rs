@@ -20,7 +20,7 @@ impl<A: Application> Shard<A> {
     pub(super) fn settle(&mut self, mut conn: Box<Conn>) {
         let quiet = !conn.sending() && matches!(conn.wait, Wait::Nothing) && !conn.has_output();
         if matches!(conn.phase, Phase::Open | Phase::Handshake) && quiet {
-            let done = conn.session.is_closed() || conn.input_ended || conn.tls_failed();
+            let done = conn.session.is_closed() || conn.input_ended || conn.transport.is_over();
             if done && self.send_close_notify(&mut conn) {
                 // The exchange ends cleanly: once close_notify is out, this comes back.
                 return self.table.put(conn);
@@ -54,10 +54,8 @@ impl<A: Application> Shard<A> {
             return self.table.put(conn);
         }
         self.cancel_recv(&mut conn);
-        if conn.tls.as_ref().is_some_and(|tls| tls.handshaking) {
-            // Ended during its handshake by a cut (the drain's deadline, a write timeout).
-            self.handshake_abandoned(&mut conn, TlsFailure::Closed);
-        }
+        // Ended during its handshake by a cut (the drain's deadline, a write timeout)?
+        self.handshake_abandoned(&mut conn, TlsFailure::Closed);
         let close = opcode::Close::new(types::Fd(conn.fd))
             .build()
             .flags(squeue::Flags::SKIP_SUCCESS)
@@ -77,9 +75,6 @@ impl<A: Application> Shard<A> {
         if let Send::InFlight { buf, chunk, .. } = conn.send {
             self.give_send_buffer(buf, chunk);
         }
-        if let Some(tls) = conn.tls {
-            self.buffers.reads.give(tls.held);
-            self.buffers.writes.give(tls.wire);
-        }
+        conn.transport.free(&mut self.buffers);
     }
 }

@@ -12,11 +12,11 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::token::Key;
+use super::transport::Transport;
 use super::Pending;
 use crate::files::read::FileSource;
 use crate::files::FileBody;
 use crate::http::session::Session;
-use crate::tls::{TlsConn, TlsInfo};
 
 /// Ciphertext a TLS connection may have waiting to go out (its wire buffer and what is left
 /// of a send of it in flight) before it is read no further: what a client makes percore send
@@ -98,24 +98,6 @@ pub(super) struct Transfer {
     pub(super) reading: bool,
 }
 
-/// A connection's TLS (connections accepted on the TLS listener only).
-pub(super) struct TlsLink {
-    pub(super) conn: TlsConn,
-    /// Ciphertext of a record (or handshake message) not complete yet; no capacity while
-    /// empty.
-    pub(super) held: Vec<u8>,
-    /// Ciphertext to send: handshake messages, alerts, sealed responses; no capacity while
-    /// empty.
-    pub(super) wire: Vec<u8>,
-    /// Counted among the core's handshakes under way.
-    pub(super) handshaking: bool,
-    /// Nothing has arrived yet (the first byte tells TLS from cleartext and garbage).
-    pub(super) fresh: bool,
-    /// The TLS exchange is over on our side (a failure, or the answer to a cleartext
-    /// request): nothing more is read, and the connection ends once `wire` is sent.
-    pub(super) failed: bool,
-}
-
 /// What happens once the session has ended and its last response is out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Ending {
@@ -184,10 +166,8 @@ pub(super) struct Conn {
     /// The client's address as a PROXY header named it, or the socket's peer when the
     /// access log needs it (boxed: most connections have neither).
     pub(super) client: Option<Box<SocketAddr>>,
-    /// Its TLS, on the TLS listener's connections.
-    pub(super) tls: Option<Box<TlsLink>>,
-    /// What its TLS handshake settled, once it has (what handlers and the log see).
-    pub(super) tls_info: Option<Box<TlsInfo>>,
+    /// How its bytes are carried: as they are, or in TLS records.
+    pub(super) transport: Transport,
     /// When the head now being read started (ms), for the header timeout; [`NEVER`] when
     /// none is.
     pub(super) head_started: u64,
@@ -215,8 +195,7 @@ impl Conn {
             out: Vec::new(),
             held: 0,
             client: None,
-            tls: None,
-            tls_info: None,
+            transport: Transport::Plain,
             head_started: NEVER,
             active_ms: now.0,
             read_at: now.1,
@@ -261,7 +240,7 @@ impl Conn {
             Phase::Open | Phase::ProxyHeader | Phase::Handshake => {
                 !self.input_ended
                     && !self.session.is_closed()
-                    && !self.tls_failed()
+                    && !self.transport.is_over()
                     && self.input.pending() < cap
                     && self.unsent_tls() <= MAX_UNSENT_TLS
             }
@@ -271,9 +250,9 @@ impl Conn {
     /// TLS records waiting to go out: the wire buffer, and what is left of a send of records
     /// in flight (a file chunk is not counted: a file's transfer is bounded by its chunks).
     pub(super) fn unsent_tls(&self) -> usize {
-        let Some(tls) = &self.tls else {
+        if self.transport.tls().is_none() {
             return 0;
-        };
+        }
         let in_flight = match &self.send {
             Send::InFlight {
                 buf,
@@ -283,17 +262,12 @@ impl Conn {
             } => buf.len() - sent,
             _ => 0,
         };
-        tls.wire.len() + in_flight
-    }
-
-    /// Its TLS exchange is over on our side (see [`TlsLink::failed`]).
-    pub(super) fn tls_failed(&self) -> bool {
-        self.tls.as_ref().is_some_and(|tls| tls.failed)
+        self.transport.wire_len() + in_flight
     }
 
     /// Bytes waiting to go out: responses, or TLS records.
     pub(super) fn has_output(&self) -> bool {
-        !self.out.is_empty() || self.tls.as_ref().is_some_and(|tls| !tls.wire.is_empty())
+        !self.out.is_empty() || self.transport.has_wire()
     }
 
     /// Ends the connection now, whatever it was doing: a send in flight fails at once.

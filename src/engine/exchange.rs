@@ -148,10 +148,8 @@ impl<A: Application> Shard<A> {
             self.buffers.writes.lend(&mut conn.out);
             let draining = !self.is_serving();
             let client = conn.client.as_deref().copied();
-            let tls = conn.tls_info.as_deref();
-            // A TLS connection's link is out of its record while its bytes are pumped: what
-            // it settled (`tls_info`) is what marks it as secure then.
-            let secure = conn.tls.is_some() || tls.is_some();
+            let tls = conn.transport.info();
+            let secure = conn.transport.tls().is_some();
             let redirect = match &self.redirect {
                 Some((port, host)) if !secure => Some((*port, host.as_str(), &mut self.location)),
                 _ => None,

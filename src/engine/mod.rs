@@ -48,6 +48,7 @@ mod table;
 mod tasks;
 mod token;
 mod transfer;
+mod transport;
 mod wake;
 mod wheel;
 
@@ -59,6 +60,7 @@ use std::pin::Pin;
 #[cfg(feature = "internals")]
 pub(crate) use exchange::Exchange;
 pub(crate) use links::{report_tick, Links};
+#[cfg(feature = "internals")]
 pub(crate) use ring::fail_next_enter;
 pub use ring::RingMode;
 pub(crate) use shard::{make_ring, run};

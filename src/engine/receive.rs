@@ -124,7 +124,7 @@ impl<A: Application> Shard<A> {
         match conn.phase {
             Phase::ProxyHeader => self.read_proxy_header(conn, data),
             Phase::Handshake => self.tls_data(conn, data),
-            Phase::Open if conn.tls.is_some() => self.tls_data(conn, data),
+            Phase::Open if conn.transport.tls().is_some() => self.tls_data(conn, data),
             Phase::Open => {
                 self.pump(conn, data);
                 self.flush(conn);
@@ -159,7 +159,7 @@ impl<A: Application> Shard<A> {
             Header::Complete { len, source } => {
                 conn.client = source.map(Box::new);
                 conn.input.start += len;
-                if conn.tls.is_some() {
+                if conn.transport.tls().is_some() {
                     // What follows the header is the TLS handshake (its timeout runs on).
                     conn.phase = Phase::Handshake;
                     let mut rest = std::mem::take(&mut conn.input.buf);

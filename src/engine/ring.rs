@@ -126,6 +126,7 @@ thread_local! {
 }
 
 /// Makes the calling core's next `io_uring_enter` fail with `EIO`, once.
+#[cfg(feature = "internals")]
 pub(crate) fn fail_next_enter() {
     FAIL_NEXT_ENTER.with(|fail| fail.set(true));
 }

@@ -25,22 +25,34 @@ impl<A: Application> Shard<A> {
                 return;
             }
         }
-        if conn.tls.is_some() {
-            // Responses are sealed into TLS records first; handshake messages and alerts
-            // are already there.
-            self.seal_output(conn);
-            if let Some(link) = conn.tls.as_deref_mut().filter(|link| !link.wire.is_empty()) {
-                let wire = std::mem::take(&mut link.wire);
-                return self.send(conn, wire, false);
-            }
-        } else if !conn.out.is_empty() {
-            let buf = std::mem::take(&mut conn.out);
-            self.send(conn, buf, false);
-            return;
+        // The committed responses, as the transport carries them (sealed into records on
+        // TLS, behind any handshake messages and alerts already queued).
+        let mut last = false;
+        let outgoing = conn
+            .transport
+            .outgoing(&mut conn.out, &mut self.buffers.writes, &mut last);
+        if last {
+            // A TLS 1.2 key at its record limit: this batch is its last.
+            conn.input_ended = true;
+        }
+        if let Some(buf) = outgoing {
+            return self.send(conn, buf, false);
         }
         if matches!(conn.wait, Wait::File(_)) {
             self.next_chunk(conn);
         }
+    }
+
+    /// Sends a file chunk, as the transport carries it (sealed on TLS).
+    pub(super) fn send_chunk(&mut self, conn: &mut Conn, buf: Vec<u8>) {
+        let mut last = false;
+        let buf = conn
+            .transport
+            .chunk(buf, &mut self.buffers.chunks, &mut last);
+        if last {
+            conn.input_ended = true;
+        }
+        self.send(conn, buf, true);
     }
 
     /// Sends `buf` (a file chunk when `chunk`).

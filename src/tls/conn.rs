@@ -3,11 +3,13 @@
 //! (`record`) takes the keys and protects the exchange. The session sees plaintext only and
 //! knows nothing of TLS.
 //!
-//! [`TlsConn::receive`] takes ciphertext as it arrived, decrypting in place, hands the
-//! plaintext on and appends what must be sent back (handshake messages, alerts, key
-//! updates) to the connection's wire buffer; [`TlsConn::seal`] encrypts a batch of
+//! [`TlsConn::step`] takes ciphertext as it arrived, decrypting in place, and returns what it
+//! found next (the handshake settled, a record's plaintext, the client's close), appending
+//! what must be sent back (handshake messages, alerts, key updates) to the connection's wire
+//! buffer; [`TlsConn::seal`] encrypts a batch of
 //! responses into it; [`TlsConn::close_notify`] ends the exchange cleanly.
 
+use std::ops::Range;
 use std::rc::Rc;
 
 use rustls::server::UnbufferedServerConnection;
@@ -31,21 +33,29 @@ pub(crate) enum Failure {
     Record,
 }
 
-/// What one call to [`TlsConn::receive`] did.
-#[derive(Debug, Default)]
-pub(crate) struct Received {
-    /// Bytes of the input used; the rest is the start of a record still to come.
-    pub(crate) consumed: usize,
-    /// The client sent `close_notify`: it sends nothing more.
-    pub(crate) peer_closed: bool,
+/// What one call to [`TlsConn::step`] found in its input, after using `used` bytes of it.
+#[derive(Debug)]
+pub(crate) struct Step {
+    /// Bytes at the start of the input that are done with: the caller starts the next step
+    /// after them.
+    pub(crate) used: usize,
+    pub(crate) event: Event,
 }
 
-/// What [`TlsConn::receive`] hands on, in order.
-pub(crate) enum Input<'a> {
-    /// The handshake is complete (before any data of the connection): what it settled.
+/// What a step found.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// No whole record (or handshake message) is left in the input: the rest is the start
+    /// of one still to come.
+    Waiting,
+    /// The handshake is complete, before any data of the connection: what it settled.
     Established(Box<TlsInfo>),
-    /// Plaintext of an application-data record.
-    Data(&'a [u8]),
+    /// An application-data record, decrypted in place: its plaintext is at this range of
+    /// the step's input.
+    Data(Range<usize>),
+    /// The client sent `close_notify`: it sends nothing more, and the rest of the input
+    /// is used up.
+    Closed,
 }
 
 enum State {
@@ -53,7 +63,7 @@ enum State {
     Hello(Rc<ServerConfigs>),
     Handshake(Box<UnbufferedServerConnection>),
     Open(Box<Traffic>),
-    /// Failed, or closed by the client: nothing more is read.
+    /// Failed: nothing more is read.
     Done,
 }
 
@@ -62,11 +72,11 @@ pub(crate) struct TlsConn {
     state: State,
     /// The SNI name its ClientHello sent, kept until the handshake is over.
     server_name: Option<Box<str>>,
-    /// [`Input::Established`] was handed on.
-    established: bool,
     /// Bytes at the start of the next input that rustls has been shown already and kept
     /// (part of a handshake message that goes on in the next record).
     shown: usize,
+    /// The client sent `close_notify`.
+    peer_closed: bool,
     close_notify_sent: bool,
 }
 
@@ -76,28 +86,37 @@ impl TlsConn {
         TlsConn {
             state: State::Hello(configs.clone()),
             server_name: None,
-            established: false,
             shown: 0,
+            peer_closed: false,
             close_notify_sent: false,
         }
     }
 
-    /// Processes the ciphertext at the start of `buf`, decrypting in place: the plaintext
-    /// of each application-data record goes to `plain`, in order; whatever must be sent
-    /// back is appended to `wire`. Bytes after the last whole record are left for the next
-    /// call (with more after them).
-    pub(crate) fn receive(
-        &mut self,
-        buf: &mut [u8],
-        wire: &mut Vec<u8>,
-        plain: &mut dyn FnMut(Input<'_>),
-    ) -> Result<Received, Failure> {
-        let mut received = Received::default();
+    /// Takes the next thing the ciphertext at the start of `buf` holds, decrypting in place,
+    /// and appends whatever must be sent back (handshake messages, alerts, key updates) to
+    /// `wire`. The caller acts on what it found and calls again on the input after
+    /// [`Step::used`], until [`Event::Waiting`] (or [`Event::Closed`]); the bytes left then
+    /// start the next call's input, with more behind them.
+    ///
+    /// Nothing is called back: the caller holds the connection and whatever it feeds the
+    /// plaintext to apart, and lends this only the ciphertext and the wire buffer.
+    pub(crate) fn step(&mut self, buf: &mut [u8], wire: &mut Vec<u8>) -> Result<Step, Failure> {
+        let waiting = |used| Step {
+            used,
+            event: Event::Waiting,
+        };
+        if self.peer_closed {
+            // What follows close_notify is not the client's to send.
+            return Ok(Step {
+                used: buf.len(),
+                event: Event::Closed,
+            });
+        }
         if let State::Hello(configs) = &self.state {
             // The whole ClientHello before choosing.
             let start = client_hello(buf);
             let hello = match &start {
-                Start::Waiting => return Ok(received),
+                Start::Waiting => return Ok(waiting(0)),
                 Start::Hello(message) => ClientHello::parse(message),
                 Start::Other => None,
             };
@@ -109,63 +128,74 @@ impl TlsConn {
             })?;
             self.state = State::Handshake(Box::new(conn));
         }
-        if let State::Handshake(conn) = &mut self.state {
-            let mut announce = Announce {
-                server_name: &mut self.server_name,
-                established: &mut self.established,
-            };
-            let outcome = handshake(conn, buf, &mut self.shown, wire, plain, &mut announce);
-            let (used, done) = outcome.inspect_err(|_| self.state = State::Done)?;
-            received.consumed = used;
-            if !done {
-                return Ok(received);
-            }
-            let State::Handshake(conn) = std::mem::replace(&mut self.state, State::Done) else {
-                unreachable!("the handshake state was just matched");
-            };
-            let (secrets, schedule) = conn
-                .dangerous_into_kernel_connection()
-                .map_err(|_| Failure::Handshake)?;
-            let records = Records::new(secrets, schedule).map_err(|_| Failure::Record)?;
-            self.state = State::Open(Box::new(Traffic::new(records)));
-        }
-        let State::Open(traffic) = &mut self.state else {
-            return Ok(received);
-        };
-        while !received.peer_closed {
-            let rest = &mut buf[received.consumed..];
-            let opened = traffic.records().open(rest).map_err(Refused::from);
-            let (len, carried, data) = match opened {
-                Ok(Opened::Incomplete) => break,
-                Ok(Opened::Record {
-                    len,
-                    content_type,
-                    data,
-                }) => {
-                    let carried = traffic.take(content_type, &rest[data.clone()], wire);
-                    (len, carried, data)
-                }
-                Err(refused) => (0, Err(refused), 0..0),
-            };
-            match carried {
-                Ok(Carried::Data) => plain(Input::Data(&rest[data])),
-                Ok(Carried::Closed) => received.peer_closed = true,
-                Ok(Carried::Nothing) => {}
-                Err(refused) => {
-                    if let Refused::Alert(alert) = refused {
-                        traffic.records().alert(true, alert, wire);
+        match &mut self.state {
+            State::Handshake(conn) => {
+                let (used, done) = match handshake(conn, buf, &mut self.shown, wire) {
+                    Ok(outcome) => outcome,
+                    Err(failure) => {
+                        self.state = State::Done;
+                        return Err(failure);
                     }
-                    self.state = State::Done;
-                    return Err(Failure::Record);
+                };
+                if !done {
+                    return Ok(waiting(used));
+                }
+                let info = settled(conn, self.server_name.take());
+                let State::Handshake(conn) = std::mem::replace(&mut self.state, State::Done) else {
+                    unreachable!("the handshake state was just matched");
+                };
+                let (secrets, schedule) = conn
+                    .dangerous_into_kernel_connection()
+                    .map_err(|_| Failure::Handshake)?;
+                let records = Records::new(secrets, schedule).map_err(|_| Failure::Record)?;
+                self.state = State::Open(Box::new(Traffic::new(records)));
+                Ok(Step {
+                    used,
+                    event: Event::Established(info),
+                })
+            }
+            State::Open(traffic) => {
+                let mut used = 0;
+                loop {
+                    let rest = &mut buf[used..];
+                    let (len, carried, data) = match traffic.records().open(rest) {
+                        Ok(Opened::Incomplete) => return Ok(waiting(used)),
+                        Ok(Opened::Record {
+                            len,
+                            content_type,
+                            data,
+                        }) => (
+                            len,
+                            traffic.take(content_type, &rest[data.clone()], wire),
+                            data,
+                        ),
+                        Err(refused) => (0, Err(Refused::from(refused)), 0..0),
+                    };
+                    let start = used;
+                    used += len;
+                    let event = match carried {
+                        Ok(Carried::Data) => Event::Data(start + data.start..start + data.end),
+                        Ok(Carried::Closed) => {
+                            self.peer_closed = true;
+                            return Ok(Step {
+                                used: buf.len(),
+                                event: Event::Closed,
+                            });
+                        }
+                        Ok(Carried::Nothing) => continue,
+                        Err(refused) => {
+                            if let Refused::Alert(alert) = refused {
+                                traffic.records().alert(true, alert, wire);
+                            }
+                            self.state = State::Done;
+                            return Err(Failure::Record);
+                        }
+                    };
+                    return Ok(Step { used, event });
                 }
             }
-            received.consumed += len;
+            State::Hello(_) | State::Done => Ok(waiting(0)),
         }
-        if received.peer_closed {
-            // What follows close_notify is not the client's to send.
-            received.consumed = buf.len();
-        }
-        Ok(received)
     }
 
     /// Encrypts `plain` (a batch of responses) into `wire`. Returns false when the
@@ -191,37 +221,24 @@ impl TlsConn {
     }
 }
 
-/// What the handshake tells once it is complete.
-struct Announce<'a> {
-    server_name: &'a mut Option<Box<str>>,
-    established: &'a mut bool,
-}
-
-impl Announce<'_> {
-    /// After rustls processed records: hands on [`Input::Established`] the first time the
-    /// handshake is found complete.
-    fn after(&mut self, conn: &UnbufferedServerConnection, plain: &mut dyn FnMut(Input<'_>)) {
-        if *self.established || conn.is_handshaking() {
-            return;
-        }
-        *self.established = true;
-        let version = match conn.protocol_version() {
-            Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
-            Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
-            _ => "TLS",
-        };
-        let cipher_suite = conn
-            .negotiated_cipher_suite()
-            .and_then(|suite| suite.suite().as_str())
-            .unwrap_or("unknown");
-        plain(Input::Established(Box::new(TlsInfo {
-            version,
-            cipher_suite,
-            server_name: self.server_name.take(),
-            alpn: conn.alpn_protocol().map(Box::from),
-            resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
-        })));
-    }
+/// What a complete handshake settled, as handlers and the access log see it.
+fn settled(conn: &UnbufferedServerConnection, server_name: Option<Box<str>>) -> Box<TlsInfo> {
+    let version = match conn.protocol_version() {
+        Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLS",
+    };
+    let cipher_suite = conn
+        .negotiated_cipher_suite()
+        .and_then(|suite| suite.suite().as_str())
+        .unwrap_or("unknown");
+    Box::new(TlsInfo {
+        version,
+        cipher_suite,
+        server_name,
+        alpn: conn.alpn_protocol().map(Box::from),
+        resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
+    })
 }
 
 /// Drives rustls's handshake over `buf`. Returns the bytes used and whether the handshake
@@ -238,8 +255,6 @@ fn handshake(
     buf: &mut [u8],
     kept: &mut usize,
     wire: &mut Vec<u8>,
-    plain: &mut dyn FnMut(Input<'_>),
-    announce: &mut Announce<'_>,
 ) -> Result<(usize, bool), Failure> {
     let mut used = 0;
     let mut shown = *kept;
@@ -255,19 +270,21 @@ fn handshake(
             }
         };
         let mut blocked = false;
-        // Application data rustls decrypted itself (it is shown none once the handshake is
-        // complete, so this is not expected): handed on after the handshake is announced.
-        let mut early = Vec::new();
         match state {
             ConnectionState::EncodeTlsData(mut encode) => {
                 encode_into(wire, |out| encode.encode(out))
             }
             ConnectionState::TransmitTlsData(transmit) => transmit.done(),
             ConnectionState::ReadTraffic(mut read) => {
+                // Application data rustls decrypted itself. It is shown no record after the
+                // one that completes the handshake, so none can come; if some did, the
+                // connection fails rather than deliver it out of its order.
                 while let Some(record) = read.next_record() {
                     let record = record.map_err(|_| Failure::Handshake)?;
+                    if !record.payload.is_empty() {
+                        return Err(Failure::Handshake);
+                    }
                     discard += record.discard;
-                    early.extend_from_slice(record.payload);
                 }
             }
             ConnectionState::BlockedHandshake | ConnectionState::WriteTraffic(_) => blocked = true,
@@ -275,10 +292,6 @@ fn handshake(
             _ => return Err(Failure::Handshake),
         }
         used += discard;
-        announce.after(conn, plain);
-        if !early.is_empty() {
-            plain(Input::Data(&early));
-        }
         if !blocked {
             continue;
         }

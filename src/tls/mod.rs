@@ -30,7 +30,7 @@ mod traffic;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use conn::{Failure, Input, TlsConn};
+pub(crate) use conn::{Event, Failure, Step, TlsConn};
 pub use info::TlsInfo;
 pub(crate) use record::{MAX_FRAGMENT, MAX_OVERHEAD};
 pub(crate) use redirect::redirect;

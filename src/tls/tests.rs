@@ -12,7 +12,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use std::rc::Rc;
 
 use super::setup::{provider, ServerConfigs, TlsSetup};
-use super::{Failure, Input, TicketKeys, TlsConn};
+use super::{Event, Failure, TicketKeys, TlsConn};
 use crate::config::{SniCertificate, TlsConfig};
 
 /// A CA and a leaf for `names`, written as PEM files into a fresh directory.
@@ -108,23 +108,37 @@ impl Server {
     fn feed(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         self.held.extend_from_slice(bytes);
         let mut buf = std::mem::take(&mut self.held);
-        let (plain, info) = (&mut self.plain, &mut self.info);
-        let received = self
-            .tls
-            .receive(&mut buf, &mut self.wire, &mut |input| match input {
-                Input::Established(established) => {
-                    assert!(plain.is_empty(), "data before the handshake was announced");
-                    *info = Some(established);
+        let mut used = 0;
+        loop {
+            let step = self.tls.step(&mut buf[used..], &mut self.wire);
+            let step = step.inspect_err(|_| self.held = Vec::new())?;
+            let start = used;
+            used += step.used;
+            match step.event {
+                Event::Waiting => break,
+                Event::Established(established) => {
+                    assert!(
+                        self.plain.is_empty(),
+                        "data before the handshake was announced"
+                    );
+                    self.info = Some(established);
                 }
-                Input::Data(data) => {
-                    assert!(info.is_some(), "data before the handshake was announced");
-                    plain.extend_from_slice(data);
+                Event::Data(range) => {
+                    assert!(
+                        self.info.is_some(),
+                        "data before the handshake was announced"
+                    );
+                    self.plain
+                        .extend_from_slice(&buf[start + range.start..start + range.end]);
                 }
-            });
-        let received = received.inspect_err(|_| self.held = Vec::new())?;
-        buf.drain(..received.consumed);
+                Event::Closed => {
+                    self.peer_closed = true;
+                    break;
+                }
+            }
+        }
+        buf.drain(..used);
         self.held = buf;
-        self.peer_closed |= received.peer_closed;
         Ok(())
     }
 }
