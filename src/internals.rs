@@ -49,6 +49,7 @@ pub fn session_service<S: 'static>(
         cpu: 0,
         index: 0,
         config,
+        https_redirect: None,
     };
     let service = crate::app::factory::AppFactory::make(&prepared, &setup)?;
     Ok(SessionService { service })
@@ -67,7 +68,6 @@ impl<S: 'static> Service for SessionService<S> {
             peer: Peer::NONE,
             log: None,
             read_at: Instant::now(),
-            redirect: None,
         };
         exchange.call(request, response)
     }

@@ -6,6 +6,7 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
+use super::redirect::HttpsRedirect;
 use super::router::Router;
 use super::service::AppService;
 use super::{App, Files, Handler, Setup};
@@ -97,6 +98,14 @@ impl<S: 'static> ServiceFactory for AppFactory<S> {
             }
             None => None,
         };
-        Ok(AppService::new(prepared.router.clone(), state, files))
+        let https_redirect = setup
+            .https_redirect
+            .map(|port| HttpsRedirect::new(port, config.server.host.to_string()));
+        Ok(AppService::new(
+            prepared.router.clone(),
+            state,
+            files,
+            https_redirect,
+        ))
     }
 }

@@ -24,9 +24,4 @@ impl Files {
         let fd = StaticFiles::open_root(&config.root)?;
         Ok(Files(StaticFiles::new(&config, fd)))
     }
-
-    /// Requests answered from this cache.
-    pub fn cache_hits(&self) -> u64 {
-        self.0.cache_hits()
-    }
 }

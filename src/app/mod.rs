@@ -40,6 +40,7 @@ mod builtin;
 pub(crate) mod factory;
 mod files;
 mod program;
+mod redirect;
 mod reply;
 mod request;
 mod response;

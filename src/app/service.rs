@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures_lite::FutureExt;
 
+use super::redirect::HttpsRedirect;
 use super::response::Scratch;
 use super::router::{Lookup, Params, Router};
 use super::{AsyncHandler, Files, Handler, Request, Response};
@@ -27,10 +28,17 @@ pub(crate) struct AppService<S: 'static> {
     draining: bool,
     /// The static route's files, when the app serves them.
     files: Option<Files>,
+    /// With `tls.cleartext = "redirect"`: every cleartext request is sent to HTTPS.
+    https_redirect: Option<HttpsRedirect>,
 }
 
 impl<S: 'static> AppService<S> {
-    pub(crate) fn new(router: Arc<Router<Handler<S>>>, state: S, files: Option<Files>) -> Self {
+    pub(crate) fn new(
+        router: Arc<Router<Handler<S>>>,
+        state: S,
+        files: Option<Files>,
+        https_redirect: Option<HttpsRedirect>,
+    ) -> Self {
         AppService {
             router,
             state: Rc::new(state),
@@ -39,6 +47,7 @@ impl<S: 'static> AppService<S> {
             allow: String::new(),
             draining: false,
             files,
+            https_redirect,
         }
     }
 }
@@ -60,6 +69,11 @@ impl<S: 'static> Application for AppService<S> {
         request: &RawRequest<'_>,
         response: &mut ResponseWriter,
     ) -> Option<Deferred> {
+        if let Some(redirect) = self.https_redirect.as_mut().filter(|_| peer.tls.is_none()) {
+            // A cleartext connection: no route is asked.
+            redirect.answer(request, response);
+            return None;
+        }
         if request.head.asterisk {
             // `OPTIONS *` asks about the server as a whole.
             self.router.all_methods(&mut self.allow);
@@ -134,10 +148,6 @@ impl<S: 'static> Application for AppService<S> {
 
     fn drain(&mut self) {
         self.draining = true;
-    }
-
-    fn file_cache_hits(&self) -> u64 {
-        self.files.as_ref().map_or(0, Files::cache_hits)
     }
 }
 

@@ -22,7 +22,6 @@ use crate::http::response::ResponseWriter;
 use crate::http::session::{Service, OUTPUT_HIGH_WATER};
 use crate::http::status::Status;
 use crate::support::stderr::error_line;
-use crate::tls::redirect;
 
 /// The session's service while one connection's bytes are processed: the application,
 /// who is at the other end, and the core's access log.
@@ -32,10 +31,6 @@ pub(crate) struct Exchange<'a, A> {
     pub(crate) log: Option<&'a mut LogBuffer>,
     /// When the bytes being answered were reaped (for the log's durations).
     pub(crate) read_at: Instant,
-    /// A cleartext connection under `tls.cleartext = "redirect"`: every request is sent to
-    /// HTTPS on this port (at this host when it names none), and the application is not
-    /// asked; with the buffer its `Location` is written in.
-    pub(crate) redirect: Option<(u16, &'a str, &'a mut Vec<u8>)>,
 }
 
 impl<A: Application> Service for Exchange<'_, A> {
@@ -46,13 +41,7 @@ impl<A: Application> Service for Exchange<'_, A> {
     }
 
     fn call(&mut self, request: &RawRequest<'_>, response: &mut ResponseWriter) -> Option<Pending> {
-        let deferred = match self.redirect.as_mut() {
-            Some((port, host, location)) => {
-                redirect(request, response, *port, host, location);
-                None
-            }
-            None => self.app.answer(&self.peer, request, response),
-        };
+        let deferred = self.app.answer(&self.peer, request, response);
         let (peer, read_at) = (self.peer, self.read_at);
         let log = match self.log.as_deref_mut() {
             Some(log) => log_answer(log, peer, read_at, request, response, deferred.as_ref()),
@@ -149,11 +138,6 @@ impl<A: Application> Shard<A> {
             let draining = !self.is_serving();
             let client = conn.client.as_deref().copied();
             let tls = conn.transport.info();
-            let secure = conn.transport.tls().is_some();
-            let redirect = match &self.redirect {
-                Some((port, host)) if !secure => Some((*port, host.as_str(), &mut self.location)),
-                _ => None,
-            };
             let mut exchange = Exchange {
                 app: &mut self.app,
                 peer: Peer {
@@ -163,7 +147,6 @@ impl<A: Application> Shard<A> {
                 },
                 log: self.reporting.log.as_mut(),
                 read_at: conn.read_at,
-                redirect,
             };
             let session = &mut conn.session;
             let out = &mut conn.out;
@@ -186,8 +169,10 @@ impl<A: Application> Shard<A> {
                 conn.head_started = NEVER;
                 let metrics = &self.reporting.metrics;
                 metrics.record_batch(&progress.by_class, progress.errors, conn.read_at);
-                if progress.failures > 0 {
-                    metrics.counters.borrow_mut().handler_panics += u64::from(progress.failures);
+                if progress.failures > 0 || progress.cache_hits > 0 {
+                    let mut counters = metrics.counters.borrow_mut();
+                    counters.handler_panics += u64::from(progress.failures);
+                    counters.file_cache_hits += u64::from(progress.cache_hits);
                 }
             }
             if let Some(status) = progress.error {

@@ -24,6 +24,31 @@
 //! | `park`, `wake` | sleeping when idle, and what wakes the loop |
 //! | `links`, `reporting` | what a core tells the rest of the server, once per tick |
 //! | `background` | what glommio tasks post back to the loop |
+//!
+//! # Two loops, one contract
+//!
+//! A core's thread runs two event loops: glommio's executor (its own io_uring, for files,
+//! timers, async handlers and the task that watches percore's ring) and percore's ring (the
+//! network). The shard's loop is one glommio task, and they share the thread by these rules,
+//! all applied in one place, `park` (`Shard::enter`, `Shard::between_turns`, `Shard::park`):
+//!
+//! 1. Every turn begins with one `io_uring_enter` on percore's ring, which submits what the
+//!    last turn queued and reaps what is ready; when the park that ended the last turn has
+//!    just entered the ring, the turn makes no enter of its own.
+//! 2. A turn handles everything ready and queues what it causes; it never blocks and never
+//!    awaits.
+//! 3. After a turn that found work, the loop goes on at once: it yields to glommio every
+//!    time while tasks of the core's are at work (file reads, async handlers: their results
+//!    come back within a turn), and otherwise only when glommio's time slice is up, so a busy
+//!    core pays nothing for glommio.
+//! 4. After a turn that found nothing, the loop sleeps. With no task at work (and
+//!    `runtime.idle_wait = "ring"`, the default) it sleeps in percore's ring: one enter that
+//!    waits for a completion or the next deadline (at most 100 ms), then one yield for
+//!    glommio. Otherwise it parks through glommio: the ring's eventfd is switched on, a ring
+//!    timeout covers the next deadline, and the loop awaits a wake fired by the eventfd task
+//!    or by a task posting its result.
+//! 5. glommio tasks never touch the core's state: they post results to mailboxes
+//!    (`background`) and fire the wake; the loop takes them at its next turn.
 
 mod accept;
 mod background;
@@ -83,8 +108,6 @@ pub(crate) struct TlsOptions {
     pub(crate) configs: crate::tls::ServerConfigs,
     /// `tls.max_handshakes_per_core`.
     pub(crate) max_handshakes: usize,
-    /// With `tls.cleartext = "redirect"`: the TLS port cleartext requests are sent to.
-    pub(crate) redirect_port: Option<u16>,
 }
 
 /// What the engine asks of the application on one core. Every question the engine puts to
@@ -107,9 +130,6 @@ pub(crate) trait Application: 'static {
 
     /// The core begins draining (a health route starts answering 503).
     fn drain(&mut self);
-
-    /// Requests answered from the application's caches of small files, for `/stats`.
-    fn file_cache_hits(&self) -> u64;
 }
 
 /// A late response, ready: it writes itself (or fails, see [`ResponseWriter::fail`]).

@@ -1,4 +1,6 @@
-//! The loop's sleep when a turn finds nothing to do.
+//! Where the core's two loops meet: the only place that decides when the core's loop
+//! enters its ring, yields to glommio, or sleeps (the contract is written in the engine's
+//! `//!`, "Two loops, one contract").
 //!
 //! While no glommio task of this core's is at work (no file read, no async handler),
 //! glommio has nothing to run, and the loop sleeps in its own ring: one `io_uring_enter`
@@ -19,8 +21,29 @@ use super::Application;
 use crate::config::IdleWait;
 
 impl<A: Application> Shard<A> {
+    /// Before a turn: one `io_uring_enter` that submits what the last turn queued and
+    /// reaps what is ready, unless the park that ended the last turn just made it.
+    pub(super) fn enter(&mut self) -> std::io::Result<()> {
+        if std::mem::take(&mut self.parking.entered) {
+            return Ok(());
+        }
+        self.ring.enter().map(|_| ())
+    }
+
+    /// After a turn: when it found work, the loop goes on at once, letting glommio run
+    /// first (every time while tasks of this core's are at work, so that their results
+    /// come back within a turn; otherwise only when glommio's own time slice is up); when it
+    /// found nothing, the loop sleeps.
+    pub(super) async fn between_turns(&mut self, busy: bool) {
+        match (busy, self.background.tasks > 0) {
+            (true, true) => futures_lite::future::yield_now().await,
+            (true, false) => glommio::yield_if_needed().await,
+            (false, _) => self.park().await,
+        }
+    }
+
     /// Sleeps until a completion, a glommio task's result or the next deadline.
-    pub(super) async fn park(&mut self) {
+    async fn park(&mut self) {
         let wake_at = self.wake_at();
         self.reporting.metrics.counters.borrow_mut().parks += 1;
         let watching = self.parking.wake.watching.get();

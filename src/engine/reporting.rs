@@ -46,7 +46,6 @@ impl<A: Application> Shard<A> {
 
     fn snapshot(&self, seq: u64, duration: Duration, latency: Histogram<u64>) -> Snapshot {
         let mut counters = *self.reporting.metrics.counters.borrow();
-        counters.file_cache_hits = self.app.file_cache_hits();
         counters.access_log_dropped = self.reporting.log.as_ref().map_or(0, |log| log.dropped);
         Snapshot {
             core: self.reporting.links.cpu,

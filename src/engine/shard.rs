@@ -134,11 +134,6 @@ pub(super) struct Shard<A: Application> {
     pub(super) parking: Parking,
     /// TLS on this core, when there is a TLS listener.
     pub(super) tls: Option<TlsCore>,
-    /// With `tls.cleartext = "redirect"`: cleartext requests are sent to HTTPS on this port,
-    /// at this host when they name none.
-    pub(super) redirect: Option<(u16, String)>,
-    /// The `Location` of the redirect being written (capacity kept).
-    pub(super) location: Vec<u8>,
     pub(super) background: Background,
     pub(super) reporting: Reporting,
     /// Bytes all sessions hold for bodies being gathered.
@@ -198,11 +193,6 @@ pub(crate) async fn run<A: Application>(
             chunk_buffer_bytes(&config, tls.is_some()),
         ),
         listeners: Listeners::new(listeners),
-        redirect: tls
-            .as_ref()
-            .and_then(|tls| tls.redirect_port)
-            .map(|port| (port, config.server.host.to_string())),
-        location: Vec::new(),
         tls: tls.map(|tls| TlsCore {
             configs: Rc::new(tls.configs),
             gate: HandshakeGate::new(tls.max_handshakes),
@@ -231,28 +221,20 @@ pub(crate) async fn run<A: Application>(
 }
 
 impl<A: Application> Shard<A> {
+    /// The loop: a turn after each enter, and between turns what `park` decides (see the
+    /// engine's contract of the two loops).
     async fn run(&mut self) {
         loop {
-            if std::mem::take(&mut self.parking.entered) {
-                // The park's enter already submitted and reaped.
-            } else if let Err(e) = self.ring.enter() {
+            if let Err(e) = self.enter() {
                 let cpu = self.reporting.links.cpu;
                 note(format_args!("core {cpu}: io_uring_enter failed: {e}"));
                 return;
             }
-            let reaped = self.turn();
+            let busy = self.turn();
             if self.finished() {
                 return;
             }
-            if reaped {
-                if self.background.tasks > 0 {
-                    futures_lite::future::yield_now().await;
-                } else {
-                    glommio::yield_if_needed().await;
-                }
-                continue;
-            }
-            self.park().await;
+            self.between_turns(busy).await;
         }
     }
 

@@ -53,8 +53,6 @@ pub struct StaticFiles {
     directio: u64,
     /// The decoded path of the request being answered, relative to the root.
     path: Vec<u8>,
-    /// Requests answered from the cache since start.
-    cache_hits: u64,
 }
 
 /// A file body the engine sends after the response head already written.
@@ -124,13 +122,7 @@ impl StaticFiles {
             cache_file_max: config.cache_file_max_bytes as u64,
             directio: config.directio_bytes,
             path: Vec::new(),
-            cache_hits: 0,
         }
-    }
-
-    /// Requests answered from this core's cache since start.
-    pub fn cache_hits(&self) -> u64 {
-        self.cache_hits
     }
 
     /// The part of a request path under the mount (which [`StaticFiles::mounts`] said it is
@@ -224,7 +216,7 @@ pub fn serve(
         let fresh =
             fstat_at(&files.root, &cached.opened).is_ok_and(|s| FileId::of(&s) == cached.id);
         if fresh {
-            files.cache_hits += 1;
+            response.mark_from_cache();
             if let Some((start, len)) = respond(request, response, &cached.meta) {
                 let start = start as usize;
                 response

@@ -52,6 +52,8 @@ pub struct ResponseWriter {
     start: usize,
     own: OwnFields,
     failed: bool,
+    /// The body came from a cache of small files.
+    from_cache: bool,
 }
 
 impl ResponseWriter {
@@ -68,6 +70,7 @@ impl ResponseWriter {
             start,
             own: OwnFields::default(),
             failed: false,
+            from_cache: false,
         }
     }
 
@@ -112,6 +115,16 @@ impl ResponseWriter {
     /// The service failed to make this response (a handler panicked).
     pub fn failed(&self) -> bool {
         self.failed
+    }
+
+    /// Marks the body as taken from a cache of small files (the core counts such answers).
+    pub fn mark_from_cache(&mut self) {
+        self.from_cache = true;
+    }
+
+    /// Whether the body was taken from a cache of small files.
+    pub fn is_from_cache(&self) -> bool {
+        self.from_cache
     }
 
     /// Appends a field for the head to come (checked by the caller: a token name, a value

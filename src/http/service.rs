@@ -41,6 +41,8 @@ pub struct Progress {
     pub errors: u32,
     /// Of those, how many the service failed to make (a handler panicked).
     pub failures: u32,
+    /// Of those, how many had their body from a cache of small files.
+    pub cache_hits: u32,
     /// Final responses by status class: index 1 for 1xx … 5 for 5xx.
     pub by_class: [u32; 6],
     /// The status of the error response that ended the connection, if one did.

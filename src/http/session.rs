@@ -302,6 +302,9 @@ impl<D> Session<D> {
         if response.failed() {
             progress.failures += 1;
         }
+        if response.is_from_cache() {
+            progress.cache_hits += 1;
+        }
         match response.sent() {
             None => {
                 self.late = Some(Late {

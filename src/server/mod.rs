@@ -83,6 +83,9 @@ pub(crate) struct CoreSetup<'a> {
     pub(crate) index: usize,
     /// The server's configuration.
     pub(crate) config: &'a Config,
+    /// With `tls.cleartext = "redirect"`: the TLS listener's port, to which the cleartext
+    /// listener's requests are sent.
+    pub(crate) https_redirect: Option<u16>,
 }
 
 /// What the server serves: prepared once per start on the main thread (where a bad

@@ -85,6 +85,7 @@ pub(super) fn run_core<F: ServiceFactory>(config: Config, core: CoreStart, facto
             cpu,
             index: links.index,
             config: &config,
+            https_redirect: tls.as_ref().and_then(|tls| tls.redirect_port),
         };
         let service = match F::make(&factory, &setup) {
             Ok(service) => service,
@@ -100,7 +101,6 @@ pub(super) fn run_core<F: ServiceFactory>(config: Config, core: CoreStart, facto
                 .map(|configs| TlsOptions {
                     configs,
                     max_handshakes: tls.max_handshakes,
-                    redirect_port: tls.redirect_port,
                 })
         }) {
             Some(Err(error)) => {

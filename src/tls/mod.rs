@@ -10,7 +10,6 @@
 //!   then `record`, percore's record layer, which decrypts in place in the receive buffers
 //!   and encrypts each batch of responses as it is copied out, and `traffic`, what the
 //!   records carry after the handshake and the limits on what a client may make percore do;
-//! - `redirect`: the cleartext listener's `308` to HTTPS;
 //! - [`TlsInfo`]: what handlers and the access log learn of a connection's TLS.
 
 mod certs;
@@ -19,7 +18,6 @@ mod conn;
 mod hello;
 mod info;
 mod record;
-mod redirect;
 mod resolver;
 mod setup;
 mod suites;
@@ -33,7 +31,6 @@ mod tests;
 pub(crate) use conn::{Event, Failure, Step, TlsConn};
 pub use info::TlsInfo;
 pub(crate) use record::{MAX_FRAGMENT, MAX_OVERHEAD};
-pub(crate) use redirect::redirect;
 pub(crate) use setup::{ServerConfigs, TlsSetup};
 pub(crate) use ticket_keys::{TicketKeys, HANDOVER_BYTES};
 #[cfg(feature = "internals")]
