@@ -161,8 +161,8 @@ pub(super) struct Conn {
     /// Responses not yet handed to a send (no capacity while empty).
     pub(super) out: Vec<u8>,
     /// Bytes its session holds for a body being gathered, as last counted in the core's
-    /// total.
-    pub(super) held: usize,
+    /// [`BodyBudget`](super::bodies::BodyBudget).
+    pub(super) body_bytes: usize,
     /// The client's address as a PROXY header named it, or the socket's peer when the
     /// access log needs it (boxed: most connections have neither).
     pub(super) client: Option<Box<SocketAddr>>,
@@ -193,7 +193,7 @@ impl Conn {
             session,
             input: Input::default(),
             out: Vec::new(),
-            held: 0,
+            body_bytes: 0,
             client: None,
             transport: Transport::Plain,
             head_started: NEVER,

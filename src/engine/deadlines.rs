@@ -49,9 +49,8 @@ impl<A: Application> Shard<A> {
     /// Looks at every connection the wheel finds due: those whose deadline passed time out,
     /// the others are queued again for their real deadline (by `settle`).
     pub(super) fn expire(&mut self) {
-        let mut due = std::mem::take(&mut self.due);
-        self.wheel.advance(self.now.ms, &mut due);
-        for &index in &due {
+        self.wheel.advance(self.now.ms);
+        while let Some(index) = self.wheel.next_due() {
             let Some(key) = self.table.key_at(index) else {
                 continue;
             };
@@ -63,8 +62,6 @@ impl<A: Application> Shard<A> {
             }
             self.settle(conn);
         }
-        due.clear();
-        self.due = due;
     }
 
     /// The connection's deadline passed.

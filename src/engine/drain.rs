@@ -53,6 +53,7 @@ impl<A: Application> Shard<A> {
             Lifecycle::Serving => None,
             Lifecycle::Draining { deadline, .. } => Some(deadline),
             Lifecycle::Cut { until } => Some(until),
+            Lifecycle::Left => None,
         }
     }
 
@@ -81,6 +82,7 @@ impl<A: Application> Shard<A> {
             Lifecycle::Serving => false,
             Lifecycle::Draining { .. } => self.table.open() == 0,
             Lifecycle::Cut { until } => self.table.open() == 0 || self.now.ms >= until,
+            Lifecycle::Left => true,
         }
     }
 
@@ -90,7 +92,7 @@ impl<A: Application> Shard<A> {
     /// freed, then the connections left are closed. What the kernel still holds after the
     /// bound is leaked, not freed under it, and counted (`exit_leaked`).
     pub(super) fn leave(&mut self) {
-        if std::mem::replace(&mut self.left, true) {
+        if std::mem::replace(&mut self.life, Lifecycle::Left) == Lifecycle::Left {
             return;
         }
         let held = self.ring.in_flight();

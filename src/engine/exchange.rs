@@ -164,7 +164,7 @@ impl<A: Application> Shard<A> {
             } else {
                 conn.input.start += progress.consumed;
             }
-            self.count_held(conn);
+            self.count_body(conn);
             if progress.responses > 0 {
                 conn.head_started = NEVER;
                 let metrics = &self.reporting.metrics;
@@ -255,11 +255,11 @@ impl<A: Application> Shard<A> {
 
     /// Keeps the core's total of gathered body bytes up to date; a connection whose body
     /// takes it past `http.body_buffer_bytes_per_core` gets a 503 and closes.
-    fn count_held(&mut self, conn: &mut Conn) {
-        let held = conn.session.held_bytes();
-        self.gathered = self.gathered - conn.held + held;
-        conn.held = held;
-        if held > 0 && self.gathered > self.settings.body_buffer_bytes {
+    fn count_body(&mut self, conn: &mut Conn) {
+        let gathered = conn.session.held_bytes();
+        let over = self.bodies.update(conn.body_bytes, gathered);
+        conn.body_bytes = gathered;
+        if over {
             let refused = conn
                 .session
                 .abandon_body(&mut conn.out, Status::SERVICE_UNAVAILABLE);
@@ -267,8 +267,7 @@ impl<A: Application> Shard<A> {
                 let class = Status::SERVICE_UNAVAILABLE.class();
                 self.reporting.metrics.record_one(class, false, None);
                 conn.ending = Ending::Linger;
-                self.gathered -= conn.held;
-                conn.held = 0;
+                self.bodies.release(std::mem::take(&mut conn.body_bytes));
             }
         }
     }

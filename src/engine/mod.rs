@@ -52,6 +52,7 @@
 
 mod accept;
 mod background;
+mod bodies;
 mod buffer_ring;
 mod buffers;
 mod close;

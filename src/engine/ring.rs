@@ -117,6 +117,11 @@ pub struct Ring {
     eventfd: OwnedFd,
     /// Operations pushed with [`Ring::push`] whose last completion is not reaped yet.
     in_flight: usize,
+    /// The completions of the last reap, handed out in order by [`Ring::next_completion`]
+    /// (capacity kept across turns).
+    reaped: Vec<cqueue::Entry>,
+    /// How many of `reaped` were handed out.
+    handed: usize,
 }
 
 thread_local! {
@@ -191,6 +196,8 @@ impl Ring {
             bufs,
             eventfd,
             in_flight: 0,
+            reaped: Vec::with_capacity(usize::from(buffers).max(4096)),
+            handed: 0,
         })
     }
 
@@ -336,16 +343,27 @@ impl Ring {
         }
     }
 
-    /// Moves every posted completion into `into` (whose capacity is kept across turns); an
-    /// operation's last completion takes it out of those in flight.
-    pub fn reap(&mut self, into: &mut Vec<cqueue::Entry>) {
-        into.clear();
+    /// Takes every posted completion off the kernel's queue, to be handed out by
+    /// [`Ring::next_completion`]; an operation's last completion takes it out of those in
+    /// flight. Returns how many there are (those of an earlier reap not handed out are
+    /// dropped).
+    pub fn reap(&mut self) -> usize {
+        self.reaped.clear();
+        self.handed = 0;
         for cqe in self.uring.completion() {
             if cqe.user_data() & TRACKED != 0 && !cqueue::more(cqe.flags()) {
                 self.in_flight -= 1;
             }
-            into.push(cqe);
+            self.reaped.push(cqe);
         }
+        self.reaped.len()
+    }
+
+    /// The next completion of the last reap, in the order the kernel posted them.
+    pub fn next_completion(&mut self) -> Option<cqueue::Entry> {
+        let cqe = self.reaped.get(self.handed)?.clone();
+        self.handed += 1;
+        Some(cqe)
     }
 
     /// Whether completions are waiting in the queue.
@@ -384,8 +402,7 @@ impl Ring {
         self.push_quiet(&cancel);
         // What is queued (the closes of the last turn, the cancel) goes out in any case.
         let _ = self.enter();
-        let mut reaped = Vec::new();
-        self.reap(&mut reaped);
+        self.reap();
         let mut cancels = 0;
         while self.in_flight > 0 {
             let left = until.saturating_duration_since(Instant::now());
@@ -393,13 +410,13 @@ impl Ring {
                 break;
             }
             let waited = self.wait(left.min(Duration::from_millis(50)));
-            self.reap(&mut reaped);
-            if waited.is_err() && reaped.is_empty() {
+            let reaped = self.reap();
+            if waited.is_err() && reaped == 0 {
                 break;
             }
             // Operations pushed after the first cancel went out (a multishot receive that
             // the kernel re-armed) are cancelled again, a few times at most.
-            if reaped.is_empty() && cancels < 8 {
+            if reaped == 0 && cancels < 8 {
                 cancels += 1;
                 self.push_quiet(&cancel);
             }

@@ -12,10 +12,11 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::tls::ServerConfigs;
-use io_uring::{cqueue, opcode, types};
+use io_uring::{opcode, types};
 use ipnet::IpNet;
 
 use super::background::Background;
+use super::bodies::BodyBudget;
 use super::buffers::Buffers;
 use super::handshakes::HandshakeGate;
 use super::links::{Links, Reporting};
@@ -42,7 +43,6 @@ pub(super) struct Settings {
     pub(super) drain_timeout_ms: u64,
     pub(super) drain_idle_grace_ms: u64,
     pub(super) max_connections: usize,
-    pub(super) body_buffer_bytes: usize,
     /// Unprocessed input past which a connection stops receiving: a whole head.
     pub(super) input_cap: usize,
     pub(super) chunk_bytes: u64,
@@ -63,7 +63,6 @@ impl Settings {
             drain_timeout_ms: config.server.drain_timeout_ms,
             drain_idle_grace_ms: config.server.drain_idle_grace_ms,
             max_connections: config.server.max_connections_per_core,
-            body_buffer_bytes: http.body_buffer_bytes_per_core,
             input_cap: input_cap(config),
             chunk_bytes: config.static_files.chunk_bytes as u64,
             proxy_from: config
@@ -117,6 +116,9 @@ pub(super) enum Lifecycle {
     /// The drain's deadline passed and every connection was cut; their last sends get until
     /// `until`.
     Cut { until: u64 },
+    /// The core has left (`leave`): nothing the kernel held is left in flight, or it was
+    /// leaked, and every connection is closed.
+    Left,
 }
 
 /// One core's share of the server: its ring, connections, application, buffers, deadlines
@@ -137,16 +139,9 @@ pub(super) struct Shard<A: Application> {
     pub(super) background: Background,
     pub(super) reporting: Reporting,
     /// Bytes all sessions hold for bodies being gathered.
-    pub(super) gathered: usize,
+    pub(super) bodies: BodyBudget,
     /// Connections whose receive ended with `ENOBUFS`, in the order they ran dry.
     pub(super) starved: VecDeque<super::token::Key>,
-    /// Completions of this turn (capacity kept across turns).
-    cqes: Vec<cqueue::Entry>,
-    /// Connections the wheel found due this turn (capacity kept across turns).
-    pub(super) due: Vec<u32>,
-    /// The core has left (`leave`): nothing the kernel held is left in flight, or it was
-    /// leaked.
-    pub(super) left: bool,
 }
 
 /// Builds a core's ring; the error is one line for the user.
@@ -177,7 +172,6 @@ pub(crate) async fn run<A: Application>(
         .is_some()
         .then(|| LogBuffer::new(links.cpu, config.log.format, config.log.buffer_bytes));
     let mut shard = Shard {
-        cqes: Vec::with_capacity(ring.buffers().max(4096)),
         ring,
         table: Table::default(),
         wheel: Wheel::new(),
@@ -201,10 +195,8 @@ pub(crate) async fn run<A: Application>(
         parking,
         background: Background::new(),
         reporting: Reporting::new(&config, links, log),
-        gathered: 0,
+        bodies: BodyBudget::new(config.http.body_buffer_bytes_per_core),
         starved: VecDeque::new(),
-        due: Vec::new(),
-        left: false,
     };
     shard.publish_start();
     shard.listeners.arm_all(&mut shard.ring, false);
@@ -241,15 +233,12 @@ impl<A: Application> Shard<A> {
     /// Handles everything ready: completions, glommio tasks' results, deadlines, accept
     /// retries, reports, the drain's deadline. Returns whether there was anything.
     fn turn(&mut self) -> bool {
-        let mut cqes = std::mem::take(&mut self.cqes);
-        self.ring.reap(&mut cqes);
+        let mut busy = self.ring.reap() > 0;
         self.now.ms = self.now.clock.now_ms();
         self.now.reaped_at = Instant::now();
-        for cqe in &cqes {
+        while let Some(cqe) = self.ring.next_completion() {
             self.complete(cqe.user_data(), cqe.result(), cqe.flags());
         }
-        let mut busy = !cqes.is_empty();
-        self.cqes = cqes;
         busy |= self.finish_file_reads();
         busy |= self.finish_tasks();
         self.rearm_starved();

@@ -72,6 +72,9 @@ pub(super) struct Wheel {
     cursor: u64,
     /// Connections queued.
     len: usize,
+    /// Connections found due by the last [`Wheel::advance`], handed out by
+    /// [`Wheel::next_due`] (capacity kept).
+    due: Vec<u32>,
 }
 
 impl Wheel {
@@ -83,6 +86,7 @@ impl Wheel {
             links: Vec::new(),
             cursor: 0,
             len: 0,
+            due: Vec::new(),
         }
     }
 
@@ -153,9 +157,24 @@ impl Wheel {
         self.len -= 1;
     }
 
-    /// Moves every connection of the ticks up to `now_ms` into `due`, oldest tick first;
-    /// they are no longer queued. The caller compares each with its real deadline.
-    pub(super) fn advance(&mut self, now_ms: u64, due: &mut Vec<u32>) {
+    /// Takes every connection of the ticks up to `now_ms` off the wheel, to be handed out
+    /// by [`Wheel::next_due`], oldest tick first. The caller compares each with its real
+    /// deadline (and may queue it again meanwhile).
+    pub(super) fn advance(&mut self, now_ms: u64) {
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        self.advance_into(now_ms, &mut due);
+        due.reverse();
+        self.due = due;
+    }
+
+    /// The next connection [`Wheel::advance`] found due.
+    pub(super) fn next_due(&mut self) -> Option<u32> {
+        self.due.pop()
+    }
+
+    /// Moves every connection of the ticks up to `now_ms` into `due`, oldest tick first.
+    fn advance_into(&mut self, now_ms: u64, due: &mut Vec<u32>) {
         let now_tick = now_ms / TICK_MS;
         while self.cursor <= now_tick && self.len > 0 {
             let slot = (self.cursor % SLOTS as u64) as usize;
@@ -217,15 +236,15 @@ mod tests {
         wheel.schedule(1, Wheel::tick_of(25));
         wheel.schedule(2, Wheel::tick_of(5));
         let mut due = Vec::new();
-        wheel.advance(9, &mut due);
+        wheel.advance_into(9, &mut due);
         assert!(due.is_empty());
         assert_eq!(wheel.next_due_ms(), Some(10));
-        wheel.advance(10, &mut due);
+        wheel.advance_into(10, &mut due);
         assert_eq!(due, vec![2]);
         due.clear();
-        wheel.advance(29, &mut due);
+        wheel.advance_into(29, &mut due);
         assert!(due.is_empty());
-        wheel.advance(30, &mut due);
+        wheel.advance_into(30, &mut due);
         assert_eq!(due, vec![1]);
         assert_eq!(wheel.next_due_ms(), None);
     }
@@ -252,7 +271,7 @@ mod tests {
         }
         assert_eq!(wheel.len(), 50);
         let mut due = Vec::new();
-        wheel.advance(10 * TICK_MS, &mut due);
+        wheel.advance_into(10 * TICK_MS, &mut due);
         due.sort_unstable();
         assert_eq!(due, (0..100).filter(|i| i % 2 == 1).collect::<Vec<_>>());
         assert_eq!(wheel.len(), 0);
@@ -263,13 +282,13 @@ mod tests {
     fn the_next_due_tick_is_found_across_the_wrap() {
         let mut wheel = Wheel::new();
         let mut due = Vec::new();
-        wheel.advance((SLOTS as u64 - 10) * TICK_MS, &mut due);
+        wheel.advance_into((SLOTS as u64 - 10) * TICK_MS, &mut due);
         // The cursor is near the end of the slots: one entry before the wrap, one after.
         wheel.schedule(1, SLOTS as u64 + 5);
         assert_eq!(wheel.next_due_ms(), Some((SLOTS as u64 + 5) * TICK_MS));
         wheel.schedule(2, SLOTS as u64 - 3);
         assert_eq!(wheel.next_due_ms(), Some((SLOTS as u64 - 3) * TICK_MS));
-        wheel.advance((SLOTS as u64 - 3) * TICK_MS, &mut due);
+        wheel.advance_into((SLOTS as u64 - 3) * TICK_MS, &mut due);
         assert_eq!(due, vec![2]);
         assert_eq!(wheel.next_due_ms(), Some((SLOTS as u64 + 5) * TICK_MS));
     }
@@ -281,7 +300,7 @@ mod tests {
         let reach = SLOTS as u64 - 1;
         assert_eq!(wheel.next_due_ms(), Some(reach * TICK_MS));
         let mut due = Vec::new();
-        wheel.advance(reach * TICK_MS, &mut due);
+        wheel.advance_into(reach * TICK_MS, &mut due);
         assert_eq!(due, vec![7]);
     }
 }
