@@ -169,8 +169,9 @@ impl<A: Application> Shard<A> {
             };
             let session = &mut conn.session;
             let out = &mut conn.out;
+            let limits = &self.settings.limits;
             let answer = catch_unwind(AssertUnwindSafe(|| {
-                session.process(input, out, &mut exchange, draining)
+                session.process(input, out, &mut exchange, limits, draining)
             }));
             let Ok(progress) = answer else {
                 // The session itself panicked (handlers' panics are caught closer to them):

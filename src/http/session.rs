@@ -68,8 +68,6 @@ struct Late {
 #[derive(Debug)]
 pub struct Session<D> {
     state: State,
-    limits: Limits,
-    max_requests: u64,
     served: u64,
     scanned: usize,
     closing: bool,
@@ -84,13 +82,17 @@ pub struct Session<D> {
     late: Option<Late>,
 }
 
+impl<D> Default for Session<D> {
+    fn default() -> Session<D> {
+        Session::new()
+    }
+}
+
 impl<D> Session<D> {
-    /// A new connection's session. `max_requests` of 0 means no limit.
-    pub fn new(limits: Limits, max_requests: u64) -> Session<D> {
+    /// A new connection's session.
+    pub fn new() -> Session<D> {
         Session {
             state: State::Head,
-            limits,
-            max_requests,
             served: 0,
             scanned: 0,
             closing: false,
@@ -101,7 +103,8 @@ impl<D> Session<D> {
         }
     }
 
-    /// Answers the complete requests at the start of `input`, appending to `out`.
+    /// Answers the complete requests at the start of `input`, appending to `out`, under
+    /// `limits` (the same for every call: they are the core's, not kept in each session).
     ///
     /// Stops when input runs out mid-request, when the connection must close, when the
     /// service left something to finish (see [`Session::take_deferred`]), or when `out`
@@ -112,6 +115,7 @@ impl<D> Session<D> {
         input: &[u8],
         out: &mut Vec<u8>,
         service: &mut S,
+        limits: &Limits,
         draining: bool,
     ) -> Progress {
         let mut progress = Progress::default();
@@ -128,7 +132,7 @@ impl<D> Session<D> {
             let rest = &input[pos..];
             let step = match self.state {
                 State::Closed => break,
-                State::Head => self.read_head(rest, out, service, draining, &mut progress),
+                State::Head => self.read_head(rest, out, service, limits, draining, &mut progress),
                 State::Body { remaining } => {
                     let take = remaining.min(rest.len() as u64);
                     let remaining = remaining - take;
@@ -153,7 +157,7 @@ impl<D> Session<D> {
                 Ok((used, finished)) => {
                     pos += used;
                     if finished && !matches!(self.state, State::Head | State::Closed) {
-                        self.answer_held(out, service, draining, &mut progress);
+                        self.answer_held(out, service, limits, draining, &mut progress);
                     } else if !finished && (used == 0 || pos == input.len()) {
                         break;
                     }
@@ -179,6 +183,7 @@ impl<D> Session<D> {
         input: &[u8],
         out: &mut Vec<u8>,
         service: &mut S,
+        limits: &Limits,
         draining: bool,
         progress: &mut Progress,
     ) -> Result<(usize, bool), HttpError> {
@@ -195,7 +200,7 @@ impl<D> Session<D> {
             // Only a lone CR can have been scanned before: the scan starts afresh.
             self.scanned = 0;
         }
-        let Some(head) = parse_head(&input[skip..], &mut self.scanned, &self.limits)? else {
+        let Some(head) = parse_head(&input[skip..], &mut self.scanned, limits)? else {
             return Ok((skip, false));
         };
         let bytes = &input[skip..skip + head.len];
@@ -203,7 +208,7 @@ impl<D> Session<D> {
         let used = skip + head.len;
         let length = match head.framing {
             Framing::Empty => {
-                self.answer(&head, bytes, &[], out, service, draining, progress);
+                self.answer(&head, bytes, &[], out, service, limits, draining, progress);
                 return Ok((used, true));
             }
             Framing::Length(n) => Some(n),
@@ -212,7 +217,7 @@ impl<D> Session<D> {
         if let Some(n) = length.filter(|&n| n <= after_head.len() as u64) {
             // The whole body came with its head: it is answered where it lies.
             let body = &after_head[..n as usize];
-            self.answer(&head, bytes, body, out, service, draining, progress);
+            self.answer(&head, bytes, body, out, service, limits, draining, progress);
             return Ok((used + n as usize, true));
         }
         if head.expect_continue && after_head.is_empty() {
@@ -237,8 +242,8 @@ impl<D> Session<D> {
         self.state = match length {
             Some(n) => State::Body { remaining: n },
             None => State::Chunked(ChunkedDecoder::new(
-                self.limits.max_body_bytes,
-                self.limits.max_head_bytes,
+                limits.max_body_bytes,
+                limits.max_head_bytes,
             )),
         };
         Ok((used, false))
@@ -249,12 +254,15 @@ impl<D> Session<D> {
         &mut self,
         out: &mut Vec<u8>,
         service: &mut S,
+        limits: &Limits,
         draining: bool,
         progress: &mut Progress,
     ) {
         let mut held = self.held.take().expect("a request being gathered");
         let (bytes, body) = held.bytes.split_at(held.head.len);
-        self.answer(&held.head, bytes, body, out, service, draining, progress);
+        self.answer(
+            &held.head, bytes, body, out, service, limits, draining, progress,
+        );
         if held.bytes.capacity() <= HELD_KEEP_BYTES {
             held.bytes.clear();
             self.held = Some(held);
@@ -271,12 +279,13 @@ impl<D> Session<D> {
         body: &[u8],
         out: &mut Vec<u8>,
         service: &mut S,
+        limits: &Limits,
         draining: bool,
         progress: &mut Progress,
     ) {
-        self.closing = !head.keep_alive
-            || draining
-            || (self.max_requests != 0 && self.served + 1 >= self.max_requests);
+        let max_requests = limits.max_requests;
+        self.closing =
+            !head.keep_alive || draining || (max_requests != 0 && self.served + 1 >= max_requests);
         let persistence = match (self.closing, head.version) {
             (true, _) => Persistence::Close,
             (false, Version::Http10) => Persistence::KeepAlive,
@@ -478,9 +487,9 @@ mod tests {
     }
 
     fn run(input: &[u8]) -> (String, Progress, bool) {
-        let mut session = Session::new(Limits::default(), 0);
+        let mut session = Session::new();
         let mut out = Vec::new();
-        let progress = session.process(input, &mut out, &mut service(), false);
+        let progress = session.process(input, &mut out, &mut service(), &Limits::default(), false);
         let text = String::from_utf8_lossy(&out).into_owned();
         (text, progress, session.is_closed())
     }
@@ -508,7 +517,7 @@ mod tests {
 
     #[test]
     fn a_body_split_over_reads_is_gathered_whole() {
-        let mut session = Session::new(Limits::default(), 0);
+        let mut session = Session::new();
         let mut service = service();
         let mut out = Vec::new();
         let parts: [&[u8]; 4] = [
@@ -518,7 +527,7 @@ mod tests {
             b"hij",
         ];
         for part in parts {
-            let progress = session.process(part, &mut out, &mut service, false);
+            let progress = session.process(part, &mut out, &mut service, &Limits::default(), false);
             assert_eq!(progress.consumed, part.len());
         }
         let text = String::from_utf8(out).unwrap();
@@ -530,20 +539,20 @@ mod tests {
     /// a head, and the request after it was refused.
     #[test]
     fn blank_line_split_between_cr_and_lf_is_still_skipped() {
-        let mut session = Session::new(Limits::default(), 0);
+        let mut session = Session::new();
         let mut out = Vec::new();
         let mut service = service();
-        let first = session.process(b"\r", &mut out, &mut service, false);
+        let first = session.process(b"\r", &mut out, &mut service, &Limits::default(), false);
         assert_eq!(first.consumed, 0);
         let input = b"\r\n\r\nGET /echo?name=a HTTP/1.1\r\nHost: h\r\n\r\n";
-        let progress = session.process(input, &mut out, &mut service, false);
+        let progress = session.process(input, &mut out, &mut service, &Limits::default(), false);
         assert_eq!(progress.consumed, input.len());
         assert!(String::from_utf8(out).unwrap().ends_with("Hi, a!"));
     }
 
     #[test]
     fn unreadable_file_response_becomes_a_500_after_the_earlier_ones() {
-        let mut session: Session<()> = Session::new(Limits::default(), 0);
+        let mut session: Session<()> = Session::new();
         let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec();
         let head = out.len();
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n");
@@ -556,13 +565,19 @@ mod tests {
 
     #[test]
     fn a_malformed_body_is_answered_400_and_its_route_never_runs() {
-        let mut session = Session::new(Limits::default(), 0);
+        let mut session = Session::new();
         let mut out = Vec::new();
         let head = b"POST /upper HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let progress = session.process(head, &mut out, &mut service(), false);
+        let progress = session.process(head, &mut out, &mut service(), &Limits::default(), false);
         assert_eq!(progress.responses, 0);
         assert!(out.is_empty());
-        let progress = session.process(b"zz\r\n", &mut out, &mut service(), false);
+        let progress = session.process(
+            b"zz\r\n",
+            &mut out,
+            &mut service(),
+            &Limits::default(),
+            false,
+        );
         assert_eq!(progress.errors, 1);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
