@@ -28,7 +28,9 @@ pub fn echo<S>(request: &Request<'_>, response: &mut Response<'_>, _: &S) {
             .find_map(|pair| pair.strip_prefix(b"name="))
     });
     let Some(name) = name else {
-        response.status(Status::BAD_REQUEST).text("missing query parameter: name\n");
+        response
+            .status(Status::BAD_REQUEST)
+            .text("missing query parameter: name\n");
         return;
     };
     response.plain();
