@@ -12,7 +12,6 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::token::Key;
-use super::Pending;
 use crate::files::read::FileSource;
 use crate::files::FileBody;
 use crate::http::session::Session;
@@ -174,7 +173,7 @@ pub(super) struct Conn {
     pub(super) send: Send,
     pub(super) wait: Wait,
     pub(super) ending: Ending,
-    pub(super) session: Session<Pending>,
+    pub(super) session: Session,
     pub(super) input: Input,
     /// Responses not yet handed to a send (no capacity while empty).
     pub(super) out: Vec<u8>,
@@ -199,7 +198,7 @@ pub(super) struct Conn {
 
 impl Conn {
     /// A connection just accepted.
-    pub(super) fn new(fd: RawFd, key: Key, session: Session<Pending>, now: (u64, Instant)) -> Conn {
+    pub(super) fn new(fd: RawFd, key: Key, session: Session, now: (u64, Instant)) -> Conn {
         Conn {
             fd,
             key,

@@ -19,7 +19,7 @@ use super::{Application, Deferred, Peer, Pending};
 use crate::access_log::{Entry, LogBuffer};
 use crate::http::request::RawRequest;
 use crate::http::response::ResponseWriter;
-use crate::http::session::{Service, OUTPUT_HIGH_WATER};
+use crate::http::session::{Deferral, Service, OUTPUT_HIGH_WATER};
 use crate::http::status::Status;
 use crate::support::stderr::error_line;
 use crate::tls::redirect;
@@ -196,27 +196,14 @@ impl<A: Application> Shard<A> {
             if let Some(status) = progress.error {
                 self.refused(conn, status);
             }
-            match conn.session.take_deferred() {
-                Some((
-                    Pending {
-                        what: Deferred::File(body),
-                        ..
-                    },
-                    head,
-                    _,
-                )) => self.start_transfer(conn, body, head),
-                Some((
-                    Pending {
-                        what: Deferred::Task(task),
-                        log,
-                    },
-                    _,
-                    _,
-                )) => {
-                    conn.head_started = NEVER;
-                    self.spawn_task(conn, task, log);
+            if let Some(Deferral { what, head, .. }) = progress.deferred {
+                match what.what {
+                    Deferred::File(body) => self.start_transfer(conn, body, head),
+                    Deferred::Task(task) => {
+                        conn.head_started = NEVER;
+                        self.spawn_task(conn, task, what.log);
+                    }
                 }
-                None => {}
             }
             if progress.consumed == 0 {
                 break;

@@ -23,7 +23,7 @@ use super::chunked::ChunkedDecoder;
 use super::error::HttpError;
 use super::request::{parse_head, Framing, Limits, Method, RawRequest, RequestHead, Version};
 use super::response::{Persistence, ResponseWriter, CONTINUE};
-pub use super::service::{Progress, Service};
+pub use super::service::{Deferral, Progress, Service};
 use super::status::Status;
 
 /// Output bytes past which `process` stops answering and lets the caller write, so that a
@@ -64,41 +64,35 @@ struct Late {
     persistence: Persistence,
 }
 
-/// The protocol state of one connection; `D` is its service's deferred part.
+/// The protocol state of one connection.
 #[derive(Debug)]
-pub struct Session<D> {
+pub struct Session {
     state: State,
     served: u64,
     scanned: usize,
     closing: bool,
     /// The request being gathered, and the buffer kept for the next one.
     held: Option<Box<Held>>,
-    /// What the service left to finish after the last response it answered.
-    deferred: Option<D>,
-    /// Where the head of the response that `deferred` completes starts in the output
-    /// buffer.
-    deferred_head: usize,
-    /// `deferred` is a whole response still to be written.
+    /// A whole response is still to be written ([`Session::answer_late`]): the service
+    /// deferred it.
     late: Option<Late>,
 }
 
-impl<D> Default for Session<D> {
-    fn default() -> Session<D> {
+impl Default for Session {
+    fn default() -> Session {
         Session::new()
     }
 }
 
-impl<D> Session<D> {
+impl Session {
     /// A new connection's session.
-    pub fn new() -> Session<D> {
+    pub fn new() -> Session {
         Session {
             state: State::Head,
             served: 0,
             scanned: 0,
             closing: false,
             held: None,
-            deferred: None,
-            deferred_head: 0,
             late: None,
         }
     }
@@ -107,21 +101,21 @@ impl<D> Session<D> {
     /// `limits` (the same for every call: they are the core's, not kept in each session).
     ///
     /// Stops when input runs out mid-request, when the connection must close, when the
-    /// service left something to finish (see [`Session::take_deferred`]), or when `out`
+    /// service left something to finish (returned in [`Progress::deferred`]), or when `out`
     /// passes [`OUTPUT_HIGH_WATER`] (call again after writing). With `draining` set, the next
     /// response says `Connection: close` and ends the session.
-    pub fn process<S: Service<Deferred = D>>(
+    pub fn process<S: Service>(
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
         service: &mut S,
         limits: &Limits,
         draining: bool,
-    ) -> Progress {
+    ) -> Progress<S::Deferred> {
         let mut progress = Progress::default();
         let mut pos = 0;
         loop {
-            if self.deferred.is_some() || self.late.is_some() {
+            if progress.deferred.is_some() || self.late.is_some() {
                 break;
             }
             // The high-water mark applies between requests only: a body is read to its end
@@ -178,14 +172,14 @@ impl<D> Session<D> {
 
     /// Parses a head at the start of `input`; answers its request when it is complete.
     /// Returns the bytes used and whether a request was answered.
-    fn read_head<S: Service<Deferred = D>>(
+    fn read_head<S: Service>(
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
         service: &mut S,
         limits: &Limits,
         draining: bool,
-        progress: &mut Progress,
+        progress: &mut Progress<S::Deferred>,
     ) -> Result<(usize, bool), HttpError> {
         // RFC 9112 section 2.2: blank lines before a request line are ignored.
         let mut skip = 0;
@@ -250,13 +244,13 @@ impl<D> Session<D> {
     }
 
     /// Answers the request whose body was gathered.
-    fn answer_held<S: Service<Deferred = D>>(
+    fn answer_held<S: Service>(
         &mut self,
         out: &mut Vec<u8>,
         service: &mut S,
         limits: &Limits,
         draining: bool,
-        progress: &mut Progress,
+        progress: &mut Progress<S::Deferred>,
     ) {
         let mut held = self.held.take().expect("a request being gathered");
         let (bytes, body) = held.bytes.split_at(held.head.len);
@@ -272,7 +266,7 @@ impl<D> Session<D> {
     /// Asks the service to answer one complete request and decides what follows it.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn answer<S: Service<Deferred = D>>(
+    fn answer<S: Service>(
         &mut self,
         head: &RequestHead,
         bytes: &[u8],
@@ -281,7 +275,7 @@ impl<D> Session<D> {
         service: &mut S,
         limits: &Limits,
         draining: bool,
-        progress: &mut Progress,
+        progress: &mut Progress<S::Deferred>,
     ) {
         let max_requests = limits.max_requests;
         self.closing =
@@ -296,18 +290,16 @@ impl<D> Session<D> {
         // The writer holds the output buffer while the service answers (moved, not copied).
         let mut response = ResponseWriter::new(std::mem::take(out), head_only, http10, persistence);
         let request = RawRequest { head, bytes, body };
-        // `deferred` is empty here: `process` answers nothing while it holds something.
-        if let Some(deferred) = service.call(&request, &mut response) {
-            self.deferred = Some(deferred);
-        }
-        if response.sent().is_none() && self.deferred.is_none() {
+        // Nothing is deferred before this: `process` answers nothing more once something is.
+        let deferred = service.call(&request, &mut response);
+        if response.sent().is_none() && deferred.is_none() {
             // A service must answer; one that did not gets its request a 500.
             response.fail();
         }
         // The service may have asked to close (or failed, which closes).
         self.closing |= response.persistence() == Persistence::Close;
         self.served += 1;
-        self.deferred_head = response.start();
+        let head = response.start();
         if response.failed() {
             progress.failures += 1;
         }
@@ -324,6 +316,11 @@ impl<D> Session<D> {
                 progress.by_class[status.class()] += 1;
             }
         }
+        progress.deferred = deferred.map(|what| Deferral {
+            what,
+            head,
+            late: self.late.is_some(),
+        });
         *out = response.into_out();
         self.state = if self.closing {
             State::Closed
@@ -334,7 +331,7 @@ impl<D> Session<D> {
 
     /// Writes the late response left by the last request (see [`Service::call`]) with
     /// `write` (saying `Connection: close` if `draining`), and returns the response's status and whether the service failed to make
-    /// it. Call it once [`Session::take_deferred`] has handed over a late part.
+    /// it. Call it once [`Session::process`] has handed over a late part ([`Deferral::late`]).
     pub fn answer_late(
         &mut self,
         out: &mut Vec<u8>,
@@ -376,7 +373,6 @@ impl<D> Session<D> {
 
     /// Appends a short `status` response that closes the connection, and ends the session.
     fn close_with(&mut self, status: Status, out: &mut Vec<u8>) {
-        self.deferred = None;
         self.late = None;
         if let Some(held) = self.held.as_mut() {
             held.bytes.clear();
@@ -399,14 +395,6 @@ impl<D> Session<D> {
             self.state = State::Closed;
         }
         under_way
-    }
-
-    /// What the service left to finish after the response written last, with the offset in
-    /// the output buffer where that response's head starts (for a file body) and whether it
-    /// is a whole late response (to be written with [`Session::answer_late`]).
-    pub fn take_deferred(&mut self) -> Option<(D, usize, bool)> {
-        let deferred = self.deferred.take()?;
-        Some((deferred, self.deferred_head, self.late.is_some()))
     }
 
     /// The file of the last response could not be read: its head, from `head` on, is
@@ -486,7 +474,7 @@ mod tests {
         Stub
     }
 
-    fn run(input: &[u8]) -> (String, Progress, bool) {
+    fn run(input: &[u8]) -> (String, Progress<()>, bool) {
         let mut session = Session::new();
         let mut out = Vec::new();
         let progress = session.process(input, &mut out, &mut service(), &Limits::default(), false);
@@ -552,7 +540,7 @@ mod tests {
 
     #[test]
     fn unreadable_file_response_becomes_a_500_after_the_earlier_ones() {
-        let mut session: Session<()> = Session::new();
+        let mut session = Session::new();
         let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec();
         let head = out.len();
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n");
