@@ -34,14 +34,14 @@ pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// the connection's next one (an idle connection should hold next to nothing).
 const HELD_KEEP_BYTES: usize = 4 * 1024;
 
-#[derive(Clone, Copy, Debug)]
+/// Where the exchange stands. A byte: how far a body has come is kept with the request
+/// being gathered ([`Held`]), not in every connection's session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Waiting for (the rest of) a request head.
     Head,
-    /// Reading a Content-Length body.
-    Body { remaining: u64 },
-    /// Decoding a chunked body.
-    Chunked(ChunkedDecoder),
+    /// Reading the body of the request in [`Session::held`].
+    Body,
     /// A response said `Connection: close`; nothing more is read.
     Closed,
 }
@@ -54,6 +54,38 @@ struct Held {
     bytes: Vec<u8>,
     /// The service wants the body; otherwise it is dropped as it comes.
     gather: bool,
+    /// How far its body has come.
+    body: BodyLeft,
+}
+
+/// What is left of a body being read.
+#[derive(Clone, Copy, Debug)]
+enum BodyLeft {
+    /// Of a Content-Length body, this many bytes.
+    Length(u64),
+    /// A chunked body, to its last chunk and trailer.
+    Chunked(ChunkedDecoder),
+}
+
+impl Held {
+    /// Takes the body's bytes at the start of `input` (gathering them if wanted). Returns the
+    /// bytes used and whether the body is complete.
+    fn read_body(&mut self, input: &[u8]) -> Result<(usize, bool), HttpError> {
+        let sink = self.gather.then_some(&mut self.bytes);
+        match &mut self.body {
+            BodyLeft::Length(remaining) => {
+                let take = (*remaining).min(input.len() as u64);
+                *remaining -= take;
+                if let Some(bytes) = sink {
+                    bytes.extend_from_slice(&input[..take as usize]);
+                }
+                Ok((take as usize, *remaining == 0))
+            }
+            BodyLeft::Chunked(decoder) => decoder
+                .feed(input, sink)
+                .map(|used| (used, decoder.is_done())),
+        }
+    }
 }
 
 /// How a late response is to be written, as decided when its request was answered.
@@ -68,9 +100,11 @@ struct Late {
 #[derive(Debug)]
 pub struct Session {
     state: State,
+    /// Requests answered.
     served: u64,
-    scanned: usize,
-    closing: bool,
+    /// How far the search for the end of the head being read got (at most
+    /// `http.max_request_head_bytes`, itself at most 1 MiB).
+    scanned: u32,
     /// The request being gathered, and the buffer kept for the next one.
     held: Option<Box<Held>>,
     /// A whole response is still to be written ([`Session::answer_late`]): the service
@@ -91,7 +125,6 @@ impl Session {
             state: State::Head,
             served: 0,
             scanned: 0,
-            closing: false,
             held: None,
             late: None,
         }
@@ -120,37 +153,22 @@ impl Session {
             }
             // The high-water mark applies between requests only: a body is read to its end
             // once started, so that its request can be answered.
-            if matches!(self.state, State::Head) && out.len() >= OUTPUT_HIGH_WATER {
+            if self.state == State::Head && out.len() >= OUTPUT_HIGH_WATER {
                 break;
             }
             let rest = &input[pos..];
             let step = match self.state {
                 State::Closed => break,
                 State::Head => self.read_head(rest, out, service, limits, draining, &mut progress),
-                State::Body { remaining } => {
-                    let take = remaining.min(rest.len() as u64);
-                    let remaining = remaining - take;
-                    self.state = State::Body { remaining };
-                    if let Some(held) = self.held.as_mut().filter(|held| held.gather) {
-                        held.bytes.extend_from_slice(&rest[..take as usize]);
-                    }
-                    Ok((take as usize, remaining == 0))
-                }
-                State::Chunked(ref mut decoder) => {
-                    let sink = self
-                        .held
-                        .as_mut()
-                        .filter(|held| held.gather)
-                        .map(|held| &mut held.bytes);
-                    decoder
-                        .feed(rest, sink)
-                        .map(|used| (used, decoder.is_done()))
+                State::Body => {
+                    let held = self.held.as_mut().expect("a request being gathered");
+                    held.read_body(rest)
                 }
             };
             match step {
                 Ok((used, finished)) => {
                     pos += used;
-                    if finished && !matches!(self.state, State::Head | State::Closed) {
+                    if finished && self.state == State::Body {
                         self.answer_held(out, service, limits, draining, &mut progress);
                     } else if !finished && (used == 0 || pos == input.len()) {
                         break;
@@ -194,7 +212,10 @@ impl Session {
             // Only a lone CR can have been scanned before: the scan starts afresh.
             self.scanned = 0;
         }
-        let Some(head) = parse_head(&input[skip..], &mut self.scanned, limits)? else {
+        let mut scanned = self.scanned as usize;
+        let parsed = parse_head(&input[skip..], &mut scanned, limits);
+        self.scanned = scanned as u32;
+        let Some(head) = parsed? else {
             return Ok((skip, false));
         };
         let bytes = &input[skip..skip + head.len];
@@ -222,24 +243,27 @@ impl Session {
             bytes,
             body: &[],
         });
+        let body = match length {
+            Some(n) => BodyLeft::Length(n),
+            None => BodyLeft::Chunked(ChunkedDecoder::new(
+                limits.max_body_bytes,
+                limits.max_head_bytes,
+            )),
+        };
         let held = self.held.get_or_insert_with(|| {
             Box::new(Held {
                 head,
                 bytes: Vec::new(),
                 gather,
+                body,
             })
         });
         held.head = head;
         held.gather = gather;
+        held.body = body;
         held.bytes.clear();
         held.bytes.extend_from_slice(bytes);
-        self.state = match length {
-            Some(n) => State::Body { remaining: n },
-            None => State::Chunked(ChunkedDecoder::new(
-                limits.max_body_bytes,
-                limits.max_head_bytes,
-            )),
-        };
+        self.state = State::Body;
         Ok((used, false))
     }
 
@@ -278,9 +302,9 @@ impl Session {
         progress: &mut Progress<S::Deferred>,
     ) {
         let max_requests = limits.max_requests;
-        self.closing =
+        let mut closing =
             !head.keep_alive || draining || (max_requests != 0 && self.served + 1 >= max_requests);
-        let persistence = match (self.closing, head.version) {
+        let persistence = match (closing, head.version) {
             (true, _) => Persistence::Close,
             (false, Version::Http10) => Persistence::KeepAlive,
             (false, Version::Http11) => Persistence::Default,
@@ -297,7 +321,7 @@ impl Session {
             response.fail();
         }
         // The service may have asked to close (or failed, which closes).
-        self.closing |= response.persistence() == Persistence::Close;
+        closing |= response.persistence() == Persistence::Close;
         self.served += 1;
         let head = response.start();
         if response.failed() {
@@ -322,11 +346,7 @@ impl Session {
             late: self.late.is_some(),
         });
         *out = response.into_out();
-        self.state = if self.closing {
-            State::Closed
-        } else {
-            State::Head
-        };
+        self.state = if closing { State::Closed } else { State::Head };
     }
 
     /// Writes the late response left by the last request (see [`Service::call`]) with
@@ -355,7 +375,6 @@ impl Session {
             response.fail();
         }
         if response.persistence() == Persistence::Close {
-            self.closing = true;
             self.state = State::Closed;
         }
         let answered = (
@@ -388,7 +407,7 @@ impl Session {
     /// Returns whether a response was written. `partial_input` says whether bytes of a head
     /// not yet complete are buffered.
     pub fn time_out(&mut self, out: &mut Vec<u8>, partial_input: bool) -> bool {
-        let under_way = partial_input || !matches!(self.state, State::Head | State::Closed);
+        let under_way = partial_input || self.state == State::Body;
         if under_way {
             self.fail(HttpError::Timeout, out);
         } else {
@@ -424,17 +443,17 @@ impl Session {
     /// No more requests will be read: a response said `Connection: close` or an error ended
     /// the exchange.
     pub fn is_closed(&self) -> bool {
-        matches!(self.state, State::Closed)
+        self.state == State::Closed
     }
 
     /// Between requests (no head or body under way), the state in which idle timeouts apply.
     pub fn is_between_requests(&self) -> bool {
-        matches!(self.state, State::Head)
+        self.state == State::Head
     }
 
     /// Reading a body (body timeouts apply rather than the header timeout).
     pub fn is_reading_body(&self) -> bool {
-        matches!(self.state, State::Body { .. } | State::Chunked(_))
+        self.state == State::Body
     }
 }
 
