@@ -64,7 +64,7 @@ impl<A: Application> Shard<A> {
             .user_data(token(Op::Ignore, NO_KEY, 0));
         self.ring.push_quiet(&close);
         let key = conn.key;
-        self.gathered -= conn.held;
+        self.gathered -= conn.session.held_bytes();
         self.wheel.remove(key.index);
         self.free_buffers(*conn);
         self.table.release(key);

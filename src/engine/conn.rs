@@ -177,9 +177,6 @@ pub(super) struct Conn {
     pub(super) input: Input,
     /// Responses not yet handed to a send (no capacity while empty).
     pub(super) out: Vec<u8>,
-    /// Bytes its session holds for a body being gathered, as last counted in the core's
-    /// total.
-    pub(super) held: usize,
     /// The client's address as a PROXY header named it, or the socket's peer when the
     /// access log needs it (boxed: most connections have neither).
     pub(super) client: Option<Box<SocketAddr>>,
@@ -212,7 +209,6 @@ impl Conn {
             session,
             input: Input::default(),
             out: Vec::new(),
-            held: 0,
             client: None,
             tls: None,
             tls_info: None,

@@ -168,11 +168,14 @@ impl<A: Application> Shard<A> {
                 redirect,
             };
             let session = &mut conn.session;
+            let held = session.held_bytes();
             let out = &mut conn.out;
             let limits = &self.settings.limits;
             let answer = catch_unwind(AssertUnwindSafe(|| {
                 session.process(input, out, &mut exchange, limits, draining)
             }));
+            // The core's total follows what the session holds for a body being gathered.
+            self.gathered = self.gathered - held + conn.session.held_bytes();
             let Ok(progress) = answer else {
                 // The session itself panicked (handlers' panics are caught closer to them):
                 // this connection ends, the core and its other connections go on.
@@ -184,7 +187,7 @@ impl<A: Application> Shard<A> {
             } else {
                 conn.input.start += progress.consumed;
             }
-            self.count_held(conn);
+            self.limit_held(conn);
             if progress.responses > 0 {
                 conn.head_started = NEVER;
                 let metrics = &self.reporting.metrics;
@@ -258,12 +261,10 @@ impl<A: Application> Shard<A> {
         error_line(Some(core), format_args!("{status} to {}", Client(client)));
     }
 
-    /// Keeps the core's total of gathered body bytes up to date; a connection whose body
-    /// takes it past `http.body_buffer_bytes_per_core` gets a 503 and closes.
-    fn count_held(&mut self, conn: &mut Conn) {
+    /// A connection whose body takes the core's total of gathered body bytes past
+    /// `http.body_buffer_bytes_per_core` gets a 503 and closes.
+    fn limit_held(&mut self, conn: &mut Conn) {
         let held = conn.session.held_bytes();
-        self.gathered = self.gathered - conn.held + held;
-        conn.held = held;
         if held > 0 && self.gathered > self.settings.body_buffer_bytes {
             let refused = conn
                 .session
@@ -272,8 +273,7 @@ impl<A: Application> Shard<A> {
                 let class = Status::SERVICE_UNAVAILABLE.class();
                 self.reporting.metrics.record_one(class, false, None);
                 conn.ending = Ending::Linger;
-                self.gathered -= conn.held;
-                conn.held = 0;
+                self.gathered -= held;
             }
         }
     }

@@ -139,7 +139,8 @@ pub(super) struct Shard<A: Application> {
     pub(super) location: Vec<u8>,
     pub(super) background: Background,
     pub(super) reporting: Reporting,
-    /// Bytes all sessions hold for bodies being gathered.
+    /// Bytes all sessions hold for bodies being gathered: the sum of their
+    /// `Session::held_bytes`, brought up to date after each change.
     pub(super) gathered: usize,
     /// Connections whose receive ended with `ENOBUFS`, in the order they ran dry.
     pub(super) starved: VecDeque<super::token::Key>,
