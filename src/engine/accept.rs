@@ -90,7 +90,7 @@ impl<A: Application> Shard<A> {
             fd,
             key,
             session,
-            (self.now.ms, self.now.reaped_at),
+            (self.now.ms, self.now.clock.stamp(self.now.reaped_at)),
         ));
         if tls {
             if !self.start_tls(&mut conn) {

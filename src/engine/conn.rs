@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::time::Instant;
 
 use super::token::Key;
 use crate::files::read::FileSource;
@@ -189,13 +188,15 @@ pub(super) struct Conn {
     pub(super) head_started: u64,
     /// Last time bytes moved either way (ms), for the keep-alive and body timeouts.
     pub(super) active_ms: u64,
-    /// When the bytes now being answered were reaped: the start of their latency.
-    pub(super) read_at: Instant,
+    /// When the bytes now being answered were reaped: the start of their latency (a
+    /// `Clock::stamp`).
+    pub(super) read_at: u64,
 }
 
 impl Conn {
     /// A connection just accepted.
-    pub(super) fn new(fd: RawFd, key: Key, session: Session, now: (u64, Instant)) -> Conn {
+    /// `now` is the time in ms and as a `Clock::stamp`.
+    pub(super) fn new(fd: RawFd, key: Key, session: Session, now: (u64, u64)) -> Conn {
         Conn {
             fd,
             key,

@@ -156,6 +156,7 @@ impl<A: Application> Shard<A> {
                 Some((port, host)) if !secure => Some((*port, host.as_str(), &mut self.location)),
                 _ => None,
             };
+            let read_at = self.now.clock.instant(conn.read_at);
             let mut exchange = Exchange {
                 app: &mut self.app,
                 peer: Peer {
@@ -164,7 +165,7 @@ impl<A: Application> Shard<A> {
                     tls,
                 },
                 log: self.reporting.log.as_mut(),
-                read_at: conn.read_at,
+                read_at,
                 redirect,
             };
             let session = &mut conn.session;
@@ -191,7 +192,7 @@ impl<A: Application> Shard<A> {
             if progress.responses > 0 {
                 conn.head_started = NEVER;
                 let metrics = &self.reporting.metrics;
-                metrics.record_batch(&progress.by_class, progress.errors, conn.read_at);
+                metrics.record_batch(&progress.by_class, progress.errors, read_at);
                 if progress.failures > 0 {
                     metrics.counters.borrow_mut().handler_panics += u64::from(progress.failures);
                 }
@@ -253,7 +254,7 @@ impl<A: Application> Shard<A> {
                 bytes: 0,
                 referer: None,
                 user_agent: None,
-                micros: conn.read_at.elapsed().as_micros() as u64,
+                micros: self.now.clock.instant(conn.read_at).elapsed().as_micros() as u64,
                 tls: None,
             });
         }
