@@ -74,8 +74,8 @@ impl<A: Application> Shard<A> {
     fn free_buffers(&mut self, conn: Conn) {
         self.buffers.reads.give(conn.input.buf);
         self.buffers.writes.give(conn.out);
-        if let Send::InFlight { buf, chunk, .. } = conn.send {
-            self.give_send_buffer(buf, chunk);
+        if let Send::InFlight(flight) = conn.send {
+            self.give_flight(flight);
         }
         if let Some(tls) = conn.tls {
             self.buffers.reads.give(tls.held);
