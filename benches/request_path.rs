@@ -14,7 +14,8 @@ mod routes;
 const REQUEST: &[u8] = b"GET /echo?name=Abcde HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: ApacheBench/2.3\r\nAccept: */*\r\n\r\n";
 
 fn answer(c: &mut Criterion, name: &str, input: &[u8], requests: u64) {
-    let mut session = Session::new(Limits::default(), 0);
+    let mut session = Session::new();
+    let limits = Limits::default();
     let mut context =
         percore::internals::session_service(routes::percore_app(), &Config::default()).unwrap();
     let mut out = Vec::with_capacity(64 * 1024);
@@ -23,7 +24,7 @@ fn answer(c: &mut Criterion, name: &str, input: &[u8], requests: u64) {
     group.bench_function("parse+route+encode", |b| {
         b.iter(|| {
             out.clear();
-            let progress = session.process(input, &mut out, &mut context, false);
+            let progress = session.process(input, &mut out, &mut context, &limits, false);
             assert_eq!(u64::from(progress.responses), requests);
             std::hint::black_box(&out);
         })

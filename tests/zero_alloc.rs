@@ -39,7 +39,8 @@ fn steady_keep_alive_requests_allocate_nothing() {
         b"POST /upper/x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
     ];
     let pipelined = requests.concat().repeat(4);
-    let mut session = Session::new(Limits::default(), 0);
+    let mut session = Session::new();
+    let limits = Limits::default();
     // The routes the binary has (its `/echo` decodes into the response buffer), and a user's
     // handler that reads its body and a path parameter, both through the public API.
     let app = app::app().post("/upper/{who}", |request, response, _| {
@@ -54,14 +55,14 @@ fn steady_keep_alive_requests_allocate_nothing() {
     // Warm up: buffers grow to their working size.
     for _ in 0..10 {
         out.clear();
-        session.process(&pipelined, &mut out, &mut context, false);
+        session.process(&pipelined, &mut out, &mut context, &limits, false);
     }
     let before = allocations();
     let mut answered = 0;
     for _ in 0..1000 {
         out.clear();
         answered += session
-            .process(&pipelined, &mut out, &mut context, false)
+            .process(&pipelined, &mut out, &mut context, &limits, false)
             .responses;
     }
     let allocated = allocations() - before;

@@ -161,6 +161,7 @@ impl Config {
             max_headers: http.max_headers.min(MAX_HEADERS_LIMIT),
             max_target_bytes: http.max_target_bytes,
             max_body_bytes: http.max_body_bytes,
+            max_requests: http.max_requests_per_connection,
         }
     }
 }

@@ -243,7 +243,7 @@ impl Default for HttpConfig {
             body_timeout_ms: 30_000,
             keepalive_timeout_ms: 60_000,
             write_timeout_ms: 30_000,
-            max_requests_per_connection: 0,
+            max_requests_per_connection: limits.max_requests,
         }
     }
 }

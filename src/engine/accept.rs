@@ -85,12 +85,12 @@ impl<A: Application> Shard<A> {
         }
         self.reporting.metrics.counters.borrow_mut().accepted += 1;
         let key = self.table.new_key();
-        let session = Session::new(self.settings.limits, self.settings.max_requests);
+        let session = Session::new();
         let mut conn = Box::new(Conn::new(
             fd,
             key,
             session,
-            (self.now.ms, self.now.reaped_at),
+            (self.now.ms, self.now.clock.stamp(self.now.reaped_at)),
         ));
         if tls {
             if !self.start_tls(&mut conn) {

@@ -4,6 +4,11 @@
 //! A pool keeps what comes back up to a bound, and gives back to the allocator, once per
 //! report tick, the buffers that stayed unused through the whole tick: a burst's buffers do
 //! not stay with the core after it.
+//!
+//! The boxes that hold a send in flight ([`Flight`]) are pooled the same way: a connection
+//! holds one only while it sends.
+
+use super::conn::Flight;
 
 /// Output and partial-input buffers kept for reuse per core; more are freed when returned.
 /// Enough for every connection of a busy core to have a send in flight without a buffer
@@ -80,7 +85,53 @@ impl BufferPool {
     }
 }
 
-/// A core's three pools.
+/// A free list of boxes of one type, each reset to its default when given back.
+pub(super) struct BoxPool<T> {
+    free: Vec<Box<T>>,
+    keep: usize,
+    /// The fewest boxes the free list held since the last trim: that many were not needed.
+    low: usize,
+}
+
+impl<T: Default> BoxPool<T> {
+    /// A pool keeping at most `keep` boxes when given back.
+    pub(super) fn new(keep: usize) -> BoxPool<T> {
+        BoxPool {
+            free: Vec::new(),
+            keep,
+            low: 0,
+        }
+    }
+
+    /// A box holding `T::default()`.
+    pub(super) fn take(&mut self) -> Box<T> {
+        let boxed = self.free.pop().unwrap_or_default();
+        self.low = self.low.min(self.free.len());
+        boxed
+    }
+
+    /// Gives a box back (reset to the default); it is freed if the pool is full.
+    pub(super) fn give(&mut self, mut boxed: Box<T>) {
+        if self.free.len() < self.keep {
+            *boxed = T::default();
+            self.free.push(boxed);
+        }
+    }
+
+    /// Frees the boxes that stayed in the pool since the last trim. Returns the bytes given
+    /// back.
+    pub(super) fn trim(&mut self) -> usize {
+        let spare = self.low.min(self.free.len());
+        self.free.drain(..spare);
+        if self.free.is_empty() {
+            self.free = Vec::new();
+        }
+        self.low = self.free.len();
+        spare * std::mem::size_of::<T>()
+    }
+}
+
+/// A core's pools.
 pub(super) struct Buffers {
     /// Partial input: the tail of a request not yet complete (a whole head always fits).
     pub(super) reads: BufferPool,
@@ -88,6 +139,8 @@ pub(super) struct Buffers {
     pub(super) writes: BufferPool,
     /// A large file's chunks on their way out.
     pub(super) chunks: BufferPool,
+    /// The boxes of sends in flight.
+    pub(super) flights: BoxPool<Flight>,
 }
 
 impl Buffers {
@@ -97,12 +150,13 @@ impl Buffers {
             reads: BufferPool::new(read_bytes, POOLED_BUFFERS),
             writes: BufferPool::new(OUTPUT_BUFFER_BYTES, POOLED_BUFFERS),
             chunks: BufferPool::new(chunk_bytes, POOLED_CHUNKS),
+            flights: BoxPool::new(POOLED_BUFFERS),
         }
     }
 
     /// Trims every pool (see [`BufferPool::trim`]); returns the bytes given back.
     pub(super) fn trim(&mut self) -> usize {
-        self.reads.trim() + self.writes.trim() + self.chunks.trim()
+        self.reads.trim() + self.writes.trim() + self.chunks.trim() + self.flights.trim()
     }
 }
 
@@ -123,6 +177,20 @@ mod tests {
         pool.give(one);
         assert_eq!(pool.trim(), 7 * 100);
         assert_eq!(pool.trim(), 100);
+        assert!(pool.free.is_empty());
+    }
+
+    #[test]
+    fn boxes_come_back_reset_and_those_unused_for_a_tick_are_freed() {
+        let mut pool: BoxPool<u64> = BoxPool::new(10);
+        let mut lent: Vec<_> = (0..3).map(|_| pool.take()).collect();
+        *lent[0] = 7;
+        for boxed in lent {
+            pool.give(boxed);
+        }
+        assert_eq!(*pool.take(), 0, "a box comes back reset");
+        assert_eq!(pool.trim(), 0, "the first trim only starts the count");
+        assert_eq!(pool.trim(), 2 * 8);
         assert!(pool.free.is_empty());
     }
 }

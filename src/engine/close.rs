@@ -62,7 +62,7 @@ impl<A: Application> Shard<A> {
             .user_data(token(Op::Ignore, NO_KEY, 0));
         self.ring.push_quiet(&close);
         let key = conn.key;
-        self.bodies.release(conn.body_bytes);
+        self.bodies.release(conn.session.held_bytes());
         self.wheel.remove(key.index);
         self.free_buffers(*conn);
         self.table.release(key);
@@ -72,8 +72,8 @@ impl<A: Application> Shard<A> {
     fn free_buffers(&mut self, conn: Conn) {
         self.buffers.reads.give(conn.input.buf);
         self.buffers.writes.give(conn.out);
-        if let Send::InFlight { buf, chunk, .. } = conn.send {
-            self.give_send_buffer(buf, chunk);
+        if let Send::InFlight(flight) = conn.send {
+            self.give_flight(flight);
         }
         conn.transport.free(&mut self.buffers);
     }

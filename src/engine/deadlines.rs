@@ -20,8 +20,8 @@ impl<A: Application> Shard<A> {
             }
             Phase::Open | Phase::ProxyHeader | Phase::Handshake => {}
         }
-        if let Send::InFlight { since, .. } = conn.send {
-            return Some(since + settings.write_timeout_ms);
+        if let Send::InFlight(flight) = &conn.send {
+            return Some(flight.since + settings.write_timeout_ms);
         }
         if conn.working() {
             // A file read or a handler is at work: neither is the client's to hurry.

@@ -104,9 +104,9 @@ impl<A: Application> Shard<A> {
             // SAFETY: the record's own descriptor, never closed while the record exists.
             unsafe { libc::close(conn.fd) };
             if still > 0 {
-                if let Send::InFlight { buf, .. } = std::mem::replace(&mut conn.send, Send::Idle) {
+                if let Send::InFlight(flight) = std::mem::replace(&mut conn.send, Send::Idle) {
                     // The kernel may still read it: leaked rather than freed under it.
-                    std::mem::forget(buf);
+                    std::mem::forget(flight.buf);
                 }
             }
         }

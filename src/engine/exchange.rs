@@ -19,7 +19,7 @@ use super::{Application, Deferred, Peer, Pending};
 use crate::access_log::{Entry, LogBuffer};
 use crate::http::request::RawRequest;
 use crate::http::response::ResponseWriter;
-use crate::http::session::{Service, OUTPUT_HIGH_WATER};
+use crate::http::session::{Deferral, Service, OUTPUT_HIGH_WATER};
 use crate::http::status::Status;
 use crate::support::stderr::error_line;
 
@@ -138,6 +138,7 @@ impl<A: Application> Shard<A> {
             let draining = !self.is_serving();
             let client = conn.client.as_deref().copied();
             let tls = conn.transport.info();
+            let read_at = self.now.clock.instant(conn.read_at);
             let mut exchange = Exchange {
                 app: &mut self.app,
                 peer: Peer {
@@ -146,13 +147,17 @@ impl<A: Application> Shard<A> {
                     tls,
                 },
                 log: self.reporting.log.as_mut(),
-                read_at: conn.read_at,
+                read_at,
             };
             let session = &mut conn.session;
+            let held = session.held_bytes();
             let out = &mut conn.out;
+            let limits = &self.settings.limits;
             let answer = catch_unwind(AssertUnwindSafe(|| {
-                session.process(input, out, &mut exchange, draining)
+                session.process(input, out, &mut exchange, limits, draining)
             }));
+            // The core's total follows what the session holds for a body being gathered.
+            let over = self.bodies.update(held, conn.session.held_bytes());
             let Ok(progress) = answer else {
                 // The session itself panicked (handlers' panics are caught closer to them):
                 // this connection ends, the core and its other connections go on.
@@ -164,11 +169,13 @@ impl<A: Application> Shard<A> {
             } else {
                 conn.input.start += progress.consumed;
             }
-            self.count_body(conn);
+            if over {
+                self.refuse_body(conn);
+            }
             if progress.responses > 0 {
                 conn.head_started = NEVER;
                 let metrics = &self.reporting.metrics;
-                metrics.record_batch(&progress.by_class, progress.errors, conn.read_at);
+                metrics.record_batch(&progress.by_class, progress.errors, read_at);
                 if progress.failures > 0 || progress.cache_hits > 0 {
                     let mut counters = metrics.counters.borrow_mut();
                     counters.handler_panics += u64::from(progress.failures);
@@ -178,27 +185,14 @@ impl<A: Application> Shard<A> {
             if let Some(status) = progress.error {
                 self.refused(conn, status);
             }
-            match conn.session.take_deferred() {
-                Some((
-                    Pending {
-                        what: Deferred::File(body),
-                        ..
-                    },
-                    head,
-                    _,
-                )) => self.start_transfer(conn, body, head),
-                Some((
-                    Pending {
-                        what: Deferred::Task(task),
-                        log,
-                    },
-                    _,
-                    _,
-                )) => {
-                    conn.head_started = NEVER;
-                    self.spawn_task(conn, task, log);
+            if let Some(Deferral { what, head, .. }) = progress.deferred {
+                match what.what {
+                    Deferred::File(body) => self.start_transfer(conn, body, head),
+                    Deferred::Task(task) => {
+                        conn.head_started = NEVER;
+                        self.spawn_task(conn, task, what.log);
+                    }
                 }
-                None => {}
             }
             if progress.consumed == 0 {
                 break;
@@ -245,7 +239,7 @@ impl<A: Application> Shard<A> {
                 bytes: 0,
                 referer: None,
                 user_agent: None,
-                micros: conn.read_at.elapsed().as_micros() as u64,
+                micros: self.now.clock.instant(conn.read_at).elapsed().as_micros() as u64,
                 tls: None,
             });
         }
@@ -253,22 +247,18 @@ impl<A: Application> Shard<A> {
         error_line(Some(core), format_args!("{status} to {}", Client(client)));
     }
 
-    /// Keeps the core's total of gathered body bytes up to date; a connection whose body
-    /// takes it past `http.body_buffer_bytes_per_core` gets a 503 and closes.
-    fn count_body(&mut self, conn: &mut Conn) {
-        let gathered = conn.session.held_bytes();
-        let over = self.bodies.update(conn.body_bytes, gathered);
-        conn.body_bytes = gathered;
-        if over {
-            let refused = conn
-                .session
-                .abandon_body(&mut conn.out, Status::SERVICE_UNAVAILABLE);
-            if refused {
-                let class = Status::SERVICE_UNAVAILABLE.class();
-                self.reporting.metrics.record_one(class, false, None);
-                conn.ending = Ending::Linger;
-                self.bodies.release(std::mem::take(&mut conn.body_bytes));
-            }
+    /// A connection whose body took the core's total of gathered body bytes past
+    /// `http.body_buffer_bytes_per_core` gets a 503 and closes.
+    fn refuse_body(&mut self, conn: &mut Conn) {
+        let held = conn.session.held_bytes();
+        let refused = conn
+            .session
+            .abandon_body(&mut conn.out, Status::SERVICE_UNAVAILABLE);
+        if refused {
+            let class = Status::SERVICE_UNAVAILABLE.class();
+            self.reporting.metrics.record_one(class, false, None);
+            conn.ending = Ending::Linger;
+            self.bodies.release(held);
         }
     }
 }

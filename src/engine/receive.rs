@@ -89,7 +89,7 @@ impl<A: Application> Shard<A> {
                 let mut received = unsafe { self.ring.received(bid, n as usize) };
                 self.reporting.metrics.counters.borrow_mut().bytes_in += n as u64;
                 conn.active_ms = self.now.ms;
-                conn.read_at = self.now.reaped_at;
+                conn.read_at = self.now.clock.stamp(self.now.reaped_at);
                 self.on_data(&mut conn, received.bytes());
             }
             (0, _) => {

@@ -4,7 +4,7 @@
 
 use io_uring::{opcode, types};
 
-use super::conn::{Conn, Phase, Send, Wait};
+use super::conn::{Conn, Flight, Phase, Send, Wait};
 use super::shard::Shard;
 use super::token::Key;
 use super::token::{token, Op};
@@ -57,21 +57,23 @@ impl<A: Application> Shard<A> {
 
     /// Sends `buf` (a file chunk when `chunk`).
     pub(super) fn send(&mut self, conn: &mut Conn, buf: Vec<u8>, chunk: bool) {
-        conn.send = Send::InFlight {
+        let mut flight = self.buffers.flights.take();
+        *flight = Flight {
             buf,
             sent: 0,
             chunk,
             since: self.now.ms,
         };
+        conn.send = Send::InFlight(flight);
         self.submit_send(conn);
     }
 
     /// Queues the send of what is left of the buffer in flight.
     fn submit_send(&mut self, conn: &mut Conn) {
-        let Send::InFlight { buf, sent, .. } = &conn.send else {
+        let Send::InFlight(flight) = &conn.send else {
             return;
         };
-        let rest = &buf[*sent..];
+        let rest = &flight.buf[flight.sent..];
         let send = opcode::Send::new(types::Fd(conn.fd), rest.as_ptr(), rest.len() as u32)
             .flags(libc::MSG_NOSIGNAL)
             .build()
@@ -87,36 +89,26 @@ impl<A: Application> Shard<A> {
         let Some(mut conn) = self.table.take(key) else {
             return;
         };
-        let Send::InFlight {
-            buf,
-            mut sent,
-            chunk,
-            ..
-        } = std::mem::replace(&mut conn.send, Send::Idle)
-        else {
+        let Send::InFlight(mut flight) = std::mem::replace(&mut conn.send, Send::Idle) else {
             return self.table.put(conn);
         };
         if result <= 0 || conn.phase == Phase::Closing {
             // The client is gone (or we cut it): nothing more can go out.
-            self.give_send_buffer(buf, chunk);
+            self.give_flight(flight);
             conn.cut();
             return self.settle(conn);
         }
         let n = result as usize;
         self.reporting.metrics.counters.borrow_mut().bytes_out += n as u64;
-        sent += n;
+        flight.sent += n;
         conn.active_ms = self.now.ms;
-        if sent < buf.len() {
-            conn.send = Send::InFlight {
-                buf,
-                sent,
-                chunk,
-                since: self.now.ms,
-            };
+        if flight.sent < flight.buf.len() {
+            flight.since = self.now.ms;
+            conn.send = Send::InFlight(flight);
             self.submit_send(&mut conn);
             return self.settle(conn);
         }
-        self.give_send_buffer(buf, chunk);
+        self.give_flight(flight);
         match conn.phase {
             Phase::Open => {
                 self.pump(&mut conn, &[]);
@@ -128,11 +120,13 @@ impl<A: Application> Shard<A> {
         self.settle(conn);
     }
 
-    /// A send's buffer goes back to its pool.
-    pub(super) fn give_send_buffer(&mut self, buf: Vec<u8>, chunk: bool) {
-        match chunk {
+    /// A finished send's buffer goes back to its pool, and its box to the core's.
+    pub(super) fn give_flight(&mut self, mut flight: Box<Flight>) {
+        let buf = std::mem::take(&mut flight.buf);
+        match flight.chunk {
             true => self.buffers.chunks.give(buf),
             false => self.buffers.writes.give(buf),
         }
+        self.buffers.flights.give(flight);
     }
 }

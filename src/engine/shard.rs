@@ -35,7 +35,6 @@ use crate::support::stderr::note;
 /// The configuration a core works with, taken out of [`Config`] once.
 pub(super) struct Settings {
     pub(super) limits: Limits,
-    pub(super) max_requests: u64,
     pub(super) header_timeout_ms: u64,
     pub(super) body_timeout_ms: u64,
     pub(super) keepalive_timeout_ms: u64,
@@ -55,7 +54,6 @@ impl Settings {
         let http = &config.http;
         Settings {
             limits: config.limits(),
-            max_requests: http.max_requests_per_connection,
             header_timeout_ms: http.header_timeout_ms,
             body_timeout_ms: http.body_timeout_ms,
             keepalive_timeout_ms: http.keepalive_timeout_ms,

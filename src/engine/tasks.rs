@@ -22,7 +22,7 @@ impl<A: Application> Shard<A> {
         conn.wait = Wait::Task;
         self.background.tasks += 1;
         let key = conn.key;
-        let read_at = conn.read_at;
+        let read_at = self.now.clock.instant(conn.read_at);
         let answered = async move {
             TaskDone {
                 key,

@@ -34,6 +34,9 @@ pub struct Limits {
     pub max_target_bytes: usize,
     /// `http.max_body_bytes`.
     pub max_body_bytes: u64,
+    /// `http.max_requests_per_connection`: the response to the request that reaches it says
+    /// `Connection: close`; 0 means no limit.
+    pub max_requests: u64,
 }
 
 impl Default for Limits {
@@ -44,6 +47,7 @@ impl Default for Limits {
             max_headers: 100,
             max_target_bytes: 8 * 1024,
             max_body_bytes: 1024 * 1024,
+            max_requests: 0,
         }
     }
 }

@@ -29,9 +29,9 @@ pub trait Service {
     ) -> Option<Self::Deferred>;
 }
 
-/// What one call to `Session::process` did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Progress {
+/// What one call to `Session::process` did; `D` is its service's deferred part.
+#[derive(Debug)]
+pub struct Progress<D> {
     /// Input bytes used; the caller drops them from its buffer.
     pub consumed: usize,
     /// Responses completed (final responses, not `100 Continue`, nor a late one still to
@@ -47,4 +47,35 @@ pub struct Progress {
     pub by_class: [u32; 6],
     /// The status of the error response that ended the connection, if one did.
     pub error: Option<Status>,
+    /// What the service left to finish after the last response it answered: the session
+    /// answers nothing more until the caller has dealt with it.
+    pub deferred: Option<Deferral<D>>,
+}
+
+impl<D> Default for Progress<D> {
+    fn default() -> Progress<D> {
+        Progress {
+            consumed: 0,
+            responses: 0,
+            errors: 0,
+            failures: 0,
+            cache_hits: 0,
+            by_class: [0; 6],
+            error: None,
+            deferred: None,
+        }
+    }
+}
+
+/// What a service left to finish ([`Service::call`]), handed back by `Session::process`
+/// rather than kept in the session: a connection between requests keeps nothing of it.
+#[derive(Debug)]
+pub struct Deferral<D> {
+    /// The service's deferred part.
+    pub what: D,
+    /// Where the head of the response it completes starts in the output buffer (a file's
+    /// body follows it).
+    pub head: usize,
+    /// It is a whole response still to be written with `Session::answer_late`.
+    pub late: bool,
 }

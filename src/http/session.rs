@@ -23,7 +23,7 @@ use super::chunked::ChunkedDecoder;
 use super::error::HttpError;
 use super::request::{parse_head, Framing, Limits, Method, RawRequest, RequestHead, Version};
 use super::response::{Persistence, ResponseWriter, CONTINUE};
-pub use super::service::{Progress, Service};
+pub use super::service::{Deferral, Progress, Service};
 use super::status::Status;
 
 /// Output bytes past which `process` stops answering and lets the caller write, so that a
@@ -34,14 +34,14 @@ pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// the connection's next one (an idle connection should hold next to nothing).
 const HELD_KEEP_BYTES: usize = 4 * 1024;
 
-#[derive(Clone, Copy, Debug)]
+/// Where the exchange stands. A byte: how far a body has come is kept with the request
+/// being gathered ([`Held`]), not in every connection's session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Waiting for (the rest of) a request head.
     Head,
-    /// Reading a Content-Length body.
-    Body { remaining: u64 },
-    /// Decoding a chunked body.
-    Chunked(ChunkedDecoder),
+    /// Reading the body of the request in [`Session::held`].
+    Body,
     /// A response said `Connection: close`; nothing more is read.
     Closed,
 }
@@ -54,6 +54,38 @@ struct Held {
     bytes: Vec<u8>,
     /// The service wants the body; otherwise it is dropped as it comes.
     gather: bool,
+    /// How far its body has come.
+    body: BodyLeft,
+}
+
+/// What is left of a body being read.
+#[derive(Clone, Copy, Debug)]
+enum BodyLeft {
+    /// Of a Content-Length body, this many bytes.
+    Length(u64),
+    /// A chunked body, to its last chunk and trailer.
+    Chunked(ChunkedDecoder),
+}
+
+impl Held {
+    /// Takes the body's bytes at the start of `input` (gathering them if wanted). Returns the
+    /// bytes used and whether the body is complete.
+    fn read_body(&mut self, input: &[u8]) -> Result<(usize, bool), HttpError> {
+        let sink = self.gather.then_some(&mut self.bytes);
+        match &mut self.body {
+            BodyLeft::Length(remaining) => {
+                let take = (*remaining).min(input.len() as u64);
+                *remaining -= take;
+                if let Some(bytes) = sink {
+                    bytes.extend_from_slice(&input[..take as usize]);
+                }
+                Ok((take as usize, *remaining == 0))
+            }
+            BodyLeft::Chunked(decoder) => decoder
+                .feed(input, sink)
+                .map(|used| (used, decoder.is_done())),
+        }
+    }
 }
 
 /// How a late response is to be written, as decided when its request was answered.
@@ -64,96 +96,80 @@ struct Late {
     persistence: Persistence,
 }
 
-/// The protocol state of one connection; `D` is its service's deferred part.
+/// The protocol state of one connection.
 #[derive(Debug)]
-pub struct Session<D> {
+pub struct Session {
     state: State,
-    limits: Limits,
-    max_requests: u64,
+    /// Requests answered.
     served: u64,
-    scanned: usize,
-    closing: bool,
+    /// How far the search for the end of the head being read got (at most
+    /// `http.max_request_head_bytes`, itself at most 1 MiB).
+    scanned: u32,
     /// The request being gathered, and the buffer kept for the next one.
     held: Option<Box<Held>>,
-    /// What the service left to finish after the last response it answered.
-    deferred: Option<D>,
-    /// Where the head of the response that `deferred` completes starts in the output
-    /// buffer.
-    deferred_head: usize,
-    /// `deferred` is a whole response still to be written.
+    /// A whole response is still to be written ([`Session::answer_late`]): the service
+    /// deferred it.
     late: Option<Late>,
 }
 
-impl<D> Session<D> {
-    /// A new connection's session. `max_requests` of 0 means no limit.
-    pub fn new(limits: Limits, max_requests: u64) -> Session<D> {
+impl Default for Session {
+    fn default() -> Session {
+        Session::new()
+    }
+}
+
+impl Session {
+    /// A new connection's session.
+    pub fn new() -> Session {
         Session {
             state: State::Head,
-            limits,
-            max_requests,
             served: 0,
             scanned: 0,
-            closing: false,
             held: None,
-            deferred: None,
-            deferred_head: 0,
             late: None,
         }
     }
 
-    /// Answers the complete requests at the start of `input`, appending to `out`.
+    /// Answers the complete requests at the start of `input`, appending to `out`, under
+    /// `limits` (the same for every call: they are the core's, not kept in each session).
     ///
     /// Stops when input runs out mid-request, when the connection must close, when the
-    /// service left something to finish (see [`Session::take_deferred`]), or when `out`
+    /// service left something to finish (returned in [`Progress::deferred`]), or when `out`
     /// passes [`OUTPUT_HIGH_WATER`] (call again after writing). With `draining` set, the next
     /// response says `Connection: close` and ends the session.
-    pub fn process<S: Service<Deferred = D>>(
+    pub fn process<S: Service>(
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
         service: &mut S,
+        limits: &Limits,
         draining: bool,
-    ) -> Progress {
+    ) -> Progress<S::Deferred> {
         let mut progress = Progress::default();
         let mut pos = 0;
         loop {
-            if self.deferred.is_some() || self.late.is_some() {
+            if progress.deferred.is_some() || self.late.is_some() {
                 break;
             }
             // The high-water mark applies between requests only: a body is read to its end
             // once started, so that its request can be answered.
-            if matches!(self.state, State::Head) && out.len() >= OUTPUT_HIGH_WATER {
+            if self.state == State::Head && out.len() >= OUTPUT_HIGH_WATER {
                 break;
             }
             let rest = &input[pos..];
             let step = match self.state {
                 State::Closed => break,
-                State::Head => self.read_head(rest, out, service, draining, &mut progress),
-                State::Body { remaining } => {
-                    let take = remaining.min(rest.len() as u64);
-                    let remaining = remaining - take;
-                    self.state = State::Body { remaining };
-                    if let Some(held) = self.held.as_mut().filter(|held| held.gather) {
-                        held.bytes.extend_from_slice(&rest[..take as usize]);
-                    }
-                    Ok((take as usize, remaining == 0))
-                }
-                State::Chunked(ref mut decoder) => {
-                    let sink = self
-                        .held
-                        .as_mut()
-                        .filter(|held| held.gather)
-                        .map(|held| &mut held.bytes);
-                    decoder
-                        .feed(rest, sink)
-                        .map(|used| (used, decoder.is_done()))
+                State::Head => self.read_head(rest, out, service, limits, draining, &mut progress),
+                State::Body => {
+                    let held = self.held.as_mut().expect("a request being gathered");
+                    held.read_body(rest)
                 }
             };
             match step {
                 Ok((used, finished)) => {
                     pos += used;
-                    if finished && !matches!(self.state, State::Head | State::Closed) {
-                        self.answer_held(out, service, draining, &mut progress);
+                    if finished && self.state == State::Body {
+                        self.answer_held(out, service, limits, draining, &mut progress);
                     } else if !finished && (used == 0 || pos == input.len()) {
                         break;
                     }
@@ -174,13 +190,14 @@ impl<D> Session<D> {
 
     /// Parses a head at the start of `input`; answers its request when it is complete.
     /// Returns the bytes used and whether a request was answered.
-    fn read_head<S: Service<Deferred = D>>(
+    fn read_head<S: Service>(
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
         service: &mut S,
+        limits: &Limits,
         draining: bool,
-        progress: &mut Progress,
+        progress: &mut Progress<S::Deferred>,
     ) -> Result<(usize, bool), HttpError> {
         // RFC 9112 section 2.2: blank lines before a request line are ignored.
         let mut skip = 0;
@@ -195,7 +212,10 @@ impl<D> Session<D> {
             // Only a lone CR can have been scanned before: the scan starts afresh.
             self.scanned = 0;
         }
-        let Some(head) = parse_head(&input[skip..], &mut self.scanned, &self.limits)? else {
+        let mut scanned = self.scanned as usize;
+        let parsed = parse_head(&input[skip..], &mut scanned, limits);
+        self.scanned = scanned as u32;
+        let Some(head) = parsed? else {
             return Ok((skip, false));
         };
         let bytes = &input[skip..skip + head.len];
@@ -203,7 +223,7 @@ impl<D> Session<D> {
         let used = skip + head.len;
         let length = match head.framing {
             Framing::Empty => {
-                self.answer(&head, bytes, &[], out, service, draining, progress);
+                self.answer(&head, bytes, &[], out, service, limits, draining, progress);
                 return Ok((used, true));
             }
             Framing::Length(n) => Some(n),
@@ -212,7 +232,7 @@ impl<D> Session<D> {
         if let Some(n) = length.filter(|&n| n <= after_head.len() as u64) {
             // The whole body came with its head: it is answered where it lies.
             let body = &after_head[..n as usize];
-            self.answer(&head, bytes, body, out, service, draining, progress);
+            self.answer(&head, bytes, body, out, service, limits, draining, progress);
             return Ok((used + n as usize, true));
         }
         if head.expect_continue && after_head.is_empty() {
@@ -223,38 +243,44 @@ impl<D> Session<D> {
             bytes,
             body: &[],
         });
+        let body = match length {
+            Some(n) => BodyLeft::Length(n),
+            None => BodyLeft::Chunked(ChunkedDecoder::new(
+                limits.max_body_bytes,
+                limits.max_head_bytes,
+            )),
+        };
         let held = self.held.get_or_insert_with(|| {
             Box::new(Held {
                 head,
                 bytes: Vec::new(),
                 gather,
+                body,
             })
         });
         held.head = head;
         held.gather = gather;
+        held.body = body;
         held.bytes.clear();
         held.bytes.extend_from_slice(bytes);
-        self.state = match length {
-            Some(n) => State::Body { remaining: n },
-            None => State::Chunked(ChunkedDecoder::new(
-                self.limits.max_body_bytes,
-                self.limits.max_head_bytes,
-            )),
-        };
+        self.state = State::Body;
         Ok((used, false))
     }
 
     /// Answers the request whose body was gathered.
-    fn answer_held<S: Service<Deferred = D>>(
+    fn answer_held<S: Service>(
         &mut self,
         out: &mut Vec<u8>,
         service: &mut S,
+        limits: &Limits,
         draining: bool,
-        progress: &mut Progress,
+        progress: &mut Progress<S::Deferred>,
     ) {
         let mut held = self.held.take().expect("a request being gathered");
         let (bytes, body) = held.bytes.split_at(held.head.len);
-        self.answer(&held.head, bytes, body, out, service, draining, progress);
+        self.answer(
+            &held.head, bytes, body, out, service, limits, draining, progress,
+        );
         if held.bytes.capacity() <= HELD_KEEP_BYTES {
             held.bytes.clear();
             self.held = Some(held);
@@ -264,20 +290,21 @@ impl<D> Session<D> {
     /// Asks the service to answer one complete request and decides what follows it.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn answer<S: Service<Deferred = D>>(
+    fn answer<S: Service>(
         &mut self,
         head: &RequestHead,
         bytes: &[u8],
         body: &[u8],
         out: &mut Vec<u8>,
         service: &mut S,
+        limits: &Limits,
         draining: bool,
-        progress: &mut Progress,
+        progress: &mut Progress<S::Deferred>,
     ) {
-        self.closing = !head.keep_alive
-            || draining
-            || (self.max_requests != 0 && self.served + 1 >= self.max_requests);
-        let persistence = match (self.closing, head.version) {
+        let max_requests = limits.max_requests;
+        let mut closing =
+            !head.keep_alive || draining || (max_requests != 0 && self.served + 1 >= max_requests);
+        let persistence = match (closing, head.version) {
             (true, _) => Persistence::Close,
             (false, Version::Http10) => Persistence::KeepAlive,
             (false, Version::Http11) => Persistence::Default,
@@ -287,18 +314,16 @@ impl<D> Session<D> {
         // The writer holds the output buffer while the service answers (moved, not copied).
         let mut response = ResponseWriter::new(std::mem::take(out), head_only, http10, persistence);
         let request = RawRequest { head, bytes, body };
-        // `deferred` is empty here: `process` answers nothing while it holds something.
-        if let Some(deferred) = service.call(&request, &mut response) {
-            self.deferred = Some(deferred);
-        }
-        if response.sent().is_none() && self.deferred.is_none() {
+        // Nothing is deferred before this: `process` answers nothing more once something is.
+        let deferred = service.call(&request, &mut response);
+        if response.sent().is_none() && deferred.is_none() {
             // A service must answer; one that did not gets its request a 500.
             response.fail();
         }
         // The service may have asked to close (or failed, which closes).
-        self.closing |= response.persistence() == Persistence::Close;
+        closing |= response.persistence() == Persistence::Close;
         self.served += 1;
-        self.deferred_head = response.start();
+        let head = response.start();
         if response.failed() {
             progress.failures += 1;
         }
@@ -318,17 +343,18 @@ impl<D> Session<D> {
                 progress.by_class[status.class()] += 1;
             }
         }
+        progress.deferred = deferred.map(|what| Deferral {
+            what,
+            head,
+            late: self.late.is_some(),
+        });
         *out = response.into_out();
-        self.state = if self.closing {
-            State::Closed
-        } else {
-            State::Head
-        };
+        self.state = if closing { State::Closed } else { State::Head };
     }
 
     /// Writes the late response left by the last request (see [`Service::call`]) with
     /// `write` (saying `Connection: close` if `draining`), and returns the response's status and whether the service failed to make
-    /// it. Call it once [`Session::take_deferred`] has handed over a late part.
+    /// it. Call it once [`Session::process`] has handed over a late part ([`Deferral::late`]).
     pub fn answer_late(
         &mut self,
         out: &mut Vec<u8>,
@@ -352,7 +378,6 @@ impl<D> Session<D> {
             response.fail();
         }
         if response.persistence() == Persistence::Close {
-            self.closing = true;
             self.state = State::Closed;
         }
         let answered = (
@@ -370,7 +395,6 @@ impl<D> Session<D> {
 
     /// Appends a short `status` response that closes the connection, and ends the session.
     fn close_with(&mut self, status: Status, out: &mut Vec<u8>) {
-        self.deferred = None;
         self.late = None;
         if let Some(held) = self.held.as_mut() {
             held.bytes.clear();
@@ -386,21 +410,13 @@ impl<D> Session<D> {
     /// Returns whether a response was written. `partial_input` says whether bytes of a head
     /// not yet complete are buffered.
     pub fn time_out(&mut self, out: &mut Vec<u8>, partial_input: bool) -> bool {
-        let under_way = partial_input || !matches!(self.state, State::Head | State::Closed);
+        let under_way = partial_input || self.state == State::Body;
         if under_way {
             self.fail(HttpError::Timeout, out);
         } else {
             self.state = State::Closed;
         }
         under_way
-    }
-
-    /// What the service left to finish after the response written last, with the offset in
-    /// the output buffer where that response's head starts (for a file body) and whether it
-    /// is a whole late response (to be written with [`Session::answer_late`]).
-    pub fn take_deferred(&mut self) -> Option<(D, usize, bool)> {
-        let deferred = self.deferred.take()?;
-        Some((deferred, self.deferred_head, self.late.is_some()))
     }
 
     /// The file of the last response could not be read: its head, from `head` on, is
@@ -430,17 +446,17 @@ impl<D> Session<D> {
     /// No more requests will be read: a response said `Connection: close` or an error ended
     /// the exchange.
     pub fn is_closed(&self) -> bool {
-        matches!(self.state, State::Closed)
+        self.state == State::Closed
     }
 
     /// Between requests (no head or body under way), the state in which idle timeouts apply.
     pub fn is_between_requests(&self) -> bool {
-        matches!(self.state, State::Head)
+        self.state == State::Head
     }
 
     /// Reading a body (body timeouts apply rather than the header timeout).
     pub fn is_reading_body(&self) -> bool {
-        matches!(self.state, State::Body { .. } | State::Chunked(_))
+        self.state == State::Body
     }
 }
 
@@ -480,10 +496,10 @@ mod tests {
         Stub
     }
 
-    fn run(input: &[u8]) -> (String, Progress, bool) {
-        let mut session = Session::new(Limits::default(), 0);
+    fn run(input: &[u8]) -> (String, Progress<()>, bool) {
+        let mut session = Session::new();
         let mut out = Vec::new();
-        let progress = session.process(input, &mut out, &mut service(), false);
+        let progress = session.process(input, &mut out, &mut service(), &Limits::default(), false);
         let text = String::from_utf8_lossy(&out).into_owned();
         (text, progress, session.is_closed())
     }
@@ -511,7 +527,7 @@ mod tests {
 
     #[test]
     fn a_body_split_over_reads_is_gathered_whole() {
-        let mut session = Session::new(Limits::default(), 0);
+        let mut session = Session::new();
         let mut service = service();
         let mut out = Vec::new();
         let parts: [&[u8]; 4] = [
@@ -521,7 +537,7 @@ mod tests {
             b"hij",
         ];
         for part in parts {
-            let progress = session.process(part, &mut out, &mut service, false);
+            let progress = session.process(part, &mut out, &mut service, &Limits::default(), false);
             assert_eq!(progress.consumed, part.len());
         }
         let text = String::from_utf8(out).unwrap();
@@ -533,20 +549,20 @@ mod tests {
     /// a head, and the request after it was refused.
     #[test]
     fn blank_line_split_between_cr_and_lf_is_still_skipped() {
-        let mut session = Session::new(Limits::default(), 0);
+        let mut session = Session::new();
         let mut out = Vec::new();
         let mut service = service();
-        let first = session.process(b"\r", &mut out, &mut service, false);
+        let first = session.process(b"\r", &mut out, &mut service, &Limits::default(), false);
         assert_eq!(first.consumed, 0);
         let input = b"\r\n\r\nGET /echo?name=a HTTP/1.1\r\nHost: h\r\n\r\n";
-        let progress = session.process(input, &mut out, &mut service, false);
+        let progress = session.process(input, &mut out, &mut service, &Limits::default(), false);
         assert_eq!(progress.consumed, input.len());
         assert!(String::from_utf8(out).unwrap().ends_with("Hi, a!"));
     }
 
     #[test]
     fn unreadable_file_response_becomes_a_500_after_the_earlier_ones() {
-        let mut session: Session<()> = Session::new(Limits::default(), 0);
+        let mut session = Session::new();
         let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec();
         let head = out.len();
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n");
@@ -559,13 +575,19 @@ mod tests {
 
     #[test]
     fn a_malformed_body_is_answered_400_and_its_route_never_runs() {
-        let mut session = Session::new(Limits::default(), 0);
+        let mut session = Session::new();
         let mut out = Vec::new();
         let head = b"POST /upper HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let progress = session.process(head, &mut out, &mut service(), false);
+        let progress = session.process(head, &mut out, &mut service(), &Limits::default(), false);
         assert_eq!(progress.responses, 0);
         assert!(out.is_empty());
-        let progress = session.process(b"zz\r\n", &mut out, &mut service(), false);
+        let progress = session.process(
+            b"zz\r\n",
+            &mut out,
+            &mut service(),
+            &Limits::default(),
+            false,
+        );
         assert_eq!(progress.errors, 1);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");

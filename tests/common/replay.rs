@@ -16,7 +16,7 @@ use percore::internals::CONTINUE;
 /// since whether one is sent depends on whether the body came with the head: the one
 /// difference splitting may make.
 pub fn replay(limits: Limits, chunks: &[&[u8]]) -> (Vec<u8>, bool) {
-    let mut session = Session::new(limits, 0);
+    let mut session = Session::new();
     // The routes the binary has, and one that reads bodies, so that gathering them is covered.
     let app = app::app().post("/upper", |request, response, _| {
         response.body(&request.body().to_ascii_uppercase());
@@ -29,7 +29,7 @@ pub fn replay(limits: Limits, chunks: &[&[u8]]) -> (Vec<u8>, bool) {
     for chunk in chunks {
         buffered.extend_from_slice(chunk);
         loop {
-            let progress = session.process(&buffered, &mut out, &mut service, false);
+            let progress = session.process(&buffered, &mut out, &mut service, &limits, false);
             assert!(progress.consumed <= buffered.len());
             buffered.drain(..progress.consumed);
             written.append(&mut out);

@@ -17,6 +17,7 @@ fn run(stream: &[u8], cuts: &[usize]) -> (Vec<u8>, bool) {
         max_headers: 16,
         max_target_bytes: 256,
         max_body_bytes: 4096,
+        max_requests: 0,
     };
     let mut chunks = Vec::with_capacity(cuts.len() + 1);
     let mut last = 0;

@@ -197,6 +197,7 @@ fuzz_target!(|data: &[u8]| {
         max_headers: 16,
         max_target_bytes: if control & 0x10 != 0 { 24 } else { 8 * 1024 },
         max_body_bytes: 1 << 20,
+        max_requests: 0,
     };
     let target: Vec<u8> = [prefix, rest].concat();
     let method: &[u8] = if options { b"OPTIONS" } else { b"GET" };
