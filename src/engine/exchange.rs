@@ -167,7 +167,7 @@ impl<A: Application> Shard<A> {
             if from_fresh {
                 fresh = &fresh[progress.consumed..];
             } else {
-                conn.input.start += progress.consumed;
+                conn.input.consume(progress.consumed);
             }
             if over {
                 self.refuse_body(conn);
@@ -203,10 +203,7 @@ impl<A: Application> Shard<A> {
             conn.input.buf.extend_from_slice(fresh);
         }
         if conn.input.pending() == 0 {
-            conn.input.clear();
             self.buffers.reads.give(std::mem::take(&mut conn.input.buf));
-        } else {
-            conn.input.compact();
         }
         if conn.out.is_empty() {
             // Nothing to send: an idle connection, or one waiting for the rest of a request,

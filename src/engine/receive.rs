@@ -158,14 +158,13 @@ impl<A: Application> Shard<A> {
             }
             Header::Complete { len, source } => {
                 conn.client = source.map(Box::new);
-                conn.input.start += len;
+                conn.input.consume(len);
                 if conn.transport.tls().is_some() {
                     // What follows the header is the TLS handshake (its timeout runs on).
                     conn.phase = Phase::Handshake;
                     let mut rest = std::mem::take(&mut conn.input.buf);
-                    let start = std::mem::take(&mut conn.input.start);
-                    if rest.len() > start {
-                        self.tls_data(conn, &mut rest[start..]);
+                    if !rest.is_empty() {
+                        self.tls_data(conn, &mut rest);
                     }
                     rest.clear();
                     self.buffers.reads.give(rest);

@@ -23,7 +23,7 @@ const SLOTS: usize = 4096;
 const NIL: u32 = u32::MAX;
 
 /// Not queued.
-const UNQUEUED: u64 = u64::MAX;
+const UNQUEUED: u32 = u32::MAX;
 
 /// Milliseconds since the server started, from one monotonic clock read.
 #[derive(Clone, Copy, Debug)]
@@ -54,19 +54,20 @@ impl Clock {
     }
 }
 
-/// Where one connection sits in the wheel.
+/// Where one connection sits in the wheel: 12 bytes per table slot.
 #[derive(Clone, Copy, Debug)]
 struct Link {
     prev: u32,
     next: u32,
-    /// The tick it is queued for, or [`UNQUEUED`].
-    tick: u64,
+    /// The slot it is queued in, or [`UNQUEUED`]. Its tick follows: every queued tick lies
+    /// within one turn of the wheel from the cursor (see [`Wheel::tick_in`]).
+    slot: u32,
 }
 
 const UNLINKED: Link = Link {
     prev: NIL,
     next: NIL,
-    tick: UNQUEUED,
+    slot: UNQUEUED,
 };
 
 /// The wheel: slot `t % SLOTS` lists the connections whose earliest known deadline falls in
@@ -112,7 +113,7 @@ impl Wheel {
         if self.links.len() < capacity {
             self.links.resize(capacity, UNLINKED);
         } else if self.links.len() > capacity {
-            debug_assert!(self.links[capacity..].iter().all(|l| l.tick == UNQUEUED));
+            debug_assert!(self.links[capacity..].iter().all(|l| l.slot == UNQUEUED));
             self.links.truncate(capacity);
             self.links.shrink_to_fit();
         }
@@ -125,7 +126,8 @@ impl Wheel {
             self.fit(index as usize + 1);
         }
         let tick = tick.clamp(self.cursor, self.cursor + SLOTS as u64 - 1);
-        if self.links[index as usize].tick <= tick {
+        let queued = self.links[index as usize].slot;
+        if queued != UNQUEUED && self.tick_in(queued) <= tick {
             return;
         }
         self.remove(index);
@@ -134,7 +136,7 @@ impl Wheel {
         self.links[index as usize] = Link {
             prev: NIL,
             next: head,
-            tick,
+            slot: slot as u32,
         };
         if head != NIL {
             self.links[head as usize].prev = index;
@@ -149,13 +151,13 @@ impl Wheel {
         let Some(&link) = self.links.get(index as usize) else {
             return;
         };
-        if link.tick == UNQUEUED {
+        if link.slot == UNQUEUED {
             return;
         }
         if link.prev != NIL {
             self.links[link.prev as usize].next = link.next;
         } else {
-            let slot = (link.tick % SLOTS as u64) as usize;
+            let slot = link.slot as usize;
             self.heads[slot] = link.next;
             if link.next == NIL {
                 self.occupied[slot / 64] &= !(1 << (slot % 64));
@@ -193,7 +195,7 @@ impl Wheel {
             self.occupied[slot / 64] &= !(1 << (slot % 64));
             while index != NIL {
                 let link = std::mem::replace(&mut self.links[index as usize], UNLINKED);
-                debug_assert_eq!(link.tick, self.cursor);
+                debug_assert_eq!(u64::from(link.slot), self.cursor % SLOTS as u64);
                 due.push(index);
                 self.len -= 1;
                 index = link.next;
@@ -203,6 +205,14 @@ impl Wheel {
         if self.len == 0 {
             self.cursor = self.cursor.max(now_tick + 1);
         }
+    }
+
+    /// The tick of the connections queued in `slot`: the one at or after the cursor (every
+    /// queued tick lies in `cursor .. cursor + SLOTS`: `schedule` clamps to it, and `advance`
+    /// empties a slot before the cursor passes it).
+    fn tick_in(&self, slot: u32) -> u64 {
+        let ahead = (slot as usize + SLOTS - (self.cursor % SLOTS as u64) as usize) % SLOTS;
+        self.cursor + ahead as u64
     }
 
     /// Milliseconds (since start) of the earliest tick holding a connection, if any.
@@ -302,6 +312,21 @@ mod tests {
         wheel.advance_into((SLOTS as u64 - 3) * TICK_MS, &mut due);
         assert_eq!(due, vec![2]);
         assert_eq!(wheel.next_due_ms(), Some((SLOTS as u64 + 5) * TICK_MS));
+    }
+
+    #[test]
+    fn a_queued_tick_is_read_back_from_its_slot_across_the_wrap() {
+        assert_eq!(std::mem::size_of::<Link>(), 12);
+        let mut wheel = Wheel::new();
+        let mut due = Vec::new();
+        wheel.advance_into((SLOTS as u64 - 2) * TICK_MS, &mut due);
+        // Queued past the wrap: slot 3, tick SLOTS + 3.
+        wheel.schedule(4, SLOTS as u64 + 3);
+        wheel.schedule(4, SLOTS as u64 + 9);
+        assert_eq!(wheel.next_due_ms(), Some((SLOTS as u64 + 3) * TICK_MS));
+        wheel.schedule(4, SLOTS as u64 - 1);
+        assert_eq!(wheel.next_due_ms(), Some((SLOTS as u64 - 1) * TICK_MS));
+        assert_eq!(wheel.len(), 1);
     }
 
     #[test]

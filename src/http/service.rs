@@ -74,8 +74,7 @@ pub struct Deferral<D> {
     /// The service's deferred part.
     pub what: D,
     /// Where the head of the response it completes starts in the output buffer (a file's
-    /// body follows it).
+    /// body follows it). A service that wrote no head deferred a whole response, to be
+    /// written with `Session::answer_late`.
     pub head: usize,
-    /// It is a whole response still to be written with `Session::answer_late`.
-    pub late: bool,
 }

@@ -343,18 +343,14 @@ impl Session {
                 progress.by_class[status.class()] += 1;
             }
         }
-        progress.deferred = deferred.map(|what| Deferral {
-            what,
-            head,
-            late: self.late.is_some(),
-        });
+        progress.deferred = deferred.map(|what| Deferral { what, head });
         *out = response.into_out();
         self.state = if closing { State::Closed } else { State::Head };
     }
 
     /// Writes the late response left by the last request (see [`Service::call`]) with
     /// `write` (saying `Connection: close` if `draining`), and returns the response's status and whether the service failed to make
-    /// it. Call it once [`Session::process`] has handed over a late part ([`Deferral::late`]).
+    /// it. Call it once [`Session::process`] has handed over a deferred part with no head written.
     pub fn answer_late(
         &mut self,
         out: &mut Vec<u8>,
