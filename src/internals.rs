@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use crate::config::cores::{format_cores, usable_cores};
-pub use crate::engine::Pending;
+pub use crate::engine::DeferredAnswer;
 pub use crate::http::chunked::ChunkedDecoder;
 pub use crate::http::error::HttpError;
 pub use crate::http::request::{parse_head, Framing, Limits, Method, RawRequest, RequestHead};
@@ -56,13 +56,17 @@ pub fn session_service<S: 'static>(
 }
 
 impl<S: 'static> Service for SessionService<S> {
-    type Deferred = Pending;
+    type Deferred = DeferredAnswer;
 
     fn wants_body(&mut self, request: &RawRequest<'_>) -> bool {
         crate::engine::Application::wants_body(&mut self.service, request)
     }
 
-    fn call(&mut self, request: &RawRequest<'_>, response: &mut ResponseWriter) -> Option<Pending> {
+    fn call(
+        &mut self,
+        request: &RawRequest<'_>,
+        response: &mut ResponseWriter,
+    ) -> Option<DeferredAnswer> {
         let mut exchange = Exchange {
             app: &mut self.service,
             peer: Peer::NONE,

@@ -89,7 +89,7 @@ impl Reply {
         self
     }
 
-    /// Writes it as the late response `writer` stands for.
+    /// Writes it as the deferred response `writer` stands for.
     pub(crate) fn write(&self, writer: &mut ResponseWriter) {
         let status = self.status.unwrap_or(Status::OK);
         if status.is_interim() {

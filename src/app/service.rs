@@ -12,7 +12,7 @@ use super::redirect::HttpsRedirect;
 use super::response::Scratch;
 use super::router::{Lookup, Params, Router};
 use super::{AsyncHandler, Files, Handler, Request, Response};
-use crate::engine::{Application, Deferred, LateAnswer, Peer};
+use crate::engine::{Application, Deferred, DeferredResponse, Peer};
 use crate::http::request::{Method, RawRequest};
 use crate::http::response::{ResponseWriter, TEXT_PLAIN};
 use crate::http::status::Status;
@@ -167,7 +167,7 @@ fn settle(
 }
 
 /// Calls an async handler: its future, made here, becomes a task whose answer is written
-/// as a late response (a 500 if it panicked).
+/// as a deferred response (a 500 if it panicked).
 #[inline(never)]
 fn start_task<S>(
     handler: &AsyncHandler<S>,
@@ -185,6 +185,6 @@ fn start_task<S>(
         Box::new(move |writer: &mut ResponseWriter| match outcome {
             Ok(reply) => reply.write(writer),
             Err(_) => writer.fail(),
-        }) as LateAnswer
+        }) as DeferredResponse
     })))
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::token::Key;
 use super::wake::Wake;
-use super::LateAnswer;
+use super::DeferredResponse;
 use crate::access_log::{Entry, LogBuffer};
 use crate::files::read::FileSource;
 use crate::http::status::Status;
@@ -59,11 +59,11 @@ impl<T: 'static> Mailbox<T> {
 /// An async handler's answer, waiting for the loop.
 pub(super) struct TaskDone {
     pub(super) key: Key,
-    pub(super) answer: LateAnswer,
+    pub(super) answer: DeferredResponse,
     /// When the request's bytes were reaped, for its latency.
     pub(super) read_at: Instant,
     /// What the access log says of its request.
-    pub(super) log: Option<Box<LateLog>>,
+    pub(super) log: Option<Box<DeferredLog>>,
 }
 
 /// A file read done by a glommio task, waiting for the loop.
@@ -76,7 +76,7 @@ pub(super) struct FileDone {
 
 /// What the access log will say of a request whose response an async handler is still
 /// making.
-pub(super) struct LateLog {
+pub(super) struct DeferredLog {
     pub(super) request: Vec<u8>,
     pub(super) referer: Option<Vec<u8>>,
     pub(super) user_agent: Option<Vec<u8>>,
@@ -86,7 +86,7 @@ pub(super) struct LateLog {
     pub(super) read_at: Instant,
 }
 
-impl LateLog {
+impl DeferredLog {
     /// Writes the line, now that the response is made: `status`, `bytes` long.
     pub(super) fn record(&self, log: &mut LogBuffer, status: Status, bytes: u64) {
         log.record(&Entry {

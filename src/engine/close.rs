@@ -4,7 +4,7 @@
 
 use io_uring::{opcode, squeue, types};
 
-use super::conn::{Conn, Ending, Phase, Send, Wait};
+use super::conn::{Conn, Deferring, Ending, Phase, Send};
 use super::shard::Shard;
 use super::token::{token, Op, NO_KEY};
 use super::Application;
@@ -18,7 +18,8 @@ impl<A: Application> Shard<A> {
     /// After any event: closes or lingers once the connection has nothing left to do, and
     /// otherwise keeps its receive and deadline right. Puts the record back.
     pub(super) fn settle(&mut self, mut conn: Box<Conn>) {
-        let quiet = !conn.sending() && matches!(conn.wait, Wait::Nothing) && !conn.has_output();
+        let quiet =
+            !conn.sending() && matches!(conn.deferring, Deferring::Nothing) && !conn.has_output();
         if matches!(conn.phase, Phase::Open | Phase::Handshake) && quiet {
             let done = conn.session.is_closed() || conn.input_ended || conn.transport.is_over();
             if done && self.send_close_notify(&mut conn) {

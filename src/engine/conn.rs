@@ -74,8 +74,9 @@ pub(super) struct Flight {
     pub(super) since: u64,
 }
 
-/// What the connection waits for besides its socket; it answers nothing more meanwhile.
-pub(super) enum Wait {
+/// The deferred answer the connection is finishing, if any; it answers nothing more
+/// meanwhile.
+pub(super) enum Deferring {
     /// Nothing.
     Nothing,
     /// A static file's body on its way out.
@@ -153,7 +154,7 @@ pub(super) struct Conn {
     /// The client closed its side, or the connection failed: nothing more will be read.
     pub(super) input_ended: bool,
     pub(super) send: Send,
-    pub(super) wait: Wait,
+    pub(super) deferring: Deferring,
     pub(super) ending: Ending,
     pub(super) session: Session,
     pub(super) input: Input,
@@ -186,7 +187,7 @@ impl Conn {
             recv_epoch: 0,
             input_ended: false,
             send: Send::Idle,
-            wait: Wait::Nothing,
+            deferring: Deferring::Nothing,
             ending: Ending::Close,
             session,
             input: Input::default(),
@@ -210,15 +211,15 @@ impl Conn {
             && self.input.pending() == 0
             && !self.sending()
             && !self.has_output()
-            && matches!(self.wait, Wait::Nothing)
+            && matches!(self.deferring, Deferring::Nothing)
     }
 
     /// A file read or an async handler is at work for it.
     pub(super) fn working(&self) -> bool {
-        match &self.wait {
-            Wait::Nothing => false,
-            Wait::Task => true,
-            Wait::File(transfer) => transfer.reading,
+        match &self.deferring {
+            Deferring::Nothing => false,
+            Deferring::Task => true,
+            Deferring::File(transfer) => transfer.reading,
         }
     }
 

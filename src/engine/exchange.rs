@@ -3,7 +3,7 @@
 //! answer each complete request, and the responses into the connection's output buffer.
 //!
 //! Here too the engine keeps its own books on each answer: the access log line (written
-//! when the response is made, or, for an async handler's, when its late response is), the
+//! when the response is made, or, for an async handler's, when its deferred response is), the
 //! metrics, the error line for a request refused for a protocol error, and the memory
 //! bodies being gathered hold.
 
@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-use super::background::LateLog;
-use super::conn::{Conn, Ending, Wait, NEVER};
+use super::background::DeferredLog;
+use super::conn::{Conn, Deferring, Ending, NEVER};
 use super::shard::Shard;
-use super::{Application, Deferred, Peer, Pending};
+use super::{Application, Deferred, DeferredAnswer, Peer};
 use crate::access_log::{Entry, LogBuffer};
 use crate::http::request::RawRequest;
 use crate::http::response::ResponseWriter;
@@ -34,20 +34,24 @@ pub(crate) struct Exchange<'a, A> {
 }
 
 impl<A: Application> Service for Exchange<'_, A> {
-    type Deferred = Pending;
+    type Deferred = DeferredAnswer;
 
     fn wants_body(&mut self, request: &RawRequest<'_>) -> bool {
         self.app.wants_body(request)
     }
 
-    fn call(&mut self, request: &RawRequest<'_>, response: &mut ResponseWriter) -> Option<Pending> {
+    fn call(
+        &mut self,
+        request: &RawRequest<'_>,
+        response: &mut ResponseWriter,
+    ) -> Option<DeferredAnswer> {
         let deferred = self.app.answer(&self.peer, request, response);
         let (peer, read_at) = (self.peer, self.read_at);
         let log = match self.log.as_deref_mut() {
             Some(log) => log_answer(log, peer, read_at, request, response, deferred.as_ref()),
             None => None,
         };
-        deferred.map(|what| Pending { what, log })
+        deferred.map(|what| DeferredAnswer { what, log })
     }
 }
 
@@ -60,12 +64,12 @@ fn log_answer(
     request: &RawRequest<'_>,
     response: &ResponseWriter,
     deferred: Option<&Deferred>,
-) -> Option<Box<LateLog>> {
+) -> Option<Box<DeferredLog>> {
     let referer = request.header(b"referer");
     let user_agent = request.header(b"user-agent");
     let file = match deferred {
         Some(Deferred::Task(_)) => {
-            return Some(Box::new(LateLog {
+            return Some(Box::new(DeferredLog {
                 request: request.line().to_vec(),
                 referer: referer.map(<[u8]>::to_vec),
                 user_agent: user_agent.map(<[u8]>::to_vec),
@@ -122,7 +126,7 @@ impl<A: Application> Shard<A> {
             // must be read to its end even when the response waiting for it is large, or
             // that response could never be committed and sent.
             let full = conn.out.len() >= OUTPUT_HIGH_WATER && conn.session.is_between_requests();
-            if !matches!(conn.wait, Wait::Nothing) || conn.session.is_closed() || full {
+            if !matches!(conn.deferring, Deferring::Nothing) || conn.session.is_closed() || full {
                 break;
             }
             let from_fresh = conn.input.pending() == 0;
@@ -212,7 +216,7 @@ impl<A: Application> Shard<A> {
         }
         // The head timeout starts once a head's first bytes could be parsed: not while
         // processing waits for a file, a handler or the output to drain.
-        let blocked = !matches!(conn.wait, Wait::Nothing)
+        let blocked = !matches!(conn.deferring, Deferring::Nothing)
             || (conn.out.len() >= OUTPUT_HIGH_WATER && conn.session.is_between_requests());
         if conn.input.pending() > 0
             && conn.head_started == NEVER

@@ -25,6 +25,24 @@
 //! | `links`, `reporting` | what a core tells the rest of the server, once per tick |
 //! | `background` | what glommio tasks post back to the loop |
 //!
+//! # Words
+//!
+//! One word per thing, here and in the layers below:
+//!
+//! - **deferred**: the part of an answer not ready when its request was processed. The
+//!   application leaves a [`Deferred`] (a file's bytes behind the head, or a task making the
+//!   whole response); the session carries it as the engine's [`DeferredAnswer`] (with what
+//!   the access log will say of it) and hands it back in a `Deferral`; a task's result is a
+//!   [`DeferredResponse`], written by `Session::answer_deferred`; a connection finishing one
+//!   is `Deferring`.
+//! - **transport**: how a connection's bytes are carried (`Transport::Plain` or `Tls`); a
+//!   TLS link's **partial** bytes are the start of a record still to come, its **wire** the
+//!   records to send, and it is **over** once nothing more is read or sealed.
+//! - **held**: the request a session keeps while its body is gathered
+//!   (`Session::held_bytes`, counted against the core's `BodyBudget`); **input** is received
+//!   bytes not processed yet; **out** responses not yet handed to a send; a send in
+//!   **flight** is one the kernel holds.
+//!
 //! # Two loops, one contract
 //!
 //! A core's thread runs two event loops: glommio's executor (its own io_uring, for files,
@@ -133,8 +151,8 @@ pub(crate) trait Application: 'static {
     fn drain(&mut self);
 }
 
-/// A late response, ready: it writes itself (or fails, see [`ResponseWriter::fail`]).
-pub(crate) type LateAnswer = Box<dyn FnOnce(&mut ResponseWriter)>;
+/// A deferred response, ready: it writes itself (or fails, see [`ResponseWriter::fail`]).
+pub(crate) type DeferredResponse = Box<dyn FnOnce(&mut ResponseWriter)>;
 
 /// What an answer leaves for the engine.
 pub(crate) enum Deferred {
@@ -142,17 +160,17 @@ pub(crate) enum Deferred {
     File(Box<FileBody>),
     /// A whole response that a task is making; the connection answers nothing more until
     /// it is written.
-    Task(Pin<Box<dyn Future<Output = LateAnswer>>>),
+    Task(Pin<Box<dyn Future<Output = DeferredResponse>>>),
 }
 
 /// A deferred answer on its way through the session, with what the access log will say of
-/// a late response.
-pub struct Pending {
+/// a deferred response.
+pub struct DeferredAnswer {
     pub(crate) what: Deferred,
-    log: Option<Box<background::LateLog>>,
+    log: Option<Box<background::DeferredLog>>,
 }
 
-impl std::fmt::Debug for Pending {
+impl std::fmt::Debug for DeferredAnswer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.what {
             Deferred::File(body) => f.debug_tuple("File").field(body).finish(),

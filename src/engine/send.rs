@@ -4,7 +4,7 @@
 
 use io_uring::{opcode, types};
 
-use super::conn::{Conn, Flight, Phase, Send, Wait};
+use super::conn::{Conn, Deferring, Flight, Phase, Send};
 use super::shard::Shard;
 use super::token::Key;
 use super::token::{token, Op};
@@ -17,7 +17,7 @@ impl<A: Application> Shard<A> {
         if conn.sending() || conn.phase == Phase::Closing {
             return;
         }
-        if let Wait::File(transfer) = &conn.wait {
+        if let Deferring::File(transfer) = &conn.deferring {
             if transfer.reading {
                 // Nothing goes out while a file is read: a small body's head may still be
                 // replaced by a 500, and a large body's chunk is not there yet. (A small
@@ -38,7 +38,7 @@ impl<A: Application> Shard<A> {
         if let Some(buf) = outgoing {
             return self.send(conn, buf, false);
         }
-        if matches!(conn.wait, Wait::File(_)) {
+        if matches!(conn.deferring, Deferring::File(_)) {
             self.next_chunk(conn);
         }
     }

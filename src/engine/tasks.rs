@@ -1,14 +1,14 @@
 //! Async handlers: their futures run as glommio tasks on the core while their connection
 //! waits (it answers nothing more meanwhile, so responses leave in request order); each
-//! posts its answer back to the loop, which writes it as the connection's late response.
+//! posts its answer back to the loop, which writes it as the connection's deferred response.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use super::background::{LateLog, TaskDone};
-use super::conn::{Conn, Phase, Wait};
+use super::background::{DeferredLog, TaskDone};
+use super::conn::{Conn, Deferring, Phase};
 use super::shard::Shard;
-use super::{Application, LateAnswer};
+use super::{Application, DeferredResponse};
 
 impl<A: Application> Shard<A> {
     /// Runs an async handler's future as a glommio task; its answer comes back through
@@ -16,10 +16,10 @@ impl<A: Application> Shard<A> {
     pub(super) fn spawn_task(
         &mut self,
         conn: &mut Conn,
-        task: Pin<Box<dyn Future<Output = LateAnswer>>>,
-        log: Option<Box<LateLog>>,
+        task: Pin<Box<dyn Future<Output = DeferredResponse>>>,
+        log: Option<Box<DeferredLog>>,
     ) {
-        conn.wait = Wait::Task;
+        conn.deferring = Deferring::Task;
         self.background.tasks += 1;
         let key = conn.key;
         let read_at = self.now.clock.instant(conn.read_at);
@@ -48,7 +48,7 @@ impl<A: Application> Shard<A> {
                 // The connection ended while its handler worked.
                 continue;
             };
-            conn.wait = Wait::Nothing;
+            conn.deferring = Deferring::Nothing;
             if conn.phase == Phase::Open {
                 self.write_late(&mut conn, task);
                 self.pump(&mut conn, &[]);
@@ -59,16 +59,16 @@ impl<A: Application> Shard<A> {
         true
     }
 
-    /// Writes a finished task's answer as the connection's late response.
+    /// Writes a finished task's answer as the connection's deferred response.
     fn write_late(&mut self, conn: &mut Conn, task: TaskDone) {
         self.buffers.writes.lend(&mut conn.out);
         let before = conn.out.len();
         let draining = !self.is_serving();
         let (status, failed) = conn
             .session
-            .answer_late(&mut conn.out, draining, task.answer);
-        if let (Some(late), Some(log)) = (&task.log, self.reporting.log.as_mut()) {
-            late.record(log, status, (conn.out.len() - before) as u64);
+            .answer_deferred(&mut conn.out, draining, task.answer);
+        if let (Some(line), Some(log)) = (&task.log, self.reporting.log.as_mut()) {
+            line.record(log, status, (conn.out.len() - before) as u64);
         }
         let metrics = &self.reporting.metrics;
         metrics.record_one(status.class(), false, Some(task.read_at));

@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 use super::background::FileDone;
-use super::conn::{Conn, Transfer, Wait};
+use super::conn::{Conn, Deferring, Transfer};
 use super::shard::Shard;
 use super::Application;
 use crate::files::read::{read_cached, read_slow};
@@ -34,15 +34,15 @@ impl<A: Application> Shard<A> {
             source: None,
             reading: false,
         });
-        conn.wait = Wait::File(transfer);
+        conn.deferring = Deferring::File(transfer);
         if small {
             self.read_small(conn);
         }
     }
 
     fn transfer(conn: &mut Conn) -> &mut Transfer {
-        match &mut conn.wait {
-            Wait::File(transfer) => transfer,
+        match &mut conn.deferring {
+            Deferring::File(transfer) => transfer,
             _ => unreachable!("the connection has a transfer"),
         }
     }
@@ -50,7 +50,7 @@ impl<A: Application> Shard<A> {
     /// Reads a small body into the output buffer: at once from the page cache, through a
     /// glommio task for what would wait.
     fn read_small(&mut self, conn: &mut Conn) {
-        let Wait::File(transfer) = &mut conn.wait else {
+        let Deferring::File(transfer) = &mut conn.deferring else {
             return;
         };
         if !transfer.body.direct {
@@ -68,7 +68,9 @@ impl<A: Application> Shard<A> {
 
     /// The small body's bytes are all in the output buffer (or could not be read).
     fn small_read_done(&mut self, conn: &mut Conn, result: io::Result<()>) {
-        let Wait::File(mut transfer) = std::mem::replace(&mut conn.wait, Wait::Nothing) else {
+        let Deferring::File(mut transfer) =
+            std::mem::replace(&mut conn.deferring, Deferring::Nothing)
+        else {
             return;
         };
         match result {
@@ -84,7 +86,7 @@ impl<A: Application> Shard<A> {
         let chunk_bytes = self.settings.chunk_bytes;
         let transfer = Self::transfer(conn);
         if transfer.pos >= transfer.end {
-            conn.wait = Wait::Nothing;
+            conn.deferring = Deferring::Nothing;
             self.pump(conn, &[]);
             self.flush(conn);
             return;
@@ -171,7 +173,7 @@ impl<A: Application> Shard<A> {
     }
 
     fn file_read(&mut self, conn: &mut Conn, read: FileDone) {
-        let Wait::File(transfer) = &mut conn.wait else {
+        let Deferring::File(transfer) = &mut conn.deferring else {
             self.buffers.chunks.give(read.buf);
             return;
         };

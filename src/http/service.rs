@@ -21,7 +21,7 @@ pub trait Service {
     /// Answers `request` into `response`. Returns a deferred part when the answer is not
     /// all written: with a head written ([`ResponseWriter::sent`] set) the deferred part is
     /// the body it promises; with none, it is the whole response, which the caller writes
-    /// later through `Session::answer_late`.
+    /// later through `Session::answer_deferred`.
     fn call(
         &mut self,
         request: &RawRequest<'_>,
@@ -34,7 +34,7 @@ pub trait Service {
 pub struct Progress<D> {
     /// Input bytes used; the caller drops them from its buffer.
     pub consumed: usize,
-    /// Responses completed (final responses, not `100 Continue`, nor a late one still to
+    /// Responses completed (final responses, not `100 Continue`, nor a deferred one still to
     /// come).
     pub responses: u32,
     /// Of those, how many were errors that end the connection.
@@ -75,6 +75,6 @@ pub struct Deferral<D> {
     pub what: D,
     /// Where the head of the response it completes starts in the output buffer (a file's
     /// body follows it). A service that wrote no head deferred a whole response, to be
-    /// written with `Session::answer_late`.
+    /// written with `Session::answer_deferred`.
     pub head: usize,
 }

@@ -88,9 +88,9 @@ impl Held {
     }
 }
 
-/// How a late response is to be written, as decided when its request was answered.
+/// How a deferred response is to be written, as decided when its request was answered.
 #[derive(Clone, Copy, Debug)]
-struct Late {
+struct DeferredFraming {
     head_only: bool,
     http10: bool,
     persistence: Persistence,
@@ -107,9 +107,9 @@ pub struct Session {
     scanned: u32,
     /// The request being gathered, and the buffer kept for the next one.
     held: Option<Box<Held>>,
-    /// A whole response is still to be written ([`Session::answer_late`]): the service
+    /// A whole response is still to be written ([`Session::answer_deferred`]): the service
     /// deferred it.
-    late: Option<Late>,
+    deferred_framing: Option<DeferredFraming>,
 }
 
 impl Default for Session {
@@ -126,7 +126,7 @@ impl Session {
             served: 0,
             scanned: 0,
             held: None,
-            late: None,
+            deferred_framing: None,
         }
     }
 
@@ -148,7 +148,7 @@ impl Session {
         let mut progress = Progress::default();
         let mut pos = 0;
         loop {
-            if progress.deferred.is_some() || self.late.is_some() {
+            if progress.deferred.is_some() || self.deferred_framing.is_some() {
                 break;
             }
             // The high-water mark applies between requests only: a body is read to its end
@@ -332,7 +332,7 @@ impl Session {
         }
         match response.sent() {
             None => {
-                self.late = Some(Late {
+                self.deferred_framing = Some(DeferredFraming {
                     head_only,
                     http10,
                     persistence: response.persistence(),
@@ -348,25 +348,28 @@ impl Session {
         self.state = if closing { State::Closed } else { State::Head };
     }
 
-    /// Writes the late response left by the last request (see [`Service::call`]) with
+    /// Writes the deferred response left by the last request (see [`Service::call`]) with
     /// `write` (saying `Connection: close` if `draining`), and returns the response's status and whether the service failed to make
     /// it. Call it once [`Session::process`] has handed over a deferred part with no head written.
-    pub fn answer_late(
+    pub fn answer_deferred(
         &mut self,
         out: &mut Vec<u8>,
         draining: bool,
         write: impl FnOnce(&mut ResponseWriter),
     ) -> (Status, bool) {
-        let late = self.late.take().expect("a late response is due");
+        let framing = self
+            .deferred_framing
+            .take()
+            .expect("a deferred response is due");
         // A drain that began while the response was being made ends the connection too.
         let persistence = match draining {
             true => Persistence::Close,
-            false => late.persistence,
+            false => framing.persistence,
         };
         let mut response = ResponseWriter::new(
             std::mem::take(out),
-            late.head_only,
-            late.http10,
+            framing.head_only,
+            framing.http10,
             persistence,
         );
         write(&mut response);
@@ -391,7 +394,7 @@ impl Session {
 
     /// Appends a short `status` response that closes the connection, and ends the session.
     fn close_with(&mut self, status: Status, out: &mut Vec<u8>) {
-        self.late = None;
+        self.deferred_framing = None;
         if let Some(held) = self.held.as_mut() {
             held.bytes.clear();
         }
