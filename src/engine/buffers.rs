@@ -8,8 +8,6 @@
 //! The boxes that hold a send in flight ([`Flight`]) are pooled the same way: a connection
 //! holds one only while it sends.
 
-use super::conn::Flight;
-
 /// Output and partial-input buffers kept for reuse per core; more are freed when returned.
 /// Enough for every connection of a busy core to have a send in flight without a buffer
 /// being allocated and freed per response (at 500 connections, 256 were not).
@@ -22,6 +20,17 @@ const OUTPUT_BUFFER_BYTES: usize = 16 * 1024;
 
 /// File chunk buffers (`static.chunk_bytes` each) kept for reuse per core.
 const POOLED_CHUNKS: usize = 32;
+
+/// A send in flight: from `buf`, of which `sent` bytes are gone; `since` is when it was
+/// queued or last made progress (for the write timeout).
+#[derive(Debug, Default)]
+pub(super) struct Flight {
+    pub(super) buf: Vec<u8>,
+    pub(super) sent: usize,
+    /// `buf` is a file chunk (it goes back to the chunk pool).
+    pub(super) chunk: bool,
+    pub(super) since: u64,
+}
 
 /// A free list of equally sized `Vec<u8>` buffers.
 pub(super) struct BufferPool {

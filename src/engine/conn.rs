@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 
+use super::buffers::Flight;
 use super::token::Key;
 use super::transport::Transport;
 use crate::files::read::FileSource;
@@ -61,17 +62,6 @@ pub(super) enum Send {
     /// One in flight. Boxed, so that a connection with none (an idle one) keeps 8 bytes for
     /// it rather than 48; the boxes come from a per-core pool, so a send allocates nothing.
     InFlight(Box<Flight>),
-}
-
-/// A send in flight: from `buf`, of which `sent` bytes are gone; `since` is when it was
-/// queued or last made progress (for the write timeout).
-#[derive(Debug, Default)]
-pub(super) struct Flight {
-    pub(super) buf: Vec<u8>,
-    pub(super) sent: usize,
-    /// `buf` is a file chunk (it goes back to the chunk pool).
-    pub(super) chunk: bool,
-    pub(super) since: u64,
 }
 
 /// The deferred answer the connection is finishing, if any; it answers nothing more

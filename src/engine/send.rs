@@ -4,7 +4,8 @@
 
 use io_uring::{opcode, types};
 
-use super::conn::{Conn, Deferring, Flight, Phase, Send};
+use super::buffers::Flight;
+use super::conn::{Conn, Deferring, Phase, Send};
 use super::shard::Shard;
 use super::token::Key;
 use super::token::{token, Op};
