@@ -175,14 +175,12 @@ impl TlsServer {
         use crate::tls::Event;
         let mut used = 0;
         loop {
-            let step = self.0.step(&mut buf[used..], wire);
-            let step = step.map_err(|_| TlsEnded::Failed)?;
-            let start = used;
-            used += step.used;
+            let step = self.0.step(buf, used, wire).map_err(|_| TlsEnded::Failed)?;
+            used = step.next;
             match step.event {
                 Event::Waiting => return Ok(used),
                 Event::Established(_) => {}
-                Event::Data(range) => plain(&buf[start + range.start..start + range.end]),
+                Event::Data(range) => plain(&buf[range]),
                 Event::Closed => return Err(TlsEnded::Closed),
             }
         }

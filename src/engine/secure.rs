@@ -10,7 +10,7 @@ use super::shard::Shard;
 use super::transport::{First, TlsLink, Transport};
 use super::Application;
 use crate::metrics::TlsFailure;
-use crate::tls::{Event, Failure, CLEARTEXT_ON_TLS_PORT};
+use crate::tls::{Event, CLEARTEXT_ON_TLS_PORT};
 
 impl<A: Application> Shard<A> {
     /// A connection accepted on a TLS listener: its TLS link, counted among the handshakes
@@ -82,29 +82,25 @@ impl<A: Application> Shard<A> {
             None => data,
         };
         let mut used = 0;
-        let failure = loop {
+        let failed = loop {
             let Transport::Tls(link) = &mut conn.transport else {
                 unreachable!("a TLS connection's transport stays TLS");
             };
-            let step = match link.step(&mut buf[used..], &mut self.buffers.writes) {
-                Ok(step) => step,
-                Err(failure) => break Some(failure),
+            let Ok(step) = link.step(buf, used, &mut self.buffers.writes) else {
+                break true;
             };
-            let start = used;
-            used += step.used;
+            used = step.next;
             match step.event {
-                Event::Waiting => break None,
+                Event::Waiting => break false,
                 Event::Established(info) => {
                     let resumed = info.resumed;
                     link.established(info);
                     self.established(conn, resumed);
                 }
-                Event::Data(plain) => {
-                    self.pump(conn, &buf[start + plain.start..start + plain.end]);
-                }
+                Event::Data(plain) => self.pump(conn, &buf[plain]),
                 Event::Closed => {
                     conn.input_ended = true;
-                    break None;
+                    break false;
                 }
             }
         };
@@ -112,15 +108,15 @@ impl<A: Application> Shard<A> {
             unreachable!("a TLS connection's transport stays TLS");
         };
         let reads = &mut self.buffers.reads;
-        let fits = match failure {
-            None if held.is_some() => link.keep_partial(held, used, &[], reads),
-            None => link.keep_partial(None, used, &data[used..], reads),
-            Some(failure) => {
+        let fits = match (failed, held) {
+            (false, Some(held)) => link.keep_partial(Some(held), used, &[], reads),
+            (false, None) => link.keep_partial(None, used, &data[used..], reads),
+            (true, held) => {
                 link.end();
                 if let Some(held) = held {
                     reads.give(held);
                 }
-                self.tls_failed(conn, failure);
+                self.tls_failed(conn);
                 true
             }
         };
@@ -147,9 +143,9 @@ impl<A: Application> Shard<A> {
 
     /// The TLS exchange failed (its alert, if any, is queued): what the client still sends
     /// is read and dropped after the alert goes out.
-    fn tls_failed(&mut self, conn: &mut Conn, failure: Failure) {
-        // A record's failure comes after the handshake, which then no longer counts.
-        let _ = failure;
+    fn tls_failed(&mut self, conn: &mut Conn) {
+        // Counted as a failed handshake only while one is under way (a record's failure
+        // comes after it).
         self.end_handshake(conn, Some(TlsFailure::Protocol));
         self.reporting.metrics.counters.borrow_mut().protocol_errors += 1;
         conn.ending = Ending::Linger;

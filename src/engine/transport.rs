@@ -205,8 +205,7 @@ impl TlsLink {
     }
 
     /// The ciphertext held from earlier receives with `data` behind it, or nothing when none
-    /// was held (the caller then steps through `data` where it lies). `reads` lends nothing:
-    /// the held buffer is the link's own.
+    /// was held (the caller then steps through `data` where it lies).
     pub(super) fn take_partial(&mut self, data: &[u8]) -> Option<Vec<u8>> {
         if self.partial.is_empty() {
             return None;
@@ -254,15 +253,16 @@ impl TlsLink {
         fits
     }
 
-    /// The next thing the ciphertext at the start of `buf` holds (see [`TlsConn::step`]);
+    /// The next thing the ciphertext in `buf` from `at` holds (see [`TlsConn::step`]);
     /// what must be sent back is queued, in a buffer from `writes`.
     pub(super) fn step(
         &mut self,
         buf: &mut [u8],
+        at: usize,
         writes: &mut BufferPool,
     ) -> Result<Step, Failure> {
         writes.lend(&mut self.wire);
-        self.conn.step(buf, &mut self.wire)
+        self.conn.step(buf, at, &mut self.wire)
     }
 
     /// Queues `close_notify` before a clean close, in a buffer from `writes`. Returns false

@@ -33,12 +33,11 @@ pub(crate) enum Failure {
     Record,
 }
 
-/// What one call to [`TlsConn::step`] found in its input, after using `used` bytes of it.
+/// What one call to [`TlsConn::step`] found in its input.
 #[derive(Debug)]
 pub(crate) struct Step {
-    /// Bytes at the start of the input that are done with: the caller starts the next step
-    /// after them.
-    pub(crate) used: usize,
+    /// Where the next step starts in the input: the bytes before it are done with.
+    pub(crate) next: usize,
     pub(crate) event: Event,
 }
 
@@ -51,7 +50,7 @@ pub(crate) enum Event {
     /// The handshake is complete, before any data of the connection: what it settled.
     Established(Box<TlsInfo>),
     /// An application-data record, decrypted in place: its plaintext is at this range of
-    /// the step's input.
+    /// the input.
     Data(Range<usize>),
     /// The client sent `close_notify`: it sends nothing more, and the rest of the input
     /// is used up.
@@ -92,23 +91,41 @@ impl TlsConn {
         }
     }
 
-    /// Takes the next thing the ciphertext at the start of `buf` holds, decrypting in place,
+    /// Takes the next thing the ciphertext in `buf` from `at` holds, decrypting in place,
     /// and appends whatever must be sent back (handshake messages, alerts, key updates) to
-    /// `wire`. The caller acts on what it found and calls again on the input after
-    /// [`Step::used`], until [`Event::Waiting`] (or [`Event::Closed`]); the bytes left then
-    /// start the next call's input, with more behind them.
+    /// `wire`. The caller acts on what it found and calls again from [`Step::next`], until
+    /// [`Event::Waiting`] (or [`Event::Closed`]); the bytes left then start the next call's
+    /// input, with more behind them.
     ///
     /// Nothing is called back: the caller holds the connection and whatever it feeds the
     /// plaintext to apart, and lends this only the ciphertext and the wire buffer.
-    pub(crate) fn step(&mut self, buf: &mut [u8], wire: &mut Vec<u8>) -> Result<Step, Failure> {
-        let waiting = |used| Step {
-            used,
+    pub(crate) fn step(
+        &mut self,
+        buf: &mut [u8],
+        at: usize,
+        wire: &mut Vec<u8>,
+    ) -> Result<Step, Failure> {
+        let step = self.step_at_start(&mut buf[at..], wire)?;
+        let event = match step.event {
+            Event::Data(plain) => Event::Data(at + plain.start..at + plain.end),
+            other => other,
+        };
+        Ok(Step {
+            next: at + step.next,
+            event,
+        })
+    }
+
+    /// [`TlsConn::step`] on the input from its start.
+    fn step_at_start(&mut self, buf: &mut [u8], wire: &mut Vec<u8>) -> Result<Step, Failure> {
+        let waiting = |next| Step {
+            next,
             event: Event::Waiting,
         };
         if self.peer_closed {
             // What follows close_notify is not the client's to send.
             return Ok(Step {
-                used: buf.len(),
+                next: buf.len(),
                 event: Event::Closed,
             });
         }
@@ -150,7 +167,7 @@ impl TlsConn {
                 let records = Records::new(secrets, schedule).map_err(|_| Failure::Record)?;
                 self.state = State::Open(Box::new(Traffic::new(records)));
                 Ok(Step {
-                    used,
+                    next: used,
                     event: Event::Established(info),
                 })
             }
@@ -178,7 +195,7 @@ impl TlsConn {
                         Ok(Carried::Closed) => {
                             self.peer_closed = true;
                             return Ok(Step {
-                                used: buf.len(),
+                                next: buf.len(),
                                 event: Event::Closed,
                             });
                         }
@@ -191,7 +208,7 @@ impl TlsConn {
                             return Err(Failure::Record);
                         }
                     };
-                    return Ok(Step { used, event });
+                    return Ok(Step { next: used, event });
                 }
             }
             State::Hello(_) | State::Done => Ok(waiting(0)),

@@ -110,10 +110,9 @@ impl Server {
         let mut buf = std::mem::take(&mut self.held);
         let mut used = 0;
         loop {
-            let step = self.tls.step(&mut buf[used..], &mut self.wire);
+            let step = self.tls.step(&mut buf, used, &mut self.wire);
             let step = step.inspect_err(|_| self.held = Vec::new())?;
-            let start = used;
-            used += step.used;
+            used = step.next;
             match step.event {
                 Event::Waiting => break,
                 Event::Established(established) => {
@@ -128,8 +127,7 @@ impl Server {
                         self.info.is_some(),
                         "data before the handshake was announced"
                     );
-                    self.plain
-                        .extend_from_slice(&buf[start + range.start..start + range.end]);
+                    self.plain.extend_from_slice(&buf[range]);
                 }
                 Event::Closed => {
                     self.peer_closed = true;
