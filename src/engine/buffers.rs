@@ -32,23 +32,68 @@ pub(super) struct Flight {
     pub(super) since: u64,
 }
 
+/// What a pool keeps for reuse, up to a bound, and the count that lets it give back what a
+/// whole tick did not need.
+struct FreeList<T> {
+    free: Vec<T>,
+    keep: usize,
+    /// The fewest items the list held since the last trim: that many were not needed.
+    low: usize,
+}
+
+impl<T> FreeList<T> {
+    fn new(keep: usize) -> FreeList<T> {
+        FreeList {
+            free: Vec::new(),
+            keep,
+            low: 0,
+        }
+    }
+
+    /// An item kept for reuse, if there is one.
+    fn pop(&mut self) -> Option<T> {
+        let item = self.free.pop();
+        self.low = self.low.min(self.free.len());
+        item
+    }
+
+    /// Keeps `item` for reuse, unless the list is full (it is then dropped).
+    fn push(&mut self, item: T) {
+        if self.free.len() < self.keep {
+            self.free.push(item);
+        }
+    }
+
+    /// Whether another item would be kept.
+    fn has_room(&self) -> bool {
+        self.free.len() < self.keep
+    }
+
+    /// Frees the items that stayed in the list since the last trim. Returns the bytes given
+    /// back, as `bytes` counts each.
+    fn trim(&mut self, bytes: impl Fn(&T) -> usize) -> usize {
+        let spare = self.low.min(self.free.len());
+        let freed = self.free.drain(..spare).map(|item| bytes(&item)).sum();
+        if self.free.is_empty() {
+            self.free = Vec::new();
+        }
+        self.low = self.free.len();
+        freed
+    }
+}
+
 /// A free list of equally sized `Vec<u8>` buffers.
 pub(super) struct BufferPool {
-    free: Vec<Vec<u8>>,
+    free: FreeList<Vec<u8>>,
     size: usize,
-    keep: usize,
-    /// The fewest buffers the free list held since the last trim: that many were not needed.
-    low: usize,
 }
 
 impl BufferPool {
     /// A pool of `size`-byte buffers keeping at most `keep` of them when returned.
     pub(super) fn new(size: usize, keep: usize) -> BufferPool {
         BufferPool {
-            free: Vec::new(),
+            free: FreeList::new(keep),
             size,
-            keep,
-            low: 0,
         }
     }
 
@@ -58,7 +103,6 @@ impl BufferPool {
             .free
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(self.size));
-        self.low = self.low.min(self.free.len());
         buf.clear();
         buf
     }
@@ -73,10 +117,7 @@ impl BufferPool {
     /// Returns a buffer; it is freed if the pool is full or it has grown past twice the size.
     /// A buffer without capacity (nothing was lent) is ignored.
     pub(super) fn give(&mut self, buf: Vec<u8>) {
-        if buf.capacity() == 0 {
-            return;
-        }
-        if self.free.len() < self.keep && buf.capacity() <= 2 * self.size {
+        if buf.capacity() > 0 && buf.capacity() <= 2 * self.size {
             self.free.push(buf);
         }
     }
@@ -84,44 +125,31 @@ impl BufferPool {
     /// Frees the buffers that stayed in the pool since the last trim. Returns the bytes
     /// given back.
     pub(super) fn trim(&mut self) -> usize {
-        let spare = self.low.min(self.free.len());
-        let bytes = self.free.drain(..spare).map(|b| b.capacity()).sum();
-        if self.free.is_empty() {
-            self.free = Vec::new();
-        }
-        self.low = self.free.len();
-        bytes
+        self.free.trim(Vec::capacity)
     }
 }
 
 /// A free list of boxes of one type, each reset to its default when given back.
 pub(super) struct BoxPool<T> {
-    free: Vec<Box<T>>,
-    keep: usize,
-    /// The fewest boxes the free list held since the last trim: that many were not needed.
-    low: usize,
+    free: FreeList<Box<T>>,
 }
 
 impl<T: Default> BoxPool<T> {
     /// A pool keeping at most `keep` boxes when given back.
     pub(super) fn new(keep: usize) -> BoxPool<T> {
         BoxPool {
-            free: Vec::new(),
-            keep,
-            low: 0,
+            free: FreeList::new(keep),
         }
     }
 
     /// A box holding `T::default()`.
     pub(super) fn take(&mut self) -> Box<T> {
-        let boxed = self.free.pop().unwrap_or_default();
-        self.low = self.low.min(self.free.len());
-        boxed
+        self.free.pop().unwrap_or_default()
     }
 
     /// Gives a box back (reset to the default); it is freed if the pool is full.
     pub(super) fn give(&mut self, mut boxed: Box<T>) {
-        if self.free.len() < self.keep {
+        if self.free.has_room() {
             *boxed = T::default();
             self.free.push(boxed);
         }
@@ -130,13 +158,7 @@ impl<T: Default> BoxPool<T> {
     /// Frees the boxes that stayed in the pool since the last trim. Returns the bytes given
     /// back.
     pub(super) fn trim(&mut self) -> usize {
-        let spare = self.low.min(self.free.len());
-        self.free.drain(..spare);
-        if self.free.is_empty() {
-            self.free = Vec::new();
-        }
-        self.low = self.free.len();
-        spare * std::mem::size_of::<T>()
+        self.free.trim(|_| std::mem::size_of::<T>())
     }
 }
 
@@ -186,7 +208,7 @@ mod tests {
         pool.give(one);
         assert_eq!(pool.trim(), 7 * 100);
         assert_eq!(pool.trim(), 100);
-        assert!(pool.free.is_empty());
+        assert!(pool.free.free.is_empty());
     }
 
     #[test]
@@ -200,6 +222,6 @@ mod tests {
         assert_eq!(*pool.take(), 0, "a box comes back reset");
         assert_eq!(pool.trim(), 0, "the first trim only starts the count");
         assert_eq!(pool.trim(), 2 * 8);
-        assert!(pool.free.is_empty());
+        assert!(pool.free.free.is_empty());
     }
 }
