@@ -23,6 +23,24 @@ const LAYERS: &[&[&str]] = &[
     &["internals", "lib"],
 ];
 
+/// Types whose fields are private to the file that defines them: the core's loop (`Shard`)
+/// and the engine's pieces that own their state. Anything else reaches that state only
+/// through their methods.
+const OWNED: &[(&str, &str)] = &[
+    ("engine/shard.rs", "Shard"),
+    ("engine/background.rs", "Background"),
+    ("engine/bodies.rs", "BodyBudget"),
+    ("engine/buffers.rs", "BufferPool"),
+    ("engine/buffers.rs", "BoxPool"),
+    ("engine/buffer_ring.rs", "Received"),
+    ("engine/handshakes.rs", "HandshakeGate"),
+    ("engine/listeners.rs", "Listeners"),
+    ("engine/park.rs", "Parking"),
+    ("engine/table.rs", "Table"),
+    ("engine/transport.rs", "TlsLink"),
+    ("engine/wheel.rs", "Wheel"),
+];
+
 const MAX_FILE_LINES: usize = 600;
 const MAX_IMPL_LINES: usize = 400;
 
@@ -363,6 +381,58 @@ fn problems(files: &BTreeMap<String, String>) -> Vec<String> {
     found
 }
 
+/// For each of `owned` (a file and a struct it defines), what makes its state visible
+/// outside that file: a field marked `pub` in any form, or the struct not being there.
+fn exposed(files: &BTreeMap<String, String>, owned: &[(&str, &str)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for &(path, name) in owned {
+        let Some(text) = files.get(path) else {
+            found.push(format!("{path}: no such file (for struct {name})"));
+            continue;
+        };
+        let code = strip_tests(&lex(text));
+        let Some(body) = struct_body(&code, name) else {
+            found.push(format!("{path}: no struct {name} with named fields"));
+            continue;
+        };
+        // Top-level lines of the body only: a field's type may hold braces of its own.
+        let mut depth = 0i32;
+        for line in body.lines() {
+            let trimmed = line.trim_start();
+            if depth == 0 && (trimmed.starts_with("pub ") || trimmed.starts_with("pub(")) {
+                let field = trimmed.split(':').next().unwrap_or(trimmed);
+                found.push(format!("{path}: {name} shows a field: `{field}`"));
+            }
+            depth += line.matches(['{', '(', '[']).count() as i32;
+            depth -= line.matches(['}', ')', ']']).count() as i32;
+        }
+    }
+    found
+}
+
+/// The text between the braces of `struct name`'s definition in lexed `code`.
+fn struct_body<'a>(code: &'a str, name: &str) -> Option<&'a str> {
+    let needle = format!("struct {name}");
+    let mut from = 0;
+    while let Some(at) = code[from..].find(&needle) {
+        let start = from + at;
+        from = start + needle.len();
+        let next = code.as_bytes().get(from).copied().unwrap_or(b';');
+        if is_ident(next) {
+            continue;
+        }
+        let rest = &code[from..];
+        let open = rest.find(['{', ';', '('])?;
+        if !rest[open..].starts_with('{') {
+            return None;
+        }
+        let open = from + open;
+        let close = matching_brace(code, open);
+        return Some(&code[open + 1..close]);
+    }
+    None
+}
+
 /// Each `impl` block's first line and length in lines.
 fn impl_blocks(code: &str) -> Vec<(usize, usize)> {
     let mut blocks = Vec::new();
@@ -524,6 +594,21 @@ fn the_checker_finds_cycles_upward_imports_and_large_impls() {
     );
     let mut one: BTreeMap<String, String> = BTreeMap::new();
     one.insert("support/mod.rs".into(), big);
+    let owner = "/// The loop.\npub(super) struct Shard<A: App> {\n    ring: Ring,\n    \
+                 // pub(super) note: a comment\n    tasks: Vec<Box<dyn Fn() -> u8>>,\n    \
+                 pub(super) table: Table,\n}\nstruct Other { pub x: u8 }\n";
+    let mut owned: BTreeMap<String, String> = BTreeMap::new();
+    owned.insert("engine/shard.rs".into(), owner.into());
+    let shown = exposed(&owned, &[("engine/shard.rs", "Shard")]);
+    assert_eq!(
+        shown,
+        ["engine/shard.rs: Shard shows a field: `pub(super) table`"],
+        "only the visible field of Shard counts"
+    );
+    let hidden = owner.replace("pub(super) table", "table");
+    owned.insert("engine/shard.rs".into(), hidden);
+    assert!(exposed(&owned, &[("engine/shard.rs", "Shard")]).is_empty());
+    assert_eq!(exposed(&owned, &[("engine/shard.rs", "Gone")]).len(), 1);
     assert!(
         problems(&one).iter().any(|f| f.contains("an impl of")),
         "{:?}",
@@ -545,6 +630,19 @@ fn src_has_no_cycle_no_upward_import_and_no_oversized_file() {
     assert!(
         found.is_empty(),
         "the shape of src/ is broken:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_loop_and_the_engine_pieces_keep_their_fields_to_their_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = BTreeMap::new();
+    read_tree(&root, &root, &mut files);
+    let found = exposed(&files, OWNED);
+    assert!(
+        found.is_empty(),
+        "state visible outside its file:\n{}",
         found.join("\n")
     );
 }

@@ -9,7 +9,8 @@ use std::os::fd::RawFd;
 use io_uring::cqueue;
 
 use super::conn::{Conn, Phase};
-use super::shard::Shard;
+use super::connections::Connections;
+use super::turn::Turn;
 use super::Application;
 use crate::http::session::Session;
 use crate::proxy_protocol::is_trusted;
@@ -22,37 +23,37 @@ const ACCEPT_ERROR_BACKOFF_MS: u64 = 50;
 /// Sent to connections refused at `server.max_connections_per_core`.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: percore\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-impl<A: Application> Shard<A> {
+impl<A: Application> Connections<A> {
     /// After an accept error's pause, accepts again on every listener that stopped.
-    pub(super) fn retry_accept(&mut self) {
-        if self.listeners.retry_due(self.now.ms) {
+    pub(super) fn retry_accept(&mut self, turn: &mut Turn<'_>) {
+        if turn.listeners.retry_due(turn.now.ms) {
             let paused = self.tls.as_ref().is_some_and(|tls| tls.gate.paused());
-            self.listeners.arm_all(&mut self.ring, paused);
+            turn.listeners.arm_all(turn.ring, paused);
         }
     }
 
     /// Whether listener `index` is a TLS listener held back at the handshake bound.
-    fn accept_paused(&self, index: usize) -> bool {
-        self.listeners.is_tls(index) && self.tls.as_ref().is_some_and(|tls| tls.gate.paused())
+    fn accept_paused(&self, turn: &Turn<'_>, index: usize) -> bool {
+        turn.listeners.is_tls(index) && self.tls.as_ref().is_some_and(|tls| tls.gate.paused())
     }
 
-    pub(super) fn on_accept(&mut self, index: usize, result: i32, flags: u32) {
+    pub(super) fn on_accept(&mut self, turn: &mut Turn<'_>, index: usize, result: i32, flags: u32) {
         // The accept ended (its last completion): armed again while serving, unless its
         // listener is held back at the handshake bound or the error calls for a pause.
-        let ended = !cqueue::more(flags) && self.listeners.ended(index);
-        if ended && self.is_serving() && !self.accept_paused(index) {
+        let ended = !cqueue::more(flags) && turn.listeners.ended(index);
+        if ended && turn.serving() && !self.accept_paused(turn, index) {
             if result >= 0 || is_transient_accept_error(-result) {
-                self.listeners.arm(index, &mut self.ring);
+                turn.listeners.arm(index, turn.ring);
             } else {
                 error_line(
-                    Some(self.reporting.links.cpu),
+                    Some(turn.reporting.links.cpu),
                     format_args!(
                         "accept failed: {}; accepting again in {ACCEPT_ERROR_BACKOFF_MS} ms",
                         io::Error::from_raw_os_error(-result)
                     ),
                 );
-                self.listeners
-                    .retry_at(self.now.ms + ACCEPT_ERROR_BACKOFF_MS);
+                turn.listeners
+                    .retry_at(turn.now.ms + ACCEPT_ERROR_BACKOFF_MS);
             }
         }
         if result < 0 {
@@ -65,13 +66,13 @@ impl<A: Application> Shard<A> {
         if let Some(allowed) = &self.settings.proxy_from {
             // Only the balancers may say who the client is.
             if !peer_of(fd).is_some_and(|peer| is_trusted(allowed, peer.ip())) {
-                self.reporting.metrics.counters.borrow_mut().protocol_errors += 1;
+                turn.reporting.metrics.counters.borrow_mut().protocol_errors += 1;
                 // SAFETY: a descriptor the kernel just gave us.
                 unsafe { libc::close(fd) };
                 return;
             }
         }
-        let tls = self.listeners.is_tls(index);
+        let tls = turn.listeners.is_tls(index);
         if self.table.open() >= self.settings.max_connections {
             if tls {
                 // A cleartext 503 means nothing to a TLS client: it just sees the close.
@@ -80,20 +81,20 @@ impl<A: Application> Shard<A> {
             } else {
                 refuse(fd);
             }
-            self.reporting.metrics.counters.borrow_mut().refused += 1;
+            turn.reporting.metrics.counters.borrow_mut().refused += 1;
             return;
         }
-        self.reporting.metrics.counters.borrow_mut().accepted += 1;
+        turn.reporting.metrics.counters.borrow_mut().accepted += 1;
         let key = self.table.new_key();
         let session = Session::new();
         let mut conn = Box::new(Conn::new(
             fd,
             key,
             session,
-            (self.now.ms, self.now.clock.stamp(self.now.reaped_at)),
+            (turn.now.ms, turn.now.clock.stamp(turn.now.reaped_at)),
         ));
         if tls {
-            if !self.start_tls(&mut conn) {
+            if !self.start_tls(turn, &mut conn) {
                 // SAFETY: the descriptor the kernel just gave us; the record is dropped.
                 unsafe { libc::close(fd) };
                 self.table.release(key);
@@ -101,17 +102,17 @@ impl<A: Application> Shard<A> {
             }
             // The handshake must finish within the head timeout.
             conn.phase = Phase::Handshake;
-            conn.head_started = self.now.ms;
+            conn.head_started = turn.now.ms;
         }
         if self.settings.proxy_from.is_some() {
             conn.phase = Phase::ProxyHeader;
-        } else if self.reporting.log.is_some() {
+        } else if turn.reporting.log.is_some() {
             // The access log names the client: asked once per connection (a PROXY header
             // names it instead when there is one).
             conn.client = peer_of(fd).map(Box::new);
         }
-        self.arm_recv(&mut conn);
-        self.schedule(&conn);
+        self.arm_recv(turn, &mut conn);
+        self.schedule(turn, &conn);
         self.table.put(conn);
     }
 }

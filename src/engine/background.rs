@@ -16,31 +16,67 @@ use crate::access_log::{Entry, LogBuffer};
 use crate::files::read::FileSource;
 use crate::http::status::Status;
 
-/// What glommio tasks of this core's post back to the loop.
+/// What glommio tasks of this core's post back to the loop, and how many are at work.
 pub(super) struct Background {
-    pub(super) files_done: Mailbox<FileDone>,
-    pub(super) tasks_done: Mailbox<TaskDone>,
+    files_done: Mailbox<FileDone>,
+    tasks_done: Mailbox<TaskDone>,
     /// File reads and async handlers at work in glommio tasks.
-    pub(super) tasks: usize,
+    at_work: usize,
+    /// Fired when a task posts its result, so that a parked loop takes it.
+    wake: Rc<Wake>,
 }
 
 impl Background {
-    pub(super) fn new() -> Background {
+    pub(super) fn new(wake: Rc<Wake>) -> Background {
         Background {
             files_done: Mailbox(Rc::default()),
             tasks_done: Mailbox(Rc::default()),
-            tasks: 0,
+            at_work: 0,
+            wake,
         }
+    }
+
+    /// File reads and async handlers at work.
+    pub(super) fn at_work(&self) -> usize {
+        self.at_work
+    }
+
+    /// Runs a file read that would wait as a glommio task; its result comes back through
+    /// [`Background::take_file_reads`].
+    pub(super) fn read_file(&mut self, read: impl Future<Output = FileDone> + 'static) {
+        self.at_work += 1;
+        self.files_done.spawn(&self.wake, read);
+    }
+
+    /// Runs an async handler's future as a glommio task; its answer comes back through
+    /// [`Background::take_answers`].
+    pub(super) fn run_handler(&mut self, answer: impl Future<Output = TaskDone> + 'static) {
+        self.at_work += 1;
+        self.tasks_done.spawn(&self.wake, answer);
+    }
+
+    /// The file reads finished since the last take.
+    pub(super) fn take_file_reads(&mut self) -> Vec<FileDone> {
+        let done = self.files_done.take();
+        self.at_work -= done.len();
+        done
+    }
+
+    /// The async handlers' answers finished since the last take.
+    pub(super) fn take_answers(&mut self) -> Vec<TaskDone> {
+        let done = self.tasks_done.take();
+        self.at_work -= done.len();
+        done
     }
 }
 
 /// Where one kind of glommio task posts its results for the loop, in the order they came.
-pub(super) struct Mailbox<T>(Rc<RefCell<Vec<T>>>);
+struct Mailbox<T>(Rc<RefCell<Vec<T>>>);
 
 impl<T: 'static> Mailbox<T> {
     /// Runs `work` as a glommio task on this core: its result is posted here, and `wake`
     /// wakes the loop to take it.
-    pub(super) fn spawn(&self, wake: &Rc<Wake>, work: impl Future<Output = T> + 'static) {
+    fn spawn(&self, wake: &Rc<Wake>, work: impl Future<Output = T> + 'static) {
         let (posted, wake) = (self.0.clone(), wake.clone());
         glommio::spawn_local(async move {
             let result = work.await;
@@ -51,7 +87,7 @@ impl<T: 'static> Mailbox<T> {
     }
 
     /// What was posted since the last take (empty, and nothing allocated, if nothing was).
-    pub(super) fn take(&self) -> Vec<T> {
+    fn take(&self) -> Vec<T> {
         std::mem::take(&mut *self.0.borrow_mut())
     }
 }

@@ -2,15 +2,17 @@
 //! drain's grace), kept in the core's timing wheel and checked once per turn.
 
 use super::conn::{Conn, Ending, Phase, Send, NEVER};
-use super::shard::{Lifecycle, Shard};
+use super::connections::Connections;
+use super::drain::Lifecycle;
+use super::turn::Turn;
 use super::wheel::Wheel;
 use super::Application;
 use crate::http::status::Status;
 use crate::metrics::TlsFailure;
 
-impl<A: Application> Shard<A> {
+impl<A: Application> Connections<A> {
     /// When the connection's current wait ends, in ms since start.
-    fn deadline(&self, conn: &Conn) -> Option<u64> {
+    fn deadline(&self, turn: &Turn<'_>, conn: &Conn) -> Option<u64> {
         let settings = &self.settings;
         match conn.phase {
             Phase::Linger { until, .. } => return Some(until),
@@ -31,7 +33,7 @@ impl<A: Application> Shard<A> {
             return Some(conn.active_ms + settings.body_timeout_ms);
         }
         let keepalive = conn.active_ms + settings.keepalive_timeout_ms;
-        match (conn.head_started, self.life) {
+        match (conn.head_started, turn.life) {
             (NEVER, Lifecycle::Draining { idle_until, .. }) => Some(keepalive.min(idle_until)),
             (NEVER, _) => Some(keepalive),
             (started, _) => Some(started + settings.header_timeout_ms),
@@ -39,8 +41,8 @@ impl<A: Application> Shard<A> {
     }
 
     /// Makes sure the wheel looks at the connection no later than its deadline.
-    pub(super) fn schedule(&mut self, conn: &Conn) {
-        if let Some(deadline) = self.deadline(conn) {
+    pub(super) fn schedule(&mut self, turn: &mut Turn<'_>, conn: &Conn) {
+        if let Some(deadline) = self.deadline(turn, conn) {
             self.wheel
                 .schedule(conn.key.index, Wheel::tick_of(deadline));
         }
@@ -48,8 +50,8 @@ impl<A: Application> Shard<A> {
 
     /// Looks at every connection the wheel finds due: those whose deadline passed time out,
     /// the others are queued again for their real deadline (by `settle`).
-    pub(super) fn expire(&mut self) {
-        self.wheel.advance(self.now.ms);
+    pub(super) fn expire(&mut self, turn: &mut Turn<'_>) {
+        self.wheel.advance(turn.now.ms);
         while let Some(index) = self.wheel.next_due() {
             let Some(key) = self.table.key_at(index) else {
                 continue;
@@ -57,15 +59,18 @@ impl<A: Application> Shard<A> {
             let Some(mut conn) = self.table.take(key) else {
                 continue;
             };
-            if self.deadline(&conn).is_some_and(|at| at <= self.now.ms) {
-                self.time_out(&mut conn);
+            if self
+                .deadline(turn, &conn)
+                .is_some_and(|at| at <= turn.now.ms)
+            {
+                self.time_out(turn, &mut conn);
             }
-            self.settle(conn);
+            self.settle(turn, conn);
         }
     }
 
     /// The connection's deadline passed.
-    fn time_out(&mut self, conn: &mut Conn) {
+    fn time_out(&mut self, turn: &mut Turn<'_>, conn: &mut Conn) {
         if !matches!(
             conn.phase,
             Phase::Open | Phase::ProxyHeader | Phase::Handshake
@@ -75,7 +80,7 @@ impl<A: Application> Shard<A> {
         }
         if conn.phase == Phase::Handshake && !conn.sending() {
             // A client that stalls in its handshake costs its connection, nothing more.
-            self.handshake_abandoned(conn, TlsFailure::Timeout);
+            self.handshake_abandoned(turn, conn, TlsFailure::Timeout);
             return conn.cut();
         }
         if conn.sending() {
@@ -84,21 +89,21 @@ impl<A: Application> Shard<A> {
         }
         if conn.phase == Phase::ProxyHeader {
             // No header in time: nothing is answered to a balancer that says nothing.
-            self.reporting.metrics.counters.borrow_mut().protocol_errors += 1;
+            turn.reporting.metrics.counters.borrow_mut().protocol_errors += 1;
             return conn.cut();
         }
         self.buffers.writes.lend(&mut conn.out);
         let partial = conn.input.pending() > 0;
-        if !self.is_serving() && conn.idle() {
+        if !turn.serving() && conn.idle() {
             // Silent through the drain's grace: our side shuts and what the client may still
             // send is read and dropped, so the close cannot become a reset.
             conn.ending = Ending::Linger;
         }
         if conn.session.time_out(&mut conn.out, partial) {
             let class = Status::REQUEST_TIMEOUT.class();
-            self.reporting.metrics.record_one(class, true, None);
+            turn.reporting.metrics.record_one(class, true, None);
             conn.ending = Ending::Linger;
-            self.flush(conn);
+            self.flush(turn, conn);
         }
     }
 }

@@ -2,14 +2,11 @@
 //! exchange (the next response says `Connection: close`), give idle keep-alive connections
 //! a grace period for the request their client may be sending, cut whatever is left at the
 //! deadline, and leave the loop once no connection remains; then leave the core without
-//! freeing anything the kernel still holds.
+//! freeing anything the kernel still holds (`shard`'s `leave`).
 
 use std::time::Duration;
 
-use super::conn::Send;
-use super::shard::{Lifecycle, Shard};
-use super::Application;
-use crate::support::stderr::note;
+use super::settings::Settings;
 
 /// After the drain deadline cuts the remaining connections, how long their last sends get to
 /// complete before the core stops anyway.
@@ -17,116 +14,89 @@ const CUT_GRACE_MS: u64 = 500;
 
 /// When the core leaves: how long the kernel gets to give back every operation it holds,
 /// once each is cancelled (cancelled sends and receives come back within microseconds).
-const EXIT_BOUND: Duration = Duration::from_secs(1);
+pub(super) const EXIT_BOUND: Duration = Duration::from_secs(1);
 
-impl<A: Application> Shard<A> {
-    /// Accepting and serving (not draining).
-    pub(super) fn is_serving(&self) -> bool {
-        self.life == Lifecycle::Serving
-    }
+/// Where the core is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Lifecycle {
+    /// Accepting and serving.
+    Serving,
+    /// No longer accepting; idle connections wait for their last request until
+    /// `idle_until`, all are cut at `deadline`.
+    Draining { deadline: u64, idle_until: u64 },
+    /// The drain's deadline passed and every connection was cut; their last sends get until
+    /// `until`.
+    Cut { until: u64 },
+    /// The core has left: nothing the kernel held is left in flight, or it was leaked, and
+    /// every connection is closed.
+    Left,
+}
 
-    /// Stops accepting. Every connection's next response says `Connection: close` and ends
-    /// it; an idle keep-alive connection waits `server.drain_idle_grace_ms` for that next
-    /// request (closing it at once would reset a request already on its way), then closes.
-    /// All of them are gone by `server.drain_timeout_ms`.
-    pub(super) fn begin_drain(&mut self) {
-        if !self.is_serving() {
-            return;
-        }
-        let now = self.now.ms;
-        self.life = Lifecycle::Draining {
-            deadline: now + self.settings.drain_timeout_ms,
-            idle_until: now + self.settings.drain_idle_grace_ms,
-        };
-        self.app.drain();
-        self.listeners.stop(&mut self.ring);
-        for key in self.table.keys() {
-            if let Some(conn) = self.table.take(key) {
-                self.settle(conn);
-            }
+impl Lifecycle {
+    /// A drain that begins at `now`: every connection's next response says
+    /// `Connection: close` and ends it; an idle keep-alive connection waits
+    /// `server.drain_idle_grace_ms` for that next request (closing it at once would reset a
+    /// request already on its way); all of them are gone by `server.drain_timeout_ms`.
+    pub(super) fn draining(now: u64, settings: &Settings) -> Lifecycle {
+        Lifecycle::Draining {
+            deadline: now + settings.drain_timeout_ms,
+            idle_until: now + settings.drain_idle_grace_ms,
         }
     }
 
     /// The next drain deadline: the cut, or the end of the cut's grace.
-    pub(super) fn drain_deadline(&self) -> Option<u64> {
-        match self.life {
-            Lifecycle::Serving => None,
+    pub(super) fn deadline(self) -> Option<u64> {
+        match self {
+            Lifecycle::Serving | Lifecycle::Left => None,
             Lifecycle::Draining { deadline, .. } => Some(deadline),
             Lifecycle::Cut { until } => Some(until),
-            Lifecycle::Left => None,
         }
     }
 
-    /// Past the drain deadline, every connection left is cut.
-    pub(super) fn enforce_drain_deadline(&mut self) {
-        let Lifecycle::Draining { deadline, .. } = self.life else {
-            return;
-        };
-        if self.now.ms < deadline {
-            return;
-        }
-        self.life = Lifecycle::Cut {
-            until: deadline + CUT_GRACE_MS,
-        };
-        for key in self.table.keys() {
-            if let Some(mut conn) = self.table.take(key) {
-                conn.cut();
-                self.settle(conn);
-            }
+    /// At `now`, past a drain's deadline: the cut that follows (every connection left is to
+    /// be cut).
+    pub(super) fn cut_due(self, now: u64) -> Option<Lifecycle> {
+        match self {
+            Lifecycle::Draining { deadline, .. } if now >= deadline => Some(Lifecycle::Cut {
+                until: deadline + CUT_GRACE_MS,
+            }),
+            _ => None,
         }
     }
 
-    /// Whether a draining core is done: no connection left, or the cut's grace is over.
-    pub(super) fn finished(&self) -> bool {
-        match self.life {
+    /// Whether a draining core is done at `now` with `open` connections: none left, or the
+    /// cut's grace is over.
+    pub(super) fn finished(self, open: usize, now: u64) -> bool {
+        match self {
             Lifecycle::Serving => false,
-            Lifecycle::Draining { .. } => self.table.open() == 0,
-            Lifecycle::Cut { until } => self.table.open() == 0 || self.now.ms >= until,
+            Lifecycle::Draining { .. } => open == 0,
+            Lifecycle::Cut { until } => open == 0 || now >= until,
             Lifecycle::Left => true,
         }
     }
-
-    /// Leaves the core, whichever way the loop ended (drained, an `io_uring_enter` that
-    /// failed, a panic: `Shard`'s `Drop` calls this too): every operation the kernel holds
-    /// is cancelled and reaped (within [`EXIT_BOUND`]) before any connection's buffers are
-    /// freed, then the connections left are closed. What the kernel still holds after the
-    /// bound is leaked, not freed under it, and counted (`exit_leaked`).
-    pub(super) fn leave(&mut self) {
-        if std::mem::replace(&mut self.life, Lifecycle::Left) == Lifecycle::Left {
-            return;
-        }
-        let held = self.ring.in_flight();
-        let still = self.ring.quiesce(EXIT_BOUND);
-        for key in self.table.keys() {
-            let Some(mut conn) = self.table.take(key) else {
-                continue;
-            };
-            // SAFETY: the record's own descriptor, never closed while the record exists.
-            unsafe { libc::close(conn.fd) };
-            if still > 0 {
-                if let Send::InFlight(flight) = std::mem::replace(&mut conn.send, Send::Idle) {
-                    // The kernel may still read it: leaked rather than freed under it.
-                    std::mem::forget(flight.buf);
-                }
-            }
-        }
-        if still > 0 {
-            let cpu = self.reporting.links.cpu;
-            note(format_args!(
-                "core {cpu}: {still} io_uring operation(s) still held by the kernel {} ms after \
-                 leaving: their buffers are left allocated",
-                EXIT_BOUND.as_millis()
-            ));
-        }
-        let mut counters = self.reporting.metrics.counters.borrow_mut();
-        counters.exit_in_flight += held as u64;
-        counters.exit_leaked += still as u64;
-    }
 }
 
-impl<A: Application> Drop for Shard<A> {
-    fn drop(&mut self) {
-        // After a panic in the loop, as after any other way out.
-        self.leave();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drain_cuts_at_its_deadline_and_ends_after_the_grace() {
+        let life = Lifecycle::Draining {
+            deadline: 1000,
+            idle_until: 200,
+        };
+        assert_eq!(life.deadline(), Some(1000));
+        assert!(!life.finished(3, 999));
+        assert!(life.finished(0, 10));
+        assert_eq!(life.cut_due(999), None);
+        let cut = life.cut_due(1000).expect("the deadline passed");
+        assert_eq!(cut, Lifecycle::Cut { until: 1500 });
+        assert_eq!(cut.deadline(), Some(1500));
+        assert!(!cut.finished(1, 1499));
+        assert!(cut.finished(1, 1500));
+        assert_eq!(cut.cut_due(5000), None);
+        assert!(!Lifecycle::Serving.finished(0, u64::MAX));
+        assert_eq!(Lifecycle::Serving.deadline(), None);
     }
 }

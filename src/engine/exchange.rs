@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use super::background::DeferredLog;
 use super::conn::{Conn, Deferring, Ending, NEVER};
-use super::shard::Shard;
+use super::connections::Connections;
+use super::turn::Turn;
 use super::{Application, Deferred, DeferredAnswer, Peer};
 use crate::access_log::{Entry, LogBuffer};
 use crate::http::request::RawRequest;
@@ -111,12 +112,12 @@ impl fmt::Display for Client {
     }
 }
 
-impl<A: Application> Shard<A> {
+impl<A: Application> Connections<A> {
     /// Answers what is buffered: `fresh` bytes from a receive buffer, after any input the
     /// connection kept. Stops when a request is incomplete, the output is at its high-water
     /// mark between requests, the connection waits for a file or a handler, or the session
     /// has ended. Unprocessed fresh bytes are copied into the connection's input buffer.
-    pub(super) fn pump(&mut self, conn: &mut Conn, mut fresh: &[u8]) {
+    pub(super) fn pump(&mut self, turn: &mut Turn<'_>, conn: &mut Conn, mut fresh: &[u8]) {
         if conn.input.pending() > 0 && !fresh.is_empty() {
             conn.input.buf.extend_from_slice(fresh);
             fresh = &[];
@@ -139,10 +140,10 @@ impl<A: Application> Shard<A> {
                 break;
             }
             self.buffers.writes.lend(&mut conn.out);
-            let draining = !self.is_serving();
+            let draining = !turn.serving();
             let client = conn.client.as_deref().copied();
             let tls = conn.transport.info();
-            let read_at = self.now.clock.instant(conn.read_at);
+            let read_at = turn.now.clock.instant(conn.read_at);
             let mut exchange = Exchange {
                 app: &mut self.app,
                 peer: Peer {
@@ -150,7 +151,7 @@ impl<A: Application> Shard<A> {
                     client,
                     tls,
                 },
-                log: self.reporting.log.as_mut(),
+                log: turn.reporting.log.as_mut(),
                 read_at,
             };
             let session = &mut conn.session;
@@ -174,11 +175,11 @@ impl<A: Application> Shard<A> {
                 conn.input.consume(progress.consumed);
             }
             if over {
-                self.refuse_body(conn);
+                self.refuse_body(turn, conn);
             }
             if progress.responses > 0 {
                 conn.head_started = NEVER;
-                let metrics = &self.reporting.metrics;
+                let metrics = &turn.reporting.metrics;
                 metrics.record_batch(&progress.by_class, progress.errors, read_at);
                 if progress.failures > 0 || progress.cache_hits > 0 {
                     let mut counters = metrics.counters.borrow_mut();
@@ -187,14 +188,14 @@ impl<A: Application> Shard<A> {
                 }
             }
             if let Some(status) = progress.error {
-                self.refused(conn, status);
+                self.refused(turn, conn, status);
             }
             if let Some(Deferral { what, head, .. }) = progress.deferred {
                 match what.what {
                     Deferred::File(body) => self.start_transfer(conn, body, head),
                     Deferred::Task(task) => {
                         conn.head_started = NEVER;
-                        self.spawn_task(conn, task, what.log);
+                        self.spawn_task(turn, conn, task, what.log);
                     }
                 }
             }
@@ -223,16 +224,16 @@ impl<A: Application> Shard<A> {
             && !conn.session.is_reading_body()
             && !blocked
         {
-            conn.head_started = self.now.ms;
+            conn.head_started = turn.now.ms;
         }
     }
 
     /// A request was refused for a protocol error (its response is written): the access
     /// log and the error line say so.
     #[inline(never)]
-    fn refused(&mut self, conn: &Conn, status: Status) {
+    fn refused(&mut self, turn: &mut Turn<'_>, conn: &Conn, status: Status) {
         let client = conn.client.as_deref().copied();
-        if let Some(log) = self.reporting.log.as_mut() {
+        if let Some(log) = turn.reporting.log.as_mut() {
             log.record(&Entry {
                 client,
                 request: b"-",
@@ -240,24 +241,24 @@ impl<A: Application> Shard<A> {
                 bytes: 0,
                 referer: None,
                 user_agent: None,
-                micros: self.now.clock.instant(conn.read_at).elapsed().as_micros() as u64,
+                micros: turn.now.clock.instant(conn.read_at).elapsed().as_micros() as u64,
                 tls: None,
             });
         }
-        let core = self.reporting.links.cpu;
+        let core = turn.reporting.links.cpu;
         error_line(Some(core), format_args!("{status} to {}", Client(client)));
     }
 
     /// A connection whose body took the core's total of gathered body bytes past
     /// `http.body_buffer_bytes_per_core` gets a 503 and closes.
-    fn refuse_body(&mut self, conn: &mut Conn) {
+    fn refuse_body(&mut self, turn: &mut Turn<'_>, conn: &mut Conn) {
         let held = conn.session.held_bytes();
         let refused = conn
             .session
             .abandon_body(&mut conn.out, Status::SERVICE_UNAVAILABLE);
         if refused {
             let class = Status::SERVICE_UNAVAILABLE.class();
-            self.reporting.metrics.record_one(class, false, None);
+            turn.reporting.metrics.record_one(class, false, None);
             conn.ending = Ending::Linger;
             self.bodies.release(held);
         }

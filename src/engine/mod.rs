@@ -6,24 +6,30 @@
 //! the [`Application`] trait defined here; the library's per-core service implements it,
 //! and so can a test or a bench.
 //!
-//! One file per concern, each an `impl` block of `shard::Shard` (one core's share of the server) or a piece it holds:
+//! The loop (`shard::Shard`) owns the ring, the clock, the lifecycle, the park, the
+//! listeners and the reports, each private to `shard.rs`; it hands every completion to
+//! `connections::Connections`, lending it what one event needs as a `turn::Turn`. The
+//! pieces below own their state behind their methods (the layer test keeps `Shard`'s fields,
+//! and theirs, inside their files). One file per concern:
 //!
 //! | file | concern |
 //! | --- | --- |
+//! | `shard`, `turn` | the loop and what it owns; what it lends the connections for one event |
 //! | `ring`, `buffer_ring` | the io_uring: set-up, enter, eventfd, operations in flight; the provided receive buffers |
 //! | `token` | what a completion is for (`user_data`) |
-//! | `table`, `conn` | connection records, their keys and their state |
+//! | `connections`, `settings` | the connections of the core and what handling them owns; the configuration they run under |
+//! | `table`, `conn`, `transport` | connection records, their keys and their state; how their bytes are carried (cleartext or TLS) |
 //! | `wheel` | the timing wheel of deadlines |
-//! | `buffers` | per-core buffer pools |
-//! | `shard` | the core's state and its loop |
+//! | `buffers`, `bodies` | per-core buffer pools; the memory bodies being gathered hold |
 //! | `listeners`, `handshakes` | the listening sockets and their accepts; the handshake gate |
-//! | `accept`, `receive`, `exchange`, `send` | a connection's way through the loop |
+//! | `accept`, `receive`, `exchange`, `send` | a connection's way through the loop (methods of `Connections`) |
 //! | `transfer`, `tasks` | files on their way, async handlers at work |
-//! | `deadlines`, `close`, `drain` | timeouts, the end of a connection, the end of the core |
-//! | `secure` | TLS on a connection: handshakes, ciphertext in, sealed records out |
+//! | `deadlines`, `close` | a connection's timeouts, and its end |
+//! | `drain` | the core's lifecycle: serving, draining, cut, left |
+//! | `secure` | TLS on a connection: handshakes, ciphertext in, `close_notify` |
 //! | `park`, `wake` | sleeping when idle, and what wakes the loop |
 //! | `links`, `reporting` | what a core tells the rest of the server, once per tick |
-//! | `background` | what glommio tasks post back to the loop |
+//! | `background` | the glommio tasks at work for the core, and what they post back to the loop |
 //!
 //! # Words
 //!
@@ -48,7 +54,8 @@
 //! A core's thread runs two event loops: glommio's executor (its own io_uring, for files,
 //! timers, async handlers and the task that watches percore's ring) and percore's ring (the
 //! network). The shard's loop is one glommio task, and they share the thread by these rules,
-//! all applied in one place, `park` (`Shard::enter`, `Shard::between_turns`, `Shard::park`):
+//! all applied in two places, `park` (`Parking::enter`, `Parking::park`) and the loop's
+//! `Shard::between_turns`:
 //!
 //! 1. Every turn begins with one `io_uring_enter` on percore's ring, which submits what the
 //!    last turn queued and reaps what is ready; when the park that ended the last turn has
@@ -75,6 +82,7 @@ mod buffer_ring;
 mod buffers;
 mod close;
 mod conn;
+mod connections;
 mod deadlines;
 mod drain;
 mod exchange;
@@ -87,12 +95,14 @@ mod reporting;
 mod ring;
 mod secure;
 mod send;
+mod settings;
 mod shard;
 mod table;
 mod tasks;
 mod token;
 mod transfer;
 mod transport;
+mod turn;
 mod wake;
 mod wheel;
 

@@ -1,80 +1,109 @@
 //! What a core tells the rest of the server, once per report tick and at the end: its
 //! interval and totals to the reporter thread and the `/stats` board, its access log lines
-//! to the log's writer. The tick is also when the core gives back memory a burst made it
-//! grow (pooled buffers unused through the tick, table slots past the last connection) and
-//! moves its TLS ticket keys on when a period has begun.
+//! to the log's writer. (The tick is also when the core tidies its connections' memory and
+//! moves its TLS ticket keys on: `Connections::tidy`.)
 
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::shard::Shard;
-use super::Application;
-use crate::access_log::LogMsg;
-use crate::metrics::{new_histogram, ReportMsg, Snapshot};
+use super::links::{report_tick, Links};
+use crate::access_log::{LogBuffer, LogMsg};
+use crate::config::Config;
+use crate::metrics::{new_histogram, Metrics, ReportMsg, Snapshot};
 
-impl<A: Application> Shard<A> {
+/// A core's measurements and where they go.
+pub(super) struct Reporting {
+    pub(super) metrics: Metrics,
+    pub(super) links: Links,
+    /// The core's access log, when one is kept.
+    pub(super) log: Option<LogBuffer>,
+    /// Period of report ticks.
+    tick: Duration,
+    /// Ticks done.
+    ticks: u64,
+}
+
+impl Reporting {
+    pub(super) fn new(config: &Config, links: Links, log: Option<LogBuffer>) -> Reporting {
+        Reporting {
+            metrics: Metrics {
+                enabled: config.report.enabled,
+                ..Metrics::default()
+            },
+            links,
+            log,
+            tick: report_tick(config),
+            ticks: 0,
+        }
+    }
+
+    /// When the next tick is due (ms since start).
+    pub(super) fn next_tick_ms(&self) -> Option<u64> {
+        Some((self.tick * (self.ticks as u32 + 1)).as_millis() as u64)
+    }
+
+    /// The core went to sleep once more.
+    pub(super) fn count_park(&self) {
+        self.metrics.counters.borrow_mut().parks += 1;
+    }
+
     /// Until its first tick, `/stats` shows this core with zero counts.
     pub(super) fn publish_start(&self) {
-        let links = &self.reporting.links;
-        let snapshot = self.snapshot(0, Duration::ZERO, new_histogram());
-        links.board.publish(links.index, snapshot);
+        let snapshot = self.snapshot(0, Duration::ZERO, new_histogram(), 0);
+        self.links.board.publish(self.links.index, snapshot);
     }
 
-    /// On a tick: hands over the log lines and the interval, and gives back spare memory.
-    pub(super) fn tick(&mut self) {
-        let Some(due) = self.reporting.next_tick_ms() else {
-            return;
-        };
-        if self.now.ms < due {
-            return;
+    /// At `now_ms`, with `open` connections: when a tick is due, hands over the log lines
+    /// and the interval. Returns whether it was a tick.
+    pub(super) fn tick(&mut self, now_ms: u64, open: usize) -> bool {
+        match self.next_tick_ms() {
+            Some(due) if now_ms >= due => {}
+            _ => return false,
         }
-        self.reporting.ticks += 1;
+        self.ticks += 1;
         self.flush_log();
-        if self.reporting.metrics.enabled {
-            let (seq, tick) = (self.reporting.ticks, self.reporting.tick);
-            self.report_interval(seq, tick);
+        if self.metrics.enabled {
+            self.report_interval(self.ticks, self.tick, open);
         }
-        if let Some(tls) = &self.tls {
-            tls.configs.move_tickets_on();
-        }
-        self.buffers.trim();
-        if self.table.shrink() {
-            self.wheel.fit(self.table.capacity());
-        }
+        true
     }
 
-    fn snapshot(&self, seq: u64, duration: Duration, latency: Histogram<u64>) -> Snapshot {
-        let mut counters = *self.reporting.metrics.counters.borrow();
-        counters.access_log_dropped = self.reporting.log.as_ref().map_or(0, |log| log.dropped);
+    fn snapshot(
+        &self,
+        seq: u64,
+        duration: Duration,
+        latency: Histogram<u64>,
+        open: usize,
+    ) -> Snapshot {
+        let mut counters = *self.metrics.counters.borrow();
+        counters.access_log_dropped = self.log.as_ref().map_or(0, |log| log.dropped);
         Snapshot {
-            core: self.reporting.links.cpu,
+            core: self.links.cpu,
             seq,
             duration,
             latency,
             counters,
-            open: self.table.open(),
+            open,
         }
     }
 
     /// Ends interval `seq`: folds it into the totals, publishes them for `/stats` and sends
     /// the interval to the reporter.
-    fn report_interval(&self, seq: u64, duration: Duration) {
-        let metrics = &self.reporting.metrics;
-        let interval = metrics.take_interval();
-        let totals = metrics.total.borrow().clone();
-        let links = &self.reporting.links;
+    fn report_interval(&self, seq: u64, duration: Duration, open: usize) {
+        let interval = self.metrics.take_interval();
+        let totals = self.metrics.total.borrow().clone();
+        let links = &self.links;
         links
             .board
-            .publish(links.index, self.snapshot(seq, duration, totals));
-        let snapshot = self.snapshot(seq, duration, interval);
+            .publish(links.index, self.snapshot(seq, duration, totals, open));
+        let snapshot = self.snapshot(seq, duration, interval, open);
         let _ = links.reports.send(ReportMsg::Interval(snapshot));
     }
 
     /// Hands this tick's access log lines to the writer.
     fn flush_log(&mut self) {
-        let (Some(log), Some(writer)) = (self.reporting.log.as_mut(), &self.reporting.links.log)
-        else {
+        let (Some(log), Some(writer)) = (self.log.as_mut(), &self.links.log) else {
             return;
         };
         if !log.is_empty() {
@@ -82,17 +111,18 @@ impl<A: Application> Shard<A> {
         }
     }
 
-    /// The end of the core: the last log lines, the last interval and the whole run.
-    pub(super) fn report_final(&mut self) {
+    /// The end of the core, with `open` connections left: the last log lines, the last
+    /// interval and the whole run.
+    pub(super) fn report_final(&mut self, open: usize) {
         self.flush_log();
-        let seq = self.reporting.ticks + 1;
-        let tick = self.reporting.tick;
-        let elapsed = self.reporting.links.board.started.elapsed();
-        self.report_interval(seq, elapsed.saturating_sub(tick * (seq as u32 - 1)));
-        let total = self.reporting.metrics.total.borrow().clone();
-        let last = self.snapshot(0, elapsed, total);
-        let _ = self.reporting.links.reports.send(ReportMsg::Final(last));
+        let seq = self.ticks + 1;
+        let elapsed = self.links.board.started.elapsed();
+        let last = elapsed.saturating_sub(self.tick * (seq as u32 - 1));
+        self.report_interval(seq, last, open);
+        let total = self.metrics.total.borrow().clone();
+        let whole = self.snapshot(0, elapsed, total, open);
+        let _ = self.links.reports.send(ReportMsg::Final(whole));
         // The writer finishes once every core has dropped its inbox.
-        self.reporting.links.log.take();
+        self.links.log.take();
     }
 }

@@ -6,15 +6,16 @@ use io_uring::{opcode, types};
 
 use super::buffers::Flight;
 use super::conn::{Conn, Deferring, Phase, Send};
-use super::shard::Shard;
+use super::connections::Connections;
 use super::token::Key;
 use super::token::{token, Op};
+use super::turn::Turn;
 use super::Application;
 
-impl<A: Application> Shard<A> {
+impl<A: Application> Connections<A> {
     /// Starts a send of what is ready, unless one is in flight: the committed responses, or
     /// the next chunk of a file on its way.
-    pub(super) fn flush(&mut self, conn: &mut Conn) {
+    pub(super) fn flush(&mut self, turn: &mut Turn<'_>, conn: &mut Conn) {
         if conn.sending() || conn.phase == Phase::Closing {
             return;
         }
@@ -37,15 +38,15 @@ impl<A: Application> Shard<A> {
             conn.input_ended = true;
         }
         if let Some(buf) = outgoing {
-            return self.send(conn, buf, false);
+            return self.send(turn, conn, buf, false);
         }
         if matches!(conn.deferring, Deferring::File(_)) {
-            self.next_chunk(conn);
+            self.next_chunk(turn, conn);
         }
     }
 
     /// Sends a file chunk, as the transport carries it (sealed on TLS).
-    pub(super) fn send_chunk(&mut self, conn: &mut Conn, buf: Vec<u8>) {
+    pub(super) fn send_chunk(&mut self, turn: &mut Turn<'_>, conn: &mut Conn, buf: Vec<u8>) {
         let mut last = false;
         let buf = conn
             .transport
@@ -53,24 +54,24 @@ impl<A: Application> Shard<A> {
         if last {
             conn.input_ended = true;
         }
-        self.send(conn, buf, true);
+        self.send(turn, conn, buf, true);
     }
 
     /// Sends `buf` (a file chunk when `chunk`).
-    pub(super) fn send(&mut self, conn: &mut Conn, buf: Vec<u8>, chunk: bool) {
+    pub(super) fn send(&mut self, turn: &mut Turn<'_>, conn: &mut Conn, buf: Vec<u8>, chunk: bool) {
         let mut flight = self.buffers.flights.take();
         *flight = Flight {
             buf,
             sent: 0,
             chunk,
-            since: self.now.ms,
+            since: turn.now.ms,
         };
         conn.send = Send::InFlight(flight);
-        self.submit_send(conn);
+        self.submit_send(turn, conn);
     }
 
     /// Queues the send of what is left of the buffer in flight.
-    fn submit_send(&mut self, conn: &mut Conn) {
+    fn submit_send(&mut self, turn: &mut Turn<'_>, conn: &mut Conn) {
         let Send::InFlight(flight) = &conn.send else {
             return;
         };
@@ -83,10 +84,10 @@ impl<A: Application> Shard<A> {
         // (`on_send`); a record cut meanwhile waits for it (`close`), and when the core
         // leaves, the send is cancelled and reaped before the record is freed, or its buffer
         // is leaked (`leave`).
-        unsafe { self.ring.push(&send) };
+        unsafe { turn.ring.push(&send) };
     }
 
-    pub(super) fn on_send(&mut self, key: Key, result: i32) {
+    pub(super) fn on_send(&mut self, turn: &mut Turn<'_>, key: Key, result: i32) {
         let Some(mut conn) = self.table.take(key) else {
             return;
         };
@@ -97,28 +98,28 @@ impl<A: Application> Shard<A> {
             // The client is gone (or we cut it): nothing more can go out.
             self.give_flight(flight);
             conn.cut();
-            return self.settle(conn);
+            return self.settle(turn, conn);
         }
         let n = result as usize;
-        self.reporting.metrics.counters.borrow_mut().bytes_out += n as u64;
+        turn.reporting.metrics.counters.borrow_mut().bytes_out += n as u64;
         flight.sent += n;
-        conn.active_ms = self.now.ms;
+        conn.active_ms = turn.now.ms;
         if flight.sent < flight.buf.len() {
-            flight.since = self.now.ms;
+            flight.since = turn.now.ms;
             conn.send = Send::InFlight(flight);
-            self.submit_send(&mut conn);
-            return self.settle(conn);
+            self.submit_send(turn, &mut conn);
+            return self.settle(turn, conn);
         }
         self.give_flight(flight);
         match conn.phase {
             Phase::Open => {
-                self.pump(&mut conn, &[]);
-                self.flush(&mut conn);
+                self.pump(turn, &mut conn, &[]);
+                self.flush(turn, &mut conn);
             }
-            Phase::Handshake => self.flush(&mut conn),
+            Phase::Handshake => self.flush(turn, &mut conn),
             _ => {}
         }
-        self.settle(conn);
+        self.settle(turn, conn);
     }
 
     /// A finished send's buffer goes back to its pool, and its box to the core's.

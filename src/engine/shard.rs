@@ -1,145 +1,46 @@
-//! One core's shard of the server: its state, grouped by concern, and its loop.
+//! One core's shard of the server: its loop, and what the loop owns.
 //!
-//! Each turn of the loop makes one `io_uring_enter` (`Ring::enter`), which submits every
+//! Each turn of the loop makes one `io_uring_enter` (`Parking::enter`), which submits every
 //! SQE the last turn queued and lets the kernel post every completion ready; the turn then
-//! handles them all (`accept`, `receive`, `send`), takes the results of glommio tasks
-//! (`transfer`, `tasks`), fires due deadlines (`deadlines`), retries accepting, and reports
-//! once per tick (`reporting`). When a turn finds nothing to do, the loop sleeps (`park`).
+//! hands each completion to what it is for (the connections: `Connections`; the drain's
+//! signal; the park's timer), takes the results of glommio tasks, fires due deadlines,
+//! retries accepting, reports once per tick, and keeps the drain's deadline. When a turn
+//! finds nothing to do, the loop sleeps (`Parking::park`). Whichever way the loop ends, the
+//! core leaves (`Shard::leave`) before anything the kernel may still touch is freed.
+//!
+//! The fields of [`Shard`] are its own: the connections see the ring, the moment, the
+//! reports and the listeners only as a [`Turn`] lent for one event.
 
-use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::rc::Rc;
-use std::time::Instant;
 
-use crate::tls::ServerConfigs;
 use io_uring::{opcode, types};
-use ipnet::IpNet;
 
-use super::background::Background;
-use super::bodies::BodyBudget;
-use super::buffers::Buffers;
-use super::handshakes::HandshakeGate;
-use super::links::{Links, Reporting};
+use super::connections::Connections;
+use super::drain::{Lifecycle, EXIT_BOUND};
+use super::links::Links;
 use super::listeners::Listeners;
+use super::park::Parking;
+use super::reporting::Reporting;
 use super::ring::Ring;
-use super::table::Table;
 use super::token::{token, untoken, Op, NO_KEY};
-use super::wake::{watch_eventfd, Parking};
-use super::wheel::{Clock, Wheel};
+use super::turn::{Now, Turn};
+use super::wake::watch_eventfd;
+use super::wheel::Clock;
 use super::{Application, Listener, TlsOptions};
 use crate::access_log::LogBuffer;
 use crate::config::Config;
-use crate::http::request::Limits;
 use crate::support::stderr::note;
 
-/// The configuration a core works with, taken out of [`Config`] once.
-pub(super) struct Settings {
-    pub(super) limits: Limits,
-    pub(super) header_timeout_ms: u64,
-    pub(super) body_timeout_ms: u64,
-    pub(super) keepalive_timeout_ms: u64,
-    pub(super) write_timeout_ms: u64,
-    pub(super) drain_timeout_ms: u64,
-    pub(super) drain_idle_grace_ms: u64,
-    pub(super) max_connections: usize,
-    /// Unprocessed input past which a connection stops receiving: a whole head.
-    pub(super) input_cap: usize,
-    pub(super) chunk_bytes: u64,
-    /// With `server.proxy_protocol`: the sources allowed to send PROXY headers.
-    pub(super) proxy_from: Option<Vec<IpNet>>,
-}
-
-impl Settings {
-    fn of(config: &Config) -> Settings {
-        let http = &config.http;
-        Settings {
-            limits: config.limits(),
-            header_timeout_ms: http.header_timeout_ms,
-            body_timeout_ms: http.body_timeout_ms,
-            keepalive_timeout_ms: http.keepalive_timeout_ms,
-            write_timeout_ms: http.write_timeout_ms,
-            drain_timeout_ms: config.server.drain_timeout_ms,
-            drain_idle_grace_ms: config.server.drain_idle_grace_ms,
-            max_connections: config.server.max_connections_per_core,
-            input_cap: input_cap(config),
-            chunk_bytes: config.static_files.chunk_bytes as u64,
-            proxy_from: config
-                .server
-                .proxy_protocol
-                .then(|| config.server.proxy_from.clone()),
-        }
-    }
-}
-
-/// TLS on one core.
-pub(super) struct TlsCore {
-    /// This core's rustls configurations.
-    pub(super) configs: Rc<ServerConfigs>,
-    /// Handshakes under way, and their bound.
-    pub(super) gate: HandshakeGate,
-}
-
-/// Bytes of a file chunk buffer: a chunk, and on a TLS core the records it becomes.
-fn chunk_buffer_bytes(config: &Config, tls: bool) -> usize {
-    let chunk = config.static_files.chunk_bytes;
-    match tls {
-        true => chunk + chunk.div_ceil(crate::tls::MAX_FRAGMENT) * crate::tls::MAX_OVERHEAD,
-        false => chunk,
-    }
-}
-
-/// Size of a partial-input buffer, and the input a connection holds before it stops
-/// receiving: a whole head always fits.
-pub(super) fn input_cap(config: &Config) -> usize {
-    config.http.max_request_head_bytes.max(16 * 1024)
-}
-
-/// The core's time: the clock, and the moments of the turn being handled.
-pub(super) struct Now {
-    pub(super) clock: Clock,
-    /// Milliseconds since start, read once per turn.
-    pub(super) ms: u64,
-    /// When this turn's completions were reaped.
-    pub(super) reaped_at: Instant,
-}
-
-/// Where the core is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Lifecycle {
-    /// Accepting and serving.
-    Serving,
-    /// No longer accepting; idle connections wait for their last request until
-    /// `idle_until`, all are cut at `deadline`.
-    Draining { deadline: u64, idle_until: u64 },
-    /// The drain's deadline passed and every connection was cut; their last sends get until
-    /// `until`.
-    Cut { until: u64 },
-    /// The core has left (`leave`): nothing the kernel held is left in flight, or it was
-    /// leaked, and every connection is closed.
-    Left,
-}
-
-/// One core's share of the server: its ring, connections, application, buffers, deadlines
-/// and reports.
+/// One core's share of the server: its ring and the loop around it, the listeners, the
+/// connections, and the reports.
 pub(super) struct Shard<A: Application> {
-    pub(super) ring: Ring,
-    pub(super) table: Table,
-    pub(super) wheel: Wheel,
-    pub(super) now: Now,
-    pub(super) settings: Settings,
-    pub(super) app: A,
-    pub(super) buffers: Buffers,
-    pub(super) listeners: Listeners,
-    pub(super) life: Lifecycle,
-    pub(super) parking: Parking,
-    /// TLS on this core, when there is a TLS listener.
-    pub(super) tls: Option<TlsCore>,
-    pub(super) background: Background,
-    pub(super) reporting: Reporting,
-    /// Bytes all sessions hold for bodies being gathered.
-    pub(super) bodies: BodyBudget,
-    /// Connections whose receive ended with `ENOBUFS`, in the order they ran dry.
-    pub(super) starved: VecDeque<super::token::Key>,
+    ring: Ring,
+    now: Now,
+    life: Lifecycle,
+    parking: Parking,
+    listeners: Listeners,
+    reporting: Reporting,
+    conns: Connections<A>,
 }
 
 /// Builds a core's ring; the error is one line for the user.
@@ -164,39 +65,22 @@ pub(crate) async fn run<A: Application>(
     app: A,
 ) {
     let parking = Parking::new(config.runtime.idle_wait);
-    let watcher = glommio::spawn_local(watch_eventfd(ring.eventfd(), parking.wake.clone()));
+    let wake = parking.wake().clone();
+    let watcher = glommio::spawn_local(watch_eventfd(ring.eventfd(), wake.clone()));
     let log = links
         .log
         .is_some()
         .then(|| LogBuffer::new(links.cpu, config.log.format, config.log.buffer_bytes));
     let mut shard = Shard {
         ring,
-        table: Table::default(),
-        wheel: Wheel::new(),
-        now: Now {
-            clock: Clock::since(links.board.started),
-            ms: 0,
-            reaped_at: Instant::now(),
-        },
-        settings: Settings::of(&config),
-        app,
-        buffers: Buffers::new(
-            input_cap(&config),
-            chunk_buffer_bytes(&config, tls.is_some()),
-        ),
-        listeners: Listeners::new(listeners),
-        tls: tls.map(|tls| TlsCore {
-            configs: Rc::new(tls.configs),
-            gate: HandshakeGate::new(tls.max_handshakes),
-        }),
+        now: Now::new(Clock::since(links.board.started)),
         life: Lifecycle::Serving,
         parking,
-        background: Background::new(),
+        listeners: Listeners::new(listeners),
         reporting: Reporting::new(&config, links, log),
-        bodies: BodyBudget::new(config.http.body_buffer_bytes_per_core),
-        starved: VecDeque::new(),
+        conns: Connections::new(&config, app, tls, wake),
     };
-    shard.publish_start();
+    shard.reporting.publish_start();
     shard.listeners.arm_all(&mut shard.ring, false);
     let poll = opcode::PollAdd::new(types::Fd(stop.as_raw_fd()), libc::POLLIN as u32)
         .build()
@@ -207,78 +91,156 @@ pub(crate) async fn run<A: Application>(
     shard.leave();
     drop(stop);
     watcher.cancel().await;
-    shard.report_final();
+    shard.reporting.report_final(shard.conns.open());
 }
 
 impl<A: Application> Shard<A> {
-    /// The loop: a turn after each enter, and between turns what `park` decides (see the
-    /// engine's contract of the two loops).
+    /// The loop: a turn after each enter, and between turns what `between_turns` decides
+    /// (see the engine's contract of the two loops).
     async fn run(&mut self) {
         loop {
-            if let Err(e) = self.enter() {
+            if let Err(e) = self.parking.enter(&mut self.ring) {
                 let cpu = self.reporting.links.cpu;
                 note(format_args!("core {cpu}: io_uring_enter failed: {e}"));
                 return;
             }
             let busy = self.turn();
-            if self.finished() {
+            if self.life.finished(self.conns.open(), self.now.ms) {
                 return;
             }
             self.between_turns(busy).await;
         }
     }
 
+    /// The connections, and the loop's facilities lent to them for one event.
+    fn split(&mut self) -> (&mut Connections<A>, Turn<'_>) {
+        let turn = Turn {
+            ring: &mut self.ring,
+            now: &self.now,
+            reporting: &mut self.reporting,
+            listeners: &mut self.listeners,
+            life: self.life,
+        };
+        (&mut self.conns, turn)
+    }
+
     /// Handles everything ready: completions, glommio tasks' results, deadlines, accept
     /// retries, reports, the drain's deadline. Returns whether there was anything.
     fn turn(&mut self) -> bool {
         let mut busy = self.ring.reap() > 0;
-        self.now.ms = self.now.clock.now_ms();
-        self.now.reaped_at = Instant::now();
+        self.now.reaped();
         while let Some(cqe) = self.ring.next_completion() {
             self.complete(cqe.user_data(), cqe.result(), cqe.flags());
         }
-        busy |= self.finish_file_reads();
-        busy |= self.finish_tasks();
-        self.rearm_starved();
-        self.expire();
-        self.retry_accept();
-        self.tick();
+        let (conns, mut turn) = self.split();
+        busy |= conns.finish_file_reads(&mut turn);
+        busy |= conns.finish_tasks(&mut turn);
+        conns.rearm_starved(&mut turn);
+        conns.expire(&mut turn);
+        conns.retry_accept(&mut turn);
+        if self.reporting.tick(self.now.ms, self.conns.open()) {
+            self.conns.tidy();
+        }
         self.enforce_drain_deadline();
         busy
     }
 
     fn complete(&mut self, user_data: u64, result: i32, flags: u32) {
         let (op, key, epoch) = untoken(user_data);
+        let (conns, mut turn) = self.split();
         match op {
-            Op::Accept => self.on_accept(key.index as usize, result, flags),
-            Op::Recv => self.on_recv(key, epoch, result, flags),
-            Op::Send => self.on_send(key, result),
+            Op::Accept => conns.on_accept(&mut turn, key.index as usize, result, flags),
+            Op::Recv => conns.on_recv(&mut turn, key, epoch, result, flags),
+            Op::Send => conns.on_send(&mut turn, key, result),
             Op::Stop => self.begin_drain(),
             Op::Timer => self.parking.timer_fired(self.now.ms),
             Op::Ignore => {}
         }
     }
 
+    /// After a turn: when it found work, the loop goes on at once, letting glommio run
+    /// first (every time while tasks of this core's are at work, so that their results
+    /// come back within a turn; otherwise only when glommio's own time slice is up); when it
+    /// found nothing, the loop sleeps (`Parking::park`).
+    async fn between_turns(&mut self, busy: bool) {
+        let at_work = self.conns.at_work();
+        match (busy, at_work > 0) {
+            (true, true) => futures_lite::future::yield_now().await,
+            (true, false) => glommio::yield_if_needed().await,
+            (false, _) => {
+                let wake_at = self.wake_at();
+                self.reporting.count_park();
+                let now = self.now.ms;
+                self.parking
+                    .park(&mut self.ring, wake_at, now, at_work)
+                    .await;
+            }
+        }
+    }
+
     /// The next time the loop must look at something without being woken by a completion:
     /// a connection's deadline, a report tick, an accept retry, the drain's deadline.
-    pub(super) fn wake_at(&self) -> Option<u64> {
+    fn wake_at(&self) -> Option<u64> {
         [
-            self.wheel.next_due_ms(),
+            self.conns.next_due_ms(),
             self.reporting.next_tick_ms(),
             self.listeners.retry_ms(),
-            self.drain_deadline(),
+            self.life.deadline(),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    /// Queues an operation that names no memory of the core's but the ring's own (a
-    /// multishot accept or receive, whose buffers come from the buffer ring, a poll on a
-    /// descriptor the core owns until it stops); it is counted in flight.
-    pub(super) fn push_plain(&mut self, sqe: &io_uring::squeue::Entry) {
-        // SAFETY: such entries point at no memory but the ring's receive buffers, which the
-        // ring keeps while any receive is in flight.
-        unsafe { self.ring.push(sqe) };
+    /// Stops accepting and begins the drain (see `drain`).
+    fn begin_drain(&mut self) {
+        if self.life != Lifecycle::Serving {
+            return;
+        }
+        self.life = Lifecycle::draining(self.now.ms, self.conns.settings());
+        self.listeners.stop(&mut self.ring);
+        let (conns, mut turn) = self.split();
+        conns.drain(&mut turn);
+    }
+
+    /// Past the drain deadline, every connection left is cut.
+    fn enforce_drain_deadline(&mut self) {
+        if let Some(cut) = self.life.cut_due(self.now.ms) {
+            self.life = cut;
+            let (conns, mut turn) = self.split();
+            conns.cut_all(&mut turn);
+        }
+    }
+
+    /// Leaves the core, whichever way the loop ended (drained, an `io_uring_enter` that
+    /// failed, a panic: `Shard`'s `Drop` calls this too): every operation the kernel holds
+    /// is cancelled and reaped (within [`EXIT_BOUND`]) before any connection's buffers are
+    /// freed, then the connections left are closed. What the kernel still holds after the
+    /// bound is leaked, not freed under it, and counted (`exit_leaked`).
+    fn leave(&mut self) {
+        if std::mem::replace(&mut self.life, Lifecycle::Left) == Lifecycle::Left {
+            return;
+        }
+        let held = self.ring.in_flight();
+        let still = self.ring.quiesce(EXIT_BOUND);
+        self.conns.forget_all(still > 0);
+        if still > 0 {
+            let cpu = self.reporting.links.cpu;
+            note(format_args!(
+                "core {cpu}: {still} io_uring operation(s) still held by the kernel {} ms after \
+                 leaving: their buffers are left allocated",
+                EXIT_BOUND.as_millis()
+            ));
+        }
+        let mut counters = self.reporting.metrics.counters.borrow_mut();
+        counters.exit_in_flight += held as u64;
+        counters.exit_leaked += still as u64;
+    }
+}
+
+impl<A: Application> Drop for Shard<A> {
+    fn drop(&mut self) {
+        // After a panic in the loop, as after any other way out.
+        self.leave();
     }
 }

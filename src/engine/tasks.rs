@@ -7,22 +7,23 @@ use std::pin::Pin;
 
 use super::background::{DeferredLog, TaskDone};
 use super::conn::{Conn, Deferring, Phase};
-use super::shard::Shard;
+use super::connections::Connections;
+use super::turn::Turn;
 use super::{Application, DeferredResponse};
 
-impl<A: Application> Shard<A> {
+impl<A: Application> Connections<A> {
     /// Runs an async handler's future as a glommio task; its answer comes back through
-    /// `tasks_done`. The connection answers nothing more until then.
+    /// [`Connections::finish_tasks`]. The connection answers nothing more until then.
     pub(super) fn spawn_task(
         &mut self,
+        turn: &Turn<'_>,
         conn: &mut Conn,
         task: Pin<Box<dyn Future<Output = DeferredResponse>>>,
         log: Option<Box<DeferredLog>>,
     ) {
         conn.deferring = Deferring::Task;
-        self.background.tasks += 1;
         let key = conn.key;
-        let read_at = self.now.clock.instant(conn.read_at);
+        let read_at = turn.now.clock.instant(conn.read_at);
         let answered = async move {
             TaskDone {
                 key,
@@ -31,46 +32,43 @@ impl<A: Application> Shard<A> {
                 log,
             }
         };
-        self.background
-            .tasks_done
-            .spawn(&self.parking.wake, answered);
+        self.background.run_handler(answered);
     }
 
     /// Writes the responses async handlers have finished; true if there were any.
-    pub(super) fn finish_tasks(&mut self) -> bool {
-        let done = self.background.tasks_done.take();
+    pub(super) fn finish_tasks(&mut self, turn: &mut Turn<'_>) -> bool {
+        let done = self.background.take_answers();
         if done.is_empty() {
             return false;
         }
         for task in done {
-            self.background.tasks -= 1;
             let Some(mut conn) = self.table.take(task.key) else {
                 // The connection ended while its handler worked.
                 continue;
             };
             conn.deferring = Deferring::Nothing;
             if conn.phase == Phase::Open {
-                self.write_late(&mut conn, task);
-                self.pump(&mut conn, &[]);
-                self.flush(&mut conn);
+                self.write_late(turn, &mut conn, task);
+                self.pump(turn, &mut conn, &[]);
+                self.flush(turn, &mut conn);
             }
-            self.settle(conn);
+            self.settle(turn, conn);
         }
         true
     }
 
     /// Writes a finished task's answer as the connection's deferred response.
-    fn write_late(&mut self, conn: &mut Conn, task: TaskDone) {
+    fn write_late(&mut self, turn: &mut Turn<'_>, conn: &mut Conn, task: TaskDone) {
         self.buffers.writes.lend(&mut conn.out);
         let before = conn.out.len();
-        let draining = !self.is_serving();
+        let draining = !turn.serving();
         let (status, failed) = conn
             .session
             .answer_deferred(&mut conn.out, draining, task.answer);
-        if let (Some(line), Some(log)) = (&task.log, self.reporting.log.as_mut()) {
+        if let (Some(line), Some(log)) = (&task.log, turn.reporting.log.as_mut()) {
             line.record(log, status, (conn.out.len() - before) as u64);
         }
-        let metrics = &self.reporting.metrics;
+        let metrics = &turn.reporting.metrics;
         metrics.record_one(status.class(), false, Some(task.read_at));
         if failed {
             metrics.counters.borrow_mut().handler_panics += 1;

@@ -14,13 +14,14 @@ use std::os::fd::AsRawFd;
 
 use super::background::FileDone;
 use super::conn::{Conn, Deferring, Transfer};
-use super::shard::Shard;
+use super::connections::Connections;
+use super::turn::Turn;
 use super::Application;
 use crate::files::read::{read_cached, read_slow};
 use crate::files::FileBody;
 use crate::http::session::OUTPUT_HIGH_WATER;
 
-impl<A: Application> Shard<A> {
+impl<A: Application> Connections<A> {
     /// Starts sending `body` behind the head written at `head` in the output buffer.
     pub(super) fn start_transfer(&mut self, conn: &mut Conn, body: Box<FileBody>, head: usize) {
         let small = body.len <= self.settings.chunk_bytes.min(OUTPUT_HIGH_WATER as u64);
@@ -82,13 +83,13 @@ impl<A: Application> Shard<A> {
     }
 
     /// Sends the next chunk of a large body, or ends the transfer when all went out.
-    pub(super) fn next_chunk(&mut self, conn: &mut Conn) {
+    pub(super) fn next_chunk(&mut self, turn: &mut Turn<'_>, conn: &mut Conn) {
         let chunk_bytes = self.settings.chunk_bytes;
         let transfer = Self::transfer(conn);
         if transfer.pos >= transfer.end {
             conn.deferring = Deferring::Nothing;
-            self.pump(conn, &[]);
-            self.flush(conn);
+            self.pump(turn, conn, &[]);
+            self.flush(turn, conn);
             return;
         }
         let want = (transfer.end - transfer.pos).min(chunk_bytes);
@@ -98,7 +99,7 @@ impl<A: Application> Shard<A> {
             match read_cached(fd, transfer.pos, want as usize, &mut buf) {
                 Ok(n) if n == want as usize => {
                     transfer.pos += want;
-                    return self.send_chunk(conn, buf);
+                    return self.send_chunk(turn, conn, buf);
                 }
                 Ok(_) => {}
                 Err(_) => {
@@ -141,7 +142,6 @@ impl<A: Application> Shard<A> {
         let source = transfer.source.clone();
         let direct = transfer.body.direct;
         let key = conn.key;
-        self.background.tasks += 1;
         let read = async move {
             let (source, buf, result) = read_slow(source, fd, direct, pos, len, buf).await;
             FileDone {
@@ -151,28 +151,27 @@ impl<A: Application> Shard<A> {
                 result,
             }
         };
-        self.background.files_done.spawn(&self.parking.wake, read);
+        self.background.read_file(read);
     }
 
     /// Takes the results of file reads done by glommio tasks; true if there were any.
-    pub(super) fn finish_file_reads(&mut self) -> bool {
-        let done = self.background.files_done.take();
+    pub(super) fn finish_file_reads(&mut self, turn: &mut Turn<'_>) -> bool {
+        let done = self.background.take_file_reads();
         if done.is_empty() {
             return false;
         }
         for read in done {
-            self.background.tasks -= 1;
             let Some(mut conn) = self.table.take(read.key) else {
                 self.buffers.chunks.give(read.buf);
                 continue;
             };
-            self.file_read(&mut conn, read);
-            self.settle(conn);
+            self.file_read(turn, &mut conn, read);
+            self.settle(turn, conn);
         }
         true
     }
 
-    fn file_read(&mut self, conn: &mut Conn, read: FileDone) {
+    fn file_read(&mut self, turn: &mut Turn<'_>, conn: &mut Conn, read: FileDone) {
         let Deferring::File(transfer) = &mut conn.deferring else {
             self.buffers.chunks.give(read.buf);
             return;
@@ -187,8 +186,8 @@ impl<A: Application> Shard<A> {
             }
             self.buffers.chunks.give(read.buf);
             self.small_read_done(conn, read.result);
-            self.pump(conn, &[]);
-            self.flush(conn);
+            self.pump(turn, conn, &[]);
+            self.flush(turn, conn);
             return;
         }
         if read.result.is_err() {
@@ -196,6 +195,6 @@ impl<A: Application> Shard<A> {
             return conn.cut();
         }
         transfer.pos += read.buf.len() as u64;
-        self.send_chunk(conn, read.buf);
+        self.send_chunk(turn, conn, read.buf);
     }
 }

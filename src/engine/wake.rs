@@ -9,14 +9,6 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use io_uring::types;
-
-use crate::config::IdleWait;
-
-/// Longest sleep in the core's own ring before glommio gets a look at its ring (where
-/// nothing of ours is pending, nothing should be there; this bounds the delay if anything is).
-pub(super) const RING_WAIT_MAX_MS: u64 = 100;
-
 /// Wakes the parked loop: set by the eventfd task, by file reads and by async handlers.
 pub(super) struct Wake {
     fired: Cell<bool>,
@@ -27,6 +19,14 @@ pub(super) struct Wake {
 }
 
 impl Wake {
+    pub(super) fn new() -> Wake {
+        Wake {
+            fired: Cell::new(false),
+            waker: RefCell::new(None),
+            watching: Cell::new(true),
+        }
+    }
+
     /// Wakes the loop (or makes its next wait return at once).
     pub(super) fn fire(&self) {
         self.fired.set(true);
@@ -55,41 +55,6 @@ impl Future for WaitWake<'_> {
             _ => *slot = Some(cx.waker().clone()),
         }
         Poll::Pending
-    }
-}
-
-/// The loop's sleeping arrangements.
-pub(super) struct Parking {
-    pub(super) wake: Rc<Wake>,
-    pub(super) idle_wait: IdleWait,
-    /// The earliest armed ring timeout (ms), if any.
-    pub(super) timer_ms: Option<u64>,
-    /// The armed timeout's duration, which the kernel reads until it fires.
-    pub(super) timespec: types::Timespec,
-    /// The park just entered the kernel: the next turn needs no enter of its own.
-    pub(super) entered: bool,
-}
-
-impl Parking {
-    pub(super) fn new(idle_wait: IdleWait) -> Parking {
-        Parking {
-            wake: Rc::new(Wake {
-                fired: Cell::new(false),
-                waker: RefCell::new(None),
-                watching: Cell::new(true),
-            }),
-            idle_wait,
-            timer_ms: None,
-            timespec: types::Timespec::new(),
-            entered: false,
-        }
-    }
-
-    /// A ring timeout completed at `now_ms`.
-    pub(super) fn timer_fired(&mut self, now_ms: u64) {
-        if self.timer_ms.is_some_and(|at| at <= now_ms) {
-            self.timer_ms = None;
-        }
     }
 }
 
