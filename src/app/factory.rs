@@ -6,6 +6,7 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
+use super::proxy::ProxyRoutes;
 use super::redirect::HttpsRedirect;
 use super::router::Router;
 use super::service::AppService;
@@ -22,6 +23,7 @@ pub(crate) struct AppFactory<S: 'static>(pub(crate) Arc<App<S>>);
 pub(crate) struct Prepared<S: 'static> {
     app: Arc<App<S>>,
     router: Arc<Router<Handler<S>>>,
+    proxies: Arc<ProxyRoutes>,
     /// The static root, opened once; each core gets its own handle.
     root: Option<Arc<OwnedFd>>,
 }
@@ -31,6 +33,7 @@ impl<S: 'static> Clone for Prepared<S> {
         Prepared {
             app: self.app.clone(),
             router: self.router.clone(),
+            proxies: self.proxies.clone(),
             root: self.root.clone(),
         }
     }
@@ -74,9 +77,11 @@ impl<S: 'static> ServiceFactory for AppFactory<S> {
         cores: &[usize],
     ) -> Result<Prepared<S>, StartError> {
         let (router, root) = self.0.routes_and_root(config, board, cores)?;
+        let proxies = ProxyRoutes::new(config, &self.0.proxies).map_err(StartError::App)?;
         Ok(Prepared {
             app: self.0.clone(),
             router: Arc::new(router),
+            proxies: Arc::new(proxies),
             root: root.map(Arc::new),
         })
     }
@@ -106,6 +111,7 @@ impl<S: 'static> ServiceFactory for AppFactory<S> {
             state,
             files,
             https_redirect,
+            prepared.proxies.clone(),
         ))
     }
 }

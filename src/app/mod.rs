@@ -40,6 +40,7 @@ mod builtin;
 pub(crate) mod factory;
 mod files;
 mod program;
+mod proxy;
 mod redirect;
 mod reply;
 mod request;
@@ -118,6 +119,8 @@ pub struct App<S: 'static> {
     factory: Arc<Factory<S>>,
     router: Router<Handler<S>>,
     builtin: builtin::Builtin,
+    /// Proxy routes given in code: `(prefix, upstream, strip_prefix)`.
+    proxies: Vec<(String, String, bool)>,
 }
 
 impl<S: 'static> App<S> {
@@ -131,7 +134,25 @@ impl<S: 'static> App<S> {
             factory: Arc::new(factory),
             router: Router::default(),
             builtin: builtin::Builtin::default(),
+            proxies: Vec::new(),
         }
+    }
+
+    /// Forwards requests whose path starts with `prefix` to the `[[upstream]]` named
+    /// `upstream` (as a `[[proxy]]` entry of the configuration does): the longest matching
+    /// prefix wins, and a proxy route answers before the app's routes and static files. The
+    /// upstream must be in the configuration the app starts with.
+    pub fn proxy(mut self, prefix: &str, upstream: &str) -> App<S> {
+        self.proxies
+            .push((prefix.to_string(), upstream.to_string(), false));
+        self
+    }
+
+    /// [`App::proxy`], forwarding `/api/x` under prefix `/api/` as `/x`.
+    pub fn proxy_stripped(mut self, prefix: &str, upstream: &str) -> App<S> {
+        self.proxies
+            .push((prefix.to_string(), upstream.to_string(), true));
+        self
     }
 
     fn add(mut self, method: &str, pattern: &str, handler: Handler<S>) -> App<S> {

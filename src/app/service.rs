@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures_lite::FutureExt;
 
+use super::proxy::ProxyRoutes;
 use super::redirect::HttpsRedirect;
 use super::response::Scratch;
 use super::router::{Lookup, Params, Router};
@@ -30,6 +31,8 @@ pub(crate) struct AppService<S: 'static> {
     files: Option<Files>,
     /// With `tls.cleartext = "redirect"`: every cleartext request is sent to HTTPS.
     https_redirect: Option<HttpsRedirect>,
+    /// Prefixes whose requests go to upstream servers.
+    proxies: Arc<ProxyRoutes>,
 }
 
 impl<S: 'static> AppService<S> {
@@ -38,6 +41,7 @@ impl<S: 'static> AppService<S> {
         state: S,
         files: Option<Files>,
         https_redirect: Option<HttpsRedirect>,
+        proxies: Arc<ProxyRoutes>,
     ) -> Self {
         AppService {
             router,
@@ -48,12 +52,17 @@ impl<S: 'static> AppService<S> {
             draining: false,
             files,
             https_redirect,
+            proxies,
         }
     }
 }
 
 impl<S: 'static> Application for AppService<S> {
     fn wants_body(&mut self, request: &RawRequest<'_>) -> bool {
+        if self.proxies.takes(request) {
+            // Forwarded whole, within http.max_body_bytes.
+            return true;
+        }
         let found = self.router.find(
             request.method(),
             request.path(),
@@ -79,6 +88,9 @@ impl<S: 'static> Application for AppService<S> {
             self.router.all_methods(&mut self.allow);
             response.send(Status::NO_CONTENT, None, &[("Allow", &self.allow)], &[]);
             return None;
+        }
+        if let Some(call) = self.proxies.call(request, peer) {
+            return Some(Deferred::Proxy(call));
         }
         let found = self.router.find(
             request.method(),

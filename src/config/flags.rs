@@ -41,6 +41,11 @@ pub struct Args {
     /// PEM private key for TLS (overrides tls.private_key; turns TLS on).
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Forward requests whose path starts with PREFIX to the server at URL
+    /// (`http://host:port`, `host:port` or `unix:/path`); repeatable, the longest matching
+    /// prefix wins. Each becomes an `[[upstream]]` and a `[[proxy]]` of their own.
+    #[arg(long, value_name = "PREFIX=URL")]
+    pub proxy: Vec<String>,
     /// Write the serving process's PID to FILE (overrides server.pid_file).
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
@@ -103,6 +108,22 @@ impl Args {
             if let Some(private_key) = args.tls_key {
                 tls.private_key = private_key;
             }
+        }
+        for flag in &args.proxy {
+            let (prefix, url) = super::upstream::parse_proxy_flag(flag).map_err(ConfigError)?;
+            let name = format!("--proxy {url}");
+            if !config.upstream.iter().any(|u| u.name == name) {
+                config.upstream.push(super::UpstreamConfig {
+                    name: name.clone(),
+                    servers: vec![url],
+                    ..Default::default()
+                });
+            }
+            config.proxy.push(super::ProxyConfig {
+                path: prefix,
+                upstream: name,
+                strip_prefix: false,
+            });
         }
         // The flags may have made what the file had right wrong (or completed it).
         let origin = match &args.config {

@@ -12,6 +12,7 @@ pub(crate) mod cores;
 mod flags;
 mod sections;
 mod tls;
+mod upstream;
 mod validate;
 
 use std::fmt;
@@ -32,6 +33,7 @@ pub use sections::{
     ServerConfig, StaticConfig,
 };
 pub use tls::{Cleartext, SniCertificate, TlsConfig};
+pub use upstream::{parse_server, Balance, ProxyConfig, ServerAddr, UpstreamConfig};
 
 use crate::http::request::{Limits, MAX_HEADERS_LIMIT};
 
@@ -70,6 +72,10 @@ pub struct Config {
     pub log: LogConfig,
     /// `[tls]`: HTTPS; none without the table.
     pub tls: Option<TlsConfig>,
+    /// `[[upstream]]`: servers requests are forwarded to.
+    pub upstream: Vec<UpstreamConfig>,
+    /// `[[proxy]]`: which requests go to which upstream (the longest matching path prefix).
+    pub proxy: Vec<ProxyConfig>,
     /// `[app]`: settings of the application built on percore, handed as they are to its
     /// per-core state factory (`Setup::settings`); percore reads none of them.
     pub app: toml::Table,

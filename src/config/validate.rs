@@ -120,6 +120,9 @@ impl Config {
         if self.runtime.io_memory_kb < 64 {
             return bad("runtime.io_memory_kb", "must be at least 64");
         }
+        if let Err(why) = super::upstream::validate(&self.upstream, &self.proxy) {
+            return Err(ConfigError(format!("{origin}: {why}")));
+        }
         Ok(())
     }
 }

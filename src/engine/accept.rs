@@ -106,9 +106,9 @@ impl<A: Application> Connections<A> {
         }
         if self.settings.proxy_from.is_some() {
             conn.phase = Phase::ProxyHeader;
-        } else if turn.reporting.log.is_some() {
-            // The access log names the client: asked once per connection (a PROXY header
-            // names it instead when there is one).
+        } else if turn.reporting.log.is_some() || !self.upstreams.groups.is_empty() {
+            // The access log and `X-Forwarded-For` name the client: asked once per
+            // connection (a PROXY header names it instead when there is one).
             conn.client = peer_of(fd).map(Box::new);
         }
         self.arm_recv(turn, &mut conn);

@@ -56,6 +56,8 @@ impl<A: Application> Connections<A> {
             return self.table.put(conn);
         }
         self.cancel_recv(turn, &mut conn);
+        // A request still at an upstream: its link goes too.
+        self.relay_abandoned(turn, &mut conn);
         // Ended during its handshake by a cut (the drain's deadline, a write timeout)?
         self.handshake_abandoned(turn, &mut conn, TlsFailure::Closed);
         let close = opcode::Close::new(types::Fd(conn.fd))

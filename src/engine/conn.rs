@@ -73,6 +73,8 @@ pub(super) enum Deferring {
     File(Box<Transfer>),
     /// An async handler making the response to its last request.
     Task,
+    /// An upstream server answering its last request, relayed as it comes.
+    Proxy(Box<super::upstream::relay::Relay>),
 }
 
 /// A static file's body on its way out.
@@ -208,7 +210,7 @@ impl Conn {
     pub(super) fn working(&self) -> bool {
         match &self.deferring {
             Deferring::Nothing => false,
-            Deferring::Task => true,
+            Deferring::Task | Deferring::Proxy(_) => true,
             Deferring::File(transfer) => transfer.reading,
         }
     }

@@ -20,6 +20,7 @@ use super::settings::{chunk_buffer_bytes, input_cap, Settings};
 use super::table::Table;
 use super::token::Key;
 use super::turn::Turn;
+use super::upstream::Upstreams;
 use super::wake::Wake;
 use super::wheel::Wheel;
 use super::{Application, TlsOptions};
@@ -48,6 +49,8 @@ pub(super) struct Connections<A: Application> {
     pub(super) bodies: BodyBudget,
     /// Connections whose receive ended with `ENOBUFS`, in the order they ran dry.
     pub(super) starved: VecDeque<Key>,
+    /// Connections out: the upstream servers, their pools and links.
+    pub(super) upstreams: Upstreams,
 }
 
 impl<A: Application> Connections<A> {
@@ -71,6 +74,7 @@ impl<A: Application> Connections<A> {
             background: Background::new(wake),
             bodies: BodyBudget::new(config.http.body_buffer_bytes_per_core),
             starved: VecDeque::new(),
+            upstreams: Upstreams::new(config),
         }
     }
 
@@ -130,6 +134,20 @@ impl<A: Application> Connections<A> {
                     // The kernel may still read it: leaked rather than freed under it.
                     std::mem::forget(flight.buf);
                 }
+            }
+        }
+        for key in self.upstreams.links.keys() {
+            let Some(mut link) = self.upstreams.links.take(key) else {
+                continue;
+            };
+            // SAFETY: the link's own descriptor, never closed while the link exists.
+            unsafe { libc::close(link.fd) };
+            if still_held {
+                if let Some(flight) = link.send.take() {
+                    std::mem::forget(flight.buf);
+                }
+                // A connect still held reads the address inside the link.
+                std::mem::forget(link);
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Each connection's one deadline at a time (head, body, keep-alive, write, linger, the
 //! drain's grace), kept in the core's timing wheel and checked once per turn.
 
-use super::conn::{Conn, Ending, Phase, Send, NEVER};
+use super::conn::{Conn, Deferring, Ending, Phase, Send, NEVER};
 use super::connections::Connections;
 use super::drain::Lifecycle;
 use super::turn::Turn;
@@ -24,6 +24,11 @@ impl<A: Application> Connections<A> {
         }
         if let Send::InFlight(flight) = &conn.send {
             return Some(flight.since + settings.write_timeout_ms);
+        }
+        if let Deferring::Proxy(relay) = &conn.deferring {
+            // The upstream's connect and read timeouts.
+            let group = &self.upstreams.groups[relay.upstream()];
+            return Some(relay.deadline(&group.settings));
         }
         if conn.working() {
             // A file read or a handler is at work: neither is the client's to hurry.
@@ -86,6 +91,10 @@ impl<A: Application> Connections<A> {
         if conn.sending() {
             // The client stopped taking bytes.
             return conn.cut();
+        }
+        if matches!(conn.deferring, Deferring::Proxy(_)) {
+            // The upstream server is late.
+            return self.relay_timed_out(turn, conn);
         }
         if conn.phase == Phase::ProxyHeader {
             // No header in time: nothing is answered to a balancer that says nothing.

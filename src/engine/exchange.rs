@@ -69,7 +69,7 @@ fn log_answer(
     let referer = request.header(b"referer");
     let user_agent = request.header(b"user-agent");
     let file = match deferred {
-        Some(Deferred::Task(_)) => {
+        Some(Deferred::Task(_) | Deferred::Proxy(_)) => {
             return Some(Box::new(DeferredLog {
                 request: request.line().to_vec(),
                 referer: referer.map(<[u8]>::to_vec),
@@ -196,6 +196,15 @@ impl<A: Application> Connections<A> {
                     Deferred::Task(task) => {
                         conn.head_started = NEVER;
                         self.spawn_task(turn, conn, task, what.log);
+                    }
+                    Deferred::Proxy(call) => {
+                        conn.head_started = NEVER;
+                        turn.reporting
+                            .metrics
+                            .counters
+                            .borrow_mut()
+                            .upstream_requests += 1;
+                        self.start_proxy(turn, conn, call, what.log);
                     }
                 }
             }

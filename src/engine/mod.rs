@@ -30,6 +30,7 @@
 //! | `park`, `wake` | sleeping when idle, and what wakes the loop |
 //! | `links`, `reporting` | what a core tells the rest of the server, once per tick |
 //! | `background` | the glommio tasks at work for the core, and what they post back to the loop |
+//! | `upstream/` | connections out: upstream servers' pools, their links, and the relay of a proxied request |
 //!
 //! # Words
 //!
@@ -103,6 +104,7 @@ mod token;
 mod transfer;
 mod transport;
 mod turn;
+mod upstream;
 mod wake;
 mod wheel;
 
@@ -118,6 +120,7 @@ pub(crate) use links::{report_tick, Links};
 pub(crate) use ring::fail_next_enter;
 pub use ring::RingMode;
 pub(crate) use shard::{make_ring, run};
+pub(crate) use upstream::relay::ProxyCall;
 
 use crate::files::FileBody;
 use crate::http::request::RawRequest;
@@ -171,6 +174,8 @@ pub(crate) enum Deferred {
     /// A whole response that a task is making; the connection answers nothing more until
     /// it is written.
     Task(Pin<Box<dyn Future<Output = DeferredResponse>>>),
+    /// A whole response that an upstream server makes: the request, as it is forwarded.
+    Proxy(Box<ProxyCall>),
 }
 
 /// A deferred answer on its way through the session, with what the access log will say of
@@ -185,6 +190,7 @@ impl std::fmt::Debug for DeferredAnswer {
         match &self.what {
             Deferred::File(body) => f.debug_tuple("File").field(body).finish(),
             Deferred::Task(_) => f.write_str("Task"),
+            Deferred::Proxy(call) => f.debug_tuple("Proxy").field(&call.upstream).finish(),
         }
     }
 }

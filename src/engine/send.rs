@@ -115,6 +115,7 @@ impl<A: Application> Connections<A> {
             Phase::Open => {
                 self.pump(turn, &mut conn, &[]);
                 self.flush(turn, &mut conn);
+                self.relay_resume(turn, &mut conn);
             }
             Phase::Handshake => self.flush(turn, &mut conn),
             _ => {}

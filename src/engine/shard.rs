@@ -138,8 +138,11 @@ impl<A: Application> Shard<A> {
         conns.rearm_starved(&mut turn);
         conns.expire(&mut turn);
         conns.retry_accept(&mut turn);
-        if self.reporting.tick(self.now.ms, self.conns.open()) {
-            self.conns.tidy();
+        let ticked = self.reporting.tick(self.now.ms, self.conns.open());
+        if ticked {
+            let (conns, mut turn) = self.split();
+            conns.tend_links(&mut turn);
+            conns.tidy();
         }
         self.enforce_drain_deadline();
         busy
@@ -152,6 +155,7 @@ impl<A: Application> Shard<A> {
             Op::Accept => conns.on_accept(&mut turn, key.index as usize, result, flags),
             Op::Recv => conns.on_recv(&mut turn, key, epoch, result, flags),
             Op::Send => conns.on_send(&mut turn, key, result),
+            Op::Upstream => conns.on_upstream(&mut turn, key, epoch, result, flags),
             Op::Stop => self.begin_drain(),
             Op::Timer => self.parking.timer_fired(self.now.ms),
             Op::Ignore => {}

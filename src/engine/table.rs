@@ -1,6 +1,7 @@
-//! The core's connection table: records found by index, a generation per slot so a late
+//! The core's connection tables: records found by index, a generation per slot so a late
 //! completion never reaches a reused slot, lowest free slot first so the table can shrink
-//! back after a burst.
+//! back after a burst. Client connections (`Conn`) live in one, upstream connections
+//! (`upstream::Link`) in another of the same kind.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -11,11 +12,21 @@ use super::token::Key;
 /// Generations are 24 bits wide in `user_data` (see `token`).
 const GENERATION_MASK: u32 = 0xff_ffff;
 
+/// A record a table keeps: it knows its own key.
+pub(super) trait Record {
+    fn key(&self) -> Key;
+}
+
+impl Record for Conn {
+    fn key(&self) -> Key {
+        self.key
+    }
+}
+
 /// The table. A record is taken out while an event is handled (so the core can be borrowed
 /// beside it) and put back, or released when the connection is gone.
-#[derive(Default)]
-pub(super) struct Table {
-    slots: Vec<Option<Box<Conn>>>,
+pub(super) struct Table<R = Conn> {
+    slots: Vec<Option<Box<R>>>,
     generations: Vec<u32>,
     /// Free indices below `slots.len()`, lowest first.
     free: BinaryHeap<Reverse<u32>>,
@@ -26,7 +37,19 @@ pub(super) struct Table {
     open: usize,
 }
 
-impl Table {
+impl<R> Default for Table<R> {
+    fn default() -> Self {
+        Table {
+            slots: Vec::new(),
+            generations: Vec::new(),
+            free: BinaryHeap::new(),
+            next_generation: 0,
+            open: 0,
+        }
+    }
+}
+
+impl<R: Record> Table<R> {
     /// Records in the table.
     pub(super) fn open(&self) -> usize {
         self.open
@@ -67,7 +90,7 @@ impl Table {
     }
 
     /// Takes the record `key` names out of the table, if it is still there.
-    pub(super) fn take(&mut self, key: Key) -> Option<Box<Conn>> {
+    pub(super) fn take(&mut self, key: Key) -> Option<Box<R>> {
         let index = key.index as usize;
         if self.generations.get(index) != Some(&key.generation) {
             return None;
@@ -76,9 +99,18 @@ impl Table {
     }
 
     /// Puts a record (back) in its slot.
-    pub(super) fn put(&mut self, conn: Box<Conn>) {
-        let index = conn.key.index as usize;
-        self.slots[index] = Some(conn);
+    pub(super) fn put(&mut self, record: Box<R>) {
+        let index = record.key().index as usize;
+        self.slots[index] = Some(record);
+    }
+
+    /// The record `key` names, left in place.
+    pub(super) fn peek(&self, key: Key) -> Option<&R> {
+        let index = key.index as usize;
+        if self.generations.get(index) != Some(&key.generation) {
+            return None;
+        }
+        self.slots[index].as_deref()
     }
 
     /// Forgets a record that was taken out; late completions naming it are then ignored.
@@ -141,7 +173,7 @@ mod tests {
 
     #[test]
     fn keys_are_reused_lowest_first_with_a_new_generation() {
-        let mut table = Table::default();
+        let mut table: Table = Table::default();
         let keys: Vec<Key> = (0..3).map(|_| table.new_key()).collect();
         assert_eq!(keys.iter().map(|k| k.index).collect::<Vec<_>>(), [0, 1, 2]);
         table.release(keys[2]);
@@ -155,7 +187,7 @@ mod tests {
 
     #[test]
     fn a_table_shrinks_after_a_burst_and_never_repeats_a_generation() {
-        let mut table = Table::default();
+        let mut table: Table = Table::default();
         let keys: Vec<Key> = (0..1000).map(|_| table.new_key()).collect();
         for key in &keys[10..] {
             table.release(*key);

@@ -4,7 +4,8 @@
 //! The low 32 bits name the connection's slot in the table, the next 24 its generation (so a
 //! completion that arrives after its connection closed and the slot was reused is ignored),
 //! then three bits the operation, one bit the ring's own ([`super::ring::TRACKED`]: counted
-//! in flight), and the top four, for receives, which arming of the receive it was.
+//! in flight), and the top four, for receives, which arming of the receive it was (for an
+//! upstream connection's operations: which operation, and its receive's arming).
 
 /// A connection's place in the table, with the generation that tells a reused slot apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +31,9 @@ pub(super) enum Op {
     Timer,
     /// Completions nobody waits for (cancels, closes).
     Ignore,
+    /// An operation of an upstream connection (`key` names it in the links' table; the
+    /// epoch bits say which: `upstream::LinkOp`).
+    Upstream,
 }
 
 impl Op {
@@ -41,6 +45,7 @@ impl Op {
             Op::Stop => 4,
             Op::Timer => 5,
             Op::Ignore => 6,
+            Op::Upstream => 7,
         }
     }
 }
@@ -66,6 +71,7 @@ pub(super) fn untoken(user_data: u64) -> (Op, Key, u8) {
         3 => Op::Send,
         4 => Op::Stop,
         5 => Op::Timer,
+        7 => Op::Upstream,
         _ => Op::Ignore,
     };
     let key = Key {

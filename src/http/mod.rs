@@ -1,6 +1,7 @@
 //! HTTP/1.1 without I/O and without configuration: request heads, chunked bodies, status
-//! codes, responses, HTTP dates, protocol errors, and the per-connection session that ties
-//! them together. It is given plain limits ([`request::Limits`]) and asks a
+//! codes, responses, HTTP dates, protocol errors, the per-connection session that ties
+//! them together, and the two sides of a reverse proxy's exchange (a request as forwarded,
+//! an upstream's response head). It is given plain limits ([`request::Limits`]) and asks a
 //! [`session::Service`] to answer each request; it knows nothing of sockets, routes or
 //! files.
 
@@ -8,6 +9,7 @@ pub mod chunked;
 pub mod date;
 pub mod error;
 mod fields;
+pub mod forward;
 mod head;
 mod head_end;
 pub mod request;
@@ -16,5 +18,6 @@ mod service;
 pub mod session;
 pub mod status;
 mod target;
+pub mod upstream_head;
 
 pub(crate) use fields::is_tchar;

@@ -221,6 +221,36 @@ impl ResponseWriter {
         });
     }
 
+    /// Writes the head of a response whose length is not known before its body is made: to
+    /// an HTTP/1.1 client the body goes in the chunked coding (the caller writes the chunks
+    /// and the last, empty one), to an HTTP/1.0 client up to the connection's close (the
+    /// response closes it). Returns whether the caller is to write chunks: false when no
+    /// body goes out (HEAD, 1xx, 204, 304) or it is delimited by the close.
+    pub fn send_head_unsized(&mut self, status: Status, reason: Option<&[u8]>) -> bool {
+        let body = !status.has_no_body();
+        let chunked = body && !self.http10;
+        if body && self.http10 {
+            self.persistence = Persistence::Close;
+        }
+        self.sent = Some(status);
+        let staged = self.out.len() - self.start;
+        self.status_line(status, reason);
+        if staged > 0 {
+            let written = self.out.len() - self.start - staged;
+            self.out[self.start..].rotate_right(written);
+        }
+        if chunked {
+            self.out
+                .extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        self.out.extend_from_slice(match self.persistence {
+            Persistence::Default => b"\r\n".as_slice(),
+            Persistence::KeepAlive => b"Connection: keep-alive\r\n\r\n",
+            Persistence::Close => b"Connection: close\r\n\r\n",
+        });
+        chunked && !self.head_only
+    }
+
     /// The status line, `Server` and `Date` (unless the handler gave its own).
     fn status_line(&mut self, status: Status, reason: Option<&[u8]>) {
         let out = &mut self.out;

@@ -437,6 +437,15 @@ impl Session {
         true
     }
 
+    /// Ends the session where it stands: nothing more is read or answered. For a response
+    /// whose body cannot be finished (its source failed after its head went out): the
+    /// caller sends what it has and closes, so the client sees the response cut short and
+    /// no later response after it.
+    pub fn abort(&mut self) {
+        self.deferred_framing = None;
+        self.state = State::Closed;
+    }
+
     /// Bytes this session holds for a request being gathered (and keeps for the next).
     pub fn held_bytes(&self) -> usize {
         self.held.as_ref().map_or(0, |held| held.bytes.capacity())

@@ -43,6 +43,16 @@ pub struct Counters {
     /// Of those, the ones the kernel had not given back within the bound: their memory was
     /// left allocated (leaked) rather than freed under the kernel. 0 on a clean exit.
     pub exit_leaked: u64,
+    /// Requests sent to upstream servers (retries included).
+    pub upstream_requests: u64,
+    /// Connections opened to upstream servers (the others were reused from a pool).
+    pub upstream_connects: u64,
+    /// Requests sent again after their upstream connection failed before any response byte.
+    pub upstream_retries: u64,
+    /// Proxied requests answered 502 or 504, or cut short, by percore.
+    pub upstream_failures: u64,
+    /// Bytes read from upstream servers.
+    pub upstream_bytes_in: u64,
 }
 
 /// Why a TLS handshake failed.
@@ -112,6 +122,11 @@ impl Counters {
         }
         self.exit_in_flight += other.exit_in_flight;
         self.exit_leaked += other.exit_leaked;
+        self.upstream_requests += other.upstream_requests;
+        self.upstream_connects += other.upstream_connects;
+        self.upstream_retries += other.upstream_retries;
+        self.upstream_failures += other.upstream_failures;
+        self.upstream_bytes_in += other.upstream_bytes_in;
     }
 
     /// TLS handshakes completed, full and resumed.

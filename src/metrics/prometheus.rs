@@ -99,6 +99,30 @@ pub fn prometheus_text(board: &StatsBoard, cores: &[usize]) -> String {
         "Requests refused for a protocol error.",
         &|s| s.counters.protocol_errors,
     );
+    for (name, help, get) in [
+        (
+            "percore_upstream_requests_total",
+            "Requests sent to upstream servers (retries included).",
+            (|s: &Snapshot| s.counters.upstream_requests) as fn(&Snapshot) -> u64,
+        ),
+        (
+            "percore_upstream_connects_total",
+            "Connections opened to upstream servers (the others were reused).",
+            |s: &Snapshot| s.counters.upstream_connects,
+        ),
+        (
+            "percore_upstream_retries_total",
+            "Requests sent again after their upstream connection failed.",
+            |s: &Snapshot| s.counters.upstream_retries,
+        ),
+        (
+            "percore_upstream_failures_total",
+            "Proxied requests answered 502 or 504, or cut short, by percore.",
+            |s: &Snapshot| s.counters.upstream_failures,
+        ),
+    ] {
+        family(&mut out, name, "counter", help, &get);
+    }
     family(
         &mut out,
         "percore_handler_panics_total",

@@ -27,6 +27,14 @@ impl Counters {
             self.handler_panics,
             self.access_log_dropped
         ) + &self.tls_json()
+            + &format!(
+                ",\"upstream\":{{\"requests\":{},\"connects\":{},\"retries\":{},\"failures\":{},\"bytes_in\":{}}}",
+                self.upstream_requests,
+                self.upstream_connects,
+                self.upstream_retries,
+                self.upstream_failures,
+                self.upstream_bytes_in
+            )
     }
 
     /// The TLS handshake counts, as a JSON member (with its leading comma).

@@ -1,0 +1,67 @@
+//! One connection to an upstream server: its socket, the address it connects to (which the
+//! kernel reads when the connect is submitted), its receive, its one send in flight, the
+//! bytes of a response head still incomplete, and where it stands.
+
+use std::os::fd::RawFd;
+
+use socket2::SockAddr;
+
+use super::super::buffers::Flight;
+use super::super::table::Record;
+use super::super::token::Key;
+
+/// Where a link stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::engine) enum LinkState {
+    /// Its connect is in flight.
+    Connecting,
+    /// Carrying a request for a client connection, and its response.
+    Busy,
+    /// In its server's pool, its receive armed to notice a close.
+    Idle,
+    /// Being closed: it waits for its operations in flight (connect, send) to complete.
+    Closing,
+}
+
+/// One upstream connection.
+pub(in crate::engine) struct Link {
+    pub(in crate::engine) fd: RawFd,
+    pub(in crate::engine) key: Key,
+    pub(in crate::engine) state: LinkState,
+    /// Its upstream and server.
+    pub(in crate::engine) group: usize,
+    pub(in crate::engine) server: usize,
+    /// The client connection whose request it carries (while busy).
+    pub(in crate::engine) client: Option<Key>,
+    /// Where it connects to; read by the kernel when the connect is submitted.
+    pub(in crate::engine) addr: SockAddr,
+    pub(in crate::engine) connecting: bool,
+    /// A multishot receive is armed, and which arming it is.
+    pub(in crate::engine) receiving: bool,
+    pub(in crate::engine) recv_epoch: u8,
+    /// Not read for now: its client has a response's worth of output waiting.
+    pub(in crate::engine) paused: bool,
+    /// The send in flight, whose buffer the kernel reads until it completes.
+    pub(in crate::engine) send: Option<Box<Flight>>,
+    /// The server closed its side, or the connection failed.
+    pub(in crate::engine) ended: bool,
+    /// Bytes of a response head not complete yet.
+    pub(in crate::engine) input: Vec<u8>,
+    /// Requests it carried.
+    pub(in crate::engine) served: u64,
+    /// When it went idle, or was opened (ms since start).
+    pub(in crate::engine) since: u64,
+}
+
+impl Record for Link {
+    fn key(&self) -> Key {
+        self.key
+    }
+}
+
+impl Link {
+    /// Nothing of it is in the kernel's hands (its memory may go).
+    pub(in crate::engine) fn settled(&self) -> bool {
+        !self.connecting && self.send.is_none()
+    }
+}

@@ -1,0 +1,85 @@
+//! Connections out: a core's connections to upstream servers, on its own ring, shared with
+//! nothing.
+//!
+//! An upstream connection is a record (`Link`) in a table of the same kind as the clients'
+//! (`table::Table`), with its own receive (a multishot receive from the same provided
+//! buffers) and one send in flight at a time. Each `[[upstream]]` is a `Group` of servers,
+//! each with its per-core pool of idle connections (`pool`). A client connection whose
+//! request a proxy route answers holds a `Relay` (`relay`): which link carries its request,
+//! how far the response has come, and how it is framed back to the client. A link's
+//! completions reach the relay through the link's `client` key; the relay's deadlines are
+//! its client connection's (`deadlines`), so they share the wheel.
+
+mod link;
+mod pool;
+pub(super) mod relay;
+
+use std::rc::Rc;
+
+pub(super) use link::{Link, LinkState};
+pub(super) use pool::{Group, Server};
+
+use super::table::Table;
+use super::token::Key;
+use crate::config::{Config, ServerAddr};
+
+/// What an upstream completion finishes (kept in the token's epoch bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LinkOp {
+    Connect,
+    Send,
+    /// A multishot receive, with its arming's epoch (two bits).
+    Recv(u8),
+}
+
+impl LinkOp {
+    /// The four bits the token keeps.
+    pub(super) fn bits(self) -> u8 {
+        match self {
+            LinkOp::Connect => 0,
+            LinkOp::Send => 1 << 2,
+            LinkOp::Recv(epoch) => 2 << 2 | (epoch & 3),
+        }
+    }
+
+    /// Reads the four bits back.
+    pub(super) fn of(bits: u8) -> LinkOp {
+        match bits >> 2 & 3 {
+            0 => LinkOp::Connect,
+            1 => LinkOp::Send,
+            _ => LinkOp::Recv(bits & 3),
+        }
+    }
+}
+
+/// One core's upstreams: the groups of servers with their pools, and the links.
+pub(super) struct Upstreams {
+    pub(super) groups: Vec<Group>,
+    pub(super) links: Table<Link>,
+    /// Links whose receive ended with `ENOBUFS`.
+    pub(super) starved: Vec<Key>,
+}
+
+impl Upstreams {
+    /// The `[[upstream]]` groups of `config` (their servers were checked when it was read).
+    pub(super) fn new(config: &Config) -> Upstreams {
+        let groups = config
+            .upstream
+            .iter()
+            .map(|upstream| {
+                let servers = upstream
+                    .servers
+                    .iter()
+                    .filter_map(|text| crate::config::parse_server(text).ok())
+                    .map(|addr: ServerAddr| Server::new(Rc::new(addr)))
+                    .collect();
+                Group::new(upstream, servers)
+            })
+            .collect();
+        Upstreams {
+            groups,
+            links: Table::default(),
+            starved: Vec::new(),
+        }
+    }
+}

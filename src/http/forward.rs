@@ -1,0 +1,175 @@
+//! A request as a reverse proxy forwards it upstream (RFC 9110 section 7.6): the request
+//! line with the path the proxy route maps to, the end-to-end fields as the client sent
+//! them, none of the hop-by-hop ones (`Connection` and every field it names, `Keep-Alive`,
+//! `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`), the
+//! `X-Forwarded-*` fields percore sets, and framing of percore's own: the body percore
+//! read, whole, behind a `Content-Length` of its length.
+
+use std::net::IpAddr;
+
+use super::request::{Method, RawRequest};
+use super::response::push_decimal;
+
+/// What the proxy knows about a request beyond its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Forwarding<'a> {
+    /// Bytes of the path's start to drop (a route's prefix, with `strip_prefix`).
+    pub strip: usize,
+    /// The client, as percore knows it (a PROXY header's, or the socket's peer).
+    pub client: Option<IpAddr>,
+    /// `https` when the client spoke TLS to percore, `http` otherwise.
+    pub proto: &'static str,
+    /// A `Host` to send in place of the client's.
+    pub host: Option<&'a str>,
+}
+
+/// Fields never forwarded, whatever `Connection` says (lower case).
+const HOP_BY_HOP: &[&[u8]] = &[
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    // Framing is percore's own: the length of the body it read.
+    b"content-length",
+    // Set by percore from what it knows.
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    // Handled by percore (it answered `100 Continue` itself, or the body came whole).
+    b"expect",
+];
+
+/// Whether the field `name` goes no further than this hop: one of [`HOP_BY_HOP`], or one
+/// that a `Connection` field of `fields` names.
+pub fn is_hop_by_hop(name: &[u8], connection: &[&[u8]]) -> bool {
+    HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
+        || connection
+            .iter()
+            .any(|named| name.eq_ignore_ascii_case(named))
+}
+
+/// The options the `Connection` fields of a head name (at most `N`; more are ignored, which
+/// only means forwarding a field a client wanted dropped beyond the first `N`).
+pub fn connection_options<'a, const N: usize>(
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    named: &mut [&'a [u8]; N],
+) -> usize {
+    let mut count = 0;
+    for (name, value) in fields {
+        if !name.eq_ignore_ascii_case(b"connection") {
+            continue;
+        }
+        for option in value.split(|&b| b == b',') {
+            let option = option.trim_ascii();
+            if !option.is_empty() && count < N {
+                named[count] = option;
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// The fields of a head (its bytes after the start line), as `(name, value)` with the value
+/// trimmed.
+pub fn fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        Some((&line[..colon], line[colon + 1..].trim_ascii()))
+    })
+}
+
+/// Appends `request` as it is forwarded upstream: head and body.
+pub fn write_forwarded(request: &RawRequest<'_>, how: &Forwarding<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(request.method());
+    out.push(b' ');
+    let path = request.path();
+    let path = &path[how.strip.min(path.len())..];
+    if !path.starts_with(b"/") {
+        out.push(b'/');
+    }
+    out.extend_from_slice(path);
+    if let Some(query) = request.query() {
+        out.push(b'?');
+        out.extend_from_slice(query);
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut named = [&[][..]; 16];
+    let count = connection_options(fields(request.bytes), &mut named);
+    let named = &named[..count];
+    let mut host = None;
+    let mut forwarded_for: Option<&[u8]> = None;
+    let mut more_forwarded_for = false;
+    for (name, value) in fields(request.bytes) {
+        if is_hop_by_hop(name, named) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"host") {
+            host = Some(value);
+            if how.host.is_some() {
+                continue;
+            }
+        }
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            // Joined into one field below, with this client at its end.
+            if forwarded_for.is_some() {
+                more_forwarded_for = true;
+            }
+            forwarded_for.get_or_insert(value);
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(host) = how.host {
+        out.extend_from_slice(b"Host: ");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let earlier = match more_forwarded_for {
+        // Several fields: their values, in order, as one list.
+        true => Some(
+            fields(request.bytes)
+                .filter(|(name, _)| name.eq_ignore_ascii_case(b"x-forwarded-for"))
+                .map(|(_, value)| value)
+                .collect::<Vec<_>>()
+                .join(&b", "[..]),
+        ),
+        false => forwarded_for.map(<[u8]>::to_vec),
+    };
+    if earlier.is_some() || how.client.is_some() {
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        if let Some(earlier) = &earlier {
+            out.extend_from_slice(earlier);
+            if how.client.is_some() {
+                out.extend_from_slice(b", ");
+            }
+        }
+        if let Some(client) = how.client {
+            use std::io::Write;
+            let _ = write!(out, "{client}");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"X-Forwarded-Proto: ");
+    out.extend_from_slice(how.proto.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(host) = host {
+        out.extend_from_slice(b"X-Forwarded-Host: ");
+        out.extend_from_slice(host);
+        out.extend_from_slice(b"\r\n");
+    }
+    let body = request.body;
+    let method = request.head.method;
+    if !body.is_empty() || matches!(method, Method::Post | Method::Put | Method::Patch) {
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(out, body.len() as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}

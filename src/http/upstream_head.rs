@@ -1,0 +1,163 @@
+//! An upstream server's response head, as a reverse proxy reads it (RFC 9112 sections 4
+//! and 6.3): its status, whether its connection may carry another request, and how its body
+//! is delimited. Anything ambiguous (two `Content-Length` fields, `Content-Length` beside
+//! `Transfer-Encoding`, a length that is not one, a status line that does not parse, a head
+//! past its bound) is refused: the proxy answers 502 and drops the connection rather than
+//! guess where this response ends and the next begins.
+
+use super::forward::{connection_options, fields, is_hop_by_hop};
+
+/// Most fields an upstream response head may have.
+const MAX_FIELDS: usize = 100;
+
+/// How an upstream response's body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body (a response to HEAD; 1xx, 204, 304).
+    None,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// The chunked coding.
+    Chunked,
+    /// Up to the close of the connection.
+    UntilClose,
+}
+
+/// A parsed upstream response head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpstreamHead {
+    /// The status code.
+    pub status: u16,
+    /// How its body is delimited.
+    pub framing: BodyFraming,
+    /// The connection may carry another request after this response.
+    pub reusable: bool,
+    /// The `Content-Length` it gave (for a response without a body, to a HEAD request, the
+    /// length the GET would have had).
+    pub declared: Option<u64>,
+    /// Bytes of the head, final blank line included.
+    pub len: usize,
+}
+
+/// Why an upstream response is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadResponse {
+    /// The head did not parse (status line, a field).
+    Malformed,
+    /// Two `Content-Length` fields, or one beside `Transfer-Encoding`, or one not a number.
+    Framing,
+    /// The head passed `max_bytes` without ending.
+    TooLarge,
+}
+
+/// Parses the response head at the start of `buf`; `Ok(None)` while it is incomplete.
+/// `head_request`: the request was HEAD (its response has no body, whatever it says).
+pub fn parse_upstream_head(
+    buf: &[u8],
+    head_request: bool,
+    max_bytes: usize,
+) -> Result<Option<UpstreamHead>, BadResponse> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut response = httparse::Response::new(&mut headers);
+    let window = &buf[..buf.len().min(max_bytes)];
+    let len = match response.parse(window) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => {
+            return Err(BadResponse::TooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(BadResponse::Malformed),
+    };
+    let status = response.code.ok_or(BadResponse::Malformed)?;
+    let http11 = response.version == Some(1);
+    let mut length: Option<u64> = None;
+    let mut lengths = 0;
+    let mut coded = false;
+    let mut chunked_last = false;
+    let mut close = false;
+    let mut keep_alive = false;
+    for field in response.headers.iter() {
+        let name = field.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            lengths += 1;
+            length = Some(parse_length(field.value)?);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            for coding in field.value.split(|&b| b == b',') {
+                let coding = coding.trim_ascii();
+                if coding.is_empty() {
+                    continue;
+                }
+                coded = true;
+                chunked_last = coding.eq_ignore_ascii_case(b"chunked");
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for option in field.value.split(|&b| b == b',') {
+                let option = option.trim_ascii();
+                close |= option.eq_ignore_ascii_case(b"close");
+                keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+    if lengths > 1 || (lengths == 1 && coded) {
+        return Err(BadResponse::Framing);
+    }
+    let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
+    let framing = match (no_body, coded, length) {
+        (true, _, _) => BodyFraming::None,
+        (false, true, _) if chunked_last => BodyFraming::Chunked,
+        (false, true, _) => BodyFraming::UntilClose,
+        (false, false, Some(n)) => BodyFraming::Length(n),
+        (false, false, None) => BodyFraming::UntilClose,
+    };
+    let reusable = !close && (http11 || keep_alive) && framing != BodyFraming::UntilClose;
+    Ok(Some(UpstreamHead {
+        status,
+        framing,
+        reusable,
+        declared: length,
+        len,
+    }))
+}
+
+/// A `Content-Length` value: digits only, no sign, no list.
+fn parse_length(value: &[u8]) -> Result<u64, BadResponse> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(BadResponse::Framing);
+    }
+    Ok(value
+        .iter()
+        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// The reason phrase of a response head's status line (empty if it has none).
+pub fn reason_of(head: &[u8]) -> &[u8] {
+    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let line = head[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&head[..line_end]);
+    // `HTTP/1.1 200 OK`: after the second space.
+    line.splitn(3, |&b| b == b' ').nth(2).unwrap_or(b"")
+}
+
+/// Appends the end-to-end fields of an upstream response head for the client: every field
+/// but the hop-by-hop ones and those its `Connection` names, and but its framing (percore
+/// frames the response itself). Returns whether it had `Server` and `Date`.
+pub fn write_end_to_end(head: &[u8], out: &mut Vec<u8>) -> (bool, bool) {
+    let mut named = [&[][..]; 16];
+    let count = connection_options(fields(head), &mut named);
+    let named = &named[..count];
+    let (mut server, mut date) = (false, false);
+    for (name, value) in fields(head) {
+        if name.is_empty() || is_hop_by_hop(name, named) {
+            continue;
+        }
+        server |= name.eq_ignore_ascii_case(b"server");
+        date |= name.eq_ignore_ascii_case(b"date");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    (server, date)
+}

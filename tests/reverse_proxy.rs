@@ -1,0 +1,529 @@
+//! The reverse proxy over real sockets: percore in front of raw-byte backends that send
+//! exactly the bytes a case needs and record exactly what they received.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::{wait_until, Client, Percore, TestServer};
+use percore::config::Config;
+
+/// What a backend does with one request: the bytes to answer, and whether to close the
+/// connection afterwards.
+type Script = dyn Fn(&Request) -> (Vec<u8>, bool) + Send + Sync;
+
+/// A request as the backend received it.
+#[derive(Clone, Debug)]
+struct Request {
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn line(&self) -> &str {
+        self.head.lines().next().unwrap_or("")
+    }
+
+    fn fields(&self, name: &str) -> Vec<String> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+            .collect()
+    }
+}
+
+/// A backend on 127.0.0.1: one thread per connection, requests recorded in order.
+struct Backend {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Request>>>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Backend {
+    fn start(script: impl Fn(&Request) -> (Vec<u8>, bool) + Send + Sync + 'static) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let script: Arc<Script> = Arc::new(script);
+        let (s, c) = (seen.clone(), connections.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                c.fetch_add(1, Ordering::SeqCst);
+                let (s, script) = (s.clone(), script.clone());
+                thread::spawn(move || serve(stream, &s, &*script));
+            }
+        });
+        Backend {
+            addr,
+            seen,
+            connections,
+        }
+    }
+
+    fn seen(&self) -> Vec<Request> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Reads requests (Content-Length bodies) and answers each as `script` says.
+fn serve(mut stream: TcpStream, seen: &Mutex<Vec<Request>>, script: &Script) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = Vec::new();
+    loop {
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 65536];
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let request = Request {
+            head: head.clone(),
+            body: Vec::new(),
+        };
+        let len: usize = request
+            .fields("content-length")
+            .first()
+            .map_or(0, |v| v.parse().unwrap());
+        while buf.len() < end + len {
+            let mut chunk = [0u8; 65536];
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let request = Request {
+            head,
+            body: buf[end..end + len].to_vec(),
+        };
+        buf.drain(..end + len);
+        seen.lock().unwrap().push(request.clone());
+        let (answer, close) = script(&request);
+        if stream.write_all(&answer).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// A server proxying `/api/` (and, with `everything`, `/`) to `backend`, with `extra`
+/// TOML lines in its `[[upstream]]`.
+fn proxy_to(backend: SocketAddr, extra: &str) -> TestServer {
+    let toml = format!(
+        "[[upstream]]\nname = \"app\"\nservers = [\"{backend}\"]\n{extra}\n\
+         [[proxy]]\npath = \"/api/\"\nupstream = \"app\"\n"
+    );
+    let parsed = Config::from_toml(&toml, "test").expect("the proxy configuration parses");
+    TestServer::with(|config| {
+        config.upstream = parsed.upstream;
+        config.proxy = parsed.proxy;
+    })
+}
+
+fn ok(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Backend: yes\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Reads one response whose body is chunked (decoded), or has a Content-Length.
+fn read_any(stream: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "closed inside a head");
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let lower = head.to_ascii_lowercase();
+    let mut body = Vec::new();
+    if lower.contains("transfer-encoding: chunked") {
+        loop {
+            let mut line = Vec::new();
+            while !line.ends_with(b"\r\n") {
+                assert_eq!(stream.read(&mut byte).unwrap(), 1, "closed inside a chunk");
+                line.push(byte[0]);
+            }
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&line[..line.len() - 2]).unwrap(), 16)
+                    .unwrap();
+            let mut data = vec![0u8; size + 2];
+            stream.read_exact(&mut data).unwrap();
+            assert_eq!(&data[size..], b"\r\n", "a chunk ends with CRLF");
+            body.extend_from_slice(&data[..size]);
+            if size == 0 {
+                break;
+            }
+        }
+    } else if let Some(at) = lower.find("content-length: ") {
+        let len: usize = lower[at + 16..]
+            .split("\r\n")
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        body = vec![0u8; len];
+        stream.read_exact(&mut body).unwrap();
+    }
+    (head, body)
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+#[test]
+fn a_request_goes_upstream_with_forwarded_fields_and_its_answer_comes_back() {
+    let backend = Backend::start(|_| (ok("hello"), false));
+    let server = proxy_to(backend.addr, "");
+    let mut client = server.client();
+    let response = client.get("/api/items?x=1");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "hello");
+    assert_eq!(response.header("x-backend"), Some("yes"));
+    let seen = backend.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].line(), "GET /api/items?x=1 HTTP/1.1");
+    assert_eq!(seen[0].fields("host"), ["test"]);
+    assert_eq!(seen[0].fields("x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(seen[0].fields("x-forwarded-proto"), ["http"]);
+    assert_eq!(seen[0].fields("x-forwarded-host"), ["test"]);
+    // The app's own routes still answer outside the prefix.
+    assert_eq!(client.get("/echo?name=Abcde").text(), "Hi, Abcde!");
+}
+
+#[test]
+fn keep_alive_connections_upstream_are_reused() {
+    let backend = Backend::start(|_| (ok("again"), false));
+    let server = proxy_to(backend.addr, "keepalive = 4");
+    let mut client = server.client();
+    for _ in 0..50 {
+        assert_eq!(client.get("/api/x").text(), "again");
+    }
+    let mut other = server.client();
+    for _ in 0..10 {
+        assert_eq!(other.get("/api/y").text(), "again");
+    }
+    assert_eq!(backend.seen().len(), 60);
+    assert_eq!(
+        backend.connections.load(Ordering::SeqCst),
+        1,
+        "sixty requests one after another need one upstream connection"
+    );
+}
+
+#[test]
+fn hop_by_hop_fields_stop_at_the_proxy_both_ways() {
+    let backend = Backend::start(|_| {
+        let body = "ok";
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: X-Hop\r\nX-Hop: 1\r\n\
+             Keep-Alive: timeout=5\r\nX-End: 2\r\n\r\n{body}"
+        );
+        (answer.into_bytes(), false)
+    });
+    let server = proxy_to(backend.addr, "");
+    let mut client = server.client();
+    client.send(
+        "GET /api/h HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\
+         Keep-Alive: 5\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\nX-Kept: 3\r\n\
+         X-Forwarded-For: 10.0.0.1\r\n\r\n",
+    );
+    let response = client.response();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("x-hop"), None);
+    assert_eq!(response.header("keep-alive"), None);
+    assert_eq!(response.header("x-end"), Some("2"));
+    let seen = &backend.seen()[0];
+    for gone in [
+        "x-secret",
+        "keep-alive",
+        "te",
+        "proxy-connection",
+        "connection",
+    ] {
+        assert!(
+            seen.fields(gone).is_empty(),
+            "{gone} was forwarded: {}",
+            seen.head
+        );
+    }
+    assert_eq!(seen.fields("x-kept"), ["3"]);
+    assert_eq!(seen.fields("x-forwarded-for"), ["10.0.0.1, 127.0.0.1"]);
+}
+
+#[test]
+fn a_chunked_or_close_delimited_answer_reaches_the_client_chunked() {
+    let backend = Backend::start(|request| {
+        if request.line().contains("/api/chunked") {
+            let answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                          5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
+            (answer.as_bytes().to_vec(), false)
+        } else {
+            let answer = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end";
+            (answer.as_bytes().to_vec(), true)
+        }
+    });
+    let server = proxy_to(backend.addr, "");
+    let mut stream = connect(server.addr);
+    for (path, body) in [
+        ("/api/chunked", "hello world"),
+        ("/api/close", "until the end"),
+        ("/api/chunked", "hello world"),
+    ] {
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let (head, got) = read_any(&mut stream);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{head}"
+        );
+        assert_eq!(String::from_utf8(got).unwrap(), body);
+    }
+}
+
+#[test]
+fn bodies_are_forwarded_with_a_length_of_percores_own() {
+    let backend = Backend::start(|request| (ok(&format!("{}", request.body.len())), false));
+    let server = proxy_to(backend.addr, "");
+    let mut client = server.client();
+    client.send("POST /api/p HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world");
+    assert_eq!(client.response().text(), "11");
+    client.send(
+        "POST /api/p HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    );
+    assert_eq!(client.response().text(), "11");
+    let seen = backend.seen();
+    assert_eq!(seen[1].body, b"hello world");
+    assert_eq!(seen[1].fields("content-length"), ["11"]);
+    assert!(seen[1].fields("transfer-encoding").is_empty());
+}
+
+#[test]
+fn an_unreachable_server_is_a_502_and_a_silent_one_a_504() {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap();
+    drop(closed);
+    let server = proxy_to(dead, "max_fails = 0");
+    let mut client = server.client();
+    let response = client.get("/api/x");
+    assert_eq!(response.status, 502);
+    // The connection goes on.
+    assert_eq!(client.get("/echo?name=A").text(), "Hi, A!");
+
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = thread::spawn(move || {
+        let (stream, _) = silent.accept().unwrap();
+        thread::sleep(Duration::from_secs(3));
+        drop(stream);
+    });
+    let server = proxy_to(addr, "read_timeout_ms = 300");
+    let mut client = server.client();
+    let started = std::time::Instant::now();
+    assert_eq!(client.get("/api/slow").status, 504);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    held.join().unwrap();
+}
+
+#[test]
+fn ambiguous_or_broken_answers_are_502s() {
+    let backend = Backend::start(|request| {
+        let answer: &[u8] = if request.line().contains("two-lengths") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc"
+        } else if request.line().contains("both") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        } else {
+            b"HTTP/1.1 2x0 OK\r\n\r\n"
+        };
+        (answer.to_vec(), true)
+    });
+    let server = proxy_to(backend.addr, "max_fails = 0");
+    for path in ["/api/two-lengths", "/api/both", "/api/garbage"] {
+        let mut client = server.client();
+        assert_eq!(client.get(path).status, 502, "{path}");
+    }
+}
+
+#[test]
+fn a_body_cut_short_leaves_the_client_with_a_truncated_response() {
+    let backend = Backend::start(|_| {
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b".to_vec(),
+            true,
+        )
+    });
+    let server = proxy_to(backend.addr, "");
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(b"GET /api/cut HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).unwrap_or_default();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("Content-Length: 100"), "{text}");
+    assert!(
+        text.ends_with("only ten b"),
+        "the client sees it truncated: {text}"
+    );
+}
+
+#[test]
+fn a_pooled_connection_the_server_closed_is_never_a_client_error() {
+    // The server closes every connection after its response, without saying so.
+    let backend = Backend::start(|_| (ok("fresh"), true));
+    let server = proxy_to(backend.addr, "");
+    let mut client = server.client();
+    for i in 0..30 {
+        let response = client.get("/api/again");
+        assert_eq!(response.status, 200, "request {i}");
+        assert_eq!(response.text(), "fresh");
+    }
+}
+
+#[test]
+fn a_post_is_never_sent_twice() {
+    // Reads the request, then resets the connection without answering.
+    let backend = Backend::start(|_| (Vec::new(), true));
+    let server = proxy_to(backend.addr, "max_fails = 0");
+    let mut client = server.client();
+    client.send("POST /api/once HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!(client.response().status, 502);
+    wait_until("the backend saw the POST", Duration::from_secs(5), || {
+        !backend.seen().is_empty()
+    });
+    assert_eq!(
+        backend.seen().len(),
+        1,
+        "a POST that may have arrived is not sent again"
+    );
+    // A GET may be: it was sent twice (and failed twice).
+    assert_eq!(client.get("/api/get").status, 502);
+    wait_until("the GET was retried", Duration::from_secs(5), || {
+        backend.seen().len() == 3
+    });
+}
+
+#[test]
+fn head_204_and_304_answers_carry_no_body_and_the_connection_goes_on() {
+    let backend = Backend::start(|request| {
+        let answer: &[u8] = if request.line().starts_with("HEAD") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+        } else if request.line().contains("204") {
+            b"HTTP/1.1 204 No Content\r\n\r\n"
+        } else {
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"
+        };
+        (answer.to_vec(), false)
+    });
+    let server = proxy_to(backend.addr, "");
+    let mut client = server.client();
+    client.send("HEAD /api/h HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = client.head_response();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("100"));
+    assert_eq!(client.get("/api/204").status, 204);
+    let not_modified = client.get("/api/304");
+    assert_eq!(not_modified.status, 304);
+    assert_eq!(not_modified.header("etag"), Some("\"x\""));
+    assert_eq!(client.get("/echo?name=B").text(), "Hi, B!");
+    assert_eq!(backend.connections.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn pipelined_requests_come_back_in_order() {
+    let backend = Backend::start(|request| {
+        let path = request.line().split(' ').nth(1).unwrap_or("").to_string();
+        (ok(&path), false)
+    });
+    let server = proxy_to(backend.addr, "");
+    let mut client = server.client();
+    let batch: String = (0..8)
+        .map(|i| format!("GET /api/{i} HTTP/1.1\r\nHost: t\r\n\r\n"))
+        .chain(std::iter::once(
+            "GET /echo?name=Z HTTP/1.1\r\nHost: t\r\n\r\n".into(),
+        ))
+        .collect();
+    client.send(batch);
+    for i in 0..8 {
+        assert_eq!(client.response().text(), format!("/api/{i}"));
+    }
+    assert_eq!(client.response().text(), "Hi, Z!");
+}
+
+#[test]
+fn a_large_answer_passes_through_to_a_slow_reader() {
+    const SIZE: usize = 8 << 20;
+    let backend = Backend::start(|_| {
+        let mut answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n").into_bytes();
+        answer.extend((0..SIZE).map(|i| (i % 251) as u8));
+        (answer, false)
+    });
+    let server = proxy_to(backend.addr, "");
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(b"GET /api/big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let (_, body) = read_any(&mut stream);
+    assert_eq!(body.len(), SIZE);
+    assert!(body.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+}
+
+#[test]
+fn the_binary_proxies_with_the_proxy_flag() {
+    let backend = Backend::start(|_| (ok("from the flag"), false));
+    let url = format!("/=http://{}", backend.addr);
+    let percore = Percore::spawn(&["--port", "0", "--proxy", &url, "--cores", "0"]);
+    let mut client = Client::connect(percore.addr.parse().expect("an address"));
+    let response = client.get("/anything");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "from the flag");
+    assert_eq!(backend.seen()[0].line(), "GET /anything HTTP/1.1");
+}
+
+#[test]
+fn proxy_configuration_mistakes_are_one_line_errors() {
+    for (toml, expected) in [
+        (
+            "[[proxy]]\npath = \"/x/\"\nupstream = \"nope\"\n",
+            "names no [[upstream]]",
+        ),
+        (
+            "[[upstream]]\nname = \"a\"\nservers = [\"https://127.0.0.1:1\"]\n",
+            "not supported yet",
+        ),
+        ("[[upstream]]\nname = \"a\"\nservers = []\n", "at least one server"),
+        (
+            "[[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:1\"]\n[[proxy]]\npath = \"x\"\nupstream = \"a\"\n",
+            "starting with /",
+        ),
+    ] {
+        let error = Config::from_toml(toml, "test").unwrap_err().to_string();
+        assert!(error.contains(expected), "{toml}: {error}");
+    }
+}
