@@ -13,6 +13,7 @@
 #   WORKLOADS=access-log benches/load.sh            # the access log on against off
 #   WORKLOADS="tls-wrk-50 tls-wrk-pipe-16 tls-ab-close-50 tls-resume tls-file-1m tls-idle tls-syscalls" benches/load.sh
 #                                                   # HTTPS: percore TLS vs percore cleartext vs nginx TLS
+#   WORKLOADS=proxy benches/load.sh                 # reverse proxies: percore, nginx, HAProxy
 #   NGINX_SUITES=percore WORKLOADS=… benches/load.sh   # nginx choosing cipher suites as percore does
 #   FLOOR_SRC=/path/to/other_floor.c WORKLOADS=… benches/load.sh   # another bare loop (C, liburing)
 #
@@ -46,6 +47,10 @@ APP_PORT=8084                # benches/app_server.rs: percore's routes + POST /u
 BASELINE_PORT=8085
 BASELINE_TLS_PORT=8092       # the baseline build's TLS listener
 LOGGED_PORT=8086             # percore with the access log on, for the access-log row
+PROXY_PORT=8094              # percore --proxy, for the proxy rows
+NGINX_PROXY_PORT=8095        # nginx proxy_pass (benches/nginx.conf)
+HAPROXY_PORT=8096            # HAProxy, http-reuse safe
+BACKEND_PORT=8097            # the proxies' backend: percore on the load's core
 PERCORE_TLS_PORT=8090        # percore's TLS listener (the same process as PERCORE_PORT)
 NGINX_TLS_PORT=8091          # nginx's TLS listener (benches/nginx.conf)
 URL_PATH='/echo?name=Abcde'
@@ -190,9 +195,12 @@ stop_servers() {
         kill -TERM "$floor_pid" 2>/dev/null
         wait "$floor_pid" 2>/dev/null || true
     fi
-    for pid in "$app_pid" "$baseline_pid" "$logged_pid"; do
+    for pid in "$app_pid" "$baseline_pid" "$logged_pid" "${proxy_pid:-}" "${backend_pid:-}" "${haproxy_pid:-}"; do
         [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
     done
+    proxy_pid=""
+    backend_pid=""
+    haproxy_pid=
     percore_pid=""
     nginx_pid=""
     quiet_pid=""
@@ -522,6 +530,59 @@ for workload in $WORKLOADS; do
             # Files younger than 2 s are not cached (their times could hide a change).
             sleep $((site_made + 3 > SECONDS ? site_made + 3 - SECONDS : 0))
             compare "$workload" "$workload" $PERCORE_PORT $NGINX_PORT
+            ;;
+        proxy)
+            command -v haproxy >/dev/null 2>&1 || { echo "proxy: install haproxy (apt-get install haproxy)" >&2; exit 1; }
+            # The backend shares the load's core: what each proxy costs is core $SERVER_CPU's
+            # time alone.
+            sed 's/^enabled = true/enabled = false/' config/percore.toml >"$work/quiet.toml"
+            taskset -c "$CLIENT_CPU" target/release/percore --config "$work/quiet.toml" \
+                --port "$BACKEND_PORT" --cores "$CLIENT_CPU" >"$work/backend.log" 2>&1 &
+            backend_pid=$!
+            taskset -c "$SERVER_CPU" target/release/percore --config "$work/quiet.toml" \
+                --port "$PROXY_PORT" --cores "$SERVER_CPU" \
+                --proxy "/=http://127.0.0.1:$BACKEND_PORT" >"$work/proxy.log" 2>&1 &
+            proxy_pid=$!
+            cat >"$work/haproxy.cfg" <<HAPROXY
+global
+    nbthread 1
+    maxconn 20000
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    http-reuse safe
+frontend echo
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend echo
+backend echo
+    server backend 127.0.0.1:$BACKEND_PORT
+HAPROXY
+            taskset -c "$SERVER_CPU" haproxy -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+            haproxy_pid=$!
+            for port in $BACKEND_PORT $PROXY_PORT $NGINX_PROXY_PORT $HAPROXY_PORT; do
+                for _ in $(seq 100); do
+                    curl -sf "http://127.0.0.1:$port$URL_PATH" >/dev/null 2>&1 && break
+                    sleep 0.1
+                done
+                curl -sf "http://127.0.0.1:$port$URL_PATH" | grep -q 'Hi, Abcde!' || {
+                    echo "proxy row: port $port is not answering; logs in $work" >&2
+                    cat "$work"/*.log >&2
+                    exit 1
+                }
+            done
+            echo
+            echo "Reverse proxies on cpu $SERVER_CPU in front of one backend (percore /echo on cpu $CLIENT_CPU, beside the load): percore --proxy (first), nginx proxy_pass with a keepalive pool (second), HAProxy http-reuse safe (third; the ÷floor column is ÷HAProxy); µs: cpu $SERVER_CPU's time per proxied request"
+            compare "proxy-ab-k-50" ab-k-50 $PROXY_PORT $NGINX_PROXY_PORT $HAPROXY_PORT
+            compare "proxy-wrk-50" wrk-50 $PROXY_PORT $NGINX_PROXY_PORT $HAPROXY_PORT
+            compare "proxy-pipe-16" wrk-pipe-16 $PROXY_PORT $NGINX_PROXY_PORT $HAPROXY_PORT
+            c=$(curl -s "http://127.0.0.1:$PROXY_PORT/stats" | tr ',' '\n' | grep -o '"connects":[0-9]*' | head -1)
+            echo "| proxy: upstream connections opened by percore over the proxy rows | ${c#*:} | | | | | | | |"
+            kill -INT "$proxy_pid" "$backend_pid" 2>/dev/null
+            kill -TERM "$haproxy_pid" 2>/dev/null
+            wait "$proxy_pid" "$backend_pid" "$haproxy_pid" 2>/dev/null || true
             ;;
         *) compare "$workload" "$workload" $PERCORE_PORT $NGINX_PORT $FLOOR_PORT ;;
     esac

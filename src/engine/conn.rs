@@ -13,6 +13,7 @@ use std::rc::Rc;
 use super::buffers::Flight;
 use super::token::Key;
 use super::transport::Transport;
+use super::upstream::relay::Relay;
 use crate::files::read::FileSource;
 use crate::files::FileBody;
 use crate::http::session::Session;
@@ -74,7 +75,7 @@ pub(super) enum Deferring {
     /// An async handler making the response to its last request.
     Task,
     /// An upstream server answering its last request, relayed as it comes.
-    Proxy(Box<super::upstream::relay::Relay>),
+    Proxy(Box<Relay>),
 }
 
 /// A static file's body on its way out.
@@ -253,6 +254,14 @@ impl Conn {
     /// Bytes waiting to go out: responses, or TLS records.
     pub(super) fn has_output(&self) -> bool {
         !self.out.is_empty() || self.transport.has_wire()
+    }
+
+    /// The relay of a connection whose request is at an upstream server.
+    pub(super) fn relay(&mut self) -> &mut Relay {
+        match &mut self.deferring {
+            Deferring::Proxy(relay) => relay,
+            _ => unreachable!("the connection's request is at an upstream"),
+        }
     }
 
     /// Ends the connection now, whatever it was doing: a send in flight fails at once.

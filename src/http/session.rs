@@ -102,13 +102,11 @@ pub struct Session {
     state: State,
     /// Requests answered.
     served: u64,
-    /// How far the search for the end of the head being read got (at most
-    /// `http.max_request_head_bytes`, itself at most 1 MiB).
+    /// How far the search for the head's end got (≤ `http.max_request_head_bytes`, ≤ 1 MiB).
     scanned: u32,
     /// The request being gathered, and the buffer kept for the next one.
     held: Option<Box<Held>>,
-    /// A whole response is still to be written ([`Session::answer_deferred`]): the service
-    /// deferred it.
+    /// A whole response the service deferred, to be written ([`Session::answer_deferred`]).
     deferred_framing: Option<DeferredFraming>,
 }
 
@@ -348,9 +346,9 @@ impl Session {
         self.state = if closing { State::Closed } else { State::Head };
     }
 
-    /// Writes the deferred response left by the last request (see [`Service::call`]) with
-    /// `write` (saying `Connection: close` if `draining`), and returns the response's status and whether the service failed to make
-    /// it. Call it once [`Session::process`] has handed over a deferred part with no head written.
+    /// Writes the deferred response left by the last request ([`Service::call`]) with `write`
+    /// (`Connection: close` if `draining`) once [`Session::process`] has handed it over with
+    /// no head written; returns its status and whether the service failed to make it.
     pub fn answer_deferred(
         &mut self,
         out: &mut Vec<u8>,
@@ -437,10 +435,8 @@ impl Session {
         true
     }
 
-    /// Ends the session where it stands: nothing more is read or answered. For a response
-    /// whose body cannot be finished (its source failed after its head went out): the
-    /// caller sends what it has and closes, so the client sees the response cut short and
-    /// no later response after it.
+    /// Ends the session: nothing more is read or answered (a response whose body cannot be
+    /// finished goes out cut short, and nothing after it).
     pub fn abort(&mut self) {
         self.deferred_framing = None;
         self.state = State::Closed;

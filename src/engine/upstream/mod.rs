@@ -10,13 +10,17 @@
 //! completions reach the relay through the link's `client` key; the relay's deadlines are
 //! its client connection's (`deadlines`), so they share the wheel.
 
+mod forward;
 mod link;
+mod link_events;
+mod link_io;
 mod pool;
 pub(super) mod relay;
+mod response;
 
 use std::rc::Rc;
 
-pub(super) use link::{Link, LinkState};
+pub(super) use link::Link;
 pub(super) use pool::{Group, Server};
 
 use super::table::Table;

@@ -1,0 +1,200 @@
+//! A relay's client side: the request sent (on a pooled connection, or a new one), sent
+//! again when that is safe, and what the client gets when it cannot be answered (a 502 or
+//! 504, or a response cut short). See `relay` for the whole exchange.
+
+use super::super::background::DeferredLog;
+use super::super::conn::{Conn, Deferring};
+use super::super::connections::Connections;
+use super::super::turn::Turn;
+use super::super::Application;
+use super::link::LinkState;
+use super::relay::{ProxyCall, Relay, Stage};
+use crate::http::session::OUTPUT_HIGH_WATER;
+use crate::http::status::Status;
+
+impl<A: Application> Connections<A> {
+    /// Starts relaying `call` for `conn` (which answers nothing more until it is through).
+    pub(in crate::engine) fn start_proxy(
+        &mut self,
+        turn: &mut Turn<'_>,
+        conn: &mut Conn,
+        call: Box<ProxyCall>,
+        log: Option<Box<DeferredLog>>,
+    ) {
+        let read_at = turn.now.clock.instant(conn.read_at);
+        conn.deferring = Deferring::Proxy(Box::new(Relay {
+            call,
+            link: None,
+            server: 0,
+            stage: Stage::Connect,
+            tries: 0,
+            reused: false,
+            sent: false,
+            since: turn.now.ms,
+            read_at,
+            log,
+        }));
+        self.relay_go(turn, conn, None);
+    }
+
+    /// Sends the relay's request: on a pooled connection to the next server (not `avoid`,
+    /// if another is up), or a new one.
+    pub(super) fn relay_go(&mut self, turn: &mut Turn<'_>, conn: &mut Conn, avoid: Option<usize>) {
+        let now = turn.now.ms;
+        let relay = conn.relay();
+        relay.tries += 1;
+        let upstream = relay.call.upstream;
+        let group = &mut self.upstreams.groups[upstream];
+        let Some(server) = group.choose(now, avoid) else {
+            return self.relay_failed(turn, conn, Status::BAD_GATEWAY);
+        };
+        relay.server = server;
+        relay.since = now;
+        relay.sent = false;
+        group.set_busy(server, true);
+        while let Some(key) = self.upstreams.groups[upstream].take_idle(server) {
+            let Some(mut link) = self.upstreams.links.take(key) else {
+                continue;
+            };
+            if link.state != LinkState::Idle || link.ended {
+                self.close_link(turn, link);
+                continue;
+            }
+            link.state = LinkState::Busy;
+            link.client = Some(conn.key);
+            let relay = conn.relay();
+            relay.link = Some(key);
+            relay.reused = true;
+            relay.stage = Stage::Head;
+            self.send_request(turn, &mut link, &relay.call.request);
+            self.upstreams.links.put(link);
+            return;
+        }
+        match self.open_link(turn, upstream, server, conn.key) {
+            Some(key) => {
+                let relay = conn.relay();
+                relay.link = Some(key);
+                relay.reused = false;
+                relay.stage = Stage::Connect;
+            }
+            None => {
+                self.upstreams.groups[upstream].set_busy(server, false);
+                self.upstreams.groups[upstream].failed(server, now);
+                self.relay_retry_or_fail(turn, conn, true);
+            }
+        }
+    }
+
+    /// The relay's link failed before any response byte: the request is sent again (once)
+    /// when that cannot make it happen twice, otherwise the client gets a 502.
+    pub(super) fn relay_retry_or_fail(
+        &mut self,
+        turn: &mut Turn<'_>,
+        conn: &mut Conn,
+        nothing_sent: bool,
+    ) {
+        let relay = conn.relay();
+        let (server, reused) = (relay.server, relay.reused);
+        relay.link = None;
+        let again = relay.tries < 2 && (nothing_sent || reused || relay.call.idempotent);
+        if !again {
+            return self.relay_failed(turn, conn, Status::BAD_GATEWAY);
+        }
+        turn.reporting
+            .metrics
+            .counters
+            .borrow_mut()
+            .upstream_retries += 1;
+        // A pooled connection the server closed while idle is no fault of the server's:
+        // the same server may take the request again.
+        let avoid = (!reused).then_some(server);
+        self.relay_go(turn, conn, avoid);
+    }
+
+    /// The relay cannot go on: a `status` response if its head has not gone out, a cut
+    /// otherwise (the client must see the response truncated).
+    pub(super) fn relay_failed(&mut self, turn: &mut Turn<'_>, conn: &mut Conn, status: Status) {
+        let Deferring::Proxy(relay) = std::mem::replace(&mut conn.deferring, Deferring::Nothing)
+        else {
+            return;
+        };
+        turn.reporting
+            .metrics
+            .counters
+            .borrow_mut()
+            .upstream_failures += 1;
+        if relay.head_sent() {
+            // What came goes out, then the connection closes: the client sees the body cut
+            // short, and no response after it.
+            conn.session.abort();
+            conn.input_ended = true;
+            return self.flush(turn, conn);
+        }
+        self.buffers.writes.lend(&mut conn.out);
+        let before = conn.out.len();
+        let draining = !turn.serving();
+        let (answered, _) = conn
+            .session
+            .answer_deferred(&mut conn.out, draining, |w| w.send_status(status, &[]));
+        if let (Some(line), Some(log)) = (&relay.log, turn.reporting.log.as_mut()) {
+            line.record(log, answered, (conn.out.len() - before) as u64);
+        }
+        turn.reporting
+            .metrics
+            .record_one(answered.class(), false, Some(relay.read_at));
+        self.pump(turn, conn, &[]);
+        self.flush(turn, conn);
+    }
+
+    /// The relay's wait passed its timeout: 504, or a cut once the head has gone out.
+    pub(in crate::engine) fn relay_timed_out(&mut self, turn: &mut Turn<'_>, conn: &mut Conn) {
+        let relay = conn.relay();
+        let (group, server) = (relay.call.upstream, relay.server);
+        if let Some(mut link) = relay
+            .link
+            .take()
+            .and_then(|key| self.upstreams.links.take(key))
+        {
+            link.client = None;
+            self.detach(turn, &mut link);
+            self.settle_link(turn, link);
+        }
+        self.upstreams.groups[group].failed(server, turn.now.ms);
+        self.relay_failed(turn, conn, Status::GATEWAY_TIMEOUT);
+    }
+
+    /// The client connection of a relay is going: its link, if any, is closed.
+    pub(in crate::engine) fn relay_abandoned(&mut self, turn: &mut Turn<'_>, conn: &mut Conn) {
+        let Deferring::Proxy(relay) = &mut conn.deferring else {
+            return;
+        };
+        if let Some(mut link) = relay
+            .link
+            .take()
+            .and_then(|key| self.upstreams.links.take(key))
+        {
+            link.client = None;
+            self.detach(turn, &mut link);
+            self.settle_link(turn, link);
+        }
+    }
+
+    /// The client's send completed: a relay that stopped reading its server for it reads
+    /// again.
+    pub(in crate::engine) fn relay_resume(&mut self, turn: &mut Turn<'_>, conn: &mut Conn) {
+        let Deferring::Proxy(relay) = &conn.deferring else {
+            return;
+        };
+        if conn.out.len() >= OUTPUT_HIGH_WATER {
+            return;
+        }
+        let Some(mut link) = relay.link.and_then(|key| self.upstreams.links.take(key)) else {
+            return;
+        };
+        if link.state == LinkState::Busy && link.paused {
+            link.paused = false;
+            self.arm_link_recv(turn, &mut link);
+        }
+        self.upstreams.links.put(link);
+    }
+}

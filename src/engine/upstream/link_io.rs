@@ -1,0 +1,275 @@
+//! An upstream connection on the ring: its socket and connect, its one send in flight,
+//! its multishot receive, its completions, and its close (once the kernel holds nothing of
+//! it). What its events mean for the relay it carries is `link_events`.
+
+use io_uring::{cqueue, opcode, squeue, types};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use super::super::buffer_ring::RECV_GROUP;
+use super::super::buffers::Flight;
+use super::super::connections::Connections;
+use super::super::token::{token, Key, Op, NO_KEY};
+use super::super::turn::Turn;
+use super::super::Application;
+use super::link::{Link, LinkState};
+use super::LinkOp;
+use crate::config::ServerAddr;
+
+impl<A: Application> Connections<A> {
+    /// Opens a connection to server `server` of upstream `group` for client `client`: its
+    /// socket, and a connect on the ring. None if no socket could be made.
+    pub(super) fn open_link(
+        &mut self,
+        turn: &mut Turn<'_>,
+        group: usize,
+        server: usize,
+        client: Key,
+    ) -> Option<Key> {
+        let addr = self.upstreams.groups[group].server(server).addr.clone();
+        let (domain, sockaddr) = match &*addr {
+            ServerAddr::Tcp(addr) => (Domain::for_address(*addr), SockAddr::from(*addr)),
+            ServerAddr::Unix(path) => (Domain::UNIX, SockAddr::unix(path).ok()?),
+        };
+        let socket = Socket::new(domain, Type::STREAM.nonblocking().cloexec(), None).ok()?;
+        if matches!(*addr, ServerAddr::Tcp(_)) {
+            let _ = socket.set_nodelay(true);
+        }
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(socket);
+        let key = self.upstreams.links.new_key();
+        let link = Box::new(Link {
+            fd,
+            key,
+            state: LinkState::Connecting,
+            group,
+            server,
+            client: Some(client),
+            addr: sockaddr,
+            connecting: true,
+            receiving: false,
+            recv_epoch: 0,
+            paused: false,
+            send: None,
+            ended: false,
+            input: Vec::new(),
+            served: 0,
+            since: turn.now.ms,
+        });
+        let connect =
+            opcode::Connect::new(types::Fd(fd), link.addr.as_ptr().cast(), link.addr.len())
+                .build()
+                .user_data(token(Op::Upstream, key, LinkOp::Connect.bits()));
+        // SAFETY: the address lives in the boxed link, which is kept until this connect
+        // completes (`close_link` waits for it).
+        unsafe { turn.ring.push(&connect) };
+        self.upstreams.links.put(link);
+        turn.reporting
+            .metrics
+            .counters
+            .borrow_mut()
+            .upstream_connects += 1;
+        Some(key)
+    }
+
+    /// Queues the send of `request` on `link` (one send in flight per link; the request is
+    /// copied into a pooled buffer the link keeps until the send completes).
+    pub(super) fn send_request(&mut self, turn: &mut Turn<'_>, link: &mut Link, request: &[u8]) {
+        let mut buf = self.buffers.writes.take();
+        buf.extend_from_slice(request);
+        let mut flight = self.buffers.flights.take();
+        *flight = Flight {
+            buf,
+            sent: 0,
+            chunk: false,
+            since: turn.now.ms,
+        };
+        link.send = Some(flight);
+        link.served += 1;
+        self.submit_link_send(turn, link);
+        self.arm_link_recv(turn, link);
+    }
+
+    pub(super) fn submit_link_send(&mut self, turn: &mut Turn<'_>, link: &mut Link) {
+        let Some(flight) = &link.send else {
+            return;
+        };
+        let rest = &flight.buf[flight.sent..];
+        let send = opcode::Send::new(types::Fd(link.fd), rest.as_ptr(), rest.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(token(Op::Upstream, link.key, LinkOp::Send.bits()));
+        // SAFETY: the buffer stays in the link, untouched, until this send completes; a link
+        // closed meanwhile waits for it (`close_link`), and a core leaving cancels and reaps
+        // it first, or leaks the buffer.
+        unsafe { turn.ring.push(&send) };
+    }
+
+    pub(super) fn arm_link_recv(&mut self, turn: &mut Turn<'_>, link: &mut Link) {
+        if link.receiving || link.ended || link.paused {
+            return;
+        }
+        link.recv_epoch = link.recv_epoch.wrapping_add(1) & 3;
+        let recv = opcode::RecvMulti::new(types::Fd(link.fd), RECV_GROUP)
+            .build()
+            .user_data(token(
+                Op::Upstream,
+                link.key,
+                LinkOp::Recv(link.recv_epoch).bits(),
+            ));
+        turn.push_plain(&recv);
+        link.receiving = true;
+    }
+
+    pub(super) fn cancel_link_recv(&mut self, turn: &mut Turn<'_>, link: &mut Link) {
+        if link.receiving {
+            turn.ring.cancel(token(
+                Op::Upstream,
+                link.key,
+                LinkOp::Recv(link.recv_epoch).bits(),
+            ));
+            link.receiving = false;
+        }
+    }
+
+    /// A completion for link `key`.
+    pub(in crate::engine) fn on_upstream(
+        &mut self,
+        turn: &mut Turn<'_>,
+        key: Key,
+        bits: u8,
+        result: i32,
+        flags: u32,
+    ) {
+        let op = LinkOp::of(bits);
+        let buffer = cqueue::buffer_select(flags);
+        // A client whose response is through, to go on once the link is back in its table
+        // (its next request may take this very link from the pool).
+        let mut finished = None;
+        let Some(mut link) = self.upstreams.links.take(key) else {
+            if let Some(bid) = buffer {
+                turn.ring.recycle(bid);
+            }
+            return;
+        };
+        match op {
+            LinkOp::Connect => {
+                link.connecting = false;
+                if link.state == LinkState::Closing {
+                } else if result < 0 {
+                    link.ended = true;
+                    let now = turn.now.ms;
+                    self.upstreams.groups[link.group].failed(link.server, now);
+                    self.link_failed(turn, &mut link, true);
+                } else {
+                    link.state = LinkState::Busy;
+                    self.link_connected(turn, &mut link);
+                }
+            }
+            LinkOp::Send => self.link_sent(turn, &mut link, result),
+            LinkOp::Recv(epoch) => {
+                if !cqueue::more(flags) && epoch == link.recv_epoch {
+                    link.receiving = false;
+                }
+                match (result, buffer) {
+                    (n, Some(bid)) if n > 0 => {
+                        // SAFETY: the completion just reaped names this buffer with `n`
+                        // bytes, taken once here; it goes back when `received` is dropped.
+                        let mut received = unsafe { turn.ring.received(bid, n as usize) };
+                        turn.reporting
+                            .metrics
+                            .counters
+                            .borrow_mut()
+                            .upstream_bytes_in += n as u64;
+                        finished = self.link_data(turn, &mut link, received.bytes());
+                    }
+                    (n, _) if n == -libc::ENOBUFS && epoch == link.recv_epoch => {
+                        self.upstreams.starved.push(key);
+                    }
+                    (n, _) if n == -libc::ENOBUFS || n == -libc::ECANCELED => {}
+                    (n, _) if n <= 0 => {
+                        link.ended = true;
+                        finished = self.link_ended(turn, &mut link);
+                    }
+                    _ => {}
+                }
+                if let Some(bid) = buffer.filter(|_| result <= 0) {
+                    turn.ring.recycle(bid);
+                }
+            }
+        }
+        self.settle_link(turn, link);
+        if let Some(mut conn) = finished {
+            self.pump(turn, &mut conn, &[]);
+            self.flush(turn, &mut conn);
+            self.settle(turn, conn);
+        }
+    }
+
+    /// After any event: a link being closed goes once the kernel holds nothing of it; an
+    /// open one keeps its receive armed.
+    pub(super) fn settle_link(&mut self, turn: &mut Turn<'_>, mut link: Box<Link>) {
+        if link.state == LinkState::Closing {
+            if link.settled() {
+                return self.free_link(turn, link);
+            }
+            return self.upstreams.links.put(link);
+        }
+        if link.ended && link.state == LinkState::Idle {
+            self.upstreams.groups[link.group].forget_idle(link.server, link.key);
+            return self.close_link(turn, link);
+        }
+        if !link.ended && link.state != LinkState::Connecting {
+            self.arm_link_recv(turn, &mut link);
+        }
+        self.upstreams.links.put(link);
+    }
+
+    /// Closes a link at once if the kernel holds nothing of it, or once it lets go.
+    pub(super) fn close_link(&mut self, turn: &mut Turn<'_>, mut link: Box<Link>) {
+        link.state = LinkState::Closing;
+        self.cancel_link_recv(turn, &mut link);
+        // SAFETY: shutdown(2) on the link's own socket.
+        unsafe { libc::shutdown(link.fd, libc::SHUT_RDWR) };
+        self.settle_link(turn, link);
+    }
+
+    /// Frees a closed link whose operations have all completed.
+    pub(super) fn free_link(&mut self, turn: &mut Turn<'_>, link: Box<Link>) {
+        let close = opcode::Close::new(types::Fd(link.fd))
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(token(Op::Ignore, NO_KEY, 0));
+        turn.ring.push_quiet(&close);
+        self.upstreams.links.release(link.key);
+    }
+
+    /// Closes the idle links that waited longer than their upstream's keep-alive timeout,
+    /// and arms again the receives of links that ran out of buffers.
+    pub(in crate::engine) fn tend_links(&mut self, turn: &mut Turn<'_>) {
+        let now = turn.now.ms;
+        let mut stale = Vec::new();
+        for (g, group) in self.upstreams.groups.iter().enumerate() {
+            let timeout = group.settings.keepalive_timeout_ms;
+            for (server, key) in group.idle_keys() {
+                if let Some(link) = self.upstreams.links.peek(key) {
+                    if now.saturating_sub(link.since) >= timeout {
+                        stale.push((g, server, key));
+                    }
+                }
+            }
+        }
+        for (g, server, key) in stale {
+            self.upstreams.groups[g].forget_idle(server, key);
+            if let Some(link) = self.upstreams.links.take(key) {
+                self.close_link(turn, link);
+            }
+        }
+        for key in std::mem::take(&mut self.upstreams.starved) {
+            if let Some(mut link) = self.upstreams.links.take(key) {
+                if link.state != LinkState::Closing {
+                    self.arm_link_recv(turn, &mut link);
+                }
+                self.upstreams.links.put(link);
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! An upstream's response on its way to the client: its head read (as
+//! `http::upstream_head` reads it) and written again behind percore's own status line and
+//! framing, its body relayed as it comes (the server's length, or chunked), and what the
+//! bytes mean for the relay: more to come, through, or failed.
+
+use super::super::conn::{Conn, Deferring};
+use super::super::connections::Connections;
+use super::super::turn::Turn;
+use super::super::Application;
+use super::link::Link;
+use super::relay::{Body, Stage, MAX_UPSTREAM_HEAD};
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::response::{OwnFields, ResponseWriter};
+use crate::http::session::OUTPUT_HIGH_WATER;
+use crate::http::status::Status;
+use crate::http::upstream_head::{parse_upstream_head, reason_of, write_end_to_end, BodyFraming};
+
+/// Writes `len` as a chunk-size line (hex digits, CRLF) into `line`; returns its length.
+fn chunk_line(len: usize, line: &mut [u8; 18]) -> usize {
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
+    for (i, digit) in line[..digits].iter_mut().enumerate() {
+        let nibble = (len >> (4 * (digits - 1 - i))) & 0xf;
+        *digit = b"0123456789abcdef"[nibble];
+    }
+    line[digits] = b'\r';
+    line[digits + 1] = b'\n';
+    digits + 2
+}
+
+/// What a link's bytes did to its relay.
+pub(super) enum Fed {
+    /// More is to come.
+    More,
+    /// The response is complete; `clean`: nothing followed it.
+    Done { reusable: bool },
+    /// The response cannot be relayed: the client gets `status` (502) if its head has not
+    /// gone out, and is cut otherwise.
+    Failed(Status),
+}
+
+impl<A: Application> Connections<A> {
+    /// Feeds a response's bytes to the relay.
+    pub(super) fn feed_relay(
+        &mut self,
+        turn: &mut Turn<'_>,
+        conn: &mut Conn,
+        link: &mut Link,
+        mut data: &[u8],
+    ) -> Fed {
+        conn.relay().since = turn.now.ms;
+        loop {
+            let relay = conn.relay();
+            let head_request = relay.call.head_request;
+            match &relay.stage {
+                Stage::Connect => return Fed::Failed(Status::BAD_GATEWAY),
+                Stage::Body(_) => return self.feed_body(conn, data),
+                Stage::Head => {}
+            }
+            // A head split over reads is gathered in the link; one that came whole is read
+            // where it lies.
+            let held = !link.input.is_empty();
+            if held {
+                link.input.extend_from_slice(data);
+                data = &[];
+            }
+            let input = std::mem::take(&mut link.input);
+            let bytes: &[u8] = if held { &input } else { data };
+            let head = match parse_upstream_head(bytes, head_request, MAX_UPSTREAM_HEAD) {
+                Ok(Some(head)) => head,
+                Ok(None) => {
+                    link.input = input;
+                    if !held {
+                        link.input.extend_from_slice(data);
+                    }
+                    return Fed::More;
+                }
+                Err(_) => return Fed::Failed(Status::BAD_GATEWAY),
+            };
+            if head.status == 101 {
+                // No upgrade was asked for: the server cannot switch.
+                return Fed::Failed(Status::BAD_GATEWAY);
+            }
+            if (100..200).contains(&head.status) {
+                // An interim response: the final one follows.
+                if held {
+                    link.input = input[head.len..].to_vec();
+                } else {
+                    data = &data[head.len..];
+                }
+                continue;
+            }
+            self.upstreams.groups[link.group].answered(link.server);
+            self.write_response_head(turn, conn, &bytes[..head.len], head);
+            let fed = self.feed_body(conn, &bytes[head.len..]);
+            link.input = input;
+            link.input.clear();
+            return fed;
+        }
+    }
+
+    /// Writes the client's response head for an upstream response `head` (its bytes
+    /// `bytes`), and turns the relay to its body.
+    pub(super) fn write_response_head(
+        &mut self,
+        turn: &mut Turn<'_>,
+        conn: &mut Conn,
+        bytes: &[u8],
+        head: crate::http::upstream_head::UpstreamHead,
+    ) {
+        self.buffers.writes.lend(&mut conn.out);
+        let draining = !turn.serving();
+        let before = conn.out.len();
+        let mut chunked_out = false;
+        let mut dropped = false;
+        let status = Status(head.status);
+        let reason = reason_of(bytes);
+        let (answered, _) =
+            conn.session
+                .answer_deferred(&mut conn.out, draining, |w: &mut ResponseWriter| {
+                    let (server, date) = write_end_to_end(bytes, w.out());
+                    w.own(OwnFields { server, date });
+                    match head.framing {
+                        BodyFraming::Length(n) => {
+                            w.send_head_as(status, Some(reason), None, &[], n)
+                        }
+                        BodyFraming::None => w.send_head_as(
+                            status,
+                            Some(reason),
+                            None,
+                            &[],
+                            head.declared.unwrap_or(0),
+                        ),
+                        BodyFraming::Chunked | BodyFraming::UntilClose => {
+                            chunked_out = w.send_head_unsized(status, Some(reason));
+                        }
+                    }
+                    dropped = !w.body_wanted();
+                });
+        let written = (conn.out.len() - before) as u64;
+        let relay = conn.relay();
+        if let (Some(line), Some(log)) = (&relay.log, turn.reporting.log.as_mut()) {
+            line.record(log, answered, written);
+        }
+        let relay = conn.relay();
+        turn.reporting
+            .metrics
+            .record_one(answered.class(), false, Some(relay.read_at));
+        let left = match head.framing {
+            BodyFraming::Length(n) => n,
+            _ => 0,
+        };
+        relay.stage = Stage::Body(Body {
+            framing: head.framing,
+            left,
+            chunks: ChunkedDecoder::new(u64::MAX, MAX_UPSTREAM_HEAD),
+            chunked_out,
+            dropped: dropped || head.framing == BodyFraming::None,
+            reusable: head.reusable,
+        });
+    }
+
+    /// Body bytes of the response, relayed to the client as it gets them.
+    pub(super) fn feed_body(&mut self, conn: &mut Conn, data: &[u8]) -> Fed {
+        self.buffers.writes.lend(&mut conn.out);
+        let Deferring::Proxy(relay) = &mut conn.deferring else {
+            return Fed::Failed(Status::BAD_GATEWAY);
+        };
+        let Stage::Body(body) = &mut relay.stage else {
+            return Fed::Failed(Status::BAD_GATEWAY);
+        };
+        let out = &mut conn.out;
+        let reusable = body.reusable;
+        match body.framing {
+            BodyFraming::None => Fed::Done {
+                reusable: reusable && data.is_empty(),
+            },
+            BodyFraming::Length(_) => {
+                let take = (body.left as usize).min(data.len());
+                if !body.dropped {
+                    out.extend_from_slice(&data[..take]);
+                }
+                body.left -= take as u64;
+                match body.left {
+                    0 => Fed::Done {
+                        reusable: reusable && take == data.len(),
+                    },
+                    _ => Fed::More,
+                }
+            }
+            BodyFraming::Chunked => {
+                let mark = out.len();
+                if body.chunked_out {
+                    // Room for the size line, written once the chunk's length is known.
+                    out.extend_from_slice(&[b'0'; 18]);
+                }
+                let start = out.len();
+                let sink = (!body.dropped).then_some(&mut *out);
+                let used = match body.chunks.feed(data, sink) {
+                    Ok(used) => used,
+                    Err(_) => {
+                        out.truncate(mark);
+                        return Fed::Failed(Status::BAD_GATEWAY);
+                    }
+                };
+                let len = out.len() - start;
+                if body.chunked_out {
+                    if len == 0 {
+                        out.truncate(mark);
+                    } else {
+                        let mut line = [0u8; 18];
+                        let n = chunk_line(len, &mut line);
+                        out.splice(mark..start, line[..n].iter().copied());
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
+                if body.chunks.is_done() {
+                    if body.chunked_out {
+                        out.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    return Fed::Done {
+                        reusable: reusable && used == data.len(),
+                    };
+                }
+                Fed::More
+            }
+            BodyFraming::UntilClose => {
+                if !data.is_empty() && !body.dropped {
+                    if body.chunked_out {
+                        let mut line = [0u8; 18];
+                        let n = chunk_line(data.len(), &mut line);
+                        out.extend_from_slice(&line[..n]);
+                        out.extend_from_slice(data);
+                        out.extend_from_slice(b"\r\n");
+                    } else {
+                        out.extend_from_slice(data);
+                    }
+                }
+                Fed::More
+            }
+        }
+    }
+
+    /// Acts on what the bytes did. Returns whether the response is through (the client's
+    /// next requests are then for the caller to answer, once the link is back).
+    pub(super) fn relay_outcome(
+        &mut self,
+        turn: &mut Turn<'_>,
+        conn: &mut Conn,
+        link: &mut Link,
+        fed: Fed,
+    ) -> bool {
+        match fed {
+            Fed::More => {
+                self.flush(turn, conn);
+                // A client that does not take the response stops its server's reads.
+                if conn.out.len() >= OUTPUT_HIGH_WATER {
+                    link.paused = true;
+                    self.cancel_link_recv(turn, link);
+                }
+            }
+            Fed::Done { reusable } => {
+                let keep = reusable && !link.ended;
+                self.release_link(turn, link, keep);
+                conn.deferring = Deferring::Nothing;
+                return true;
+            }
+            Fed::Failed(status) => {
+                link.client = None;
+                self.detach(turn, link);
+                self.relay_failed(turn, conn, status);
+            }
+        }
+        false
+    }
+}
