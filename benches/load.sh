@@ -537,16 +537,16 @@ for workload in $WORKLOADS; do
             # time alone.
             sed 's/^enabled = true/enabled = false/' config/percore.toml >"$work/quiet.toml"
             taskset -c "$CLIENT_CPU" target/release/percore --config "$work/quiet.toml" \
-                --port "$BACKEND_PORT" --cores "$CLIENT_CPU" >"$work/backend.log" 2>&1 &
+                --port "$BACKEND_PORT" --cores "$CLIENT_CPU" --root "" >"$work/backend.log" 2>&1 &
             backend_pid=$!
             taskset -c "$SERVER_CPU" target/release/percore --config "$work/quiet.toml" \
-                --port "$PROXY_PORT" --cores "$SERVER_CPU" \
+                --port "$PROXY_PORT" --cores "$SERVER_CPU" --root "" \
                 --proxy "/=http://127.0.0.1:$BACKEND_PORT" >"$work/proxy.log" 2>&1 &
             proxy_pid=$!
             cat >"$work/haproxy.cfg" <<HAPROXY
 global
     nbthread 1
-    maxconn 20000
+    maxconn 4096
 defaults
     mode http
     option http-keep-alive

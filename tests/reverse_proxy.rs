@@ -121,14 +121,22 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<Request>>, script: &Script) {
     }
 }
 
-/// A server proxying `/api/` (and, with `everything`, `/`) to `backend`, with `extra`
-/// TOML lines in its `[[upstream]]`.
+/// A server proxying `/api/` to `backend`, with `extra` TOML lines in its `[[upstream]]`.
 fn proxy_to(backend: SocketAddr, extra: &str) -> TestServer {
-    let toml = format!(
-        "[[upstream]]\nname = \"app\"\nservers = [\"{backend}\"]\n{extra}\n\
+    proxy_to_server(&backend.to_string(), extra)
+}
+
+/// A server proxying `/api/` to `server` (as `servers` gives it).
+fn proxy_to_server(server: &str, extra: &str) -> TestServer {
+    with_toml(&format!(
+        "[[upstream]]\nname = \"app\"\nservers = [\"{server}\"]\n{extra}\n\
          [[proxy]]\npath = \"/api/\"\nupstream = \"app\"\n"
-    );
-    let parsed = Config::from_toml(&toml, "test").expect("the proxy configuration parses");
+    ))
+}
+
+/// A server with the `[[upstream]]` and `[[proxy]]` tables of `toml`.
+fn with_toml(toml: &str) -> TestServer {
+    let parsed = Config::from_toml(toml, "test").expect("the proxy configuration parses");
     TestServer::with(|config| {
         config.upstream = parsed.upstream;
         config.proxy = parsed.proxy;
@@ -526,4 +534,138 @@ fn proxy_configuration_mistakes_are_one_line_errors() {
         let error = Config::from_toml(toml, "test").unwrap_err().to_string();
         assert!(error.contains(expected), "{toml}: {error}");
     }
+}
+
+#[test]
+fn smuggling_attempts_reach_the_backend_once_with_one_framing_or_not_at_all() {
+    let backend = Backend::start(|_| (ok("seen"), false));
+    let server = proxy_to(backend.addr, "");
+    for attack in [
+        // CL.TE and TE.CL: both framings at once.
+        "POST /api/a HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+        "POST /api/a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
+        // TE.TE: a coding that is not chunked last, an obfuscated one.
+        "POST /api/a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        "POST /api/a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        // Bare LF inside the chunked coding, obs-fold in a field.
+        "POST /api/a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
+        "GET /api/a HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n b\r\n\r\n",
+        // Two lengths.
+        "POST /api/a HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    ] {
+        let mut stream = connect(server.addr);
+        stream.write_all(attack.as_bytes()).unwrap();
+        // Then a request of its own on the same connection, if it is still open.
+        let _ = stream.write_all(b"GET /api/after HTTP/1.1\r\nHost: t\r\n\r\n");
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got);
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 400") || text.starts_with("HTTP/1.1 501"), "{attack:?} got {text}");
+    }
+    // None of them reached the backend: each was refused before it was forwarded.
+    assert!(backend.seen().is_empty(), "{:?}", backend.seen());
+    // And a chunked request percore accepts is forwarded once, with one framing.
+    let mut client = server.client();
+    client.send("POST /api/ok HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(client.response().text(), "seen");
+    let seen = backend.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].fields("content-length"), ["3"]);
+    assert!(seen[0].fields("transfer-encoding").is_empty());
+    assert_eq!(seen[0].body, b"abc");
+}
+
+#[test]
+fn a_backend_on_a_unix_socket() {
+    let dir = std::env::temp_dir().join(format!("percore-proxy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("backend.sock");
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let served = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).unwrap();
+            assert!(n > 0);
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        stream.write_all(&ok("over unix")).unwrap();
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    let server = proxy_to_server(&format!("unix:{}", path.display()), "");
+    let mut client = server.client();
+    assert_eq!(client.get("/api/u").text(), "over unix");
+    assert!(served
+        .join()
+        .unwrap()
+        .starts_with("GET /api/u HTTP/1.1\r\n"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn requests_take_turns_and_a_failed_server_is_left_out() {
+    let a = Backend::start(|_| (ok("a"), false));
+    let b = Backend::start(|_| (ok("b"), false));
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap();
+    drop(closed);
+    let toml = format!(
+        "[[upstream]]\nname = \"app\"\nservers = [\"{}\", \"{}\", \"{dead}\"]\nmax_fails = 1\nfail_timeout_ms = 60000\n\
+         [[proxy]]\npath = \"/api/\"\nupstream = \"app\"\n",
+        a.addr, b.addr
+    );
+    let server = with_toml(&toml);
+    let mut client = server.client();
+    let answers: Vec<String> = (0..12).map(|_| client.get("/api/t").text()).collect();
+    // Every request was answered (the dead server's turn went to another), and both live
+    // servers took turns.
+    assert!(answers.iter().all(|x| x == "a" || x == "b"), "{answers:?}");
+    let (na, nb) = (a.seen().len(), b.seen().len());
+    assert_eq!(na + nb, 12);
+    assert!(na >= 4 && nb >= 4, "round robin: a {na}, b {nb}");
+}
+
+#[test]
+fn the_access_log_line_of_a_proxied_request_counts_its_whole_body() {
+    let body = "x".repeat(100_000);
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    let backend = Backend::start(move |_| (answer.clone().into_bytes(), false));
+    let dir = std::env::temp_dir().join(format!("percore-proxy-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let toml = format!(
+        "[[upstream]]\nname = \"app\"\nservers = [\"{}\"]\n[[proxy]]\npath = \"/api/\"\nupstream = \"app\"\n",
+        backend.addr
+    );
+    let parsed = Config::from_toml(&toml, "test").unwrap();
+    let path = log.clone();
+    let server = TestServer::with(move |config| {
+        config.upstream = parsed.upstream;
+        config.proxy = parsed.proxy;
+        config.log.access = path;
+    });
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(b"GET /api/logged HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let (_, got) = read_any(&mut stream);
+    assert_eq!(got.len(), 100_000);
+    let mut line = String::new();
+    wait_until("the access log line", Duration::from_secs(10), || {
+        line = std::fs::read_to_string(&log).unwrap_or_default();
+        line.contains("/api/logged")
+    });
+    let bytes: u64 = line
+        .split("\" 200 ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no status and bytes in {line:?}"));
+    assert!(bytes > 100_000, "the line counts the body relayed: {line}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

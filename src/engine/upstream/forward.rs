@@ -33,6 +33,8 @@ impl<A: Application> Connections<A> {
             since: turn.now.ms,
             read_at,
             log,
+            answered: None,
+            bytes: 0,
         }));
         self.relay_go(turn, conn, None);
     }
@@ -126,6 +128,7 @@ impl<A: Application> Connections<A> {
         if relay.head_sent() {
             // What came goes out, then the connection closes: the client sees the body cut
             // short, and no response after it.
+            relay.log_line(turn.reporting.log.as_mut());
             conn.session.abort();
             conn.input_ended = true;
             return self.flush(turn, conn);

@@ -87,11 +87,22 @@ pub(in crate::engine) struct Relay {
     pub(super) since: u64,
     /// When the request's bytes were reaped (for the latency).
     pub(super) read_at: Instant,
-    /// What the access log will say of it.
+    /// What the access log will say of it, written when the response is through (or cut).
     pub(super) log: Option<Box<DeferredLog>>,
+    /// The status the client got, once its head is written.
+    pub(super) answered: Option<crate::http::status::Status>,
+    /// Bytes of the response written for the client so far.
+    pub(super) bytes: u64,
 }
 
 impl Relay {
+    /// Writes its access log line (into `log`, the core's), with what the client got.
+    pub(in crate::engine) fn log_line(&self, log: Option<&mut crate::access_log::LogBuffer>) {
+        if let (Some(line), Some(log), Some(status)) = (&self.log, log, self.answered) {
+            line.record(log, status, self.bytes);
+        }
+    }
+
     /// When its current wait ends, in ms since start.
     pub(in crate::engine) fn deadline(&self, settings: &GroupSettings) -> u64 {
         self.since

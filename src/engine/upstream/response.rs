@@ -138,10 +138,8 @@ impl<A: Application> Connections<A> {
                 });
         let written = (conn.out.len() - before) as u64;
         let relay = conn.relay();
-        if let (Some(line), Some(log)) = (&relay.log, turn.reporting.log.as_mut()) {
-            line.record(log, answered, written);
-        }
-        let relay = conn.relay();
+        relay.answered = Some(answered);
+        relay.bytes = written;
         turn.reporting
             .metrics
             .record_one(answered.class(), false, Some(relay.read_at));
@@ -161,6 +159,16 @@ impl<A: Application> Connections<A> {
 
     /// Body bytes of the response, relayed to the client as it gets them.
     pub(super) fn feed_body(&mut self, conn: &mut Conn, data: &[u8]) -> Fed {
+        let before = conn.out.len();
+        let fed = self.relay_body(conn, data);
+        if let Deferring::Proxy(relay) = &mut conn.deferring {
+            relay.bytes += conn.out.len().saturating_sub(before) as u64;
+        }
+        fed
+    }
+
+    /// Body bytes of the response, relayed to the client as it gets them (see `feed_body`).
+    fn relay_body(&mut self, conn: &mut Conn, data: &[u8]) -> Fed {
         self.buffers.writes.lend(&mut conn.out);
         let Deferring::Proxy(relay) = &mut conn.deferring else {
             return Fed::Failed(Status::BAD_GATEWAY);
@@ -261,7 +269,11 @@ impl<A: Application> Connections<A> {
             Fed::Done { reusable } => {
                 let keep = reusable && !link.ended;
                 self.release_link(turn, link, keep);
-                conn.deferring = Deferring::Nothing;
+                if let Deferring::Proxy(relay) =
+                    std::mem::replace(&mut conn.deferring, Deferring::Nothing)
+                {
+                    relay.log_line(turn.reporting.log.as_mut());
+                }
                 return true;
             }
             Fed::Failed(status) => {
