@@ -195,9 +195,11 @@ stop_servers() {
         kill -TERM "$floor_pid" 2>/dev/null
         wait "$floor_pid" 2>/dev/null || true
     fi
-    for pid in "$app_pid" "$baseline_pid" "$logged_pid" "${proxy_pid:-}" "${backend_pid:-}" "${haproxy_pid:-}"; do
+    for pid in "$app_pid" "$baseline_pid" "$logged_pid" "${proxy_pid:-}" "${backend_pid:-}"; do
         [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
     done
+    # HAProxy stops at once on SIGTERM.
+    [ -n "${haproxy_pid:-}" ] && kill -TERM "$haproxy_pid" 2>/dev/null && wait "$haproxy_pid" 2>/dev/null
     proxy_pid=""
     backend_pid=""
     haproxy_pid=

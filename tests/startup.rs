@@ -134,6 +134,10 @@ fn check_mode_validates_without_serving() {
     let (ok, stdout, stderr) = check(&["--config", shipped]);
     assert!(ok, "{stderr}");
     assert_eq!(stdout, "configuration ok\n");
+    // `--root ""` turns the shipped file's static root off (its directory need not exist).
+    let (ok, stdout, stderr) = check(&["--config", shipped, "--root", ""]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "configuration ok\n");
     // The shipped port may be taken by a running percore: -t still passes beside it.
     let mut running = Percore::spawn(&["--port", "0", "--workers", "1"]);
     let port = running.addr.rsplit(':').next().unwrap().to_string();

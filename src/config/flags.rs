@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Directory of static files to serve (overrides static.root); "" serves none.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = any_path)]
     pub root: Option<PathBuf>,
     /// Port of the TLS listener (overrides tls.port; turns TLS on).
     #[arg(long, value_name = "N")]
@@ -69,6 +69,12 @@ pub enum Command {
         /// The report directory.
         dir: PathBuf,
     },
+}
+
+/// A path as given, the empty one included (`--root ""` turns static files off; clap's own
+/// path parser refuses an empty value).
+fn any_path(text: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(text))
 }
 
 impl Args {
