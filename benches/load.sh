@@ -541,9 +541,15 @@ for workload in $WORKLOADS; do
             taskset -c "$CLIENT_CPU" target/release/percore --config "$work/quiet.toml" \
                 --port "$BACKEND_PORT" --cores "$CLIENT_CPU" --root "" >"$work/backend.log" 2>&1 &
             backend_pid=$!
-            taskset -c "$SERVER_CPU" target/release/percore --config "$work/quiet.toml" \
-                --port "$PROXY_PORT" --cores "$SERVER_CPU" --root "" \
-                --proxy "/=http://127.0.0.1:$BACKEND_PORT" >"$work/proxy.log" 2>&1 &
+            # keepalive 64 on both percore and nginx (benches/nginx.conf): 50 clients keep up to
+            # 50 upstream requests under way, and a pool smaller than that closes and opens
+            # connections all run long.
+            { cat config/percore.toml
+              printf '\n[[upstream]]\nname = "backend"\nservers = ["127.0.0.1:%s"]\nkeepalive = 64\n' "$BACKEND_PORT"
+              printf '\n[[proxy]]\npath = "/"\nupstream = "backend"\n'
+            } >"$work/proxy.toml"
+            taskset -c "$SERVER_CPU" target/release/percore --config "$work/proxy.toml" \
+                --port "$PROXY_PORT" --cores "$SERVER_CPU" --root "" >"$work/proxy.log" 2>&1 &
             proxy_pid=$!
             cat >"$work/haproxy.cfg" <<HAPROXY
 global
