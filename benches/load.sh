@@ -131,6 +131,20 @@ floor_pid=""
 app_pid=""
 baseline_pid=""
 logged_pid=""
+# await_echo PORT: waits (10 s at most) for /echo to answer on PORT, or stops the run with
+# every server's log.
+await_echo() {
+    local port=$1
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$port$URL_PATH" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    curl -sf "http://127.0.0.1:$port$URL_PATH" | grep -q 'Hi, Abcde!' || {
+        echo "server on port $port is not answering; logs in $work" >&2
+        cat "$work"/*.log >&2
+        exit 1
+    }
+}
 start_servers() {
     sed 's/^enabled = true/enabled = false/' config/percore.toml >"$work/quiet.toml"
     taskset -c "$SERVER_CPU" target/release/percore --config "$work/quiet.toml" \
@@ -162,15 +176,7 @@ start_servers() {
         ports="$ports $BASELINE_PORT"
     fi
     for port in $ports; do
-        for _ in $(seq 100); do
-            curl -sf "http://127.0.0.1:$port$URL_PATH" >/dev/null 2>&1 && break
-            sleep 0.1
-        done
-        curl -sf "http://127.0.0.1:$port$URL_PATH" | grep -q 'Hi, Abcde!' || {
-            echo "server on port $port is not answering; logs in $work" >&2
-            cat "$work"/*.log >&2
-            exit 1
-        }
+        await_echo "$port"
     done
     local tls_ports="$PERCORE_TLS_PORT $NGINX_TLS_PORT"
     [ -n "$BASELINE" ] && tls_ports="$tls_ports $BASELINE_TLS_PORT"
@@ -571,15 +577,7 @@ HAPROXY
             taskset -c "$SERVER_CPU" haproxy -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
             haproxy_pid=$!
             for port in $BACKEND_PORT $PROXY_PORT $NGINX_PROXY_PORT $HAPROXY_PORT; do
-                for _ in $(seq 100); do
-                    curl -sf "http://127.0.0.1:$port$URL_PATH" >/dev/null 2>&1 && break
-                    sleep 0.1
-                done
-                curl -sf "http://127.0.0.1:$port$URL_PATH" | grep -q 'Hi, Abcde!' || {
-                    echo "proxy row: port $port is not answering; logs in $work" >&2
-                    cat "$work"/*.log >&2
-                    exit 1
-                }
+                await_echo "$port"
             done
             echo
             echo "Reverse proxies on cpu $SERVER_CPU in front of one backend (percore /echo on cpu $CLIENT_CPU, beside the load): percore --proxy (first), nginx proxy_pass with a keepalive pool (second), HAProxy http-reuse safe (third; the ÷floor column is ÷HAProxy); µs: cpu $SERVER_CPU's time per proxied request"

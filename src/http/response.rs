@@ -189,14 +189,7 @@ impl ResponseWriter {
         extra: &[(&str, &str)],
         content_length: u64,
     ) {
-        self.sent = Some(status);
-        let staged = self.out.len() - self.start;
-        self.status_line(status, reason);
-        if staged > 0 {
-            // The handler's fields were written first: the status line goes before them.
-            let written = self.out.len() - self.start - staged;
-            self.out[self.start..].rotate_right(written);
-        }
+        self.open_head(status, reason);
         let out = &mut self.out;
         if let Some(content_type) = content_type {
             out.extend_from_slice(b"Content-Type: ");
@@ -214,7 +207,27 @@ impl ResponseWriter {
             push_decimal(out, content_length);
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(match self.persistence {
+        self.close_head();
+    }
+
+    /// Starts the head: the status line (with `Server` and `Date`), before any fields the
+    /// handler staged.
+    #[inline]
+    fn open_head(&mut self, status: Status, reason: Option<&[u8]>) {
+        self.sent = Some(status);
+        let staged = self.out.len() - self.start;
+        self.status_line(status, reason);
+        if staged > 0 {
+            // The handler's fields were written first: the status line goes before them.
+            let written = self.out.len() - self.start - staged;
+            self.out[self.start..].rotate_right(written);
+        }
+    }
+
+    /// Ends the head: `Connection` as the persistence says, and the blank line.
+    #[inline]
+    fn close_head(&mut self) {
+        self.out.extend_from_slice(match self.persistence {
             Persistence::Default => b"\r\n".as_slice(),
             Persistence::KeepAlive => b"Connection: keep-alive\r\n\r\n",
             Persistence::Close => b"Connection: close\r\n\r\n",
@@ -232,22 +245,12 @@ impl ResponseWriter {
         if body && self.http10 {
             self.persistence = Persistence::Close;
         }
-        self.sent = Some(status);
-        let staged = self.out.len() - self.start;
-        self.status_line(status, reason);
-        if staged > 0 {
-            let written = self.out.len() - self.start - staged;
-            self.out[self.start..].rotate_right(written);
-        }
+        self.open_head(status, reason);
         if chunked {
             self.out
                 .extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
-        self.out.extend_from_slice(match self.persistence {
-            Persistence::Default => b"\r\n".as_slice(),
-            Persistence::KeepAlive => b"Connection: keep-alive\r\n\r\n",
-            Persistence::Close => b"Connection: close\r\n\r\n",
-        });
+        self.close_head();
         chunked && !self.head_only
     }
 

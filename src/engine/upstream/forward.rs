@@ -153,24 +153,20 @@ impl<A: Application> Connections<A> {
     pub(in crate::engine) fn relay_timed_out(&mut self, turn: &mut Turn<'_>, conn: &mut Conn) {
         let relay = conn.relay();
         let (group, server) = (relay.call.upstream, relay.server);
-        if let Some(mut link) = relay
-            .link
-            .take()
-            .and_then(|key| self.upstreams.links.take(key))
-        {
-            link.client = None;
-            self.detach(turn, &mut link);
-            self.settle_link(turn, link);
-        }
+        self.drop_link(turn, relay);
         self.upstreams.groups[group].failed(server, turn.now.ms);
         self.relay_failed(turn, conn, Status::GATEWAY_TIMEOUT);
     }
 
     /// The client connection of a relay is going: its link, if any, is closed.
     pub(in crate::engine) fn relay_abandoned(&mut self, turn: &mut Turn<'_>, conn: &mut Conn) {
-        let Deferring::Proxy(relay) = &mut conn.deferring else {
-            return;
-        };
+        if let Deferring::Proxy(relay) = &mut conn.deferring {
+            self.drop_link(turn, relay);
+        }
+    }
+
+    /// The relay's link, if it has one, carries its request no further: it is closed.
+    fn drop_link(&mut self, turn: &mut Turn<'_>, relay: &mut Relay) {
         if let Some(mut link) = relay
             .link
             .take()

@@ -77,6 +77,9 @@ mod tests {
     fn an_idle_pooled_link_stays_small() {
         let record = std::mem::size_of::<Link>();
         let slot = std::mem::size_of::<Option<Box<Link>>>() + std::mem::size_of::<u32>();
-        assert!(record + slot <= 320, "a link is {record} B and its slot {slot} B");
+        assert!(
+            record + slot <= 320,
+            "a link is {record} B and its slot {slot} B"
+        );
     }
 }
