@@ -1,6 +1,8 @@
 //! The reverse proxy over real sockets: percore in front of raw-byte backends that send
 //! exactly the bytes a case needs and record exactly what they received.
 
+#[path = "common/clients.rs"]
+mod clients;
 mod common;
 
 use std::io::{Read, Write};
@@ -668,4 +670,71 @@ fn the_access_log_line_of_a_proxied_request_counts_its_whole_body() {
         .unwrap_or_else(|| panic!("no status and bytes in {line:?}"));
     assert!(bytes > 100_000, "the line counts the body relayed: {line}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Answers `GET /echo?name=X` as percore's own route does.
+fn echo_like(request: &Request) -> (Vec<u8>, bool) {
+    let name = request
+        .line()
+        .split(' ')
+        .nth(1)
+        .and_then(|target| target.split_once("name="))
+        .map_or("", |(_, name)| name);
+    (ok(&format!("Hi, {name}!")), false)
+}
+
+/// A reload (SIGHUP) that moves `/echo` from one backend to another, under a keep-alive
+/// client and a client opening a connection per request: none of their requests fails, and
+/// the new backend takes the traffic.
+#[test]
+fn a_reload_moves_the_traffic_to_a_changed_upstream_losing_no_request() {
+    let first = Backend::start(echo_like);
+    let second = Backend::start(echo_like);
+    let file =
+        std::env::temp_dir().join(format!("percore-proxy-reload-{}.toml", std::process::id()));
+    let write = |backend: SocketAddr| {
+        let text = format!(
+            "[server]\nport = 0\ncores = [0]\ndrain_idle_grace_ms = 500\n[report]\ninterval_ms = 0\n\
+             [[upstream]]\nname = \"echo\"\nservers = [\"{backend}\"]\n\
+             [[proxy]]\npath = \"/echo\"\nupstream = \"echo\"\n"
+        );
+        std::fs::write(&file, text).unwrap();
+    };
+    write(first.addr);
+    let mut server = Percore::spawn(&["--config", file.to_str().unwrap()]);
+    let addr: SocketAddr = server.addr.parse().unwrap();
+    let load = clients::Load::new();
+    let _stop = clients::StopOnDrop(load.clone());
+    let runners = [
+        clients::keep_alive_client(addr, load.clone()),
+        clients::new_connection_client(addr, load.clone()),
+    ];
+    load.wait_for_answers(50, "the clients run through the first backend");
+    write(second.addr);
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    let note = server
+        .stderr
+        .find("the note on the reload", |line| line.contains("SIGHUP"));
+    assert!(note.contains("reloaded"), "{note}");
+    wait_until(
+        "the second backend takes requests",
+        Duration::from_secs(20),
+        || second.seen().len() >= 50,
+    );
+    let before = first.seen().len();
+    load.wait_for_answers(100, "the clients run on after the reload");
+    assert_eq!(
+        first.seen().len(),
+        before,
+        "the old upstream gets nothing more"
+    );
+    load.stop();
+    for runner in runners {
+        let tally = runner.join().unwrap();
+        assert!(tally.failures.is_empty(), "failures: {:?}", tally.failures);
+        assert!(tally.ok > 0);
+    }
+    server.stop_with(libc::SIGTERM);
+    let _ = std::fs::remove_file(&file);
 }
