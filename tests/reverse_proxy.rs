@@ -219,6 +219,7 @@ fn a_request_goes_upstream_with_forwarded_fields_and_its_answer_comes_back() {
     assert_eq!(seen[0].fields("x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(seen[0].fields("x-forwarded-proto"), ["http"]);
     assert_eq!(seen[0].fields("x-forwarded-host"), ["test"]);
+    assert_eq!(seen[0].fields("via"), ["1.1 percore"]);
     // The app's own routes still answer outside the prefix.
     assert_eq!(client.get("/echo?name=Abcde").text(), "Hi, Abcde!");
 }
@@ -441,7 +442,9 @@ fn a_post_is_never_sent_twice() {
 #[test]
 fn head_204_and_304_answers_carry_no_body_and_the_connection_goes_on() {
     let backend = Backend::start(|request| {
-        let answer: &[u8] = if request.line().starts_with("HEAD") {
+        let answer: &[u8] = if request.line().starts_with("HEAD /api/chunked") {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        } else if request.line().starts_with("HEAD") {
             b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
         } else if request.line().contains("204") {
             b"HTTP/1.1 204 No Content\r\n\r\n"
@@ -456,6 +459,15 @@ fn head_204_and_304_answers_carry_no_body_and_the_connection_goes_on() {
     let head = client.head_response();
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-length"), Some("100"));
+    client.send("HEAD /api/chunked HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = client.head_response();
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        None,
+        "a HEAD says what the GET would"
+    );
+    assert_eq!(head.header("transfer-encoding"), Some("chunked"));
     assert_eq!(client.get("/api/204").status, 204);
     let not_modified = client.get("/api/304");
     assert_eq!(not_modified.status, 304);

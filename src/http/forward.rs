@@ -2,7 +2,7 @@
 //! line with the path the proxy route maps to, the end-to-end fields as the client sent
 //! them, none of the hop-by-hop ones (`Connection` and every field it names, `Keep-Alive`,
 //! `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`), the
-//! `X-Forwarded-*` fields percore sets, and framing of percore's own: the body percore
+//! `X-Forwarded-*` fields and `Via` percore sets, and framing of percore's own: the body percore
 //! read, whole, behind a `Content-Length` of its length.
 
 use std::net::IpAddr;
@@ -155,6 +155,9 @@ pub fn write_forwarded(request: &RawRequest<'_>, how: &Forwarding<'_>, out: &mut
         }
         out.extend_from_slice(b"\r\n");
     }
+    // RFC 9110 section 7.6.3: a gateway sends `Via` in each request it forwards (after the
+    // client's own, which were copied above in their order).
+    out.extend_from_slice(b"Via: 1.1 percore\r\n");
     out.extend_from_slice(b"X-Forwarded-Proto: ");
     out.extend_from_slice(how.proto.as_bytes());
     out.extend_from_slice(b"\r\n");

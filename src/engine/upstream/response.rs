@@ -123,13 +123,14 @@ impl<A: Application> Connections<A> {
                         BodyFraming::Length(n) => {
                             w.send_head_as(status, Some(reason), None, &[], n)
                         }
-                        BodyFraming::None => w.send_head_as(
-                            status,
-                            Some(reason),
-                            None,
-                            &[],
-                            head.declared.unwrap_or(0),
-                        ),
+                        // To HEAD: the length the GET would have had, or none (its body
+                        // would have been chunked).
+                        BodyFraming::None => match head.declared {
+                            Some(n) => w.send_head_as(status, Some(reason), None, &[], n),
+                            None => {
+                                w.send_head_unsized(status, Some(reason));
+                            }
+                        },
                         BodyFraming::Chunked | BodyFraming::UntilClose => {
                             chunked_out = w.send_head_unsized(status, Some(reason));
                         }
