@@ -750,3 +750,26 @@ fn a_reload_moves_the_traffic_to_a_changed_upstream_losing_no_request() {
     server.stop_with(libc::SIGTERM);
     let _ = std::fs::remove_file(&file);
 }
+
+#[test]
+fn stats_and_metrics_show_the_upstreams_latency_and_counts() {
+    let backend = Backend::start(|_| (ok("timed"), false));
+    let server = proxy_to(backend.addr, "");
+    let mut client = server.client();
+    for _ in 0..5 {
+        assert_eq!(client.get("/api/t").text(), "timed");
+    }
+    let mut stats = String::new();
+    wait_until("/stats counts the proxied requests", Duration::from_secs(10), || {
+        stats = client.get("/stats").text();
+        stats.contains("\"upstream_latency_us\":{\"count\":5,")
+    });
+    assert!(stats.contains("\"requests\":5"), "{stats}");
+    assert!(stats.contains("\"connects\":1"), "{stats}");
+    let metrics = client.get("/metrics").text();
+    assert!(
+        metrics.contains("percore_upstream_duration_seconds_count{core=\"0\"} 5"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("percore_upstream_requests_total{core=\"0\"} 5"), "{metrics}");
+}

@@ -85,6 +85,7 @@ impl Reporting {
             latency,
             counters,
             open,
+            upstream_latency: self.metrics.upstream.borrow().clone(),
         }
     }
 

@@ -24,6 +24,9 @@ pub struct Snapshot {
     pub counters: Counters,
     /// Connections open at the end of the interval.
     pub open: usize,
+    /// Upstream servers' latencies since start, microseconds (none without a proxied
+    /// request).
+    pub upstream_latency: Option<Histogram<u64>>,
 }
 
 /// Messages from cores to the reporter thread.

@@ -41,6 +41,9 @@ pub struct Metrics {
     pub interval: RefCell<Histogram<u64>>,
     /// Latencies of completed ticks, in microseconds.
     pub total: RefCell<Histogram<u64>>,
+    /// Upstream servers' latencies since start, in microseconds: from a proxied request
+    /// going out to its response head coming back (none until a first one is recorded).
+    pub upstream: RefCell<Option<Histogram<u64>>>,
 }
 
 impl Default for Metrics {
@@ -50,11 +53,23 @@ impl Default for Metrics {
             counters: RefCell::new(Counters::default()),
             interval: RefCell::new(new_histogram()),
             total: RefCell::new(new_histogram()),
+            upstream: RefCell::new(None),
         }
     }
 }
 
 impl Metrics {
+    /// Records an upstream server's latency: its response head came `latency` after the
+    /// request went out.
+    pub fn record_upstream(&self, latency: Duration) {
+        if !self.enabled {
+            return;
+        }
+        let micros = (latency.as_micros() as u64).clamp(1, MAX_LATENCY_US);
+        let mut upstream = self.upstream.borrow_mut();
+        let _ = upstream.get_or_insert_with(new_histogram).record(micros);
+    }
+
     /// Records `count` requests answered `latency` after the read that completed them.
     pub fn record_latency(&self, latency: Duration, count: u64) {
         let micros = (latency.as_micros() as u64).clamp(1, MAX_LATENCY_US);

@@ -159,33 +159,55 @@ pub fn prometheus_text(board: &StatsBoard, cores: &[usize]) -> String {
             );
         }
     }
-    let name = "percore_request_duration_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Time from reading a request to queueing its response.\n# TYPE {name} histogram"
-    );
-    for (core, s) in &published {
-        let h = &s.latency;
-        for le in LATENCY_BUCKETS_S {
-            let micros = (le * 1e6).round() as u64;
-            let count = if h.is_empty() {
-                0
-            } else {
-                h.count_between(0, micros)
-            };
-            let _ = writeln!(out, "{name}_bucket{{core=\"{core}\",le=\"{le}\"}} {count}");
+    for (name, help, upstream) in [
+        (
+            "percore_request_duration_seconds",
+            "Time from reading a request to queueing its response.",
+            false,
+        ),
+        (
+            "percore_upstream_duration_seconds",
+            "Time from a proxied request going out to its response head coming back.",
+            true,
+        ),
+    ] {
+        if upstream && published.iter().all(|(_, s)| s.upstream_latency.is_none()) {
+            // No proxied request yet (or no proxy at all): no such family.
+            continue;
         }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{core=\"{core}\",le=\"+Inf\"}} {}",
-            h.len()
-        );
-        let _ = writeln!(
-            out,
-            "{name}_sum{{core=\"{core}\"}} {}",
-            h.mean() * h.len() as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count{{core=\"{core}\"}} {}", h.len());
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (core, s) in &published {
+            let h = match upstream {
+                false => &s.latency,
+                true => match &s.upstream_latency {
+                    Some(h) => h,
+                    None => continue,
+                },
+            };
+            histogram_lines(&mut out, name, *core, h);
+        }
     }
     out
+}
+
+/// One core's histogram `name` in Prometheus' lines: cumulative buckets, sum and count.
+fn histogram_lines(out: &mut String, name: &str, core: usize, h: &hdrhistogram::Histogram<u64>) {
+    use std::fmt::Write as _;
+    for le in LATENCY_BUCKETS_S {
+        let micros = (le * 1e6).round() as u64;
+        let count = if h.is_empty() {
+            0
+        } else {
+            h.count_between(0, micros)
+        };
+        let _ = writeln!(out, "{name}_bucket{{core=\"{core}\",le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{core=\"{core}\",le=\"+Inf\"}} {}",
+        h.len()
+    );
+    let sum = h.mean() * h.len() as f64 / 1e6;
+    let _ = writeln!(out, "{name}_sum{{core=\"{core}\"}} {sum}");
+    let _ = writeln!(out, "{name}_count{{core=\"{core}\"}} {}", h.len());
 }

@@ -1,5 +1,7 @@
 //! The `/stats` body: every core's latest published totals and their merge, as JSON.
 
+use hdrhistogram::Histogram;
+
 use super::{new_histogram, Counters, Percentiles, StatsBoard, TlsFailure};
 
 impl Counters {
@@ -66,6 +68,7 @@ pub fn stats_json(board: &StatsBoard, cores: &[usize]) -> String {
         Err(_) => return "{}".into(),
     };
     let mut merged = new_histogram();
+    let mut upstream: Option<Histogram<u64>> = None;
     let mut total = Counters::default();
     let mut open = 0;
     let mut parts = Vec::new();
@@ -75,21 +78,34 @@ pub fn stats_json(board: &StatsBoard, cores: &[usize]) -> String {
             continue;
         };
         let _ = merged.add(&s.latency);
+        if let Some(h) = &s.upstream_latency {
+            let _ = upstream.get_or_insert_with(new_histogram).add(h);
+        }
         total.add(&s.counters);
         open += s.open;
         parts.push(format!(
-            "{{\"core\":{core},{},\"open\":{},\"latency_us\":{}}}",
+            "{{\"core\":{core},{},\"open\":{},\"latency_us\":{}{}}}",
             s.counters.json_members(),
             s.open,
-            Percentiles::of(&s.latency).to_json()
+            Percentiles::of(&s.latency).to_json(),
+            upstream_json(s.upstream_latency.as_ref())
         ));
     }
     format!(
-        "{{\"server\":\"percore\",\"uptime_s\":{:.3},\"cores\":[{}],\"total\":{{{},\"open\":{},\"latency_us\":{}}}}}\n",
+        "{{\"server\":\"percore\",\"uptime_s\":{:.3},\"cores\":[{}],\"total\":{{{},\"open\":{},\"latency_us\":{}{}}}}}\n",
         board.started.elapsed().as_secs_f64(),
         parts.join(","),
         total.json_members(),
         open,
-        Percentiles::of(&merged).to_json()
+        Percentiles::of(&merged).to_json(),
+        upstream_json(upstream.as_ref())
     )
+}
+
+/// The upstream latency member (with its leading comma), when there were proxied requests.
+fn upstream_json(histogram: Option<&Histogram<u64>>) -> String {
+    match histogram {
+        Some(h) => format!(",\"upstream_latency_us\":{}", Percentiles::of(h).to_json()),
+        None => String::new(),
+    }
 }

@@ -32,6 +32,7 @@ impl<A: Application> Connections<A> {
             sent: false,
             since: turn.now.ms,
             read_at,
+            sent_at: read_at,
             log,
             answered: None,
             bytes: 0,
@@ -68,6 +69,7 @@ impl<A: Application> Connections<A> {
             relay.link = Some(key);
             relay.reused = true;
             relay.stage = Stage::Head;
+            relay.sent_at = turn.now.reaped_at;
             self.send_request(turn, &mut link, &relay.call.request);
             self.upstreams.links.put(link);
             return;

@@ -23,6 +23,7 @@ impl<A: Application> Connections<A> {
         let relay = conn.relay();
         relay.stage = Stage::Head;
         relay.since = turn.now.ms;
+        relay.sent_at = turn.now.reaped_at;
         let request = std::mem::take(&mut relay.call.request);
         self.send_request(turn, link, &request);
         conn.relay().call.request = request;

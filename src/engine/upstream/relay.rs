@@ -87,6 +87,8 @@ pub(in crate::engine) struct Relay {
     pub(super) since: u64,
     /// When the request's bytes were reaped (for the latency).
     pub(super) read_at: Instant,
+    /// When the request was last handed to a link (for the upstream's latency).
+    pub(super) sent_at: Instant,
     /// What the access log will say of it, written when the response is through (or cut).
     pub(super) log: Option<Box<DeferredLog>>,
     /// The status the client got, once its head is written.

@@ -141,6 +141,8 @@ impl<A: Application> Connections<A> {
         let relay = conn.relay();
         relay.answered = Some(answered);
         relay.bytes = written;
+        let waited = turn.now.reaped_at.saturating_duration_since(relay.sent_at);
+        turn.reporting.metrics.record_upstream(waited);
         turn.reporting
             .metrics
             .record_one(answered.class(), false, Some(relay.read_at));
