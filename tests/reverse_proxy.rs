@@ -760,10 +760,14 @@ fn stats_and_metrics_show_the_upstreams_latency_and_counts() {
         assert_eq!(client.get("/api/t").text(), "timed");
     }
     let mut stats = String::new();
-    wait_until("/stats counts the proxied requests", Duration::from_secs(10), || {
-        stats = client.get("/stats").text();
-        stats.contains("\"upstream_latency_us\":{\"count\":5,")
-    });
+    wait_until(
+        "/stats counts the proxied requests",
+        Duration::from_secs(10),
+        || {
+            stats = client.get("/stats").text();
+            stats.contains("\"upstream_latency_us\":{\"count\":5,")
+        },
+    );
     assert!(stats.contains("\"requests\":5"), "{stats}");
     assert!(stats.contains("\"connects\":1"), "{stats}");
     let metrics = client.get("/metrics").text();
@@ -771,5 +775,8 @@ fn stats_and_metrics_show_the_upstreams_latency_and_counts() {
         metrics.contains("percore_upstream_duration_seconds_count{core=\"0\"} 5"),
         "{metrics}"
     );
-    assert!(metrics.contains("percore_upstream_requests_total{core=\"0\"} 5"), "{metrics}");
+    assert!(
+        metrics.contains("percore_upstream_requests_total{core=\"0\"} 5"),
+        "{metrics}"
+    );
 }
