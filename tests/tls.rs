@@ -1089,3 +1089,58 @@ fn a_key_update_right_behind_the_clients_finished() {
     );
     assert_eq!(client.get("/echo?name=next").text(), "Hi, next!");
 }
+
+/// A TLS client's requests through a proxy route: forwarded with `X-Forwarded-Proto: https`,
+/// answered (a length, or chunked re-framed) over the same TLS connection, kept alive.
+#[test]
+fn a_tls_client_is_proxied_with_its_scheme_forwarded() {
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        let (mut stream, _) = backend.accept().unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+                buf.drain(..end + 4);
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nproxy{}",
+                    record.lock().unwrap().len() % 10
+                );
+                record.lock().unwrap().push(head);
+                if stream.write_all(answer.as_bytes()).is_err() {
+                    return;
+                }
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    let toml = format!(
+        "[[upstream]]\nname = \"app\"\nservers = [\"{backend_addr}\"]\n[[proxy]]\npath = \"/api/\"\nupstream = \"app\"\n"
+    );
+    let parsed = percore::config::Config::from_toml(&toml, "test").unwrap();
+    let server = TlsServer::start("proxied", move |config| {
+        config.upstream = parsed.upstream;
+        config.proxy = parsed.proxy;
+    });
+    let mut client = server.connect();
+    for i in 0..10 {
+        let response = client.get("/api/secure");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body, format!("proxy{i}").as_bytes());
+    }
+    assert_eq!(client.get("/echo?name=tls").body, b"Hi, tls!");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 10, "one upstream connection carried all ten");
+    assert!(
+        seen[0].contains("X-Forwarded-Proto: https\r\n"),
+        "{}",
+        seen[0]
+    );
+}
