@@ -780,3 +780,46 @@ fn stats_and_metrics_show_the_upstreams_latency_and_counts() {
         "{metrics}"
     );
 }
+
+#[test]
+fn an_http_1_0_client_gets_a_chunked_answer_up_to_the_close_and_expect_is_percores() {
+    let backend = Backend::start(|request| {
+        if request.line().contains("/api/chunked") {
+            let answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nold \r\n6\r\nclient\r\n0\r\n\r\n";
+            (answer.as_bytes().to_vec(), false)
+        } else {
+            (ok(&format!("{} bytes", request.body.len())), false)
+        }
+    });
+    let server = proxy_to(backend.addr, "");
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(b"GET /api/chunked HTTP/1.0\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("transfer-encoding"),
+        "{text}"
+    );
+    assert!(text.contains("Connection: close\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nold client"), "{text}");
+
+    let mut client = server.client();
+    client.send(
+        "POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let interim = client.response();
+    assert_eq!(interim.status, 100);
+    client.send("hello");
+    assert_eq!(client.response().text(), "5 bytes");
+    let seen = backend.seen();
+    let upload = seen
+        .iter()
+        .find(|r| r.line().contains("/api/upload"))
+        .unwrap();
+    assert!(upload.fields("expect").is_empty(), "{}", upload.head);
+    assert_eq!(upload.body, b"hello");
+}
