@@ -153,15 +153,19 @@ impl<A: Application> Connections<A> {
         match op {
             LinkOp::Connect => {
                 link.connecting = false;
-                if link.state == LinkState::Closing {
-                } else if result < 0 {
-                    link.ended = true;
-                    let now = turn.now.ms;
-                    self.upstreams.groups[link.group].failed(link.server, now);
-                    self.link_failed(turn, &mut link, true);
-                } else {
-                    link.state = LinkState::Busy;
-                    self.link_connected(turn, &mut link);
+                // A link closed while connecting only waited for this completion.
+                match (link.state, result < 0) {
+                    (LinkState::Closing, _) => {}
+                    (_, true) => {
+                        link.ended = true;
+                        let now = turn.now.ms;
+                        self.upstreams.groups[link.group].failed(link.server, now);
+                        self.link_failed(turn, &mut link, true);
+                    }
+                    (_, false) => {
+                        link.state = LinkState::Busy;
+                        self.link_connected(turn, &mut link);
+                    }
                 }
             }
             LinkOp::Send => self.link_sent(turn, &mut link, result),
