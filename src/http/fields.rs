@@ -40,6 +40,15 @@ pub(super) fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
         .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
+/// The field lines of a head (its bytes after the start line, as the parser accepted them),
+/// as `(name, value)` with the value trimmed.
+pub(super) fn head_fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        Some((&line[..colon], line[colon + 1..].trim_ascii()))
+    })
+}
+
 /// The elements of a comma-separated field value, trimmed, empty ones skipped.
 pub(super) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value

@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 
+use super::fields::{head_fields, list_items};
 use super::request::{Method, RawRequest};
 use super::response::push_decimal;
 
@@ -61,24 +62,14 @@ pub fn connection_options<'a, const N: usize>(
         if !name.eq_ignore_ascii_case(b"connection") {
             continue;
         }
-        for option in value.split(|&b| b == b',') {
-            let option = option.trim_ascii();
-            if !option.is_empty() && count < N {
+        for option in list_items(value) {
+            if count < N {
                 named[count] = option;
                 count += 1;
             }
         }
     }
     count
-}
-
-/// The fields of a head (its bytes after the start line), as `(name, value)` with the value
-/// trimmed.
-pub fn fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
-        let colon = line.iter().position(|&b| b == b':')?;
-        Some((&line[..colon], line[colon + 1..].trim_ascii()))
-    })
 }
 
 /// Appends `request` as it is forwarded upstream: head and body.
@@ -97,12 +88,12 @@ pub fn write_forwarded(request: &RawRequest<'_>, how: &Forwarding<'_>, out: &mut
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut named = [&[][..]; 16];
-    let count = connection_options(fields(request.bytes), &mut named);
+    let count = connection_options(head_fields(request.bytes), &mut named);
     let named = &named[..count];
     let mut host = None;
     let mut forwarded_for: Option<&[u8]> = None;
     let mut more_forwarded_for = false;
-    for (name, value) in fields(request.bytes) {
+    for (name, value) in head_fields(request.bytes) {
         if is_hop_by_hop(name, named) {
             continue;
         }
@@ -133,7 +124,7 @@ pub fn write_forwarded(request: &RawRequest<'_>, how: &Forwarding<'_>, out: &mut
     let earlier = match more_forwarded_for {
         // Several fields: their values, in order, as one list.
         true => Some(
-            fields(request.bytes)
+            head_fields(request.bytes)
                 .filter(|(name, _)| name.eq_ignore_ascii_case(b"x-forwarded-for"))
                 .map(|(_, value)| value)
                 .collect::<Vec<_>>()

@@ -15,7 +15,7 @@
 use std::mem::MaybeUninit;
 
 use super::error::HttpError;
-use super::fields::{is_tchar, list_items, parse_content_length, Codings};
+use super::fields::{head_fields, is_tchar, list_items, parse_content_length, Codings};
 pub use super::head::{Framing, Method, RequestHead, Version};
 use super::head_end::find_head_end;
 use super::target::{is_valid_authority, split_target, TARGET_BYTES};
@@ -102,15 +102,9 @@ impl<'a> RawRequest<'a> {
     where
         'a: 'n,
     {
-        self.bytes
-            .split(|&b| b == b'\n')
-            .skip(1)
-            .filter_map(move |line| {
-                let colon = line.iter().position(|&b| b == b':')?;
-                line[..colon]
-                    .eq_ignore_ascii_case(name)
-                    .then(|| line[colon + 1..].trim_ascii())
-            })
+        head_fields(self.bytes)
+            .filter(move |(field, _)| field.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
     }
 
     /// The value of the field `name` if it appears exactly once.

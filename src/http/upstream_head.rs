@@ -5,7 +5,10 @@
 //! past its bound) is refused: the proxy answers 502 and drops the connection rather than
 //! guess where this response ends and the next begins.
 
-use super::forward::{connection_options, fields, is_hop_by_hop};
+use std::mem::MaybeUninit;
+
+use super::fields::{head_fields, list_items, parse_content_length};
+use super::forward::{connection_options, is_hop_by_hop};
 
 /// Most fields an upstream response head may have.
 const MAX_FIELDS: usize = 100;
@@ -57,10 +60,12 @@ pub fn parse_upstream_head(
     head_request: bool,
     max_bytes: usize,
 ) -> Result<Option<UpstreamHead>, BadResponse> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut response = httparse::Response::new(&mut headers);
+    // Uninitialised, as the request parser's: no 3 KiB cleared for every response head.
+    let mut headers = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_FIELDS];
+    let mut response = httparse::Response::new(&mut []);
     let window = &buf[..buf.len().min(max_bytes)];
-    let len = match response.parse(window) {
+    let parser = httparse::ParserConfig::default();
+    let len = match parser.parse_response_with_uninit_headers(&mut response, window, &mut headers) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= max_bytes => {
             return Err(BadResponse::TooLarge)
@@ -80,19 +85,15 @@ pub fn parse_upstream_head(
         let name = field.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             lengths += 1;
-            length = Some(parse_length(field.value)?);
+            let value = field.value.trim_ascii();
+            length = Some(parse_content_length(value).map_err(|_| BadResponse::Framing)?);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            for coding in field.value.split(|&b| b == b',') {
-                let coding = coding.trim_ascii();
-                if coding.is_empty() {
-                    continue;
-                }
+            for coding in list_items(field.value) {
                 coded = true;
                 chunked_last = coding.eq_ignore_ascii_case(b"chunked");
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for option in field.value.split(|&b| b == b',') {
-                let option = option.trim_ascii();
+            for option in list_items(field.value) {
                 close |= option.eq_ignore_ascii_case(b"close");
                 keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
             }
@@ -119,17 +120,6 @@ pub fn parse_upstream_head(
     }))
 }
 
-/// A `Content-Length` value: digits only, no sign, no list.
-fn parse_length(value: &[u8]) -> Result<u64, BadResponse> {
-    let value = value.trim_ascii();
-    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-        return Err(BadResponse::Framing);
-    }
-    Ok(value
-        .iter()
-        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
-}
-
 /// The reason phrase of a response head's status line (empty if it has none).
 pub fn reason_of(head: &[u8]) -> &[u8] {
     let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
@@ -145,10 +135,10 @@ pub fn reason_of(head: &[u8]) -> &[u8] {
 /// frames the response itself). Returns whether it had `Server` and `Date`.
 pub fn write_end_to_end(head: &[u8], out: &mut Vec<u8>) -> (bool, bool) {
     let mut named = [&[][..]; 16];
-    let count = connection_options(fields(head), &mut named);
+    let count = connection_options(head_fields(head), &mut named);
     let named = &named[..count];
     let (mut server, mut date) = (false, false);
-    for (name, value) in fields(head) {
+    for (name, value) in head_fields(head) {
         if name.is_empty() || is_hop_by_hop(name, named) {
             continue;
         }
