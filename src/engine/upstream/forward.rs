@@ -118,7 +118,8 @@ impl<A: Application> Connections<A> {
     /// The relay cannot go on: a `status` response if its head has not gone out, a cut
     /// otherwise (the client must see the response truncated).
     pub(super) fn relay_failed(&mut self, turn: &mut Turn<'_>, conn: &mut Conn, status: Status) {
-        let Deferring::Proxy(relay) = std::mem::replace(&mut conn.deferring, Deferring::Nothing)
+        let Deferring::Proxy(mut relay) =
+            std::mem::replace(&mut conn.deferring, Deferring::Nothing)
         else {
             return;
         };
@@ -141,9 +142,9 @@ impl<A: Application> Connections<A> {
         let (answered, _) = conn
             .session
             .answer_deferred(&mut conn.out, draining, |w| w.send_status(status, &[]));
-        if let (Some(line), Some(log)) = (&relay.log, turn.reporting.log.as_mut()) {
-            line.record(log, answered, (conn.out.len() - before) as u64);
-        }
+        relay.answered = Some(answered);
+        relay.bytes = (conn.out.len() - before) as u64;
+        relay.log_line(turn.reporting.log.as_mut());
         turn.reporting
             .metrics
             .record_one(answered.class(), false, Some(relay.read_at));

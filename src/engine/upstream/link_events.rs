@@ -14,19 +14,27 @@ use crate::http::status::Status;
 use crate::http::upstream_head::BodyFraming;
 
 impl<A: Application> Connections<A> {
+    /// The client connection whose request the link carries, taken from the table; when it
+    /// is gone, the link is retired (what it carries is of no use) and none is returned.
+    fn client_of(&mut self, turn: &mut Turn<'_>, link: &mut Link) -> Option<Box<Conn>> {
+        let conn = link.client.and_then(|key| self.table.take(key));
+        if conn.is_none() {
+            link.client = None;
+            self.retire(turn, link);
+        }
+        conn
+    }
+
     /// The link's connect completed: its client's request goes out.
     pub(super) fn link_connected(&mut self, turn: &mut Turn<'_>, link: &mut Link) {
-        let Some(mut conn) = link.client.and_then(|key| self.table.take(key)) else {
-            link.client = None;
-            return self.retire(turn, link);
+        let Some(mut conn) = self.client_of(turn, link) else {
+            return;
         };
         let relay = conn.relay();
         relay.stage = Stage::Head;
         relay.since = turn.now.ms;
         relay.sent_at = turn.now.reaped_at;
-        let request = std::mem::take(&mut relay.call.request);
-        self.send_request(turn, link, &request);
-        conn.relay().call.request = request;
+        self.send_request(turn, link, &relay.call.request);
         self.settle(turn, conn);
     }
 
@@ -77,11 +85,7 @@ impl<A: Application> Connections<A> {
             link.ended = true;
             return None;
         }
-        let Some(mut conn) = link.client.and_then(|key| self.table.take(key)) else {
-            link.client = None;
-            self.retire(turn, link);
-            return None;
-        };
+        let mut conn = self.client_of(turn, link)?;
         let fed = self.feed_relay(turn, &mut conn, link, data);
         if self.relay_outcome(turn, &mut conn, link, fed) {
             return Some(conn);
@@ -96,11 +100,7 @@ impl<A: Application> Connections<A> {
         if link.state != LinkState::Busy {
             return None;
         }
-        let Some(mut conn) = link.client.and_then(|key| self.table.take(key)) else {
-            link.client = None;
-            self.retire(turn, link);
-            return None;
-        };
+        let mut conn = self.client_of(turn, link)?;
         let relay = conn.relay();
         let fed = match &mut relay.stage {
             Stage::Body(body) if body.framing == BodyFraming::UntilClose => {
@@ -131,9 +131,8 @@ impl<A: Application> Connections<A> {
     /// The link failed before any response byte (its connect, or its send): the request
     /// goes again or the client gets a 502.
     pub(super) fn link_failed(&mut self, turn: &mut Turn<'_>, link: &mut Link, connect: bool) {
-        let Some(mut conn) = link.client.and_then(|key| self.table.take(key)) else {
-            link.client = None;
-            return self.retire(turn, link);
+        let Some(mut conn) = self.client_of(turn, link) else {
+            return;
         };
         link.client = None;
         self.detach(turn, link);
@@ -144,10 +143,7 @@ impl<A: Application> Connections<A> {
     /// The link no longer carries a request: it is closed (its response was not complete).
     pub(super) fn detach(&mut self, turn: &mut Turn<'_>, link: &mut Link) {
         self.upstreams.groups[link.group].set_busy(link.server, false);
-        link.state = LinkState::Closing;
-        self.cancel_link_recv(turn, link);
-        // SAFETY: shutdown(2) on the link's own socket.
-        unsafe { libc::shutdown(link.fd, libc::SHUT_RDWR) };
+        self.shut_link(turn, link);
     }
 
     /// A busy link whose client is gone: closed (what it carried is of no use).
@@ -173,10 +169,7 @@ impl<A: Application> Connections<A> {
             link.since = turn.now.ms;
             group.keep_idle(link.server, link.key);
         } else {
-            link.state = LinkState::Closing;
-            self.cancel_link_recv(turn, link);
-            // SAFETY: shutdown(2) on the link's own socket.
-            unsafe { libc::shutdown(link.fd, libc::SHUT_RDWR) };
+            self.shut_link(turn, link);
         }
     }
 }

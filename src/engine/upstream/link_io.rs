@@ -229,11 +229,17 @@ impl<A: Application> Connections<A> {
 
     /// Closes a link at once if the kernel holds nothing of it, or once it lets go.
     pub(super) fn close_link(&mut self, turn: &mut Turn<'_>, mut link: Box<Link>) {
+        self.shut_link(turn, &mut link);
+        self.settle_link(turn, link);
+    }
+
+    /// The link carries nothing more: it is closing, its receive is cancelled and its
+    /// socket shut (it is freed once the kernel holds nothing of it, `settle_link`).
+    pub(super) fn shut_link(&mut self, turn: &mut Turn<'_>, link: &mut Link) {
         link.state = LinkState::Closing;
-        self.cancel_link_recv(turn, &mut link);
+        self.cancel_link_recv(turn, link);
         // SAFETY: shutdown(2) on the link's own socket.
         unsafe { libc::shutdown(link.fd, libc::SHUT_RDWR) };
-        self.settle_link(turn, link);
     }
 
     /// Frees a closed link whose operations have all completed.
