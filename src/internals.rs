@@ -45,11 +45,13 @@ pub fn session_service<S: 'static>(
     use crate::server::{CoreSetup, ServiceFactory};
     let factory = crate::app::factory::AppFactory(Arc::new(app));
     let prepared = factory.prepare(config, &StatsBoard::new(1), &[0])?;
+    let door = crate::engine::Outbound::new(config);
     let setup = CoreSetup {
         cpu: 0,
         index: 0,
         config,
         https_redirect: None,
+        door: &door,
     };
     let service = crate::app::factory::AppFactory::make(&prepared, &setup)?;
     Ok(SessionService { service })

@@ -53,7 +53,11 @@ mod server;
 mod support;
 mod tls;
 
-pub use app::{App, BoxError, Files, HeaderError, OwnedRequest, Reply, Request, Response, Setup};
+pub use app::{
+    App, BoxError, Call, Files, HeaderError, OwnedRequest, Reply, Request, Response, Setup, Upstream,
+    UpstreamResponse,
+};
+pub use engine::UpstreamError;
 pub use config::{Config, ConfigError};
 pub use http::request::Version;
 pub use http::status::Status;

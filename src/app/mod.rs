@@ -37,6 +37,7 @@
 //! ```
 
 mod builtin;
+mod client;
 pub(crate) mod factory;
 mod files;
 mod program;
@@ -54,6 +55,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
+pub use client::{Call, Upstream, UpstreamResponse};
 pub use files::Files;
 pub use reply::Reply;
 pub use request::{OwnedRequest, Request};

@@ -2,8 +2,10 @@
 
 use serde::de::DeserializeOwned;
 
+use super::client::Upstream;
 use super::BoxError;
 use crate::config::Config;
+use crate::engine::Outbound;
 
 /// What one core's factory is given.
 #[derive(Debug)]
@@ -15,6 +17,8 @@ pub struct Setup<'a> {
     pub index: usize,
     /// The server's configuration.
     pub config: &'a Config,
+    /// Where the core's tasks call its upstreams (none outside a server).
+    door: Option<&'a Outbound>,
 }
 
 impl<'a> Setup<'a> {
@@ -25,7 +29,36 @@ impl<'a> Setup<'a> {
             cpu: 0,
             index: 0,
             config,
+            door: None,
         }
+    }
+
+    /// What a core's factory is given on that core.
+    pub(crate) fn on_core(
+        cpu: usize,
+        index: usize,
+        config: &'a Config,
+        door: &'a Outbound,
+    ) -> Self {
+        Setup {
+            cpu,
+            index,
+            config,
+            door: Some(door),
+        }
+    }
+
+    /// The `[[upstream]]` named `name`, for this core's handlers to call (see
+    /// [`Upstream`]). An error if the configuration has no such upstream, or outside a
+    /// server (a setup made by [`Setup::new`]).
+    pub fn upstream(&self, name: &str) -> Result<Upstream, BoxError> {
+        let door = self
+            .door
+            .ok_or("upstreams are called only from a server's cores")?;
+        let index = door
+            .find(name)
+            .ok_or_else(|| format!("no [[upstream]] named {name:?} in the configuration"))?;
+        Ok(Upstream::new(door.clone(), index))
     }
 
     /// The `[app]` table of the configuration file, read as `T`.

@@ -20,7 +20,8 @@ use super::settings::{chunk_buffer_bytes, input_cap, Settings};
 use super::table::Table;
 use super::token::Key;
 use super::turn::Turn;
-use super::upstream::Upstreams;
+use super::upstream::outbound::UpstreamError;
+use super::upstream::{Outbound, Upstreams};
 use super::wake::Wake;
 use super::wheel::Wheel;
 use super::{Application, TlsOptions};
@@ -60,7 +61,9 @@ impl<A: Application> Connections<A> {
         app: A,
         tls: Option<TlsOptions>,
         wake: Rc<Wake>,
+        door: Outbound,
     ) -> Connections<A> {
+        door.attach(wake.clone());
         Connections {
             table: Table::default(),
             wheel: Wheel::new(),
@@ -74,7 +77,7 @@ impl<A: Application> Connections<A> {
             background: Background::new(wake),
             bodies: BodyBudget::new(config.http.body_buffer_bytes_per_core),
             starved: VecDeque::new(),
-            upstreams: Upstreams::new(config),
+            upstreams: Upstreams::new(config, door),
         }
     }
 
@@ -136,12 +139,16 @@ impl<A: Application> Connections<A> {
                 }
             }
         }
+        self.upstreams.door.close();
         for key in self.upstreams.links.keys() {
             let Some(mut link) = self.upstreams.links.take(key) else {
                 continue;
             };
             // SAFETY: the link's own descriptor, never closed while the link exists.
             unsafe { libc::close(link.fd) };
+            if let Some(call) = link.call.take() {
+                call.fail(UpstreamError::Closed);
+            }
             if still_held {
                 if let Some(flight) = link.send.take() {
                     std::mem::forget(flight.buf);

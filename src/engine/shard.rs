@@ -24,6 +24,7 @@ use super::reporting::Reporting;
 use super::ring::Ring;
 use super::token::{token, untoken, Op, NO_KEY};
 use super::turn::{Now, Turn};
+use super::upstream::Outbound;
 use super::wake::watch_eventfd;
 use super::wheel::Clock;
 use super::{Application, Listener, TlsOptions};
@@ -63,6 +64,7 @@ pub(crate) async fn run<A: Application>(
     stop: OwnedFd,
     links: Links,
     app: A,
+    door: Outbound,
 ) {
     let parking = Parking::new(config.runtime.idle_wait);
     let wake = parking.wake().clone();
@@ -78,7 +80,7 @@ pub(crate) async fn run<A: Application>(
         parking,
         listeners: Listeners::new(listeners),
         reporting: Reporting::new(&config, links, log),
-        conns: Connections::new(&config, app, tls, wake),
+        conns: Connections::new(&config, app, tls, wake, door),
     };
     shard.reporting.publish_start();
     shard.listeners.arm_all(&mut shard.ring, false);
@@ -135,6 +137,7 @@ impl<A: Application> Shard<A> {
         let (conns, mut turn) = self.split();
         busy |= conns.finish_file_reads(&mut turn);
         busy |= conns.finish_tasks(&mut turn);
+        busy |= conns.take_calls(&mut turn);
         conns.rearm_starved(&mut turn);
         conns.expire(&mut turn);
         conns.retry_accept(&mut turn);

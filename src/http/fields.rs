@@ -42,7 +42,7 @@ pub(super) fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
 
 /// The field lines of a head (its bytes after the start line, as the parser accepted them),
 /// as `(name, value)` with the value trimmed.
-pub(super) fn head_fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+pub(crate) fn head_fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
         let colon = line.iter().position(|&b| b == b':')?;
         Some((&line[..colon], line[colon + 1..].trim_ascii()))

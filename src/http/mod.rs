@@ -8,7 +8,7 @@
 pub mod chunked;
 pub mod date;
 pub mod error;
-mod fields;
+pub(crate) mod fields;
 pub mod forward;
 mod head;
 mod head_end;

@@ -86,6 +86,8 @@ pub(crate) struct CoreSetup<'a> {
     /// With `tls.cleartext = "redirect"`: the TLS listener's port, to which the cleartext
     /// listener's requests are sent.
     pub(crate) https_redirect: Option<u16>,
+    /// Where the core's tasks call its upstreams.
+    pub(crate) door: &'a crate::engine::Outbound,
 }
 
 /// What the server serves: prepared once per start on the main thread (where a bad

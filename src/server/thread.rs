@@ -80,8 +80,11 @@ pub(super) fn run_core<F: ServiceFactory>(config: Config, core: CoreStart, facto
                 return;
             }
         };
-        // The application's service for this core is made here, on the core's own thread.
+        // The application's service for this core is made here, on the core's own thread,
+        // with the door through which its tasks call upstreams.
+        let door = engine::Outbound::new(&config);
         let setup = CoreSetup {
+            door: &door,
             cpu,
             index: links.index,
             config: &config,
@@ -123,7 +126,7 @@ pub(super) fn run_core<F: ServiceFactory>(config: Config, core: CoreStart, facto
                 OwnedFd::from_raw_fd(stop.into_raw_fd()),
             )
         };
-        engine::run(config, ring, listeners, tls, stop, links, service).await;
+        engine::run(config, ring, listeners, tls, stop, links, service, door).await;
     });
 }
 

@@ -55,18 +55,10 @@ impl<A: Application> Connections<A> {
         relay.since = now;
         relay.sent = false;
         group.set_busy(server, true);
-        while let Some(key) = self.upstreams.groups[upstream].take_idle(server) {
-            let Some(mut link) = self.upstreams.links.take(key) else {
-                continue;
-            };
-            if link.state != LinkState::Idle || link.ended {
-                self.close_link(turn, link);
-                continue;
-            }
-            link.state = LinkState::Busy;
+        if let Some(mut link) = self.pooled_link(turn, upstream, server) {
             link.client = Some(conn.key);
             let relay = conn.relay();
-            relay.link = Some(key);
+            relay.link = Some(link.key);
             relay.reused = true;
             relay.stage = Stage::Head;
             relay.sent_at = turn.now.reaped_at;
@@ -74,12 +66,14 @@ impl<A: Application> Connections<A> {
             self.upstreams.links.put(link);
             return;
         }
-        match self.open_link(turn, upstream, server, conn.key) {
-            Some(key) => {
+        match self.open_link(turn, upstream, server) {
+            Some(mut link) => {
+                link.client = Some(conn.key);
                 let relay = conn.relay();
-                relay.link = Some(key);
+                relay.link = Some(link.key);
                 relay.reused = false;
                 relay.stage = Stage::Connect;
+                self.upstreams.links.put(link);
             }
             None => {
                 self.upstreams.groups[upstream].set_busy(server, false);

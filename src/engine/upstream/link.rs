@@ -3,12 +3,14 @@
 //! bytes of a response head still incomplete, and where it stands.
 
 use std::os::fd::RawFd;
+use std::rc::Rc;
 
 use socket2::SockAddr;
 
 use super::super::buffers::Flight;
 use super::super::table::Record;
 use super::super::token::Key;
+use super::outbound::CallSlot;
 
 /// Where a link stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +35,8 @@ pub(in crate::engine) struct Link {
     pub(in crate::engine) server: usize,
     /// The client connection whose request it carries (while busy).
     pub(in crate::engine) client: Option<Key>,
+    /// Or the task's call it carries (while busy).
+    pub(in crate::engine) call: Option<Rc<CallSlot>>,
     /// Where it connects to; read by the kernel when the connect is submitted.
     pub(in crate::engine) addr: SockAddr,
     pub(in crate::engine) connecting: bool,

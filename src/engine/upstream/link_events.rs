@@ -1,7 +1,8 @@
 //! What an upstream connection's events mean for the relay it carries: connected (the
 //! request goes out), sent (the read timeout starts), bytes (the response, `response`),
 //! closed or failed (the request goes again, or the relay fails), and the connection's
-//! return to its pool when the response is through.
+//! return to its pool when the response is through. A link carrying a task's call hands
+//! its events to `calls`.
 
 use super::super::conn::{Conn, Deferring};
 use super::super::connections::Connections;
@@ -27,6 +28,9 @@ impl<A: Application> Connections<A> {
 
     /// The link's connect completed: its client's request goes out.
     pub(super) fn link_connected(&mut self, turn: &mut Turn<'_>, link: &mut Link) {
+        if link.call.is_some() {
+            return self.call_connected(turn, link);
+        }
         let Some(mut conn) = self.client_of(turn, link) else {
             return;
         };
@@ -60,6 +64,10 @@ impl<A: Application> Connections<A> {
         }
         self.buffers.writes.give(std::mem::take(&mut flight.buf));
         self.buffers.flights.give(flight);
+        if link.call.is_some() {
+            // A call's timeout is its task's.
+            return;
+        }
         // The request is out: the read timeout runs from now.
         if let Some(mut conn) = link.client.and_then(|key| self.table.take(key)) {
             if let Deferring::Proxy(relay) = &mut conn.deferring {
@@ -85,6 +93,10 @@ impl<A: Application> Connections<A> {
             link.ended = true;
             return None;
         }
+        if link.call.is_some() {
+            self.call_data(turn, link, data);
+            return None;
+        }
         let mut conn = self.client_of(turn, link)?;
         let fed = self.feed_relay(turn, &mut conn, link, data);
         if self.relay_outcome(turn, &mut conn, link, fed) {
@@ -98,6 +110,10 @@ impl<A: Application> Connections<A> {
     /// response is through.
     pub(super) fn link_ended(&mut self, turn: &mut Turn<'_>, link: &mut Link) -> Option<Box<Conn>> {
         if link.state != LinkState::Busy {
+            return None;
+        }
+        if link.call.is_some() {
+            self.call_ended(turn, link);
             return None;
         }
         let mut conn = self.client_of(turn, link)?;
@@ -131,6 +147,9 @@ impl<A: Application> Connections<A> {
     /// The link failed before any response byte (its connect, or its send): the request
     /// goes again or the client gets a 502.
     pub(super) fn link_failed(&mut self, turn: &mut Turn<'_>, link: &mut Link, connect: bool) {
+        if link.call.is_some() {
+            return self.call_link_failed(turn, link, connect);
+        }
         let Some(mut conn) = self.client_of(turn, link) else {
             return;
         };
@@ -159,6 +178,7 @@ impl<A: Application> Connections<A> {
         let group = &mut self.upstreams.groups[link.group];
         group.set_busy(link.server, false);
         link.client = None;
+        link.call = None;
         let keep = reusable
             && link.send.is_none()
             && link.served < group.settings.keepalive_requests

@@ -16,15 +16,15 @@ use super::LinkOp;
 use crate::config::ServerAddr;
 
 impl<A: Application> Connections<A> {
-    /// Opens a connection to server `server` of upstream `group` for client `client`: its
-    /// socket, and a connect on the ring. None if no socket could be made.
+    /// Opens a connection to server `server` of upstream `group`: its socket, and a connect
+    /// on the ring. The link is the caller's to give an owner and put in the table. None if
+    /// no socket could be made.
     pub(super) fn open_link(
         &mut self,
         turn: &mut Turn<'_>,
         group: usize,
         server: usize,
-        client: Key,
-    ) -> Option<Key> {
+    ) -> Option<Box<Link>> {
         let addr = self.upstreams.groups[group].server(server).addr.clone();
         let (domain, sockaddr) = match &*addr {
             ServerAddr::Tcp(addr) => (Domain::for_address(*addr), SockAddr::from(*addr)),
@@ -42,7 +42,8 @@ impl<A: Application> Connections<A> {
             state: LinkState::Connecting,
             group,
             server,
-            client: Some(client),
+            client: None,
+            call: None,
             addr: sockaddr,
             connecting: true,
             receiving: false,
@@ -61,13 +62,34 @@ impl<A: Application> Connections<A> {
         // SAFETY: the address lives in the boxed link, which is kept until this connect
         // completes (`close_link` waits for it).
         unsafe { turn.ring.push(&connect) };
-        self.upstreams.links.put(link);
         turn.reporting
             .metrics
             .counters
             .borrow_mut()
             .upstream_connects += 1;
-        Some(key)
+        Some(link)
+    }
+
+    /// An idle connection to server `server` of upstream `group` from its pool, made busy;
+    /// pooled links found closed on the way are closed.
+    pub(super) fn pooled_link(
+        &mut self,
+        turn: &mut Turn<'_>,
+        group: usize,
+        server: usize,
+    ) -> Option<Box<Link>> {
+        while let Some(key) = self.upstreams.groups[group].take_idle(server) {
+            let Some(mut link) = self.upstreams.links.take(key) else {
+                continue;
+            };
+            if link.state != LinkState::Idle || link.ended {
+                self.close_link(turn, link);
+                continue;
+            }
+            link.state = LinkState::Busy;
+            return Some(link);
+        }
+        None
     }
 
     /// Queues the send of `request` on `link` (one send in flight per link; the request is

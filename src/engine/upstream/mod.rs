@@ -8,12 +8,16 @@
 //! request a proxy route answers holds a `Relay` (`relay`): which link carries its request,
 //! how far the response has come, and how it is framed back to the client. A link's
 //! completions reach the relay through the link's `client` key; the relay's deadlines are
-//! its client connection's (`deadlines`), so they share the wheel.
+//! its client connection's (`deadlines`), so they share the wheel. The core's own tasks
+//! (async handlers) call the same upstreams through a door (`outbound`): a call is carried
+//! by a link from the same pools, its response read into the call's slot (`calls`).
 
+mod calls;
 mod forward;
 mod link;
 mod link_events;
 mod link_io;
+pub(super) mod outbound;
 mod pool;
 pub(super) mod relay;
 mod response;
@@ -21,6 +25,7 @@ mod response;
 use std::rc::Rc;
 
 pub(super) use link::Link;
+pub(super) use outbound::Outbound;
 pub(super) use pool::{Group, Server};
 
 use super::table::Table;
@@ -62,11 +67,14 @@ pub(super) struct Upstreams {
     pub(super) links: Table<Link>,
     /// Links whose receive ended with `ENOBUFS`.
     pub(super) starved: Vec<Key>,
+    /// Where the core's tasks post their calls.
+    pub(super) door: Outbound,
 }
 
 impl Upstreams {
-    /// The `[[upstream]]` groups of `config` (their servers were checked when it was read).
-    pub(super) fn new(config: &Config) -> Upstreams {
+    /// The `[[upstream]]` groups of `config` (their servers were checked when it was read),
+    /// and the door through which the core's tasks call them.
+    pub(super) fn new(config: &Config, door: Outbound) -> Upstreams {
         let groups = config
             .upstream
             .iter()
@@ -84,6 +92,7 @@ impl Upstreams {
             groups,
             links: Table::default(),
             starved: Vec::new(),
+            door,
         }
     }
 }
