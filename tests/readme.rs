@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+#[path = "common/backend.rs"]
+mod backend;
 mod common;
 
+use backend::{Backend, Request};
 use common::{Client, KillOnDrop, Lines, EXIT_WAIT};
 
 /// How long building the README's program may take: a build from cold (percore and all its
@@ -19,12 +22,17 @@ const BUILD_WAIT: Duration = Duration::from_secs(20 * 60);
 
 /// The first ```rust block after the "Write your own handlers" heading.
 fn readme_program() -> String {
+    program_under("\n## Write your own handlers\n")
+}
+
+/// The first ```rust block after the line `heading` (newlines around it included).
+fn program_under(heading: &str) -> String {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("README.md");
     let section = readme
-        .split("\n## Write your own handlers\n")
+        .split(heading)
         .nth(1)
-        .expect("README has a \"Write your own handlers\" section");
+        .unwrap_or_else(|| panic!("README has a {heading:?} section"));
     let block = section
         .split("```rust\n")
         .nth(1)
@@ -176,4 +184,58 @@ fn a_program_without_default_features_builds_without_the_plots() {
     assert!(!output.status.success(), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unexpected argument 'report'"), "{stderr}");
+}
+
+/// The README's handler that calls an upstream, built as printed and run with a
+/// configuration naming a raw-byte backend: it answers from the backend, through one pooled
+/// connection, and a backend's 404 is passed on.
+#[test]
+fn the_readme_client_program_calls_its_backend() {
+    let backend = Backend::start(|request: &Request| {
+        let line = request.line().to_string();
+        let answer = match line.split(' ').nth(1) {
+            Some("/users/7") => "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nAda".to_string(),
+            _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string(),
+        };
+        (answer.into_bytes(), false)
+    });
+    let binary = build(
+        "readme-client",
+        &program_under("\n### Calling upstreams from handlers\n"),
+        "",
+    );
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("readme-client");
+    let config = dir.join("percore.toml");
+    let toml = format!(
+        "[[upstream]]\nname = \"users\"\nservers = [\"{}\"]\n",
+        backend.addr
+    );
+    std::fs::write(&config, toml).unwrap();
+    let config = config.to_str().unwrap();
+    let (mut child, addr) = start(
+        &binary,
+        &["--config", config, "--port", "0", "--cores", "0"],
+    );
+
+    let mut client = Client::connect(addr);
+    for _ in 0..3 {
+        let user = client.get("/user/7");
+        assert_eq!(user.status, 200);
+        assert_eq!(user.text(), "user 7 is Ada\n");
+    }
+    assert_eq!(client.get("/user/8").status, 404);
+    let seen = backend.seen();
+    assert_eq!(seen.len(), 4);
+    assert_eq!(seen[0].fields("accept"), ["text/plain"]);
+    assert_eq!(
+        backend
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the calls shared one pooled connection"
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let status = common::wait_child(&mut child.0, EXIT_WAIT, "exit after SIGTERM");
+    assert!(status.success(), "{status}");
 }
