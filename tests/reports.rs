@@ -526,7 +526,7 @@ fn shutdown_draws_the_plots_and_percore_report_draws_them_again() {
         (
             "timeline.svg",
             &timeline,
-            &["requests/s", "latency (µs)", "time (s)", "all p99"][..],
+            &["requests/s", "latency", "time", "all p99"][..],
         ),
     ] {
         let svg = roxmltree::Document::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));

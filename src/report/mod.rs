@@ -10,6 +10,8 @@ mod hgrm;
 mod lines;
 #[cfg(feature = "plots")]
 mod plots;
+#[cfg(feature = "plots")]
+mod ticks;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

@@ -3,6 +3,10 @@
 //! one for all; and `timeline.svg`, requests per second and p50/p99/max latency per interval,
 //! per core and in total.
 //!
+//! Their axes read as a person writes them (`80k`, `500 ms`, `1 min`, `250 µs`: `ticks`), and
+//! a core's p50, p99 and max lines share the core's colour but not its stroke: solid, dashed,
+//! dotted and thinner.
+//!
 //! Both are drawn from a report directory's files, `core-N.hgrm`, `all.hgrm` and
 //! `intervals.hlog`, whether at shutdown (right after they are written) or later by
 //! `percore report DIR`: the same files give the same pictures.
@@ -16,6 +20,7 @@ use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
 
+use super::ticks::{count_label, decimal_label, latency_label, TimeAxis};
 use crate::metrics::{new_histogram, Percentiles};
 
 /// Pixels of each picture.
@@ -208,6 +213,7 @@ fn draw_latency(path: &Path, curves: &[Curve]) -> Result<(), String> {
         .x_desc("percentile")
         .y_desc("latency (ms)")
         .x_label_formatter(&|x| percentile_label(*x))
+        .y_label_formatter(&|ms| decimal_label(*ms))
         .draw()
         .map_err(plot_error)?;
     for (i, curve) in curves.iter().enumerate() {
@@ -254,8 +260,73 @@ fn point(end: f64, duration: f64, latency: &Histogram<u64>) -> Point {
     (end, rate, p.p50.max(1), p.p99.max(1), p.max.max(1))
 }
 
+/// How a latency line is stroked, beside its colour.
+#[derive(Clone, Copy)]
+enum Dash {
+    Solid,
+    Dashed,
+    Dotted,
+}
+
+impl Dash {
+    /// The SVG `stroke-dasharray`; none for a solid line.
+    fn pattern(self) -> Option<&'static str> {
+        match self {
+            Dash::Solid => None,
+            Dash::Dashed => Some("6 3"),
+            Dash::Dotted => Some("2 3"),
+        }
+    }
+
+    /// The opacity that marks the dash in what plotters writes (its SVG backend draws no
+    /// dashes); [`add_dashes`] makes it opaque again, with the dash pattern.
+    fn marker(self) -> f64 {
+        match self {
+            Dash::Solid => 1.0,
+            Dash::Dashed => 0.999,
+            Dash::Dotted => 0.998,
+        }
+    }
+}
+
+/// The latency lines of each core and of all: which latency, its stroke, its width in
+/// pixels (one more for all).
+const METRICS: [(&str, Pick, Dash, u32); 3] = [
+    ("p50", |p| p.2, Dash::Solid, 2),
+    ("p99", |p| p.3, Dash::Dashed, 2),
+    ("max", |p| p.4, Dash::Dotted, 1),
+];
+
+/// Gives the lines (and their legend samples) drawn with a [`Dash::marker`] opacity their
+/// dash pattern.
+fn add_dashes(svg: &str) -> String {
+    let mut svg = svg.to_string();
+    for dash in [Dash::Dashed, Dash::Dotted] {
+        if let Some(pattern) = dash.pattern() {
+            svg = svg.replace(
+                &format!("opacity=\"{}\"", dash.marker()),
+                &format!("opacity=\"1\" stroke-dasharray=\"{pattern}\""),
+            );
+        }
+    }
+    svg
+}
+
 /// `timeline.svg`: requests per second above, latency below, per interval.
 fn draw_timeline(path: &Path, intervals: &[Interval]) -> Result<(), String> {
+    let svg = timeline_svg(intervals)?;
+    std::fs::write(path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The picture of [`draw_timeline`], as SVG text.
+fn timeline_svg(intervals: &[Interval]) -> Result<String, String> {
+    let mut svg = String::new();
+    draw_timeline_on(SVGBackend::with_string(&mut svg, SIZE), intervals)?;
+    Ok(add_dashes(&svg))
+}
+
+/// Draws the timeline of `intervals` on `backend`.
+fn draw_timeline_on(backend: SVGBackend<'_>, intervals: &[Interval]) -> Result<(), String> {
     let mut per_core: BTreeMap<usize, Vec<Point>> = BTreeMap::new();
     let mut merged: BTreeMap<u64, (f64, f64, Histogram<u64>)> = BTreeMap::new();
     for interval in intervals {
@@ -279,7 +350,7 @@ fn draw_timeline(path: &Path, intervals: &[Interval]) -> Result<(), String> {
     let top_rate = total.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
     let top_latency = total.iter().map(|p| p.4).max().unwrap_or(1).max(10) as f64 * 2.0;
 
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    let root = backend.into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
     let (upper, lower) = root.split_vertically(SIZE.1 / 2);
     let mut rates = ChartBuilder::on(&upper)
@@ -290,11 +361,12 @@ fn draw_timeline(path: &Path, intervals: &[Interval]) -> Result<(), String> {
         .margin(8)
         .x_label_area_size(24)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..end, 0.0..top_rate)
+        .build_cartesian_2d(TimeAxis::up_to(end), 0.0..top_rate)
         .map_err(plot_error)?;
     rates
         .configure_mesh()
         .y_desc("requests/s")
+        .y_label_formatter(&|rate| count_label(*rate))
         .draw()
         .map_err(plot_error)?;
     for (i, (core, points)) in per_core.iter().enumerate() {
@@ -323,20 +395,32 @@ fn draw_timeline(path: &Path, intervals: &[Interval]) -> Result<(), String> {
         .margin(8)
         .x_label_area_size(36)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..end, (1.0..top_latency).log_scale())
+        .build_cartesian_2d(TimeAxis::up_to(end), (1.0..top_latency).log_scale())
         .map_err(plot_error)?;
     latency
         .configure_mesh()
-        .x_desc("time (s)")
-        .y_desc("latency (µs)")
+        .x_desc("time")
+        .y_desc("latency")
+        .y_label_formatter(&|micros| latency_label(*micros))
         .draw()
         .map_err(plot_error)?;
-    let metrics: [(&str, Pick); 3] = [("p50", |p| p.2), ("p99", |p| p.3), ("max", |p| p.4)];
-    for (i, (core, points)) in per_core.iter().enumerate() {
-        for (name, value) in metrics {
-            let style = color(i).stroke_width(1);
+    let cores = per_core
+        .iter()
+        .enumerate()
+        .map(|(i, (core, points))| (format!("core {core}"), [color(i); 3], 0, points));
+    // All's lines have a colour each, and are a pixel wider.
+    let all = (
+        "all".to_string(),
+        [RGBColor(0, 120, 0), BLACK, RGBColor(200, 0, 0)],
+        1,
+        &total,
+    );
+    for (name, strokes, wider, points) in cores.chain([all]) {
+        for ((metric, value, dash, width), stroke) in METRICS.into_iter().zip(strokes) {
+            let style = stroke.mix(dash.marker()).stroke_width(width + wider);
             latency
                 .draw_series(LineSeries::new(
+                    // Intervals without requests have no latency to show.
                     points
                         .iter()
                         .filter(|p| p.1 > 0.0)
@@ -344,29 +428,9 @@ fn draw_timeline(path: &Path, intervals: &[Interval]) -> Result<(), String> {
                     style,
                 ))
                 .map_err(plot_error)?
-                .label(format!("core {core} {name}"))
+                .label(format!("{name} {metric}"))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         }
-    }
-    let lines: [(&str, Pick, RGBColor); 3] = [
-        ("all p50", |p| p.2, RGBColor(0, 120, 0)),
-        ("all p99", |p| p.3, BLACK),
-        ("all max", |p| p.4, RGBColor(200, 0, 0)),
-    ];
-    for (name, value, stroke) in lines {
-        let style = stroke.stroke_width(2);
-        latency
-            .draw_series(LineSeries::new(
-                // Intervals without requests have no latency to show.
-                total
-                    .iter()
-                    .filter(|p| p.1 > 0.0)
-                    .map(|p| (p.0, value(p) as f64)),
-                style,
-            ))
-            .map_err(plot_error)?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
     latency
         .configure_series_labels()
@@ -388,6 +452,80 @@ mod tests {
         assert_eq!(percentile_label(10.0), "90%");
         assert_eq!(percentile_label(1000.0), "99.9%");
         assert_eq!(percentile_label(100_000.0), "99.999%");
+    }
+
+    /// One core's second: `rate` requests, a tenth at 2 ms, one at 9 ms, the rest at 150 µs.
+    fn second(core: usize, start: f64, rate: u64) -> Interval {
+        let mut latency = new_histogram();
+        latency.record_n(150, rate - rate / 10 - 1).unwrap();
+        latency.record_n(2000, rate / 10).unwrap();
+        latency.record(9000).unwrap();
+        Interval {
+            core,
+            start,
+            duration: 1.0,
+            latency,
+        }
+    }
+
+    #[test]
+    fn timeline_reads_as_written_and_strokes_each_latency_its_own_way() {
+        // Two cores at 40k requests per second each for ten seconds: 80k in all.
+        let intervals: Vec<Interval> = (0..10)
+            .flat_map(|s| [second(0, s as f64, 40_000), second(1, s as f64, 40_000)])
+            .collect();
+        let svg = timeline_svg(&intervals).unwrap();
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let texts: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text().map(str::trim))
+            .collect();
+        for label in [
+            "0", "40k", "80k", "0 s", "4 s", "10 s", "100 µs", "1 ms", "10 ms",
+        ] {
+            assert!(texts.contains(&label), "no {label:?} in {texts:?}");
+        }
+        for text in &texts {
+            let number = text.split(' ').next().unwrap();
+            assert!(
+                !number.ends_with(".0") && number.parse::<f64>().map_or(true, |n| n < 1000.0),
+                "{text:?} is not how a person writes it"
+            );
+        }
+
+        // Core 0's lines, each drawn (ten points) and in its legend (two): requests per
+        // second thin; latency p50 solid, p99 dashed, max dotted and thinner.
+        let core_0 = {
+            let RGBColor(r, g, b) = color(0);
+            format!("#{r:02X}{g:02X}{b:02X}")
+        };
+        let mut strokes: Vec<(Option<&str>, &str, bool)> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke") == Some(&core_0))
+            .map(|n| {
+                assert_eq!(n.attribute("opacity"), Some("1"));
+                let points = n.attribute("points").unwrap().split_whitespace().count();
+                let width = n.attribute("stroke-width").unwrap();
+                (n.attribute("stroke-dasharray"), width, points == 2)
+            })
+            .collect();
+        strokes.sort_unstable();
+        strokes.dedup();
+        let mut wanted = Vec::new();
+        for (dash, width) in [
+            (None, "1"),
+            (None, "2"),
+            (Some("2 3"), "1"),
+            (Some("6 3"), "2"),
+        ] {
+            wanted.extend([(dash, width, false), (dash, width, true)]);
+        }
+        assert_eq!(strokes, wanted);
+        assert!(
+            !svg.contains("0.999") && !svg.contains("0.998"),
+            "a marker is left"
+        );
     }
 
     #[test]
