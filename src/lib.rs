@@ -54,11 +54,11 @@ mod support;
 mod tls;
 
 pub use app::{
-    App, BoxError, Call, Files, HeaderError, OwnedRequest, Reply, Request, Response, Setup, Upstream,
-    UpstreamResponse,
+    App, BoxError, Call, Files, HeaderError, OwnedRequest, Reply, Request, Response, Setup,
+    Upstream, UpstreamResponse,
 };
-pub use engine::UpstreamError;
 pub use config::{Config, ConfigError};
+pub use engine::UpstreamError;
 pub use http::request::Version;
 pub use http::status::Status;
 pub use metrics::{Counters, TlsFailure};

@@ -274,6 +274,40 @@ fn ambiguous_or_broken_answers_are_502s() {
 }
 
 #[test]
+fn trailer_fields_of_a_chunked_answer_pass_on_without_framing_ones() {
+    let backend = Backend::start(|_| {
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n\
+              5\r\nhello\r\n0\r\nX-Checksum: 5d41\r\nContent-Length: 99\r\nServer-Timing: db;dur=5\r\n\r\n"
+                .to_vec(),
+            false,
+        )
+    });
+    let server = proxy_to(backend.addr, "");
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(b"GET /api/t HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("Transfer-Encoding: chunked\r\n"), "{text}");
+    assert!(
+        text.ends_with("5\r\nhello\r\n0\r\nX-Checksum: 5d41\r\nServer-Timing: db;dur=5\r\n\r\n"),
+        "the trailer's fields, but its Content-Length: {text}"
+    );
+    // An HTTP/1.0 client gets the body up to the close: no chunks, no trailer.
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(b"GET /api/t HTTP/1.0\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.ends_with("\r\n\r\nhello"), "{text}");
+}
+
+#[test]
 fn a_body_cut_short_leaves_the_client_with_a_truncated_response() {
     let backend = Backend::start(|_| {
         (

@@ -119,9 +119,9 @@ pub(crate) use links::{report_tick, Links};
 #[cfg(feature = "internals")]
 pub(crate) use ring::fail_next_enter;
 pub use ring::RingMode;
-pub(crate) use shard::{make_ring, run};
-pub(crate) use upstream::outbound::{CallSlot, CallState, Outbound, Seen};
+pub(crate) use shard::{make_ring, run, OnCore};
 pub use upstream::outbound::UpstreamError;
+pub(crate) use upstream::outbound::{CallSlot, CallState, Outbound, Seen};
 pub(crate) use upstream::relay::ProxyCall;
 
 use crate::files::FileBody;

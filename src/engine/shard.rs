@@ -54,18 +54,26 @@ pub(crate) fn make_ring(config: &Config) -> Result<Ring, String> {
     )
 }
 
+/// What a core's thread made for its loop: they belong to that thread.
+pub(crate) struct OnCore {
+    /// The core's ring (`make_ring`).
+    pub(crate) ring: Ring,
+    /// Where the core's tasks call its upstreams (its application holds handles on it).
+    pub(crate) door: Outbound,
+}
+
 /// Runs one core until `stop` reports end-of-file (the server dropped its end), then drains
-/// and reports its last interval and its whole run. `ring` was made on this thread.
+/// and reports its last interval and its whole run.
 pub(crate) async fn run<A: Application>(
     config: Config,
-    ring: Ring,
+    core: OnCore,
     listeners: Vec<Listener>,
     tls: Option<TlsOptions>,
     stop: OwnedFd,
     links: Links,
     app: A,
-    door: Outbound,
 ) {
+    let OnCore { ring, door } = core;
     let parking = Parking::new(config.runtime.idle_wait);
     let wake = parking.wake().clone();
     let watcher = glommio::spawn_local(watch_eventfd(ring.eventfd(), wake.clone()));

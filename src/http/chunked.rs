@@ -112,10 +112,18 @@ impl ChunkedDecoder {
     /// Consumes as much of `input` as belongs to this body and returns how many bytes that
     /// was; the chunks' data bytes are appended to `sink` when there is one. Stops at the end
     /// of the body; bytes after it belong to the next request.
-    pub fn feed(
+    pub fn feed(&mut self, input: &[u8], sink: Option<&mut Vec<u8>>) -> Result<usize, HttpError> {
+        self.feed_keeping(input, sink, None)
+    }
+
+    /// As [`ChunkedDecoder::feed`], and the trailer section's field lines (each with its
+    /// CRLF, as received and checked; the final blank line not included) are appended to
+    /// `trailer` when there is one.
+    pub fn feed_keeping(
         &mut self,
         input: &[u8],
         mut sink: Option<&mut Vec<u8>>,
+        mut trailer: Option<&mut Vec<u8>>,
     ) -> Result<usize, HttpError> {
         let mut i = 0;
         while i < input.len() && self.step != Step::Done {
@@ -133,6 +141,15 @@ impl ChunkedDecoder {
             }
             let b = input[i];
             i += 1;
+            if let Some(trailer) = trailer.as_deref_mut() {
+                let fields = matches!(
+                    self.step,
+                    Step::TrailerName | Step::TrailerValue | Step::TrailerLf
+                );
+                if fields || self.step == Step::TrailerStart && b != b'\r' {
+                    trailer.push(b);
+                }
+            }
             self.step = match self.step {
                 Step::Size => match hex_value(b) {
                     Some(digit) => {
@@ -286,6 +303,31 @@ mod tests {
             assert_eq!(decoder.feed(byte, None), Ok(1));
         }
         assert!(decoder.is_done());
+    }
+
+    #[test]
+    fn the_trailer_section_is_kept_as_received_however_split() {
+        let body = b"4\r\nWiki\r\n0\r\nA: b\r\nServer-Timing:db;dur=53\r\n\r\nNEXT";
+        for split in 0..body.len() {
+            let mut decoder = ChunkedDecoder::new(1 << 20, 1024);
+            let (mut data, mut trailer) = (Vec::new(), Vec::new());
+            let first = decoder
+                .feed_keeping(&body[..split], Some(&mut data), Some(&mut trailer))
+                .unwrap();
+            let rest = decoder
+                .feed_keeping(&body[split..], Some(&mut data), Some(&mut trailer))
+                .unwrap();
+            assert_eq!(first + rest, body.len() - 4);
+            assert!(decoder.is_done());
+            assert_eq!(data, b"Wiki");
+            assert_eq!(trailer, b"A: b\r\nServer-Timing:db;dur=53\r\n");
+        }
+        let mut decoder = ChunkedDecoder::new(1 << 20, 1024);
+        let mut trailer = Vec::new();
+        decoder
+            .feed_keeping(b"0\r\n\r\n", None, Some(&mut trailer))
+            .unwrap();
+        assert!(decoder.is_done() && trailer.is_empty());
     }
 
     #[test]

@@ -151,3 +151,35 @@ pub fn write_end_to_end(head: &[u8], out: &mut Vec<u8>) -> (bool, bool) {
     }
     (server, date)
 }
+
+/// Fields a trailer section may not carry on (RFC 9110 section 6.5.1: framing, routing,
+/// request modifiers, content metadata), beside the hop-by-hop ones.
+const NOT_IN_TRAILER: &[&[u8]] = &[
+    b"host",
+    b"content-type",
+    b"content-encoding",
+    b"content-range",
+    b"authorization",
+    b"set-cookie",
+    b"cache-control",
+];
+
+/// Appends the fields of an upstream's trailer section (field lines as the chunked decoder
+/// kept them) that pass on to the client, each on a line of its own.
+pub fn write_trailer_fields(trailer: &[u8], out: &mut Vec<u8>) {
+    for line in trailer.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        let refused = NOT_IN_TRAILER.iter().any(|n| name.eq_ignore_ascii_case(n));
+        if name.is_empty() || refused || is_hop_by_hop(name, &[]) {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+}

@@ -126,7 +126,8 @@ pub(super) fn run_core<F: ServiceFactory>(config: Config, core: CoreStart, facto
                 OwnedFd::from_raw_fd(stop.into_raw_fd()),
             )
         };
-        engine::run(config, ring, listeners, tls, stop, links, service, door).await;
+        let core = engine::OnCore { ring, door };
+        engine::run(config, core, listeners, tls, stop, links, service).await;
     });
 }
 

@@ -1,6 +1,8 @@
 //! Raw-byte backends for the upstream tests: each answers exactly what its script says
 //! and records exactly what it received, request by request.
 
+#![allow(dead_code)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -68,6 +68,8 @@ pub(super) struct Body {
     pub(super) dropped: bool,
     /// The server's connection may carry another request once this body is through.
     pub(super) reusable: bool,
+    /// Of a `Chunked` body relayed chunked, its trailer section's field lines so far.
+    pub(super) trailer: Vec<u8>,
 }
 
 /// A client connection's request at an upstream.

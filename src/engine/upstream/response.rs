@@ -13,7 +13,9 @@ use crate::http::chunked::ChunkedDecoder;
 use crate::http::response::{OwnFields, ResponseWriter};
 use crate::http::session::OUTPUT_HIGH_WATER;
 use crate::http::status::Status;
-use crate::http::upstream_head::{parse_upstream_head, reason_of, write_end_to_end, BodyFraming};
+use crate::http::upstream_head::{
+    parse_upstream_head, reason_of, write_end_to_end, write_trailer_fields, BodyFraming,
+};
 
 /// Writes `len` as a chunk-size line (hex digits, CRLF) into `line`; returns its length.
 fn chunk_line(len: usize, line: &mut [u8; 18]) -> usize {
@@ -157,6 +159,7 @@ impl<A: Application> Connections<A> {
             chunked_out,
             dropped: dropped || head.framing == BodyFraming::None,
             reusable: head.reusable,
+            trailer: Vec::new(),
         });
     }
 
@@ -206,7 +209,9 @@ impl<A: Application> Connections<A> {
                 }
                 let start = out.len();
                 let sink = (!body.dropped).then_some(&mut *out);
-                let used = match body.chunks.feed(data, sink) {
+                // Trailer fields go on to a client that gets the body chunked.
+                let trailer = (body.chunked_out && !body.dropped).then_some(&mut body.trailer);
+                let used = match body.chunks.feed_keeping(data, sink, trailer) {
                     Ok(used) => used,
                     Err(_) => {
                         out.truncate(mark);
@@ -226,7 +231,9 @@ impl<A: Application> Connections<A> {
                 }
                 if body.chunks.is_done() {
                     if body.chunked_out {
-                        out.extend_from_slice(b"0\r\n\r\n");
+                        out.extend_from_slice(b"0\r\n");
+                        write_trailer_fields(&body.trailer, out);
+                        out.extend_from_slice(b"\r\n");
                     }
                     return Fed::Done {
                         reusable: reusable && used == data.len(),
