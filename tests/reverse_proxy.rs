@@ -68,13 +68,22 @@ fn read_any(stream: &mut TcpStream) -> (String, Vec<u8>) {
             let size =
                 usize::from_str_radix(std::str::from_utf8(&line[..line.len() - 2]).unwrap(), 16)
                     .unwrap();
+            if size == 0 {
+                // The trailer section's lines (skipped), up to the blank line.
+                let mut line = Vec::new();
+                while line != b"\r\n" {
+                    line.clear();
+                    while !line.ends_with(b"\r\n") {
+                        assert_eq!(stream.read(&mut byte).unwrap(), 1, "closed in a trailer");
+                        line.push(byte[0]);
+                    }
+                }
+                break;
+            }
             let mut data = vec![0u8; size + 2];
             stream.read_exact(&mut data).unwrap();
             assert_eq!(&data[size..], b"\r\n", "a chunk ends with CRLF");
             body.extend_from_slice(&data[..size]);
-            if size == 0 {
-                break;
-            }
         }
     } else if let Some(at) = lower.find("content-length: ") {
         let len: usize = lower[at + 16..]

@@ -1144,3 +1144,58 @@ fn a_tls_client_is_proxied_with_its_scheme_forwarded() {
         seen[0]
     );
 }
+
+/// A TLS client's upgrade through the proxy: the `101` and the tunnelled bytes ride the
+/// client's TLS connection, the backend's leg is cleartext.
+#[test]
+fn a_tls_client_upgrades_through_the_proxy() {
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut stream, _) = backend.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let answer =
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        stream.write_all(answer.as_bytes()).unwrap();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => stream.write_all(&chunk[..n]).unwrap(),
+            }
+        }
+    });
+    let toml = format!(
+        "[[upstream]]\nname = \"ws\"\nservers = [\"{backend_addr}\"]\n[[proxy]]\npath = \"/ws/\"\nupstream = \"ws\"\n"
+    );
+    let parsed = percore::config::Config::from_toml(&toml, "test").unwrap();
+    let server = TlsServer::start("tunnelled", move |config| {
+        config.upstream = parsed.upstream;
+        config.proxy = parsed.proxy;
+    });
+    let mut client = server.connect();
+    client.send(
+        "GET /ws/x HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    );
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        client.tls.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    for message in ["over tls", "and again"] {
+        client.send(message);
+        let mut echoed = vec![0u8; message.len()];
+        client.tls.read_exact(&mut echoed).unwrap();
+        assert_eq!(echoed, message.as_bytes());
+    }
+}

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use crate::config::Config;
 use crate::engine::{Peer, ProxyCall};
-use crate::http::forward::{write_forwarded, Forwarding};
+use crate::http::forward::{upgrade_asked, write_forwarded, Forwarding};
 use crate::http::request::{Method, RawRequest};
 
 /// One prefix and where it goes.
@@ -112,11 +112,13 @@ impl ProxyRoutes {
             client,
             proto: if peer.tls.is_some() { "https" } else { "http" },
             host: self.hosts[route.upstream].as_deref(),
+            upgrade: upgrade_asked(request),
         };
         let mut bytes = Vec::with_capacity(request.bytes.len() + request.body.len() + 128);
         write_forwarded(request, &how, &mut bytes);
         let method = request.head.method;
         Some(Box::new(ProxyCall {
+            upgrade: how.upgrade.is_some(),
             upstream: route.upstream,
             request: bytes,
             head_request: method == Method::Head,

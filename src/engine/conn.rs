@@ -264,6 +264,11 @@ impl Conn {
         }
     }
 
+    /// Its request's exchange became a tunnel: its bytes are an upstream server's.
+    pub(super) fn tunnels(&self) -> bool {
+        matches!(&self.deferring, Deferring::Proxy(relay) if relay.tunnels())
+    }
+
     /// Ends the connection now, whatever it was doing: a send in flight fails at once.
     pub(super) fn cut(&mut self) {
         // SAFETY: shutdown(2) on the connection's own socket.

@@ -118,6 +118,10 @@ impl<A: Application> Connections<A> {
     /// mark between requests, the connection waits for a file or a handler, or the session
     /// has ended. Unprocessed fresh bytes are copied into the connection's input buffer.
     pub(super) fn pump(&mut self, turn: &mut Turn<'_>, conn: &mut Conn, mut fresh: &[u8]) {
+        if conn.tunnels() {
+            // No HTTP any more: the bytes are the upstream server's.
+            return self.tunnel_up(turn, conn, fresh);
+        }
         if conn.input.pending() > 0 && !fresh.is_empty() {
             conn.input.buf.extend_from_slice(fresh);
             fresh = &[];

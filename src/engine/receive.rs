@@ -102,6 +102,10 @@ impl<A: Application> Connections<A> {
             }
             (0, _) => {
                 conn.input_ended = true;
+                if conn.tunnels() {
+                    // Passed on to the server once all the client sent is out.
+                    self.tunnel_up(turn, &mut conn, &[]);
+                }
                 if conn.phase == Phase::Handshake {
                     self.handshake_abandoned(turn, &mut conn, TlsFailure::Closed);
                 }

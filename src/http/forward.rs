@@ -22,6 +22,22 @@ pub struct Forwarding<'a> {
     pub proto: &'static str,
     /// A `Host` to send in place of the client's.
     pub host: Option<&'a str>,
+    /// The protocols of an upgrade the client asked for (`Upgrade`), passed on with
+    /// `Connection: upgrade` so that the server may switch (see [`upgrade_asked`]).
+    pub upgrade: Option<&'a [u8]>,
+}
+
+/// The `Upgrade` field of a request that asks to switch protocols in a way a proxy can
+/// tunnel: HTTP/1.1, `Connection` naming `upgrade`, no body (RFC 9110 section 7.8).
+pub fn upgrade_asked<'a>(request: &RawRequest<'a>) -> Option<&'a [u8]> {
+    if request.head.version != super::head::Version::Http11 || !request.body.is_empty() {
+        return None;
+    }
+    let upgrade = request.header(b"upgrade").filter(|v| !v.is_empty())?;
+    let named = head_fields(request.bytes)
+        .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
+        .any(|(_, value)| list_items(value).any(|o| o.eq_ignore_ascii_case(b"upgrade")));
+    named.then_some(upgrade)
 }
 
 /// Fields never forwarded, whatever `Connection` says (lower case).
@@ -120,6 +136,11 @@ pub fn write_forwarded(request: &RawRequest<'_>, how: &Forwarding<'_>, out: &mut
         out.extend_from_slice(b"Host: ");
         out.extend_from_slice(host.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some(upgrade) = how.upgrade {
+        out.extend_from_slice(b"Upgrade: ");
+        out.extend_from_slice(upgrade);
+        out.extend_from_slice(b"\r\nConnection: upgrade\r\n");
     }
     let earlier = match more_forwarded_for {
         // Several fields: their values, in order, as one list.

@@ -71,9 +71,14 @@ impl<A: Application> Connections<A> {
         // The request is out: the read timeout runs from now.
         if let Some(mut conn) = link.client.and_then(|key| self.table.take(key)) {
             if let Deferring::Proxy(relay) = &mut conn.deferring {
-                if matches!(relay.stage, Stage::Head) {
-                    relay.sent = true;
-                    relay.since = turn.now.ms;
+                match relay.stage {
+                    Stage::Head => {
+                        relay.sent = true;
+                        relay.since = turn.now.ms;
+                    }
+                    // The client's next bytes may go.
+                    Stage::Tunnel(_) => self.tunnel_push(turn, &mut conn, link),
+                    _ => {}
                 }
             }
             self.settle(turn, conn);
@@ -128,6 +133,7 @@ impl<A: Application> Connections<A> {
             }
             // Cut short: the client must see it truncated.
             Stage::Body(_) => Fed::Failed(Status::BAD_GATEWAY),
+            Stage::Tunnel(_) => self.tunnel_closed(&mut conn),
             Stage::Head | Stage::Connect if link.input.is_empty() => {
                 link.client = None;
                 self.detach(turn, link);

@@ -8,7 +8,8 @@
 //! request a proxy route answers holds a `Relay` (`relay`): which link carries its request,
 //! how far the response has come, and how it is framed back to the client. A link's
 //! completions reach the relay through the link's `client` key; the relay's deadlines are
-//! its client connection's (`deadlines`), so they share the wheel. The core's own tasks
+//! its client connection's (`deadlines`), so they share the wheel. A relay whose server
+//! switched protocols becomes a tunnel (`tunnel`). The core's own tasks
 //! (async handlers) call the same upstreams through a door (`outbound`): a call is carried
 //! by a link from the same pools, its response read into the call's slot (`calls`).
 
@@ -21,6 +22,7 @@ pub(super) mod outbound;
 mod pool;
 pub(super) mod relay;
 mod response;
+mod tunnel;
 
 use std::rc::Rc;
 

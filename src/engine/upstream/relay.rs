@@ -41,6 +41,8 @@ pub(crate) struct ProxyCall {
     pub(crate) head_request: bool,
     /// Sending it twice would do no harm (GET, HEAD, OPTIONS, PUT, DELETE).
     pub(crate) idempotent: bool,
+    /// It asks to switch protocols: a `101` from the server makes the exchange a tunnel.
+    pub(crate) upgrade: bool,
 }
 
 /// Where a relay stands.
@@ -52,6 +54,17 @@ pub(super) enum Stage {
     Head,
     /// The response head went to the client; its body follows.
     Body(Body),
+    /// The server switched protocols (`101`): bytes pass unparsed both ways until either
+    /// side closes (`tunnel`).
+    Tunnel(Tunnel),
+}
+
+/// Where a tunnel stands.
+#[derive(Debug, Default)]
+pub(super) struct Tunnel {
+    /// The client's side is closed and all it sent is out: the server's side is shut for
+    /// writing.
+    pub(super) shut_up: bool,
 }
 
 /// A response body on its way to the client.
@@ -113,7 +126,7 @@ impl Relay {
             + match self.stage {
                 Stage::Connect => settings.connect_timeout_ms,
                 Stage::Head if !self.sent => settings.send_timeout_ms,
-                Stage::Head | Stage::Body(_) => settings.read_timeout_ms,
+                Stage::Head | Stage::Body(_) | Stage::Tunnel(_) => settings.read_timeout_ms,
             }
     }
 
@@ -124,6 +137,11 @@ impl Relay {
 
     /// The response head has gone to the client.
     pub(super) fn head_sent(&self) -> bool {
-        matches!(self.stage, Stage::Body(_))
+        matches!(self.stage, Stage::Body(_) | Stage::Tunnel(_))
+    }
+
+    /// The exchange has become a tunnel: the client's bytes are the server's, unparsed.
+    pub(in crate::engine) fn tunnels(&self) -> bool {
+        matches!(self.stage, Stage::Tunnel(_))
     }
 }

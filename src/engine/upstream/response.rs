@@ -56,6 +56,7 @@ impl<A: Application> Connections<A> {
             match &relay.stage {
                 Stage::Connect => return Fed::Failed(Status::BAD_GATEWAY),
                 Stage::Body(_) => return self.feed_body(conn, data),
+                Stage::Tunnel(_) => return self.tunnel_down(conn, data),
                 Stage::Head => {}
             }
             // A head split over reads is gathered in the link; one that came whole is read
@@ -79,8 +80,16 @@ impl<A: Application> Connections<A> {
                 Err(_) => return Fed::Failed(Status::BAD_GATEWAY),
             };
             if head.status == 101 {
-                // No upgrade was asked for: the server cannot switch.
-                return Fed::Failed(Status::BAD_GATEWAY);
+                // Only a request that asked for an upgrade may be switched.
+                if !relay.call.upgrade {
+                    return Fed::Failed(Status::BAD_GATEWAY);
+                }
+                self.upstreams.groups[link.group].answered(link.server);
+                let fed =
+                    self.open_tunnel(turn, conn, link, &bytes[..head.len], &bytes[head.len..]);
+                link.input = input;
+                link.input.clear();
+                return fed;
             }
             if (100..200).contains(&head.status) {
                 // An interim response: the final one follows.
