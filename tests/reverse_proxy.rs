@@ -618,6 +618,11 @@ fn the_access_log_line_of_a_proxied_request_counts_its_whole_body() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no status and bytes in {line:?}"));
     assert!(bytes > 100_000, "the line counts the body relayed: {line}");
+    let upstream = format!(
+        " upstream={} upstream_status=200 upstream_time_us=",
+        backend.addr
+    );
+    assert!(line.contains(&upstream), "the upstream's fields: {line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

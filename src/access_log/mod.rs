@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 pub use writer::{LogMsg, LogWriter};
 
 pub use crate::config::LogFormat;
+use crate::config::ServerAddr;
 use crate::support::civil_time::{common_log, iso8601, unix_now};
 
 /// What one line says.
@@ -36,6 +37,20 @@ pub struct Entry<'a> {
     /// The connection's TLS version and cipher suite (`TLSv1.3`,
     /// `TLS13_AES_128_GCM_SHA256`); none on cleartext connections. JSON lines carry them.
     pub tls: Option<(&'static str, &'static str)>,
+    /// For a request a proxy route sent upstream: where, what came back, how long it took.
+    pub upstream: Option<UpstreamEntry<'a>>,
+}
+
+/// What the access log says of a request sent to an upstream server (nginx's
+/// `$upstream_addr`, `$upstream_status`, `$upstream_response_time`).
+#[derive(Clone, Copy, Debug)]
+pub struct UpstreamEntry<'a> {
+    /// The server that last had the request.
+    pub addr: &'a ServerAddr,
+    /// The status the server answered; none when no response head came.
+    pub status: Option<u16>,
+    /// From the request first going out to the response's end (or the failure), µs.
+    pub micros: u64,
 }
 
 /// One core's log buffer.
@@ -97,7 +112,18 @@ impl LogBuffer {
                 escape_into(&mut self.buf, entry.referer.unwrap_or(b"-"), false);
                 self.buf.extend_from_slice(b"\" \"");
                 escape_into(&mut self.buf, entry.user_agent.unwrap_or(b"-"), false);
-                writeln!(self.buf, "\" {} {}", entry.micros, self.core)
+                let _ = write!(self.buf, "\" {} {}", entry.micros, self.core);
+                if let Some(up) = &entry.upstream {
+                    self.buf.extend_from_slice(b" upstream=");
+                    write_addr(&mut self.buf, up.addr, false);
+                    self.buf.extend_from_slice(b" upstream_status=");
+                    let _ = match up.status {
+                        Some(status) => write!(self.buf, "{status}"),
+                        None => write!(self.buf, "-"),
+                    };
+                    let _ = write!(self.buf, " upstream_time_us={}", up.micros);
+                }
+                writeln!(self.buf)
             }
             LogFormat::Json => {
                 self.buf.extend_from_slice(b"{\"time\":\"");
@@ -117,6 +143,16 @@ impl LogBuffer {
                     ",\"duration_us\":{},\"core\":{}",
                     entry.micros, self.core
                 );
+                if let Some(up) = &entry.upstream {
+                    let _ = write!(self.buf, ",\"upstream_addr\":\"");
+                    write_addr(&mut self.buf, up.addr, true);
+                    let _ = write!(self.buf, "\",\"upstream_status\":");
+                    let _ = match up.status {
+                        Some(status) => write!(self.buf, "{status}"),
+                        None => write!(self.buf, "null"),
+                    };
+                    let _ = write!(self.buf, ",\"upstream_time_us\":{}", up.micros);
+                }
                 match entry.tls {
                     Some((version, cipher)) => writeln!(
                         self.buf,
@@ -176,6 +212,19 @@ fn escape_into(out: &mut Vec<u8>, bytes: &[u8], json: bool) {
     }
 }
 
+/// An upstream server's address in a line: `ip:port`, or `unix:` and its path, escaped.
+fn write_addr(out: &mut Vec<u8>, addr: &ServerAddr, json: bool) {
+    match addr {
+        ServerAddr::Tcp(addr) => {
+            let _ = write!(out, "{addr}");
+        }
+        ServerAddr::Unix(path) => {
+            out.extend_from_slice(b"unix:");
+            escape_into(out, path.as_os_str().as_encoded_bytes(), json);
+        }
+    }
+}
+
 fn json_string_or_null(out: &mut Vec<u8>, value: Option<&[u8]>) {
     match value {
         Some(value) => {
@@ -201,6 +250,7 @@ mod tests {
             user_agent: agent,
             micros: 42,
             tls: None,
+            upstream: None,
         }
     }
 
@@ -229,5 +279,39 @@ mod tests {
         assert!(text.len() <= 400);
         assert!(text.contains("\"user_agent\":\"\\u00ff\\u000a\""), "{text}");
         assert!(text.contains("\"referer\":null"), "{text}");
+    }
+
+    #[test]
+    fn a_proxied_requests_line_names_its_upstream_in_both_formats() {
+        let tcp = ServerAddr::Tcp("10.0.0.2:9000".parse().unwrap());
+        let unix = ServerAddr::Unix("/run/a\"b".into());
+        let mut combined = LogBuffer::new(1, LogFormat::Combined, 1 << 16);
+        let mut json = LogBuffer::new(1, LogFormat::Json, 1 << 16);
+        for (addr, status) in [(&tcp, Some(200)), (&unix, None)] {
+            let mut line = entry(b"GET /api HTTP/1.1", None);
+            line.upstream = Some(UpstreamEntry {
+                addr,
+                status,
+                micros: 1500,
+            });
+            combined.record(&line);
+            json.record(&line);
+        }
+        let text = String::from_utf8(combined.take()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = " 42 1 upstream=10.0.0.2:9000 upstream_status=200 upstream_time_us=1500";
+        assert!(lines[0].ends_with(tail), "{text}");
+        let tail = r#" upstream=unix:/run/a\"b upstream_status=- upstream_time_us=1500"#;
+        assert!(lines[1].ends_with(tail), "{text}");
+        let text = String::from_utf8(json.take()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let fields =
+            r#","upstream_addr":"10.0.0.2:9000","upstream_status":200,"upstream_time_us":1500,"#;
+        assert!(lines[0].contains(fields), "{text}");
+        let fields = r#""upstream_addr":"unix:/run/a\"b","upstream_status":null,"#;
+        assert!(lines[1].contains(fields), "{text}");
+        for line in lines {
+            assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::token::Key;
 use super::wake::Wake;
 use super::DeferredResponse;
-use crate::access_log::{Entry, LogBuffer};
+use crate::access_log::{Entry, LogBuffer, UpstreamEntry};
 use crate::files::read::FileSource;
 use crate::http::status::Status;
 
@@ -123,8 +123,15 @@ pub(super) struct DeferredLog {
 }
 
 impl DeferredLog {
-    /// Writes the line, now that the response is made: `status`, `bytes` long.
-    pub(super) fn record(&self, log: &mut LogBuffer, status: Status, bytes: u64) {
+    /// Writes the line, now that the response is made: `status`, `bytes` long (and what
+    /// the upstream server did, for a proxied request).
+    pub(super) fn record(
+        &self,
+        log: &mut LogBuffer,
+        status: Status,
+        bytes: u64,
+        upstream: Option<UpstreamEntry<'_>>,
+    ) {
         log.record(&Entry {
             client: self.client,
             request: &self.request,
@@ -134,6 +141,7 @@ impl DeferredLog {
             user_agent: self.user_agent.as_deref(),
             micros: self.read_at.elapsed().as_micros() as u64,
             tls: self.tls,
+            upstream,
         });
     }
 }

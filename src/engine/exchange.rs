@@ -91,6 +91,7 @@ fn log_answer(
         user_agent,
         micros: read_at.elapsed().as_micros() as u64,
         tls: tls_of(&peer),
+        upstream: None,
     });
     None
 }
@@ -256,6 +257,7 @@ impl<A: Application> Connections<A> {
                 user_agent: None,
                 micros: turn.now.clock.instant(conn.read_at).elapsed().as_micros() as u64,
                 tls: None,
+                upstream: None,
             });
         }
         let core = turn.reporting.links.cpu;

@@ -66,7 +66,7 @@ impl<A: Application> Connections<A> {
             .session
             .answer_deferred(&mut conn.out, draining, task.answer);
         if let (Some(line), Some(log)) = (&task.log, turn.reporting.log.as_mut()) {
-            line.record(log, status, (conn.out.len() - before) as u64);
+            line.record(log, status, (conn.out.len() - before) as u64, None);
         }
         let metrics = &turn.reporting.metrics;
         metrics.record_one(status.class(), false, Some(task.read_at));

@@ -35,6 +35,8 @@ impl<A: Application> Connections<A> {
             sent_at: read_at,
             log,
             answered: None,
+            upstream_status: None,
+            first_sent: None,
             bytes: 0,
         }));
         self.relay_go(turn, conn, None);
@@ -62,6 +64,7 @@ impl<A: Application> Connections<A> {
             relay.reused = true;
             relay.stage = Stage::Head;
             relay.sent_at = turn.now.reaped_at;
+            relay.first_sent.get_or_insert(relay.sent_at);
             self.send_request(turn, &mut link, &relay.call.request);
             self.upstreams.links.put(link);
             return;
@@ -125,7 +128,7 @@ impl<A: Application> Connections<A> {
         if relay.head_sent() {
             // What came goes out, then the connection closes: the client sees the body cut
             // short, and no response after it.
-            relay.log_line(turn.reporting.log.as_mut());
+            self.log_relay(turn, &relay);
             conn.session.abort();
             conn.input_ended = true;
             return self.flush(turn, conn);
@@ -138,12 +141,21 @@ impl<A: Application> Connections<A> {
             .answer_deferred(&mut conn.out, draining, |w| w.send_status(status, &[]));
         relay.answered = Some(answered);
         relay.bytes = (conn.out.len() - before) as u64;
-        relay.log_line(turn.reporting.log.as_mut());
+        self.log_relay(turn, &relay);
         turn.reporting
             .metrics
             .record_one(answered.class(), false, Some(relay.read_at));
         self.pump(turn, conn, &[]);
         self.flush(turn, conn);
+    }
+
+    /// Writes the relay's access log line, naming the server that last had its request.
+    pub(super) fn log_relay(&self, turn: &mut Turn<'_>, relay: &Relay) {
+        let group = &self.upstreams.groups[relay.call.upstream];
+        relay.log_line(
+            turn.reporting.log.as_mut(),
+            &group.server(relay.server).addr,
+        );
     }
 
     /// The relay's wait passed its timeout: 504, or a cut once the head has gone out.

@@ -38,6 +38,7 @@ impl<A: Application> Connections<A> {
         relay.stage = Stage::Head;
         relay.since = turn.now.ms;
         relay.sent_at = turn.now.reaped_at;
+        relay.first_sent.get_or_insert(relay.sent_at);
         self.send_request(turn, link, &relay.call.request);
         self.settle(turn, conn);
     }

@@ -25,6 +25,8 @@ use std::time::Instant;
 use super::super::background::DeferredLog;
 use super::super::token::Key;
 use super::pool::GroupSettings;
+use crate::access_log::{LogBuffer, UpstreamEntry};
+use crate::config::ServerAddr;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::upstream_head::BodyFraming;
 
@@ -108,15 +110,27 @@ pub(in crate::engine) struct Relay {
     pub(super) log: Option<Box<DeferredLog>>,
     /// The status the client got, once its head is written.
     pub(super) answered: Option<crate::http::status::Status>,
+    /// The status the server answered, once its head came.
+    pub(super) upstream_status: Option<u16>,
+    /// When the request first went to a server (for the access log's upstream time).
+    pub(super) first_sent: Option<Instant>,
     /// Bytes of the response written for the client so far.
     pub(super) bytes: u64,
 }
 
 impl Relay {
-    /// Writes its access log line (into `log`, the core's), with what the client got.
-    pub(in crate::engine) fn log_line(&self, log: Option<&mut crate::access_log::LogBuffer>) {
+    /// Writes its access log line (into `log`, the core's), with what the client got and
+    /// what the server at `addr` (the last that had the request) did.
+    pub(in crate::engine) fn log_line(&self, log: Option<&mut LogBuffer>, addr: &ServerAddr) {
         if let (Some(line), Some(log), Some(status)) = (&self.log, log, self.answered) {
-            line.record(log, status, self.bytes);
+            let upstream = UpstreamEntry {
+                addr,
+                status: self.upstream_status,
+                micros: self
+                    .first_sent
+                    .map_or(0, |at| at.elapsed().as_micros() as u64),
+            };
+            line.record(log, status, self.bytes, Some(upstream));
         }
     }
 

@@ -151,6 +151,7 @@ impl<A: Application> Connections<A> {
         let written = (conn.out.len() - before) as u64;
         let relay = conn.relay();
         relay.answered = Some(answered);
+        relay.upstream_status = Some(head.status);
         relay.bytes = written;
         let waited = turn.now.reaped_at.saturating_duration_since(relay.sent_at);
         turn.reporting.metrics.record_upstream(waited);
@@ -291,7 +292,7 @@ impl<A: Application> Connections<A> {
                 if let Deferring::Proxy(relay) =
                     std::mem::replace(&mut conn.deferring, Deferring::Nothing)
                 {
-                    relay.log_line(turn.reporting.log.as_mut());
+                    self.log_relay(turn, &relay);
                 }
                 return true;
             }

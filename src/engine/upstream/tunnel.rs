@@ -56,6 +56,7 @@ impl<A: Application> Connections<A> {
         let written = (conn.out.len() - before) as u64;
         let relay = conn.relay();
         relay.answered = Some(Status::SWITCHING_PROTOCOLS);
+        relay.upstream_status = Some(101);
         relay.bytes = written;
         relay.stage = Stage::Tunnel(Tunnel::default());
         let waited = turn.now.reaped_at.saturating_duration_since(relay.sent_at);
