@@ -721,6 +721,58 @@ fn stats_and_metrics_show_the_upstreams_latency_and_counts() {
         metrics.contains("percore_upstream_requests_total{core=\"0\"} 5"),
         "{metrics}"
     );
+    // Per server: requests, responses by class, connections opened and reused.
+    let servers = format!(
+        "{{\"upstream\":\"app\",\"server\":\"{}\",\"requests\":5,\"responses\":{{\"1xx\":0,\"2xx\":5,\
+         \"3xx\":0,\"4xx\":0,\"5xx\":0}},\"connects\":1,\"reused\":4,\"failures\":0,\"retries\":0,\
+         \"marked_down\":0}}",
+        backend.addr
+    );
+    assert!(stats.contains(&servers), "{stats}");
+    let series = format!(
+        "percore_upstream_server_reused_total{{core=\"0\",upstream=\"app\",server=\"{}\"}} 4",
+        backend.addr
+    );
+    assert!(metrics.contains(&series), "{metrics}");
+    let series = format!(
+        "percore_upstream_server_responses_total{{core=\"0\",upstream=\"app\",server=\"{}\",class=\"2xx\"}} 5",
+        backend.addr
+    );
+    assert!(metrics.contains(&series), "{metrics}");
+}
+
+#[test]
+fn a_failing_server_is_counted_and_marked_down() {
+    let dead = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let backend = Backend::start(|_| (ok("up"), false));
+    let server = with_toml(&format!(
+        "[[upstream]]\nname = \"app\"\nservers = [\"{dead}\", \"{}\"]\nmax_fails = 1\n\
+         fail_timeout_ms = 60000\n[[proxy]]\npath = \"/api/\"\nupstream = \"app\"\n",
+        backend.addr
+    ));
+    let mut client = server.client();
+    for _ in 0..4 {
+        assert_eq!(client.get("/api/x").text(), "up");
+    }
+    let mut stats = String::new();
+    let dead_entry = format!(
+        "{{\"upstream\":\"app\",\"server\":\"{dead}\",\"requests\":1,\"responses\":{{\"1xx\":0,\"2xx\":0,\
+         \"3xx\":0,\"4xx\":0,\"5xx\":0}},\"connects\":1,\"reused\":0,\"failures\":1,\"retries\":1,\
+         \"marked_down\":1}}"
+    );
+    wait_until(
+        "/stats counts the dead server",
+        Duration::from_secs(10),
+        || {
+            stats = client.get("/stats").text();
+            stats.contains(&dead_entry)
+        },
+    );
+    let live = format!("\"server\":\"{}\",\"requests\":4,", backend.addr);
+    assert!(stats.contains(&live), "{stats}");
 }
 
 #[test]
@@ -764,4 +816,46 @@ fn an_http_1_0_client_gets_a_chunked_answer_up_to_the_close_and_expect_is_percor
         .unwrap();
     assert!(upload.fields("expect").is_empty(), "{}", upload.head);
     assert_eq!(upload.body, b"hello");
+}
+
+/// The run's report keeps the upstream servers' latencies apart: `upstream.hgrm`, a curve
+/// of its own in `latency.svg`, and the summary's upstream rows.
+#[test]
+fn the_report_shows_where_the_time_went() {
+    let backend = Backend::start(|_| (ok("r"), false));
+    let dir = std::env::temp_dir().join(format!("percore-proxy-report-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let toml = format!(
+        "[[upstream]]\nname = \"app\"\nservers = [\"{}\"]\n[[proxy]]\npath = \"/api/\"\nupstream = \"app\"\n",
+        backend.addr
+    );
+    let parsed = Config::from_toml(&toml, "test").unwrap();
+    let report = dir.clone();
+    let mut server = TestServer::with(move |config| {
+        config.upstream = parsed.upstream;
+        config.proxy = parsed.proxy;
+        config.report.dir = report;
+    });
+    let mut client = server.client();
+    for _ in 0..20 {
+        assert_eq!(client.get("/api/r").text(), "r");
+    }
+    drop(client);
+    let summary = server.server.take().unwrap().shutdown();
+    let upstream = summary
+        .merged_upstream_latency()
+        .expect("upstream latencies");
+    assert_eq!(upstream.len(), 20);
+    assert_eq!(
+        summary.cores[0].upstream_latency.as_ref().map(|h| h.len()),
+        Some(20)
+    );
+    let hgrm = std::fs::read_to_string(dir.join("upstream.hgrm")).expect("upstream.hgrm");
+    assert!(hgrm.contains("Total count    =           20"), "{hgrm}");
+    if let Ok(svg) = std::fs::read_to_string(dir.join("latency.svg")) {
+        // With the `plots` feature (the default): the curve is named in the legend.
+        let legend: Vec<&str> = svg.lines().map(str::trim).collect();
+        assert!(legend.contains(&"upstream"), "{svg}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -50,7 +50,7 @@ impl Reporting {
 
     /// Until its first tick, `/stats` shows this core with zero counts.
     pub(super) fn publish_start(&self) {
-        let snapshot = self.snapshot(0, Duration::ZERO, new_histogram(), 0);
+        let snapshot = self.snapshot(0, Duration::ZERO, (new_histogram(), None), 0);
         self.links.board.publish(self.links.index, snapshot);
     }
 
@@ -69,11 +69,13 @@ impl Reporting {
         true
     }
 
+    /// A snapshot of `latency` and `upstream_latency` (an interval's, or the run's) with
+    /// the counters as they stand.
     fn snapshot(
         &self,
         seq: u64,
         duration: Duration,
-        latency: Histogram<u64>,
+        (latency, upstream_latency): (Histogram<u64>, Option<Histogram<u64>>),
         open: usize,
     ) -> Snapshot {
         let mut counters = *self.metrics.counters.borrow();
@@ -85,21 +87,31 @@ impl Reporting {
             latency,
             counters,
             open,
-            upstream_latency: self.metrics.upstream.borrow().clone(),
+            upstream_latency,
+            servers: self.metrics.servers.borrow().clone(),
         }
     }
 
     /// Ends interval `seq`: folds it into the totals, publishes them for `/stats` and sends
     /// the interval to the reporter.
     fn report_interval(&self, seq: u64, duration: Duration, open: usize) {
-        let interval = self.metrics.take_interval();
-        let totals = self.metrics.total.borrow().clone();
+        let interval = (
+            self.metrics.take_interval(),
+            self.metrics.take_upstream_interval(),
+        );
+        let totals = self.totals();
         let links = &self.links;
         links
             .board
             .publish(links.index, self.snapshot(seq, duration, totals, open));
         let snapshot = self.snapshot(seq, duration, interval, open);
         let _ = links.reports.send(ReportMsg::Interval(snapshot));
+    }
+
+    /// The latencies since start: the clients' and the upstream servers'.
+    fn totals(&self) -> (Histogram<u64>, Option<Histogram<u64>>) {
+        let total = self.metrics.total.borrow().clone();
+        (total, self.metrics.upstream.borrow().clone())
     }
 
     /// Hands this tick's access log lines to the writer.
@@ -120,8 +132,7 @@ impl Reporting {
         let elapsed = self.links.board.started.elapsed();
         let last = elapsed.saturating_sub(self.tick * (seq as u32 - 1));
         self.report_interval(seq, last, open);
-        let total = self.metrics.total.borrow().clone();
-        let whole = self.snapshot(0, elapsed, total, open);
+        let whole = self.snapshot(0, elapsed, self.totals(), open);
         let _ = self.links.reports.send(ReportMsg::Final(whole));
         // The writer finishes once every core has dropped its inbox.
         self.links.log.take();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::Counters;
+use super::{Counters, ServerCounts};
 
 /// What a core reports: either one interval or, at shutdown, its whole run.
 #[derive(Clone, Debug)]
@@ -24,9 +24,11 @@ pub struct Snapshot {
     pub counters: Counters,
     /// Connections open at the end of the interval.
     pub open: usize,
-    /// Upstream servers' latencies since start, microseconds (none without a proxied
-    /// request).
+    /// Upstream servers' latencies in the interval (or the run), microseconds (none
+    /// without a proxied request).
     pub upstream_latency: Option<Histogram<u64>>,
+    /// Each upstream server's counts since start, in configuration order.
+    pub servers: Vec<ServerCounts>,
 }
 
 /// Messages from cores to the reporter thread.
@@ -45,14 +47,23 @@ pub struct StatsBoard {
     pub started: std::time::Instant,
     /// One slot per core, in the server's core order.
     pub slots: Mutex<Vec<Option<Snapshot>>>,
+    /// The names of the upstream servers the snapshots count, in their order: upstream,
+    /// server.
+    pub servers: Vec<(String, String)>,
 }
 
 impl StatsBoard {
     /// A board for `cores` cores.
     pub fn new(cores: usize) -> Arc<StatsBoard> {
+        StatsBoard::with_servers(cores, Vec::new())
+    }
+
+    /// A board for `cores` cores whose snapshots count the upstream servers `servers`.
+    pub fn with_servers(cores: usize, servers: Vec<(String, String)>) -> Arc<StatsBoard> {
         Arc::new(StatsBoard {
             started: std::time::Instant::now(),
             slots: Mutex::new(vec![None; cores]),
+            servers,
         })
     }
 

@@ -11,6 +11,7 @@ mod counters;
 mod percentiles;
 mod prometheus;
 mod stats_json;
+mod upstreams;
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ pub use counters::{Counters, TlsFailure};
 pub use percentiles::Percentiles;
 pub use prometheus::prometheus_text;
 pub use stats_json::stats_json;
+pub use upstreams::{server_labels, total_servers, ServerCounts};
 
 /// Highest latency recorded, in microseconds (60 s); larger values are clamped to it.
 pub const MAX_LATENCY_US: u64 = 60_000_000;
@@ -44,6 +46,10 @@ pub struct Metrics {
     /// Upstream servers' latencies since start, in microseconds: from a proxied request
     /// going out to its response head coming back (none until a first one is recorded).
     pub upstream: RefCell<Option<Histogram<u64>>>,
+    /// The same since the last tick.
+    pub upstream_interval: RefCell<Option<Histogram<u64>>>,
+    /// Each upstream server's counts, in configuration order (grown on first use).
+    pub servers: RefCell<Vec<ServerCounts>>,
 }
 
 impl Default for Metrics {
@@ -54,6 +60,8 @@ impl Default for Metrics {
             interval: RefCell::new(new_histogram()),
             total: RefCell::new(new_histogram()),
             upstream: RefCell::new(None),
+            upstream_interval: RefCell::new(None),
+            servers: RefCell::new(Vec::new()),
         }
     }
 }
@@ -68,6 +76,28 @@ impl Metrics {
         let micros = (latency.as_micros() as u64).clamp(1, MAX_LATENCY_US);
         let mut upstream = self.upstream.borrow_mut();
         let _ = upstream.get_or_insert_with(new_histogram).record(micros);
+        let mut interval = self.upstream_interval.borrow_mut();
+        let _ = interval.get_or_insert_with(new_histogram).record(micros);
+    }
+
+    /// The upstream latencies since the last tick (none if there was none), the next
+    /// interval starting empty.
+    pub fn take_upstream_interval(&self) -> Option<Histogram<u64>> {
+        let mut interval = self.upstream_interval.borrow_mut();
+        let taken = interval.clone();
+        if let Some(h) = interval.as_mut() {
+            h.reset();
+        }
+        taken.filter(|h| !h.is_empty())
+    }
+
+    /// Counts something upstream server `index` (in configuration order) did.
+    pub fn count_server(&self, index: usize, count: impl FnOnce(&mut ServerCounts)) {
+        let mut servers = self.servers.borrow_mut();
+        if servers.len() <= index {
+            servers.resize(index + 1, ServerCounts::default());
+        }
+        count(&mut servers[index]);
     }
 
     /// Records `count` requests answered `latency` after the read that completed them.

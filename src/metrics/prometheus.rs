@@ -1,7 +1,8 @@
 //! The `/metrics` body: Prometheus' text exposition format (0.0.4) of every core's latest
 //! published totals, each sample labelled with its `core`.
 
-use super::{Snapshot, StatsBoard, TlsFailure};
+use super::upstreams::servers_prometheus;
+use super::{ServerCounts, Snapshot, StatsBoard, TlsFailure};
 
 /// Upper bounds of the request latency histogram's buckets, in seconds: 1 µs to 10 s.
 pub const LATENCY_BUCKETS_S: [f64; 22] = [
@@ -159,6 +160,11 @@ pub fn prometheus_text(board: &StatsBoard, cores: &[usize]) -> String {
             );
         }
     }
+    let servers: Vec<(usize, &[ServerCounts])> = published
+        .iter()
+        .map(|(core, s)| (*core, s.servers.as_slice()))
+        .collect();
+    servers_prometheus(&mut out, &servers, &board.servers);
     for (name, help, upstream) in [
         (
             "percore_request_duration_seconds",

@@ -2,7 +2,8 @@
 
 use hdrhistogram::Histogram;
 
-use super::{new_histogram, Counters, Percentiles, StatsBoard, TlsFailure};
+use super::upstreams::servers_json;
+use super::{new_histogram, total_servers, Counters, Percentiles, StatsBoard, TlsFailure};
 
 impl Counters {
     /// As JSON members (no braces).
@@ -72,6 +73,8 @@ pub fn stats_json(board: &StatsBoard, cores: &[usize]) -> String {
     let mut total = Counters::default();
     let mut open = 0;
     let mut parts = Vec::new();
+    let labels = &board.servers;
+    let servers = total_servers(slots.iter().flatten().map(|s| s.servers.as_slice()));
     for (snapshot, core) in slots.iter().zip(cores) {
         let Some(s) = snapshot else {
             parts.push(format!("{{\"core\":{core},\"started\":false}}"));
@@ -84,21 +87,23 @@ pub fn stats_json(board: &StatsBoard, cores: &[usize]) -> String {
         total.add(&s.counters);
         open += s.open;
         parts.push(format!(
-            "{{\"core\":{core},{},\"open\":{},\"latency_us\":{}{}}}",
+            "{{\"core\":{core},{},\"open\":{},\"latency_us\":{}{}{}}}",
             s.counters.json_members(),
             s.open,
             Percentiles::of(&s.latency).to_json(),
-            upstream_json(s.upstream_latency.as_ref())
+            upstream_json(s.upstream_latency.as_ref()),
+            servers_json(&s.servers, labels)
         ));
     }
     format!(
-        "{{\"server\":\"percore\",\"uptime_s\":{:.3},\"cores\":[{}],\"total\":{{{},\"open\":{},\"latency_us\":{}{}}}}}\n",
+        "{{\"server\":\"percore\",\"uptime_s\":{:.3},\"cores\":[{}],\"total\":{{{},\"open\":{},\"latency_us\":{}{}{}}}}}\n",
         board.started.elapsed().as_secs_f64(),
         parts.join(","),
         total.json_members(),
         open,
         Percentiles::of(&merged).to_json(),
-        upstream_json(upstream.as_ref())
+        upstream_json(upstream.as_ref()),
+        servers_json(&servers, labels)
     )
 }
 

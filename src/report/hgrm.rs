@@ -1,4 +1,5 @@
-//! HdrHistogram's percentile-distribution files (`core-N.hgrm`, `all.hgrm`), values in
+//! HdrHistogram's percentile-distribution files (`core-N.hgrm`, `all.hgrm`, and
+//! `upstream.hgrm` for the upstream servers' latencies when there were any), values in
 //! milliseconds, which HdrHistogram's plotters read.
 
 use std::fs::File;
@@ -19,7 +20,20 @@ pub(crate) fn write_hgrm_files(dir: &Path, summary: &RunSummary) -> io::Result<(
     }
     let mut file = BufWriter::new(File::create(dir.join("all.hgrm"))?);
     write_percentile_distribution(&mut file, &summary.merged_latency())?;
-    file.flush()
+    file.flush()?;
+    let upstream = dir.join("upstream.hgrm");
+    match summary.merged_upstream_latency() {
+        Some(h) => {
+            let mut file = BufWriter::new(File::create(upstream)?);
+            write_percentile_distribution(&mut file, &h)?;
+            file.flush()
+        }
+        // A report directory used again: no stale upstream curve from an earlier run.
+        None => match std::fs::remove_file(upstream) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    }
 }
 
 /// HdrHistogram's percentile distribution text (what `outputPercentileDistribution` prints and

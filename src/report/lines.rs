@@ -45,6 +45,7 @@ pub(crate) fn print_interval(
 ) {
     let at = (tick * seq as u32).as_secs_f64();
     let mut merged = new_histogram();
+    let mut upstream: Option<Histogram<u64>> = None;
     let mut open = 0;
     let mut lines = String::new();
     let mut sorted: Vec<&Snapshot> = interval.iter().collect();
@@ -53,6 +54,9 @@ pub(crate) fn print_interval(
     let mut all_tls = 0;
     for s in &sorted {
         let _ = merged.add(&s.latency);
+        if let Some(h) = &s.upstream_latency {
+            let _ = upstream.get_or_insert_with(new_histogram).add(h);
+        }
         open += s.open;
         let now = s.counters.tls_handshakes();
         let tls = now - handshakes.insert(s.core, now).unwrap_or(0).min(now);
@@ -67,6 +71,7 @@ pub(crate) fn print_interval(
             duration: s.duration,
             open: s.open,
             tls,
+            upstream: s.upstream_latency.as_ref(),
         };
         lines.push_str(&line.render(format));
     }
@@ -78,6 +83,7 @@ pub(crate) fn print_interval(
         duration,
         open,
         tls: all_tls,
+        upstream: upstream.as_ref(),
     };
     lines.push_str(&line.render(format));
     emit(&lines);
@@ -92,6 +98,9 @@ struct Line<'a> {
     open: usize,
     /// TLS handshakes completed in the interval.
     tls: u64,
+    /// The upstream servers' latencies in the interval (proxied requests and handlers'
+    /// calls), if there were any.
+    upstream: Option<&'a Histogram<u64>>,
 }
 
 impl Line<'_> {
@@ -115,6 +124,25 @@ impl Line<'_> {
                 text.push_str(&format!("  tls/s {tls_rate:.0}\n"));
             }
             ReportFormat::Text => {}
+        }
+        if let Some(upstream) = self.upstream.filter(|h| !h.is_empty()) {
+            let rate = upstream.len() as f64 / self.duration.as_secs_f64().max(1e-9);
+            let p = Percentiles::of(upstream);
+            text.pop();
+            match format {
+                ReportFormat::Json => {
+                    text.pop();
+                    text.push_str(&format!(
+                        ",\"upstream_per_s\":{rate:.0},\"upstream_latency_us\":{}}}\n",
+                        p.to_json()
+                    ));
+                }
+                ReportFormat::Text => text.push_str(&format!(
+                    "  upstream/s {rate:.0} p50 {} p99 {}\n",
+                    format_latency(p.p50).trim_start(),
+                    format_latency(p.p99).trim_start()
+                )),
+            }
         }
         text
     }
@@ -193,6 +221,27 @@ fn json_core(core: &str) -> String {
     }
 }
 
+/// The upstream latencies of `core` (a number, or `"all"` as JSON writes it) in `summary`.
+fn upstream_of(summary: &RunSummary, core: &str) -> Option<Histogram<u64>> {
+    match core.parse::<usize>() {
+        Ok(n) => summary
+            .cores
+            .iter()
+            .find(|c| c.core == n)?
+            .upstream_latency
+            .clone(),
+        Err(_) => summary.merged_upstream_latency(),
+    }
+}
+
+/// The upstream latency member of a summary line (with its leading comma), if any.
+fn upstream_member(h: Option<&Histogram<u64>>) -> String {
+    match h {
+        Some(h) => format!(",\"upstream_latency_us\":{}", Percentiles::of(h).to_json()),
+        None => String::new(),
+    }
+}
+
 /// Prints the end-of-run summary to stdout, per core and merged.
 pub(crate) fn print_summary(summary: &RunSummary, format: ReportFormat) {
     let seconds = summary.duration.as_secs_f64().max(1e-9);
@@ -210,13 +259,15 @@ pub(crate) fn print_summary(summary: &RunSummary, format: ReportFormat) {
     match format {
         ReportFormat::Json => {
             for (core, counters, latency) in &rows {
+                let upstream = upstream_of(summary, core);
                 let core = json_core(core);
                 let _ = writeln!(
                     out,
-                    "{{\"summary\":true,\"core\":{core},\"duration_s\":{seconds:.3},\"mean_req_per_s\":{:.0},{},\"latency_us\":{}}}",
+                    "{{\"summary\":true,\"core\":{core},\"duration_s\":{seconds:.3},\"mean_req_per_s\":{:.0},{},\"latency_us\":{}{}}}",
                     counters.requests() as f64 / seconds,
                     counters.json_members(),
-                    Percentiles::of(latency).to_json()
+                    Percentiles::of(latency).to_json(),
+                    upstream_member(upstream.as_ref())
                 );
             }
         }
@@ -242,6 +293,19 @@ pub(crate) fn print_summary(summary: &RunSummary, format: ReportFormat) {
                     latency,
                 ));
             }
+            let upstream: Vec<(String, &Histogram<u64>)> = summary
+                .cores
+                .iter()
+                .filter_map(|c| Some((c.core.to_string(), c.upstream_latency.as_ref()?)))
+                .collect();
+            if !upstream.is_empty() {
+                let _ = writeln!(out, "upstream servers (request out to response head):");
+                let merged = summary.merged_upstream_latency();
+                let all = merged.as_ref().map(|h| ("all".to_string(), h));
+                for (core, h) in upstream.iter().cloned().chain(all) {
+                    out.push_str(&summary_row(&core, h.len(), h.len() as f64 / seconds, h));
+                }
+            }
             let panics = summary.merged_counters().handler_panics;
             if panics > 0 {
                 let _ = writeln!(
@@ -252,4 +316,42 @@ pub(crate) fn print_summary(summary: &RunSummary, format: ReportFormat) {
         }
     }
     emit(&out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_with_upstream_latencies_says_their_rate_and_percentiles() {
+        let mut latency = new_histogram();
+        latency.record_n(200, 1000).unwrap();
+        let mut upstream = new_histogram();
+        upstream.record_n(150, 980).unwrap();
+        upstream.record_n(2000, 20).unwrap();
+        let mut line = Line {
+            at: 1.0,
+            core: "0",
+            latency: &latency,
+            duration: Duration::from_secs(1),
+            open: 3,
+            tls: 0,
+            upstream: Some(&upstream),
+        };
+        let text = line.render(ReportFormat::Text);
+        assert!(
+            text.ends_with("  upstream/s 1000 p50 150µs p99 2000µs\n"),
+            "{text:?}"
+        );
+        assert_eq!(text.lines().count(), 1);
+        let json = line.render(ReportFormat::Json);
+        let parsed: serde_json::Value = serde_json::from_str(json.trim_end()).expect("JSON");
+        assert_eq!(parsed["upstream_per_s"], 1000);
+        assert_eq!(parsed["upstream_latency_us"]["p50"], 150);
+        assert_eq!(parsed["tls_handshakes_per_s"], 0);
+        // No upstream latency in the interval: the line says nothing of it.
+        line.upstream = None;
+        assert!(!line.render(ReportFormat::Text).contains("upstream"));
+        assert!(!line.render(ReportFormat::Json).contains("upstream"));
+    }
 }

@@ -43,6 +43,9 @@ pub struct CoreSummary {
     pub counters: Counters,
     /// Its latencies, microseconds.
     pub latency: Histogram<u64>,
+    /// Its upstream servers' latencies (request out to response head), microseconds; none
+    /// without proxied requests or handlers' calls.
+    pub upstream_latency: Option<Histogram<u64>>,
 }
 
 /// The whole run, per core and merged.
@@ -61,6 +64,19 @@ impl RunSummary {
         let mut merged = new_histogram();
         for core in &self.cores {
             let _ = merged.add(&core.latency);
+        }
+        merged
+    }
+
+    /// All cores' upstream latencies merged; none if no core had any.
+    pub fn merged_upstream_latency(&self) -> Option<Histogram<u64>> {
+        let mut merged: Option<Histogram<u64>> = None;
+        for h in self
+            .cores
+            .iter()
+            .filter_map(|c| c.upstream_latency.as_ref())
+        {
+            let _ = merged.get_or_insert_with(new_histogram).add(h);
         }
         merged
     }
@@ -161,6 +177,7 @@ pub fn run(
                     latency: last
                         .map(|s| s.latency.clone())
                         .unwrap_or_else(new_histogram),
+                    upstream_latency: last.and_then(|s| s.upstream_latency.clone()),
                 }
             })
             .collect(),

@@ -134,6 +134,13 @@ impl Run {
             name: "all".into(),
             points: read_hgrm(&read("all.hgrm")?),
         });
+        if dir.join("upstream.hgrm").exists() {
+            // Where the time went: the backend's share of it.
+            curves.push(Curve {
+                name: "upstream".into(),
+                points: read_hgrm(&read("upstream.hgrm")?),
+            });
+        }
         let log = std::fs::read(dir.join("intervals.hlog"))
             .map_err(|e| format!("cannot read {}: {e}", dir.join("intervals.hlog").display()))?;
         Ok(Run {

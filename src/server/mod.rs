@@ -32,7 +32,7 @@ pub(crate) use sockets::check_address;
 use crate::access_log::{LogMsg, LogWriter};
 use crate::config::{usable_cores, Cleartext, Config, ConfigError, ReportFormat};
 use crate::engine::{self, Application, Links, RingMode};
-use crate::metrics::StatsBoard;
+use crate::metrics::{server_labels, StatsBoard};
 use crate::report::{self, RunSummary};
 use crate::tls::{TicketKeys, TlsSetup};
 
@@ -216,7 +216,7 @@ impl Server {
             }
         }
 
-        let board = StatsBoard::new(cores.len());
+        let board = StatsBoard::with_servers(cores.len(), server_labels(&config));
         let prepared = factory.prepare(&config, &board, &cores)?;
         let log = match config.log.access.as_os_str().is_empty() {
             true => None,

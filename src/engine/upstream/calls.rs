@@ -89,6 +89,7 @@ impl<A: Application> Connections<A> {
         };
         call.server = server;
         self.upstreams.groups[upstream].set_busy(server, true);
+        self.count_server(turn, upstream, server, |c| c.requests += 1);
         if let Some(mut link) = self.pooled_link(turn, upstream, server) {
             call.link = Some(link.key);
             call.reused = true;
@@ -109,7 +110,7 @@ impl<A: Application> Connections<A> {
             None => {
                 drop(call);
                 self.upstreams.groups[upstream].set_busy(server, false);
-                self.upstreams.groups[upstream].failed(server, now);
+                self.server_failed(turn, upstream, server);
                 self.call_retry_or_fail(turn, &slot, true);
             }
         }
@@ -127,7 +128,9 @@ impl<A: Application> Connections<A> {
             return self.call_failed(turn, slot, UpstreamError::Unavailable);
         }
         let avoid = (!call.reused).then_some(call.server);
+        let (upstream, server) = (call.upstream, call.server);
         drop(call);
+        self.count_server(turn, upstream, server, |c| c.retries += 1);
         let counters = &turn.reporting.metrics.counters;
         counters.borrow_mut().upstream_retries += 1;
         self.call_go(turn, slot.clone(), avoid);
@@ -217,7 +220,7 @@ impl<A: Application> Connections<A> {
                 link.input.drain(..head.len);
                 continue;
             }
-            self.upstreams.groups[link.group].answered(link.server);
+            self.server_answered(turn, link.group, link.server, head.status);
             let waited = turn.now.reaped_at.saturating_duration_since(call.sent_at);
             turn.reporting.metrics.record_upstream(waited);
             let rest = link.input.split_off(head.len);

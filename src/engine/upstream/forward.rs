@@ -57,6 +57,7 @@ impl<A: Application> Connections<A> {
         relay.since = now;
         relay.sent = false;
         group.set_busy(server, true);
+        self.count_server(turn, upstream, server, |c| c.requests += 1);
         if let Some(mut link) = self.pooled_link(turn, upstream, server) {
             link.client = Some(conn.key);
             let relay = conn.relay();
@@ -80,7 +81,7 @@ impl<A: Application> Connections<A> {
             }
             None => {
                 self.upstreams.groups[upstream].set_busy(server, false);
-                self.upstreams.groups[upstream].failed(server, now);
+                self.server_failed(turn, upstream, server);
                 self.relay_retry_or_fail(turn, conn, true);
             }
         }
@@ -95,7 +96,7 @@ impl<A: Application> Connections<A> {
         nothing_sent: bool,
     ) {
         let relay = conn.relay();
-        let (server, reused) = (relay.server, relay.reused);
+        let (upstream, server, reused) = (relay.call.upstream, relay.server, relay.reused);
         relay.link = None;
         let again = relay.tries < 2 && (nothing_sent || reused || relay.call.idempotent);
         if !again {
@@ -106,6 +107,7 @@ impl<A: Application> Connections<A> {
             .counters
             .borrow_mut()
             .upstream_retries += 1;
+        self.count_server(turn, upstream, server, |c| c.retries += 1);
         // A pooled connection the server closed while idle is no fault of the server's:
         // the same server may take the request again.
         let avoid = (!reused).then_some(server);
@@ -163,7 +165,7 @@ impl<A: Application> Connections<A> {
         let relay = conn.relay();
         let (group, server) = (relay.call.upstream, relay.server);
         self.drop_link(turn, relay);
-        self.upstreams.groups[group].failed(server, turn.now.ms);
+        self.server_failed(turn, group, server);
         self.relay_failed(turn, conn, Status::GATEWAY_TIMEOUT);
     }
 

@@ -67,6 +67,7 @@ impl<A: Application> Connections<A> {
             .counters
             .borrow_mut()
             .upstream_connects += 1;
+        self.count_server(turn, group, server, |c| c.connects += 1);
         Some(link)
     }
 
@@ -87,6 +88,7 @@ impl<A: Application> Connections<A> {
                 continue;
             }
             link.state = LinkState::Busy;
+            self.count_server(turn, group, server, |c| c.reused += 1);
             return Some(link);
         }
         None
@@ -180,8 +182,7 @@ impl<A: Application> Connections<A> {
                     (LinkState::Closing, _) => {}
                     (_, true) => {
                         link.ended = true;
-                        let now = turn.now.ms;
-                        self.upstreams.groups[link.group].failed(link.server, now);
+                        self.server_failed(turn, link.group, link.server);
                         self.link_failed(turn, &mut link, true);
                     }
                     (_, false) => {

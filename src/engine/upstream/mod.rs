@@ -14,6 +14,7 @@
 //! by a link from the same pools, its response read into the call's slot (`calls`).
 
 mod calls;
+mod counts;
 mod forward;
 mod link;
 mod link_events;
@@ -77,17 +78,20 @@ impl Upstreams {
     /// The `[[upstream]]` groups of `config` (their servers were checked when it was read),
     /// and the door through which the core's tasks call them.
     pub(super) fn new(config: &Config, door: Outbound) -> Upstreams {
+        let mut slots = 0;
         let groups = config
             .upstream
             .iter()
             .map(|upstream| {
-                let servers = upstream
+                let servers: Vec<Server> = upstream
                     .servers
                     .iter()
                     .filter_map(|text| crate::config::parse_server(text).ok())
                     .map(|addr: ServerAddr| Server::new(Rc::new(addr)))
                     .collect();
-                Group::new(upstream, servers)
+                let first = slots;
+                slots += servers.len();
+                Group::new(upstream, servers, first)
             })
             .collect();
         Upstreams {

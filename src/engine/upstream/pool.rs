@@ -55,10 +55,17 @@ pub(in crate::engine) struct Group {
     servers: Vec<Server>,
     /// The round robin's next server.
     next: usize,
+    /// Where its servers' counts start among all upstream servers' (`Metrics::servers`).
+    first_slot: usize,
 }
 
 impl Group {
-    pub(in crate::engine) fn new(config: &UpstreamConfig, servers: Vec<Server>) -> Group {
+    /// The group of `config`'s `servers`, counted from entry `first_slot` on.
+    pub(in crate::engine) fn new(
+        config: &UpstreamConfig,
+        servers: Vec<Server>,
+        first_slot: usize,
+    ) -> Group {
         Group {
             settings: GroupSettings {
                 balance: config.balance,
@@ -73,7 +80,13 @@ impl Group {
             },
             servers,
             next: 0,
+            first_slot,
         }
+    }
+
+    /// The entry of server `index` among all upstream servers' counts.
+    pub(in crate::engine) fn slot(&self, index: usize) -> usize {
+        self.first_slot + index
     }
 
     /// The server for the next request at `now` (ms), other than `avoid` when another is

@@ -84,7 +84,7 @@ impl<A: Application> Connections<A> {
                 if !relay.call.upgrade {
                     return Fed::Failed(Status::BAD_GATEWAY);
                 }
-                self.upstreams.groups[link.group].answered(link.server);
+                self.server_answered(turn, link.group, link.server, head.status);
                 let fed =
                     self.open_tunnel(turn, conn, link, &bytes[..head.len], &bytes[head.len..]);
                 link.input = input;
@@ -100,7 +100,7 @@ impl<A: Application> Connections<A> {
                 }
                 continue;
             }
-            self.upstreams.groups[link.group].answered(link.server);
+            self.server_answered(turn, link.group, link.server, head.status);
             self.write_response_head(turn, conn, &bytes[..head.len], head);
             let fed = self.feed_body(conn, &bytes[head.len..]);
             link.input = input;
