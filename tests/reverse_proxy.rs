@@ -859,3 +859,52 @@ fn the_report_shows_where_the_time_went() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn forwarded_is_sent_when_asked_after_the_clients_own() {
+    let backend = Backend::start(|_| (ok("f"), false));
+    let server = with_toml(&format!(
+        "[[upstream]]\nname = \"app\"\nservers = [\"{}\"]\n\
+         [[proxy]]\npath = \"/api/\"\nupstream = \"app\"\nforwarded = true\n\
+         [[proxy]]\npath = \"/plain/\"\nupstream = \"app\"\n",
+        backend.addr
+    ));
+    let mut client = server.client();
+    client.send(
+        "GET /api/f HTTP/1.1\r\nHost: example.com:8080\r\nForwarded: for=192.0.2.60;proto=https\r\n\r\n",
+    );
+    assert_eq!(client.response().text(), "f");
+    client.send("GET /api/g HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    assert_eq!(client.response().text(), "f");
+    client.send("GET /plain/h HTTP/1.1\r\nHost: t\r\nForwarded: for=unknown\r\n\r\n");
+    assert_eq!(client.response().text(), "f");
+    let seen = backend.seen();
+    assert_eq!(
+        seen[0].fields("forwarded"),
+        ["for=192.0.2.60;proto=https, for=127.0.0.1;proto=http;host=\"example.com:8080\""]
+    );
+    assert_eq!(
+        seen[1].fields("forwarded"),
+        ["for=127.0.0.1;proto=http;host=example.com"]
+    );
+    // Not asked for on this route: the client's own field passes as it came, nothing added.
+    assert_eq!(seen[2].fields("forwarded"), ["for=unknown"]);
+}
+
+#[test]
+fn a_pooled_connection_past_its_lifetime_is_replaced_without_a_failure() {
+    let backend = Backend::start(|_| (ok("l"), false));
+    let server = proxy_to(backend.addr, "keepalive_time_ms = 300");
+    let mut client = server.client();
+    let mut sent = 0;
+    wait_until(
+        "a second upstream connection",
+        Duration::from_secs(10),
+        || {
+            assert_eq!(client.get("/api/l").text(), "l");
+            sent += 1;
+            backend.connections.load(Ordering::SeqCst) >= 2
+        },
+    );
+    assert_eq!(backend.seen().len(), sent, "every request went once");
+}

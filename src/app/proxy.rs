@@ -17,6 +17,8 @@ struct ProxyRoute {
     /// The upstream's place in `config.upstream`.
     upstream: usize,
     strip: bool,
+    /// Send RFC 7239's `Forwarded` too.
+    forwarded: bool,
 }
 
 /// A core's proxy routes (the same on every core).
@@ -48,6 +50,7 @@ impl ProxyRoutes {
                 prefix: proxy.path.clone(),
                 upstream: index(&proxy.upstream)?,
                 strip: proxy.strip_prefix,
+                forwarded: proxy.forwarded,
             });
         }
         for (prefix, upstream, strip) in extra {
@@ -58,6 +61,7 @@ impl ProxyRoutes {
                 prefix: prefix.clone(),
                 upstream: index(upstream)?,
                 strip: *strip,
+                forwarded: false,
             });
         }
         // Longest first; among equal prefixes the first given wins (a stable sort).
@@ -113,6 +117,7 @@ impl ProxyRoutes {
             proto: if peer.tls.is_some() { "https" } else { "http" },
             host: self.hosts[route.upstream].as_deref(),
             upgrade: upgrade_asked(request),
+            forwarded: route.forwarded,
         };
         let mut bytes = Vec::with_capacity(request.bytes.len() + request.body.len() + 128);
         write_forwarded(request, &how, &mut bytes);

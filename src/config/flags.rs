@@ -129,6 +129,7 @@ impl Args {
                 path: prefix,
                 upstream: name,
                 strip_prefix: false,
+                forwarded: false,
             });
         }
         // The flags may have made what the file had right wrong (or completed it).

@@ -26,6 +26,9 @@ pub struct UpstreamConfig {
     pub keepalive_requests: u64,
     /// How long an idle pooled connection is kept.
     pub keepalive_timeout_ms: u64,
+    /// How long one upstream connection is used at most (nginx's `keepalive_time`): past it,
+    /// it is closed once its current request is through.
+    pub keepalive_time_ms: u64,
     /// How long connecting may take.
     pub connect_timeout_ms: u64,
     /// How long the server may take between two reads of its response (and to start it).
@@ -50,6 +53,7 @@ impl Default for UpstreamConfig {
             keepalive: 32,
             keepalive_requests: 1000,
             keepalive_timeout_ms: 60_000,
+            keepalive_time_ms: 3_600_000,
             connect_timeout_ms: 1000,
             read_timeout_ms: 60_000,
             send_timeout_ms: 60_000,
@@ -82,6 +86,8 @@ pub struct ProxyConfig {
     pub upstream: String,
     /// Forward `/api/x` as `/x` for `path = "/api/"`.
     pub strip_prefix: bool,
+    /// Also send `Forwarded` (RFC 7239: `for`, `proto`, `host`), after the client's own.
+    pub forwarded: bool,
 }
 
 /// Where an upstream server listens.
@@ -168,6 +174,7 @@ pub(super) fn validate(
             ("read_timeout_ms", upstream.read_timeout_ms),
             ("send_timeout_ms", upstream.send_timeout_ms),
             ("keepalive_timeout_ms", upstream.keepalive_timeout_ms),
+            ("keepalive_time_ms", upstream.keepalive_time_ms),
             ("keepalive_requests", upstream.keepalive_requests),
         ] {
             if value == 0 {

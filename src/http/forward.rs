@@ -25,6 +25,8 @@ pub struct Forwarding<'a> {
     /// The protocols of an upgrade the client asked for (`Upgrade`), passed on with
     /// `Connection: upgrade` so that the server may switch (see [`upgrade_asked`]).
     pub upgrade: Option<&'a [u8]>,
+    /// Also say it in `Forwarded` (RFC 7239), after what the client's own fields said.
+    pub forwarded: bool,
 }
 
 /// The `Upgrade` field of a request that asks to switch protocols in a way a proxy can
@@ -88,6 +90,56 @@ pub fn connection_options<'a, const N: usize>(
     count
 }
 
+/// Appends RFC 7239's `Forwarded`: the client's own `Forwarded` values, then this hop's
+/// element (`for`, `proto`, and `host` when the request named one), as one field. Values that
+/// are not tokens (an IPv6 address, a host with a port) are quoted (section 6).
+fn write_forwarded_field(
+    request: &RawRequest<'_>,
+    how: &Forwarding<'_>,
+    host: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(b"Forwarded: ");
+    for (name, value) in head_fields(request.bytes) {
+        if name.eq_ignore_ascii_case(b"forwarded") && !value.is_empty() {
+            out.extend_from_slice(value);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(b"for=");
+    match how.client {
+        Some(IpAddr::V4(ip)) => {
+            use std::io::Write;
+            let _ = write!(out, "{ip}");
+        }
+        Some(IpAddr::V6(ip)) => {
+            use std::io::Write;
+            let _ = write!(out, "\"[{ip}]\"");
+        }
+        None => out.extend_from_slice(b"unknown"),
+    }
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(how.proto.as_bytes());
+    // A host whose bytes are not all a token's, or that a client sent oddly, is quoted with
+    // `"` and `\\` escaped.
+    if let Some(host) = host.filter(|h| !h.is_empty()) {
+        out.extend_from_slice(b";host=");
+        if host.iter().all(|&b| super::fields::is_tchar(b)) {
+            out.extend_from_slice(host);
+        } else {
+            out.push(b'"');
+            for &b in host {
+                if b == b'"' || b == b'\\' {
+                    out.push(b'\\');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Appends `request` as it is forwarded upstream: head and body.
 pub fn write_forwarded(request: &RawRequest<'_>, how: &Forwarding<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(request.method());
@@ -119,6 +171,10 @@ pub fn write_forwarded(request: &RawRequest<'_>, how: &Forwarding<'_>, out: &mut
                 continue;
             }
         }
+        if how.forwarded && name.eq_ignore_ascii_case(b"forwarded") {
+            // Joined into one field below, with this hop's element at its end.
+            continue;
+        }
         if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             // Joined into one field below, with this client at its end.
             if forwarded_for.is_some() {
@@ -136,6 +192,9 @@ pub fn write_forwarded(request: &RawRequest<'_>, how: &Forwarding<'_>, out: &mut
         out.extend_from_slice(b"Host: ");
         out.extend_from_slice(host.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if how.forwarded {
+        write_forwarded_field(request, how, host, out);
     }
     if let Some(upgrade) = how.upgrade {
         out.extend_from_slice(b"Upgrade: ");

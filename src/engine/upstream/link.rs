@@ -55,6 +55,8 @@ pub(in crate::engine) struct Link {
     pub(in crate::engine) served: u64,
     /// When it went idle, or was opened (ms since start).
     pub(in crate::engine) since: u64,
+    /// When it was opened (ms since start).
+    pub(in crate::engine) opened: u64,
 }
 
 impl Record for Link {

@@ -186,7 +186,9 @@ impl<A: Application> Connections<A> {
         group.set_busy(link.server, false);
         link.client = None;
         link.call = None;
+        let young = turn.now.ms.saturating_sub(link.opened) < group.settings.keepalive_time_ms;
         let keep = reusable
+            && young
             && link.send.is_none()
             && link.served < group.settings.keepalive_requests
             && group.has_room(link.server);

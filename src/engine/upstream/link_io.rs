@@ -54,6 +54,7 @@ impl<A: Application> Connections<A> {
             input: Vec::new(),
             served: 0,
             since: turn.now.ms,
+            opened: turn.now.ms,
         });
         let connect =
             opcode::Connect::new(types::Fd(fd), link.addr.as_ptr().cast(), link.addr.len())
@@ -83,7 +84,9 @@ impl<A: Application> Connections<A> {
             let Some(mut link) = self.upstreams.links.take(key) else {
                 continue;
             };
-            if link.state != LinkState::Idle || link.ended {
+            let lifetime = self.upstreams.groups[group].settings.keepalive_time_ms;
+            let old = turn.now.ms.saturating_sub(link.opened) >= lifetime;
+            if link.state != LinkState::Idle || link.ended || old {
                 self.close_link(turn, link);
                 continue;
             }
