@@ -473,8 +473,8 @@ fn proxy_configuration_mistakes_are_one_line_errors() {
             "names no [[upstream]]",
         ),
         (
-            "[[upstream]]\nname = \"a\"\nservers = [\"https://127.0.0.1:1\"]\n",
-            "not supported yet",
+            "[[upstream]]\nname = \"a\"\nservers = [\"https://127.0.0.1:1\"]\ntls_ca = \"/no/such/ca.pem\"\n",
+            "upstream[0].tls_ca",
         ),
         ("[[upstream]]\nname = \"a\"\nservers = []\n", "at least one server"),
         (

@@ -62,8 +62,29 @@ impl<S: 'static> App<S> {
             .builtin
             .add_to(&self.router, config, board, cores)
             .map_err(StartError::App)?;
+        upstream_tls(config).map_err(StartError::App)?;
         Ok((router, root))
     }
+}
+
+/// Checks what TLS to `https://` upstream servers needs: the roots read, each server's name
+/// valid (the cores make their own configurations from the same settings).
+fn upstream_tls(config: &Config) -> Result<(), String> {
+    for upstream in &config.upstream {
+        let hosts: Vec<String> = upstream
+            .servers
+            .iter()
+            .filter_map(|s| crate::config::server_tls_name(s))
+            .collect();
+        if hosts.is_empty() {
+            continue;
+        }
+        crate::tls::client_config(upstream)?;
+        for host in hosts {
+            crate::tls::server_name(upstream, &host)?;
+        }
+    }
+    Ok(())
 }
 
 impl<S: 'static> ServiceFactory for AppFactory<S> {

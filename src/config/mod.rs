@@ -33,7 +33,9 @@ pub use sections::{
     ServerConfig, StaticConfig,
 };
 pub use tls::{Cleartext, SniCertificate, TlsConfig};
-pub use upstream::{parse_server, Balance, ProxyConfig, ServerAddr, UpstreamConfig};
+pub use upstream::{
+    parse_server, server_tls_name, Balance, ProxyConfig, ServerAddr, UpstreamConfig,
+};
 
 use crate::http::request::{Limits, MAX_HEADERS_LIMIT};
 

@@ -42,6 +42,15 @@ pub struct UpstreamConfig {
     pub fail_timeout_ms: u64,
     /// `Host` sent upstream in place of the client's.
     pub host: Option<String>,
+    /// For `https://` servers: the roots their certificates must chain to, a PEM file
+    /// (default: the system's, `SSL_CERT_FILE` or `/etc/ssl/certs/ca-certificates.crt`).
+    pub tls_ca: Option<PathBuf>,
+    /// For `https://` servers: the name sent as SNI and checked in their certificates, in
+    /// place of the URL's host.
+    pub tls_server_name: Option<String>,
+    /// For `https://` servers: accept any certificate (the handshake's signatures are still
+    /// checked). Only for tests and private networks where nothing else can be had.
+    pub tls_insecure_skip_verify: bool,
 }
 
 impl Default for UpstreamConfig {
@@ -60,6 +69,9 @@ impl Default for UpstreamConfig {
             max_fails: 1,
             fail_timeout_ms: 10_000,
             host: None,
+            tls_ca: None,
+            tls_server_name: None,
+            tls_insecure_skip_verify: false,
         }
     }
 }
@@ -116,12 +128,10 @@ pub fn parse_server(text: &str) -> Result<ServerAddr, String> {
         }
         return Ok(ServerAddr::Unix(PathBuf::from(path)));
     }
-    if text.starts_with("https://") {
-        return Err(format!(
-            "{text:?}: TLS to upstream servers is not supported yet (use http:// or host:port)"
-        ));
-    }
-    let bare = text.strip_prefix("http://").unwrap_or(text);
+    let bare = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+        .unwrap_or(text);
     let bare = bare.strip_suffix('/').unwrap_or(bare);
     if bare.contains('/') {
         return Err(format!("{text:?}: a server is host:port, without a path"));
@@ -136,6 +146,18 @@ pub fn parse_server(text: &str) -> Result<ServerAddr, String> {
         .next()
         .map(ServerAddr::Tcp)
         .ok_or_else(|| format!("{text:?}: the name has no address"))
+}
+
+/// The name a server written `https://host:port` is asked for by TLS (SNI) and checked
+/// against (its host, an IPv6 literal without brackets); none for a cleartext server.
+pub fn server_tls_name(text: &str) -> Option<String> {
+    let rest = text.strip_prefix("https://")?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => rest.rsplit_once(':').map_or(rest, |(host, _)| host),
+    };
+    Some(host.to_string())
 }
 
 /// Reads `--proxy PREFIX=URL`.
@@ -179,6 +201,11 @@ pub(super) fn validate(
         ] {
             if value == 0 {
                 return Err(format!("{key}.{name} must be above 0"));
+            }
+        }
+        if let Some(ca) = &upstream.tls_ca {
+            if !ca.is_file() {
+                return Err(format!("{key}.tls_ca {}: no such file", ca.display()));
             }
         }
         if let Some(host) = &upstream.host {

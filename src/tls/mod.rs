@@ -13,6 +13,7 @@
 //! - [`TlsInfo`]: what handlers and the access log learn of a connection's TLS.
 
 mod certs;
+mod client;
 mod confined;
 mod conn;
 mod hello;
@@ -28,6 +29,7 @@ mod traffic;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use client::{client_config, server_name};
 pub(crate) use conn::{Event, Failure, Step, TlsConn};
 pub use info::TlsInfo;
 pub(crate) use record::{MAX_FRAGMENT, MAX_OVERHEAD};

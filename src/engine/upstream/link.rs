@@ -5,6 +5,7 @@
 use std::os::fd::RawFd;
 use std::rc::Rc;
 
+use rustls::ClientConnection;
 use socket2::SockAddr;
 
 use super::super::buffers::Flight;
@@ -51,6 +52,8 @@ pub(in crate::engine) struct Link {
     pub(in crate::engine) ended: bool,
     /// Bytes of a response head not complete yet.
     pub(in crate::engine) input: Vec<u8>,
+    /// TLS to an `https://` server (`link_tls`).
+    pub(in crate::engine) tls: Option<Box<ClientConnection>>,
     /// Requests it carried.
     pub(in crate::engine) served: u64,
     /// When it went idle, or was opened (ms since start).

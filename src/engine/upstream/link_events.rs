@@ -65,6 +65,8 @@ impl<A: Application> Connections<A> {
         }
         self.buffers.writes.give(std::mem::take(&mut flight.buf));
         self.buffers.flights.give(flight);
+        // TLS may have more to send (the request behind the handshake, a reply).
+        self.link_tls_flush(turn, link);
         if link.call.is_some() {
             // A call's timeout is its task's.
             return;

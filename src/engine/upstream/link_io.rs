@@ -3,6 +3,7 @@
 //! it). What its events mean for the relay it carries is `link_events`.
 
 use io_uring::{cqueue, opcode, squeue, types};
+use rustls::ClientConnection;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::super::buffer_ring::RECV_GROUP;
@@ -25,7 +26,19 @@ impl<A: Application> Connections<A> {
         group: usize,
         server: usize,
     ) -> Option<Box<Link>> {
-        let addr = self.upstreams.groups[group].server(server).addr.clone();
+        let target = self.upstreams.groups[group].server(server);
+        let addr = target.addr.clone();
+        let tls = match &target.tls_name {
+            // An `https://` server: a TLS client for it (none if its configuration could
+            // not be made, which the start reported).
+            Some(name) => {
+                let config = self.upstreams.groups[group].tls.clone()?;
+                let mut tls = ClientConnection::new(config, name.clone()).ok()?;
+                tls.set_buffer_limit(None);
+                Some(Box::new(tls))
+            }
+            None => None,
+        };
         let (domain, sockaddr) = match &*addr {
             ServerAddr::Tcp(addr) => (Domain::for_address(*addr), SockAddr::from(*addr)),
             ServerAddr::Unix(path) => (Domain::UNIX, SockAddr::unix(path).ok()?),
@@ -52,6 +65,7 @@ impl<A: Application> Connections<A> {
             send: None,
             ended: false,
             input: Vec::new(),
+            tls,
             served: 0,
             since: turn.now.ms,
             opened: turn.now.ms,
@@ -100,6 +114,11 @@ impl<A: Application> Connections<A> {
     /// Queues the send of `request` on `link` (one send in flight per link; the request is
     /// copied into a pooled buffer the link keeps until the send completes).
     pub(super) fn send_request(&mut self, turn: &mut Turn<'_>, link: &mut Link, request: &[u8]) {
+        if link.tls.is_some() {
+            link.served += 1;
+            self.link_tls_send(turn, link, request);
+            return self.arm_link_recv(turn, link);
+        }
         let mut buf = self.buffers.writes.take();
         buf.extend_from_slice(request);
         let mut flight = self.buffers.flights.take();
@@ -209,7 +228,10 @@ impl<A: Application> Connections<A> {
                             .counters
                             .borrow_mut()
                             .upstream_bytes_in += n as u64;
-                        finished = self.link_data(turn, &mut link, received.bytes());
+                        finished = match link.tls.is_some() {
+                            true => self.link_tls_data(turn, &mut link, received.bytes()),
+                            false => self.link_data(turn, &mut link, received.bytes()),
+                        };
                     }
                     (n, _) if n == -libc::ENOBUFS && epoch == link.recv_epoch => {
                         self.upstreams.starved.push(key);

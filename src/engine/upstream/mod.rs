@@ -19,6 +19,7 @@ mod forward;
 mod link;
 mod link_events;
 mod link_io;
+mod link_tls;
 pub(super) mod outbound;
 mod pool;
 pub(super) mod relay;
@@ -86,8 +87,14 @@ impl Upstreams {
                 let servers: Vec<Server> = upstream
                     .servers
                     .iter()
-                    .filter_map(|text| crate::config::parse_server(text).ok())
-                    .map(|addr: ServerAddr| Server::new(Rc::new(addr)))
+                    .filter_map(|text| {
+                        let addr: ServerAddr = crate::config::parse_server(text).ok()?;
+                        // An `https://` server whose name does not do is never reached:
+                        // the start checked it.
+                        let name = crate::config::server_tls_name(text)
+                            .and_then(|host| crate::tls::server_name(upstream, &host).ok());
+                        Some(Server::new(Rc::new(addr), name))
+                    })
                     .collect();
                 let first = slots;
                 slots += servers.len();

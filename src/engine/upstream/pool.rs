@@ -4,6 +4,10 @@
 //! server's pool of idle connections, most recently used first.
 
 use std::rc::Rc;
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 
 use crate::config::{Balance, ServerAddr, UpstreamConfig};
 
@@ -26,6 +30,8 @@ pub(in crate::engine) struct GroupSettings {
 /// One server of an upstream on this core.
 pub(in crate::engine) struct Server {
     pub(in crate::engine) addr: Rc<ServerAddr>,
+    /// For an `https://` server: the name TLS asks for and checks.
+    pub(in crate::engine) tls_name: Option<ServerName<'static>>,
     /// Idle connections to it, the most recently used last.
     idle: Vec<Key>,
     /// Requests under way to it from this core.
@@ -38,9 +44,13 @@ pub(in crate::engine) struct Server {
 }
 
 impl Server {
-    pub(in crate::engine) fn new(addr: Rc<ServerAddr>) -> Server {
+    pub(in crate::engine) fn new(
+        addr: Rc<ServerAddr>,
+        tls_name: Option<ServerName<'static>>,
+    ) -> Server {
         Server {
             addr,
+            tls_name,
             idle: Vec::new(),
             busy: 0,
             fails: 0,
@@ -53,6 +63,8 @@ impl Server {
 /// An upstream on this core.
 pub(in crate::engine) struct Group {
     pub(in crate::engine) settings: GroupSettings,
+    /// This core's TLS configuration for the group's `https://` servers.
+    pub(in crate::engine) tls: Option<Arc<ClientConfig>>,
     servers: Vec<Server>,
     /// The round robin's next server.
     next: usize,
@@ -67,7 +79,13 @@ impl Group {
         servers: Vec<Server>,
         first_slot: usize,
     ) -> Group {
+        let tls = servers
+            .iter()
+            .any(|s| s.tls_name.is_some())
+            .then(|| crate::tls::client_config(config).ok())
+            .flatten();
         Group {
+            tls,
             settings: GroupSettings {
                 balance: config.balance,
                 keepalive: config.keepalive,
