@@ -13,7 +13,11 @@
 #   WORKLOADS=access-log benches/load.sh            # the access log on against off
 #   WORKLOADS="tls-wrk-50 tls-wrk-pipe-16 tls-ab-close-50 tls-resume tls-file-1m tls-idle tls-syscalls" benches/load.sh
 #                                                   # HTTPS: percore TLS vs percore cleartext vs nginx TLS
-#   WORKLOADS=proxy benches/load.sh                 # reverse proxies: percore, nginx, HAProxy
+#   WORKLOADS=proxy benches/load.sh                 # reverse proxies: percore, nginx, HAProxy;
+#                                                   # then percore's proxy vs the bare relay
+#   WORKLOADS=proxy-sizes benches/load.sh           # the same proxies: 4 KiB, 64 KiB, 1 MiB answers, 64 KiB POSTs
+#   WORKLOADS=proxy-idle-close benches/load.sh      # failed requests through each proxy to a backend
+#                                                   # that closes idle connections after 100 ms
 #   NGINX_SUITES=percore WORKLOADS=… benches/load.sh   # nginx choosing cipher suites as percore does
 #   FLOOR_SRC=/path/to/other_floor.c WORKLOADS=… benches/load.sh   # another bare loop (C, liburing)
 #
@@ -21,6 +25,9 @@
 # (user+nice+system+irq+softirq; io_uring work done in kernel threads or interrupt context
 # lands there too). The bare loop counts requests, parses nothing else and answers a fixed
 # response: it is a measuring stick, and the ratio to it is what percore's own work costs.
+# The proxy rows have their own: the bare relay (benches/relay_floor.rs), which gives each
+# client one upstream connection and copies bytes both ways unparsed through io_uring, the
+# kernel's cost of a proxy's two legs.
 # Nothing is installed: missing tools are named with the command that installs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +38,8 @@ N_CLOSE=${N_CLOSE:-100000}   # requests per ab run without keep-alive
 N_STRACE=${N_STRACE:-20000}  # requests counted under strace (it slows the server down)
 DURATION=${DURATION:-10}     # seconds per wrk run
 IDLE=${IDLE:-10000}          # idle keep-alive connections for the memory row
+N_POST=${N_POST:-100000}     # requests per ab -k run of the proxy-sizes 64 KiB POST row
+IDLE_CLOSE_DURATION=${IDLE_CLOSE_DURATION:-10}  # seconds of wrk per proxy, proxy-idle-close row
 WORKLOADS=${WORKLOADS:-"ab-k-50 ab-k-500 wrk-50 wrk-pipe-16 ab-close-50 file-4k file-1m post-1k idle syscalls report-cost access-log tls-wrk-50 tls-wrk-pipe-16 tls-ab-close-50 tls-resume tls-file-1m tls-idle tls-syscalls tls-flood tls-abuse"}
 N_TLS_CLOSE=${N_TLS_CLOSE:-20000}  # requests per ab run over TLS without keep-alive (a handshake each)
 N_RESUME=${N_RESUME:-20000}        # connections of the resumed-handshake row
@@ -51,6 +60,7 @@ PROXY_PORT=8094              # percore --proxy, for the proxy rows
 NGINX_PROXY_PORT=8095        # nginx proxy_pass (benches/nginx.conf)
 HAPROXY_PORT=8096            # HAProxy, http-reuse safe
 BACKEND_PORT=8097            # the proxies' backend: percore on the load's core
+RELAY_PORT=8098              # the bare relay (benches/relay_floor.rs) in front of the backend
 PERCORE_TLS_PORT=8090        # percore's TLS listener (the same process as PERCORE_PORT)
 NGINX_TLS_PORT=8091          # nginx's TLS listener (benches/nginx.conf)
 URL_PATH='/echo?name=Abcde'
@@ -85,8 +95,10 @@ trap 'stop_servers; rm -rf "$work"' EXIT
 site="$work/nginx/site"
 mkdir -p "$site"
 head -c 4096 /dev/urandom >"$site/4k.bin"
+head -c 65536 /dev/urandom >"$site/64k.bin"
 head -c 1048576 /dev/urandom >"$site/1m.bin"
 head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 >"$work/1k.txt"
+head -c 49152 /dev/urandom | base64 -w 0 | head -c 65536 >"$work/64k.txt"
 site_made=$SECONDS
 # One ECDSA P-256 certificate for percore and nginx alike (not a CA: the resumption client
 # trusts it as it is, and webpki refuses a CA certificate as a server's); nginx reads its copy of
@@ -123,6 +135,8 @@ else
     floor="$work/floor"
     gcc -O2 -Wall -o "$floor" "$FLOOR_SRC" -luring
 fi
+cargo bench --no-run --quiet --bench relay_floor 2>/dev/null
+relay_floor=$(ls -t target/release/deps/relay_floor-* | grep -v '\.d$' | head -1)
 
 percore_pid=""
 nginx_pid=""
@@ -131,6 +145,10 @@ floor_pid=""
 app_pid=""
 baseline_pid=""
 logged_pid=""
+proxy_pid=""                 # the proxy rows' (start_proxies)
+backend_pid=""
+haproxy_pid=""
+relay_pid=""
 # await_echo PORT: waits (10 s at most) for /echo to answer on PORT, or stops the run with
 # every server's log.
 await_echo() {
@@ -204,11 +222,14 @@ stop_servers() {
     for pid in "$app_pid" "$baseline_pid" "$logged_pid" "${proxy_pid:-}" "${backend_pid:-}"; do
         [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
     done
-    # HAProxy stops at once on SIGTERM.
-    [ -n "${haproxy_pid:-}" ] && kill -TERM "$haproxy_pid" 2>/dev/null && wait "$haproxy_pid" 2>/dev/null
+    # HAProxy stops at once on SIGTERM, and the bare relay has no signal handling.
+    for pid in "${haproxy_pid:-}" "${relay_pid:-}"; do
+        [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && { wait "$pid" 2>/dev/null || true; }
+    done
     proxy_pid=""
     backend_pid=""
     haproxy_pid=
+    relay_pid=""
     percore_pid=""
     nginx_pid=""
     quiet_pid=""
@@ -217,6 +238,65 @@ stop_servers() {
     baseline_pid=""
     logged_pid=""
     return 0
+}
+
+# start_proxies CONFIG ROOT [BINARY]: the proxy rows' backend (BINARY, target/release/percore
+# unless given, with CONFIG and --root ROOT, "" for no files) on the load's core, and in front
+# of it on core $SERVER_CPU percore --proxy, HAProxy and the bare relay (nginx's proxy_pass
+# server is part of the nginx that start_servers runs); waits for each to answer /echo.
+start_proxies() {
+    local config=$1 root=$2 binary=${3:-target/release/percore}
+    command -v haproxy >/dev/null 2>&1 || { echo "proxy: install haproxy (apt-get install haproxy)" >&2; exit 1; }
+    # The backend shares the load's core: what each proxy costs is core $SERVER_CPU's
+    # time alone.
+    taskset -c "$CLIENT_CPU" "$binary" --config "$config" \
+        --port "$BACKEND_PORT" --cores "$CLIENT_CPU" --root "$root" >"$work/backend.log" 2>&1 &
+    backend_pid=$!
+    # keepalive 64 on both percore and nginx (benches/nginx.conf): 50 clients keep up to
+    # 50 upstream requests under way, and a pool smaller than that closes and opens
+    # connections all run long.
+    { cat config/percore.toml
+      printf '\n[[upstream]]\nname = "backend"\nservers = ["127.0.0.1:%s"]\nkeepalive = 64\n' "$BACKEND_PORT"
+      printf '\n[[proxy]]\npath = "/"\nupstream = "backend"\n'
+    } >"$work/proxy.toml"
+    taskset -c "$SERVER_CPU" target/release/percore --config "$work/proxy.toml" \
+        --port "$PROXY_PORT" --cores "$SERVER_CPU" --root "" >"$work/proxy.log" 2>&1 &
+    proxy_pid=$!
+    cat >"$work/haproxy.cfg" <<HAPROXY
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    http-reuse safe
+frontend echo
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend echo
+backend echo
+    server backend 127.0.0.1:$BACKEND_PORT
+HAPROXY
+    taskset -c "$SERVER_CPU" haproxy -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+    haproxy_pid=$!
+    taskset -c "$SERVER_CPU" "$relay_floor" "$RELAY_PORT" "127.0.0.1:$BACKEND_PORT" \
+        >"$work/relay.log" 2>&1 &
+    relay_pid=$!
+    for port in $BACKEND_PORT $PROXY_PORT $NGINX_PROXY_PORT $HAPROXY_PORT $RELAY_PORT; do
+        await_echo "$port"
+    done
+}
+# stop_proxies: stops what start_proxies started (nginx goes on).
+stop_proxies() {
+    kill -INT "$proxy_pid" "$backend_pid" 2>/dev/null || true
+    kill -TERM "$haproxy_pid" "$relay_pid" 2>/dev/null || true
+    wait "$proxy_pid" "$backend_pid" "$haproxy_pid" "$relay_pid" 2>/dev/null || true
+    proxy_pid=""
+    backend_pid=""
+    haproxy_pid=""
+    relay_pid=""
 }
 
 core_busy() { # busy ticks of $SERVER_CPU
@@ -230,6 +310,7 @@ run_load() {
     local url="http://127.0.0.1:$port$URL_PATH"
     case $workload in
         file-4k) url="http://127.0.0.1:$port/4k.bin" ;;
+        file-64k) url="http://127.0.0.1:$port/64k.bin" ;;
         file-1m) url="http://127.0.0.1:$port/1m.bin" ;;
         tls-file-1m) url="https://127.0.0.1:$port/1m.bin" ;;
         tls-*) url="https://127.0.0.1:$port$URL_PATH" ;;
@@ -241,6 +322,8 @@ run_load() {
         ab-k-500) taskset -c "$CLIENT_CPU" ab -q -k -c 500 -n "$N" "$url" >"$out" 2>&1 ;;
         ab-close-50) taskset -c "$CLIENT_CPU" ab -q -c 50 -n "$N_CLOSE" "$url" >"$out" 2>&1 ;;
         post-1k) taskset -c "$CLIENT_CPU" ab -q -k -c 50 -n "$N" -p "$work/1k.txt" \
+            -T text/plain "http://127.0.0.1:$port/upper" >"$out" 2>&1 ;;
+        post-64k) taskset -c "$CLIENT_CPU" ab -q -k -c 50 -n "$N_POST" -p "$work/64k.txt" \
             -T text/plain "http://127.0.0.1:$port/upper" >"$out" 2>&1 ;;
         wrk-50) taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${DURATION}s" \
             -s benches/keepalive.lua "$url" >"$out" 2>&1 ;;
@@ -540,45 +623,7 @@ for workload in $WORKLOADS; do
             compare "$workload" "$workload" $PERCORE_PORT $NGINX_PORT
             ;;
         proxy)
-            command -v haproxy >/dev/null 2>&1 || { echo "proxy: install haproxy (apt-get install haproxy)" >&2; exit 1; }
-            # The backend shares the load's core: what each proxy costs is core $SERVER_CPU's
-            # time alone.
-            sed 's/^enabled = true/enabled = false/' config/percore.toml >"$work/quiet.toml"
-            taskset -c "$CLIENT_CPU" target/release/percore --config "$work/quiet.toml" \
-                --port "$BACKEND_PORT" --cores "$CLIENT_CPU" --root "" >"$work/backend.log" 2>&1 &
-            backend_pid=$!
-            # keepalive 64 on both percore and nginx (benches/nginx.conf): 50 clients keep up to
-            # 50 upstream requests under way, and a pool smaller than that closes and opens
-            # connections all run long.
-            { cat config/percore.toml
-              printf '\n[[upstream]]\nname = "backend"\nservers = ["127.0.0.1:%s"]\nkeepalive = 64\n' "$BACKEND_PORT"
-              printf '\n[[proxy]]\npath = "/"\nupstream = "backend"\n'
-            } >"$work/proxy.toml"
-            taskset -c "$SERVER_CPU" target/release/percore --config "$work/proxy.toml" \
-                --port "$PROXY_PORT" --cores "$SERVER_CPU" --root "" >"$work/proxy.log" 2>&1 &
-            proxy_pid=$!
-            cat >"$work/haproxy.cfg" <<HAPROXY
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode http
-    option http-keep-alive
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    http-reuse safe
-frontend echo
-    bind 127.0.0.1:$HAPROXY_PORT
-    default_backend echo
-backend echo
-    server backend 127.0.0.1:$BACKEND_PORT
-HAPROXY
-            taskset -c "$SERVER_CPU" haproxy -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
-            haproxy_pid=$!
-            for port in $BACKEND_PORT $PROXY_PORT $NGINX_PROXY_PORT $HAPROXY_PORT; do
-                await_echo "$port"
-            done
+            start_proxies "$work/quiet.toml" ""
             echo
             echo "Reverse proxies on cpu $SERVER_CPU in front of one backend (percore /echo on cpu $CLIENT_CPU, beside the load): percore --proxy (first), nginx proxy_pass with a keepalive pool (second), HAProxy http-reuse safe (third; the ÷floor column is ÷HAProxy); µs: cpu $SERVER_CPU's time per proxied request"
             compare "proxy-ab-k-50" ab-k-50 $PROXY_PORT $NGINX_PROXY_PORT $HAPROXY_PORT
@@ -586,9 +631,82 @@ HAPROXY
             compare "proxy-pipe-16" wrk-pipe-16 $PROXY_PORT $NGINX_PROXY_PORT $HAPROXY_PORT
             c=$(curl -s "http://127.0.0.1:$PROXY_PORT/stats" | tr ',' '\n' | grep -o '"connects":[0-9]*' | head -1)
             echo "| proxy: upstream connections opened by percore over the proxy rows | ${c#*:} | | | | | | | |"
-            kill -INT "$proxy_pid" "$backend_pid" 2>/dev/null
-            kill -TERM "$haproxy_pid" 2>/dev/null
-            wait "$proxy_pid" "$backend_pid" "$haproxy_pid" 2>/dev/null || true
+            echo
+            echo "percore --proxy (first) vs the bare relay (second, benches/relay_floor.rs: one upstream connection per client, bytes copied both ways unparsed; the ÷nginx column is ÷relay), same backend; µs: cpu $SERVER_CPU's time per proxied request"
+            compare "proxy-ab-k-50 vs relay" ab-k-50 $PROXY_PORT $RELAY_PORT
+            compare "proxy-wrk-50 vs relay" wrk-50 $PROXY_PORT $RELAY_PORT
+            compare "proxy-pipe-16 vs relay" wrk-pipe-16 $PROXY_PORT $RELAY_PORT
+            stop_proxies
+            ;;
+        proxy-sizes)
+            # Files served by the backend (percore, static files from $site), then a POST body
+            # answered upper-cased by benches/app_server.rs (the percore binary takes no POST).
+            start_proxies "$work/quiet.toml" "$site"
+            # Each proxy passes every byte: the files as they are, the body upper-cased.
+            for port in $PROXY_PORT $NGINX_PROXY_PORT $HAPROXY_PORT; do
+                for f in 4k 64k 1m; do
+                    curl -sf "http://127.0.0.1:$port/$f.bin" | cmp -s - "$site/$f.bin" || {
+                        echo "proxy-sizes: /$f.bin through port $port is not the file; logs in $work" >&2
+                        exit 1
+                    }
+                done
+            done
+            # Files younger than 2 s are not cached (their times could hide a change).
+            sleep $((site_made + 3 > SECONDS ? site_made + 3 - SECONDS : 0))
+            echo
+            echo "Reverse proxies on cpu $SERVER_CPU, bigger messages: GETs of files of 4 KiB, 64 KiB and 1 MiB (wrk -c 50 keep-alive; backend percore --root on cpu $CLIENT_CPU) and 64 KiB POST bodies answered upper-cased (ab -k -c 50, $N_POST requests; backend benches/app_server.rs on cpu $CLIENT_CPU): percore --proxy (first), nginx proxy_pass (second), HAProxy (third; the ÷floor column is ÷HAProxy); µs: cpu $SERVER_CPU's time per proxied request"
+            compare "proxy-4k" file-4k $PROXY_PORT $NGINX_PROXY_PORT $HAPROXY_PORT
+            compare "proxy-64k" file-64k $PROXY_PORT $NGINX_PROXY_PORT $HAPROXY_PORT
+            compare "proxy-1m" file-1m $PROXY_PORT $NGINX_PROXY_PORT $HAPROXY_PORT
+            stop_proxies
+            start_proxies "$work/quiet.toml" "$site" "$app_server"
+            LC_ALL=C tr '[:lower:]' '[:upper:]' <"$work/64k.txt" >"$work/64k.upper"
+            for port in $PROXY_PORT $NGINX_PROXY_PORT $HAPROXY_PORT; do
+                curl -sf -H 'Expect:' -H 'Content-Type: text/plain' --data-binary @"$work/64k.txt" \
+                    "http://127.0.0.1:$port/upper" | cmp -s - "$work/64k.upper" || {
+                    echo "proxy-sizes: POST /upper through port $port did not answer the body upper-cased" >&2
+                    exit 1
+                }
+            done
+            compare "proxy-post-64k" post-64k $PROXY_PORT $NGINX_PROXY_PORT $HAPROXY_PORT
+            stop_proxies
+            ;;
+        proxy-idle-close)
+            # The backend closes keep-alive connections idle for 100 ms, so the proxies' pooled
+            # connections go stale while they wait; a proxy that sends a request on one the
+            # backend is closing must retry it, not answer the client with an error.
+            sed 's/^keepalive_timeout_ms = .*/keepalive_timeout_ms = 100/' "$work/quiet.toml" >"$work/idle-close.toml"
+            [ "$(grep -c '^keepalive_timeout_ms = 100$' "$work/idle-close.toml")" = 1 ] || {
+                echo "proxy-idle-close: no http.keepalive_timeout_ms line to set in config/percore.toml" >&2
+                exit 1
+            }
+            start_proxies "$work/idle-close.toml" ""
+            upstream_counts() { # -> "connects retries" of percore's proxy so far
+                curl -s "http://127.0.0.1:$PROXY_PORT/stats" | tr ',' '\n' |
+                    awk -F: '/"connects":/ && !c { c = $NF } /"retries":/ && !r { r = $NF } END { print c + 0, r + 0 }'
+            }
+            # wrk_failures PORT -> "failed non2xx socket_errors requests" of one wrk -c 50 run.
+            wrk_failures() {
+                taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${IDLE_CLOSE_DURATION}s" \
+                    -s benches/keepalive.lua "http://127.0.0.1:$1$URL_PATH" >"$work/out" 2>&1 || true
+                awk '/requests in/ { r = $1 }
+                     /Non-2xx or 3xx responses:/ { n = $NF }
+                     /Socket errors:/ { gsub(",", ""); s = $4 + $6 + $8 + $10 }
+                     END { printf "%d %d %d %d\n", n + s, n, s, r }' "$work/out"
+            }
+            before=$(upstream_counts)
+            p=$(wrk_failures $PROXY_PORT)
+            after=$(upstream_counts)
+            n=$(wrk_failures $NGINX_PROXY_PORT)
+            h=$(wrk_failures $HAPROXY_PORT)
+            stop_proxies
+            read -r p_all p_non p_sock p_reqs <<<"$p"
+            read -r n_all n_non n_sock n_reqs <<<"$n"
+            read -r h_all h_non h_sock h_reqs <<<"$h"
+            read -r c0 t0 <<<"$before"
+            read -r c1 t1 <<<"$after"
+            echo
+            echo "| proxy-idle-close: failed requests (non-2xx + socket errors; target 0), wrk -c 50 -d ${IDLE_CLOSE_DURATION}s keep-alive, backend closing connections idle for 100 ms | percore $p_all (non-2xx $p_non, socket errors $p_sock, of $p_reqs; $((c1 - c0)) upstream connections opened, $((t1 - t0)) retries) | nginx $n_all (non-2xx $n_non, socket errors $n_sock, of $n_reqs) | HAProxy $h_all (non-2xx $h_non, socket errors $h_sock, of $h_reqs) | | | | | |"
             ;;
         *) compare "$workload" "$workload" $PERCORE_PORT $NGINX_PORT $FLOOR_PORT ;;
     esac
@@ -596,5 +714,6 @@ done
 echo
 echo "floor: the bare io_uring loop ($FLOOR_SRC), which counts requests, parses nothing else and serves no files."
 echo "file-4k, file-1m: wrk -c 50 keep-alive GETs of a 4 KiB and a 1 MiB file (nginx: sendfile)."
+echo "relay: the bare io_uring relay (benches/relay_floor.rs), one upstream connection per client, bytes copied unparsed."
 echo "r/s: requests per second; µs: server core busy time per request (/proc/stat);"
 echo "÷nginx, ÷floor: percore's core time per request over nginx's and the bare loop's."
