@@ -55,7 +55,7 @@ mod tls;
 
 pub use app::{
     App, BoxError, Call, Files, HeaderError, OwnedRequest, Reply, Request, Response, Setup,
-    Upstream, UpstreamResponse,
+    Upstream, UpstreamResponse, UpstreamStream,
 };
 pub use config::{Config, ConfigError};
 pub use engine::UpstreamError;

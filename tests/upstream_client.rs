@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use backend::{Backend, Request};
 use common::{Client, TestServer};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use percore::config::{Config, CoreSpec};
 use percore::{App, OwnedRequest, Reply, Upstream, UpstreamError};
 
@@ -62,6 +63,36 @@ fn app() -> App<State> {
             .get(&target)
             .timeout(Duration::from_millis(300));
         seen(read(call).await)
+    })
+    .get_async("/raw/{n}", |request, state| async move {
+        // Sends `n` bytes on a raw connection while reading what comes back, then closes
+        // its side and reads to the end: answers the bytes read and their sum.
+        let n: usize = request.param("n").and_then(|n| n.parse().ok()).unwrap_or(0);
+        let outcome = async {
+            let stream = state.backend.connect().await?;
+            let (mut reader, mut writer) = futures_lite::io::split(stream);
+            let write = async move {
+                let data: Vec<u8> = (0..n).map(|i| (i % 241) as u8).collect();
+                writer.write_all(&data).await?;
+                writer.close().await?;
+                Ok::<_, std::io::Error>(())
+            };
+            let read = async move {
+                let mut back = Vec::new();
+                reader.read_to_end(&mut back).await?;
+                Ok::<_, std::io::Error>(back)
+            };
+            let (written, back) = futures_lite::future::zip(write, read).await;
+            written?;
+            back
+        };
+        match outcome.await {
+            Ok(back) => {
+                let sum: u64 = back.iter().map(|&b| u64::from(b)).sum();
+                Reply::text(format!("{} {sum}", back.len()))
+            }
+            Err(error) => Reply::text(format!("error: {:?}", error.kind())),
+        }
     })
     .get_async("/count/{*rest}", |request, state| async move {
         let target = target(&request);
@@ -329,4 +360,40 @@ fn the_calls_are_counted_with_the_proxys() {
     assert_eq!(counters.upstream_requests, 5);
     assert_eq!(counters.upstream_connects, 1);
     assert_eq!(counters.upstream_failures, 0);
+}
+
+/// A raw echo server: every byte back, until the client closes its side.
+fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut reader = stream.try_clone().unwrap();
+                let _ = std::io::copy(&mut reader, &mut stream);
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_raw_connection_carries_bytes_both_ways_and_its_close() {
+    let echo = echo_server();
+    let server = serve(&[echo.to_string()], "");
+    let mut client = server.client();
+    for n in [5usize, 70_000, 3 * 1024 * 1024] {
+        let sum: u64 = (0..n).map(|i| (i % 241) as u64).sum();
+        assert_eq!(
+            client.get(&format!("/raw/{n}")).text(),
+            format!("{n} {sum}")
+        );
+    }
+    let refused = serve(&[closed_port().to_string()], "");
+    assert_eq!(
+        refused.client().get("/raw/10").text(),
+        "error: ConnectionRefused"
+    );
 }

@@ -31,6 +31,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use super::response::{check_field, check_text, HeaderError};
+use super::stream::UpstreamStream;
 use crate::engine::{CallSlot, CallState, Outbound, Seen, UpstreamError};
 use crate::http::fields::{head_fields, is_tchar};
 use crate::http::response::push_decimal;
@@ -83,6 +84,15 @@ impl Upstream {
     /// A `DELETE` of `target`.
     pub fn delete(&self, target: &str) -> Call {
         self.request("DELETE", target)
+    }
+
+    /// A raw connection to the next server of this upstream (its `balance` chooses), for a
+    /// protocol of the handler's own: see [`UpstreamStream`]. Waits at most the upstream's
+    /// `connect_timeout_ms`.
+    pub async fn connect(&self) -> std::io::Result<UpstreamStream> {
+        let (connect, _) = self.door.timeouts(self.index);
+        let limit = Duration::from_millis(connect);
+        UpstreamStream::open(self.door.clone(), self.index, limit).await
     }
 
     /// A request with any method.

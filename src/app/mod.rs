@@ -49,6 +49,7 @@ mod response;
 pub(crate) mod router;
 pub(crate) mod service;
 mod setup;
+mod stream;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -61,6 +62,7 @@ pub use reply::Reply;
 pub use request::{OwnedRequest, Request};
 pub use response::{HeaderError, Response};
 pub use setup::Setup;
+pub use stream::UpstreamStream;
 
 use router::Router;
 

@@ -149,6 +149,9 @@ impl<A: Application> Connections<A> {
             if let Some(call) = link.call.take() {
                 call.fail(UpstreamError::Closed);
             }
+            if let Some(stream) = link.stream.take() {
+                stream.fail(std::io::ErrorKind::ConnectionAborted);
+            }
             if still_held {
                 if let Some(flight) = link.send.take() {
                     std::mem::forget(flight.buf);

@@ -122,6 +122,7 @@ pub use ring::RingMode;
 pub(crate) use shard::{make_ring, run, OnCore};
 pub use upstream::outbound::UpstreamError;
 pub(crate) use upstream::outbound::{CallSlot, CallState, Outbound, Seen};
+pub(crate) use upstream::raw::{StreamSlot, STREAM_HIGH_WATER};
 pub(crate) use upstream::relay::ProxyCall;
 
 use crate::files::FileBody;

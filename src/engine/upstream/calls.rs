@@ -32,7 +32,8 @@ impl<A: Application> Connections<A> {
     /// Returns whether there was anything.
     pub(in crate::engine) fn take_calls(&mut self, turn: &mut Turn<'_>) -> bool {
         let [posted, dropped, resumed] = self.upstreams.door.take();
-        let any = !(posted.is_empty() && dropped.is_empty() && resumed.is_empty());
+        let mut any = !(posted.is_empty() && dropped.is_empty() && resumed.is_empty());
+        any |= self.take_streams(turn);
         for slot in posted {
             if slot.0.borrow().abandoned {
                 continue;

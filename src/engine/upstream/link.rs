@@ -12,6 +12,7 @@ use super::super::buffers::Flight;
 use super::super::table::Record;
 use super::super::token::Key;
 use super::outbound::CallSlot;
+use super::raw::StreamSlot;
 
 /// Where a link stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +39,8 @@ pub(in crate::engine) struct Link {
     pub(in crate::engine) client: Option<Key>,
     /// Or the task's call it carries (while busy).
     pub(in crate::engine) call: Option<Rc<CallSlot>>,
+    /// Or the task's raw stream it is.
+    pub(in crate::engine) stream: Option<Rc<StreamSlot>>,
     /// Where it connects to; read by the kernel when the connect is submitted.
     pub(in crate::engine) addr: SockAddr,
     pub(in crate::engine) connecting: bool,

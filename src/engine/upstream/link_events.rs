@@ -31,6 +31,9 @@ impl<A: Application> Connections<A> {
         if link.call.is_some() {
             return self.call_connected(turn, link);
         }
+        if link.stream.is_some() {
+            return self.stream_connected(turn, link);
+        }
         let Some(mut conn) = self.client_of(turn, link) else {
             return;
         };
@@ -71,6 +74,9 @@ impl<A: Application> Connections<A> {
             // A call's timeout is its task's.
             return;
         }
+        if link.stream.is_some() {
+            return self.stream_sent(turn, link);
+        }
         // The request is out: the read timeout runs from now.
         if let Some(mut conn) = link.client.and_then(|key| self.table.take(key)) {
             if let Deferring::Proxy(relay) = &mut conn.deferring {
@@ -105,6 +111,10 @@ impl<A: Application> Connections<A> {
             self.call_data(turn, link, data);
             return None;
         }
+        if link.stream.is_some() {
+            self.stream_data(turn, link, data);
+            return None;
+        }
         let mut conn = self.client_of(turn, link)?;
         let fed = self.feed_relay(turn, &mut conn, link, data);
         if self.relay_outcome(turn, &mut conn, link, fed) {
@@ -122,6 +132,10 @@ impl<A: Application> Connections<A> {
         }
         if link.call.is_some() {
             self.call_ended(turn, link);
+            return None;
+        }
+        if link.stream.is_some() {
+            self.stream_ended(turn, link, false);
             return None;
         }
         let mut conn = self.client_of(turn, link)?;
@@ -158,6 +172,9 @@ impl<A: Application> Connections<A> {
     pub(super) fn link_failed(&mut self, turn: &mut Turn<'_>, link: &mut Link, connect: bool) {
         if link.call.is_some() {
             return self.call_link_failed(turn, link, connect);
+        }
+        if link.stream.is_some() {
+            return self.stream_ended(turn, link, true);
         }
         let Some(mut conn) = self.client_of(turn, link) else {
             return;

@@ -57,6 +57,7 @@ impl<A: Application> Connections<A> {
             server,
             client: None,
             call: None,
+            stream: None,
             addr: sockaddr,
             connecting: true,
             receiving: false,

@@ -22,6 +22,7 @@ mod link_io;
 mod link_tls;
 pub(super) mod outbound;
 mod pool;
+pub(super) mod raw;
 pub(super) mod relay;
 mod response;
 mod tunnel;

@@ -12,6 +12,7 @@ use std::task::Waker;
 
 use super::super::token::Key;
 use super::super::wake::Wake;
+use super::raw::{StreamSlot, StreamState};
 use crate::config::Config;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::upstream_head::BodyFraming;
@@ -81,6 +82,9 @@ struct Door {
     dropped: RefCell<Vec<Rc<CallSlot>>>,
     /// Calls whose task took buffered body bytes while their link was paused.
     resumed: RefCell<Vec<Rc<CallSlot>>>,
+    /// Raw connections asked for, and those with something for the loop to do.
+    streams_opened: RefCell<Vec<Rc<StreamSlot>>>,
+    streams_stirred: RefCell<Vec<Rc<StreamSlot>>>,
     /// The core's loop, woken when something is posted (set when the loop starts).
     wake: RefCell<Option<Rc<Wake>>>,
     /// False once the core has left: calls fail at once.
@@ -108,6 +112,8 @@ impl Outbound {
             posted: RefCell::default(),
             dropped: RefCell::default(),
             resumed: RefCell::default(),
+            streams_opened: RefCell::default(),
+            streams_stirred: RefCell::default(),
             wake: RefCell::default(),
             open: Cell::new(true),
         }))
@@ -169,6 +175,43 @@ impl Outbound {
         body
     }
 
+    /// Asks for a raw connection to a server of upstream `upstream`; the loop connects it at
+    /// its next turn.
+    pub(crate) fn open_stream(&self, upstream: usize) -> Rc<StreamSlot> {
+        let slot = Rc::new(StreamSlot(RefCell::new(StreamState {
+            upstream,
+            ..StreamState::default()
+        })));
+        if !self.0.open.get() {
+            slot.fail(std::io::ErrorKind::ConnectionAborted);
+            return slot;
+        }
+        self.0.streams_opened.borrow_mut().push(slot.clone());
+        self.fire();
+        slot
+    }
+
+    /// The task gave the loop something to do on `slot`'s stream (output to send, room to
+    /// read into, its close, or it let go).
+    pub(crate) fn stir(&self, slot: &Rc<StreamSlot>) {
+        let mut state = slot.0.borrow_mut();
+        if state.stirred || state.link.is_none() && state.connected.is_some() {
+            return;
+        }
+        state.stirred = true;
+        drop(state);
+        self.0.streams_stirred.borrow_mut().push(slot.clone());
+        self.fire();
+    }
+
+    /// The raw connections asked for and stirred since the last take.
+    pub(super) fn take_streams(&self) -> [Vec<Rc<StreamSlot>>; 2] {
+        [
+            std::mem::take(&mut *self.0.streams_opened.borrow_mut()),
+            std::mem::take(&mut *self.0.streams_stirred.borrow_mut()),
+        ]
+    }
+
     fn fire(&self) {
         if let Some(wake) = &*self.0.wake.borrow() {
             wake.fire();
@@ -195,6 +238,9 @@ impl Outbound {
         self.0.open.set(false);
         for slot in std::mem::take(&mut *self.0.posted.borrow_mut()) {
             slot.fail(UpstreamError::Closed);
+        }
+        for slot in std::mem::take(&mut *self.0.streams_opened.borrow_mut()) {
+            slot.fail(std::io::ErrorKind::ConnectionAborted);
         }
     }
 }
