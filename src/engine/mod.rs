@@ -122,8 +122,8 @@ pub use ring::RingMode;
 pub(crate) use shard::{make_ring, run, OnCore};
 pub use upstream::outbound::UpstreamError;
 pub(crate) use upstream::outbound::{CallSlot, CallState, Outbound, Seen};
-pub(crate) use upstream::raw::{StreamSlot, STREAM_HIGH_WATER};
 pub(crate) use upstream::relay::ProxyCall;
+pub(crate) use upstream::stream::{StreamSlot, STREAM_HIGH_WATER};
 
 use crate::files::FileBody;
 use crate::http::request::RawRequest;

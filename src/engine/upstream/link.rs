@@ -12,7 +12,7 @@ use super::super::buffers::Flight;
 use super::super::table::Record;
 use super::super::token::Key;
 use super::outbound::CallSlot;
-use super::raw::StreamSlot;
+use super::stream::StreamSlot;
 
 /// Where a link stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,9 +22,10 @@ mod link_io;
 mod link_tls;
 pub(super) mod outbound;
 mod pool;
-pub(super) mod raw;
 pub(super) mod relay;
 mod response;
+pub(super) mod stream;
+mod stream_events;
 mod tunnel;
 
 use std::rc::Rc;

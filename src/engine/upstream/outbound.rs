@@ -12,7 +12,7 @@ use std::task::Waker;
 
 use super::super::token::Key;
 use super::super::wake::Wake;
-use super::raw::{StreamSlot, StreamState};
+use super::stream::{StreamSlot, StreamState};
 use crate::config::Config;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::upstream_head::BodyFraming;
