@@ -93,6 +93,16 @@ impl ProxyRoutes {
             .find(|route| path.starts_with(route.prefix.as_bytes()))
     }
 
+    /// Whether a proxy route takes `request` and its call may go upstream behind an earlier
+    /// one on the same connection: a `GET` or `HEAD` (sending it again after a failure does
+    /// no harm), with no body, asking for no upgrade.
+    pub(crate) fn queues(&self, request: &RawRequest<'_>) -> bool {
+        matches!(request.head.method, Method::Get | Method::Head)
+            && request.body.is_empty()
+            && upgrade_asked(request).is_none()
+            && self.takes(request)
+    }
+
     /// Whether a proxy route takes `request`.
     pub(crate) fn takes(&self, request: &RawRequest<'_>) -> bool {
         !self.routes.is_empty() && self.find(request.path()).is_some()

@@ -158,6 +158,12 @@ impl<S: 'static> Application for AppService<S> {
         }
     }
 
+    fn queues(&mut self, peer: &Peer, request: &RawRequest<'_>) -> bool {
+        // A cleartext request that is redirected is answered at once, not proxied.
+        let redirected = self.https_redirect.is_some() && peer.tls.is_none();
+        !redirected && self.proxies.queues(request)
+    }
+
     fn drain(&mut self) {
         self.draining = true;
     }

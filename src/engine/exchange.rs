@@ -41,6 +41,10 @@ impl<A: Application> Service for Exchange<'_, A> {
         self.app.wants_body(request)
     }
 
+    fn queues(&mut self, request: &RawRequest<'_>) -> bool {
+        self.app.queues(&self.peer, request)
+    }
+
     fn call(
         &mut self,
         request: &RawRequest<'_>,
@@ -132,7 +136,13 @@ impl<A: Application> Connections<A> {
             // must be read to its end even when the response waiting for it is large, or
             // that response could never be committed and sent.
             let full = conn.out.len() >= OUTPUT_HIGH_WATER && conn.session.is_between_requests();
-            if !matches!(conn.deferring, Deferring::Nothing) || conn.session.is_closed() || full {
+            // A relay under way lets the session answer pipelined requests it can queue.
+            let waiting = match &conn.deferring {
+                Deferring::Nothing => false,
+                Deferring::Proxy(relay) => !relay.takes_more(),
+                _ => true,
+            };
+            if waiting || conn.session.is_closed() || full {
                 break;
             }
             let from_fresh = conn.input.pending() == 0;
@@ -195,7 +205,7 @@ impl<A: Application> Connections<A> {
             if let Some(status) = progress.error {
                 self.refused(turn, conn, status);
             }
-            if let Some(Deferral { what, head, .. }) = progress.deferred {
+            if let Some(Deferral { what, head, queued }) = progress.deferred {
                 match what.what {
                     Deferred::File(body) => self.start_transfer(conn, body, head),
                     Deferred::Task(task) => {
@@ -209,7 +219,11 @@ impl<A: Application> Connections<A> {
                             .counters
                             .borrow_mut()
                             .upstream_requests += 1;
-                        self.start_proxy(turn, conn, call, what.log);
+                        match queued {
+                            // Behind the relay under way (only proxy calls queue).
+                            Some(framing) => self.queue_proxy(turn, conn, call, what.log, framing),
+                            None => self.start_proxy(turn, conn, call, what.log),
+                        }
                     }
                 }
             }

@@ -163,6 +163,11 @@ pub(crate) trait Application: 'static {
         response: &mut ResponseWriter,
     ) -> Option<Deferred>;
 
+    /// Whether `request` (complete, no body) from `peer` would be answered by a proxy call
+    /// that may go upstream behind the one its connection is waiting for (pipelined
+    /// requests sent as one batch): see `http::Service::queues`.
+    fn queues(&mut self, peer: &Peer<'_>, request: &RawRequest<'_>) -> bool;
+
     /// The core begins draining (a health route starts answering 503).
     fn drain(&mut self);
 }

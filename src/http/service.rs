@@ -18,6 +18,14 @@ pub trait Service {
         true
     }
 
+    /// Whether `request` (complete, with no body) would be answered by a whole deferred
+    /// response that may be started while an earlier deferred one is still being made (a
+    /// proxied `GET`, sent upstream behind the one before it). The session then answers it
+    /// rather than waiting, and its response follows the earlier ones in order.
+    fn queues(&mut self, _request: &RawRequest<'_>) -> bool {
+        false
+    }
+
     /// Answers `request` into `response`. Returns a deferred part when the answer is not
     /// all written: with a head written ([`ResponseWriter::sent`] set) the deferred part is
     /// the body it promises; with none, it is the whole response, which the caller writes
@@ -77,4 +85,7 @@ pub struct Deferral<D> {
     /// body follows it). A service that wrote no head deferred a whole response, to be
     /// written with `Session::answer_deferred`.
     pub head: usize,
+    /// For a whole response queued behind another still due ([`Service::queues`]): how it is
+    /// to be written, for the caller to give back (`Session::take_turn`) when its turn comes.
+    pub queued: Option<super::session::DeferredFraming>,
 }

@@ -17,7 +17,10 @@
 //! service may leave part of an answer for later (a [`Service::Deferred`]): a file's bytes
 //! behind a head already written, or a whole response that an async handler is still
 //! making. The session then stops answering until the caller has dealt with it, so responses
-//! always leave in request order.
+//! always leave in request order; the one exception is a pipelined request the service
+//! queues ([`Service::queues`]: one it will also answer with a whole deferred response, such
+//! as a proxied `GET`), which is answered meanwhile, its deferred response due after the
+//! earlier ones (at most [`MAX_DEFERRED`] due at once).
 
 use super::chunked::ChunkedDecoder;
 use super::error::HttpError;
@@ -29,6 +32,10 @@ use super::status::Status;
 /// Output bytes past which `process` stops answering and lets the caller write, so that a
 /// client pipelining thousands of requests cannot make one batch grow without bound.
 pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+
+/// Deferred whole responses a session keeps waiting at once, the first included: how far
+/// pipelined requests a service queues ([`Service::queues`]) may run ahead.
+pub const MAX_DEFERRED: usize = 16;
 
 /// A gathering buffer that grew past this is freed after its request rather than kept for
 /// the connection's next one (an idle connection should hold next to nothing).
@@ -89,8 +96,10 @@ impl Held {
 }
 
 /// How a deferred response is to be written, as decided when its request was answered.
+/// That of a queued one ([`Service::queues`]) is handed to the caller, who gives it back
+/// when its turn comes ([`Session::take_turn`]).
 #[derive(Clone, Copy, Debug)]
-struct DeferredFraming {
+pub struct DeferredFraming {
     head_only: bool,
     http10: bool,
     persistence: Persistence,
@@ -101,13 +110,16 @@ struct DeferredFraming {
 pub struct Session {
     state: State,
     /// Requests answered.
-    served: u64,
+    served: u32,
     /// How far the search for the head's end got (≤ `http.max_request_head_bytes`, ≤ 1 MiB).
     scanned: u32,
     /// The request being gathered, and the buffer kept for the next one.
     held: Option<Box<Held>>,
     /// A whole response the service deferred, to be written ([`Session::answer_deferred`]).
     deferred_framing: Option<DeferredFraming>,
+    /// Deferred responses due after it, of requests the service queued (their framings are
+    /// the caller's to keep: a connection's session stays 24 bytes).
+    queued: u8,
 }
 
 impl Default for Session {
@@ -125,6 +137,7 @@ impl Session {
             scanned: 0,
             held: None,
             deferred_framing: None,
+            queued: 0,
         }
     }
 
@@ -146,7 +159,11 @@ impl Session {
         let mut progress = Progress::default();
         let mut pos = 0;
         loop {
-            if progress.deferred.is_some() || self.deferred_framing.is_some() {
+            if progress.deferred.is_some() {
+                break;
+            }
+            if self.deferred_framing.is_some() && !self.queues_next(&input[pos..], service, limits)
+            {
                 break;
             }
             // The high-water mark applies between requests only: a body is read to its end
@@ -300,8 +317,9 @@ impl Session {
         progress: &mut Progress<S::Deferred>,
     ) {
         let max_requests = limits.max_requests;
-        let mut closing =
-            !head.keep_alive || draining || (max_requests != 0 && self.served + 1 >= max_requests);
+        let mut closing = !head.keep_alive
+            || draining
+            || (max_requests != 0 && u64::from(self.served) + 1 >= max_requests);
         let persistence = match (closing, head.version) {
             (true, _) => Persistence::Close,
             (false, Version::Http10) => Persistence::KeepAlive,
@@ -311,6 +329,7 @@ impl Session {
         let http10 = head.version == Version::Http10;
         // The writer holds the output buffer while the service answers (moved, not copied).
         let mut response = ResponseWriter::new(std::mem::take(out), head_only, http10, persistence);
+        let mut queued = None;
         let request = RawRequest { head, bytes, body };
         // Nothing is deferred before this: `process` answers nothing more once something is.
         let deferred = service.call(&request, &mut response);
@@ -320,7 +339,7 @@ impl Session {
         }
         // The service may have asked to close (or failed, which closes).
         closing |= response.persistence() == Persistence::Close;
-        self.served += 1;
+        self.served = self.served.saturating_add(1);
         let head = response.start();
         if response.failed() {
             progress.failures += 1;
@@ -330,18 +349,25 @@ impl Session {
         }
         match response.sent() {
             None => {
-                self.deferred_framing = Some(DeferredFraming {
+                let framing = DeferredFraming {
                     head_only,
                     http10,
                     persistence: response.persistence(),
-                })
+                };
+                match self.deferred_framing {
+                    None => self.deferred_framing = Some(framing),
+                    Some(_) => {
+                        self.queued += 1;
+                        queued = Some(framing);
+                    }
+                }
             }
             Some(status) => {
                 progress.responses += 1;
                 progress.by_class[status.class()] += 1;
             }
         }
-        progress.deferred = deferred.map(|what| Deferral { what, head });
+        progress.deferred = deferred.map(|what| Deferral { what, head, queued });
         *out = response.into_out();
         self.state = if closing { State::Closed } else { State::Head };
     }
@@ -375,7 +401,9 @@ impl Session {
             response.fail();
         }
         if response.persistence() == Persistence::Close {
+            // The responses queued behind this one will never be written.
             self.state = State::Closed;
+            self.queued = 0;
         }
         let answered = (
             response.sent().unwrap_or(Status::INTERNAL_SERVER_ERROR),
@@ -383,6 +411,38 @@ impl Session {
         );
         *out = response.into_out();
         answered
+    }
+
+    /// Whether the complete request at the start of `input` may be answered while deferred
+    /// responses are still due: the session is between requests, fewer than
+    /// [`MAX_DEFERRED`] are due, the request has no body, and the service queues it.
+    fn queues_next<S: Service>(&self, input: &[u8], service: &mut S, limits: &Limits) -> bool {
+        let due = 1 + usize::from(self.queued);
+        if self.state != State::Head || due >= MAX_DEFERRED {
+            return false;
+        }
+        let mut scanned = 0;
+        let Ok(Some(head)) = parse_head(input, &mut scanned, limits) else {
+            return false;
+        };
+        if !matches!(head.framing, Framing::Empty) {
+            return false;
+        }
+        let request = RawRequest {
+            head: &head,
+            bytes: &input[..head.len],
+            body: &[],
+        };
+        service.queues(&request)
+    }
+
+    /// The next queued deferred response is due: `framing`, handed out with its
+    /// [`Deferral`], is how [`Session::answer_deferred`] will write it.
+    pub fn take_turn(&mut self, framing: DeferredFraming) {
+        if self.queued > 0 && self.deferred_framing.is_none() {
+            self.queued -= 1;
+            self.deferred_framing = Some(framing);
+        }
     }
 
     /// Writes an error response that ends the session.
@@ -393,6 +453,7 @@ impl Session {
     /// Appends a short `status` response that closes the connection, and ends the session.
     fn close_with(&mut self, status: Status, out: &mut Vec<u8>) {
         self.deferred_framing = None;
+        self.queued = 0;
         if let Some(held) = self.held.as_mut() {
             held.bytes.clear();
         }
@@ -439,6 +500,7 @@ impl Session {
     /// finished goes out cut short, and nothing after it).
     pub fn abort(&mut self) {
         self.deferred_framing = None;
+        self.queued = 0;
         self.state = State::Closed;
     }
 
@@ -465,136 +527,4 @@ impl Session {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::http::response::TEXT_PLAIN;
-
-    /// A service for the session alone: `GET /echo?name=X` answers `Hi, X!`, `POST /upper`
-    /// its body in upper case, anything else 404 (and its body is not gathered).
-    struct Stub;
-
-    impl Service for Stub {
-        type Deferred = ();
-
-        fn wants_body(&mut self, request: &RawRequest<'_>) -> bool {
-            request.path() == b"/upper"
-        }
-
-        fn call(&mut self, request: &RawRequest<'_>, response: &mut ResponseWriter) -> Option<()> {
-            match (request.path(), request.query()) {
-                (b"/echo", Some(query)) => {
-                    let name = query.strip_prefix(b"name=").unwrap_or_default();
-                    response.send(Status::OK, Some(TEXT_PLAIN), &[], &[b"Hi, ", name, b"!"]);
-                }
-                (b"/upper", _) => {
-                    let body = request.body.to_ascii_uppercase();
-                    response.send(Status::OK, None, &[], &[&body]);
-                }
-                _ => response.send_status(Status::NOT_FOUND, &[]),
-            }
-            None
-        }
-    }
-
-    fn service() -> Stub {
-        Stub
-    }
-
-    fn run(input: &[u8]) -> (String, Progress<()>, bool) {
-        let mut session = Session::new();
-        let mut out = Vec::new();
-        let progress = session.process(input, &mut out, &mut service(), &Limits::default(), false);
-        let text = String::from_utf8_lossy(&out).into_owned();
-        (text, progress, session.is_closed())
-    }
-
-    #[test]
-    fn pipelined_requests_answered_in_order() {
-        let input = b"GET /echo?name=a HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?name=b HTTP/1.1\r\nHost: x\r\n\r\n";
-        let (text, progress, closed) = run(input);
-        assert_eq!(progress.responses, 2);
-        assert_eq!(progress.consumed, input.len());
-        assert!(!closed);
-        let a = text.find("Hi, a!").unwrap();
-        let b = text.find("Hi, b!").unwrap();
-        assert!(a < b);
-    }
-
-    #[test]
-    fn body_is_consumed_before_next_request() {
-        let input = b"POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nGET /xGET /echo?name=z HTTP/1.1\r\nHost: x\r\n\r\n";
-        let (text, progress, _) = run(input);
-        assert_eq!(progress.responses, 2);
-        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
-        assert!(text.ends_with("Hi, z!"));
-    }
-
-    #[test]
-    fn a_body_split_over_reads_is_gathered_whole() {
-        let mut session = Session::new();
-        let mut service = service();
-        let mut out = Vec::new();
-        let parts: [&[u8]; 4] = [
-            b"POST /upper HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab",
-            b"c\r\n2\r\nde\r\n0\r\n",
-            b"\r\nPOST /upper HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfg",
-            b"hij",
-        ];
-        for part in parts {
-            let progress = session.process(part, &mut out, &mut service, &Limits::default(), false);
-            assert_eq!(progress.consumed, part.len());
-        }
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("Content-Length: 5\r\n\r\nABCDE"), "{text}");
-        assert!(text.ends_with("Content-Length: 5\r\n\r\nFGHIJ"), "{text}");
-    }
-
-    /// Found by fuzzing: a blank line split between its CR and LF was taken for the start of
-    /// a head, and the request after it was refused.
-    #[test]
-    fn blank_line_split_between_cr_and_lf_is_still_skipped() {
-        let mut session = Session::new();
-        let mut out = Vec::new();
-        let mut service = service();
-        let first = session.process(b"\r", &mut out, &mut service, &Limits::default(), false);
-        assert_eq!(first.consumed, 0);
-        let input = b"\r\n\r\nGET /echo?name=a HTTP/1.1\r\nHost: h\r\n\r\n";
-        let progress = session.process(input, &mut out, &mut service, &Limits::default(), false);
-        assert_eq!(progress.consumed, input.len());
-        assert!(String::from_utf8(out).unwrap().ends_with("Hi, a!"));
-    }
-
-    #[test]
-    fn unreadable_file_response_becomes_a_500_after_the_earlier_ones() {
-        let mut session = Session::new();
-        let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec();
-        let head = out.len();
-        out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n");
-        session.fail_file(&mut out, head);
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 500 "));
-        assert!(text.contains("Connection: close\r\n"));
-        assert!(session.is_closed());
-    }
-
-    #[test]
-    fn a_malformed_body_is_answered_400_and_its_route_never_runs() {
-        let mut session = Session::new();
-        let mut out = Vec::new();
-        let head = b"POST /upper HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let progress = session.process(head, &mut out, &mut service(), &Limits::default(), false);
-        assert_eq!(progress.responses, 0);
-        assert!(out.is_empty());
-        let progress = session.process(
-            b"zz\r\n",
-            &mut out,
-            &mut service(),
-            &Limits::default(),
-            false,
-        );
-        assert_eq!(progress.errors, 1);
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
-        assert_eq!(text.matches("HTTP/1.1").count(), 1);
-    }
-}
+mod tests;

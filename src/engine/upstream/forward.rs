@@ -37,6 +37,7 @@ impl<A: Application> Connections<A> {
             answered: None,
             upstream_status: None,
             first_sent: None,
+            queue: std::collections::VecDeque::new(),
             bytes: 0,
         }));
         self.relay_go(turn, conn, None);
@@ -98,6 +99,8 @@ impl<A: Application> Connections<A> {
         let relay = conn.relay();
         let (upstream, server, reused) = (relay.call.upstream, relay.server, relay.reused);
         relay.link = None;
+        // Pipelined requests sent behind it on that connection go again behind it.
+        relay.queue.iter_mut().for_each(|q| q.sent = false);
         let again = relay.tries < 2 && (nothing_sent || reused || relay.call.idempotent);
         if !again {
             return self.relay_failed(turn, conn, Status::BAD_GATEWAY);
@@ -147,6 +150,17 @@ impl<A: Application> Connections<A> {
         turn.reporting
             .metrics
             .record_one(answered.class(), false, Some(relay.read_at));
+        // Pipelined requests behind it go on, on a connection of their own (unless this
+        // answer closed the client connection).
+        if conn.session.is_closed() {
+            relay.queue.clear();
+        }
+        relay.queue.iter_mut().for_each(|q| q.sent = false);
+        if let Some(framing) = relay.promote(turn.now.ms) {
+            conn.session.take_turn(framing);
+            conn.deferring = Deferring::Proxy(relay);
+            self.relay_go(turn, conn, None);
+        }
         self.pump(turn, conn, &[]);
         self.flush(turn, conn);
     }

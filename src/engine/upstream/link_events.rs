@@ -9,6 +9,7 @@ use super::super::connections::Connections;
 use super::super::turn::Turn;
 use super::super::Application;
 use super::link::{Link, LinkState};
+use super::pipeline::Next;
 use super::relay::Stage;
 use super::response::Fed;
 use crate::http::status::Status;
@@ -89,6 +90,8 @@ impl<A: Application> Connections<A> {
                     Stage::Tunnel(_) => self.tunnel_push(turn, &mut conn, link),
                     _ => {}
                 }
+                // Pipelined requests queued meanwhile go out together.
+                self.pipeline(turn, &mut conn, link);
             }
             self.settle(turn, conn);
         }
@@ -116,9 +119,20 @@ impl<A: Application> Connections<A> {
             return None;
         }
         let mut conn = self.client_of(turn, link)?;
-        let fed = self.feed_relay(turn, &mut conn, link, data);
-        if self.relay_outcome(turn, &mut conn, link, fed) {
-            return Some(conn);
+        let mut data = data;
+        loop {
+            let fed = self.feed_relay(turn, &mut conn, link, data);
+            match self.relay_outcome(turn, &mut conn, link, fed) {
+                None => break,
+                Some(Next::Through | Next::Go) => return Some(conn),
+                // The next pipelined response may have begun in these very bytes.
+                Some(Next::Continue { rest }) => {
+                    data = &data[data.len() - rest..];
+                    if data.is_empty() {
+                        break;
+                    }
+                }
+            }
         }
         self.settle(turn, conn);
         None
@@ -146,7 +160,10 @@ impl<A: Application> Connections<A> {
                     self.buffers.writes.lend(&mut conn.out);
                     conn.out.extend_from_slice(b"0\r\n\r\n");
                 }
-                Fed::Done { reusable: false }
+                Fed::Done {
+                    reusable: false,
+                    rest: 0,
+                }
             }
             // Cut short: the client must see it truncated.
             Stage::Body(_) => Fed::Failed(Status::BAD_GATEWAY),
@@ -160,7 +177,7 @@ impl<A: Application> Connections<A> {
             }
             Stage::Head | Stage::Connect => Fed::Failed(Status::BAD_GATEWAY),
         };
-        if self.relay_outcome(turn, &mut conn, link, fed) {
+        if self.relay_outcome(turn, &mut conn, link, fed).is_some() {
             return Some(conn);
         }
         self.settle(turn, conn);

@@ -251,6 +251,8 @@ impl<A: Application> Connections<A> {
         }
         self.settle_link(turn, link);
         if let Some(mut conn) = finished {
+            // Back in its table, the link may carry the relay's next call.
+            self.relay_next(turn, &mut conn);
             self.pump(turn, &mut conn, &[]);
             self.flush(turn, &mut conn);
             self.settle(turn, conn);

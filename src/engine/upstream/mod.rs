@@ -21,6 +21,7 @@ mod link_events;
 mod link_io;
 mod link_tls;
 pub(super) mod outbound;
+mod pipeline;
 mod pool;
 pub(super) mod relay;
 mod response;

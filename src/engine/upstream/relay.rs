@@ -20,6 +20,7 @@
 //! closed. A response cut short after its head went out closes the client connection
 //! without the chunked body's end, so the client sees it truncated.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::super::background::DeferredLog;
@@ -28,6 +29,7 @@ use super::pool::GroupSettings;
 use crate::access_log::{LogBuffer, UpstreamEntry};
 use crate::config::ServerAddr;
 use crate::http::chunked::ChunkedDecoder;
+use crate::http::session::{DeferredFraming, MAX_DEFERRED};
 use crate::http::upstream_head::BodyFraming;
 
 /// Longest response head accepted from an upstream server.
@@ -116,6 +118,20 @@ pub(in crate::engine) struct Relay {
     pub(super) first_sent: Option<Instant>,
     /// Bytes of the response written for the client so far.
     pub(super) bytes: u64,
+    /// The client's pipelined requests behind this one, in order (`pipeline`).
+    pub(super) queue: VecDeque<Queued>,
+}
+
+/// A pipelined request waiting behind the relay's current one.
+pub(super) struct Queued {
+    pub(super) call: Box<ProxyCall>,
+    pub(super) log: Option<Box<DeferredLog>>,
+    /// When its bytes were reaped.
+    pub(super) read_at: Instant,
+    /// How its deferred response is to be written (`Session::take_turn`).
+    pub(super) framing: DeferredFraming,
+    /// It went out on the relay's link, behind the requests before it.
+    pub(super) sent: bool,
 }
 
 impl Relay {
@@ -152,6 +168,30 @@ impl Relay {
     /// The response head has gone to the client.
     pub(super) fn head_sent(&self) -> bool {
         matches!(self.stage, Stage::Body(_) | Stage::Tunnel(_))
+    }
+
+    /// Makes the next queued call the relay's own (its request, log line and clock), not
+    /// sent yet, with no link; returns its response's framing for the session (none when
+    /// nothing is queued).
+    pub(super) fn promote(&mut self, now_ms: u64) -> Option<DeferredFraming> {
+        let next = self.queue.pop_front()?;
+        self.call = next.call;
+        self.log = next.log;
+        self.read_at = next.read_at;
+        self.answered = None;
+        self.upstream_status = None;
+        self.bytes = 0;
+        self.first_sent = None;
+        self.tries = 0;
+        self.since = now_ms;
+        self.link = None;
+        self.stage = Stage::Connect;
+        Some(next.framing)
+    }
+
+    /// More of the client's pipelined requests may be queued behind this one.
+    pub(in crate::engine) fn takes_more(&self) -> bool {
+        !self.tunnels() && self.queue.len() + 1 < MAX_DEFERRED
     }
 
     /// The exchange has become a tunnel: the client's bytes are the server's, unparsed.

@@ -8,6 +8,7 @@ use super::super::connections::Connections;
 use super::super::turn::Turn;
 use super::super::Application;
 use super::link::Link;
+use super::pipeline::Next;
 use super::relay::{Body, Stage, MAX_UPSTREAM_HEAD};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::response::{OwnFields, ResponseWriter};
@@ -33,8 +34,9 @@ fn chunk_line(len: usize, line: &mut [u8; 18]) -> usize {
 pub(super) enum Fed {
     /// More is to come.
     More,
-    /// The response is complete; `clean`: nothing followed it.
-    Done { reusable: bool },
+    /// The response is complete: `reusable`, its framing lets the connection carry
+    /// another; `rest`, bytes read after it (the next pipelined response's, or stray).
+    Done { reusable: bool, rest: usize },
     /// The response cannot be relayed: the client gets `status` (502) if its head has not
     /// gone out, and is cut otherwise.
     Failed(Status),
@@ -196,7 +198,8 @@ impl<A: Application> Connections<A> {
         let reusable = body.reusable;
         match body.framing {
             BodyFraming::None => Fed::Done {
-                reusable: reusable && data.is_empty(),
+                reusable,
+                rest: data.len(),
             },
             BodyFraming::Length(_) => {
                 let take = (body.left as usize).min(data.len());
@@ -206,7 +209,8 @@ impl<A: Application> Connections<A> {
                 body.left -= take as u64;
                 match body.left {
                     0 => Fed::Done {
-                        reusable: reusable && take == data.len(),
+                        reusable,
+                        rest: data.len() - take,
                     },
                     _ => Fed::More,
                 }
@@ -246,7 +250,8 @@ impl<A: Application> Connections<A> {
                         out.extend_from_slice(b"\r\n");
                     }
                     return Fed::Done {
-                        reusable: reusable && used == data.len(),
+                        reusable,
+                        rest: data.len() - used,
                     };
                 }
                 Fed::More
@@ -268,15 +273,15 @@ impl<A: Application> Connections<A> {
         }
     }
 
-    /// Acts on what the bytes did. Returns whether the response is through (the client's
-    /// next requests are then for the caller to answer, once the link is back).
+    /// Acts on what the bytes did. Returns what follows a response that is through (see
+    /// `pipeline::Next`); none while it is not.
     pub(super) fn relay_outcome(
         &mut self,
         turn: &mut Turn<'_>,
         conn: &mut Conn,
         link: &mut Link,
         fed: Fed,
-    ) -> bool {
+    ) -> Option<Next> {
         match fed {
             Fed::More => {
                 self.flush(turn, conn);
@@ -286,15 +291,8 @@ impl<A: Application> Connections<A> {
                     self.cancel_link_recv(turn, link);
                 }
             }
-            Fed::Done { reusable } => {
-                let keep = reusable && !link.ended;
-                self.release_link(turn, link, keep);
-                if let Deferring::Proxy(relay) =
-                    std::mem::replace(&mut conn.deferring, Deferring::Nothing)
-                {
-                    self.log_relay(turn, &relay);
-                }
-                return true;
+            Fed::Done { reusable, rest } => {
+                return Some(self.relay_done(turn, conn, link, reusable, rest));
             }
             Fed::Failed(status) => {
                 link.client = None;
@@ -302,6 +300,6 @@ impl<A: Application> Connections<A> {
                 self.relay_failed(turn, conn, status);
             }
         }
-        false
+        None
     }
 }

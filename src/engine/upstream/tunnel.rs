@@ -132,6 +132,9 @@ impl<A: Application> Connections<A> {
         conn.input_ended = true;
         conn.input.clear();
         self.buffers.reads.give(std::mem::take(&mut conn.input.buf));
-        Fed::Done { reusable: false }
+        Fed::Done {
+            reusable: false,
+            rest: 0,
+        }
     }
 }

@@ -1,0 +1,253 @@
+//! Pipelined requests through the reverse proxy: a client's `GET`s and `HEAD`s behind one
+//! waiting for its upstream go out behind it on the same connection, as a batch, and the
+//! responses come back in request order, whatever the server does with its connections.
+
+#[path = "common/backend.rs"]
+mod backend;
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use backend::{Backend, Request};
+use common::TestServer;
+use percore::config::Config;
+
+/// A server with the `[[upstream]]` and `[[proxy]]` tables of `toml`.
+fn with_toml(toml: &str) -> TestServer {
+    let parsed = Config::from_toml(toml, "test").expect("the proxy configuration parses");
+    TestServer::with(|config| {
+        config.upstream = parsed.upstream;
+        config.proxy = parsed.proxy;
+    })
+}
+
+/// A server proxying `/api/` to `backend`, with `extra` lines in its `[[upstream]]`.
+fn proxy_to(backend: SocketAddr, extra: &str) -> TestServer {
+    with_toml(&format!(
+        "[[upstream]]\nname = \"app\"\nservers = [\"{backend}\"]\n{extra}\n\
+         [[proxy]]\npath = \"/api/\"\nupstream = \"app\"\n"
+    ))
+}
+
+fn ok(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The path of a request line.
+fn path(request: &Request) -> String {
+    request.line().split(' ').nth(1).unwrap_or("").to_string()
+}
+
+/// Reads `count` responses with `Content-Length` bodies (none for `heads`, the indexes of
+/// responses to HEAD): their status lines and bodies.
+fn read_responses(stream: &mut TcpStream, count: usize, heads: &[usize]) -> Vec<(String, String)> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while out.len() < count {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let len: usize = match heads.contains(&out.len()) {
+                true => 0,
+                false => head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .map_or(0, |v| v.trim().parse().unwrap()),
+            };
+            if buf.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                out.push((head.lines().next().unwrap().to_string(), body));
+                buf.drain(..end + 4 + len);
+                continue;
+            }
+        }
+        let n = stream
+            .read(&mut chunk)
+            .expect("the responses within the deadline");
+        assert!(n > 0, "closed after {} responses: {:?}", out.len(), out);
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    out
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+/// A backend that answers nothing until it holds `batch` request heads on one connection,
+/// then answers them all, in order; the number of heads it found together is sent back.
+fn batch_backend(batch: usize) -> (SocketAddr, mpsc::Receiver<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (found, seen) = mpsc::channel();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let found = found.clone();
+            thread::spawn(move || {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(20)))
+                    .unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 65536];
+                loop {
+                    let heads = buf.windows(4).filter(|w| *w == b"\r\n\r\n").count();
+                    if heads >= batch {
+                        let _ = found.send(heads);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        let mut answers = Vec::new();
+                        for head in text.split("\r\n\r\n").filter(|h| !h.is_empty()) {
+                            let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                            answers.extend_from_slice(&ok(&path));
+                        }
+                        buf.clear();
+                        if stream.write_all(&answers).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn pipelined_gets_reach_the_server_as_a_batch_on_one_connection() {
+    // The server answers only once it holds eight requests: one at a time, nothing would
+    // ever come back.
+    let (backend, found) = batch_backend(8);
+    let server = proxy_to(backend, "");
+    let mut stream = connect(server.addr);
+    let mut requests = String::new();
+    for i in 0..8 {
+        requests.push_str(&format!("GET /api/{i} HTTP/1.1\r\nHost: t\r\n\r\n"));
+    }
+    stream.write_all(requests.as_bytes()).unwrap();
+    let responses = read_responses(&mut stream, 8, &[]);
+    for (i, (line, body)) in responses.iter().enumerate() {
+        assert_eq!(line, "HTTP/1.1 200 OK");
+        assert_eq!(body, &format!("/api/{i}"));
+    }
+    assert_eq!(found.recv_timeout(Duration::from_secs(5)).unwrap(), 8);
+}
+
+#[test]
+fn heads_posts_and_other_upstreams_keep_their_place_in_line() {
+    let app = Backend::start(|r: &Request| match r.line().starts_with("HEAD") {
+        true => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n".to_vec(),
+            false,
+        ),
+        false => (ok(&format!("app {} {}", path(r), r.body.len())), false),
+    });
+    let other = Backend::start(|r: &Request| (ok(&format!("other {}", path(r))), false));
+    let server = with_toml(&format!(
+        "[[upstream]]\nname = \"app\"\nservers = [\"{}\"]\n\
+         [[upstream]]\nname = \"other\"\nservers = [\"{}\"]\n\
+         [[proxy]]\npath = \"/api/\"\nupstream = \"app\"\n\
+         [[proxy]]\npath = \"/other/\"\nupstream = \"other\"\n",
+        app.addr, other.addr
+    ));
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(
+            b"GET /api/a HTTP/1.1\r\nHost: t\r\n\r\n\
+              HEAD /api/h HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /other/b HTTP/1.1\r\nHost: t\r\n\r\n\
+              POST /api/p HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nxyz\
+              GET /api/c HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /echo?name=local HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /api/d HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+    let responses = read_responses(&mut stream, 7, &[1]);
+    let bodies: Vec<&str> = responses.iter().map(|(_, b)| b.as_str()).collect();
+    assert_eq!(
+        bodies,
+        [
+            "app /api/a 0",
+            "",
+            "other /other/b",
+            "app /api/p 3",
+            "app /api/c 0",
+            "Hi, local!",
+            "app /api/d 0"
+        ]
+    );
+    assert!(responses[1].0.starts_with("HTTP/1.1 200"), "{responses:?}");
+    assert_eq!(app.seen().len(), 5, "each request once");
+    assert_eq!(other.seen().len(), 1);
+}
+
+#[test]
+fn a_server_closing_after_each_answer_still_answers_every_pipelined_request() {
+    let backend = Backend::start(|r: &Request| {
+        let body = path(r);
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        (answer.into_bytes(), true)
+    });
+    let server = proxy_to(backend.addr, "");
+    let mut stream = connect(server.addr);
+    let mut requests = String::new();
+    for i in 0..10 {
+        requests.push_str(&format!("GET /api/{i} HTTP/1.1\r\nHost: t\r\n\r\n"));
+    }
+    stream.write_all(requests.as_bytes()).unwrap();
+    let responses = read_responses(&mut stream, 10, &[]);
+    for (i, (line, body)) in responses.iter().enumerate() {
+        assert_eq!(line, "HTTP/1.1 200 OK", "{i}");
+        assert_eq!(body, &format!("/api/{i}"));
+    }
+    // Each connection answered one request: those sent behind it went again, once each
+    // answered.
+    let mut answered: Vec<String> = backend.seen().iter().map(path).collect();
+    answered.dedup();
+    assert_eq!(answered.len(), 10, "{answered:?}");
+    assert!(backend.connections.load(Ordering::SeqCst) >= 10);
+}
+
+#[test]
+fn a_failed_answer_in_the_middle_is_a_502_in_its_place() {
+    let backend = Backend::start(|r: &Request| match path(r).as_str() {
+        "/api/bad" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(),
+            true,
+        ),
+        p => (ok(p), false),
+    });
+    let server = proxy_to(backend.addr, "max_fails = 0");
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(
+            b"GET /api/one HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /api/bad HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /api/three HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+    let responses = read_responses(&mut stream, 3, &[]);
+    assert_eq!(responses[0].1, "/api/one");
+    assert!(responses[1].0.starts_with("HTTP/1.1 502"), "{responses:?}");
+    assert_eq!(responses[2].1, "/api/three");
+}
