@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use backend::{Backend, Request};
+use backend::{connect, Backend, Request};
 use common::TestServer;
 use percore::config::Config;
 
@@ -77,14 +77,6 @@ fn read_responses(stream: &mut TcpStream, count: usize, heads: &[usize]) -> Vec<
         buf.extend_from_slice(&chunk[..n]);
     }
     out
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
 }
 
 /// A backend that answers nothing until it holds `batch` request heads on one connection,

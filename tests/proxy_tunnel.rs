@@ -4,6 +4,8 @@
 //! The backends here are raw: they read the head, answer exactly the bytes a case needs,
 //! then echo, or answer as HTTP.
 
+#[path = "common/backend.rs"]
+mod backend;
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,6 +14,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use backend::connect;
 use common::TestServer;
 use percore::config::Config;
 
@@ -111,14 +114,6 @@ fn proxy_to(backend: SocketAddr) -> TestServer {
         config.upstream = parsed.upstream;
         config.proxy = parsed.proxy;
     })
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
 }
 
 /// Reads a response head, byte by byte (nothing after it is taken).

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::Duration;
 
-use backend::{Backend, Request};
+use backend::{connect, Backend, Request};
 use common::{wait_until, Client, Percore, TestServer};
 use percore::config::Config;
 
@@ -96,14 +96,6 @@ fn read_any(stream: &mut TcpStream) -> (String, Vec<u8>) {
         stream.read_exact(&mut body).unwrap();
     }
     (head, body)
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
 }
 
 #[test]

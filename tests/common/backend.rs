@@ -10,6 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+/// A client connection to `addr` whose reads give up after 20 s.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
 /// What a backend does with one request: the bytes to answer, and whether to close the
 /// connection afterwards.
 type Script = dyn Fn(&Request) -> (Vec<u8>, bool) + Send + Sync;

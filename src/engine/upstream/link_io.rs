@@ -122,6 +122,14 @@ impl<A: Application> Connections<A> {
         }
         let mut buf = self.buffers.writes.take();
         buf.extend_from_slice(request);
+        link.served += 1;
+        self.send_buffer(turn, link, buf);
+        self.arm_link_recv(turn, link);
+    }
+
+    /// Sends `buf` (a pooled buffer) as the link's one send in flight; the link keeps it
+    /// until the send completes.
+    pub(super) fn send_buffer(&mut self, turn: &mut Turn<'_>, link: &mut Link, buf: Vec<u8>) {
         let mut flight = self.buffers.flights.take();
         *flight = Flight {
             buf,
@@ -130,9 +138,7 @@ impl<A: Application> Connections<A> {
             since: turn.now.ms,
         };
         link.send = Some(flight);
-        link.served += 1;
         self.submit_link_send(turn, link);
-        self.arm_link_recv(turn, link);
     }
 
     pub(super) fn submit_link_send(&mut self, turn: &mut Turn<'_>, link: &mut Link) {

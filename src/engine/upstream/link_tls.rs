@@ -6,7 +6,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 
-use super::super::buffers::Flight;
 use super::super::conn::Conn;
 use super::super::connections::Connections;
 use super::super::turn::Turn;
@@ -44,15 +43,7 @@ impl<A: Application> Connections<A> {
         if buf.is_empty() {
             return self.buffers.writes.give(buf);
         }
-        let mut flight = self.buffers.flights.take();
-        *flight = Flight {
-            buf,
-            sent: 0,
-            chunk: false,
-            since: turn.now.ms,
-        };
-        link.send = Some(flight);
-        self.submit_link_send(turn, link);
+        self.send_buffer(turn, link, buf);
     }
 
     /// Records from the server: opened, and their plaintext handed on as the link's bytes.

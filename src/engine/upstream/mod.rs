@@ -9,9 +9,13 @@
 //! how far the response has come, and how it is framed back to the client. A link's
 //! completions reach the relay through the link's `client` key; the relay's deadlines are
 //! its client connection's (`deadlines`), so they share the wheel. A relay whose server
-//! switched protocols becomes a tunnel (`tunnel`). The core's own tasks
-//! (async handlers) call the same upstreams through a door (`outbound`): a call is carried
-//! by a link from the same pools, its response read into the call's slot (`calls`).
+//! switched protocols becomes a tunnel (`tunnel`); a client's pipelined requests queue
+//! behind its relay and go upstream as a batch (`pipeline`). An `https://` server's link
+//! speaks TLS (`link_tls`); what each server did is counted (`counts`). The core's own
+//! tasks (async handlers) call the same upstreams through a door (`outbound`): a call is
+//! carried by a link from the same pools, its response read into the call's slot
+//! (`calls`); a raw connection is a link of its own whose bytes the task reads and writes
+//! (`stream`, `stream_events`).
 
 mod calls;
 mod counts;
