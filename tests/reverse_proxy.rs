@@ -848,6 +848,10 @@ fn the_report_shows_where_the_time_went() {
         // With the `plots` feature (the default): the curve is named in the legend.
         let legend: Vec<&str> = svg.lines().map(str::trim).collect();
         assert!(legend.contains(&"upstream"), "{svg}");
+        // And per interval in the timeline, beside the clients' latencies.
+        let timeline = std::fs::read_to_string(dir.join("timeline.svg")).expect("timeline.svg");
+        let lines: Vec<&str> = timeline.lines().map(str::trim).collect();
+        assert!(lines.contains(&"upstream p99"), "{timeline}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

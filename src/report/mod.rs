@@ -133,6 +133,11 @@ pub fn run(
                         snapshot.duration,
                         Tag::new(&tag),
                     );
+                    if let Some(upstream) = &snapshot.upstream_latency {
+                        let tag = format!("upstream-{}", snapshot.core);
+                        let _ =
+                            log.write_histogram(upstream, start, snapshot.duration, Tag::new(&tag));
+                    }
                 }
                 if pending.len() < seq {
                     pending.resize_with(seq, Vec::new);

@@ -63,9 +63,13 @@ pub struct Interval {
     pub duration: f64,
     /// Its latencies, microseconds.
     pub latency: Histogram<u64>,
+    /// They are the core's upstream servers' latencies (tagged `upstream-N`), not its
+    /// clients'.
+    pub upstream: bool,
 }
 
-/// Reads `intervals.hlog` (histograms tagged `core-N`).
+/// Reads `intervals.hlog` (histograms tagged `core-N`, and `upstream-N` for the upstream
+/// servers' latencies of core N).
 pub fn read_hlog(bytes: &[u8]) -> Result<Vec<Interval>, String> {
     let mut intervals = Vec::new();
     let mut deserializer = Deserializer::new();
@@ -74,10 +78,14 @@ pub fn read_hlog(bytes: &[u8]) -> Result<Vec<Interval>, String> {
         let LogEntry::Interval(logged) = entry else {
             continue;
         };
-        let core = logged
-            .tag()
-            .and_then(|tag| tag.as_str().strip_prefix("core-")?.parse().ok())
-            .ok_or("interval log: a histogram without a core-N tag")?;
+        let tag = logged.tag().map_or("", |tag| tag.as_str());
+        let (upstream, core) = match tag.strip_prefix("upstream-") {
+            Some(core) => (true, core),
+            None => (false, tag.strip_prefix("core-").unwrap_or("")),
+        };
+        let core = core
+            .parse()
+            .map_err(|_| "interval log: a histogram without a core-N or upstream-N tag")?;
         let encoded = base64::engine::general_purpose::STANDARD
             .decode(logged.encoded_histogram())
             .map_err(|e| format!("interval log: {e}"))?;
@@ -89,6 +97,7 @@ pub fn read_hlog(bytes: &[u8]) -> Result<Vec<Interval>, String> {
             start: logged.start_timestamp().as_secs_f64(),
             duration: logged.duration().as_secs_f64(),
             latency,
+            upstream,
         });
     }
     Ok(intervals)
@@ -153,7 +162,7 @@ impl Run {
     /// latency).
     pub fn totals(&self) -> Vec<(String, u64, f64, Histogram<u64>)> {
         let mut cores: BTreeMap<usize, (f64, Histogram<u64>)> = BTreeMap::new();
-        for interval in &self.intervals {
+        for interval in self.intervals.iter().filter(|i| !i.upstream) {
             let (end, latency) = cores
                 .entry(interval.core)
                 .or_insert_with(|| (0.0, new_histogram()));
@@ -319,6 +328,23 @@ fn add_dashes(svg: &str) -> String {
     svg
 }
 
+/// One point per interval start: the intervals of every core that began then, merged.
+fn merged_points(intervals: &[&Interval]) -> Vec<Point> {
+    let mut merged: BTreeMap<u64, (f64, f64, Histogram<u64>)> = BTreeMap::new();
+    for interval in intervals {
+        let key = (interval.start * 1000.0).round() as u64;
+        let end = interval.start + interval.duration;
+        let slot = merged
+            .entry(key)
+            .or_insert_with(|| (end, interval.duration, new_histogram()));
+        let _ = slot.2.add(&interval.latency);
+    }
+    merged
+        .values()
+        .map(|(end, duration, latency)| point(*end, *duration, latency))
+        .collect()
+}
+
 /// `timeline.svg`: requests per second above, latency below, per interval.
 fn draw_timeline(path: &Path, intervals: &[Interval]) -> Result<(), String> {
     let svg = timeline_svg(intervals)?;
@@ -334,25 +360,20 @@ fn timeline_svg(intervals: &[Interval]) -> Result<String, String> {
 
 /// Draws the timeline of `intervals` on `backend`.
 fn draw_timeline_on(backend: SVGBackend<'_>, intervals: &[Interval]) -> Result<(), String> {
+    let (upstream, clients): (Vec<&Interval>, Vec<&Interval>) =
+        intervals.iter().partition(|i| i.upstream);
     let mut per_core: BTreeMap<usize, Vec<Point>> = BTreeMap::new();
-    let mut merged: BTreeMap<u64, (f64, f64, Histogram<u64>)> = BTreeMap::new();
-    for interval in intervals {
+    for interval in &clients {
         let end = interval.start + interval.duration;
         per_core.entry(interval.core).or_default().push(point(
             end,
             interval.duration,
             &interval.latency,
         ));
-        let key = (interval.start * 1000.0).round() as u64;
-        let slot = merged
-            .entry(key)
-            .or_insert_with(|| (end, interval.duration, new_histogram()));
-        let _ = slot.2.add(&interval.latency);
     }
-    let total: Vec<Point> = merged
-        .values()
-        .map(|(end, duration, latency)| point(*end, *duration, latency))
-        .collect();
+    let total = merged_points(&clients);
+    // The upstream servers' latencies of all cores: where the time went.
+    let upstream = merged_points(&upstream);
     let end = total.iter().map(|p| p.0).fold(1.0, f64::max);
     let top_rate = total.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
     let top_latency = total.iter().map(|p| p.4).max().unwrap_or(1).max(10) as f64 * 2.0;
@@ -422,7 +443,10 @@ fn draw_timeline_on(backend: SVGBackend<'_>, intervals: &[Interval]) -> Result<(
         1,
         &total,
     );
-    for (name, strokes, wider, points) in cores.chain([all]) {
+    let purple = RGBColor(120, 40, 160);
+    let servers = ("upstream".to_string(), [purple; 3], 1, &upstream);
+    let servers = (!upstream.is_empty()).then_some(servers);
+    for (name, strokes, wider, points) in cores.chain([all]).chain(servers) {
         for ((metric, value, dash, width), stroke) in METRICS.into_iter().zip(strokes) {
             let style = stroke.mix(dash.marker()).stroke_width(width + wider);
             latency
@@ -450,97 +474,4 @@ fn draw_timeline_on(backend: SVGBackend<'_>, intervals: &[Interval]) -> Result<(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentile_axis_labels() {
-        assert_eq!(percentile_label(2.0), "50%");
-        assert_eq!(percentile_label(10.0), "90%");
-        assert_eq!(percentile_label(1000.0), "99.9%");
-        assert_eq!(percentile_label(100_000.0), "99.999%");
-    }
-
-    /// One core's second: `rate` requests, a tenth at 2 ms, one at 9 ms, the rest at 150 µs.
-    fn second(core: usize, start: f64, rate: u64) -> Interval {
-        let mut latency = new_histogram();
-        latency.record_n(150, rate - rate / 10 - 1).unwrap();
-        latency.record_n(2000, rate / 10).unwrap();
-        latency.record(9000).unwrap();
-        Interval {
-            core,
-            start,
-            duration: 1.0,
-            latency,
-        }
-    }
-
-    #[test]
-    fn timeline_reads_as_written_and_strokes_each_latency_its_own_way() {
-        // Two cores at 40k requests per second each for ten seconds: 80k in all.
-        let intervals: Vec<Interval> = (0..10)
-            .flat_map(|s| [second(0, s as f64, 40_000), second(1, s as f64, 40_000)])
-            .collect();
-        let svg = timeline_svg(&intervals).unwrap();
-        let doc = roxmltree::Document::parse(&svg).unwrap();
-        let texts: Vec<&str> = doc
-            .descendants()
-            .filter(|n| n.has_tag_name("text"))
-            .filter_map(|n| n.text().map(str::trim))
-            .collect();
-        for label in [
-            "0", "40k", "80k", "0 s", "4 s", "10 s", "100 µs", "1 ms", "10 ms",
-        ] {
-            assert!(texts.contains(&label), "no {label:?} in {texts:?}");
-        }
-        for text in &texts {
-            let number = text.split(' ').next().unwrap();
-            assert!(
-                !number.ends_with(".0") && number.parse::<f64>().map_or(true, |n| n < 1000.0),
-                "{text:?} is not how a person writes it"
-            );
-        }
-
-        // Core 0's lines, each drawn (ten points) and in its legend (two): requests per
-        // second thin; latency p50 solid, p99 dashed, max dotted and thinner.
-        let core_0 = {
-            let RGBColor(r, g, b) = color(0);
-            format!("#{r:02X}{g:02X}{b:02X}")
-        };
-        let mut strokes: Vec<(Option<&str>, &str, bool)> = doc
-            .descendants()
-            .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke") == Some(&core_0))
-            .map(|n| {
-                assert_eq!(n.attribute("opacity"), Some("1"));
-                let points = n.attribute("points").unwrap().split_whitespace().count();
-                let width = n.attribute("stroke-width").unwrap();
-                (n.attribute("stroke-dasharray"), width, points == 2)
-            })
-            .collect();
-        strokes.sort_unstable();
-        strokes.dedup();
-        let mut wanted = Vec::new();
-        for (dash, width) in [
-            (None, "1"),
-            (None, "2"),
-            (Some("2 3"), "1"),
-            (Some("6 3"), "2"),
-        ] {
-            wanted.extend([(dash, width, false), (dash, width, true)]);
-        }
-        assert_eq!(strokes, wanted);
-        assert!(
-            !svg.contains("0.999") && !svg.contains("0.998"),
-            "a marker is left"
-        );
-    }
-
-    #[test]
-    fn hgrm_rows_are_read_until_the_footer() {
-        let text = "       Value     Percentile TotalCount 1/(1-Percentile)\n\n       0.005 0.000000000000          1           1.00\n       0.010 0.500000000000          5           2.00\n       0.020 1.000000000000         10\n#[Mean    =        0.010, StdDeviation   =        0.004]\n";
-        assert_eq!(
-            read_hgrm(text),
-            vec![(0.0, 0.005), (0.5, 0.010), (1.0, 0.020)]
-        );
-    }
-}
+mod tests;
