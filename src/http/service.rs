@@ -2,7 +2,7 @@
 //! its caller after each call ([`Progress`]).
 
 use super::request::RawRequest;
-use super::response::ResponseWriter;
+use super::response::{Persistence, ResponseWriter};
 use super::status::Status;
 
 /// The application behind a session: answers one complete request at a time.
@@ -87,5 +87,15 @@ pub struct Deferral<D> {
     pub head: usize,
     /// For a whole response queued behind another still due ([`Service::queues`]): how it is
     /// to be written, for the caller to give back (`Session::take_turn`) when its turn comes.
-    pub queued: Option<super::session::DeferredFraming>,
+    pub queued: Option<DeferredFraming>,
+}
+
+/// How a deferred response is to be written, as decided when its request was answered.
+/// That of a queued one ([`Service::queues`]) is handed to the caller, who gives it back
+/// when its turn comes (`Session::take_turn`).
+#[derive(Clone, Copy, Debug)]
+pub struct DeferredFraming {
+    pub(super) head_only: bool,
+    pub(super) http10: bool,
+    pub(super) persistence: Persistence,
 }

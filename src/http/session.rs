@@ -26,7 +26,7 @@ use super::chunked::ChunkedDecoder;
 use super::error::HttpError;
 use super::request::{parse_head, Framing, Limits, Method, RawRequest, RequestHead, Version};
 use super::response::{Persistence, ResponseWriter, CONTINUE};
-pub use super::service::{Deferral, Progress, Service};
+pub use super::service::{Deferral, DeferredFraming, Progress, Service};
 use super::status::Status;
 
 /// Output bytes past which `process` stops answering and lets the caller write, so that a
@@ -93,16 +93,6 @@ impl Held {
                 .map(|used| (used, decoder.is_done())),
         }
     }
-}
-
-/// How a deferred response is to be written, as decided when its request was answered.
-/// That of a queued one ([`Service::queues`]) is handed to the caller, who gives it back
-/// when its turn comes ([`Session::take_turn`]).
-#[derive(Clone, Copy, Debug)]
-pub struct DeferredFraming {
-    head_only: bool,
-    http10: bool,
-    persistence: Persistence,
 }
 
 /// The protocol state of one connection.
