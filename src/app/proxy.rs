@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use crate::config::Config;
-use crate::engine::{Peer, ProxyCall};
+use crate::engine::{ForwardBody, Peer, ProxyCall};
 use crate::http::forward::{upgrade_asked, write_forwarded, Forwarding};
 use crate::http::request::{Method, RawRequest};
 
@@ -110,7 +110,13 @@ impl ProxyRoutes {
 
     /// The call to an upstream that answers `request` from `peer`, if a proxy route takes
     /// it.
-    pub(crate) fn call(&self, request: &RawRequest<'_>, peer: &Peer<'_>) -> Option<Box<ProxyCall>> {
+    /// With `streamed`, its body follows as it arrives (`Service::streams_body`).
+    pub(crate) fn call(
+        &self,
+        request: &RawRequest<'_>,
+        peer: &Peer<'_>,
+        streamed: bool,
+    ) -> Option<Box<ProxyCall>> {
         if self.routes.is_empty() {
             return None;
         }
@@ -128,11 +134,18 @@ impl ProxyRoutes {
             host: self.hosts[route.upstream].as_deref(),
             upgrade: upgrade_asked(request),
             forwarded: route.forwarded,
+            streamed,
         };
         let mut bytes = Vec::with_capacity(request.bytes.len() + request.body.len() + 128);
         write_forwarded(request, &how, &mut bytes);
         let method = request.head.method;
+        let chunked = matches!(request.head.framing, crate::http::request::Framing::Chunked);
         Some(Box::new(ProxyCall {
+            body: match (streamed, chunked) {
+                (false, _) => ForwardBody::Whole,
+                (true, false) => ForwardBody::Length,
+                (true, true) => ForwardBody::Chunked,
+            },
             upgrade: how.upgrade.is_some(),
             upstream: route.upstream,
             request: bytes,

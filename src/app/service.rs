@@ -33,6 +33,8 @@ pub(crate) struct AppService<S: 'static> {
     https_redirect: Option<HttpsRedirect>,
     /// Prefixes whose requests go to upstream servers.
     proxies: Arc<ProxyRoutes>,
+    /// The request `answer` is asked next has its body streamed (`streams_body` said so).
+    stream_next: bool,
 }
 
 impl<S: 'static> AppService<S> {
@@ -53,6 +55,7 @@ impl<S: 'static> AppService<S> {
             files,
             https_redirect,
             proxies,
+            stream_next: false,
         }
     }
 }
@@ -89,7 +92,8 @@ impl<S: 'static> Application for AppService<S> {
             response.send(Status::NO_CONTENT, None, &[("Allow", &self.allow)], &[]);
             return None;
         }
-        if let Some(call) = self.proxies.call(request, peer) {
+        let streamed = std::mem::take(&mut self.stream_next);
+        if let Some(call) = self.proxies.call(request, peer, streamed) {
             return Some(Deferred::Proxy(call));
         }
         let found = self.router.find(
@@ -156,6 +160,13 @@ impl<S: 'static> Application for AppService<S> {
                 settle(outcome, response)
             }
         }
+    }
+
+    fn streams_body(&mut self, peer: &Peer, request: &RawRequest<'_>) -> bool {
+        // A proxied request's body goes upstream as it comes; the next `answer` is its.
+        let redirected = self.https_redirect.is_some() && peer.tls.is_none();
+        self.stream_next = !redirected && self.proxies.takes(request);
+        self.stream_next
     }
 
     fn queues(&mut self, peer: &Peer, request: &RawRequest<'_>) -> bool {

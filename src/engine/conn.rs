@@ -264,6 +264,11 @@ impl Conn {
         }
     }
 
+    /// Its relay streams a request body upstream that is not all read yet.
+    pub(super) fn relay_body_open(&self) -> bool {
+        matches!(&self.deferring, Deferring::Proxy(relay) if relay.body_open())
+    }
+
     /// Its request's exchange became a tunnel: its bytes are an upstream server's.
     pub(super) fn tunnels(&self) -> bool {
         matches!(&self.deferring, Deferring::Proxy(relay) if relay.tunnels())

@@ -45,6 +45,10 @@ impl<A: Application> Service for Exchange<'_, A> {
         self.app.queues(&self.peer, request)
     }
 
+    fn streams_body(&mut self, request: &RawRequest<'_>) -> bool {
+        self.app.streams_body(&self.peer, request)
+    }
+
     fn call(
         &mut self,
         request: &RawRequest<'_>,
@@ -139,6 +143,8 @@ impl<A: Application> Connections<A> {
             // A relay under way lets the session answer pipelined requests it can queue.
             let waiting = match &conn.deferring {
                 Deferring::Nothing => false,
+                // Its streamed body is read as the link takes it.
+                Deferring::Proxy(_) if conn.session.is_streaming() => !Self::body_has_room(conn),
                 Deferring::Proxy(relay) => !relay.takes_more(),
                 _ => true,
             };
@@ -204,6 +210,12 @@ impl<A: Application> Connections<A> {
             }
             if let Some(status) = progress.error {
                 self.refused(turn, conn, status);
+                // A streamed body turned out malformed: its error response took the place
+                // of the relay's, whose upstream connection (half a request on it) goes.
+                if let Deferring::Proxy(_) = conn.deferring {
+                    self.relay_abandoned(turn, conn);
+                    conn.deferring = Deferring::Nothing;
+                }
             }
             if let Some(Deferral { what, head, queued }) = progress.deferred {
                 match what.what {
@@ -226,6 +238,9 @@ impl<A: Application> Connections<A> {
                         }
                     }
                 }
+            }
+            if conn.session.is_streaming() || conn.relay_body_open() {
+                self.stream_body(turn, conn);
             }
             if progress.consumed == 0 {
                 break;

@@ -122,7 +122,7 @@ pub use ring::RingMode;
 pub(crate) use shard::{make_ring, run, OnCore};
 pub use upstream::outbound::UpstreamError;
 pub(crate) use upstream::outbound::{CallSlot, CallState, Outbound, Seen};
-pub(crate) use upstream::relay::ProxyCall;
+pub(crate) use upstream::relay::{ForwardBody, ProxyCall};
 pub(crate) use upstream::stream::{StreamSlot, STREAM_HIGH_WATER};
 
 use crate::files::FileBody;
@@ -167,6 +167,11 @@ pub(crate) trait Application: 'static {
     /// that may go upstream behind the one its connection is waiting for (pipelined
     /// requests sent as one batch): see `http::Service::queues`.
     fn queues(&mut self, peer: &Peer<'_>, request: &RawRequest<'_>) -> bool;
+
+    /// Whether `request` (its head alone; its body has not all come) from `peer` is to be
+    /// answered now, its body streamed upstream as it arrives: see
+    /// `http::Service::streams_body`.
+    fn streams_body(&mut self, peer: &Peer<'_>, request: &RawRequest<'_>) -> bool;
 
     /// The core begins draining (a health route starts answering 503).
     fn drain(&mut self);

@@ -27,12 +27,16 @@ pub struct Forwarding<'a> {
     pub upgrade: Option<&'a [u8]>,
     /// Also say it in `Forwarded` (RFC 7239), after what the client's own fields said.
     pub forwarded: bool,
+    /// The body goes upstream after the head, as it arrives (`Content-Length` of the
+    /// client's, or chunked), rather than whole behind it.
+    pub streamed: bool,
 }
 
 /// The `Upgrade` field of a request that asks to switch protocols in a way a proxy can
 /// tunnel: HTTP/1.1, `Connection` naming `upgrade`, no body (RFC 9110 section 7.8).
 pub fn upgrade_asked<'a>(request: &RawRequest<'a>) -> Option<&'a [u8]> {
-    if request.head.version != super::head::Version::Http11 || !request.body.is_empty() {
+    let bodiless = matches!(request.head.framing, super::head::Framing::Empty);
+    if request.head.version != super::head::Version::Http11 || !bodiless {
         return None;
     }
     let upgrade = request.header(b"upgrade").filter(|v| !v.is_empty())?;
@@ -239,6 +243,17 @@ pub fn write_forwarded(request: &RawRequest<'_>, how: &Forwarding<'_>, out: &mut
     }
     let body = request.body;
     let method = request.head.method;
+    if how.streamed {
+        match request.head.framing {
+            super::head::Framing::Length(n) => {
+                out.extend_from_slice(b"Content-Length: ");
+                push_decimal(out, n);
+                out.extend_from_slice(b"\r\n\r\n");
+            }
+            _ => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n"),
+        }
+        return;
+    }
     if !body.is_empty() || matches!(method, Method::Post | Method::Put | Method::Patch) {
         out.extend_from_slice(b"Content-Length: ");
         push_decimal(out, body.len() as u64);

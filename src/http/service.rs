@@ -18,6 +18,14 @@ pub trait Service {
         true
     }
 
+    /// Whether `request`, whose body did not come with its head, is to be answered now, at
+    /// its head, its body following as it arrives (`Session::take_streamed`) rather than
+    /// gathered first: a proxied request, whose body goes upstream as it comes. When it
+    /// says so, the next `call` is for this request (with an empty body).
+    fn streams_body(&mut self, _request: &RawRequest<'_>) -> bool {
+        false
+    }
+
     /// Whether `request` (complete, with no body) would be answered by a whole deferred
     /// response that may be started while an earlier deferred one is still being made (a
     /// proxied `GET`, sent upstream behind the one before it). The session then answers it

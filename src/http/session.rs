@@ -57,10 +57,14 @@ enum State {
 #[derive(Debug)]
 struct Held {
     head: RequestHead,
-    /// The head's bytes, then the body's.
+    /// The head's bytes, then the body's (of a streamed body, its bytes not taken yet).
     bytes: Vec<u8>,
     /// The service wants the body; otherwise it is dropped as it comes.
     gather: bool,
+    /// The request was answered at its head and its body goes on as it comes
+    /// ([`Session::take_streamed`]); `after` is the state once it is through.
+    streams: bool,
+    after: State,
     /// How far its body has come.
     body: BodyLeft,
 }
@@ -152,7 +156,10 @@ impl Session {
             if progress.deferred.is_some() {
                 break;
             }
-            if self.deferred_framing.is_some() && !self.queues_next(&input[pos..], service, limits)
+            // A streamed body goes on while its request's answer is due.
+            if self.deferred_framing.is_some()
+                && !self.is_streaming()
+                && !self.queues_next(&input[pos..], service, limits)
             {
                 break;
             }
@@ -173,7 +180,10 @@ impl Session {
             match step {
                 Ok((used, finished)) => {
                     pos += used;
-                    if finished && self.state == State::Body {
+                    if finished && self.is_streaming() {
+                        // Its request was answered at its head.
+                        self.state = self.held.as_ref().map_or(State::Head, |h| h.after);
+                    } else if finished && self.state == State::Body {
                         self.answer_held(out, service, limits, draining, &mut progress);
                     } else if !finished && (used == 0 || pos == input.len()) {
                         break;
@@ -243,11 +253,16 @@ impl Session {
         if head.expect_continue && after_head.is_empty() {
             out.extend_from_slice(CONTINUE);
         }
-        let gather = service.wants_body(&RawRequest {
+        let request = RawRequest {
             head: &head,
             bytes,
             body: &[],
-        });
+        };
+        // A body that is all here already (a chunked one can be whole before its length is
+        // known) is gathered as before; one still to come may be streamed.
+        let whole = length.is_none() && ahead::chunked_within(after_head, limits);
+        let streams = !draining && !whole && service.streams_body(&request);
+        let gather = streams || service.wants_body(&request);
         let body = match length {
             Some(n) => BodyLeft::Length(n),
             None => BodyLeft::Chunked(ChunkedDecoder::new(
@@ -260,14 +275,27 @@ impl Session {
                 head,
                 bytes: Vec::new(),
                 gather,
+                streams,
+                after: State::Head,
                 body,
             })
         });
         held.head = head;
         held.gather = gather;
+        held.streams = streams;
         held.body = body;
         held.bytes.clear();
-        held.bytes.extend_from_slice(bytes);
+        if !streams {
+            held.bytes.extend_from_slice(bytes);
+            self.state = State::Body;
+            return Ok((used, false));
+        }
+        // Answered now, at its head: its body follows as it comes.
+        self.answer(&head, bytes, &[], out, service, limits, draining, progress);
+        let after = self.state;
+        if let Some(held) = self.held.as_mut() {
+            held.after = after;
+        }
         self.state = State::Body;
         Ok((used, false))
     }
@@ -403,38 +431,6 @@ impl Session {
         answered
     }
 
-    /// Whether the complete request at the start of `input` may be answered while deferred
-    /// responses are still due: the session is between requests, fewer than
-    /// [`MAX_DEFERRED`] are due, the request has no body, and the service queues it.
-    fn queues_next<S: Service>(&self, input: &[u8], service: &mut S, limits: &Limits) -> bool {
-        let due = 1 + usize::from(self.queued);
-        if self.state != State::Head || due >= MAX_DEFERRED {
-            return false;
-        }
-        let mut scanned = 0;
-        let Ok(Some(head)) = parse_head(input, &mut scanned, limits) else {
-            return false;
-        };
-        if !matches!(head.framing, Framing::Empty) {
-            return false;
-        }
-        let request = RawRequest {
-            head: &head,
-            bytes: &input[..head.len],
-            body: &[],
-        };
-        service.queues(&request)
-    }
-
-    /// The next queued deferred response is due: `framing`, handed out with its
-    /// [`Deferral`], is how [`Session::answer_deferred`] will write it.
-    pub fn take_turn(&mut self, framing: DeferredFraming) {
-        if self.queued > 0 && self.deferred_framing.is_none() {
-            self.queued -= 1;
-            self.deferred_framing = Some(framing);
-        }
-    }
-
     /// Writes an error response that ends the session.
     fn fail(&mut self, error: HttpError, out: &mut Vec<u8>) {
         self.close_with(error.status(), out);
@@ -516,5 +512,6 @@ impl Session {
     }
 }
 
+mod ahead;
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use super::super::connections::Connections;
 use super::super::turn::Turn;
 use super::super::Application;
 use super::link::LinkState;
-use super::relay::{ProxyCall, Relay, Stage};
+use super::relay::{ForwardBody, ProxyCall, Relay, Stage};
 use crate::http::session::OUTPUT_HIGH_WATER;
 use crate::http::status::Status;
 
@@ -22,6 +22,7 @@ impl<A: Application> Connections<A> {
         log: Option<Box<DeferredLog>>,
     ) {
         let read_at = turn.now.clock.instant(conn.read_at);
+        let body_open = call.body != ForwardBody::Whole;
         conn.deferring = Deferring::Proxy(Box::new(Relay {
             call,
             link: None,
@@ -38,6 +39,8 @@ impl<A: Application> Connections<A> {
             upstream_status: None,
             first_sent: None,
             queue: std::collections::VecDeque::new(),
+            body_open,
+            body_out: Vec::new(),
             bytes: 0,
         }));
         self.relay_go(turn, conn, None);

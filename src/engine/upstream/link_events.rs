@@ -90,7 +90,13 @@ impl<A: Application> Connections<A> {
                     Stage::Tunnel(_) => self.tunnel_push(turn, &mut conn, link),
                     _ => {}
                 }
-                // Pipelined requests queued meanwhile go out together.
+                // A streamed body's bytes follow the head (what the client's input holds
+                // is read first: it may have waited for room); pipelined requests queued
+                // meanwhile go out together.
+                if conn.session.is_streaming() {
+                    self.pump(turn, &mut conn, &[]);
+                }
+                self.push_body(turn, &mut conn, link);
                 self.pipeline(turn, &mut conn, link);
             }
             self.settle(turn, conn);

@@ -28,6 +28,7 @@ pub(super) mod outbound;
 mod pipeline;
 mod pool;
 pub(super) mod relay;
+mod request_body;
 mod response;
 pub(super) mod stream;
 mod stream_events;

@@ -47,6 +47,19 @@ pub(crate) struct ProxyCall {
     pub(crate) idempotent: bool,
     /// It asks to switch protocols: a `101` from the server makes the exchange a tunnel.
     pub(crate) upgrade: bool,
+    /// How its body goes: whole in `request`, or after it as it arrives.
+    pub(crate) body: ForwardBody,
+}
+
+/// How a forwarded request's body goes upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ForwardBody {
+    /// Whole, in the request's bytes.
+    Whole,
+    /// As it arrives, behind the client's `Content-Length`.
+    Length,
+    /// As it arrives, chunked.
+    Chunked,
 }
 
 /// Where a relay stands.
@@ -120,6 +133,10 @@ pub(in crate::engine) struct Relay {
     pub(super) bytes: u64,
     /// The client's pipelined requests behind this one, in order (`pipeline`).
     pub(super) queue: VecDeque<Queued>,
+    /// Of a body streamed upstream (`request_body`): bytes framed and not sent yet, and
+    /// whether more are to come.
+    pub(super) body_out: Vec<u8>,
+    pub(super) body_open: bool,
 }
 
 /// A pipelined request waiting behind the relay's current one.
@@ -187,6 +204,11 @@ impl Relay {
         self.link = None;
         self.stage = Stage::Connect;
         Some(next.framing)
+    }
+
+    /// Its request's body is streamed upstream and not all read yet.
+    pub(in crate::engine) fn body_open(&self) -> bool {
+        self.body_open
     }
 
     /// More of the client's pipelined requests may be queued behind this one.
