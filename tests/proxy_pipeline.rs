@@ -381,3 +381,65 @@ fn a_large_upload_streams_in_bounded_memory() {
     assert_eq!(responses[0].0, "HTTP/1.1 200 OK");
     assert_eq!(responses[0].1, format!("{LEN} {sum}"));
 }
+
+#[test]
+fn an_answer_before_the_body_is_through_reaches_the_client_and_the_rest_is_dropped() {
+    // The server answers 413 at a POST's head, before its body; the client sends its body
+    // anyway, then a GET, which must go on another upstream connection.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    buf.drain(..end);
+                    if head.starts_with("POST") {
+                        // Answered at once, then the body is waited for (as a server that
+                        // keeps its connection must): a request sent on this connection
+                        // now would be taken for body bytes and never answered.
+                        let answer =
+                            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nnope";
+                        let _ = stream.write_all(answer);
+                        let mut left = 100_000usize.saturating_sub(buf.len());
+                        buf.clear();
+                        while left > 0 {
+                            match stream.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => left = left.saturating_sub(n),
+                            }
+                        }
+                        continue;
+                    }
+                    let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                    if stream.write_all(&ok(&path)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let server = proxy_to(backend, "");
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(b"POST /api/up HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
+    let first = read_responses(&mut stream, 1, &[]);
+    assert!(first[0].0.starts_with("HTTP/1.1 413"), "{first:?}");
+    stream.write_all(&vec![b'x'; 100_000]).unwrap();
+    stream
+        .write_all(b"GET /api/after HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let second = read_responses(&mut stream, 1, &[]);
+    assert_eq!(second[0].1, "/api/after");
+}

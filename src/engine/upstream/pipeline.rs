@@ -112,6 +112,10 @@ impl<A: Application> Connections<A> {
         }
         let relay = conn.relay();
         let next_on_link = relay.queue.front().is_some_and(|q| q.sent);
+        // A server that answered before the request's streamed body was all sent: its
+        // connection is mid-request, and carries nothing more.
+        let body_left = relay.body_open || !relay.body_out.is_empty();
+        let reusable = reusable && !body_left;
         let carries_next = next_on_link && reusable && !link.ended;
         if !carries_next {
             // What was sent behind this response is sent again from the next call on.
