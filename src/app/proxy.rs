@@ -116,7 +116,7 @@ impl ProxyRoutes {
         request: &RawRequest<'_>,
         peer: &Peer<'_>,
         streamed: bool,
-    ) -> Option<Box<ProxyCall>> {
+    ) -> Option<ProxyCall> {
         if self.routes.is_empty() {
             return None;
         }
@@ -140,7 +140,7 @@ impl ProxyRoutes {
         write_forwarded(request, &how, &mut bytes);
         let method = request.head.method;
         let chunked = matches!(request.head.framing, crate::http::request::Framing::Chunked);
-        Some(Box::new(ProxyCall {
+        Some(ProxyCall {
             body: match (streamed, chunked) {
                 (false, _) => ForwardBody::Whole,
                 (true, false) => ForwardBody::Length,
@@ -154,6 +154,6 @@ impl ProxyRoutes {
                 method,
                 Method::Get | Method::Head | Method::Options | Method::Put | Method::Delete
             ),
-        }))
+        })
     }
 }

@@ -188,7 +188,7 @@ pub(crate) enum Deferred {
     /// it is written.
     Task(Pin<Box<dyn Future<Output = DeferredResponse>>>),
     /// A whole response that an upstream server makes: the request, as it is forwarded.
-    Proxy(Box<ProxyCall>),
+    Proxy(ProxyCall),
 }
 
 /// A deferred answer on its way through the session, with what the access log will say of

@@ -9,6 +9,9 @@ use super::super::turn::Turn;
 use super::super::Application;
 use super::link::LinkState;
 use super::relay::{ForwardBody, ProxyCall, Relay, Stage};
+
+/// Relay boxes a core keeps for its next proxied requests.
+const SPARE_RELAYS: usize = 256;
 use crate::http::session::OUTPUT_HIGH_WATER;
 use crate::http::status::Status;
 
@@ -18,12 +21,12 @@ impl<A: Application> Connections<A> {
         &mut self,
         turn: &mut Turn<'_>,
         conn: &mut Conn,
-        call: Box<ProxyCall>,
+        call: ProxyCall,
         log: Option<Box<DeferredLog>>,
     ) {
         let read_at = turn.now.clock.instant(conn.read_at);
         let body_open = call.body != ForwardBody::Whole;
-        conn.deferring = Deferring::Proxy(Box::new(Relay {
+        let relay = Relay {
             call,
             link: None,
             server: 0,
@@ -42,8 +45,37 @@ impl<A: Application> Connections<A> {
             body_open,
             body_out: Vec::new(),
             bytes: 0,
-        }));
+        };
+        // A relay's box from those that ended, if any: a proxied request allocates none.
+        let relay = match self.upstreams.spare_relays.pop() {
+            Some(mut boxed) => {
+                let (queue, body_out) = (
+                    std::mem::take(&mut boxed.queue),
+                    std::mem::take(&mut boxed.body_out),
+                );
+                *boxed = Relay {
+                    queue,
+                    body_out,
+                    ..relay
+                };
+                boxed
+            }
+            None => Box::new(relay),
+        };
+        conn.deferring = Deferring::Proxy(relay);
         self.relay_go(turn, conn, None);
+    }
+
+    /// A relay that ended: its box (and its queue's and body's room) kept for the next one,
+    /// up to [`SPARE_RELAYS`]; its request's bytes freed.
+    pub(super) fn retire_relay(&mut self, mut relay: Box<Relay>) {
+        if self.upstreams.spare_relays.len() < SPARE_RELAYS {
+            relay.call.request = Vec::new();
+            relay.log = None;
+            relay.queue.clear();
+            relay.body_out.clear();
+            self.upstreams.spare_relays.push(relay);
+        }
     }
 
     /// Sends the relay's request: on a pooled connection to the next server (not `avoid`,
@@ -137,6 +169,7 @@ impl<A: Application> Connections<A> {
             // What came goes out, then the connection closes: the client sees the body cut
             // short, and no response after it.
             self.log_relay(turn, &relay);
+            self.retire_relay(relay);
             conn.session.abort();
             conn.input_ended = true;
             return self.flush(turn, conn);
@@ -159,10 +192,13 @@ impl<A: Application> Connections<A> {
             relay.queue.clear();
         }
         relay.queue.iter_mut().for_each(|q| q.sent = false);
-        if let Some(framing) = relay.promote(turn.now.ms) {
-            conn.session.take_turn(framing);
-            conn.deferring = Deferring::Proxy(relay);
-            self.relay_go(turn, conn, None);
+        match relay.promote(turn.now.ms) {
+            Some(framing) => {
+                conn.session.take_turn(framing);
+                conn.deferring = Deferring::Proxy(relay);
+                self.relay_go(turn, conn, None);
+            }
+            None => self.retire_relay(relay),
         }
         self.pump(turn, conn, &[]);
         self.flush(turn, conn);

@@ -81,6 +81,10 @@ pub(super) struct Upstreams {
     pub(super) starved: Vec<Key>,
     /// Where the core's tasks post their calls.
     pub(super) door: Outbound,
+    /// Boxes of relays that ended, for the next ones (`forward`): the boxes themselves are
+    /// what is kept, for a connection's `Deferring::Proxy` to take without allocating.
+    #[allow(clippy::vec_box)]
+    pub(super) spare_relays: Vec<Box<relay::Relay>>,
 }
 
 impl Upstreams {
@@ -114,6 +118,7 @@ impl Upstreams {
             links: Table::default(),
             starved: Vec::new(),
             door,
+            spare_relays: Vec::new(),
         }
     }
 }

@@ -42,7 +42,7 @@ impl<A: Application> Connections<A> {
         &mut self,
         turn: &mut Turn<'_>,
         conn: &mut Conn,
-        call: Box<ProxyCall>,
+        call: ProxyCall,
         log: Option<Box<DeferredLog>>,
         framing: DeferredFraming,
     ) {
@@ -132,6 +132,7 @@ impl<A: Application> Connections<A> {
         };
         self.log_relay(turn, &relay);
         let Some(framing) = relay.promote(turn.now.ms) else {
+            self.retire_relay(relay);
             return Next::Through;
         };
         conn.session.take_turn(framing);

@@ -104,7 +104,7 @@ pub(super) struct Body {
 
 /// A client connection's request at an upstream.
 pub(in crate::engine) struct Relay {
-    pub(super) call: Box<ProxyCall>,
+    pub(super) call: ProxyCall,
     /// The link carrying it.
     pub(super) link: Option<Key>,
     pub(super) server: usize,
@@ -141,7 +141,7 @@ pub(in crate::engine) struct Relay {
 
 /// A pipelined request waiting behind the relay's current one.
 pub(super) struct Queued {
-    pub(super) call: Box<ProxyCall>,
+    pub(super) call: ProxyCall,
     pub(super) log: Option<Box<DeferredLog>>,
     /// When its bytes were reaped.
     pub(super) read_at: Instant,
