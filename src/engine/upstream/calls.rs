@@ -177,19 +177,19 @@ impl<A: Application> Connections<A> {
         let Some(slot) = link.call.clone() else {
             return;
         };
+        // Nothing of a response came: the server may have closed a pooled connection as
+        // the request went out.
+        let waiting = matches!(slot.0.borrow().stage, CallStage::Waiting);
+        if waiting && link.input.is_empty() {
+            return self.call_link_failed(turn, link, false);
+        }
         let took = match &slot.0.borrow().stage {
             CallStage::Body(body) if body.framing == BodyFraming::UntilClose => {
                 Took::Done { reusable: false }
             }
             CallStage::Body(_) => Took::Failed(UpstreamError::Truncated),
-            // Nothing of a response came: the server may have closed a pooled connection
-            // as the request went out.
-            CallStage::Waiting if link.input.is_empty() => Took::More,
             _ => Took::Failed(UpstreamError::BadResponse),
         };
-        if let Took::More = took {
-            return self.call_link_failed(turn, link, false);
-        }
         self.call_outcome(turn, link, &slot, took);
     }
 

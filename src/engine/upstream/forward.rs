@@ -135,7 +135,7 @@ impl<A: Application> Connections<A> {
         let (upstream, server, reused) = (relay.call.upstream, relay.server, relay.reused);
         relay.link = None;
         // Pipelined requests sent behind it on that connection go again behind it.
-        relay.queue.iter_mut().for_each(|q| q.sent = false);
+        relay.unsend_queue();
         let again = relay.tries < 2 && (nothing_sent || reused || relay.call.idempotent);
         if !again {
             return self.relay_failed(turn, conn, Status::BAD_GATEWAY);
@@ -191,7 +191,7 @@ impl<A: Application> Connections<A> {
         if conn.session.is_closed() {
             relay.queue.clear();
         }
-        relay.queue.iter_mut().for_each(|q| q.sent = false);
+        relay.unsend_queue();
         match relay.promote(turn.now.ms) {
             Some(framing) => {
                 conn.session.take_turn(framing);

@@ -112,19 +112,31 @@ impl<A: Application> Connections<A> {
         None
     }
 
-    /// Queues the send of `request` on `link` (one send in flight per link; the request is
-    /// copied into a pooled buffer the link keeps until the send completes).
+    /// Sends `request` on `link` (see [`Connections::send_bytes`]) and reads for its answer.
     pub(super) fn send_request(&mut self, turn: &mut Turn<'_>, link: &mut Link, request: &[u8]) {
+        link.served += 1;
+        self.send_bytes(turn, link, request);
+        self.arm_link_recv(turn, link);
+    }
+
+    /// Sends `bytes` on `link`: sealed by its TLS (which sends as it can), or copied into a
+    /// pooled buffer as its one send in flight (the caller checks that none is).
+    pub(super) fn send_bytes(&mut self, turn: &mut Turn<'_>, link: &mut Link, bytes: &[u8]) {
         if link.tls.is_some() {
-            link.served += 1;
-            self.link_tls_send(turn, link, request);
-            return self.arm_link_recv(turn, link);
+            return self.link_tls_send(turn, link, bytes);
         }
         let mut buf = self.buffers.writes.take();
-        buf.extend_from_slice(request);
-        link.served += 1;
+        buf.extend_from_slice(bytes);
         self.send_buffer(turn, link, buf);
-        self.arm_link_recv(turn, link);
+    }
+
+    /// As [`Connections::send_bytes`], with the bytes already in a pooled buffer, given up.
+    pub(super) fn send_owned(&mut self, turn: &mut Turn<'_>, link: &mut Link, buf: Vec<u8>) {
+        if link.tls.is_some() {
+            self.link_tls_send(turn, link, &buf);
+            return self.buffers.writes.give(buf);
+        }
+        self.send_buffer(turn, link, buf);
     }
 
     /// Sends `buf` (a pooled buffer) as the link's one send in flight; the link keeps it

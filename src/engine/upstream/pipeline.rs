@@ -84,16 +84,15 @@ impl<A: Application> Connections<A> {
                 count += 1;
             }
         }
-        if count > 0 {
-            self.send_request(turn, link, &batch);
-            link.served += count - 1;
-            let server = relay.server;
-            self.count_server(turn, upstream, server, |c| {
-                c.requests += count;
-                c.reused += count;
-            });
+        if count == 0 {
+            return self.buffers.writes.give(batch);
         }
-        self.buffers.writes.give(batch);
+        link.served += count;
+        self.send_owned(turn, link, batch);
+        self.count_server(turn, upstream, relay.server, |c| {
+            c.requests += count;
+            c.reused += count;
+        });
     }
 
     /// The relay's current response is through (`reusable`: its framing lets the link carry
@@ -119,9 +118,7 @@ impl<A: Application> Connections<A> {
         let carries_next = next_on_link && reusable && !link.ended;
         if !carries_next {
             // What was sent behind this response is sent again from the next call on.
-            for queued in relay.queue.iter_mut() {
-                queued.sent = false;
-            }
+            relay.unsend_queue();
             let keep = reusable && !link.ended && rest == 0 && !next_on_link;
             self.release_link(turn, link, keep);
         }

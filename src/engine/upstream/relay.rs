@@ -211,6 +211,12 @@ impl Relay {
         self.body_open
     }
 
+    /// The queued calls sent behind the current one will go again (the connection that
+    /// carried them cannot answer them).
+    pub(super) fn unsend_queue(&mut self) {
+        self.queue.iter_mut().for_each(|q| q.sent = false);
+    }
+
     /// More of the client's pipelined requests may be queued behind this one.
     pub(in crate::engine) fn takes_more(&self) -> bool {
         !self.tunnels() && self.queue.len() + 1 < MAX_DEFERRED

@@ -64,13 +64,7 @@ impl<A: Application> Connections<A> {
         }
         // Body bytes on their way: the request cannot be sent again elsewhere.
         relay.tries = relay.tries.max(2);
-        if link.tls.is_some() {
-            self.link_tls_send(turn, link, &relay.body_out);
-        } else {
-            let mut buf = self.buffers.writes.take();
-            buf.extend_from_slice(&relay.body_out);
-            self.send_buffer(turn, link, buf);
-        }
+        self.send_bytes(turn, link, &relay.body_out);
         relay.body_out.clear();
     }
 

@@ -80,7 +80,7 @@ impl<A: Application> Connections<A> {
             return;
         }
         if link.send.is_none() && !state.output.is_empty() {
-            self.send_request(turn, link, &state.output);
+            self.send_bytes(turn, link, &state.output);
             state.output.clear();
             state.sending = true;
         }

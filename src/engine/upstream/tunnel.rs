@@ -107,7 +107,7 @@ impl<A: Application> Connections<A> {
         }
         let now = turn.now.ms;
         if conn.input.pending() > 0 {
-            self.send_request(turn, link, conn.input.bytes());
+            self.send_bytes(turn, link, conn.input.bytes());
             conn.input.clear();
             conn.relay().since = now;
         }
