@@ -303,10 +303,8 @@ impl UpstreamResponse {
 
     /// Every field line, in order: name and value.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        head_fields(&self.head).filter_map(|(name, value)| {
-            let name = std::str::from_utf8(name).ok()?;
-            Some((name, value.strip_suffix(b"\r").unwrap_or(value)))
-        })
+        head_fields(&self.head)
+            .filter_map(|(name, value)| Some((std::str::from_utf8(name).ok()?, value)))
     }
 
     /// The next bytes of the body as they arrive; `None` once it is complete. A response

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use crate::config::Config;
 use crate::engine::{ForwardBody, Peer, ProxyCall};
 use crate::http::forward::{upgrade_asked, write_forwarded, Forwarding};
-use crate::http::request::{Method, RawRequest};
+use crate::http::request::{Framing, Method, RawRequest};
 
 /// One prefix and where it goes.
 struct ProxyRoute {
@@ -110,13 +110,9 @@ impl ProxyRoutes {
 
     /// The call to an upstream that answers `request` from `peer`, if a proxy route takes
     /// it.
-    /// With `streamed`, its body follows as it arrives (`Service::streams_body`).
-    pub(crate) fn call(
-        &self,
-        request: &RawRequest<'_>,
-        peer: &Peer<'_>,
-        streamed: bool,
-    ) -> Option<ProxyCall> {
+    /// A request whose body follows as it arrives (`RawRequest::streamed`) is forwarded at
+    /// its head, the body to follow.
+    pub(crate) fn call(&self, request: &RawRequest<'_>, peer: &Peer<'_>) -> Option<ProxyCall> {
         if self.routes.is_empty() {
             return None;
         }
@@ -126,6 +122,7 @@ impl ProxyRoutes {
             true => route.prefix.len() - usize::from(route.prefix.ends_with('/')),
             false => 0,
         };
+        let streamed = request.streamed;
         let client: Option<IpAddr> = peer.addr().map(|addr| addr.ip());
         let how = Forwarding {
             strip,
@@ -139,7 +136,7 @@ impl ProxyRoutes {
         let mut bytes = Vec::with_capacity(request.bytes.len() + request.body.len() + 128);
         write_forwarded(request, &how, &mut bytes);
         let method = request.head.method;
-        let chunked = matches!(request.head.framing, crate::http::request::Framing::Chunked);
+        let chunked = matches!(request.head.framing, Framing::Chunked);
         Some(ProxyCall {
             body: match (streamed, chunked) {
                 (false, _) => ForwardBody::Whole,

@@ -197,11 +197,7 @@ impl OwnedRequest {
     pub fn view(&self) -> Request<'_> {
         let (head, body) = self.bytes.split_at(self.head.len);
         Request {
-            inner: RawRequest {
-                head: &self.head,
-                bytes: head,
-                body,
-            },
+            inner: RawRequest::whole(&self.head, head, body),
             params: &self.params,
             peer: Peer {
                 fd: -1,

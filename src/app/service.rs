@@ -33,8 +33,6 @@ pub(crate) struct AppService<S: 'static> {
     https_redirect: Option<HttpsRedirect>,
     /// Prefixes whose requests go to upstream servers.
     proxies: Arc<ProxyRoutes>,
-    /// The request `answer` is asked next has its body streamed (`streams_body` said so).
-    stream_next: bool,
 }
 
 impl<S: 'static> AppService<S> {
@@ -55,8 +53,15 @@ impl<S: 'static> AppService<S> {
             files,
             https_redirect,
             proxies,
-            stream_next: false,
         }
+    }
+}
+
+impl<S: 'static> AppService<S> {
+    /// Requests from `peer` are redirected to HTTPS (a cleartext connection under
+    /// `tls.cleartext = "redirect"`): answered at once, never proxied.
+    fn redirects(&self, peer: &Peer) -> bool {
+        self.https_redirect.is_some() && peer.tls.is_none()
     }
 }
 
@@ -92,8 +97,7 @@ impl<S: 'static> Application for AppService<S> {
             response.send(Status::NO_CONTENT, None, &[("Allow", &self.allow)], &[]);
             return None;
         }
-        let streamed = std::mem::take(&mut self.stream_next);
-        if let Some(call) = self.proxies.call(request, peer, streamed) {
+        if let Some(call) = self.proxies.call(request, peer) {
             return Some(Deferred::Proxy(call));
         }
         let found = self.router.find(
@@ -163,16 +167,12 @@ impl<S: 'static> Application for AppService<S> {
     }
 
     fn streams_body(&mut self, peer: &Peer, request: &RawRequest<'_>) -> bool {
-        // A proxied request's body goes upstream as it comes; the next `answer` is its.
-        let redirected = self.https_redirect.is_some() && peer.tls.is_none();
-        self.stream_next = !redirected && self.proxies.takes(request);
-        self.stream_next
+        // A proxied request's body goes upstream as it comes.
+        !self.redirects(peer) && self.proxies.takes(request)
     }
 
     fn queues(&mut self, peer: &Peer, request: &RawRequest<'_>) -> bool {
-        // A cleartext request that is redirected is answered at once, not proxied.
-        let redirected = self.https_redirect.is_some() && peer.tls.is_none();
-        !redirected && self.proxies.queues(request)
+        !self.redirects(peer) && self.proxies.queues(request)
     }
 
     fn drain(&mut self) {

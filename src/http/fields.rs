@@ -43,7 +43,17 @@ pub(super) fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
 /// The field lines of a head (its bytes after the start line, as the parser accepted them),
 /// as `(name, value)` with the value trimmed.
 pub(crate) fn head_fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
+    let start = head
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(head.len(), |i| i + 1);
+    field_lines(&head[start..])
+}
+
+/// Field lines (a trailer section's, or a head's after its start line), checked already,
+/// as `(name, value)` with the value trimmed; lines without a colon are passed over.
+pub(crate) fn field_lines(lines: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    lines.split(|&b| b == b'\n').filter_map(|line| {
         let colon = line.iter().position(|&b| b == b':')?;
         Some((&line[..colon], line[colon + 1..].trim_ascii()))
     })

@@ -63,9 +63,22 @@ pub struct RawRequest<'a> {
     /// The whole body (Content-Length bytes, or the chunks' data), empty when none was sent
     /// or the service did not ask for it.
     pub body: &'a [u8],
+    /// Its body is not here: it follows as it arrives (`Service::streams_body`), and
+    /// `body` is empty.
+    pub streamed: bool,
 }
 
 impl<'a> RawRequest<'a> {
+    /// A request whose body (if any) is all in `body`.
+    pub fn whole(head: &'a RequestHead, bytes: &'a [u8], body: &'a [u8]) -> RawRequest<'a> {
+        RawRequest {
+            head,
+            bytes,
+            body,
+            streamed: false,
+        }
+    }
+
     /// The request line, without its line end.
     pub fn line(&self) -> &'a [u8] {
         let end = self

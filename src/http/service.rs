@@ -20,8 +20,8 @@ pub trait Service {
 
     /// Whether `request`, whose body did not come with its head, is to be answered now, at
     /// its head, its body following as it arrives (`Session::take_streamed`) rather than
-    /// gathered first: a proxied request, whose body goes upstream as it comes. When it
-    /// says so, the next `call` is for this request (with an empty body).
+    /// gathered first: a proxied request, whose body goes upstream as it comes. When the
+    /// session streams it, `call` gets the request with an empty body.
     fn streams_body(&mut self, _request: &RawRequest<'_>) -> bool {
         false
     }

@@ -238,7 +238,8 @@ impl Session {
         let used = skip + head.len;
         let length = match head.framing {
             Framing::Empty => {
-                self.answer(&head, bytes, &[], out, service, limits, draining, progress);
+                let request = RawRequest::whole(&head, bytes, &[]);
+                self.answer(request, out, service, limits, draining, progress);
                 return Ok((used, true));
             }
             Framing::Length(n) => Some(n),
@@ -247,21 +248,19 @@ impl Session {
         if let Some(n) = length.filter(|&n| n <= after_head.len() as u64) {
             // The whole body came with its head: it is answered where it lies.
             let body = &after_head[..n as usize];
-            self.answer(&head, bytes, body, out, service, limits, draining, progress);
+            let request = RawRequest::whole(&head, bytes, body);
+            self.answer(request, out, service, limits, draining, progress);
             return Ok((used + n as usize, true));
         }
         if head.expect_continue && after_head.is_empty() {
             out.extend_from_slice(CONTINUE);
         }
-        let request = RawRequest {
-            head: &head,
-            bytes,
-            body: &[],
-        };
-        // A body that is all here already (a chunked one can be whole before its length is
-        // known) is gathered as before; one still to come may be streamed.
-        let whole = length.is_none() && ahead::chunked_within(after_head, limits);
-        let streams = !draining && !whole && service.streams_body(&request);
+        let mut request = RawRequest::whole(&head, bytes, &[]);
+        // A body still to come may be streamed; one that is all here already (a chunked one
+        // can be whole before its length is known) is gathered as before.
+        let streams = !draining
+            && service.streams_body(&request)
+            && !(length.is_none() && ahead::chunked_within(after_head, limits));
         let gather = streams || service.wants_body(&request);
         let body = match length {
             Some(n) => BodyLeft::Length(n),
@@ -291,7 +290,8 @@ impl Session {
             return Ok((used, false));
         }
         // Answered now, at its head: its body follows as it comes.
-        self.answer(&head, bytes, &[], out, service, limits, draining, progress);
+        request.streamed = true;
+        self.answer(request, out, service, limits, draining, progress);
         let after = self.state;
         if let Some(held) = self.held.as_mut() {
             held.after = after;
@@ -311,29 +311,27 @@ impl Session {
     ) {
         let mut held = self.held.take().expect("a request being gathered");
         let (bytes, body) = held.bytes.split_at(held.head.len);
-        self.answer(
-            &held.head, bytes, body, out, service, limits, draining, progress,
-        );
+        let request = RawRequest::whole(&held.head, bytes, body);
+        self.answer(request, out, service, limits, draining, progress);
         if held.bytes.capacity() <= HELD_KEEP_BYTES {
             held.bytes.clear();
             self.held = Some(held);
         }
     }
 
-    /// Asks the service to answer one complete request and decides what follows it.
-    #[allow(clippy::too_many_arguments)]
+    /// Asks the service to answer one complete request (or one whose body it streams) and
+    /// decides what follows it.
     #[inline(always)]
     fn answer<S: Service>(
         &mut self,
-        head: &RequestHead,
-        bytes: &[u8],
-        body: &[u8],
+        request: RawRequest<'_>,
         out: &mut Vec<u8>,
         service: &mut S,
         limits: &Limits,
         draining: bool,
         progress: &mut Progress<S::Deferred>,
     ) {
+        let head = request.head;
         let max_requests = limits.max_requests;
         let mut closing = !head.keep_alive
             || draining
@@ -348,7 +346,6 @@ impl Session {
         // The writer holds the output buffer while the service answers (moved, not copied).
         let mut response = ResponseWriter::new(std::mem::take(out), head_only, http10, persistence);
         let mut queued = None;
-        let request = RawRequest { head, bytes, body };
         // Nothing is deferred before this: `process` answers nothing more once something is.
         let deferred = service.call(&request, &mut response);
         if response.sent().is_none() && deferred.is_none() {

@@ -7,7 +7,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::fields::{head_fields, list_items, parse_content_length};
+use super::fields::{field_lines, head_fields, list_items, parse_content_length};
 use super::forward::{connection_options, is_hop_by_hop};
 
 /// Most fields an upstream response head may have.
@@ -167,12 +167,7 @@ const NOT_IN_TRAILER: &[&[u8]] = &[
 /// Appends the fields of an upstream's trailer section (field lines as the chunked decoder
 /// kept them) that pass on to the client, each on a line of its own.
 pub fn write_trailer_fields(trailer: &[u8], out: &mut Vec<u8>) {
-    for line in trailer.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+    for (name, value) in field_lines(trailer) {
         let refused = NOT_IN_TRAILER.iter().any(|n| name.eq_ignore_ascii_case(n));
         if name.is_empty() || refused || is_hop_by_hop(name, &[]) {
             continue;

@@ -31,11 +31,7 @@ impl Session {
         if !matches!(head.framing, Framing::Empty) {
             return false;
         }
-        let request = RawRequest {
-            head: &head,
-            bytes: &input[..head.len],
-            body: &[],
-        };
+        let request = RawRequest::whole(&head, &input[..head.len], &[]);
         service.queues(&request)
     }
 
