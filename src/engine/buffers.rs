@@ -18,6 +18,16 @@ const POOLED_BUFFERS: usize = 2048;
 /// and a buffer grown past twice this is freed rather than pooled.
 const OUTPUT_BUFFER_BYTES: usize = 16 * 1024;
 
+/// Wide output buffers kept for reuse per core: a relayed body gathers up to the session's
+/// high-water mark (and one more read) before it is sent, and a buffer grown to that
+/// size by doubling from `OUTPUT_BUFFER_BYTES` would copy its bytes three times over and
+/// be freed after each send.
+const POOLED_WIDE: usize = 64;
+
+/// The capacity of a wide output buffer: the high-water mark and a TLS record's plaintext
+/// (the most one read of an upstream adds), with room for chunk framing.
+pub(super) const WIDE_BUFFER_BYTES: usize = crate::http::session::OUTPUT_HIGH_WATER + 20 * 1024;
+
 /// File chunk buffers (`static.chunk_bytes` each) kept for reuse per core.
 const POOLED_CHUNKS: usize = 32;
 
@@ -82,19 +92,43 @@ impl<T> FreeList<T> {
     }
 }
 
-/// A free list of equally sized `Vec<u8>` buffers.
+/// A free list of equally sized `Vec<u8>` buffers, and one of wide buffers (of
+/// `WIDE_BUFFER_BYTES`) for the pools that lend them.
 pub(super) struct BufferPool {
     free: FreeList<Vec<u8>>,
     size: usize,
+    wide: FreeList<Vec<u8>>,
 }
 
 impl BufferPool {
     /// A pool of `size`-byte buffers keeping at most `keep` of them when returned.
     pub(super) fn new(size: usize, keep: usize) -> BufferPool {
+        BufferPool::with_wide(size, keep, 0)
+    }
+
+    /// The same, keeping also up to `keep_wide` wide buffers (see `widen`).
+    pub(super) fn with_wide(size: usize, keep: usize, keep_wide: usize) -> BufferPool {
         BufferPool {
             free: FreeList::new(keep),
             size,
+            wide: FreeList::new(keep_wide),
         }
+    }
+
+    /// Gives `buf` a wide buffer's capacity (`WIDE_BUFFER_BYTES`), its bytes kept, unless
+    /// it has that much already: for output that is to gather a large body before it is
+    /// sent, and would otherwise grow by doubling.
+    pub(super) fn widen(&mut self, buf: &mut Vec<u8>) {
+        if buf.capacity() >= WIDE_BUFFER_BYTES {
+            return;
+        }
+        let mut wide = self
+            .wide
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(WIDE_BUFFER_BYTES));
+        wide.clear();
+        wide.extend_from_slice(buf);
+        self.give(std::mem::replace(buf, wide));
     }
 
     /// An empty buffer with at least `size` capacity.
@@ -114,18 +148,22 @@ impl BufferPool {
         }
     }
 
-    /// Returns a buffer; it is freed if the pool is full or it has grown past twice the size.
-    /// A buffer without capacity (nothing was lent) is ignored.
+    /// Returns a buffer; it is freed if the pool is full or it has grown past twice the size
+    /// (a wide one, past twice its own, goes to the wide list). A buffer without capacity
+    /// (nothing was lent) is ignored.
     pub(super) fn give(&mut self, buf: Vec<u8>) {
-        if buf.capacity() > 0 && buf.capacity() <= 2 * self.size {
+        let capacity = buf.capacity();
+        if capacity > 0 && capacity <= 2 * self.size {
             self.free.push(buf);
+        } else if (WIDE_BUFFER_BYTES..=2 * WIDE_BUFFER_BYTES).contains(&capacity) {
+            self.wide.push(buf);
         }
     }
 
     /// Frees the buffers that stayed in the pool since the last trim. Returns the bytes
     /// given back.
     pub(super) fn trim(&mut self) -> usize {
-        self.free.trim(Vec::capacity)
+        self.free.trim(Vec::capacity) + self.wide.trim(Vec::capacity)
     }
 }
 
@@ -179,7 +217,7 @@ impl Buffers {
     pub(super) fn new(read_bytes: usize, chunk_bytes: usize) -> Buffers {
         Buffers {
             reads: BufferPool::new(read_bytes, POOLED_BUFFERS),
-            writes: BufferPool::new(OUTPUT_BUFFER_BYTES, POOLED_BUFFERS),
+            writes: BufferPool::with_wide(OUTPUT_BUFFER_BYTES, POOLED_BUFFERS, POOLED_WIDE),
             chunks: BufferPool::new(chunk_bytes, POOLED_CHUNKS),
             flights: BoxPool::new(POOLED_BUFFERS),
         }
@@ -209,6 +247,27 @@ mod tests {
         assert_eq!(pool.trim(), 7 * 100);
         assert_eq!(pool.trim(), 100);
         assert!(pool.free.free.is_empty());
+    }
+
+    #[test]
+    fn a_widened_buffer_keeps_its_bytes_and_is_pooled_apart() {
+        let mut pool = BufferPool::with_wide(100, 10, 2);
+        let mut buf = pool.take();
+        buf.extend_from_slice(b"head");
+        pool.widen(&mut buf);
+        assert_eq!(buf, b"head");
+        assert!(buf.capacity() >= WIDE_BUFFER_BYTES);
+        assert_eq!(pool.free.free.len(), 1, "the narrow buffer went back");
+        let ptr = buf.as_ptr();
+        pool.give(buf);
+        let mut again = pool.take();
+        pool.widen(&mut again);
+        assert_eq!(again.as_ptr(), ptr, "the wide buffer is reused");
+        assert!(again.is_empty());
+        // Nothing wide is kept by a pool that keeps none.
+        let mut narrow = BufferPool::new(100, 10);
+        narrow.give(again);
+        assert!(narrow.wide.free.is_empty());
     }
 
     #[test]

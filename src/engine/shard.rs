@@ -143,6 +143,7 @@ impl<A: Application> Shard<A> {
             self.complete(cqe.user_data(), cqe.result(), cqe.flags());
         }
         let (conns, mut turn) = self.split();
+        conns.send_relayed(&mut turn);
         busy |= conns.finish_file_reads(&mut turn);
         busy |= conns.finish_tasks(&mut turn);
         busy |= conns.take_calls(&mut turn);

@@ -85,6 +85,10 @@ pub(super) struct Upstreams {
     /// what is kept, for a connection's `Deferring::Proxy` to take without allocating.
     #[allow(clippy::vec_box)]
     pub(super) spare_relays: Vec<Box<relay::Relay>>,
+    /// Client connections with relayed bytes not yet sent: they go out once the turn's
+    /// completions are handled (`Connections::send_relayed`), so that a response that
+    /// came in several receives leaves in one send.
+    pub(super) unsent: Vec<Key>,
 }
 
 impl Upstreams {
@@ -119,6 +123,7 @@ impl Upstreams {
             starved: Vec::new(),
             door,
             spare_relays: Vec::new(),
+            unsent: Vec::new(),
         }
     }
 }

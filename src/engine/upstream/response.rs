@@ -187,7 +187,13 @@ impl<A: Application> Connections<A> {
 
     /// Body bytes of the response, relayed to the client as it gets them (see `feed_body`).
     fn relay_body(&mut self, conn: &mut Conn, data: &[u8]) -> Fed {
+        // A body that outgrows the output buffer (it gathers up to the high-water mark
+        // before it is sent) gets a wide one at once rather than growing it by doubling.
+        let need = conn.out.len() + data.len() + 32;
         self.buffers.writes.lend(&mut conn.out);
+        if need > conn.out.capacity() {
+            self.buffers.writes.widen(&mut conn.out);
+        }
         let Deferring::Proxy(relay) = &mut conn.deferring else {
             return Fed::Failed(Status::BAD_GATEWAY);
         };
@@ -273,6 +279,18 @@ impl<A: Application> Connections<A> {
         }
     }
 
+    /// Sends what the turn's receives relayed to clients (see `Upstreams::unsent`).
+    pub(in crate::engine) fn send_relayed(&mut self, turn: &mut Turn<'_>) {
+        let mut unsent = std::mem::take(&mut self.upstreams.unsent);
+        for key in unsent.drain(..) {
+            if let Some(mut conn) = self.table.take(key) {
+                self.flush(turn, &mut conn);
+                self.settle(turn, conn);
+            }
+        }
+        self.upstreams.unsent = unsent;
+    }
+
     /// Acts on what the bytes did. Returns what follows a response that is through (see
     /// `pipeline::Next`); none while it is not.
     pub(super) fn relay_outcome(
@@ -284,11 +302,17 @@ impl<A: Application> Connections<A> {
     ) -> Option<Next> {
         match fed {
             Fed::More => {
-                self.flush(turn, conn);
-                // A client that does not take the response stops its server's reads.
+                // A full window goes out now; less waits for the rest of this turn's
+                // receives (`send_relayed`).
                 if conn.out.len() >= OUTPUT_HIGH_WATER {
+                    self.flush(turn, conn);
+                }
+                if conn.out.len() >= OUTPUT_HIGH_WATER {
+                    // A client that does not take the response stops its server's reads.
                     link.paused = true;
                     self.cancel_link_recv(turn, link);
+                } else if conn.has_output() && self.upstreams.unsent.last() != Some(&conn.key) {
+                    self.upstreams.unsent.push(conn.key);
                 }
             }
             Fed::Done { reusable, rest } => {
