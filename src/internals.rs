@@ -5,7 +5,8 @@
 //! loop are not here at all.
 //!
 //! - the protocol: [`Session`] (one connection's exchange without sockets), [`parse_head`],
-//!   [`ChunkedDecoder`], the PROXY protocol header ([`parse_proxy_header`]);
+//!   [`ChunkedDecoder`], the PROXY protocol header ([`parse_proxy_header`]), WebSocket's
+//!   frames read into messages ([`WebSocketDecoder`]);
 //! - [`session_service`]: an [`App`]'s service as the engine drives it, for a [`Session`]
 //!   without sockets (no peer address, no access log);
 //! - the route table ([`Router`]) and percent-decoding as the router's parameters see it;
@@ -23,6 +24,9 @@ pub use crate::http::error::HttpError;
 pub use crate::http::request::{parse_head, Framing, Limits, Method, RawRequest, RequestHead};
 pub use crate::http::response::{ResponseWriter, CONTINUE};
 pub use crate::http::session::{Progress, Service, Session};
+pub use crate::http::websocket::decoder::{
+    Decoder as WebSocketDecoder, Failure as WebSocketFailure, Incoming as WebSocketIncoming,
+};
 pub use crate::proxy_protocol::{parse as parse_proxy_header, Header as ProxyHeader};
 
 use crate::app::service::AppService;

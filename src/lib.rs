@@ -54,8 +54,9 @@ mod support;
 mod tls;
 
 pub use app::{
-    App, BoxError, Call, Files, HeaderError, OwnedRequest, Reply, Request, Response, Setup,
-    Upstream, UpstreamResponse, UpstreamStream,
+    App, BodyClosed, BodySender, BoxError, Call, Event, EventSender, Files, HeaderError, Message,
+    OwnedRequest, Reply, Request, Response, SendError, Setup, Upstream, UpstreamResponse,
+    UpstreamStream, WebSocket, WebSocketHandler,
 };
 pub use config::{Config, ConfigError};
 pub use engine::UpstreamError;

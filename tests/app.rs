@@ -10,55 +10,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::serve::{serve, serve_with, start, test_config, Running};
 use common::{Client, TempDir};
 use percore::config::{Config, CoreSpec};
 use percore::internals::usable_cores;
-use percore::RunSummary;
 use percore::Version;
-use percore::{App, BoxError, Files, Reply, Server, Setup, Status};
-
-/// An app serving on 127.0.0.1; stops (draining) when dropped.
-struct Running {
-    server: Server,
-    addr: SocketAddr,
-}
-
-impl Running {
-    fn client(&self) -> Client {
-        Client::connect(self.addr)
-    }
-
-    /// Stops the server and returns the run's summary.
-    fn stop(self) -> RunSummary {
-        self.server.shutdown()
-    }
-}
-
-/// The configuration tests serve with: port 0, one core, no live report lines.
-fn test_config(adjust: impl FnOnce(&mut Config)) -> Config {
-    let mut config = Config::default();
-    config.server.port = 0;
-    config.server.cores = CoreSpec::First(1);
-    config.report.interval_ms = 0;
-    adjust(&mut config);
-    config
-}
-
-/// Starts `app` on one core with the test configuration.
-fn serve<S: 'static>(app: App<S>) -> Running {
-    serve_with(app, |_| {})
-}
-
-/// Starts `app` with the test configuration, adjusted.
-fn serve_with<S: 'static>(app: App<S>, adjust: impl FnOnce(&mut Config)) -> Running {
-    start(app, test_config(adjust))
-}
-
-fn start<S: 'static>(app: App<S>, config: Config) -> Running {
-    let server = app.start(config).expect("app starts");
-    let addr = server.local_addr();
-    Running { server, addr }
-}
+use percore::{App, BoxError, Files, Reply, Setup, Status};
 
 /// Sends `request` (which should ask for `Connection: close`) on a fresh connection and
 /// returns every byte the server sends until it closes.

@@ -36,8 +36,10 @@
 //! }
 //! ```
 
+mod body;
 mod builtin;
 mod client;
+mod events;
 pub(crate) mod factory;
 mod files;
 mod program;
@@ -50,19 +52,23 @@ pub(crate) mod router;
 pub(crate) mod service;
 mod setup;
 mod stream;
+mod websocket;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
+pub use body::{BodyClosed, BodySender};
 pub use client::{Call, Upstream, UpstreamResponse};
+pub use events::{Event, EventSender};
 pub use files::Files;
 pub use reply::Reply;
 pub use request::{OwnedRequest, Request};
 pub use response::{HeaderError, Response};
 pub use setup::Setup;
 pub use stream::UpstreamStream;
+pub use websocket::{Message, SendError, WebSocket, WebSocketHandler};
 
 use router::Router;
 
@@ -82,6 +88,9 @@ pub(crate) enum Handler<S> {
     Files,
     /// The health route: 200 while the core serves, 503 once it drains.
     Health,
+    /// A WebSocket route: the subprotocols it speaks (its preference first), and what makes
+    /// each connection's handler.
+    Socket(&'static [&'static str], Arc<websocket::SocketFactory<S>>),
 }
 
 impl<S> Clone for Handler<S> {
@@ -91,6 +100,7 @@ impl<S> Clone for Handler<S> {
             Handler::Async(h) => Handler::Async(h.clone()),
             Handler::Files => Handler::Files,
             Handler::Health => Handler::Health,
+            Handler::Socket(protocols, make) => Handler::Socket(protocols, make.clone()),
         }
     }
 }
@@ -225,6 +235,47 @@ impl<S: 'static> App<S> {
         H: Fn(&Request<'_>, &mut Response<'_>, &S) + Send + Sync + 'static,
     {
         self.route("PATCH", pattern, handler)
+    }
+
+    /// A WebSocket route (RFC 6455): a valid upgrade on `pattern` is answered `101` and its
+    /// connection carried on with the handler `make` returns for it (given the request,
+    /// the subprotocol chosen, and this core's state); the handler is called inline on the
+    /// core's loop for each message. `protocols` are the subprotocols the route speaks, its
+    /// preference first: the first the client offers is chosen (none if it offers none of
+    /// them). A request that is not a valid upgrade gets 426 (no upgrade, or a version other
+    /// than 13, with `Sec-WebSocket-Version: 13`), 400 (a malformed handshake) or 405.
+    ///
+    /// ```
+    /// use percore::{App, Message, WebSocket, WebSocketHandler};
+    ///
+    /// struct Echo;
+    ///
+    /// impl WebSocketHandler for Echo {
+    ///     fn on_message(&mut self, message: Message<'_>, socket: &mut WebSocket<'_>) {
+    ///         if socket.send(message).is_err() {
+    ///             socket.close(1008, "too slow");
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let app = App::new(|_| Ok(())).websocket("/ws/echo", &[], |_request, _protocol, _| Echo);
+    /// # drop(app);
+    /// ```
+    pub fn websocket<H, F>(
+        self,
+        pattern: &str,
+        protocols: &'static [&'static str],
+        make: F,
+    ) -> App<S>
+    where
+        H: WebSocketHandler,
+        F: Fn(&Request<'_>, Option<&'static str>, &S) -> H + Send + Sync + 'static,
+    {
+        self.add(
+            "GET",
+            pattern,
+            Handler::Socket(protocols, websocket::factory(make)),
+        )
     }
 
     /// An async `GET` handler (see [`App::route_async`]).

@@ -1,7 +1,14 @@
 //! What an async handler answers with: [`Reply`], owned, since it is made after the
-//! request's buffers have gone back, and checked as [`crate::Response`] checks.
+//! request's buffers have gone back, and checked as [`crate::Response`] checks. Its body
+//! is whole, or written over time by a producer (`body`).
 
+use std::future::Future;
+
+use super::body::{BodySender, Producer};
+use super::events::{self, EventSender};
 use super::response::{check_field, check_text, HeaderError};
+use super::BoxError;
+use crate::engine::OutflowSlot;
 use crate::http::response::{OwnFields, ResponseWriter, TEXT_PLAIN};
 use crate::http::status::Status;
 
@@ -13,7 +20,7 @@ use crate::http::status::Status;
 /// let missing = Reply::status(Status::NOT_FOUND);
 /// assert!(Reply::new().header("X-Bad", "a\nb").is_err());
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub struct Reply {
     status: Option<Status>,
     reason: Option<String>,
@@ -21,6 +28,18 @@ pub struct Reply {
     own: OwnFields,
     body: Vec<u8>,
     close: bool,
+    producer: Option<Producer>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("fields", &self.fields)
+            .field("body", &self.body.len())
+            .field("streamed", &self.producer.is_some())
+            .finish()
+    }
 }
 
 impl Reply {
@@ -83,14 +102,75 @@ impl Reply {
         self
     }
 
+    /// A 200 whose body `producer` writes over time, after the head has gone out: it is
+    /// called once with a [`BodySender`] and runs as a task on the core. The body is sent
+    /// chunked (to an HTTP/1.0 client, as it comes, the connection closing at its end);
+    /// it ends when the producer returns `Ok`, and is cut short (no last chunk) when it
+    /// returns an error or panics. Requests pipelined behind it wait for it.
+    ///
+    /// ```
+    /// # use percore::Reply;
+    /// let reply = Reply::stream(|mut body| async move {
+    ///     for i in 0..3 {
+    ///         body.send(format!("line {i}\n")).await?;
+    ///     }
+    ///     body.trailer("X-Lines", "3")?;
+    ///     Ok(())
+    /// })
+    /// .header("Content-Type", "text/plain")
+    /// .unwrap();
+    /// # drop(reply);
+    /// ```
+    pub fn stream<F, Fut>(producer: F) -> Reply
+    where
+        F: FnOnce(BodySender) -> Fut + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + 'static,
+    {
+        let mut reply = Reply::new();
+        reply.producer = Some(Box::new(move |sender| Box::pin(producer(sender))));
+        reply
+    }
+
+    /// A 200 event stream (`text/event-stream`, not to be cached) whose events `producer`
+    /// sends over time, as [`Reply::stream`] runs it; a keep-alive comment goes out each
+    /// time the stream has been quiet for 15 s (see [`EventSender::keep_alive`]).
+    ///
+    /// ```
+    /// # use percore::{Event, Reply};
+    /// let reply = Reply::events(|mut events| async move {
+    ///     events.send(&Event::new("hello").id("1")?).await?;
+    ///     Ok(())
+    /// });
+    /// # drop(reply);
+    /// ```
+    pub fn events<F, Fut>(producer: F) -> Reply
+    where
+        F: FnOnce(EventSender) -> Fut + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + 'static,
+    {
+        let mut reply = Reply::stream(move |body| events::produce(body, producer));
+        reply.fields.extend([
+            ("Content-Type".into(), "text/event-stream".into()),
+            ("Cache-Control".into(), "no-cache".into()),
+        ]);
+        reply
+    }
+
+    /// The producer of a streamed body, taken out to be started.
+    pub(crate) fn take_producer(&mut self) -> Option<Producer> {
+        self.producer.take()
+    }
+
     /// Closes the connection after this response.
     pub fn close(mut self) -> Reply {
         self.close = true;
         self
     }
 
-    /// Writes it as the deferred response `writer` stands for.
-    pub(crate) fn write(&self, writer: &mut ResponseWriter) {
+    /// Writes it as the deferred response `writer` stands for; a streamed body's head says
+    /// how the body will go out (`body`, its producer's, learns whether it is chunked and
+    /// whether it is wanted at all).
+    pub(crate) fn write(&self, writer: &mut ResponseWriter, body: Option<&OutflowSlot>) {
         let status = self.status.unwrap_or(Status::OK);
         if status.is_interim() {
             writer.fail();
@@ -104,6 +184,13 @@ impl Reply {
             writer.stage_field(name, value);
         }
         let reason = self.reason.as_deref().map(str::as_bytes);
+        if let Some(body) = body {
+            let chunked = writer.send_head_unsized(status, reason);
+            let mut state = body.0.borrow_mut();
+            state.chunked = chunked;
+            state.wanted = writer.body_wanted();
+            return;
+        }
         writer.send_head_as(status, reason, None, &[], self.body.len() as u64);
         if writer.body_wanted() {
             writer.out().extend_from_slice(&self.body);

@@ -116,6 +116,12 @@ impl<'a> Request<'a> {
             .and_then(|v| std::str::from_utf8(v).ok())
     }
 
+    /// The id of the last event a reconnecting Server-Sent Events client saw (its
+    /// `Last-Event-ID` field), for the stream to go on after it.
+    pub fn last_event_id(&self) -> Option<&'a str> {
+        self.header("last-event-id")
+    }
+
     /// Every value of the header field `name` (any case), in order, as bytes.
     pub fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.inner.headers(name.as_bytes())

@@ -13,7 +13,7 @@ use super::redirect::HttpsRedirect;
 use super::response::Scratch;
 use super::router::{Lookup, Params, Router};
 use super::{AsyncHandler, Files, Handler, Request, Response};
-use crate::engine::{Application, Deferred, DeferredResponse, Peer};
+use crate::engine::{Application, Deferred, Peer, TaskAnswer};
 use crate::http::request::{Method, RawRequest};
 use crate::http::response::{ResponseWriter, TEXT_PLAIN};
 use crate::http::status::Status;
@@ -140,6 +140,16 @@ impl<S: 'static> Application for AppService<S> {
             Handler::Async(handler) => {
                 start_task(&**handler, user_request, self.state.clone(), response)
             }
+            Handler::Socket(protocols, make) => {
+                let state = &*self.state;
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    super::websocket::answer(&**make, protocols, &user_request, state, response)
+                }));
+                outcome.unwrap_or_else(|_| {
+                    response.fail();
+                    None
+                })
+            }
             Handler::Health => {
                 let (status, body): (Status, &[u8]) = match self.draining {
                     false => (Status::OK, b"ok\n"),
@@ -210,10 +220,22 @@ fn start_task<S>(
         return None;
     };
     Some(Deferred::Task(Box::pin(async move {
-        let outcome = AssertUnwindSafe(future).catch_unwind().await;
-        Box::new(move |writer: &mut ResponseWriter| match outcome {
-            Ok(reply) => reply.write(writer),
-            Err(_) => writer.fail(),
-        }) as DeferredResponse
+        match AssertUnwindSafe(future).catch_unwind().await {
+            Ok(mut reply) => {
+                // A streamed body's producer starts now; its bytes wait for the head.
+                let body = reply.take_producer().map(super::body::start);
+                let slot = body.clone();
+                TaskAnswer {
+                    write: Box::new(move |writer: &mut ResponseWriter| {
+                        reply.write(writer, slot.as_deref())
+                    }),
+                    body,
+                }
+            }
+            Err(_) => TaskAnswer {
+                write: Box::new(|writer: &mut ResponseWriter| writer.fail()),
+                body: None,
+            },
+        }
     })))
 }

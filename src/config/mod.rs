@@ -14,6 +14,7 @@ mod sections;
 mod tls;
 mod upstream;
 mod validate;
+mod websocket;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -36,6 +37,7 @@ pub use tls::{Cleartext, SniCertificate, TlsConfig};
 pub use upstream::{
     parse_server, server_tls_name, Balance, ProxyConfig, ServerAddr, UpstreamConfig,
 };
+pub use websocket::WebSocketConfig;
 
 use crate::http::request::{Limits, MAX_HEADERS_LIMIT};
 
@@ -78,6 +80,8 @@ pub struct Config {
     pub upstream: Vec<UpstreamConfig>,
     /// `[[proxy]]`: which requests go to which upstream (the longest matching path prefix).
     pub proxy: Vec<ProxyConfig>,
+    /// `[websocket]`: WebSocket connections' limits and timers.
+    pub websocket: WebSocketConfig,
     /// `[app]`: settings of the application built on percore, handed as they are to its
     /// per-core state factory (`Setup::settings`); percore reads none of them.
     pub app: toml::Table,

@@ -35,6 +35,9 @@ impl Config {
                 return bad(key, "must be above 0");
             }
         }
+        if let Err((key, why)) = self.websocket.check() {
+            return bad(key, why);
+        }
         if self.server.max_connections_per_core == 0 {
             return bad("server.max_connections_per_core", "must be above 0");
         }

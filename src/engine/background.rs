@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::token::Key;
 use super::wake::Wake;
-use super::DeferredResponse;
+use super::TaskAnswer;
 use crate::access_log::{Entry, LogBuffer, UpstreamEntry};
 use crate::files::read::FileSource;
 use crate::http::status::Status;
@@ -95,7 +95,7 @@ impl<T: 'static> Mailbox<T> {
 /// An async handler's answer, waiting for the loop.
 pub(super) struct TaskDone {
     pub(super) key: Key,
-    pub(super) answer: DeferredResponse,
+    pub(super) answer: TaskAnswer,
     /// When the request's bytes were reaped, for its latency.
     pub(super) read_at: Instant,
     /// What the access log says of its request.

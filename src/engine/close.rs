@@ -6,6 +6,7 @@ use io_uring::{opcode, squeue, types};
 
 use super::conn::{Conn, Deferring, Ending, Phase, Send};
 use super::connections::Connections;
+use super::outflow::OutflowEnd;
 use super::token::{token, Op, NO_KEY};
 use super::turn::Turn;
 use super::Application;
@@ -58,6 +59,10 @@ impl<A: Application> Connections<A> {
         self.cancel_recv(turn, &mut conn);
         // A request still at an upstream: its link goes too.
         self.relay_abandoned(turn, &mut conn);
+        // A streamed response's producer learns that nobody takes its bytes any more.
+        self.end_outflow(turn, &mut conn, OutflowEnd::Gone);
+        // A WebSocket's handler learns that it ended.
+        self.socket_abandoned(&mut conn);
         // Ended during its handshake by a cut (the drain's deadline, a write timeout)?
         self.handshake_abandoned(turn, &mut conn, TlsFailure::Closed);
         let close = opcode::Close::new(types::Fd(conn.fd))

@@ -11,6 +11,8 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 
 use super::buffers::Flight;
+use super::outflow::Outflow;
+use super::socket::Socket;
 use super::token::Key;
 use super::transport::Transport;
 use super::upstream::relay::Relay;
@@ -76,6 +78,10 @@ pub(super) enum Deferring {
     Task,
     /// An upstream server answering its last request, relayed as it comes.
     Proxy(Box<Relay>),
+    /// An async handler writing its response's body over time, behind the head written.
+    Stream(Box<Outflow>),
+    /// A WebSocket: the connection switched protocols.
+    Socket(Box<Socket>),
 }
 
 /// A static file's body on its way out.
@@ -198,6 +204,19 @@ impl Conn {
         matches!(self.send, Send::InFlight(_))
     }
 
+    /// Bytes of the send in flight not yet sent.
+    pub(super) fn in_flight(&self) -> usize {
+        match &self.send {
+            Send::InFlight(flight) => flight.buf.len() - flight.sent,
+            _ => 0,
+        }
+    }
+
+    /// It speaks WebSocket.
+    pub(super) fn sockets(&self) -> bool {
+        matches!(self.deferring, Deferring::Socket(_))
+    }
+
     /// Between requests with nothing buffered, sent or awaited: a keep-alive wait.
     pub(super) fn idle(&self) -> bool {
         self.session.is_between_requests()
@@ -211,7 +230,8 @@ impl Conn {
     pub(super) fn working(&self) -> bool {
         match &self.deferring {
             Deferring::Nothing => false,
-            Deferring::Task | Deferring::Proxy(_) => true,
+            Deferring::Task | Deferring::Proxy(_) | Deferring::Stream(_) => true,
+            Deferring::Socket(_) => false,
             Deferring::File(transfer) => transfer.reading,
         }
     }

@@ -16,6 +16,7 @@ use super::bodies::BodyBudget;
 use super::buffers::Buffers;
 use super::conn::Send;
 use super::handshakes::HandshakeGate;
+use super::outflow::{OutflowSlot, Outflows};
 use super::settings::{chunk_buffer_bytes, input_cap, Settings};
 use super::table::Table;
 use super::token::Key;
@@ -52,6 +53,10 @@ pub(super) struct Connections<A: Application> {
     pub(super) starved: VecDeque<Key>,
     /// Connections out: the upstream servers, their pools and links.
     pub(super) upstreams: Upstreams,
+    /// Where the producers of streamed responses stir the loop.
+    pub(super) outflows: Outflows,
+    /// The streamed bodies being taken this turn (kept for its capacity).
+    pub(super) stirred: Vec<Rc<OutflowSlot>>,
 }
 
 impl<A: Application> Connections<A> {
@@ -74,6 +79,8 @@ impl<A: Application> Connections<A> {
                 configs: Rc::new(tls.configs),
                 gate: HandshakeGate::new(tls.max_handshakes),
             }),
+            outflows: Outflows::new(wake.clone()),
+            stirred: Vec::new(),
             background: Background::new(wake),
             bodies: BodyBudget::new(config.http.body_buffer_bytes_per_core),
             starved: VecDeque::new(),
@@ -88,7 +95,7 @@ impl<A: Application> Connections<A> {
 
     /// File reads and async handlers at work in glommio tasks.
     pub(super) fn at_work(&self) -> usize {
-        self.background.at_work()
+        self.background.at_work() + self.outflows.live()
     }
 
     /// The earliest moment a connection's deadline may be due.

@@ -25,6 +25,10 @@ impl<A: Application> Connections<A> {
         if let Send::InFlight(flight) = &conn.send {
             return Some(flight.since + settings.write_timeout_ms);
         }
+        if let Deferring::Socket(socket) = &conn.deferring {
+            let ws = &settings.websocket;
+            return Some(socket.due(ws.idle_ping_ms, ws.idle_timeout_ms));
+        }
         if let Deferring::Proxy(relay) = &conn.deferring {
             // The upstream's connect and read timeouts.
             let group = &self.upstreams.groups[relay.upstream()];
@@ -91,6 +95,9 @@ impl<A: Application> Connections<A> {
         if conn.sending() {
             // The client stopped taking bytes.
             return conn.cut();
+        }
+        if conn.sockets() {
+            return self.socket_timed_out(turn, conn);
         }
         if matches!(conn.deferring, Deferring::Proxy(_)) {
             // The upstream server is late.

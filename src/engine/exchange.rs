@@ -88,6 +88,21 @@ fn log_answer(
             }));
         }
         Some(Deferred::File(body)) => body.len,
+        Some(Deferred::Socket(_)) => {
+            // The switch to WebSocket: its 101 (written by the engine).
+            log.record(&Entry {
+                client: peer.client,
+                request: request.line(),
+                status: 101,
+                bytes: 0,
+                referer,
+                user_agent,
+                micros: read_at.elapsed().as_micros() as u64,
+                tls: tls_of(&peer),
+                upstream: None,
+            });
+            return None;
+        }
         None => 0,
     };
     log.record(&Entry {
@@ -130,6 +145,10 @@ impl<A: Application> Connections<A> {
         if conn.tunnels() {
             // No HTTP any more: the bytes are the upstream server's.
             return self.tunnel_up(turn, conn, fresh);
+        }
+        if conn.sockets() {
+            // No HTTP any more: WebSocket frames.
+            return self.socket_input(turn, conn, fresh);
         }
         if conn.input.pending() > 0 && !fresh.is_empty() {
             conn.input.buf.extend_from_slice(fresh);
@@ -224,6 +243,10 @@ impl<A: Application> Connections<A> {
                         conn.head_started = NEVER;
                         self.spawn_task(turn, conn, task, what.log);
                     }
+                    Deferred::Socket(start) => {
+                        conn.head_started = NEVER;
+                        self.open_socket(turn, conn, start);
+                    }
                     Deferred::Proxy(call) => {
                         conn.head_started = NEVER;
                         turn.reporting
@@ -249,6 +272,10 @@ impl<A: Application> Connections<A> {
         if !fresh.is_empty() {
             self.buffers.reads.lend(&mut conn.input.buf);
             conn.input.buf.extend_from_slice(fresh);
+        }
+        if conn.sockets() {
+            // Frames the client sent right behind its handshake.
+            return self.socket_input(turn, conn, &[]);
         }
         if conn.input.pending() == 0 {
             self.buffers.reads.give(std::mem::take(&mut conn.input.buf));

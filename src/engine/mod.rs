@@ -90,6 +90,8 @@ mod exchange;
 mod handshakes;
 mod links;
 mod listeners;
+mod outflow;
+mod outflow_io;
 mod park;
 mod receive;
 mod reporting;
@@ -98,6 +100,8 @@ mod secure;
 mod send;
 mod settings;
 mod shard;
+mod socket;
+mod socket_io;
 mod table;
 mod tasks;
 mod token;
@@ -116,10 +120,12 @@ use std::pin::Pin;
 #[cfg(feature = "internals")]
 pub(crate) use exchange::Exchange;
 pub(crate) use links::{report_tick, Links};
+pub(crate) use outflow::{OutflowEnd, OutflowSlot, OUTFLOW_HIGH_WATER};
 #[cfg(feature = "internals")]
 pub(crate) use ring::fail_next_enter;
 pub use ring::RingMode;
 pub(crate) use shard::{make_ring, run, OnCore};
+pub(crate) use socket::{SendRefused, SocketHandler, SocketMessage, SocketOut, SocketStart};
 pub use upstream::outbound::UpstreamError;
 pub(crate) use upstream::outbound::{CallSlot, CallState, Outbound, Seen};
 pub(crate) use upstream::relay::{ForwardBody, ProxyCall};
@@ -180,15 +186,25 @@ pub(crate) trait Application: 'static {
 /// A deferred response, ready: it writes itself (or fails, see [`ResponseWriter::fail`]).
 pub(crate) type DeferredResponse = Box<dyn FnOnce(&mut ResponseWriter)>;
 
+/// What an async handler's task comes back with: the response (its head, or all of it),
+/// and the producer's side of a body that follows the head over time.
+pub(crate) struct TaskAnswer {
+    pub(crate) write: DeferredResponse,
+    pub(crate) body: Option<std::rc::Rc<OutflowSlot>>,
+}
+
 /// What an answer leaves for the engine.
 pub(crate) enum Deferred {
     /// A file's bytes, behind the head written.
     File(Box<FileBody>),
     /// A whole response that a task is making; the connection answers nothing more until
     /// it is written.
-    Task(Pin<Box<dyn Future<Output = DeferredResponse>>>),
+    Task(Pin<Box<dyn Future<Output = TaskAnswer>>>),
     /// A whole response that an upstream server makes: the request, as it is forwarded.
     Proxy(ProxyCall),
+    /// An accepted WebSocket handshake: the engine answers `101` and carries the
+    /// connection on.
+    Socket(SocketStart),
 }
 
 /// A deferred answer on its way through the session, with what the access log will say of
@@ -204,6 +220,7 @@ impl std::fmt::Debug for DeferredAnswer {
             Deferred::File(body) => f.debug_tuple("File").field(body).finish(),
             Deferred::Task(_) => f.write_str("Task"),
             Deferred::Proxy(call) => f.debug_tuple("Proxy").field(&call.upstream).finish(),
+            Deferred::Socket(_) => f.write_str("Socket"),
         }
     }
 }

@@ -114,6 +114,8 @@ impl<A: Application> Connections<A> {
         match conn.phase {
             Phase::Open => {
                 self.pump(turn, &mut conn, &[]);
+                // A streamed body's pending bytes waited for this room.
+                self.pull_outflow(turn, &mut conn);
                 self.flush(turn, &mut conn);
                 self.relay_resume(turn, &mut conn);
             }

@@ -3,7 +3,7 @@
 
 use ipnet::IpNet;
 
-use crate::config::Config;
+use crate::config::{Config, WebSocketConfig};
 use crate::http::request::Limits;
 
 /// The configuration a core works with, taken out of [`Config`] once.
@@ -21,6 +21,7 @@ pub(super) struct Settings {
     pub(super) chunk_bytes: u64,
     /// With `server.proxy_protocol`: the sources allowed to send PROXY headers.
     pub(super) proxy_from: Option<Vec<IpNet>>,
+    pub(super) websocket: WebSocketConfig,
 }
 
 impl Settings {
@@ -41,6 +42,7 @@ impl Settings {
                 .server
                 .proxy_protocol
                 .then(|| config.server.proxy_from.clone()),
+            websocket: config.websocket.clone(),
         }
     }
 }

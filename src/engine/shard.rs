@@ -146,6 +146,7 @@ impl<A: Application> Shard<A> {
         conns.send_relayed(&mut turn);
         busy |= conns.finish_file_reads(&mut turn);
         busy |= conns.finish_tasks(&mut turn);
+        busy |= conns.take_outflows(&mut turn);
         busy |= conns.take_calls(&mut turn);
         conns.rearm_starved(&mut turn);
         conns.expire(&mut turn);

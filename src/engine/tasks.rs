@@ -8,8 +8,9 @@ use std::pin::Pin;
 use super::background::{DeferredLog, TaskDone};
 use super::conn::{Conn, Deferring, Phase};
 use super::connections::Connections;
+use super::outflow::OutflowEnd;
 use super::turn::Turn;
-use super::{Application, DeferredResponse};
+use super::{Application, TaskAnswer};
 
 impl<A: Application> Connections<A> {
     /// Runs an async handler's future as a glommio task; its answer comes back through
@@ -18,7 +19,7 @@ impl<A: Application> Connections<A> {
         &mut self,
         turn: &Turn<'_>,
         conn: &mut Conn,
-        task: Pin<Box<dyn Future<Output = DeferredResponse>>>,
+        task: Pin<Box<dyn Future<Output = TaskAnswer>>>,
         log: Option<Box<DeferredLog>>,
     ) {
         conn.deferring = Deferring::Task;
@@ -43,7 +44,11 @@ impl<A: Application> Connections<A> {
         }
         for task in done {
             let Some(mut conn) = self.table.take(task.key) else {
-                // The connection ended while its handler worked.
+                // The connection ended while its handler worked (a streamed body's
+                // producer, already started, learns it).
+                if let Some(body) = task.answer.body {
+                    body.end(OutflowEnd::Gone);
+                }
                 continue;
             };
             conn.deferring = Deferring::Nothing;
@@ -51,27 +56,40 @@ impl<A: Application> Connections<A> {
                 self.write_late(turn, &mut conn, task);
                 self.pump(turn, &mut conn, &[]);
                 self.flush(turn, &mut conn);
+            } else if let Some(body) = task.answer.body {
+                body.end(OutflowEnd::Gone);
             }
             self.settle(turn, conn);
         }
         true
     }
 
-    /// Writes a finished task's answer as the connection's deferred response.
+    /// Writes a finished task's answer as the connection's deferred response; a streamed
+    /// body follows its head (`outflow_io`).
     fn write_late(&mut self, turn: &mut Turn<'_>, conn: &mut Conn, task: TaskDone) {
         self.buffers.writes.lend(&mut conn.out);
         let before = conn.out.len();
         let draining = !turn.serving();
-        let (status, failed) = conn
-            .session
-            .answer_deferred(&mut conn.out, draining, task.answer);
-        if let (Some(line), Some(log)) = (&task.log, turn.reporting.log.as_mut()) {
-            line.record(log, status, (conn.out.len() - before) as u64, None);
-        }
+        let TaskAnswer { write, body } = task.answer;
+        let (status, failed) = conn.session.answer_deferred(&mut conn.out, draining, write);
+        let written = (conn.out.len() - before) as u64;
         let metrics = &turn.reporting.metrics;
         metrics.record_one(status.class(), false, Some(task.read_at));
         if failed {
             metrics.counters.borrow_mut().handler_panics += 1;
+        }
+        match body {
+            Some(body) if !failed => {
+                self.adopt_outflow(turn, conn, body, (status, written), task.log)
+            }
+            _ => {
+                if let Some(body) = body {
+                    body.end(OutflowEnd::NoBody);
+                }
+                if let (Some(line), Some(log)) = (&task.log, turn.reporting.log.as_mut()) {
+                    line.record(log, status, written, None);
+                }
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 //! [`session::Service`] to answer each request; it knows nothing of sockets, routes or
 //! files.
 
+pub mod chunk_out;
 pub mod chunked;
 pub mod date;
 pub mod error;
@@ -19,5 +20,6 @@ pub mod session;
 pub mod status;
 mod target;
 pub mod upstream_head;
+pub mod websocket;
 
 pub(crate) use fields::is_tchar;

@@ -154,7 +154,7 @@ pub fn write_end_to_end(head: &[u8], out: &mut Vec<u8>) -> (bool, bool) {
 
 /// Fields a trailer section may not carry on (RFC 9110 section 6.5.1: framing, routing,
 /// request modifiers, content metadata), beside the hop-by-hop ones.
-const NOT_IN_TRAILER: &[&[u8]] = &[
+pub(crate) const NOT_IN_TRAILER: &[&[u8]] = &[
     b"host",
     b"content-type",
     b"content-encoding",

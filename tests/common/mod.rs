@@ -14,6 +14,9 @@ use percore::Server;
 /// The app the in-process server serves: the binary's routes, on the public API.
 pub mod app;
 
+/// Serving an app of a test's own.
+pub mod serve;
+
 /// A TLS client's own record layer, for clients that misbehave after the handshake.
 pub mod records;
 

@@ -1,15 +1,17 @@
 //! The `percore` binary's routes, registered through the library's public API like any
-//! user's: `GET /echo?name=X` → `Hi, X!` (the reference workload of the C server 80s), and
-//! the statistics, metrics, health and static-file routes percore offers every app.
+//! user's: `GET /echo?name=X` → `Hi, X!` (the reference workload of the C server 80s), the
+//! WebSocket echo at `/ws/echo` (the reference workload for WebSocket), and the statistics,
+//! metrics, health and static-file routes percore offers every app.
 
-use percore::{App, Request, Response, Status};
+use percore::{App, Message, Request, Response, Status, WebSocket, WebSocketHandler};
 
-/// The `percore` binary's app: `GET /echo`, `GET report.stats_path`,
-/// `GET report.metrics_path`, `GET report.health_path` and the static files under
-/// `static.mount`, with no state of its own.
+/// The `percore` binary's app: `GET /echo`, the WebSocket `/ws/echo`,
+/// `GET report.stats_path`, `GET report.metrics_path`, `GET report.health_path` and the
+/// static files under `static.mount`, with no state of its own.
 pub fn percore_app() -> App<()> {
     App::new(|_| Ok(()))
         .get("/echo", echo)
+        .websocket("/ws/echo", &[], |_request, _protocol, _| WsEcho)
         .stats()
         .metrics()
         .health()
@@ -44,4 +46,17 @@ pub fn echo<S>(request: &Request<'_>, response: &mut Response<'_>, _: &S) {
         return;
     }
     body.push(b'!');
+}
+
+/// `/ws/echo`: each message sent back as it came, text as text, binary as binary. A client
+/// that does not read what it is sent (its queue past `websocket.max_send_queue_bytes`)
+/// is closed with 1008.
+pub struct WsEcho;
+
+impl WebSocketHandler for WsEcho {
+    fn on_message(&mut self, message: Message<'_>, socket: &mut WebSocket<'_>) {
+        if socket.send(message).is_err() {
+            socket.close(1008, "send queue full");
+        }
+    }
 }

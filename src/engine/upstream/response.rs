@@ -10,6 +10,7 @@ use super::super::Application;
 use super::link::Link;
 use super::pipeline::Next;
 use super::relay::{Body, Stage, MAX_UPSTREAM_HEAD};
+use crate::http::chunk_out::{push_chunk, push_last_chunk, size_line, SIZE_LINE_MAX};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::response::{OwnFields, ResponseWriter};
 use crate::http::session::OUTPUT_HIGH_WATER;
@@ -17,18 +18,6 @@ use crate::http::status::Status;
 use crate::http::upstream_head::{
     parse_upstream_head, reason_of, write_end_to_end, write_trailer_fields, BodyFraming,
 };
-
-/// Writes `len` as a chunk-size line (hex digits, CRLF) into `line`; returns its length.
-fn chunk_line(len: usize, line: &mut [u8; 18]) -> usize {
-    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
-    for (i, digit) in line[..digits].iter_mut().enumerate() {
-        let nibble = (len >> (4 * (digits - 1 - i))) & 0xf;
-        *digit = b"0123456789abcdef"[nibble];
-    }
-    line[digits] = b'\r';
-    line[digits + 1] = b'\n';
-    digits + 2
-}
 
 /// What a link's bytes did to its relay.
 pub(super) enum Fed {
@@ -225,7 +214,7 @@ impl<A: Application> Connections<A> {
                 let mark = out.len();
                 if body.chunked_out {
                     // Room for the size line, written once the chunk's length is known.
-                    out.extend_from_slice(&[b'0'; 18]);
+                    out.extend_from_slice(&[b'0'; SIZE_LINE_MAX]);
                 }
                 let start = out.len();
                 let sink = (!body.dropped).then_some(&mut *out);
@@ -243,17 +232,15 @@ impl<A: Application> Connections<A> {
                     if len == 0 {
                         out.truncate(mark);
                     } else {
-                        let mut line = [0u8; 18];
-                        let n = chunk_line(len, &mut line);
+                        let mut line = [0u8; SIZE_LINE_MAX];
+                        let n = size_line(len, &mut line);
                         out.splice(mark..start, line[..n].iter().copied());
                         out.extend_from_slice(b"\r\n");
                     }
                 }
                 if body.chunks.is_done() {
                     if body.chunked_out {
-                        out.extend_from_slice(b"0\r\n");
-                        write_trailer_fields(&body.trailer, out);
-                        out.extend_from_slice(b"\r\n");
+                        push_last_chunk(out, |out| write_trailer_fields(&body.trailer, out));
                     }
                     return Fed::Done {
                         reusable,
@@ -265,11 +252,7 @@ impl<A: Application> Connections<A> {
             BodyFraming::UntilClose => {
                 if !data.is_empty() && !body.dropped {
                     if body.chunked_out {
-                        let mut line = [0u8; 18];
-                        let n = chunk_line(data.len(), &mut line);
-                        out.extend_from_slice(&line[..n]);
-                        out.extend_from_slice(data);
-                        out.extend_from_slice(b"\r\n");
+                        push_chunk(out, data);
                     } else {
                         out.extend_from_slice(data);
                     }

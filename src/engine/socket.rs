@@ -1,0 +1,137 @@
+//! WebSocket connections (RFC 6455) on the core's ring: a client connection that switched
+//! protocols after a `101`. What the engine needs of the application is a
+//! [`SocketHandler`], given with the accepted handshake ([`SocketStart`]); the engine reads
+//! the client's frames (`http::websocket::decoder`), answers pings, keeps the close
+//! handshake, pings an idle connection and closes one quiet too long, and hands each
+//! message to the handler inline on the loop, with a [`SocketOut`] to answer through.
+
+use crate::http::websocket::decoder::Decoder;
+use crate::http::websocket::frame::{opcode, write_close, write_frame, write_head};
+
+/// A message from the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SocketMessage<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
+}
+
+/// What the application does with a WebSocket's messages: called inline on the loop.
+pub(crate) trait SocketHandler {
+    /// A whole message from the client.
+    fn message(&mut self, message: SocketMessage<'_>, out: &mut SocketOut<'_>);
+
+    /// The connection ended: the close code the client sent (`None`: none, or the
+    /// connection ended without a close handshake), and its reason.
+    fn closed(&mut self, code: Option<u16>, reason: &str);
+}
+
+/// An accepted handshake, for the engine to answer with `101` and carry on.
+pub(crate) struct SocketStart {
+    /// `Sec-WebSocket-Accept`.
+    pub(crate) accept: [u8; 28],
+    /// The subprotocol chosen, if any.
+    pub(crate) protocol: Option<&'static str>,
+    pub(crate) handler: Box<dyn SocketHandler>,
+}
+
+/// Why a message could not be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SendRefused {
+    /// The close handshake began: nothing more may be sent.
+    Closing,
+    /// The send queue would pass `websocket.max_send_queue_bytes`.
+    Full,
+}
+
+/// The handler's way to answer: messages and the close, queued on the connection.
+pub(crate) struct SocketOut<'a> {
+    pub(super) out: &'a mut Vec<u8>,
+    /// Bytes already in flight (counted against the queue's bound).
+    pub(super) in_flight: usize,
+    pub(super) max_queue: usize,
+    /// The close frame went out (or is queued).
+    pub(super) closing: &'a mut bool,
+}
+
+impl SocketOut<'_> {
+    /// The same, lent for a shorter while.
+    pub(crate) fn reborrow(&mut self) -> SocketOut<'_> {
+        SocketOut {
+            out: &mut *self.out,
+            in_flight: self.in_flight,
+            max_queue: self.max_queue,
+            closing: &mut *self.closing,
+        }
+    }
+
+    /// Queues a text message.
+    pub(crate) fn text(&mut self, text: &str) -> Result<(), SendRefused> {
+        self.frame(opcode::TEXT, text.as_bytes())
+    }
+
+    /// Queues a binary message.
+    pub(crate) fn binary(&mut self, bytes: &[u8]) -> Result<(), SendRefused> {
+        self.frame(opcode::BINARY, bytes)
+    }
+
+    /// Bytes queued and in flight.
+    pub(crate) fn queued(&self) -> usize {
+        self.out.len() + self.in_flight
+    }
+
+    /// Starts the close handshake with `code` and `reason` (cut to fit a control frame);
+    /// nothing more is sent after it.
+    pub(crate) fn close(&mut self, code: u16, reason: &str) {
+        if !*self.closing {
+            *self.closing = true;
+            write_close(self.out, code, reason);
+        }
+    }
+
+    fn frame(&mut self, kind: u8, payload: &[u8]) -> Result<(), SendRefused> {
+        if *self.closing {
+            return Err(SendRefused::Closing);
+        }
+        if self.queued() + payload.len() + 10 > self.max_queue {
+            return Err(SendRefused::Full);
+        }
+        write_head(self.out, kind, true, false, payload.len());
+        self.out.extend_from_slice(payload);
+        Ok(())
+    }
+
+    /// Queues a pong answering `payload`.
+    pub(super) fn pong(&mut self, payload: &[u8]) {
+        if !*self.closing {
+            write_frame(self.out, opcode::PONG, payload);
+        }
+    }
+}
+
+/// How long the client has to answer our close frame before the connection is cut.
+const CLOSE_WAIT_MS: u64 = 5_000;
+
+/// A WebSocket connection's state.
+pub(super) struct Socket {
+    pub(super) decoder: Decoder,
+    pub(super) handler: Box<dyn SocketHandler>,
+    /// Our close frame is queued or sent.
+    pub(super) closing: bool,
+    /// When a frame last came or went (for the idle ping and timeout).
+    pub(super) quiet_since: u64,
+    /// An idle ping went out and nothing came since.
+    pub(super) pinged: bool,
+}
+
+impl Socket {
+    /// When the loop must look at it next, under `ping_ms` and `timeout_ms`.
+    pub(super) fn due(&self, ping_ms: u64, timeout_ms: u64) -> u64 {
+        if self.closing {
+            return self.quiet_since + CLOSE_WAIT_MS;
+        }
+        if ping_ms > 0 && !self.pinged {
+            return self.quiet_since + ping_ms;
+        }
+        self.quiet_since + timeout_ms
+    }
+}

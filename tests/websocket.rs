@@ -1,0 +1,404 @@
+//! WebSocket routes over real sockets: the opening handshake and its refusals, messages
+//! echoed whole however the client splits or fragments them, pings answered between
+//! fragments, the close handshake both ways, every protocol error closing with its code
+//! (1002, 1007, 1009), the idle ping and timeout; then Python's `websockets` (an
+//! independent client) against the binary's `/ws/echo`, over cleartext and over TLS.
+
+mod common;
+#[path = "common/tls.rs"]
+mod tls_support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::serve::{serve, serve_with};
+use common::{output_within, require, Percore};
+use percore::{App, Message, WebSocket, WebSocketHandler};
+
+/// Echoes each message; `close` closes with 4000 instead; records how it ended.
+struct Echo {
+    ended: Arc<Mutex<Vec<String>>>,
+    protocol: Option<&'static str>,
+}
+
+impl WebSocketHandler for Echo {
+    fn on_message(&mut self, message: Message<'_>, socket: &mut WebSocket<'_>) {
+        match message {
+            Message::Text("protocol?") => socket.text(self.protocol.unwrap_or("none")).unwrap(),
+            Message::Text("close") => socket.close(4000, "asked to"),
+            message => socket.send(message).unwrap(),
+        }
+    }
+
+    fn on_close(&mut self, code: Option<u16>, reason: &str) {
+        self.ended
+            .lock()
+            .unwrap()
+            .push(format!("{code:?} {reason}"));
+    }
+}
+
+fn echo_app(ended: Arc<Mutex<Vec<String>>>) -> App<()> {
+    App::new(|_| Ok(()))
+        .get("/echo", common::app::echo)
+        .websocket("/ws", &["chat.v2", "chat"], move |_request, protocol, _| {
+            Echo {
+                ended: ended.clone(),
+                protocol,
+            }
+        })
+}
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+fn handshake(extra: &str) -> String {
+    format!(
+        "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// A raw client: writes bytes, reads the server's head and frames.
+struct Raw {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Connects and completes the handshake.
+    fn open(addr: SocketAddr) -> Raw {
+        let mut raw = Raw::connect(addr);
+        raw.write(handshake("").as_bytes());
+        let head = raw.head();
+        assert!(
+            head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+            "{head}"
+        );
+        raw
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 65536];
+        let n = self.stream.read(&mut chunk).unwrap_or(0);
+        self.buf.extend_from_slice(&chunk[..n]);
+        n
+    }
+
+    fn head(&mut self) -> String {
+        loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                return String::from_utf8(self.buf.drain(..i + 4).collect()).unwrap();
+            }
+            assert!(self.fill() > 0, "closed before a head");
+        }
+    }
+
+    /// The next frame: `(fin, opcode, payload)`; servers never mask.
+    fn frame(&mut self) -> Frame {
+        loop {
+            if let Some((frame, used)) = parse_server_frame(&self.buf) {
+                self.buf.drain(..used);
+                return frame;
+            }
+            assert!(self.fill() > 0, "closed before a frame: {:?}", self.buf);
+        }
+    }
+
+    /// The close frame's code, then the server's close of the connection.
+    fn closed_with(&mut self) -> u16 {
+        let (_, op, payload) = self.frame();
+        assert_eq!(op, 0x8, "a close frame: {payload:?}");
+        let code = u16::from_be_bytes([payload[0], payload[1]]);
+        while self.fill() > 0 {}
+        assert!(self.buf.is_empty(), "nothing after the close frame");
+        code
+    }
+}
+
+/// A server frame: `(fin, opcode, payload)`.
+type Frame = (bool, u8, Vec<u8>);
+
+fn parse_server_frame(buf: &[u8]) -> Option<(Frame, usize)> {
+    let [b0, b1, ..] = *buf else { return None };
+    assert_eq!(b1 & 0x80, 0, "server frames are not masked");
+    let (len, at) = match b1 & 0x7F {
+        126 => (
+            u16::from_be_bytes(buf.get(2..4)?.try_into().unwrap()) as usize,
+            4,
+        ),
+        127 => (
+            u64::from_be_bytes(buf.get(2..10)?.try_into().unwrap()) as usize,
+            10,
+        ),
+        n => (n as usize, 2),
+    };
+    let payload = buf.get(at..at + len)?.to_vec();
+    Some(((b0 & 0x80 != 0, b0 & 0x0F, payload), at + len))
+}
+
+/// A client frame, masked.
+fn frame(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x12, 0x34, 0x56, 0x78];
+    let mut out = vec![(u8::from(fin) << 7) | op];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
+}
+
+#[test]
+fn the_handshake_is_accepted_with_its_hash_and_a_chosen_subprotocol() {
+    let running = serve(echo_app(Arc::default()));
+    let mut raw = Raw::connect(running.addr);
+    raw.write(handshake("Sec-WebSocket-Protocol: other, chat\r\n").as_bytes());
+    let head = raw.head();
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("Sec-WebSocket-Accept: {ACCEPT}\r\n")),
+        "{head}"
+    );
+    assert!(head.contains("Upgrade: websocket\r\n"), "{head}");
+    assert!(head.contains("Sec-WebSocket-Protocol: chat\r\n"), "{head}");
+    raw.write(&frame(true, 0x1, b"protocol?"));
+    assert_eq!(raw.frame(), (true, 0x1, b"chat".to_vec()));
+    // Frames sent with the handshake, in the same packet, are read too.
+    let mut raw = Raw::connect(running.addr);
+    let mut bytes = handshake("").into_bytes();
+    bytes.extend(frame(true, 0x1, b"right behind"));
+    raw.write(&bytes);
+    raw.head();
+    assert_eq!(raw.frame(), (true, 0x1, b"right behind".to_vec()));
+}
+
+#[test]
+fn a_bad_handshake_gets_the_status_the_rfc_names_and_stays_http() {
+    let running = serve(echo_app(Arc::default()));
+    let cases = [
+        (
+            handshake("").replace("Version: 13", "Version: 8"),
+            "426",
+            "Sec-WebSocket-Version: 13",
+        ),
+        (handshake("").replace(KEY, "c2hvcnQ="), "400", ""),
+        (
+            handshake("").replace("keep-alive, Upgrade", "keep-alive"),
+            "400",
+            "",
+        ),
+        (
+            "GET /ws HTTP/1.1\r\nHost: t\r\n\r\n".to_string(),
+            "426",
+            "Upgrade: websocket",
+        ),
+        (handshake("").replace("GET", "POST"), "405", "Allow: GET"),
+    ];
+    for (request, status, field) in cases {
+        let mut raw = Raw::connect(running.addr);
+        raw.write(request.as_bytes());
+        let head = raw.head();
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{request}\n{head}"
+        );
+        assert!(head.contains(field), "{head}");
+        // Still HTTP: the next request is answered.
+        raw.buf.clear();
+        raw.write(b"GET /echo?name=after HTTP/1.1\r\nHost: t\r\n\r\n");
+        let mut next = String::new();
+        while !next.contains("Hi, after!") {
+            assert!(raw.fill() > 0, "the connection went on as HTTP");
+            next = String::from_utf8_lossy(&raw.buf).into_owned();
+        }
+    }
+}
+
+#[test]
+fn messages_come_back_whole_however_split_and_pings_are_answered_between_fragments() {
+    let ended = Arc::new(Mutex::new(Vec::new()));
+    let running = serve(echo_app(ended.clone()));
+    let mut raw = Raw::open(running.addr);
+    let big: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    let mut bytes = frame(false, 0x1, "κό".as_bytes());
+    bytes.extend(frame(true, 0x9, b"still there?"));
+    bytes.extend(frame(true, 0x0, "σμε".as_bytes()));
+    bytes.extend(frame(true, 0x2, &big));
+    // One byte at a time.
+    for byte in &bytes {
+        raw.write(std::slice::from_ref(byte));
+    }
+    assert_eq!(
+        raw.frame(),
+        (true, 0xA, b"still there?".to_vec()),
+        "the pong first"
+    );
+    assert_eq!(raw.frame(), (true, 0x1, "κόσμε".as_bytes().to_vec()));
+    assert_eq!(raw.frame(), (true, 0x2, big));
+    // The client closes: the same code comes back, then the server closes.
+    raw.write(&frame(true, 0x8, b"\x03\xe8done"));
+    assert_eq!(raw.closed_with(), 1000);
+    common::wait_until(
+        "the handler hears of the close",
+        Duration::from_secs(5),
+        || ended.lock().unwrap().as_slice() == ["Some(1000) done"],
+    );
+}
+
+#[test]
+fn the_handler_closes_and_the_client_answers() {
+    let running = serve(echo_app(Arc::default()));
+    let mut raw = Raw::open(running.addr);
+    raw.write(&frame(true, 0x1, b"close"));
+    let (_, op, payload) = raw.frame();
+    assert_eq!((op, &payload[..2]), (0x8, &4000u16.to_be_bytes()[..]));
+    assert_eq!(&payload[2..], b"asked to");
+    raw.write(&frame(true, 0x8, &payload[..2]));
+    while raw.fill() > 0 {}
+    assert!(raw.buf.is_empty(), "closed after the client's answer");
+}
+
+#[test]
+fn protocol_errors_close_with_their_codes() {
+    let running = serve_with(echo_app(Arc::default()), |config| {
+        config.websocket.max_message_bytes = 1000;
+    });
+    let mut unmasked = frame(true, 0x1, b"hi");
+    unmasked[1] &= 0x7F;
+    unmasked.drain(2..6);
+    let mut fragmented_bad = frame(false, 0x1, b"ok \xce");
+    fragmented_bad.extend(frame(false, 0x0, b" not a continuation byte"));
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("unmasked", unmasked, 1002),
+        ("reserved opcode", frame(true, 0x3, b""), 1002),
+        ("fragmented ping", frame(false, 0x9, b""), 1002),
+        ("continuation first", frame(true, 0x0, b"x"), 1002),
+        (
+            "bad close code",
+            frame(true, 0x8, &1005u16.to_be_bytes()),
+            1002,
+        ),
+        ("bad UTF-8, before the message ends", fragmented_bad, 1007),
+        ("too big", frame(true, 0x2, &[0; 1001]), 1009),
+    ];
+    for (what, bytes, code) in cases {
+        let mut raw = Raw::open(running.addr);
+        raw.write(&bytes);
+        assert_eq!(raw.closed_with(), code, "{what}");
+    }
+}
+
+#[test]
+fn an_idle_connection_is_pinged_then_closed_going_away() {
+    let running = serve_with(echo_app(Arc::default()), |config| {
+        config.websocket.idle_ping_ms = 100;
+        config.websocket.idle_timeout_ms = 400;
+    });
+    let mut raw = Raw::open(running.addr);
+    assert_eq!(raw.frame(), (true, 0x9, Vec::new()), "a ping when quiet");
+    assert_eq!(raw.closed_with(), 1001);
+}
+
+/// A Python with `websockets` (the venv `.ci/run` makes, else the system's).
+fn python_with_websockets() -> Option<PathBuf> {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    [venv, PathBuf::from("python3")].into_iter().find(|python| {
+        Command::new(python)
+            .args(["-c", "import websockets.sync.client"])
+            .output()
+            .is_ok_and(|out| out.status.success())
+    })
+}
+
+/// Python's `websockets` client: text (non-ASCII) and a 80 kB binary message echoed, a
+/// ping's pong, then a close with 1000.
+const PY_CLIENT: &str = r#"
+import ssl, sys
+from websockets.sync.client import connect
+url = sys.argv[1]
+context = ssl.create_default_context(cafile=sys.argv[2]) if len(sys.argv) > 2 else None
+with connect(url, ssl=context, max_size=None, open_timeout=10, close_timeout=10) as ws:
+    ws.send("héllo wörld")
+    assert ws.recv(timeout=10) == "héllo wörld"
+    data = bytes(range(256)) * 320
+    ws.send(data)
+    assert ws.recv(timeout=10) == data
+    assert ws.ping(b"p").wait(10)
+    ws.close(1000, "bye")
+print("ok", ws.close_code)
+"#;
+
+fn python_client(url: &str, ca: Option<&std::path::Path>) {
+    let python = python_with_websockets();
+    if !require(
+        python.is_some(),
+        "no Python with websockets (.ci/run makes .venv)",
+    ) {
+        return;
+    }
+    let mut command = Command::new(python.unwrap());
+    command.args(["-c", PY_CLIENT, url]);
+    if let Some(ca) = ca {
+        command.arg(ca);
+    }
+    let out = output_within(&mut command, Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim() == "ok 1000",
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn pythons_websockets_client_talks_to_the_binarys_ws_echo() {
+    let mut percore = Percore::spawn(&["--port", "0", "--cores", "0", "--root", ""]);
+    python_client(&format!("ws://{}/ws/echo", percore.addr), None);
+    percore.stop_with(libc::SIGTERM);
+}
+
+#[test]
+fn pythons_websockets_client_over_tls() {
+    let pki = tls_support::Pki::new("ws");
+    let default = pki.leaf("default", tls_support::DEFAULT_NAMES);
+    let other = pki.leaf("other", tls_support::SNI_NAMES);
+    let running = serve_with(echo_app(Arc::default()), |config| {
+        config.tls = Some(tls_support::tls_config(&default, &other));
+    });
+    let https = running.server.tls_addr().expect("a TLS listener");
+    python_client(
+        &format!("wss://localhost:{}/ws", https.port()),
+        Some(&pki.ca_pem),
+    );
+}
