@@ -113,7 +113,7 @@ impl Raw {
         }
     }
 
-    /// The next frame: `(fin, opcode, payload)`; servers never mask.
+    /// The next frame: `(fin, RSV bits and opcode, payload)`; servers never mask.
     fn frame(&mut self) -> Frame {
         loop {
             if let Some((frame, used)) = parse_server_frame(&self.buf) {
@@ -153,7 +153,8 @@ fn parse_server_frame(buf: &[u8]) -> Option<(Frame, usize)> {
         n => (n as usize, 2),
     };
     let payload = buf.get(at..at + len)?.to_vec();
-    Some(((b0 & 0x80 != 0, b0 & 0x0F, payload), at + len))
+    // The opcode with the RSV bits (0x41: a compressed text message).
+    Some(((b0 & 0x80 != 0, b0 & 0x7F, payload), at + len))
 }
 
 /// A client frame, masked.
@@ -328,6 +329,87 @@ fn an_idle_connection_is_pinged_then_closed_going_away() {
     let mut raw = Raw::open(running.addr);
     assert_eq!(raw.frame(), (true, 0x9, Vec::new()), "a ping when quiet");
     assert_eq!(raw.closed_with(), 1001);
+}
+
+/// A client frame with RSV1 set (a compressed message's), masked.
+fn compressed_frame(op: u8, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = frame(true, op, payload);
+    bytes[0] |= 0x40;
+    bytes
+}
+
+/// Raw deflate of `data` as permessage-deflate sends it (sync flush, its last four bytes
+/// left off).
+fn deflate(data: &[u8]) -> Vec<u8> {
+    let mut compress = flate2::Compress::new(flate2::Compression::new(6), false);
+    let mut out = Vec::with_capacity(data.len() + 1024);
+    compress
+        .compress_vec(data, &mut out, flate2::FlushCompress::Sync)
+        .unwrap();
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+fn inflate(data: &[u8]) -> Vec<u8> {
+    let mut decompress = flate2::Decompress::new(false);
+    let mut input = data.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut out = Vec::with_capacity(1 << 20);
+    decompress
+        .decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync)
+        .unwrap();
+    out
+}
+
+#[test]
+fn permessage_deflate_is_agreed_and_messages_go_both_ways_compressed() {
+    let running = serve_with(echo_app(Arc::default()), |config| {
+        config.websocket.max_message_bytes = 1 << 20;
+    });
+    let open = |offer: &str| {
+        let mut raw = Raw::connect(running.addr);
+        raw.write(handshake(&format!("Sec-WebSocket-Extensions: {offer}\r\n")).as_bytes());
+        let head = raw.head();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        (raw, head)
+    };
+    let (mut raw, head) = open("permessage-deflate; client_max_window_bits, x-other");
+    assert!(
+        head.contains(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+             client_no_context_takeover\r\n"
+        ),
+        "{head}"
+    );
+    // RFC 7692 §7.2.3.1's "Hello": a short answer goes back uncompressed.
+    raw.write(&compressed_frame(0x1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]));
+    assert_eq!(raw.frame(), (true, 0x1, b"Hello".to_vec()));
+    // A longer one, in two messages: each compressed on its own, both ways.
+    let text = "the same words again and again, ".repeat(100);
+    for _ in 0..2 {
+        raw.write(&compressed_frame(0x1, &deflate(text.as_bytes())));
+        let (fin, op, payload) = raw.frame();
+        assert_eq!((fin, op), (true, 0x41), "a text message with RSV1");
+        assert!(payload.len() < text.len() / 4, "sent compressed: {}", payload.len());
+        assert_eq!(inflate(&payload), text.as_bytes());
+    }
+    // An uncompressed message is still allowed.
+    raw.write(&frame(true, 0x2, b"plain"));
+    assert_eq!(raw.frame(), (true, 0x2, b"plain".to_vec()));
+    // A bomb stops at the message limit; garbage is 1007.
+    raw.write(&compressed_frame(0x2, &deflate(&vec![0u8; 8 << 20])));
+    assert_eq!(raw.closed_with(), 1009);
+    let (mut raw, _) = open("permessage-deflate");
+    raw.write(&compressed_frame(0x2, &[0xff, 0xff, 0xff, 0xff]));
+    assert_eq!(raw.closed_with(), 1007);
+    // Without an offer, RSV1 is a protocol error.
+    let mut raw = Raw::open(running.addr);
+    raw.write(&compressed_frame(0x1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]));
+    assert_eq!(raw.closed_with(), 1002);
+    // An offer percore cannot take (a window of 8 bits) is no extension.
+    let (_, head) = open("permessage-deflate; server_max_window_bits=8");
+    assert!(!head.contains("Sec-WebSocket-Extensions"), "{head}");
 }
 
 /// A Python with `websockets` (the venv `.ci/run` makes, else the system's).

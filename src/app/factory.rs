@@ -129,6 +129,7 @@ impl<S: 'static> ServiceFactory for AppFactory<S> {
             files,
             https_redirect,
             prepared.proxies.clone(),
-        ))
+        )
+        .with_deflate(config.websocket.permessage_deflate))
     }
 }

@@ -33,9 +33,17 @@ pub(crate) struct AppService<S: 'static> {
     https_redirect: Option<HttpsRedirect>,
     /// Prefixes whose requests go to upstream servers.
     proxies: Arc<ProxyRoutes>,
+    /// `websocket.permessage_deflate`: WebSocket routes accept a client's offer.
+    permessage_deflate: bool,
 }
 
 impl<S: 'static> AppService<S> {
+    /// Whether WebSocket routes accept permessage-deflate (`websocket.permessage_deflate`).
+    pub(crate) fn with_deflate(mut self, on: bool) -> Self {
+        self.permessage_deflate = on;
+        self
+    }
+
     pub(crate) fn new(
         router: Arc<Router<Handler<S>>>,
         state: S,
@@ -50,6 +58,7 @@ impl<S: 'static> AppService<S> {
             params: Params::default(),
             allow: String::new(),
             draining: false,
+            permessage_deflate: true,
             files,
             https_redirect,
             proxies,
@@ -142,8 +151,16 @@ impl<S: 'static> Application for AppService<S> {
             }
             Handler::Socket(protocols, make) => {
                 let state = &*self.state;
+                let deflate = self.permessage_deflate;
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    super::websocket::answer(&**make, protocols, &user_request, state, response)
+                    super::websocket::answer(
+                        &**make,
+                        protocols,
+                        deflate,
+                        &user_request,
+                        state,
+                        response,
+                    )
                 }));
                 outcome.unwrap_or_else(|_| {
                     response.fail();

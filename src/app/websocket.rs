@@ -2,7 +2,8 @@
 //! pattern whose `GET` upgrades are checked here (the handshake's rules, the subprotocol
 //! chosen) and, when valid, handed to the engine with the handler the route's factory
 //! makes; the engine reads the frames, answers pings and keeps the close handshake, and
-//! calls the handler inline on the core's loop for each message.
+//! calls the handler inline on the core's loop for each message. permessage-deflate is
+//! agreed when the client offers it and `websocket.permessage_deflate` is on.
 
 use std::sync::Arc;
 
@@ -142,6 +143,7 @@ where
 pub(crate) fn answer<S>(
     factory: &SocketFactory<S>,
     protocols: &[&'static str],
+    deflate: bool,
     request: &Request<'_>,
     state: &S,
     response: &mut ResponseWriter,
@@ -174,6 +176,7 @@ pub(crate) fn answer<S>(
     Some(Deferred::Socket(SocketStart {
         accept: opening.accept(),
         protocol,
+        deflate: deflate.then(|| opening.deflate()).flatten(),
         handler,
     }))
 }

@@ -18,6 +18,11 @@ pub struct WebSocketConfig {
     pub idle_ping_ms: u64,
     /// A connection quiet this long is closed (1001 Going Away, then the socket).
     pub idle_timeout_ms: u64,
+    /// Accept permessage-deflate (RFC 7692) when a client offers it: each message
+    /// compressed on its own (no context taken over), by one compressor per core.
+    pub permessage_deflate: bool,
+    /// The compression level of permessage-deflate, 1 (fastest) to 9 (smallest).
+    pub deflate_level: u32,
 }
 
 impl Default for WebSocketConfig {
@@ -27,6 +32,8 @@ impl Default for WebSocketConfig {
             max_send_queue_bytes: 1024 * 1024,
             idle_ping_ms: 30_000,
             idle_timeout_ms: 120_000,
+            permessage_deflate: true,
+            deflate_level: 1,
         }
     }
 }
@@ -39,6 +46,9 @@ impl WebSocketConfig {
         }
         if self.max_send_queue_bytes < 1024 {
             return Err(("websocket.max_send_queue_bytes", "must be at least 1024"));
+        }
+        if !(1..=9).contains(&self.deflate_level) {
+            return Err(("websocket.deflate_level", "must be between 1 and 9"));
         }
         if self.idle_timeout_ms == 0 {
             return Err(("websocket.idle_timeout_ms", "must be above 0"));

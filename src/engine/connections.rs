@@ -18,6 +18,7 @@ use super::conn::Send;
 use super::handshakes::HandshakeGate;
 use super::outflow::{OutflowSlot, Outflows};
 use super::settings::{chunk_buffer_bytes, input_cap, Settings};
+use super::socket::CoreDeflate;
 use super::table::Table;
 use super::token::Key;
 use super::turn::Turn;
@@ -55,6 +56,9 @@ pub(super) struct Connections<A: Application> {
     pub(super) upstreams: Upstreams,
     /// Where the producers of streamed responses stir the loop.
     pub(super) outflows: Outflows,
+    /// permessage-deflate's compressor and inflater, made for the first connection that
+    /// agrees to it.
+    pub(super) ws_deflate: Option<Box<CoreDeflate>>,
     /// The streamed bodies being taken this turn (kept for its capacity).
     pub(super) stirred: Vec<Rc<OutflowSlot>>,
 }
@@ -81,6 +85,7 @@ impl<A: Application> Connections<A> {
             }),
             outflows: Outflows::new(wake.clone()),
             stirred: Vec::new(),
+            ws_deflate: None,
             background: Background::new(wake),
             bodies: BodyBudget::new(config.http.body_buffer_bytes_per_core),
             starved: VecDeque::new(),

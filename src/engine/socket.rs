@@ -6,7 +6,13 @@
 //! message to the handler inline on the loop, with a [`SocketOut`] to answer through.
 
 use crate::http::websocket::decoder::Decoder;
+use crate::http::websocket::deflate::MessageDeflate;
+use crate::http::websocket::extension::Deflate;
 use crate::http::websocket::frame::{opcode, write_close, write_frame, write_head};
+
+/// Messages shorter than this go out uncompressed even with permessage-deflate (RFC 7692
+/// lets each message choose): compressing them costs more than it saves.
+const DEFLATE_MIN: usize = 64;
 
 /// A message from the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +37,19 @@ pub(crate) struct SocketStart {
     pub(crate) accept: [u8; 28],
     /// The subprotocol chosen, if any.
     pub(crate) protocol: Option<&'static str>,
+    /// permessage-deflate, when agreed.
+    pub(crate) deflate: Option<Deflate>,
     pub(crate) handler: Box<dyn SocketHandler>,
+}
+
+/// A core's permessage-deflate: the compressor and inflater, and their output buffers.
+#[derive(Debug)]
+pub(super) struct CoreDeflate {
+    pub(super) codec: MessageDeflate,
+    /// A message compressed, before its frame head is written.
+    pub(super) packed: Vec<u8>,
+    /// A message inflated, as the handler reads it.
+    pub(super) inflated: Vec<u8>,
 }
 
 /// Why a message could not be sent.
@@ -51,6 +69,8 @@ pub(crate) struct SocketOut<'a> {
     pub(super) max_queue: usize,
     /// The close frame went out (or is queued).
     pub(super) closing: &'a mut bool,
+    /// The core's compressor and the window agreed, with permessage-deflate.
+    pub(super) deflate: Option<(&'a mut MessageDeflate, &'a mut Vec<u8>, u8)>,
 }
 
 impl SocketOut<'_> {
@@ -61,6 +81,10 @@ impl SocketOut<'_> {
             in_flight: self.in_flight,
             max_queue: self.max_queue,
             closing: &mut *self.closing,
+            deflate: self
+                .deflate
+                .as_mut()
+                .map(|(codec, packed, bits)| (&mut **codec, &mut **packed, *bits)),
         }
     }
 
@@ -92,11 +116,20 @@ impl SocketOut<'_> {
         if *self.closing {
             return Err(SendRefused::Closing);
         }
-        if self.queued() + payload.len() + 10 > self.max_queue {
+        let queued = self.out.len() + self.in_flight;
+        let (bytes, compressed) = match &mut self.deflate {
+            Some((codec, packed, bits)) if payload.len() >= DEFLATE_MIN => {
+                packed.clear();
+                codec.compress(payload, *bits, packed);
+                (&packed[..], true)
+            }
+            _ => (payload, false),
+        };
+        if queued + bytes.len() + 10 > self.max_queue {
             return Err(SendRefused::Full);
         }
-        write_head(self.out, kind, true, false, payload.len());
-        self.out.extend_from_slice(payload);
+        write_head(self.out, kind, true, compressed, bytes.len());
+        self.out.extend_from_slice(bytes);
         Ok(())
     }
 
@@ -121,6 +154,8 @@ pub(super) struct Socket {
     pub(super) quiet_since: u64,
     /// An idle ping went out and nothing came since.
     pub(super) pinged: bool,
+    /// permessage-deflate's window for what we send, when agreed.
+    pub(super) deflate: Option<u8>,
 }
 
 impl Socket {

@@ -9,12 +9,13 @@
 
 use super::conn::{Conn, Deferring};
 use super::connections::Connections;
-use super::socket::{Socket, SocketMessage, SocketOut, SocketStart};
+use super::socket::{CoreDeflate, Socket, SocketMessage, SocketOut, SocketStart};
 use super::turn::Turn;
 use super::Application;
 use crate::http::session::OUTPUT_HIGH_WATER;
 use crate::http::status::Status;
-use crate::http::websocket::decoder::{Decoder, Incoming};
+use crate::http::websocket::decoder::{Decoder, Failure, Incoming};
+use crate::http::websocket::deflate::{InflateError, MessageDeflate};
 use crate::http::websocket::frame::{opcode, write_close, write_frame};
 
 impl<A: Application> Connections<A> {
@@ -31,6 +32,10 @@ impl<A: Application> Connections<A> {
             out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
             out.extend_from_slice(protocol.as_bytes());
         }
+        if let Some(deflate) = &start.deflate {
+            out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+            deflate.write_response(out);
+        }
         out.extend_from_slice(b"\r\n\r\n");
         let class = Status::SWITCHING_PROTOCOLS.class();
         let read_at = turn.now.clock.instant(conn.read_at);
@@ -38,12 +43,20 @@ impl<A: Application> Connections<A> {
             .metrics
             .record_one(class, false, Some(read_at));
         let ws = &self.settings.websocket;
+        if start.deflate.is_some() && self.ws_deflate.is_none() {
+            self.ws_deflate = Some(Box::new(CoreDeflate {
+                codec: MessageDeflate::new(ws.deflate_level),
+                packed: Vec::new(),
+                inflated: Vec::new(),
+            }));
+        }
         conn.deferring = Deferring::Socket(Box::new(Socket {
-            decoder: Decoder::new(ws.max_message_bytes, false),
+            decoder: Decoder::new(ws.max_message_bytes, start.deflate.is_some()),
             handler: start.handler,
             closing: false,
             quiet_since: turn.now.ms,
             pinged: false,
+            deflate: start.deflate.map(|d| d.server_window_bits),
         }));
     }
 
@@ -54,6 +67,7 @@ impl<A: Application> Connections<A> {
             conn.input.buf.extend_from_slice(fresh);
         }
         let max_queue = self.settings.websocket.max_send_queue_bytes;
+        let max_message = self.settings.websocket.max_message_bytes;
         let in_flight = conn.in_flight();
         let Deferring::Socket(socket) = &mut conn.deferring else {
             return;
@@ -67,16 +81,36 @@ impl<A: Application> Connections<A> {
                 socket.quiet_since = turn.now.ms;
                 socket.pinged = false;
             }
+            let (mut deflate, inflated) = match (self.ws_deflate.as_deref_mut(), socket.deflate) {
+                (Some(core), Some(bits)) => (
+                    Some((&mut core.codec, &mut core.packed, bits)),
+                    Some(&mut core.inflated),
+                ),
+                _ => (None, None),
+            };
+            // A compressed message is inflated first (within the message limit), and its
+            // text checked then.
+            let next = match (next, &mut deflate, inflated) {
+                (
+                    Ok(Some(Incoming::Compressed { text, bytes })),
+                    Some((codec, _, _)),
+                    Some(inflated),
+                ) => inflate_message(codec, inflated, text, bytes, max_message).map(Some),
+                (next, _, _) => next,
+            };
             let mut out = SocketOut {
                 out: &mut conn.out,
                 in_flight,
                 max_queue,
                 closing: &mut socket.closing,
+                deflate,
             };
             match next {
                 Ok(None) => break,
                 // Messages after our close frame are read and dropped (RFC 6455 §5.5.1).
                 Ok(Some(Incoming::Text(_) | Incoming::Binary(_))) if *out.closing => {}
+                // Only with permessage-deflate agreed is RSV1 allowed: inflated above.
+                Ok(Some(Incoming::Compressed { .. })) => {}
                 Ok(Some(Incoming::Text(bytes))) => {
                     // SAFETY: the decoder checked the text as it came (uncompressed).
                     let text = unsafe { std::str::from_utf8_unchecked(bytes) };
@@ -163,5 +197,32 @@ impl<A: Application> Connections<A> {
             socket.handler.closed(None, "");
             conn.deferring = Deferring::Nothing;
         }
+    }
+}
+
+/// Inflates a compressed message into `inflated` (within `limit` bytes) and checks its text.
+fn inflate_message<'a>(
+    codec: &mut MessageDeflate,
+    inflated: &'a mut Vec<u8>,
+    text: bool,
+    bytes: &[u8],
+    limit: usize,
+) -> Result<Incoming<'a>, Failure> {
+    inflated.clear();
+    match codec.inflate(bytes, limit, inflated) {
+        Err(InflateError::TooBig) => Err(Failure {
+            code: 1009,
+            reason: "message too big",
+        }),
+        Err(InflateError::Invalid) => Err(Failure {
+            code: 1007,
+            reason: "invalid compressed data",
+        }),
+        Ok(()) if !text => Ok(Incoming::Binary(inflated)),
+        Ok(()) if std::str::from_utf8(inflated).is_ok() => Ok(Incoming::Text(inflated)),
+        Ok(()) => Err(Failure {
+            code: 1007,
+            reason: "text is not UTF-8",
+        }),
     }
 }

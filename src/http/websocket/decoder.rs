@@ -14,10 +14,18 @@ use super::utf8::Utf8Check;
 /// What the client sent: a whole message or a control frame.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Incoming<'a> {
-    /// A text message (valid UTF-8), or, with permessage-deflate, its compressed bytes.
+    /// A text message (valid UTF-8).
     Text(&'a [u8]),
-    /// A binary message, or its compressed bytes.
+    /// A binary message.
     Binary(&'a [u8]),
+    /// A message compressed with permessage-deflate (RSV1 on its first frame): its bytes as
+    /// they came, for the caller to inflate (and, for text, to check as UTF-8 then).
+    Compressed {
+        /// A text message (else binary).
+        text: bool,
+        /// The compressed bytes, without the four that end the deflate block.
+        bytes: &'a [u8],
+    },
     /// A ping and its payload (answered with a pong by the caller).
     Ping(&'a [u8]),
     /// A pong and its payload.
@@ -63,8 +71,6 @@ pub struct Decoder {
     bytes: Vec<u8>,
     utf8: Utf8Check,
     control: Vec<u8>,
-    /// Whether the message being read, or the one just handed out, is compressed.
-    last_compressed: bool,
     /// A message or control frame was handed out: its bytes are dropped at the next read.
     delivered: bool,
 }
@@ -84,7 +90,6 @@ impl Decoder {
             bytes: Vec::new(),
             utf8: Utf8Check::default(),
             control: Vec::with_capacity(MAX_CONTROL),
-            last_compressed: false,
             delivered: false,
         }
     }
@@ -160,18 +165,17 @@ impl Decoder {
                     });
                 }
                 self.delivered = true;
-                return Ok(Some(match kind {
-                    opcode::TEXT => Incoming::Text(&self.bytes),
-                    _ => Incoming::Binary(&self.bytes),
+                let text = kind == opcode::TEXT;
+                return Ok(Some(match (text, compressed) {
+                    (_, true) => Incoming::Compressed {
+                        text,
+                        bytes: &self.bytes,
+                    },
+                    (true, false) => Incoming::Text(&self.bytes),
+                    (false, false) => Incoming::Binary(&self.bytes),
                 }));
             }
         }
-    }
-
-    /// Whether a compressed message is being read or was just handed out (its bytes are
-    /// deflated; the caller inflates them).
-    pub fn compressed(&self) -> bool {
-        self.last_compressed
     }
 
     /// Reads a frame head from `input` (gathering a split one) and checks it.
@@ -232,7 +236,6 @@ impl Decoder {
                     return Err(protocol("reserved bits set"));
                 }
                 self.message = Some((head.opcode, head.rsv1));
-                self.last_compressed = head.rsv1;
                 self.utf8.reset();
             }
             _ => return Err(protocol("reserved opcode")),

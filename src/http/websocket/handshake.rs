@@ -9,6 +9,7 @@ use super::super::fields::{head_fields, list_items};
 use super::super::head::{Framing, Version};
 use super::super::request::RawRequest;
 use super::super::status::Status;
+use super::extension::{self, Deflate};
 
 /// The GUID RFC 6455 appends to the client's key.
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -99,6 +100,15 @@ impl<'a> Opening<'a> {
         ours.iter()
             .copied()
             .find(|ours| self.protocols().any(|theirs| theirs == ours.as_bytes()))
+    }
+
+    /// The first permessage-deflate offer percore takes (see `extension`), if any.
+    pub fn deflate(&self) -> Option<Deflate> {
+        extension::accept(
+            self.request
+                .headers(b"sec-websocket-extensions")
+                .flat_map(list_items),
+        )
     }
 
     /// The `Sec-WebSocket-Accept` value for this key.

@@ -39,6 +39,9 @@ fn decode(bytes: &[u8], piece: usize, max: usize, deflate: bool) -> (Vec<String>
                     Incoming::Ping(b) => format!("ping:{}", String::from_utf8_lossy(b)),
                     Incoming::Pong(b) => format!("pong:{}", String::from_utf8_lossy(b)),
                     Incoming::Close(code, reason) => format!("close:{code:?}:{reason}"),
+                    Incoming::Compressed { text, bytes } => {
+                        format!("compressed:{text}:{}", bytes.len())
+                    }
                 }),
                 Ok(None) => break,
                 Err(failure) => return (seen, Some(failure)),
@@ -134,7 +137,10 @@ fn protocol_errors_are_1002() {
     );
     // With permessage-deflate, RSV1 on a message's first frame is its mark.
     let (seen, failure) = decode_everywhere(&frame(true, 4, opcode::BINARY, b"zz"), true);
-    assert_eq!((seen, failure), (vec!["binary:2".to_string()], None));
+    assert_eq!(
+        (seen, failure),
+        (vec!["compressed:false:2".to_string()], None)
+    );
 }
 
 #[test]

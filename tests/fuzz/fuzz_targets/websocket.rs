@@ -10,7 +10,7 @@
 //! - split-independence: the same messages and control frames, in the same order, and the
 //!   same failure (close code), whole or split;
 //! - what it hands out keeps the rules: a text message is UTF-8 (unless compressed), a
-//!   control payload is at most 125 bytes, a message is within the limit, a close code is
+//!   control payload is at most 125 bytes, a compressed message only with deflate agreed, a message is within the limit, a close code is
 //!   one a peer may send; a failure's code is 1002, 1007 or 1009.
 #![no_main]
 
@@ -21,6 +21,7 @@ use percore::internals::{WebSocketDecoder, WebSocketIncoming};
 enum Seen {
     Text(Vec<u8>),
     Binary(Vec<u8>),
+    Compressed(bool, Vec<u8>),
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Option<u16>, String),
@@ -36,10 +37,7 @@ fn decode(pieces: &[&[u8]], max: usize, deflate: bool) -> (Vec<Seen>, Option<u16
             let next = decoder.next(&mut input);
             assert!(input.len() <= before);
             match next {
-                Ok(Some(item)) => {
-                    let compressed = decoder.compressed();
-                    seen.push(check(item, max, compressed));
-                }
+                Ok(Some(item)) => seen.push(check(item, max, deflate)),
                 Ok(None) => {
                     assert!(input.is_empty(), "waits with bytes left");
                     break;
@@ -54,12 +52,17 @@ fn decode(pieces: &[&[u8]], max: usize, deflate: bool) -> (Vec<Seen>, Option<u16
     (seen, None)
 }
 
-fn check(item: WebSocketIncoming<'_>, max: usize, compressed: bool) -> Seen {
+fn check(item: WebSocketIncoming<'_>, max: usize, deflate: bool) -> Seen {
     match item {
         WebSocketIncoming::Text(bytes) => {
             assert!(bytes.len() <= max);
-            assert!(compressed || std::str::from_utf8(bytes).is_ok());
+            assert!(std::str::from_utf8(bytes).is_ok());
             Seen::Text(bytes.to_vec())
+        }
+        WebSocketIncoming::Compressed { text, bytes } => {
+            assert!(deflate, "RSV1 only with permessage-deflate");
+            assert!(bytes.len() <= max);
+            Seen::Compressed(text, bytes.to_vec())
         }
         WebSocketIncoming::Binary(bytes) => {
             assert!(bytes.len() <= max);
