@@ -331,6 +331,80 @@ fn an_idle_connection_is_pinged_then_closed_going_away() {
     assert_eq!(raw.closed_with(), 1001);
 }
 
+#[test]
+fn a_drain_asks_websockets_to_close_then_waits_for_them() {
+    let ended = Arc::new(Mutex::new(Vec::new()));
+    let running = serve_with(echo_app(ended.clone()), |config| {
+        config.server.drain_idle_grace_ms = 100;
+        config.server.drain_timeout_ms = 10_000;
+    });
+    let mut raw = Raw::open(running.addr);
+    raw.write(&frame(true, 0x1, b"before"));
+    assert_eq!(raw.frame(), (true, 0x1, b"before".to_vec()));
+    let began = std::time::Instant::now();
+    let stopping = std::thread::spawn(move || running.stop());
+    let (_, op, payload) = raw.frame();
+    assert_eq!(
+        (op, &payload[..2]),
+        (0x8, &1001u16.to_be_bytes()[..]),
+        "Going Away"
+    );
+    raw.write(&frame(true, 0x8, &1001u16.to_be_bytes()));
+    while raw.fill() > 0 {}
+    let summary = stopping.join().unwrap();
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(summary.merged_counters().websocket_opened, 1);
+    assert_eq!(summary.merged_counters().websocket_closed, 1);
+    assert_eq!(ended.lock().unwrap().as_slice(), ["Some(1001) "]);
+}
+
+#[test]
+fn stats_count_websockets_and_the_access_log_has_a_line_when_one_ends() {
+    let log = std::env::temp_dir().join(format!("percore-ws-log-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let app = echo_app(Arc::default()).stats();
+    let running = serve_with(app, |config| {
+        config.log.access = log.clone();
+        // /stats shows what the core published at its last report tick.
+        config.report.interval_ms = 50;
+    });
+    let mut raw = Raw::open(running.addr);
+    for text in [&b"one"[..], b"two", b"three"] {
+        raw.write(&frame(true, 0x1, text));
+        assert_eq!(raw.frame().2, text);
+    }
+    let counts = "\"websocket\":{\"open\":1,\"opened\":1,\"messages_in\":3,\
+                  \"messages_out\":3,\"bytes_in\":11,\"bytes_out\":11}";
+    let mut stats = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !stats.contains(counts) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/stats counts the WebSocket: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        stats = running.client().get("/stats").text();
+    }
+    raw.write(&frame(true, 0x8, &4001u16.to_be_bytes()));
+    assert_eq!(raw.closed_with(), 4001);
+    running.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("GET /ws "))
+        .expect("the WebSocket's line");
+    assert!(line.contains("\" 101 "), "{line}");
+    assert!(
+        line.ends_with(" ws_messages_in=3 ws_messages_out=3 ws_close=4001"),
+        "{line}"
+    );
+    let _ = std::fs::remove_file(&log);
+}
+
 /// A client frame with RSV1 set (a compressed message's), masked.
 fn compressed_frame(op: u8, payload: &[u8]) -> Vec<u8> {
     let mut bytes = frame(true, op, payload);
@@ -365,7 +439,7 @@ fn inflate(data: &[u8]) -> Vec<u8> {
 #[test]
 fn permessage_deflate_is_agreed_and_messages_go_both_ways_compressed() {
     let running = serve_with(echo_app(Arc::default()), |config| {
-        config.websocket.max_message_bytes = 1 << 20;
+        config.websocket.max_message_bytes = 256 << 10;
     });
     let open = |offer: &str| {
         let mut raw = Raw::connect(running.addr);
@@ -383,7 +457,10 @@ fn permessage_deflate_is_agreed_and_messages_go_both_ways_compressed() {
         "{head}"
     );
     // RFC 7692 §7.2.3.1's "Hello": a short answer goes back uncompressed.
-    raw.write(&compressed_frame(0x1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]));
+    raw.write(&compressed_frame(
+        0x1,
+        &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+    ));
     assert_eq!(raw.frame(), (true, 0x1, b"Hello".to_vec()));
     // A longer one, in two messages: each compressed on its own, both ways.
     let text = "the same words again and again, ".repeat(100);
@@ -391,21 +468,28 @@ fn permessage_deflate_is_agreed_and_messages_go_both_ways_compressed() {
         raw.write(&compressed_frame(0x1, &deflate(text.as_bytes())));
         let (fin, op, payload) = raw.frame();
         assert_eq!((fin, op), (true, 0x41), "a text message with RSV1");
-        assert!(payload.len() < text.len() / 4, "sent compressed: {}", payload.len());
+        assert!(
+            payload.len() < text.len() / 4,
+            "sent compressed: {}",
+            payload.len()
+        );
         assert_eq!(inflate(&payload), text.as_bytes());
     }
     // An uncompressed message is still allowed.
     raw.write(&frame(true, 0x2, b"plain"));
     assert_eq!(raw.frame(), (true, 0x2, b"plain".to_vec()));
     // A bomb stops at the message limit; garbage is 1007.
-    raw.write(&compressed_frame(0x2, &deflate(&vec![0u8; 8 << 20])));
+    raw.write(&compressed_frame(0x2, &deflate(&vec![0u8; 2 << 20])));
     assert_eq!(raw.closed_with(), 1009);
     let (mut raw, _) = open("permessage-deflate");
     raw.write(&compressed_frame(0x2, &[0xff, 0xff, 0xff, 0xff]));
     assert_eq!(raw.closed_with(), 1007);
     // Without an offer, RSV1 is a protocol error.
     let mut raw = Raw::open(running.addr);
-    raw.write(&compressed_frame(0x1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]));
+    raw.write(&compressed_frame(
+        0x1,
+        &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+    ));
     assert_eq!(raw.closed_with(), 1002);
     // An offer percore cannot take (a window of 8 bits) is no extension.
     let (_, head) = open("permessage-deflate; server_max_window_bits=8");

@@ -39,6 +39,19 @@ pub struct Entry<'a> {
     pub tls: Option<(&'static str, &'static str)>,
     /// For a request a proxy route sent upstream: where, what came back, how long it took.
     pub upstream: Option<UpstreamEntry<'a>>,
+    /// For a WebSocket (its line is written when it ends): its messages and close code.
+    pub websocket: Option<WebSocketEntry>,
+}
+
+/// What the access log says of a WebSocket connection, when it ends.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WebSocketEntry {
+    /// Messages received whole.
+    pub messages_in: u64,
+    /// Messages sent.
+    pub messages_out: u64,
+    /// The code of the client's close frame; none when it sent none.
+    pub close: Option<u16>,
 }
 
 /// What the access log says of a request sent to an upstream server (nginx's
@@ -123,6 +136,17 @@ impl LogBuffer {
                     };
                     let _ = write!(self.buf, " upstream_time_us={}", up.micros);
                 }
+                if let Some(ws) = &entry.websocket {
+                    let _ = write!(
+                        self.buf,
+                        " ws_messages_in={} ws_messages_out={} ws_close=",
+                        ws.messages_in, ws.messages_out
+                    );
+                    let _ = match ws.close {
+                        Some(code) => write!(self.buf, "{code}"),
+                        None => write!(self.buf, "-"),
+                    };
+                }
                 writeln!(self.buf)
             }
             LogFormat::Json => {
@@ -152,6 +176,17 @@ impl LogBuffer {
                         None => write!(self.buf, "null"),
                     };
                     let _ = write!(self.buf, ",\"upstream_time_us\":{}", up.micros);
+                }
+                if let Some(ws) = &entry.websocket {
+                    let _ = write!(
+                        self.buf,
+                        ",\"ws_messages_in\":{},\"ws_messages_out\":{},\"ws_close\":",
+                        ws.messages_in, ws.messages_out
+                    );
+                    let _ = match ws.close {
+                        Some(code) => write!(self.buf, "{code}"),
+                        None => write!(self.buf, "null"),
+                    };
                 }
                 match entry.tls {
                     Some((version, cipher)) => writeln!(
@@ -251,6 +286,7 @@ mod tests {
             micros: 42,
             tls: None,
             upstream: None,
+            websocket: None,
         }
     }
 

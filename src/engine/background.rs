@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::token::Key;
 use super::wake::Wake;
 use super::TaskAnswer;
-use crate::access_log::{Entry, LogBuffer, UpstreamEntry};
+use crate::access_log::{Entry, LogBuffer, UpstreamEntry, WebSocketEntry};
 use crate::files::read::FileSource;
 use crate::http::status::Status;
 
@@ -142,6 +142,24 @@ impl DeferredLog {
             micros: self.read_at.elapsed().as_micros() as u64,
             tls: self.tls,
             upstream,
+            websocket: None,
+        });
+    }
+
+    /// Writes the line of a WebSocket that ended: its `101`, the bytes sent over the whole
+    /// connection, the time from the handshake's arrival to the end, and `ws`.
+    pub(super) fn record_websocket(&self, log: &mut LogBuffer, bytes: u64, ws: WebSocketEntry) {
+        log.record(&Entry {
+            client: self.client,
+            request: &self.request,
+            status: 101,
+            bytes,
+            referer: self.referer.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            micros: self.read_at.elapsed().as_micros() as u64,
+            tls: self.tls,
+            upstream: None,
+            websocket: Some(ws),
         });
     }
 }

@@ -62,7 +62,7 @@ impl<A: Application> Connections<A> {
         // A streamed response's producer learns that nobody takes its bytes any more.
         self.end_outflow(turn, &mut conn, OutflowEnd::Gone);
         // A WebSocket's handler learns that it ended.
-        self.socket_abandoned(&mut conn);
+        self.socket_abandoned(turn, &mut conn);
         // Ended during its handshake by a cut (the drain's deadline, a write timeout)?
         self.handshake_abandoned(turn, &mut conn, TlsFailure::Closed);
         let close = opcode::Close::new(types::Fd(conn.fd))

@@ -27,7 +27,12 @@ impl<A: Application> Connections<A> {
         }
         if let Deferring::Socket(socket) = &conn.deferring {
             let ws = &settings.websocket;
-            return Some(socket.due(ws.idle_ping_ms, ws.idle_timeout_ms));
+            let due = socket.due(ws.idle_ping_ms, ws.idle_timeout_ms);
+            // A drain closes WebSockets (1001) once its grace for idle connections is over.
+            return Some(match turn.life {
+                Lifecycle::Draining { idle_until, .. } if !socket.closing => due.min(idle_until),
+                _ => due,
+            });
         }
         if let Deferring::Proxy(relay) = &conn.deferring {
             // The upstream's connect and read timeouts.

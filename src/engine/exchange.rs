@@ -77,7 +77,8 @@ fn log_answer(
     let referer = request.header(b"referer");
     let user_agent = request.header(b"user-agent");
     let file = match deferred {
-        Some(Deferred::Task(_) | Deferred::Proxy(_)) => {
+        // A WebSocket's line is written when it ends.
+        Some(Deferred::Task(_) | Deferred::Proxy(_) | Deferred::Socket(_)) => {
             return Some(Box::new(DeferredLog {
                 request: request.line().to_vec(),
                 referer: referer.map(<[u8]>::to_vec),
@@ -88,21 +89,6 @@ fn log_answer(
             }));
         }
         Some(Deferred::File(body)) => body.len,
-        Some(Deferred::Socket(_)) => {
-            // The switch to WebSocket: its 101 (written by the engine).
-            log.record(&Entry {
-                client: peer.client,
-                request: request.line(),
-                status: 101,
-                bytes: 0,
-                referer,
-                user_agent,
-                micros: read_at.elapsed().as_micros() as u64,
-                tls: tls_of(&peer),
-                upstream: None,
-            });
-            return None;
-        }
         None => 0,
     };
     log.record(&Entry {
@@ -115,6 +101,7 @@ fn log_answer(
         micros: read_at.elapsed().as_micros() as u64,
         tls: tls_of(&peer),
         upstream: None,
+        websocket: None,
     });
     None
 }
@@ -245,7 +232,7 @@ impl<A: Application> Connections<A> {
                     }
                     Deferred::Socket(start) => {
                         conn.head_started = NEVER;
-                        self.open_socket(turn, conn, start);
+                        self.open_socket(turn, conn, start, what.log);
                     }
                     Deferred::Proxy(call) => {
                         conn.head_started = NEVER;
@@ -314,6 +301,7 @@ impl<A: Application> Connections<A> {
                 micros: turn.now.clock.instant(conn.read_at).elapsed().as_micros() as u64,
                 tls: None,
                 upstream: None,
+                websocket: None,
             });
         }
         let core = turn.reporting.links.cpu;

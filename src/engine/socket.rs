@@ -5,6 +5,8 @@
 //! handshake, pings an idle connection and closes one quiet too long, and hands each
 //! message to the handler inline on the loop, with a [`SocketOut`] to answer through.
 
+use super::background::DeferredLog;
+use crate::access_log::WebSocketEntry;
 use crate::http::websocket::decoder::Decoder;
 use crate::http::websocket::deflate::MessageDeflate;
 use crate::http::websocket::extension::Deflate;
@@ -69,6 +71,8 @@ pub(crate) struct SocketOut<'a> {
     pub(super) max_queue: usize,
     /// The close frame went out (or is queued).
     pub(super) closing: &'a mut bool,
+    /// Messages sent through it, and their payloads' bytes.
+    pub(super) sent: &'a mut (u64, u64),
     /// The core's compressor and the window agreed, with permessage-deflate.
     pub(super) deflate: Option<(&'a mut MessageDeflate, &'a mut Vec<u8>, u8)>,
 }
@@ -81,6 +85,7 @@ impl SocketOut<'_> {
             in_flight: self.in_flight,
             max_queue: self.max_queue,
             closing: &mut *self.closing,
+            sent: &mut *self.sent,
             deflate: self
                 .deflate
                 .as_mut()
@@ -128,6 +133,8 @@ impl SocketOut<'_> {
         if queued + bytes.len() + 10 > self.max_queue {
             return Err(SendRefused::Full);
         }
+        self.sent.0 += 1;
+        self.sent.1 += payload.len() as u64;
         write_head(self.out, kind, true, compressed, bytes.len());
         self.out.extend_from_slice(bytes);
         Ok(())
@@ -156,6 +163,11 @@ pub(super) struct Socket {
     pub(super) pinged: bool,
     /// permessage-deflate's window for what we send, when agreed.
     pub(super) deflate: Option<u8>,
+    /// What its access log line will say (with an access log), and the counts it takes.
+    pub(super) log: Option<Box<DeferredLog>>,
+    pub(super) entry: WebSocketEntry,
+    /// Bytes written to the connection since the handshake (its `101` included).
+    pub(super) bytes: u64,
 }
 
 impl Socket {

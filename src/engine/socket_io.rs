@@ -7,11 +7,14 @@
 //! high-water mark; past it the bytes wait in the connection's input (which stops the
 //! receives at its cap) until a send drains the output.
 
+use super::background::DeferredLog;
 use super::conn::{Conn, Deferring};
 use super::connections::Connections;
+use super::drain::Lifecycle;
 use super::socket::{CoreDeflate, Socket, SocketMessage, SocketOut, SocketStart};
 use super::turn::Turn;
 use super::Application;
+use crate::access_log::WebSocketEntry;
 use crate::http::session::OUTPUT_HIGH_WATER;
 use crate::http::status::Status;
 use crate::http::websocket::decoder::{Decoder, Failure, Incoming};
@@ -20,8 +23,15 @@ use crate::http::websocket::frame::{opcode, write_close, write_frame};
 
 impl<A: Application> Connections<A> {
     /// The handshake was accepted: the `101` goes out and the connection speaks WebSocket.
-    pub(super) fn open_socket(&mut self, turn: &mut Turn<'_>, conn: &mut Conn, start: SocketStart) {
+    pub(super) fn open_socket(
+        &mut self,
+        turn: &mut Turn<'_>,
+        conn: &mut Conn,
+        start: SocketStart,
+        log: Option<Box<DeferredLog>>,
+    ) {
         self.buffers.writes.lend(&mut conn.out);
+        let before = conn.out.len();
         let out = &mut conn.out;
         out.extend_from_slice(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -37,11 +47,12 @@ impl<A: Application> Connections<A> {
             deflate.write_response(out);
         }
         out.extend_from_slice(b"\r\n\r\n");
+        let bytes = (conn.out.len() - before) as u64;
         let class = Status::SWITCHING_PROTOCOLS.class();
         let read_at = turn.now.clock.instant(conn.read_at);
-        turn.reporting
-            .metrics
-            .record_one(class, false, Some(read_at));
+        let metrics = &turn.reporting.metrics;
+        metrics.record_one(class, false, Some(read_at));
+        metrics.counters.borrow_mut().websocket_opened += 1;
         let ws = &self.settings.websocket;
         if start.deflate.is_some() && self.ws_deflate.is_none() {
             self.ws_deflate = Some(Box::new(CoreDeflate {
@@ -57,6 +68,9 @@ impl<A: Application> Connections<A> {
             quiet_since: turn.now.ms,
             pinged: false,
             deflate: start.deflate.map(|d| d.server_window_bits),
+            log,
+            entry: WebSocketEntry::default(),
+            bytes,
         }));
     }
 
@@ -68,13 +82,22 @@ impl<A: Application> Connections<A> {
         }
         let max_queue = self.settings.websocket.max_send_queue_bytes;
         let max_message = self.settings.websocket.max_message_bytes;
+        // Answers are written into a pooled buffer (given back below when nothing waits in
+        // it, so that an idle WebSocket holds none).
+        self.buffers.writes.lend(&mut conn.out);
         let in_flight = conn.in_flight();
         let Deferring::Socket(socket) = &mut conn.deferring else {
             return;
         };
+        // Messages are gathered in a pooled buffer, taken back once the connection is idle.
+        if let Some(unused) = socket.decoder.lend(self.buffers.reads.take()) {
+            self.buffers.reads.give(unused);
+        }
         let mut input: &[u8] = &conn.input.buf;
         let before = input.len();
+        let out_before = conn.out.len();
         let mut ended = None;
+        let mut counts = [0u64; 4];
         while conn.out.len() < OUTPUT_HIGH_WATER && ended.is_none() {
             let next = socket.decoder.next(&mut input);
             if input.len() < before {
@@ -98,11 +121,13 @@ impl<A: Application> Connections<A> {
                 ) => inflate_message(codec, inflated, text, bytes, max_message).map(Some),
                 (next, _, _) => next,
             };
+            let mut sent = (0, 0);
             let mut out = SocketOut {
                 out: &mut conn.out,
                 in_flight,
                 max_queue,
                 closing: &mut socket.closing,
+                sent: &mut sent,
                 deflate,
             };
             match next {
@@ -112,18 +137,22 @@ impl<A: Application> Connections<A> {
                 // Only with permessage-deflate agreed is RSV1 allowed: inflated above.
                 Ok(Some(Incoming::Compressed { .. })) => {}
                 Ok(Some(Incoming::Text(bytes))) => {
-                    // SAFETY: the decoder checked the text as it came (uncompressed).
+                    counts[0] += 1;
+                    counts[1] += bytes.len() as u64;
+                    // SAFETY: the decoder checked the text as it came (or after inflating).
                     let text = unsafe { std::str::from_utf8_unchecked(bytes) };
                     socket.handler.message(SocketMessage::Text(text), &mut out);
                 }
                 Ok(Some(Incoming::Binary(bytes))) => {
-                    socket
-                        .handler
-                        .message(SocketMessage::Binary(bytes), &mut out);
+                    counts[0] += 1;
+                    counts[1] += bytes.len() as u64;
+                    let message = SocketMessage::Binary(bytes);
+                    socket.handler.message(message, &mut out);
                 }
                 Ok(Some(Incoming::Ping(payload))) => out.pong(payload),
                 Ok(Some(Incoming::Pong(_))) => {}
                 Ok(Some(Incoming::Close(code, reason))) => {
+                    socket.entry.close = code;
                     if !*out.closing {
                         // Answered with the same code (an empty close with an empty one).
                         *out.closing = true;
@@ -144,6 +173,21 @@ impl<A: Application> Connections<A> {
                     ended = Some(());
                 }
             }
+            counts[2] += sent.0;
+            counts[3] += sent.1;
+        }
+        if let Some(buffer) = socket.decoder.take_idle() {
+            self.buffers.reads.give(buffer);
+        }
+        socket.entry.messages_in += counts[0];
+        socket.entry.messages_out += counts[2];
+        socket.bytes += (conn.out.len() - out_before) as u64;
+        {
+            let mut counters = turn.reporting.metrics.counters.borrow_mut();
+            counters.websocket_messages_in += counts[0];
+            counters.websocket_bytes_in += counts[1];
+            counters.websocket_messages_out += counts[2];
+            counters.websocket_bytes_out += counts[3];
         }
         let used = before - input.len();
         conn.input.consume(used);
@@ -151,21 +195,36 @@ impl<A: Application> Connections<A> {
             self.buffers.reads.give(std::mem::take(&mut conn.input.buf));
         }
         if ended.is_some() {
-            self.finish_socket(conn);
+            self.finish_socket(turn, conn);
         }
         self.flush(turn, conn);
+        if conn.out.is_empty() {
+            self.buffers.writes.give(std::mem::take(&mut conn.out));
+        }
     }
 
-    /// The WebSocket is over (its handler told): the connection closes once what is queued
-    /// (the close frame last) has gone out.
-    fn finish_socket(&mut self, conn: &mut Conn) {
-        conn.deferring = Deferring::Nothing;
+    /// The WebSocket is over (its handler told): it is counted and logged, and the
+    /// connection closes once what is queued (the close frame last) has gone out.
+    fn finish_socket(&mut self, turn: &mut Turn<'_>, conn: &mut Conn) {
+        let Deferring::Socket(socket) = std::mem::replace(&mut conn.deferring, Deferring::Nothing)
+        else {
+            return;
+        };
+        turn.reporting
+            .metrics
+            .counters
+            .borrow_mut()
+            .websocket_closed += 1;
+        if let (Some(line), Some(log)) = (&socket.log, turn.reporting.log.as_mut()) {
+            line.record_websocket(log, socket.bytes, socket.entry);
+        }
         conn.session.abort();
         conn.input.clear();
     }
 
-    /// The connection's deadline passed: an idle one is pinged, then closed with 1001; one
-    /// whose close went unanswered is cut.
+    /// The connection's deadline passed: an idle one is pinged, then closed with 1001, as is
+    /// every one once a drain's grace for idle connections is over; one whose close went
+    /// unanswered is cut.
     pub(super) fn socket_timed_out(&mut self, turn: &mut Turn<'_>, conn: &mut Conn) {
         let ws = &self.settings.websocket;
         let (ping_ms, timeout_ms) = (ws.idle_ping_ms, ws.idle_timeout_ms);
@@ -176,10 +235,18 @@ impl<A: Application> Connections<A> {
         let now = turn.now.ms;
         if socket.closing {
             socket.handler.closed(None, "");
-            self.finish_socket(conn);
+            self.finish_socket(turn, conn);
             return conn.cut();
         }
-        if ping_ms > 0 && !socket.pinged && now < socket.quiet_since + timeout_ms {
+        let before = conn.out.len();
+        let leaving =
+            matches!(turn.life, Lifecycle::Draining { idle_until, .. } if now >= idle_until);
+        if leaving {
+            // The server is going away: the client is asked to close.
+            socket.closing = true;
+            socket.quiet_since = now;
+            write_close(&mut conn.out, 1001, "server going away");
+        } else if ping_ms > 0 && !socket.pinged && now < socket.quiet_since + timeout_ms {
             socket.pinged = true;
             write_frame(&mut conn.out, opcode::PING, b"");
         } else {
@@ -187,15 +254,16 @@ impl<A: Application> Connections<A> {
             socket.quiet_since = now;
             write_close(&mut conn.out, 1001, "idle");
         }
+        socket.bytes += (conn.out.len() - before) as u64;
         self.flush(turn, conn);
     }
 
     /// The connection ended under the WebSocket (the client left, a write failed, the
     /// drain's deadline): its handler is told.
-    pub(super) fn socket_abandoned(&mut self, conn: &mut Conn) {
+    pub(super) fn socket_abandoned(&mut self, turn: &mut Turn<'_>, conn: &mut Conn) {
         if let Deferring::Socket(socket) = &mut conn.deferring {
             socket.handler.closed(None, "");
-            conn.deferring = Deferring::Nothing;
+            self.finish_socket(turn, conn);
         }
     }
 }

@@ -53,6 +53,18 @@ pub struct Counters {
     pub upstream_failures: u64,
     /// Bytes read from upstream servers.
     pub upstream_bytes_in: u64,
+    /// WebSocket connections opened (handshakes accepted).
+    pub websocket_opened: u64,
+    /// WebSocket connections ended (opened minus ended: those open now).
+    pub websocket_closed: u64,
+    /// WebSocket messages received whole from clients (inflated, when compressed).
+    pub websocket_messages_in: u64,
+    /// WebSocket messages sent by handlers.
+    pub websocket_messages_out: u64,
+    /// Bytes of the WebSocket messages received (their payloads, inflated).
+    pub websocket_bytes_in: u64,
+    /// Bytes of the WebSocket messages sent (their payloads, before compression).
+    pub websocket_bytes_out: u64,
 }
 
 /// Why a TLS handshake failed.
@@ -127,6 +139,17 @@ impl Counters {
         self.upstream_retries += other.upstream_retries;
         self.upstream_failures += other.upstream_failures;
         self.upstream_bytes_in += other.upstream_bytes_in;
+        self.websocket_opened += other.websocket_opened;
+        self.websocket_closed += other.websocket_closed;
+        self.websocket_messages_in += other.websocket_messages_in;
+        self.websocket_messages_out += other.websocket_messages_out;
+        self.websocket_bytes_in += other.websocket_bytes_in;
+        self.websocket_bytes_out += other.websocket_bytes_out;
+    }
+
+    /// WebSocket connections open now.
+    pub fn websockets_open(&self) -> u64 {
+        self.websocket_opened.saturating_sub(self.websocket_closed)
     }
 
     /// TLS handshakes completed, full and resumed.

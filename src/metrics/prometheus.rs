@@ -126,6 +126,42 @@ pub fn prometheus_text(board: &StatsBoard, cores: &[usize]) -> String {
     }
     family(
         &mut out,
+        "percore_websocket_open",
+        "gauge",
+        "WebSocket connections open now.",
+        &|s| s.counters.websockets_open(),
+    );
+    for (name, help, get) in [
+        (
+            "percore_websocket_opened_total",
+            "WebSocket connections opened (handshakes accepted).",
+            (|s: &Snapshot| s.counters.websocket_opened) as fn(&Snapshot) -> u64,
+        ),
+        (
+            "percore_websocket_messages_in_total",
+            "WebSocket messages received from clients.",
+            |s: &Snapshot| s.counters.websocket_messages_in,
+        ),
+        (
+            "percore_websocket_messages_out_total",
+            "WebSocket messages sent to clients.",
+            |s: &Snapshot| s.counters.websocket_messages_out,
+        ),
+        (
+            "percore_websocket_bytes_in_total",
+            "Payload bytes of the WebSocket messages received (inflated).",
+            |s: &Snapshot| s.counters.websocket_bytes_in,
+        ),
+        (
+            "percore_websocket_bytes_out_total",
+            "Payload bytes of the WebSocket messages sent (before compression).",
+            |s: &Snapshot| s.counters.websocket_bytes_out,
+        ),
+    ] {
+        family(&mut out, name, "counter", help, &get);
+    }
+    family(
+        &mut out,
         "percore_handler_panics_total",
         "counter",
         "Requests whose handler panicked (answered 500).",

@@ -38,6 +38,15 @@ impl Counters {
                 self.upstream_failures,
                 self.upstream_bytes_in
             )
+            + &format!(
+                ",\"websocket\":{{\"open\":{},\"opened\":{},\"messages_in\":{},\"messages_out\":{},\"bytes_in\":{},\"bytes_out\":{}}}",
+                self.websockets_open(),
+                self.websocket_opened,
+                self.websocket_messages_in,
+                self.websocket_messages_out,
+                self.websocket_bytes_in,
+                self.websocket_bytes_out
+            )
     }
 
     /// The TLS handshake counts, as a JSON member (with its leading comma).

@@ -89,7 +89,7 @@ impl Decoder {
             message: None,
             bytes: Vec::new(),
             utf8: Utf8Check::default(),
-            control: Vec::with_capacity(MAX_CONTROL),
+            control: Vec::new(),
             delivered: false,
         }
     }
@@ -99,11 +99,29 @@ impl Decoder {
         self.bytes.capacity() + self.control.capacity()
     }
 
-    /// Gives the held message's buffer back (an idle connection keeps none).
-    pub fn shrink(&mut self) {
-        if self.message.is_none() {
-            self.bytes = Vec::new();
+    /// Gives the decoder a buffer to gather messages in (emptied), unless it has one: the
+    /// caller lends one from a pool before reading and takes it back when idle.
+    pub fn lend(&mut self, mut buffer: Vec<u8>) -> Option<Vec<u8>> {
+        if self.bytes.capacity() > 0 {
+            return Some(buffer);
         }
+        buffer.clear();
+        self.bytes = buffer;
+        None
+    }
+
+    /// Its buffers, when it holds nothing of a message or frame under way (an idle
+    /// connection keeps none): the message buffer is returned for the caller's pool, the
+    /// control frame's is freed.
+    pub fn take_idle(&mut self) -> Option<Vec<u8>> {
+        if self.message.is_some() || self.frame.is_some() || self.head_have > 0 {
+            return None;
+        }
+        self.delivered = false;
+        self.control = Vec::new();
+        let mut bytes = std::mem::take(&mut self.bytes);
+        bytes.clear();
+        Some(bytes)
     }
 
     /// Reads from `input` (advancing it past what was used) up to the next message or

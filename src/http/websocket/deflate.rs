@@ -96,7 +96,7 @@ impl MessageDeflate {
                     if room == 0 {
                         return Err(InflateError::TooBig);
                     }
-                    out.reserve(room);
+                    out.reserve_exact(room);
                 }
                 let status = self
                     .inflate
@@ -126,12 +126,7 @@ mod tests {
     fn messages_come_back_as_they_went_one_by_one() {
         let mut codec = MessageDeflate::new(6);
         let greek = "κόσμε".repeat(50);
-        let texts: [&[u8]; 4] = [
-            b"",
-            b"Hello",
-            &[b'a'; 100_000],
-            greek.as_bytes(),
-        ];
+        let texts: [&[u8]; 4] = [b"", b"Hello", &[b'a'; 100_000], greek.as_bytes()];
         for bits in [15, 9] {
             for text in texts {
                 let mut packed = Vec::new();
