@@ -291,6 +291,23 @@ fn the_handler_closes_and_the_client_answers() {
 }
 
 #[test]
+fn a_client_that_leaves_without_a_close_frame_is_let_go() {
+    let ended = Arc::new(Mutex::new(Vec::new()));
+    let running = serve(echo_app(ended.clone()));
+    let mut raw = Raw::open(running.addr);
+    raw.write(&frame(true, 0x1, b"bye"));
+    assert_eq!(raw.frame().2, b"bye");
+    raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    while raw.fill() > 0 {}
+    assert!(raw.buf.is_empty(), "closed, with nothing more sent");
+    common::wait_until(
+        "the handler hears the client left",
+        Duration::from_secs(5),
+        || ended.lock().unwrap().as_slice() == ["None "],
+    );
+}
+
+#[test]
 fn protocol_errors_close_with_their_codes() {
     let running = serve_with(echo_app(Arc::default()), |config| {
         config.websocket.max_message_bytes = 1000;

@@ -20,6 +20,11 @@ impl<A: Application> Connections<A> {
     /// After any event: closes or lingers once the connection has nothing left to do, and
     /// otherwise keeps its receive and deadline right. Puts the record back.
     pub(super) fn settle(&mut self, turn: &mut Turn<'_>, mut conn: Box<Conn>) {
+        if conn.input_ended && conn.sockets() && conn.input.pending() == 0 {
+            // A WebSocket client that closed its side without (or after) a close frame:
+            // nothing more will come, and the connection goes.
+            self.socket_abandoned(turn, &mut conn);
+        }
         let quiet =
             !conn.sending() && matches!(conn.deferring, Deferring::Nothing) && !conn.has_output();
         if matches!(conn.phase, Phase::Open | Phase::Handshake) && quiet {
