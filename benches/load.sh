@@ -16,6 +16,7 @@
 #   WORKLOADS=proxy benches/load.sh                 # reverse proxies: percore, nginx, HAProxy;
 #                                                   # then percore's proxy vs the bare relay
 #   WORKLOADS=proxy-sizes benches/load.sh           # the same proxies: 4 KiB, 64 KiB, 1 MiB answers, 64 KiB POSTs
+#   WORKLOADS=ws benches/load.sh                    # WebSocket echo: 512 B text, 16 KiB binary, deflate
 #   WORKLOADS=proxy-idle-close benches/load.sh      # failed requests through each proxy to a backend
 #                                                   # that closes idle connections after 100 ms
 #   NGINX_SUITES=percore WORKLOADS=… benches/load.sh   # nginx choosing cipher suites as percore does
@@ -124,6 +125,8 @@ cargo bench --no-run --quiet --bench app_server 2>/dev/null
 cargo bench --no-run --quiet --bench tls_resume 2>/dev/null
 app_server=$(ls -t target/release/deps/app_server-* | grep -v '\.d$' | head -1)
 tls_resume=$(ls -t target/release/deps/tls_resume-* | grep -v '\.d$' | head -1)
+cargo bench --no-run --quiet --bench ws_load 2>/dev/null
+ws_load=$(ls -t target/release/deps/ws_load-* | grep -v '\.d$' | head -1)
 cargo bench --no-run --quiet --bench tls_flood 2>/dev/null
 tls_flood=$(ls -t target/release/deps/tls_flood-* | grep -v '\.d$' | head -1)
 cargo bench --no-run --quiet --bench tls_abuse 2>/dev/null
@@ -488,6 +491,28 @@ for workload in $WORKLOADS; do
             n=$(syscalls "$nginx_pid" $NGINX_PORT)
             f=$(syscalls "$floor_pid" $FLOOR_PORT)
             echo "| syscalls per request, ab -k -c 50 (socket calls; io_uring_enter) | percore $(echo "$p" | cut -d' ' -f1); $(echo "$p" | cut -d' ' -f2) | nginx $(echo "$n" | cut -d' ' -f1); $(echo "$n" | cut -d' ' -f2) | floor $(echo "$f" | cut -d' ' -f1); $(echo "$f" | cut -d' ' -f2) | | | | | |"
+            ;;
+        ws)
+            # WebSocket echo: the binary's /ws/echo, driven by benches/ws_load.rs.
+            echo
+            echo "WebSocket echo (percore's /ws/echo) on cpu $SERVER_CPU, benches/ws_load.rs on cpu $CLIENT_CPU: 100 connections, 4 messages in flight each, ${DURATION}s per run; r/s: messages echoed per second; µs: cpu $SERVER_CPU's time per echoed message (percore alone: no anchor is built here yet)"
+            for row in "ws-512:512 text" "ws-16k:16384 binary" "ws-512-deflate:512 text deflate"; do
+                label=${row%%:*}
+                : >"$work/ws"
+                for _ in $(seq "$REPS"); do
+                    c0=$(core_busy)
+                    read -r size kind extra <<<"${row#*:}"
+                    out=$(taskset -c "$CLIENT_CPU" "$ws_load" "127.0.0.1:$PERCORE_PORT" /ws/echo \
+                        100 4 "$size" "$DURATION" "$kind" ${extra:+"$extra"})
+                    c1=$(core_busy)
+                    n=$(echo "$out" | awk '{ print $1 }')
+                    awk -v n="$n" -v t=$((c1 - c0)) -v hz="$hz" -v d="$DURATION" \
+                        'BEGIN { printf "%d %.0f %.2f\n", n, n / d, t * 1e6 / hz / n }' >>"$work/ws"
+                done
+                printf '| %-12s | %11.0f | %11s | %11s | %10.2f | %10s | %10s | %7s | %7s |\n' "$label" \
+                    "$(cut -d' ' -f2 "$work/ws" | median)" — — "$(cut -d' ' -f3 "$work/ws" | median)" — — — —
+                echo "  $label, µs per run: $(cut -d' ' -f3 "$work/ws" | tr '\n' ' ')" >&2
+            done
             ;;
         report-cost)
             echo

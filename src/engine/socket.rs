@@ -182,3 +182,17 @@ impl Socket {
         self.quiet_since + timeout_ms
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an idle WebSocket costs percore beyond its connection's record (see the README):
+    /// this box (its decoder holds no buffer while idle) and the handler's own value.
+    #[test]
+    fn an_idle_websocket_stays_small() {
+        let size = std::mem::size_of::<Socket>();
+        assert!(size <= 256, "Socket is {size} bytes");
+        eprintln!("Socket: {size} bytes");
+    }
+}
