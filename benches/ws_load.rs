@@ -24,10 +24,17 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
+    let usage =
+        "usage: ws_load ADDR PATH CONNECTIONS INFLIGHT SIZE SECONDS [text|binary] [deflate]";
+    if args.is_empty() {
+        // `cargo test --all-targets` runs this target without arguments: it checks its own
+        // frame counting, which every figure it prints rests on.
+        check_frame_counting();
+        println!("ws_load: frame counting checked; {usage}");
+        return;
+    }
     if args.len() < 6 {
-        eprintln!(
-            "usage: ws_load ADDR PATH CONNECTIONS INFLIGHT SIZE SECONDS [text|binary] [deflate]"
-        );
+        eprintln!("{usage}");
         std::process::exit(2);
     }
     let addr = &args[0];
@@ -208,6 +215,35 @@ fn take_frames(input: &mut Vec<u8>) -> usize {
     }
     input.drain(..at);
     frames
+}
+
+/// Frames of every length form, whole and cut anywhere, are counted once each, and a cut
+/// frame's bytes wait for the rest; a client frame's length form matches its payload.
+fn check_frame_counting() {
+    let mut stream = Vec::new();
+    let sizes = [0usize, 1, 125, 126, 65535, 65536, 70000];
+    for size in sizes {
+        // A server frame: unmasked, the client frame's head without its mask bit and key.
+        let client = client_frame(size, true, false);
+        let head_len = match client[1] & 0x7F {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        assert_eq!(client.len(), head_len + 4 + size, "client frame of {size}");
+        let mut server = client[..head_len].to_vec();
+        server[1] &= 0x7F;
+        server.extend(std::iter::repeat_n(b'x', size));
+        stream.extend_from_slice(&server);
+    }
+    for cut in [0, 1, 2, 3, 9, 130, 70_000, stream.len() - 1, stream.len()] {
+        let mut input = stream[..cut].to_vec();
+        let mut counted = take_frames(&mut input);
+        input.extend_from_slice(&stream[cut..]);
+        counted += take_frames(&mut input);
+        assert_eq!(counted, sizes.len(), "cut at {cut}");
+        assert!(input.is_empty(), "cut at {cut}: {} bytes left", input.len());
+    }
 }
 
 /// Writes what the connection can take of its output.

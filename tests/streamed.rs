@@ -428,6 +428,42 @@ fn server_sent_events_with_ids_keep_alives_and_last_event_id() {
 }
 
 #[test]
+fn an_event_streams_producer_is_dropped_when_its_client_leaves() {
+    /// Set when the producer's future is dropped.
+    struct Dropped(Arc<AtomicBool>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = dropped.clone();
+    let running = serve(
+        App::new(|_| Ok(())).get_async("/quiet", move |_request, _| {
+            let flag = flag.clone();
+            async move {
+                Reply::events(move |mut events| async move {
+                    let _guard = Dropped(flag);
+                    events.keep_alive(Some(Duration::from_millis(20)));
+                    events.send(&Event::new("hello")).await?;
+                    // Waits on something that never comes.
+                    glommio::timer::sleep(Duration::from_secs(3600)).await;
+                    Ok(())
+                })
+            }
+        }),
+    );
+    let mut client = Chunks::connect(&running);
+    client.send("GET /quiet HTTP/1.1\r\nHost: t\r\n\r\n");
+    client.head();
+    assert_eq!(client.chunk().unwrap(), b"data: hello\n\n");
+    drop(client);
+    wait_until("the producer is dropped", Duration::from_secs(10), || {
+        dropped.load(Ordering::SeqCst)
+    });
+}
+
+#[test]
 fn curl_reads_a_stream_and_its_events() {
     if !require(have_tool("curl", &["--version"]), "curl is not installed") {
         return;

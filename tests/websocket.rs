@@ -30,6 +30,8 @@ impl WebSocketHandler for Echo {
         match message {
             Message::Text("protocol?") => socket.text(self.protocol.unwrap_or("none")).unwrap(),
             Message::Text("close") => socket.close(4000, "asked to"),
+            Message::Text("close 1005") => socket.close(1005, "not on the wire"),
+            Message::Text("panic") => panic!("the handler fails"),
             message => socket.send(message).unwrap(),
         }
     }
@@ -305,6 +307,45 @@ fn a_client_that_leaves_without_a_close_frame_is_let_go() {
         Duration::from_secs(5),
         || ended.lock().unwrap().as_slice() == ["None "],
     );
+}
+
+#[test]
+fn a_panicking_handler_ends_its_connection_with_1011_and_the_core_goes_on() {
+    let running = serve(echo_app(Arc::default()));
+    let mut raw = Raw::open(running.addr);
+    raw.write(&frame(true, 0x1, b"panic"));
+    assert_eq!(raw.closed_with(), 1011);
+    let mut other = Raw::open(running.addr);
+    other.write(&frame(true, 0x1, b"still here"));
+    assert_eq!(other.frame().2, b"still here");
+    // A code a peer may not send becomes 1011 too.
+    other.write(&frame(true, 0x1, b"close 1005"));
+    let (_, op, payload) = other.frame();
+    assert_eq!((op, &payload[..2]), (0x8, &1011u16.to_be_bytes()[..]));
+    let summary = running.stop();
+    assert_eq!(summary.merged_counters().handler_panics, 1);
+}
+
+#[test]
+fn an_upgrade_that_was_the_connections_last_request_still_reads_frames() {
+    let running = serve_with(echo_app(Arc::default()), |config| {
+        config.http.max_requests_per_connection = 1;
+    });
+    let mut raw = Raw::open(running.addr);
+    raw.write(&frame(true, 0x1, b"after the last request"));
+    assert_eq!(raw.frame().2, b"after the last request");
+}
+
+#[test]
+fn a_message_of_the_largest_size_is_echoed_whatever_the_send_queue() {
+    let running = serve_with(echo_app(Arc::default()), |config| {
+        config.websocket.max_message_bytes = 100_000;
+        config.websocket.max_send_queue_bytes = 1024;
+    });
+    let mut raw = Raw::open(running.addr);
+    let big = vec![7u8; 100_000];
+    raw.write(&frame(true, 0x2, &big));
+    assert_eq!(raw.frame(), (true, 0x2, big));
 }
 
 #[test]

@@ -162,22 +162,26 @@ where
     futures_lite::future::or(producer(events), keep_alive(quiet, keeper)).await
 }
 
-/// Sends a comment each time the stream was quiet for the keep-alive time; never returns
-/// (the stream ends with its producer).
+/// Sends a comment each time the stream was quiet for the keep-alive time; returns (ending
+/// the stream, its producer dropped) only when nobody takes the body any more, so that a
+/// producer waiting on something rare does not outlive its client.
 async fn keep_alive(quiet: Rc<Quiet>, mut keeper: BodySender) -> Result<(), BoxError> {
     loop {
         let Some(every) = quiet.every.get() else {
             // Looked at again a second later, should the producer turn it back on.
             glommio::timer::sleep(Duration::from_secs(1)).await;
+            if !keeper.is_open() {
+                return Err(BodyClosed::Gone.into());
+            }
             continue;
         };
         glommio::timer::sleep(every).await;
+        if !keeper.is_open() {
+            return Err(BodyClosed::Gone.into());
+        }
         if quiet.sent.replace(false) || keeper.queued() > 0 {
             continue;
         }
-        if keeper.send(b":\n\n").await.is_err() {
-            // Nobody reads: the producer learns it from its own next send.
-            std::future::pending::<()>().await;
-        }
+        keeper.send(b":\n\n").await?;
     }
 }

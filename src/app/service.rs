@@ -149,6 +149,11 @@ impl<S: 'static> Application for AppService<S> {
             Handler::Async(handler) => {
                 start_task(&**handler, user_request, self.state.clone(), response)
             }
+            Handler::Socket(..) if self.draining => {
+                // The core is leaving: no new WebSocket.
+                response.send_status(Status::SERVICE_UNAVAILABLE, &[]);
+                None
+            }
             Handler::Socket(protocols, make) => {
                 let state = &*self.state;
                 let deflate = self.permessage_deflate;

@@ -250,7 +250,9 @@ impl Conn {
             Phase::Linger { .. } => !self.input_ended,
             Phase::Open | Phase::ProxyHeader | Phase::Handshake => {
                 !self.input_ended
-                    && !self.session.is_closed()
+                    // A WebSocket reads on whatever its HTTP session said of more requests
+                    // (its upgrade may have been the last one the session would take).
+                    && (!self.session.is_closed() || self.sockets())
                     && !self.transport.is_over()
                     && self.input.pending() < cap
                     && self.unsent_tls() <= MAX_UNSENT_TLS

@@ -150,6 +150,8 @@ impl<A: Application> Shard<A> {
         busy |= conns.take_calls(&mut turn);
         conns.rearm_starved(&mut turn);
         conns.expire(&mut turn);
+        // Relayed bytes that came other than by a completion (a task's call, a deadline).
+        conns.send_relayed(&mut turn);
         conns.retry_accept(&mut turn);
         let ticked = self.reporting.tick(self.now.ms, self.conns.open());
         if ticked {

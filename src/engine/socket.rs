@@ -7,7 +7,7 @@
 
 use super::background::DeferredLog;
 use crate::access_log::WebSocketEntry;
-use crate::http::websocket::decoder::Decoder;
+use crate::http::websocket::decoder::{is_valid_close_code, Decoder};
 use crate::http::websocket::deflate::MessageDeflate;
 use crate::http::websocket::extension::Deflate;
 use crate::http::websocket::frame::{opcode, write_close, write_frame, write_head};
@@ -113,6 +113,12 @@ impl SocketOut<'_> {
     pub(crate) fn close(&mut self, code: u16, reason: &str) {
         if !*self.closing {
             *self.closing = true;
+            // Codes a peer may not send (1005, 1006, 1015, unassigned ones) become 1011.
+            let code = if is_valid_close_code(code) {
+                code
+            } else {
+                1011
+            };
             write_close(self.out, code, reason);
         }
     }
@@ -121,6 +127,8 @@ impl SocketOut<'_> {
         if *self.closing {
             return Err(SendRefused::Closing);
         }
+        // One message always goes when nothing waits, whatever its size (the message limit
+        // bounds it): the bound is on what piles up.
         let queued = self.out.len() + self.in_flight;
         let (bytes, compressed) = match &mut self.deflate {
             Some((codec, packed, bits)) if payload.len() >= DEFLATE_MIN => {
@@ -130,7 +138,7 @@ impl SocketOut<'_> {
             }
             _ => (payload, false),
         };
-        if queued + bytes.len() + 10 > self.max_queue {
+        if queued > 0 && queued + bytes.len() + 10 > self.max_queue {
             return Err(SendRefused::Full);
         }
         self.sent.0 += 1;
@@ -159,6 +167,8 @@ pub(super) struct Socket {
     pub(super) closing: bool,
     /// When a frame last came or went (for the idle ping and timeout).
     pub(super) quiet_since: u64,
+    /// When our close frame was queued (the client has `CLOSE_WAIT_MS` from then).
+    pub(super) closing_since: Option<u64>,
     /// An idle ping went out and nothing came since.
     pub(super) pinged: bool,
     /// permessage-deflate's window for what we send, when agreed.
@@ -174,7 +184,7 @@ impl Socket {
     /// When the loop must look at it next, under `ping_ms` and `timeout_ms`.
     pub(super) fn due(&self, ping_ms: u64, timeout_ms: u64) -> u64 {
         if self.closing {
-            return self.quiet_since + CLOSE_WAIT_MS;
+            return self.closing_since.unwrap_or(self.quiet_since) + CLOSE_WAIT_MS;
         }
         if ping_ms > 0 && !self.pinged {
             return self.quiet_since + ping_ms;

@@ -8,10 +8,12 @@
 //! receives at its cap) until a send drains the output.
 
 use super::background::DeferredLog;
-use super::conn::{Conn, Deferring};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::conn::{Conn, Deferring, Ending};
 use super::connections::Connections;
 use super::drain::Lifecycle;
-use super::socket::{CoreDeflate, Socket, SocketMessage, SocketOut, SocketStart};
+use super::socket::{CoreDeflate, Socket, SocketHandler, SocketMessage, SocketOut, SocketStart};
 use super::turn::Turn;
 use super::Application;
 use crate::access_log::WebSocketEntry;
@@ -66,6 +68,7 @@ impl<A: Application> Connections<A> {
             handler: start.handler,
             closing: false,
             quiet_since: turn.now.ms,
+            closing_since: None,
             pinged: false,
             deflate: start.deflate.map(|d| d.server_window_bits),
             log,
@@ -97,6 +100,7 @@ impl<A: Application> Connections<A> {
         let before = input.len();
         let out_before = conn.out.len();
         let mut ended = None;
+        let mut linger = false;
         let mut counts = [0u64; 4];
         while conn.out.len() < OUTPUT_HIGH_WATER && ended.is_none() {
             let next = socket.decoder.next(&mut input);
@@ -122,6 +126,7 @@ impl<A: Application> Connections<A> {
                 (next, _, _) => next,
             };
             let mut sent = (0, 0);
+            let mut panicked = false;
             let mut out = SocketOut {
                 out: &mut conn.out,
                 in_flight,
@@ -141,13 +146,14 @@ impl<A: Application> Connections<A> {
                     counts[1] += bytes.len() as u64;
                     // SAFETY: the decoder checked the text as it came (or after inflating).
                     let text = unsafe { std::str::from_utf8_unchecked(bytes) };
-                    socket.handler.message(SocketMessage::Text(text), &mut out);
+                    let message = SocketMessage::Text(text);
+                    panicked = !deliver(&mut *socket.handler, message, &mut out);
                 }
                 Ok(Some(Incoming::Binary(bytes))) => {
                     counts[0] += 1;
                     counts[1] += bytes.len() as u64;
                     let message = SocketMessage::Binary(bytes);
-                    socket.handler.message(message, &mut out);
+                    panicked = !deliver(&mut *socket.handler, message, &mut out);
                 }
                 Ok(Some(Incoming::Ping(payload))) => out.pong(payload),
                 Ok(Some(Incoming::Pong(_))) => {}
@@ -161,7 +167,7 @@ impl<A: Application> Connections<A> {
                             None => write_frame(out.out, opcode::CLOSE, &[]),
                         }
                     }
-                    socket.handler.closed(code, reason);
+                    tell_closed(&mut *socket.handler, code, reason);
                     ended = Some(());
                 }
                 Err(failure) => {
@@ -169,12 +175,32 @@ impl<A: Application> Connections<A> {
                         *out.closing = true;
                         write_close(out.out, failure.code, failure.reason);
                     }
-                    socket.handler.closed(None, "");
+                    tell_closed(&mut *socket.handler, None, "");
                     ended = Some(());
+                    // The client may still be sending (a frame refused from its head):
+                    // read and dropped a while, so that the close frame is not lost to a
+                    // reset.
+                    linger = true;
                 }
+            }
+            if panicked {
+                // The handler failed: its connection ends (1011), the core goes on.
+                if !*out.closing {
+                    *out.closing = true;
+                    write_close(out.out, 1011, "internal error");
+                }
+                ended = Some(());
+                linger = true;
+                turn.reporting.metrics.counters.borrow_mut().handler_panics += 1;
             }
             counts[2] += sent.0;
             counts[3] += sent.1;
+        }
+        if socket.closing {
+            socket.closing_since.get_or_insert(turn.now.ms);
+        }
+        if linger {
+            conn.ending = Ending::Linger;
         }
         if let Some(buffer) = socket.decoder.take_idle() {
             self.buffers.reads.give(buffer);
@@ -234,7 +260,7 @@ impl<A: Application> Connections<A> {
         self.buffers.writes.lend(&mut conn.out);
         let now = turn.now.ms;
         if socket.closing {
-            socket.handler.closed(None, "");
+            tell_closed(&mut *socket.handler, None, "");
             self.finish_socket(turn, conn);
             return conn.cut();
         }
@@ -244,14 +270,14 @@ impl<A: Application> Connections<A> {
         if leaving {
             // The server is going away: the client is asked to close.
             socket.closing = true;
-            socket.quiet_since = now;
+            socket.closing_since = Some(now);
             write_close(&mut conn.out, 1001, "server going away");
         } else if ping_ms > 0 && !socket.pinged && now < socket.quiet_since + timeout_ms {
             socket.pinged = true;
             write_frame(&mut conn.out, opcode::PING, b"");
         } else {
             socket.closing = true;
-            socket.quiet_since = now;
+            socket.closing_since = Some(now);
             write_close(&mut conn.out, 1001, "idle");
         }
         socket.bytes += (conn.out.len() - before) as u64;
@@ -262,10 +288,25 @@ impl<A: Application> Connections<A> {
     /// drain's deadline): its handler is told.
     pub(super) fn socket_abandoned(&mut self, turn: &mut Turn<'_>, conn: &mut Conn) {
         if let Deferring::Socket(socket) = &mut conn.deferring {
-            socket.handler.closed(None, "");
+            tell_closed(&mut *socket.handler, None, "");
             self.finish_socket(turn, conn);
         }
     }
+}
+
+/// Hands `message` to the handler; false if the handler panicked.
+fn deliver(
+    handler: &mut dyn SocketHandler,
+    message: SocketMessage<'_>,
+    out: &mut SocketOut<'_>,
+) -> bool {
+    catch_unwind(AssertUnwindSafe(|| handler.message(message, out))).is_ok()
+}
+
+/// Tells the handler its connection ended (a panic there is the handler's own business:
+/// the connection is over either way).
+fn tell_closed(handler: &mut dyn SocketHandler, code: Option<u16>, reason: &str) {
+    let _ = catch_unwind(AssertUnwindSafe(|| handler.closed(code, reason)));
 }
 
 /// Inflates a compressed message into `inflated` (within `limit` bytes) and checks its text.
