@@ -1,9 +1,10 @@
 //! Opens N keep-alive connections to a server, sends one request on each and reads its
 //! answer, then holds them all open until stdin closes. benches/load.sh reads the server's
 //! RSS meanwhile to get memory per idle connection. With `--tls CAFILE` the connections
-//! speak TLS (the certificate must name `localhost`).
+//! speak TLS (the certificate must name `localhost`); with `--ws PATH` each becomes a
+//! WebSocket (the handshake on PATH, then one message echoed) before it is held.
 //!
-//! `cargo bench --bench idle_connections -- ADDR N [--tls CAFILE]`
+//! `cargo bench --bench idle_connections -- ADDR N [--tls CAFILE] [--ws PATH]`
 
 use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
@@ -53,6 +54,33 @@ fn ask(stream: &mut impl ReadWrite, i: usize) {
     }
 }
 
+/// Opens a WebSocket on `stream` (the handshake on `path`) and has one message echoed.
+fn ask_ws(stream: &mut impl ReadWrite, i: usize, path: &str) {
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("read");
+        assert!(n > 0, "connection {i} closed before its 101");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101 "), "connection {i} not upgraded");
+    // A masked text message, "Abcde"; its echo comes back unmasked.
+    let key = [7u8, 1, 2, 3];
+    let mut frame = vec![0x81, 0x85];
+    frame.extend_from_slice(&key);
+    frame.extend(b"Abcde".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    stream.write_all(&frame).expect("send");
+    let mut echo = [0u8; 7];
+    stream.read_exact(&mut echo).expect("the echo");
+    assert_eq!(&echo, b"\x81\x05Abcde", "connection {i}'s echo");
+}
+
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
@@ -72,6 +100,15 @@ fn main() {
         .position(|a| a == "--tls")
         .and_then(|i| args.get(i + 1))
         .map(|ca| tls_config(ca));
+    let ws = args
+        .iter()
+        .position(|a| a == "--ws")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let ask = |stream: &mut dyn ReadWrite, i: usize| match &ws {
+        Some(path) => ask_ws(&mut &mut *stream, i, path),
+        None => ask(&mut &mut *stream, i),
+    };
     raise_fd_limit(count as u64 + 1024);
 
     let mut open = Vec::with_capacity(count);

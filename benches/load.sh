@@ -17,6 +17,7 @@
 #                                                   # then percore's proxy vs the bare relay
 #   WORKLOADS=proxy-sizes benches/load.sh           # the same proxies: 4 KiB, 64 KiB, 1 MiB answers, 64 KiB POSTs
 #   WORKLOADS=ws benches/load.sh                    # WebSocket echo: 512 B text, 16 KiB binary, deflate
+#   WORKLOADS=ws-idle benches/load.sh               # memory per idle WebSocket, ws:// and wss://
 #   WORKLOADS=proxy-idle-close benches/load.sh      # failed requests through each proxy to a backend
 #                                                   # that closes idle connections after 100 ms
 #   NGINX_SUITES=percore WORKLOADS=… benches/load.sh   # nginx choosing cipher suites as percore does
@@ -375,13 +376,14 @@ run_load() {
 # idle_rss PID PORT [tls] -> "B/conn before_KiB after_KiB": RSS per idle keep-alive
 # connection, after a warm-up (an ab -k run, which touches the server's buffers and pools).
 idle_rss() {
-    local pid=$1 port=$2 tls=${3:-} before after fifo="$work/idle.fifo" count=$IDLE
+    local pid=$1 port=$2 tls=${3:-} ws=${4:-} before after fifo="$work/idle.fifo" count=$IDLE
     local scheme=http extra=()
     if [ -n "$tls" ]; then
         scheme=https
         count=$TLS_IDLE
         extra=(--tls "$tls_dir/cert.pem")
     fi
+    [ -n "$ws" ] && extra+=(--ws "$ws")
     taskset -c "$CLIENT_CPU" ab -q -k -c 50 -n 50000 "$scheme://127.0.0.1:$port$URL_PATH" \
         >/dev/null 2>&1
     sleep 1
@@ -485,6 +487,14 @@ for workload in $WORKLOADS; do
             n=$(idle_rss "$nginx_pid" $NGINX_PORT)
             f=$(idle_rss "$floor_pid" $FLOOR_PORT)
             echo "| idle $IDLE: RSS B per connection | percore $(echo "$p" | cut -d' ' -f1) | nginx $(echo "$n" | cut -d' ' -f1) | floor $(echo "$f" | cut -d' ' -f1) | (RSS KiB before→after: percore $(echo "$p" | cut -d' ' -f2)→$(echo "$p" | cut -d' ' -f3), nginx $(echo "$n" | cut -d' ' -f2)→$(echo "$n" | cut -d' ' -f3), floor $(echo "$f" | cut -d' ' -f2)→$(echo "$f" | cut -d' ' -f3)) | | | | |"
+            ;;
+        ws-idle)
+            # Idle WebSockets (one message echoed on each, then held): cleartext and TLS.
+            stop_servers
+            start_servers
+            p=$(idle_rss "$percore_pid" $PERCORE_PORT "" /ws/echo)
+            t=$(idle_rss "$percore_pid" $PERCORE_TLS_PORT tls /ws/echo)
+            echo "| idle WebSockets: RSS B per connection | ws $IDLE: $(echo "$p" | cut -d' ' -f1) | wss $TLS_IDLE: $(echo "$t" | cut -d' ' -f1) | | (RSS KiB before→after: ws $(echo "$p" | cut -d' ' -f2)→$(echo "$p" | cut -d' ' -f3), wss $(echo "$t" | cut -d' ' -f2)→$(echo "$t" | cut -d' ' -f3)) | | | | |"
             ;;
         syscalls)
             p=$(syscalls "$percore_pid" $PERCORE_PORT)
