@@ -69,7 +69,10 @@ fn ask_ws(stream: &mut impl ReadWrite, i: usize, path: &str) {
         assert!(n > 0, "connection {i} closed before its 101");
         head.push(byte[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101 "), "connection {i} not upgraded");
+    assert!(
+        head.starts_with(b"HTTP/1.1 101 "),
+        "connection {i} not upgraded"
+    );
     // A masked text message, "Abcde"; its echo comes back unmasked.
     let key = [7u8, 1, 2, 3];
     let mut frame = vec![0x81, 0x85];

@@ -223,7 +223,9 @@ impl<A: Application> Connections<A> {
         if ended.is_some() {
             self.finish_socket(turn, conn);
         }
-        self.flush(turn, conn);
+        // The caller sends what was written (after a TLS connection's records are all
+        // read, so that the buffer its records are sealed into is not lent again for
+        // nothing and kept while the connection idles).
         if conn.out.is_empty() {
             self.buffers.writes.give(std::mem::take(&mut conn.out));
         }
