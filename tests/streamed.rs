@@ -214,6 +214,7 @@ fn a_slow_reader_holds_its_producer_back_and_then_gets_every_byte() {
         },
     );
     let held = written.load(Ordering::SeqCst);
+    eprintln!("the producer stopped after {held} bytes");
     assert!(
         held < parts * part / 2,
         "{held} of {} bytes made while the client read nothing",
