@@ -63,6 +63,7 @@ NGINX_PROXY_PORT=8095        # nginx proxy_pass (benches/nginx.conf)
 HAPROXY_PORT=8096            # HAProxy, http-reuse safe
 BACKEND_PORT=8097            # the proxies' backend: percore on the load's core
 RELAY_PORT=8098              # the bare relay (benches/relay_floor.rs) in front of the backend
+WS_ANCHOR_PORT=8099          # tokio-tungstenite's echo (benches/ws_anchor_tungstenite.rs)
 PERCORE_TLS_PORT=8090        # percore's TLS listener (the same process as PERCORE_PORT)
 NGINX_TLS_PORT=8091          # nginx's TLS listener (benches/nginx.conf)
 URL_PATH='/echo?name=Abcde'
@@ -128,6 +129,8 @@ app_server=$(ls -t target/release/deps/app_server-* | grep -v '\.d$' | head -1)
 tls_resume=$(ls -t target/release/deps/tls_resume-* | grep -v '\.d$' | head -1)
 cargo bench --no-run --quiet --bench ws_load 2>/dev/null
 ws_load=$(ls -t target/release/deps/ws_load-* | grep -v '\.d$' | head -1)
+cargo bench --no-run --quiet --bench ws_anchor_tungstenite 2>/dev/null
+ws_anchor=$(ls -t target/release/deps/ws_anchor_tungstenite-* | grep -v '\.d$' | head -1)
 cargo bench --no-run --quiet --bench tls_flood 2>/dev/null
 tls_flood=$(ls -t target/release/deps/tls_flood-* | grep -v '\.d$' | head -1)
 cargo bench --no-run --quiet --bench tls_abuse 2>/dev/null
@@ -503,26 +506,54 @@ for workload in $WORKLOADS; do
             echo "| syscalls per request, ab -k -c 50 (socket calls; io_uring_enter) | percore $(echo "$p" | cut -d' ' -f1); $(echo "$p" | cut -d' ' -f2) | nginx $(echo "$n" | cut -d' ' -f1); $(echo "$n" | cut -d' ' -f2) | floor $(echo "$f" | cut -d' ' -f1); $(echo "$f" | cut -d' ' -f2) | | | | | |"
             ;;
         ws)
-            # WebSocket echo: the binary's /ws/echo, driven by benches/ws_load.rs.
+            # WebSocket echo: the binary's /ws/echo and tokio-tungstenite's echo server (the
+            # anchor: benches/ws_anchor_tungstenite.rs), both on the server's CPU, driven in
+            # turn by benches/ws_load.rs.
+            taskset -c "$SERVER_CPU" "$ws_anchor" "$WS_ANCHOR_PORT" >"$work/ws_anchor.log" 2>&1 &
+            ws_anchor_pid=$!
+            for _ in $(seq 100); do
+                grep -q "echo on" "$work/ws_anchor.log" 2>/dev/null && break
+                sleep 0.1
+            done
             echo
-            echo "WebSocket echo (percore's /ws/echo) on cpu $SERVER_CPU, benches/ws_load.rs on cpu $CLIENT_CPU: 100 connections, 4 messages in flight each, ${DURATION}s per run; r/s: messages echoed per second; µs: cpu $SERVER_CPU's time per echoed message (percore alone: no anchor is built here yet)"
+            echo "WebSocket echo on cpu $SERVER_CPU: percore's /ws/echo (first) vs tokio-tungstenite's echo on a single-threaded tokio runtime (second; it has no permessage-deflate, so the deflate row is percore's alone), benches/ws_load.rs on cpu $CLIENT_CPU: 100 connections, 4 messages in flight each, ${DURATION}s per run; r/s: messages echoed per second; µs: cpu $SERVER_CPU's time per echoed message"
             for row in "ws-512:512 text" "ws-16k:16384 binary" "ws-512-deflate:512 text deflate"; do
                 label=${row%%:*}
-                : >"$work/ws"
+                read -r size kind extra <<<"${row#*:}"
+                ports=("$PERCORE_PORT")
+                [ -z "$extra" ] && ports+=("$WS_ANCHOR_PORT")
+                : >"$work/ws0"
+                : >"$work/ws1"
                 for _ in $(seq "$REPS"); do
-                    c0=$(core_busy)
-                    read -r size kind extra <<<"${row#*:}"
-                    out=$(taskset -c "$CLIENT_CPU" "$ws_load" "127.0.0.1:$PERCORE_PORT" /ws/echo \
-                        100 4 "$size" "$DURATION" "$kind" ${extra:+"$extra"})
-                    c1=$(core_busy)
-                    n=$(echo "$out" | awk '{ print $1 }')
-                    awk -v n="$n" -v t=$((c1 - c0)) -v hz="$hz" -v d="$DURATION" \
-                        'BEGIN { printf "%d %.0f %.2f\n", n, n / d, t * 1e6 / hz / n }' >>"$work/ws"
+                    for i in "${!ports[@]}"; do
+                        c0=$(core_busy)
+                        out=$(taskset -c "$CLIENT_CPU" "$ws_load" "127.0.0.1:${ports[$i]}" /ws/echo \
+                            100 4 "$size" "$DURATION" "$kind" ${extra:+"$extra"})
+                        c1=$(core_busy)
+                        n=$(echo "$out" | awk '{ print $1 }')
+                        awk -v n="$n" -v t=$((c1 - c0)) -v hz="$hz" -v d="$DURATION" \
+                            'BEGIN { printf "%d %.0f %.2f\n", n, n / d, t * 1e6 / hz / n }' >>"$work/ws$i"
+                    done
                 done
-                printf '| %-12s | %11.0f | %11s | %11s | %10.2f | %10s | %10s | %7s | %7s |\n' "$label" \
-                    "$(cut -d' ' -f2 "$work/ws" | median)" — — "$(cut -d' ' -f3 "$work/ws" | median)" — — — —
-                echo "  $label, µs per run: $(cut -d' ' -f3 "$work/ws" | tr '\n' ' ')" >&2
+                r0=$(cut -d' ' -f2 "$work/ws0" | median)
+                u0=$(cut -d' ' -f3 "$work/ws0" | median)
+                if [ -s "$work/ws1" ]; then
+                    r1=$(cut -d' ' -f2 "$work/ws1" | median)
+                    u1=$(cut -d' ' -f3 "$work/ws1" | median)
+                    ratio=$(awk -v a="$u0" -v b="$u1" 'BEGIN { printf "%.2f", a / b }')
+                else
+                    r1=—
+                    u1=—
+                    ratio=—
+                fi
+                printf '| %-12s | %11s | %11s | %11s | %10s | %10s | %10s | %7s | %7s |\n' "$label" \
+                    "$r0" "$r1" — "$u0" "$u1" — "$ratio" —
+                for i in "${!ports[@]}"; do
+                    echo "  $label, server $((i + 1)) of ${#ports[@]}, µs per run: $(cut -d' ' -f3 "$work/ws$i" | tr '\n' ' ')" >&2
+                done
             done
+            kill "$ws_anchor_pid" 2>/dev/null || true
+            wait "$ws_anchor_pid" 2>/dev/null || true
             ;;
         report-cost)
             echo
