@@ -131,9 +131,15 @@ impl Raw {
         let (_, op, payload) = self.frame();
         assert_eq!(op, 0x8, "a close frame: {payload:?}");
         let code = u16::from_be_bytes([payload[0], payload[1]]);
-        while self.fill() > 0 {}
-        assert!(self.buf.is_empty(), "nothing after the close frame");
+        self.expect_close("nothing after the close frame");
         code
+    }
+
+    /// Reads until the server closes the connection, which must send nothing more
+    /// (`what` says what was expected).
+    fn expect_close(&mut self, what: &str) {
+        while self.fill() > 0 {}
+        assert!(self.buf.is_empty(), "{what}: {:?}", self.buf);
     }
 }
 
@@ -288,8 +294,7 @@ fn the_handler_closes_and_the_client_answers() {
     assert_eq!((op, &payload[..2]), (0x8, &4000u16.to_be_bytes()[..]));
     assert_eq!(&payload[2..], b"asked to");
     raw.write(&frame(true, 0x8, &payload[..2]));
-    while raw.fill() > 0 {}
-    assert!(raw.buf.is_empty(), "closed after the client's answer");
+    raw.expect_close("closed after the client's answer");
 }
 
 #[test]
@@ -300,8 +305,7 @@ fn a_client_that_leaves_without_a_close_frame_is_let_go() {
     raw.write(&frame(true, 0x1, b"bye"));
     assert_eq!(raw.frame().2, b"bye");
     raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
-    while raw.fill() > 0 {}
-    assert!(raw.buf.is_empty(), "closed, with nothing more sent");
+    raw.expect_close("closed, with nothing more sent");
     common::wait_until(
         "the handler hears the client left",
         Duration::from_secs(5),

@@ -16,9 +16,9 @@ use crate::http::session::OUTPUT_HIGH_WATER;
 use crate::http::status::Status;
 
 impl<A: Application> Connections<A> {
-    /// The head of `conn`'s response was written (`head_bytes` long) and its body is
-    /// `slot`'s: the connection waits for it, or, when the response has no body, the
-    /// producer is told so at once.
+    /// The head of `conn`'s response was written (`answered`: its status and its bytes) and
+    /// its body is `slot`'s: the connection waits for it, or, when the response has no body,
+    /// the producer is told so at once.
     pub(super) fn adopt_outflow(
         &mut self,
         turn: &mut Turn<'_>,

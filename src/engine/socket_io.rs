@@ -93,16 +93,16 @@ impl<A: Application> Connections<A> {
             return;
         };
         // Messages are gathered in a pooled buffer, taken back once the connection is idle.
-        if let Some(unused) = socket.decoder.lend(self.buffers.reads.take()) {
-            self.buffers.reads.give(unused);
+        if !socket.decoder.has_buffer() {
+            socket.decoder.lend(self.buffers.reads.take());
         }
         let mut input: &[u8] = &conn.input.buf;
         let before = input.len();
         let out_before = conn.out.len();
-        let mut ended = None;
+        let mut ended = false;
         let mut linger = false;
         let mut counts = [0u64; 4];
-        while conn.out.len() < OUTPUT_HIGH_WATER && ended.is_none() {
+        while conn.out.len() < OUTPUT_HIGH_WATER && !ended {
             let next = socket.decoder.next(&mut input);
             if input.len() < before {
                 socket.quiet_since = turn.now.ms;
@@ -168,15 +168,12 @@ impl<A: Application> Connections<A> {
                         }
                     }
                     tell_closed(&mut *socket.handler, code, reason);
-                    ended = Some(());
+                    ended = true;
                 }
                 Err(failure) => {
-                    if !*out.closing {
-                        *out.closing = true;
-                        write_close(out.out, failure.code, failure.reason);
-                    }
+                    out.close(failure.code, failure.reason);
                     tell_closed(&mut *socket.handler, None, "");
-                    ended = Some(());
+                    ended = true;
                     // The client may still be sending (a frame refused from its head):
                     // read and dropped a while, so that the close frame is not lost to a
                     // reset.
@@ -185,11 +182,8 @@ impl<A: Application> Connections<A> {
             }
             if panicked {
                 // The handler failed: its connection ends (1011), the core goes on.
-                if !*out.closing {
-                    *out.closing = true;
-                    write_close(out.out, 1011, "internal error");
-                }
-                ended = Some(());
+                out.close(1011, "internal error");
+                ended = true;
                 linger = true;
                 turn.reporting.metrics.counters.borrow_mut().handler_panics += 1;
             }
@@ -220,7 +214,7 @@ impl<A: Application> Connections<A> {
         if conn.input.pending() == 0 {
             self.buffers.reads.give(std::mem::take(&mut conn.input.buf));
         }
-        if ended.is_some() {
+        if ended {
             self.finish_socket(turn, conn);
         }
         // The caller sends what was written (after a TLS connection's records are all

@@ -99,15 +99,18 @@ impl Decoder {
         self.bytes.capacity() + self.control.capacity()
     }
 
-    /// Gives the decoder a buffer to gather messages in (emptied), unless it has one: the
-    /// caller lends one from a pool before reading and takes it back when idle.
-    pub fn lend(&mut self, mut buffer: Vec<u8>) -> Option<Vec<u8>> {
-        if self.bytes.capacity() > 0 {
-            return Some(buffer);
-        }
+    /// Whether it has a buffer to gather messages in.
+    pub fn has_buffer(&self) -> bool {
+        self.bytes.capacity() > 0
+    }
+
+    /// Gives the decoder a buffer to gather messages in (emptied), in place of one without
+    /// capacity: the caller lends one from a pool before reading (see `has_buffer`) and
+    /// takes it back when idle (`take_idle`).
+    pub fn lend(&mut self, mut buffer: Vec<u8>) {
+        debug_assert!(!self.has_buffer(), "a buffer is lent over one held");
         buffer.clear();
         self.bytes = buffer;
-        None
     }
 
     /// Its buffers, when it holds nothing of a message or frame under way (an idle

@@ -25,6 +25,14 @@ fn second(core: usize, start: f64, rate: u64) -> Interval {
     }
 }
 
+/// The texts of an SVG document, trimmed, in document order.
+fn svg_texts<'a>(doc: &'a roxmltree::Document<'a>) -> Vec<&'a str> {
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text().map(str::trim))
+        .collect()
+}
+
 #[test]
 fn timeline_reads_as_written_and_strokes_each_latency_its_own_way() {
     // Two cores at 40k requests per second each for ten seconds: 80k in all.
@@ -33,11 +41,7 @@ fn timeline_reads_as_written_and_strokes_each_latency_its_own_way() {
         .collect();
     let svg = timeline_svg(&intervals).unwrap();
     let doc = roxmltree::Document::parse(&svg).unwrap();
-    let texts: Vec<&str> = doc
-        .descendants()
-        .filter(|n| n.has_tag_name("text"))
-        .filter_map(|n| n.text().map(str::trim))
-        .collect();
+    let texts = svg_texts(&doc);
     for label in [
         "0", "40k", "80k", "0 s", "4 s", "10 s", "100 µs", "1 ms", "10 ms",
     ] {
@@ -105,11 +109,7 @@ fn the_upstream_latency_is_a_series_of_its_own() {
     }));
     let svg = timeline_svg(&intervals).unwrap();
     let doc = roxmltree::Document::parse(&svg).unwrap();
-    let texts: Vec<&str> = doc
-        .descendants()
-        .filter(|n| n.has_tag_name("text"))
-        .filter_map(|n| n.text().map(str::trim))
-        .collect();
+    let texts = svg_texts(&doc);
     for label in ["upstream p50", "upstream p99", "upstream max", "all p99"] {
         assert!(texts.contains(&label), "no {label:?} in {texts:?}");
     }
