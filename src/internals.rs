@@ -50,12 +50,14 @@ pub fn session_service<S: 'static>(
     let factory = crate::app::factory::AppFactory(Arc::new(app));
     let prepared = factory.prepare(config, &StatsBoard::new(1), &[0])?;
     let door = crate::engine::Outbound::new(config);
+    let hub = crate::engine::Hub::new();
     let setup = CoreSetup {
         cpu: 0,
         index: 0,
         config,
         https_redirect: None,
         door: &door,
+        hub: &hub,
     };
     let service = crate::app::factory::AppFactory::make(&prepared, &setup)?;
     Ok(SessionService { service })

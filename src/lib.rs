@@ -54,9 +54,9 @@ mod support;
 mod tls;
 
 pub use app::{
-    App, BodyClosed, BodySender, BoxError, Call, Event, EventSender, Files, HeaderError, Message,
-    OwnedRequest, Reply, Request, Response, SendError, Setup, Upstream, UpstreamResponse,
-    UpstreamStream, WebSocket, WebSocketHandler,
+    App, AsyncWebSocket, BodyClosed, BodySender, BoxError, Call, Event, EventSender, Files, Groups,
+    HeaderError, Message, OwnedMessage, OwnedRequest, Reply, Request, Response, SendError, Setup,
+    Upstream, UpstreamResponse, UpstreamStream, WebSocket, WebSocketHandler, INBOX_HIGH_WATER,
 };
 pub use config::{Config, ConfigError};
 pub use engine::UpstreamError;

@@ -8,14 +8,13 @@ mod common;
 #[path = "common/tls.rs"]
 mod tls_support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::serve::{serve, serve_with};
+use common::ws::{frame, handshake, Raw, ACCEPT, KEY};
 use common::{output_within, require, Percore};
 use percore::{App, Message, WebSocket, WebSocketHandler};
 
@@ -53,136 +52,6 @@ fn echo_app(ended: Arc<Mutex<Vec<String>>>) -> App<()> {
                 protocol,
             }
         })
-}
-
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-
-fn handshake(extra: &str) -> String {
-    format!(
-        "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
-    )
-}
-
-/// A raw client: writes bytes, reads the server's head and frames.
-struct Raw {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    fn connect(addr: SocketAddr) -> Raw {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Raw {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    /// Connects and completes the handshake.
-    fn open(addr: SocketAddr) -> Raw {
-        let mut raw = Raw::connect(addr);
-        raw.write(handshake("").as_bytes());
-        let head = raw.head();
-        assert!(
-            head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
-            "{head}"
-        );
-        raw
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
-    }
-
-    fn fill(&mut self) -> usize {
-        let mut chunk = [0u8; 65536];
-        let n = self.stream.read(&mut chunk).unwrap_or(0);
-        self.buf.extend_from_slice(&chunk[..n]);
-        n
-    }
-
-    fn head(&mut self) -> String {
-        loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                return String::from_utf8(self.buf.drain(..i + 4).collect()).unwrap();
-            }
-            assert!(self.fill() > 0, "closed before a head");
-        }
-    }
-
-    /// The next frame: `(fin, RSV bits and opcode, payload)`; servers never mask.
-    fn frame(&mut self) -> Frame {
-        loop {
-            if let Some((frame, used)) = parse_server_frame(&self.buf) {
-                self.buf.drain(..used);
-                return frame;
-            }
-            assert!(self.fill() > 0, "closed before a frame: {:?}", self.buf);
-        }
-    }
-
-    /// The close frame's code, then the server's close of the connection.
-    fn closed_with(&mut self) -> u16 {
-        let (_, op, payload) = self.frame();
-        assert_eq!(op, 0x8, "a close frame: {payload:?}");
-        let code = u16::from_be_bytes([payload[0], payload[1]]);
-        self.expect_close("nothing after the close frame");
-        code
-    }
-
-    /// Reads until the server closes the connection, which must send nothing more
-    /// (`what` says what was expected).
-    fn expect_close(&mut self, what: &str) {
-        while self.fill() > 0 {}
-        assert!(self.buf.is_empty(), "{what}: {:?}", self.buf);
-    }
-}
-
-/// A server frame: `(fin, opcode, payload)`.
-type Frame = (bool, u8, Vec<u8>);
-
-fn parse_server_frame(buf: &[u8]) -> Option<(Frame, usize)> {
-    let [b0, b1, ..] = *buf else { return None };
-    assert_eq!(b1 & 0x80, 0, "server frames are not masked");
-    let (len, at) = match b1 & 0x7F {
-        126 => (
-            u16::from_be_bytes(buf.get(2..4)?.try_into().unwrap()) as usize,
-            4,
-        ),
-        127 => (
-            u64::from_be_bytes(buf.get(2..10)?.try_into().unwrap()) as usize,
-            10,
-        ),
-        n => (n as usize, 2),
-    };
-    let payload = buf.get(at..at + len)?.to_vec();
-    // The opcode with the RSV bits (0x41: a compressed text message).
-    Some(((b0 & 0x80 != 0, b0 & 0x7F, payload), at + len))
-}
-
-/// A client frame, masked.
-fn frame(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0x12, 0x34, 0x56, 0x78];
-    let mut out = vec![(u8::from(fin) << 7) | op];
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    out
 }
 
 #[test]
@@ -440,7 +309,7 @@ fn stats_count_websockets_and_the_access_log_has_a_line_when_one_ends() {
         assert_eq!(raw.frame().2, text);
     }
     let counts = "\"websocket\":{\"open\":1,\"opened\":1,\"messages_in\":3,\
-                  \"messages_out\":3,\"bytes_in\":11,\"bytes_out\":11}";
+                  \"messages_out\":3,\"bytes_in\":11,\"bytes_out\":11,\"published\":0,\"publish_dropped\":0}";
     let mut stats = String::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !stats.contains(counts) {

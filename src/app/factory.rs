@@ -109,7 +109,7 @@ impl<S: 'static> ServiceFactory for AppFactory<S> {
 
     fn make(prepared: &Prepared<S>, setup: &CoreSetup<'_>) -> Result<AppService<S>, String> {
         let config = setup.config;
-        let user_setup = Setup::on_core(setup.cpu, setup.index, config, setup.door);
+        let user_setup = Setup::on_core(setup.cpu, setup.index, config, setup.door, setup.hub);
         let state = (prepared.app.factory)(&user_setup).map_err(|e| e.to_string())?;
         let files = match &prepared.root {
             Some(root) => {

@@ -42,6 +42,7 @@ mod client;
 mod events;
 pub(crate) mod factory;
 mod files;
+mod groups;
 mod program;
 mod proxy;
 mod redirect;
@@ -53,6 +54,7 @@ pub(crate) mod service;
 mod setup;
 mod stream;
 mod websocket;
+mod websocket_async;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -63,12 +65,14 @@ pub use body::{BodyClosed, BodySender};
 pub use client::{Call, Upstream, UpstreamResponse};
 pub use events::{Event, EventSender};
 pub use files::Files;
+pub use groups::Groups;
 pub use reply::Reply;
 pub use request::{OwnedRequest, Request};
 pub use response::{HeaderError, Response};
 pub use setup::Setup;
 pub use stream::UpstreamStream;
 pub use websocket::{Message, SendError, WebSocket, WebSocketHandler};
+pub use websocket_async::{AsyncWebSocket, OwnedMessage, INBOX_HIGH_WATER};
 
 use router::Router;
 
@@ -275,6 +279,49 @@ impl<S: 'static> App<S> {
             "GET",
             pattern,
             Handler::Socket(protocols, websocket::factory(make)),
+        )
+    }
+
+    /// A WebSocket route whose connections are each served by a task (see
+    /// [`App::websocket`] for the handshake): `make` is given the request, the subprotocol
+    /// chosen, this core's state and the connection, and returns the task, which runs on
+    /// the core once the `101` is written. The task awaits messages
+    /// ([`AsyncWebSocket::recv`]) and sends when it likes; when it returns, the connection
+    /// is closed (1000; 1011 if it panicked). Each message is copied for the task: for the
+    /// most messages per core, use the inline form.
+    ///
+    /// ```
+    /// use percore::App;
+    ///
+    /// let app = App::new(|_| Ok(())).websocket_async("/ws/later", &[], |_, _, _, mut socket| {
+    ///     async move {
+    ///         while let Some(message) = socket.recv().await {
+    ///             glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+    ///             if socket.send(message.as_message()).await.is_err() {
+    ///                 break;
+    ///             }
+    ///         }
+    ///     }
+    /// });
+    /// # drop(app);
+    /// ```
+    pub fn websocket_async<F, Fut>(
+        self,
+        pattern: &str,
+        protocols: &'static [&'static str],
+        make: F,
+    ) -> App<S>
+    where
+        F: Fn(&Request<'_>, Option<&'static str>, Rc<S>, AsyncWebSocket) -> Fut
+            + Send
+            + Sync
+            + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        self.add(
+            "GET",
+            pattern,
+            Handler::Socket(protocols, websocket_async::factory(make)),
         )
     }
 

@@ -155,7 +155,7 @@ impl<S: 'static> Application for AppService<S> {
                 None
             }
             Handler::Socket(protocols, make) => {
-                let state = &*self.state;
+                let state = &self.state;
                 let deflate = self.permessage_deflate;
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
                     super::websocket::answer(

@@ -3,9 +3,10 @@
 use serde::de::DeserializeOwned;
 
 use super::client::Upstream;
+use super::groups::Groups;
 use super::BoxError;
 use crate::config::Config;
-use crate::engine::Outbound;
+use crate::engine::{Hub, Outbound};
 
 /// What one core's factory is given.
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub struct Setup<'a> {
     pub config: &'a Config,
     /// Where the core's tasks call its upstreams (none outside a server).
     door: Option<&'a Outbound>,
+    /// Where its tasks reach its WebSockets (none outside a server).
+    hub: Option<&'a Hub>,
 }
 
 impl<'a> Setup<'a> {
@@ -30,6 +33,7 @@ impl<'a> Setup<'a> {
             index: 0,
             config,
             door: None,
+            hub: None,
         }
     }
 
@@ -39,13 +43,22 @@ impl<'a> Setup<'a> {
         index: usize,
         config: &'a Config,
         door: &'a Outbound,
+        hub: &'a Hub,
     ) -> Self {
         Setup {
             cpu,
             index,
             config,
             door: Some(door),
+            hub: Some(hub),
         }
+    }
+
+    /// This core's WebSocket groups, to publish to from its handlers and tasks (keep it in
+    /// the core's state). Outside a server (a setup made by [`Setup::new`]), publishing
+    /// reaches no one.
+    pub fn groups(&self) -> Groups {
+        Groups::new(self.hub.cloned().unwrap_or_default())
     }
 
     /// The `[[upstream]]` named `name`, for this core's handlers to call (see

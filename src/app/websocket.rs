@@ -5,6 +5,7 @@
 //! calls the handler inline on the core's loop for each message. permessage-deflate is
 //! agreed when the client offers it and `websocket.permessage_deflate` is on.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use super::request::Request;
@@ -79,6 +80,34 @@ impl WebSocket<'_> {
     pub fn close(&mut self, code: u16, reason: &str) {
         self.out.close(code, reason);
     }
+
+    /// Joins the connection to the group `group` (it leaves every group when it ends).
+    pub fn join(&mut self, group: &str) {
+        self.out.join(group);
+    }
+
+    /// Takes the connection out of `group`.
+    pub fn leave(&mut self, group: &str) {
+        self.out.leave(group);
+    }
+
+    /// Publishes `message` to the members of `group` on every core (this connection too,
+    /// if it is one): at the end of the core's turn, to this core's members directly and to
+    /// the other cores' as a message to each (see [`Groups`](crate::Groups)).
+    pub fn publish(&mut self, group: &str, message: Message<'_>) {
+        let (text, payload) = message.parts();
+        self.out.publish(group, text, payload);
+    }
+}
+
+impl Message<'_> {
+    /// Whether it is text, and its bytes.
+    pub(crate) fn parts(&self) -> (bool, &[u8]) {
+        match self {
+            Message::Text(text) => (true, text.as_bytes()),
+            Message::Binary(bytes) => (false, bytes),
+        }
+    }
 }
 
 fn refused(why: SendRefused) -> SendError {
@@ -125,7 +154,7 @@ impl<H: WebSocketHandler> SocketHandler for Adapter<H> {
 
 /// A route's factory: the handler for one accepted connection.
 pub(crate) type SocketFactory<S> =
-    dyn Fn(&Request<'_>, Option<&'static str>, &S) -> Box<dyn SocketHandler> + Send + Sync;
+    dyn Fn(&Request<'_>, Option<&'static str>, &Rc<S>) -> Box<dyn SocketHandler> + Send + Sync;
 
 /// Makes a route's factory from the application's.
 pub(crate) fn factory<S, H, F>(make: F) -> Arc<SocketFactory<S>>
@@ -133,7 +162,9 @@ where
     H: WebSocketHandler,
     F: Fn(&Request<'_>, Option<&'static str>, &S) -> H + Send + Sync + 'static,
 {
-    Arc::new(move |request, protocol, state| Box::new(Adapter(make(request, protocol, state))))
+    Arc::new(move |request, protocol, state: &Rc<S>| {
+        Box::new(Adapter(make(request, protocol, state)))
+    })
 }
 
 /// Answers a request to a WebSocket route: an accepted upgrade goes to the engine with its
@@ -145,7 +176,7 @@ pub(crate) fn answer<S>(
     protocols: &[&'static str],
     deflate: bool,
     request: &Request<'_>,
-    state: &S,
+    state: &Rc<S>,
     response: &mut ResponseWriter,
 ) -> Option<Deferred> {
     let raw = &request.inner;

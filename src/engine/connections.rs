@@ -15,6 +15,8 @@ use super::background::Background;
 use super::bodies::BodyBudget;
 use super::buffers::Buffers;
 use super::conn::Send;
+use super::courier::Courier;
+use super::groups::{Groups, Hub};
 use super::handshakes::HandshakeGate;
 use super::outflow::{OutflowSlot, Outflows};
 use super::settings::{chunk_buffer_bytes, input_cap, Settings};
@@ -61,6 +63,22 @@ pub(super) struct Connections<A: Application> {
     pub(super) ws_deflate: Option<Box<CoreDeflate>>,
     /// The streamed bodies being taken this turn (kept for its capacity).
     pub(super) stirred: Vec<Rc<OutflowSlot>>,
+    /// Where async WebSocket handlers and tasks reach the loop; the core's groups; the
+    /// other cores.
+    pub(super) hub: Hub,
+    pub(super) groups: Groups,
+    pub(super) courier: Courier,
+    /// The WebSockets stirred this turn, and a group's members (kept for their capacity).
+    pub(super) socket_keys: Vec<Key>,
+    pub(super) member_keys: Vec<Key>,
+}
+
+/// What a core's connections reach beyond the core's own: its upstreams' door, its
+/// WebSockets' hub, the other cores.
+pub(super) struct Doors {
+    pub(super) door: Outbound,
+    pub(super) hub: Hub,
+    pub(super) courier: Courier,
 }
 
 impl<A: Application> Connections<A> {
@@ -70,9 +88,11 @@ impl<A: Application> Connections<A> {
         app: A,
         tls: Option<TlsOptions>,
         wake: Rc<Wake>,
-        door: Outbound,
+        doors: Doors,
     ) -> Connections<A> {
+        let Doors { door, hub, courier } = doors;
         door.attach(wake.clone());
+        hub.attach(wake.clone());
         Connections {
             table: Table::default(),
             wheel: Wheel::new(),
@@ -90,6 +110,11 @@ impl<A: Application> Connections<A> {
             bodies: BodyBudget::new(config.http.body_buffer_bytes_per_core),
             starved: VecDeque::new(),
             upstreams: Upstreams::new(config, door),
+            hub,
+            groups: Groups::default(),
+            courier,
+            socket_keys: Vec::new(),
+            member_keys: Vec::new(),
         }
     }
 
@@ -100,7 +125,7 @@ impl<A: Application> Connections<A> {
 
     /// File reads and async handlers at work in glommio tasks.
     pub(super) fn at_work(&self) -> usize {
-        self.background.at_work() + self.outflows.live()
+        self.background.at_work() + self.outflows.live() + self.hub.live()
     }
 
     /// The earliest moment a connection's deadline may be due.

@@ -31,6 +31,9 @@
 //! | `links`, `reporting` | what a core tells the rest of the server, once per tick |
 //! | `background` | the glommio tasks at work for the core, and what they post back to the loop |
 //! | `upstream/` | connections out: upstream servers' pools, their links, and the relay of a proxied request |
+//! | `outflow`, `outflow_io` | streamed response bodies: their producers' slots, and the loop's side |
+//! | `socket`, `socket_io` | WebSocket connections: their handlers, frames in and out, the close handshake |
+//! | `groups`, `groups_io`, `courier` | WebSocket groups, the hub async handlers reach the loop through, and group messages between cores |
 //!
 //! # Words
 //!
@@ -84,9 +87,12 @@ mod buffers;
 mod close;
 mod conn;
 mod connections;
+mod courier;
 mod deadlines;
 mod drain;
 mod exchange;
+mod groups;
+mod groups_io;
 mod handshakes;
 mod links;
 mod listeners;
@@ -117,8 +123,10 @@ use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
 
+pub(crate) use courier::{mesh, CoreMesh};
 #[cfg(feature = "internals")]
 pub(crate) use exchange::Exchange;
+pub(crate) use groups::{Hub, Published, SocketLink};
 pub(crate) use links::{report_tick, Links};
 pub(crate) use outflow::{OutflowEnd, OutflowSlot, OUTFLOW_HIGH_WATER};
 #[cfg(feature = "internals")]

@@ -15,8 +15,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use io_uring::{opcode, types};
 
-use super::connections::Connections;
+use super::connections::{Connections, Doors};
+use super::courier::{CoreMesh, Courier, BELL_KEY};
 use super::drain::{Lifecycle, EXIT_BOUND};
+use super::groups::Hub;
 use super::links::Links;
 use super::listeners::Listeners;
 use super::park::Parking;
@@ -60,6 +62,10 @@ pub(crate) struct OnCore {
     pub(crate) ring: Ring,
     /// Where the core's tasks call its upstreams (its application holds handles on it).
     pub(crate) door: Outbound,
+    /// Where its tasks reach its WebSockets and publish to groups (the same).
+    pub(crate) hub: Hub,
+    /// Its end of the channels between cores.
+    pub(crate) mesh: CoreMesh,
 }
 
 /// Runs one core until `stop` reports end-of-file (the server dropped its end), then drains
@@ -73,7 +79,13 @@ pub(crate) async fn run<A: Application>(
     links: Links,
     app: A,
 ) {
-    let OnCore { ring, door } = core;
+    let OnCore {
+        ring,
+        door,
+        hub,
+        mesh,
+    } = core;
+    let courier = Courier::start(mesh);
     let parking = Parking::new(config.runtime.idle_wait);
     let wake = parking.wake().clone();
     let watcher = glommio::spawn_local(watch_eventfd(ring.eventfd(), wake.clone()));
@@ -88,10 +100,11 @@ pub(crate) async fn run<A: Application>(
         parking,
         listeners: Listeners::new(listeners),
         reporting: Reporting::new(&config, links, log),
-        conns: Connections::new(&config, app, tls, wake, door),
+        conns: Connections::new(&config, app, tls, wake, Doors { door, hub, courier }),
     };
     shard.reporting.publish_start();
     shard.listeners.arm_all(&mut shard.ring, false);
+    shard.conns.courier.arm_all(&mut shard.ring);
     let poll = opcode::PollAdd::new(types::Fd(stop.as_raw_fd()), libc::POLLIN as u32)
         .build()
         .user_data(token(Op::Stop, NO_KEY, 0));
@@ -148,6 +161,7 @@ impl<A: Application> Shard<A> {
         busy |= conns.finish_tasks(&mut turn);
         busy |= conns.take_outflows(&mut turn);
         busy |= conns.take_calls(&mut turn);
+        busy |= conns.tend_sockets(&mut turn);
         conns.rearm_starved(&mut turn);
         conns.expire(&mut turn);
         // Relayed bytes that came other than by a completion (a task's call, a deadline).
@@ -171,6 +185,10 @@ impl<A: Application> Shard<A> {
             Op::Recv => conns.on_recv(&mut turn, key, epoch, result, flags),
             Op::Send => conns.on_send(&mut turn, key, result),
             Op::Upstream => conns.on_upstream(&mut turn, key, epoch, result, flags),
+            Op::Stop if key.index >= BELL_KEY => {
+                let from = (key.index - BELL_KEY) as usize;
+                conns.courier.heard(turn.ring, from);
+            }
             Op::Stop => self.begin_drain(),
             Op::Timer => self.parking.timer_fired(self.now.ms),
             Op::Ignore => {}
@@ -205,6 +223,8 @@ impl<A: Application> Shard<A> {
             self.reporting.next_tick_ms(),
             self.listeners.retry_ms(),
             self.life.deadline(),
+            // Group messages wait for another core's channel.
+            self.conns.courier_waiting().then_some(self.now.ms + 1),
         ]
         .into_iter()
         .flatten()

@@ -5,7 +5,11 @@
 //! handshake, pings an idle connection and closes one quiet too long, and hands each
 //! message to the handler inline on the loop, with a [`SocketOut`] to answer through.
 
+use std::rc::Rc;
+
 use super::background::DeferredLog;
+use super::groups::{Groups, Published, SocketLink};
+use super::token::Key;
 use crate::access_log::WebSocketEntry;
 use crate::http::websocket::decoder::{is_valid_close_code, Decoder};
 use crate::http::websocket::deflate::MessageDeflate;
@@ -31,6 +35,24 @@ pub(crate) trait SocketHandler {
     /// The connection ended: the close code the client sent (`None`: none, or the
     /// connection ended without a close handshake), and its reason.
     fn closed(&mut self, code: Option<u16>, reason: &str);
+
+    /// The connection is open (its `101` written): the handler's link to the loop, for a
+    /// handler with work outside it (an async one).
+    fn opened(&mut self, link: SocketLink) {
+        let _ = link;
+    }
+
+    /// The loop looks at the connection (the link stirred it, a send completed, frames
+    /// came): the handler writes what waits for it.
+    fn pull(&mut self, out: &mut SocketOut<'_>) {
+        let _ = out;
+    }
+
+    /// Whether the handler takes messages now (while not, the client's frames wait in
+    /// the connection's input, which stops its receives at their cap).
+    fn wants_input(&self) -> bool {
+        true
+    }
 }
 
 /// An accepted handshake, for the engine to answer with `101` and carry on.
@@ -75,6 +97,10 @@ pub(crate) struct SocketOut<'a> {
     pub(super) sent: &'a mut (u64, u64),
     /// The core's compressor and the window agreed, with permessage-deflate.
     pub(super) deflate: Option<(&'a mut MessageDeflate, &'a mut Vec<u8>, u8)>,
+    /// The core's groups, the connection's key in them, and the groups it joined.
+    pub(super) groups: &'a mut Groups,
+    pub(super) key: Key,
+    pub(super) joined: &'a mut Vec<Rc<str>>,
 }
 
 impl SocketOut<'_> {
@@ -90,7 +116,32 @@ impl SocketOut<'_> {
                 .deflate
                 .as_mut()
                 .map(|(codec, packed, bits)| (&mut **codec, &mut **packed, *bits)),
+            groups: &mut *self.groups,
+            key: self.key,
+            joined: &mut *self.joined,
         }
+    }
+
+    /// Joins the connection to `group` (on this core; it leaves when it ends).
+    pub(crate) fn join(&mut self, group: &str) {
+        if let Some(name) = self.groups.join(group, self.key) {
+            self.joined.push(name);
+        }
+    }
+
+    /// Takes the connection out of `group`.
+    pub(crate) fn leave(&mut self, group: &str) {
+        if self.groups.leave(group, self.key) {
+            self.joined.retain(|name| &**name != group);
+        }
+    }
+
+    /// Publishes a text (`text`) or binary message to `group`'s members on every core
+    /// (this connection among them if it is one), at the end of the turn.
+    pub(crate) fn publish(&mut self, group: &str, text: bool, payload: &[u8]) {
+        self.groups
+            .published
+            .push(Published::new(group, text, payload));
     }
 
     /// Queues a text message.
@@ -106,6 +157,16 @@ impl SocketOut<'_> {
     /// Bytes queued and in flight.
     pub(crate) fn queued(&self) -> usize {
         self.out.len() + self.in_flight
+    }
+
+    /// The send queue's bound (`websocket.max_send_queue_bytes`).
+    pub(crate) fn max_queue(&self) -> usize {
+        self.max_queue
+    }
+
+    /// Whether the close handshake began (nothing more may be sent).
+    pub(crate) fn closing(&self) -> bool {
+        *self.closing
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to fit a control frame);
@@ -178,6 +239,8 @@ pub(super) struct Socket {
     pub(super) entry: WebSocketEntry,
     /// Bytes written to the connection since the handshake (its `101` included).
     pub(super) bytes: u64,
+    /// The groups it joined (left when it ends).
+    pub(super) joined: Vec<Rc<str>>,
 }
 
 impl Socket {

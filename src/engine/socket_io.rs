@@ -74,7 +74,11 @@ impl<A: Application> Connections<A> {
             log,
             entry: WebSocketEntry::default(),
             bytes,
+            joined: Vec::new(),
         }));
+        if let Deferring::Socket(socket) = &mut conn.deferring {
+            socket.handler.opened(self.hub.link(conn.key));
+        }
     }
 
     /// The client's bytes: `fresh` from a receive, after what the connection's input holds.
@@ -102,7 +106,28 @@ impl<A: Application> Connections<A> {
         let mut ended = false;
         let mut linger = false;
         let mut counts = [0u64; 4];
-        while conn.out.len() < OUTPUT_HIGH_WATER && !ended {
+        {
+            // What the handler has for the connection first (an async one's sends).
+            let mut sent = (0, 0);
+            let mut out = SocketOut {
+                out: &mut conn.out,
+                in_flight,
+                max_queue,
+                closing: &mut socket.closing,
+                sent: &mut sent,
+                deflate: match (self.ws_deflate.as_deref_mut(), socket.deflate) {
+                    (Some(core), Some(bits)) => Some((&mut core.codec, &mut core.packed, bits)),
+                    _ => None,
+                },
+                groups: &mut self.groups,
+                key: conn.key,
+                joined: &mut socket.joined,
+            };
+            socket.handler.pull(&mut out);
+            counts[2] += sent.0;
+            counts[3] += sent.1;
+        }
+        while conn.out.len() < OUTPUT_HIGH_WATER && !ended && socket.handler.wants_input() {
             let next = socket.decoder.next(&mut input);
             if input.len() < before {
                 socket.quiet_since = turn.now.ms;
@@ -134,6 +159,9 @@ impl<A: Application> Connections<A> {
                 closing: &mut socket.closing,
                 sent: &mut sent,
                 deflate,
+                groups: &mut self.groups,
+                key: conn.key,
+                joined: &mut socket.joined,
             };
             match next {
                 Ok(None) => break,
@@ -232,6 +260,9 @@ impl<A: Application> Connections<A> {
         else {
             return;
         };
+        for group in &socket.joined {
+            self.groups.leave(group, conn.key);
+        }
         turn.reporting
             .metrics
             .counters

@@ -8,7 +8,7 @@
 //! upstream connection's operations: which operation, and its receive's arming).
 
 /// A connection's place in the table, with the generation that tells a reused slot apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Key {
     /// Index in the table.
     pub(crate) index: u32,

@@ -65,6 +65,11 @@ pub struct Counters {
     pub websocket_bytes_in: u64,
     /// Bytes of the WebSocket messages sent (their payloads, before compression).
     pub websocket_bytes_out: u64,
+    /// Messages published to WebSocket groups by this core's handlers.
+    pub websocket_published: u64,
+    /// Group messages not delivered: a member's send queue was full or it was closing, or
+    /// another core's backlog was full.
+    pub websocket_publish_dropped: u64,
 }
 
 /// Why a TLS handshake failed.
@@ -145,6 +150,8 @@ impl Counters {
         self.websocket_messages_out += other.websocket_messages_out;
         self.websocket_bytes_in += other.websocket_bytes_in;
         self.websocket_bytes_out += other.websocket_bytes_out;
+        self.websocket_published += other.websocket_published;
+        self.websocket_publish_dropped += other.websocket_publish_dropped;
     }
 
     /// WebSocket connections open now.

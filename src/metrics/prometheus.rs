@@ -157,6 +157,16 @@ pub fn prometheus_text(board: &StatsBoard, cores: &[usize]) -> String {
             "Payload bytes of the WebSocket messages sent (before compression).",
             |s: &Snapshot| s.counters.websocket_bytes_out,
         ),
+        (
+            "percore_websocket_published_total",
+            "Messages published to WebSocket groups by this core's handlers.",
+            |s: &Snapshot| s.counters.websocket_published,
+        ),
+        (
+            "percore_websocket_publish_dropped_total",
+            "Group messages not delivered (a member's queue full, or a core's backlog).",
+            |s: &Snapshot| s.counters.websocket_publish_dropped,
+        ),
     ] {
         family(&mut out, name, "counter", help, &get);
     }

@@ -39,13 +39,15 @@ impl Counters {
                 self.upstream_bytes_in
             )
             + &format!(
-                ",\"websocket\":{{\"open\":{},\"opened\":{},\"messages_in\":{},\"messages_out\":{},\"bytes_in\":{},\"bytes_out\":{}}}",
+                ",\"websocket\":{{\"open\":{},\"opened\":{},\"messages_in\":{},\"messages_out\":{},\"bytes_in\":{},\"bytes_out\":{},\"published\":{},\"publish_dropped\":{}}}",
                 self.websockets_open(),
                 self.websocket_opened,
                 self.websocket_messages_in,
                 self.websocket_messages_out,
                 self.websocket_bytes_in,
-                self.websocket_bytes_out
+                self.websocket_bytes_out,
+                self.websocket_published,
+                self.websocket_publish_dropped
             )
     }
 

@@ -88,6 +88,8 @@ pub(crate) struct CoreSetup<'a> {
     pub(crate) https_redirect: Option<u16>,
     /// Where the core's tasks call its upstreams.
     pub(crate) door: &'a crate::engine::Outbound,
+    /// Where its tasks reach its WebSockets and publish to groups.
+    pub(crate) hub: &'a crate::engine::Hub,
 }
 
 /// What the server serves: prepared once per start on the main thread (where a bad
@@ -250,7 +252,14 @@ impl Server {
             .tls
             .as_ref()
             .map_or(0, |tls| tls.max_handshakes_per_core);
+        // The channels between cores that carry WebSocket group messages.
+        let mut meshes = match cores.len() {
+            1 => vec![crate::engine::CoreMesh::alone()],
+            n => crate::engine::mesh(n).map_err(|e| system("cannot create the cores' bells", e))?,
+        }
+        .into_iter();
         for (index, (&cpu, listeners)) in cores.iter().zip(listeners).enumerate() {
+            let mesh = meshes.next().expect("a mesh end per core");
             let (stop, stop_core) =
                 UnixStream::pair().map_err(|e| system("cannot create a socket pair", e))?;
             let config = config.clone();
@@ -280,6 +289,7 @@ impl Server {
                         links,
                         ready,
                         cores: count,
+                        mesh,
                     };
                     thread::run_core::<F>(config, core, prepared)
                 })

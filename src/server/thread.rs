@@ -41,6 +41,8 @@ pub(super) struct CoreStart {
     pub(super) ready: Ready,
     /// How many cores the server runs (they share the error lines' budget).
     pub(super) cores: usize,
+    /// Its end of the channels between cores.
+    pub(super) mesh: engine::CoreMesh,
 }
 
 /// Runs one core on the calling thread (made for it) until `stop` is dropped at the other
@@ -53,6 +55,7 @@ pub(super) fn run_core<F: ServiceFactory>(config: Config, core: CoreStart, facto
         links,
         ready,
         cores,
+        mesh,
     } = core;
     let cpu = links.cpu;
     let runtime = &config.runtime;
@@ -83,8 +86,10 @@ pub(super) fn run_core<F: ServiceFactory>(config: Config, core: CoreStart, facto
         // The application's service for this core is made here, on the core's own thread,
         // with the door through which its tasks call upstreams.
         let door = engine::Outbound::new(&config);
+        let hub = engine::Hub::new();
         let setup = CoreSetup {
             door: &door,
+            hub: &hub,
             cpu,
             index: links.index,
             config: &config,
@@ -126,7 +131,12 @@ pub(super) fn run_core<F: ServiceFactory>(config: Config, core: CoreStart, facto
                 OwnedFd::from_raw_fd(stop.into_raw_fd()),
             )
         };
-        let core = engine::OnCore { ring, door };
+        let core = engine::OnCore {
+            ring,
+            door,
+            hub,
+            mesh,
+        };
         engine::run(config, core, listeners, tls, stop, links, service).await;
     });
 }

@@ -20,6 +20,9 @@ pub mod serve;
 /// A TLS client's own record layer, for clients that misbehave after the handshake.
 pub mod records;
 
+/// A raw WebSocket client.
+pub mod ws;
+
 /// The server under test; stops (draining) when dropped.
 pub struct TestServer {
     pub server: Option<Server>,
