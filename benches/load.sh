@@ -18,6 +18,8 @@
 #   WORKLOADS=proxy-sizes benches/load.sh           # the same proxies: 4 KiB, 64 KiB, 1 MiB answers, 64 KiB POSTs
 #   WORKLOADS=ws benches/load.sh                    # WebSocket echo: 512 B text, 16 KiB binary, deflate
 #   WORKLOADS=ws-idle benches/load.sh               # memory per idle WebSocket, ws:// and wss://
+#   WORKLOADS=ws-fanout benches/load.sh             # one publish to a group of 10,000 WebSockets
+#                                                   # over two cores: time, CPU and memory
 #   WORKLOADS=proxy-idle-close benches/load.sh      # failed requests through each proxy to a backend
 #                                                   # that closes idle connections after 100 ms
 #   NGINX_SUITES=percore WORKLOADS=… benches/load.sh   # nginx choosing cipher suites as percore does
@@ -64,6 +66,7 @@ HAPROXY_PORT=8096            # HAProxy, http-reuse safe
 BACKEND_PORT=8097            # the proxies' backend: percore on the load's core
 RELAY_PORT=8098              # the bare relay (benches/relay_floor.rs) in front of the backend
 WS_ANCHOR_PORT=8099          # tokio-tungstenite's echo (benches/ws_anchor_tungstenite.rs)
+FANOUT_PORT=8100             # percore on two cores, for the ws-fanout row
 PERCORE_TLS_PORT=8090        # percore's TLS listener (the same process as PERCORE_PORT)
 NGINX_TLS_PORT=8091          # nginx's TLS listener (benches/nginx.conf)
 URL_PATH='/echo?name=Abcde'
@@ -130,6 +133,8 @@ tls_resume=$(ls -t target/release/deps/tls_resume-* | grep -v '\.d$' | head -1)
 cargo bench --no-run --quiet --bench ws_load 2>/dev/null
 ws_load=$(ls -t target/release/deps/ws_load-* | grep -v '\.d$' | head -1)
 cargo bench --no-run --quiet --bench ws_anchor_tungstenite 2>/dev/null
+cargo bench --no-run --quiet --bench ws_fanout 2>/dev/null
+ws_fanout=$(ls -t target/release/deps/ws_fanout-* | grep -v '\.d$' | head -1)
 ws_anchor=$(ls -t target/release/deps/ws_anchor_tungstenite-* | grep -v '\.d$' | head -1)
 cargo bench --no-run --quiet --bench tls_flood 2>/dev/null
 tls_flood=$(ls -t target/release/deps/tls_flood-* | grep -v '\.d$' | head -1)
@@ -226,7 +231,8 @@ stop_servers() {
         kill -TERM "$floor_pid" 2>/dev/null
         wait "$floor_pid" 2>/dev/null || true
     fi
-    for pid in "$app_pid" "$baseline_pid" "$logged_pid" "${proxy_pid:-}" "${backend_pid:-}"; do
+    for pid in "$app_pid" "$baseline_pid" "$logged_pid" "${proxy_pid:-}" "${backend_pid:-}" \
+        "${fanout_pid:-}"; do
         [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
     done
     # HAProxy stops at once on SIGTERM, and the bare relay has no signal handling.
@@ -554,6 +560,24 @@ for workload in $WORKLOADS; do
             done
             kill "$ws_anchor_pid" 2>/dev/null || true
             wait "$ws_anchor_pid" 2>/dev/null || true
+            ;;
+        ws-fanout)
+            # One publish to a group of FANOUT members of the binary's /ws/room/{name}, on a
+            # server of two cores (0 and 1: the members spread over both, and the client
+            # shares them); benches/ws_fanout.rs holds the members and times each publish
+            # until the last member has it.
+            fanout=${FANOUT:-10000}
+            target/release/percore --port "$FANOUT_PORT" --cores 0-1 --root "" \
+                >"$work/fanout.log" 2>&1 &
+            fanout_pid=$!
+            await_echo "$FANOUT_PORT"
+            echo
+            echo "One publish to a group over two cores (benches/ws_fanout.rs, $fanout members, 30 publishes per size; server cpu: both cores' time per publish, which holds the loopback's delivery to the members):"
+            for size in 64 1024; do
+                echo "  $("$ws_fanout" "127.0.0.1:$FANOUT_PORT" "$fanout_pid" "$fanout" 30 "$size")"
+            done
+            kill -INT "$fanout_pid" 2>/dev/null && wait "$fanout_pid" 2>/dev/null || true
+            fanout_pid=""
             ;;
         report-cost)
             echo

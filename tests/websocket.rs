@@ -8,13 +8,12 @@ mod common;
 #[path = "common/tls.rs"]
 mod tls_support;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::serve::{serve, serve_with};
-use common::ws::{frame, handshake, Raw, ACCEPT, KEY};
+use common::ws::{frame, handshake, python_with_websockets, Raw, ACCEPT, KEY};
 use common::{output_within, require, Percore};
 use percore::{App, Message, WebSocket, WebSocketHandler};
 
@@ -428,16 +427,6 @@ fn permessage_deflate_is_agreed_and_messages_go_both_ways_compressed() {
 }
 
 /// A Python with `websockets` (the venv `.ci/run` makes, else the system's).
-fn python_with_websockets() -> Option<PathBuf> {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    [venv, PathBuf::from("python3")].into_iter().find(|python| {
-        Command::new(python)
-            .args(["-c", "import websockets.sync.client"])
-            .output()
-            .is_ok_and(|out| out.status.success())
-    })
-}
-
 /// Python's `websockets` client: text (non-ASCII) and a 80 kB binary message echoed, a
 /// ping's pong, then a close with 1000.
 const PY_CLIENT: &str = r#"

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::serve::{serve, serve_with};
-use common::ws::{frame, Raw};
+use common::ws::{frame, python_with_websockets, Raw};
+use common::{output_within, require, Percore};
 use percore::config::CoreSpec;
 use percore::internals::usable_cores;
 use percore::{App, Groups, Message, Setup, WebSocket, WebSocketHandler};
@@ -28,6 +29,10 @@ struct Chat {
 }
 
 impl WebSocketHandler for Chat {
+    fn on_open(&mut self, socket: &mut WebSocket<'_>) {
+        socket.text("welcome").unwrap();
+    }
+
     fn on_message(&mut self, message: Message<'_>, socket: &mut WebSocket<'_>) {
         let Message::Text(text) = message else {
             return;
@@ -57,6 +62,13 @@ fn chat_app() -> App<Core> {
         core.groups.publish(&group, Message::Text(&text));
         response.text("said\n");
     })
+}
+
+/// Opens a connection to the chat and reads its greeting.
+fn open_chat(addr: std::net::SocketAddr) -> Raw {
+    let mut raw = Raw::open_at(addr, "/chat");
+    assert_eq!(raw.next_text(), "welcome");
+    raw
 }
 
 /// Asks which core a connection is on.
@@ -90,11 +102,11 @@ fn a_publish_reaches_the_groups_members_on_both_cores() {
             Instant::now() < deadline,
             "connections never reached both cores"
         );
-        let mut raw = Raw::open_at(running.addr, "/chat");
+        let mut raw = open_chat(running.addr);
         let core = join(&mut raw, "room");
         members[core].push(raw);
     }
-    let mut outsider = Raw::open_at(running.addr, "/chat");
+    let mut outsider = open_chat(running.addr);
     core_of(&mut outsider);
 
     // From a member on each core: every member gets it, the publisher too.
@@ -138,8 +150,8 @@ fn a_publish_reaches_the_groups_members_on_both_cores() {
 #[test]
 fn a_group_on_one_core_gets_its_messages_in_order() {
     let running = serve(chat_app());
-    let mut a = Raw::open_at(running.addr, "/chat");
-    let mut b = Raw::open_at(running.addr, "/chat");
+    let mut a = open_chat(running.addr);
+    let mut b = open_chat(running.addr);
     join(&mut a, "g");
     join(&mut b, "g");
     // Joining twice keeps one membership: each message comes once.
@@ -195,6 +207,54 @@ fn async_app(seen: Seen) -> App<()> {
             seen.lock().unwrap().push(format!("ended {code:?}"));
         }
     })
+}
+
+/// Python's `websockets` in rooms of the binary's `/ws/room/{name}`: eight members of
+/// "lobby" and one of "attic"; what one member sends, every lobby member gets (itself too),
+/// text and binary, and the attic nothing.
+const PY_ROOMS: &str = r#"
+import sys
+from websockets.sync.client import connect
+base = sys.argv[1]
+lobby = [connect(base + "/ws/room/lobby", open_timeout=10) for _ in range(8)]
+attic = connect(base + "/ws/room/attic", open_timeout=10)
+lobby[0].send("héllo")
+assert all(ws.recv(timeout=10) == "héllo" for ws in lobby)
+lobby[5].send(b"\x00\x01")
+assert all(ws.recv(timeout=10) == b"\x00\x01" for ws in lobby)
+attic.send("alone")
+assert attic.recv(timeout=10) == "alone"
+for ws in lobby + [attic]:
+    ws.close()
+print("ok")
+"#;
+
+#[test]
+fn pythons_websockets_clients_share_the_binarys_rooms() {
+    let python = python_with_websockets();
+    if !require(
+        python.is_some(),
+        "no Python with websockets (.ci/run makes .venv)",
+    ) {
+        return;
+    }
+    let cores = if usable_cores().len() >= 2 {
+        "0-1"
+    } else {
+        "0"
+    };
+    let mut percore = Percore::spawn(&["--port", "0", "--cores", cores, "--root", ""]);
+    let base = format!("ws://{}", percore.addr);
+    let mut command = std::process::Command::new(python.unwrap());
+    command.args(["-c", PY_ROOMS, &base]);
+    let out = output_within(&mut command, Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim() == "ok",
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    percore.stop_with(libc::SIGTERM);
 }
 
 /// Waits (with a deadline) until `seen` holds `line`.

@@ -121,6 +121,12 @@ fn refused(why: SendRefused) -> SendError {
 /// made by the route's factory when the handshake is accepted, called inline on the core's
 /// loop (no allocation of percore's per message).
 pub trait WebSocketHandler: 'static {
+    /// The connection is open (its `101` written), before any message: to greet the
+    /// client or join groups.
+    fn on_open(&mut self, socket: &mut WebSocket<'_>) {
+        let _ = socket;
+    }
+
     /// A whole message from the client (its fragments gathered).
     fn on_message(&mut self, message: Message<'_>, socket: &mut WebSocket<'_>);
 
@@ -132,10 +138,21 @@ pub trait WebSocketHandler: 'static {
     }
 }
 
-/// The engine's side of a handler.
-struct Adapter<H>(H);
+/// The engine's side of a handler (and whether it was told the connection is open).
+struct Adapter<H>(H, bool);
 
 impl<H: WebSocketHandler> SocketHandler for Adapter<H> {
+    fn pull(&mut self, out: &mut SocketOut<'_>) {
+        // The loop's first look at the connection comes right after its `101`.
+        if !self.1 {
+            self.1 = true;
+            let mut socket = WebSocket {
+                out: out.reborrow(),
+            };
+            self.0.on_open(&mut socket);
+        }
+    }
+
     fn message(&mut self, message: SocketMessage<'_>, out: &mut SocketOut<'_>) {
         let message = match message {
             SocketMessage::Text(text) => Message::Text(text),
@@ -163,7 +180,7 @@ where
     F: Fn(&Request<'_>, Option<&'static str>, &S) -> H + Send + Sync + 'static,
 {
     Arc::new(move |request, protocol, state: &Rc<S>| {
-        Box::new(Adapter(make(request, protocol, state)))
+        Box::new(Adapter(make(request, protocol, state), false))
     })
 }
 

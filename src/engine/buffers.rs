@@ -148,12 +148,13 @@ impl BufferPool {
         }
     }
 
-    /// Returns a buffer; it is freed if the pool is full or it has grown past twice the size
-    /// (a wide one, past twice its own, goes to the wide list). A buffer without capacity
-    /// (nothing was lent) is ignored.
+    /// Returns a buffer; it is freed if the pool is full, if it has grown past twice the
+    /// size (a wide one, past twice its own, goes to the wide list), or if it is smaller
+    /// than the size (made to fit a few bytes: a group message's frame). A buffer without
+    /// capacity (nothing was lent) is ignored.
     pub(super) fn give(&mut self, buf: Vec<u8>) {
         let capacity = buf.capacity();
-        if capacity > 0 && capacity <= 2 * self.size {
+        if capacity >= self.size && capacity <= 2 * self.size {
             self.free.push(buf);
         } else if (WIDE_BUFFER_BYTES..=2 * WIDE_BUFFER_BYTES).contains(&capacity) {
             self.wide.push(buf);

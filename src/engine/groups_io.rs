@@ -9,6 +9,10 @@ use super::groups::Published;
 use super::turn::Turn;
 use super::Application;
 
+/// Group messages up to this size go out of a buffer made to fit them (when the member has
+/// no output buffer already) rather than a pooled 16 KiB one.
+const SMALL_FRAME: usize = 4096;
+
 impl<A: Application> Connections<A> {
     /// Looks at the stirred WebSockets and delivers the group messages; true if there was
     /// anything.
@@ -96,7 +100,13 @@ impl<A: Application> Connections<A> {
         if socket.closing || (queued > 0 && queued + message.frame.len() > max_queue) {
             return false;
         }
-        self.buffers.writes.lend(&mut conn.out);
+        if conn.out.capacity() == 0 && message.frame.len() <= SMALL_FRAME {
+            // A buffer the frame's size, not a pooled one: a group of thousands does not
+            // hold thousands of output buffers while its message goes out.
+            conn.out = Vec::with_capacity(message.frame.len());
+        } else {
+            self.buffers.writes.lend(&mut conn.out);
+        }
         conn.out.extend_from_slice(&message.frame);
         socket.entry.messages_out += 1;
         socket.bytes += message.frame.len() as u64;

@@ -3,6 +3,8 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -155,4 +157,16 @@ pub fn frame(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&key);
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     out
+}
+
+/// A Python with the `websockets` package: the checkout's `.venv` (made by `.ci/run`), or
+/// the system's.
+pub fn python_with_websockets() -> Option<PathBuf> {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    [venv, PathBuf::from("python3")].into_iter().find(|python| {
+        Command::new(python)
+            .args(["-c", "import websockets.sync.client"])
+            .output()
+            .is_ok_and(|out| out.status.success())
+    })
 }

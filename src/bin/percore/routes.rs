@@ -1,17 +1,21 @@
 //! The `percore` binary's routes, registered through the library's public API like any
 //! user's: `GET /echo?name=X` → `Hi, X!` (the reference workload of the C server 80s), the
-//! WebSocket echo at `/ws/echo` (the reference workload for WebSocket), and the statistics,
+//! WebSocket echo at `/ws/echo` (the reference workload for WebSocket), the WebSocket rooms
+//! at `/ws/room/{name}` (each message to every member, on every core), and the statistics,
 //! metrics, health and static-file routes percore offers every app.
 
 use percore::{App, Message, Request, Response, Status, WebSocket, WebSocketHandler};
 
-/// The `percore` binary's app: `GET /echo`, the WebSocket `/ws/echo`,
+/// The `percore` binary's app: `GET /echo`, the WebSockets `/ws/echo` and `/ws/room/{name}`,
 /// `GET report.stats_path`, `GET report.metrics_path`, `GET report.health_path` and the
 /// static files under `static.mount`, with no state of its own.
 pub fn percore_app() -> App<()> {
     App::new(|_| Ok(()))
         .get("/echo", echo)
         .websocket("/ws/echo", &[], |_request, _protocol, _| WsEcho)
+        .websocket("/ws/room/{name}", &[], |request, _protocol, _| WsRoom {
+            room: request.param("name").unwrap_or_default().into_owned(),
+        })
         .stats()
         .metrics()
         .health()
@@ -58,5 +62,22 @@ impl WebSocketHandler for WsEcho {
         if socket.send(message).is_err() {
             socket.close(1008, "send queue full");
         }
+    }
+}
+
+/// `/ws/room/{name}`: a connection joins the room `name` when it opens, and each message
+/// it sends is published to the room: every member gets it, on whichever core it is, the
+/// sender too.
+pub struct WsRoom {
+    room: String,
+}
+
+impl WebSocketHandler for WsRoom {
+    fn on_open(&mut self, socket: &mut WebSocket<'_>) {
+        socket.join(&self.room);
+    }
+
+    fn on_message(&mut self, message: Message<'_>, socket: &mut WebSocket<'_>) {
+        socket.publish(&self.room, message);
     }
 }
