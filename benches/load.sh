@@ -16,7 +16,8 @@
 #   WORKLOADS=proxy benches/load.sh                 # reverse proxies: percore, nginx, HAProxy;
 #                                                   # then percore's proxy vs the bare relay
 #   WORKLOADS=proxy-sizes benches/load.sh           # the same proxies: 4 KiB, 64 KiB, 1 MiB answers, 64 KiB POSTs
-#   WORKLOADS=ws benches/load.sh                    # WebSocket echo: 512 B text, 16 KiB binary, deflate
+#   WORKLOADS=ws benches/load.sh                    # WebSocket echo: 512 B text, 16 KiB binary, over
+#                                                   # TLS, deflate; tokio-tungstenite, fastwebsockets
 #   WORKLOADS=ws-idle benches/load.sh               # memory per idle WebSocket, ws:// and wss://
 #   WORKLOADS=ws-fanout benches/load.sh             # one publish to a group of 10,000 WebSockets
 #                                                   # over two cores: time, CPU and memory
@@ -67,6 +68,7 @@ BACKEND_PORT=8097            # the proxies' backend: percore on the load's core
 RELAY_PORT=8098              # the bare relay (benches/relay_floor.rs) in front of the backend
 WS_ANCHOR_PORT=8099          # tokio-tungstenite's echo (benches/ws_anchor_tungstenite.rs)
 FANOUT_PORT=8100             # percore on two cores, for the ws-fanout row
+WS_FAST_PORT=8101            # fastwebsockets' echo (benches/ws_anchor_fastwebsockets.rs)
 PERCORE_TLS_PORT=8090        # percore's TLS listener (the same process as PERCORE_PORT)
 NGINX_TLS_PORT=8091          # nginx's TLS listener (benches/nginx.conf)
 URL_PATH='/echo?name=Abcde'
@@ -136,6 +138,8 @@ cargo bench --no-run --quiet --bench ws_anchor_tungstenite 2>/dev/null
 cargo bench --no-run --quiet --bench ws_fanout 2>/dev/null
 ws_fanout=$(ls -t target/release/deps/ws_fanout-* | grep -v '\.d$' | head -1)
 ws_anchor=$(ls -t target/release/deps/ws_anchor_tungstenite-* | grep -v '\.d$' | head -1)
+cargo bench --no-run --quiet --bench ws_anchor_fastwebsockets 2>/dev/null
+ws_fast=$(ls -t target/release/deps/ws_anchor_fastwebsockets-* | grep -v '\.d$' | head -1)
 cargo bench --no-run --quiet --bench tls_flood 2>/dev/null
 tls_flood=$(ls -t target/release/deps/tls_flood-* | grep -v '\.d$' | head -1)
 cargo bench --no-run --quiet --bench tls_abuse 2>/dev/null
@@ -512,72 +516,65 @@ for workload in $WORKLOADS; do
             echo "| syscalls per request, ab -k -c 50 (socket calls; io_uring_enter) | percore $(echo "$p" | cut -d' ' -f1); $(echo "$p" | cut -d' ' -f2) | nginx $(echo "$n" | cut -d' ' -f1); $(echo "$n" | cut -d' ' -f2) | floor $(echo "$f" | cut -d' ' -f1); $(echo "$f" | cut -d' ' -f2) | | | | | |"
             ;;
         ws)
-            # WebSocket echo: the binary's /ws/echo and tokio-tungstenite's echo server (the
-            # anchor: benches/ws_anchor_tungstenite.rs), both on the server's CPU, driven in
-            # turn by benches/ws_load.rs.
+            # WebSocket echo: the binary's /ws/echo, tokio-tungstenite's and fastwebsockets'
+            # echo servers (the anchors: benches/ws_anchor_*.rs), all on the server's CPU,
+            # driven in turn by benches/ws_load.rs; then percore over TLS against itself.
             taskset -c "$SERVER_CPU" "$ws_anchor" "$WS_ANCHOR_PORT" >"$work/ws_anchor.log" 2>&1 &
             ws_anchor_pid=$!
-            for _ in $(seq 100); do
-                grep -q "echo on" "$work/ws_anchor.log" 2>/dev/null && break
-                sleep 0.1
+            taskset -c "$SERVER_CPU" "$ws_fast" "$WS_FAST_PORT" >"$work/ws_fast.log" 2>&1 &
+            ws_fast_pid=$!
+            for log in ws_anchor ws_fast; do
+                for _ in $(seq 100); do
+                    grep -q "echo on" "$work/$log.log" 2>/dev/null && break
+                    sleep 0.1
+                done
             done
             echo
-            echo "WebSocket echo on cpu $SERVER_CPU: percore's /ws/echo (first) vs tokio-tungstenite's echo on a single-threaded tokio runtime (second; it has no permessage-deflate, so the deflate row is percore's alone), benches/ws_load.rs on cpu $CLIENT_CPU: 100 connections, 4 messages in flight each, ${DURATION}s per run; r/s: messages echoed per second; µs: cpu $SERVER_CPU's time per echoed message"
-            for row in "ws-512:512 text" "ws-16k:16384 binary" "ws-512-deflate:512 text deflate"; do
-                label=${row%%:*}
-                read -r size kind extra <<<"${row#*:}"
-                ports=("$PERCORE_PORT")
-                [ -z "$extra" ] && ports+=("$WS_ANCHOR_PORT")
-                : >"$work/ws0"
-                : >"$work/ws1"
+            echo "WebSocket echo on cpu $SERVER_CPU, benches/ws_load.rs on cpu $CLIENT_CPU: 100 connections, 4 messages in flight each, ${DURATION}s per run; r/s: messages echoed per second; µs: cpu $SERVER_CPU's time per echoed message. ws rows: percore's /ws/echo (first), tokio-tungstenite (second) and fastwebsockets (third), each on a single-threaded tokio runtime; wss rows: percore over TLS (first) and over cleartext (second); the deflate row is percore's alone (neither anchor has permessage-deflate)"
+            for row in "ws-512:512 text:plain tung fast" "ws-16k:16384 binary:plain tung fast" \
+                "wss-512:512 text:tls plain" "wss-16k:16384 binary:tls plain" \
+                "ws-512-deflate:512 text deflate:plain"; do
+                IFS=: read -r label load servers <<<"$row"
+                read -r size kind extra <<<"$load"
+                read -ra targets <<<"$servers"
+                for i in "${!targets[@]}"; do : >"$work/ws$i"; done
                 for _ in $(seq "$REPS"); do
-                    for i in "${!ports[@]}"; do
+                    for i in "${!targets[@]}"; do
+                        case ${targets[$i]} in
+                            plain) port=$PERCORE_PORT tls="" ;;
+                            tls) port=$PERCORE_TLS_PORT tls=tls ;;
+                            tung) port=$WS_ANCHOR_PORT tls="" ;;
+                            fast) port=$WS_FAST_PORT tls="" ;;
+                        esac
                         c0=$(core_busy)
-                        out=$(taskset -c "$CLIENT_CPU" "$ws_load" "127.0.0.1:${ports[$i]}" /ws/echo \
-                            100 4 "$size" "$DURATION" "$kind" ${extra:+"$extra"})
+                        out=$(taskset -c "$CLIENT_CPU" "$ws_load" "127.0.0.1:$port" /ws/echo \
+                            100 4 "$size" "$DURATION" "$kind" ${extra:+"$extra"} ${tls:+"$tls"})
                         c1=$(core_busy)
                         n=$(echo "$out" | awk '{ print $1 }')
                         awk -v n="$n" -v t=$((c1 - c0)) -v hz="$hz" -v d="$DURATION" \
                             'BEGIN { printf "%d %.0f %.2f\n", n, n / d, t * 1e6 / hz / n }' >>"$work/ws$i"
                     done
                 done
-                r0=$(cut -d' ' -f2 "$work/ws0" | median)
-                u0=$(cut -d' ' -f3 "$work/ws0" | median)
-                if [ -s "$work/ws1" ]; then
-                    r1=$(cut -d' ' -f2 "$work/ws1" | median)
-                    u1=$(cut -d' ' -f3 "$work/ws1" | median)
-                    ratio=$(awk -v a="$u0" -v b="$u1" 'BEGIN { printf "%.2f", a / b }')
-                else
-                    r1=—
-                    u1=—
-                    ratio=—
-                fi
+                r=() u=() ratio=()
+                for i in 0 1 2; do
+                    if [ -n "${targets[$i]:-}" ]; then
+                        r[i]=$(cut -d' ' -f2 "$work/ws$i" | median)
+                        u[i]=$(cut -d' ' -f3 "$work/ws$i" | median)
+                        ratio[i]=$(awk -v a="${u[0]}" -v b="${u[i]}" 'BEGIN { printf "%.2f", a / b }')
+                    else
+                        r[i]=— u[i]=— ratio[i]=—
+                    fi
+                done
                 printf '| %-12s | %11s | %11s | %11s | %10s | %10s | %10s | %7s | %7s |\n' "$label" \
-                    "$r0" "$r1" — "$u0" "$u1" — "$ratio" —
-                for i in "${!ports[@]}"; do
-                    echo "  $label, server $((i + 1)) of ${#ports[@]}, µs per run: $(cut -d' ' -f3 "$work/ws$i" | tr '\n' ' ')" >&2
+                    "${r[0]}" "${r[1]}" "${r[2]}" "${u[0]}" "${u[1]}" "${u[2]}" "${ratio[1]}" "${ratio[2]}"
+                for i in "${!targets[@]}"; do
+                    echo "  $label, ${targets[$i]}, µs per run: $(cut -d' ' -f3 "$work/ws$i" | tr '\n' ' ')" >&2
                 done
             done
-            kill "$ws_anchor_pid" 2>/dev/null || true
-            wait "$ws_anchor_pid" 2>/dev/null || true
-            ;;
-        ws-fanout)
-            # One publish to a group of FANOUT members of the binary's /ws/room/{name}, on a
-            # server of two cores (0 and 1: the members spread over both, and the client
-            # shares them); benches/ws_fanout.rs holds the members and times each publish
-            # until the last member has it.
-            fanout=${FANOUT:-10000}
-            target/release/percore --port "$FANOUT_PORT" --cores 0-1 --root "" \
-                >"$work/fanout.log" 2>&1 &
-            fanout_pid=$!
-            await_echo "$FANOUT_PORT"
-            echo
-            echo "One publish to a group over two cores (benches/ws_fanout.rs, $fanout members, 30 publishes per size; server cpu: both cores' time per publish, which holds the loopback's delivery to the members):"
-            for size in 64 1024; do
-                echo "  $("$ws_fanout" "127.0.0.1:$FANOUT_PORT" "$fanout_pid" "$fanout" 30 "$size")"
+            for pid in "$ws_anchor_pid" "$ws_fast_pid"; do
+                kill "$pid" 2>/dev/null || true
+                wait "$pid" 2>/dev/null || true
             done
-            kill -INT "$fanout_pid" 2>/dev/null && wait "$fanout_pid" 2>/dev/null || true
-            fanout_pid=""
             ;;
         report-cost)
             echo

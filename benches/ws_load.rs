@@ -3,18 +3,28 @@
 //! sent for each echo back), for SECONDS seconds, on one thread (`poll(2)` over
 //! non-blocking sockets; pin it with `taskset`). Messages are masked as a client must; with
 //! `deflate` the handshake offers permessage-deflate and every message goes compressed
-//! (RSV1, deflated once before the run). Prints the echoes counted.
+//! (RSV1, deflated once before the run); with `tls` the connections are `wss://` (rustls,
+//! TLS 1.3, the server's certificate not verified: the bench's own self-signed one). Prints
+//! the echoes counted.
 //!
-//! `cargo bench --bench ws_load -- ADDR PATH CONNECTIONS INFLIGHT SIZE SECONDS [text|binary] [deflate]`
+//! `cargo bench --bench ws_load -- ADDR PATH CONNECTIONS INFLIGHT SIZE SECONDS [text|binary] [deflate] [tls]`
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// One connection: what it has read and not parsed, what it has still to write.
+use rustls::{ClientConfig, ClientConnection};
+
+#[path = "support/blind.rs"]
+mod blind;
+
+/// One connection: what it has read and not parsed, what it has still to write; its TLS
+/// session for `wss://`.
 struct Conn {
     stream: TcpStream,
+    tls: Option<ClientConnection>,
     input: Vec<u8>,
     output: Vec<u8>,
 }
@@ -25,7 +35,7 @@ fn main() {
         .filter(|a| a != "--bench")
         .collect();
     let usage =
-        "usage: ws_load ADDR PATH CONNECTIONS INFLIGHT SIZE SECONDS [text|binary] [deflate]";
+        "usage: ws_load ADDR PATH CONNECTIONS INFLIGHT SIZE SECONDS [text|binary] [deflate] [tls]";
     if args.is_empty() {
         // `cargo test --all-targets` runs this target without arguments: it checks its own
         // frame counting, which every figure it prints rests on.
@@ -45,10 +55,11 @@ fn main() {
     let seconds: u64 = args[5].parse().expect("SECONDS");
     let binary = args.get(6).is_some_and(|a| a == "binary");
     let deflate = args.iter().any(|a| a == "deflate");
+    let tls = args.iter().any(|a| a == "tls").then(tls_config);
     let frame = client_frame(size, binary, deflate);
 
     let mut conns: Vec<Conn> = (0..connections)
-        .map(|_| open(addr, path, deflate))
+        .map(|_| open(addr, path, deflate, tls.as_ref()))
         .collect();
     for conn in &mut conns {
         for _ in 0..inflight {
@@ -70,12 +81,9 @@ fn main() {
     let end = started + Duration::from_secs(seconds);
     while Instant::now() < end {
         for (fd, conn) in fds.iter_mut().zip(&conns) {
-            fd.events = libc::POLLIN
-                | if conn.output.is_empty() {
-                    0
-                } else {
-                    libc::POLLOUT
-                };
+            let writing =
+                !conn.output.is_empty() || conn.tls.as_ref().is_some_and(|t| t.wants_write());
+            fd.events = libc::POLLIN | if writing { libc::POLLOUT } else { 0 };
         }
         // SAFETY: `fds` is a valid array of pollfd of its length.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
@@ -88,26 +96,14 @@ fn main() {
                 std::process::exit(1);
             }
             if fd.revents & libc::POLLIN != 0 {
-                loop {
-                    match conn.stream.read(&mut buf) {
-                        Ok(0) => {
-                            eprintln!("ws_load: the server closed a connection");
-                            std::process::exit(1);
-                        }
-                        Ok(n) => conn.input.extend_from_slice(&buf[..n]),
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(e) => panic!("read: {e}"),
-                    }
-                }
+                read_some(conn, &mut buf);
                 let frames = take_frames(&mut conn.input);
                 echoes += frames as u64;
                 for _ in 0..frames {
                     conn.output.extend_from_slice(&frame);
                 }
             }
-            if !conn.output.is_empty() {
-                write_some(conn);
-            }
+            write_some(conn);
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -119,10 +115,39 @@ fn main() {
     );
 }
 
+/// A TLS 1.3 client that does not verify the server (the bench's self-signed certificate).
+fn tls_config() -> Arc<ClientConfig> {
+    let config = ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("TLS 1.3")
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(blind::Blind))
+    .with_no_client_auth();
+    Arc::new(config)
+}
+
 /// Connects and completes the handshake (checking that deflate was agreed when offered).
-fn open(addr: &str, path: &str, deflate: bool) -> Conn {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_nodelay(true).unwrap();
+fn open(addr: &str, path: &str, deflate: bool, tls: Option<&Arc<ClientConfig>>) -> Conn {
+    let mut tcp = TcpStream::connect(addr).expect("connect");
+    tcp.set_nodelay(true).unwrap();
+    let mut session = tls.map(|config| {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        ClientConnection::new(config.clone(), name).expect("a TLS client")
+    });
+    let mut plain;
+    let mut secure;
+    let stream: &mut dyn ReadWrite = match session.as_mut() {
+        Some(session) => {
+            secure = rustls::Stream::new(session, &mut tcp);
+            &mut secure
+        }
+        None => {
+            plain = &tcp;
+            &mut plain
+        }
+    };
     let offer = if deflate {
         "Sec-WebSocket-Extensions: permessage-deflate\r\n"
     } else {
@@ -148,11 +173,50 @@ fn open(addr: &str, path: &str, deflate: bool) -> Conn {
             "deflate not agreed: {head}"
         );
     }
-    stream.set_nonblocking(true).unwrap();
+    tcp.set_nonblocking(true).unwrap();
     Conn {
-        stream,
+        stream: tcp,
+        tls: session,
         input: Vec::new(),
         output: Vec::new(),
+    }
+}
+
+/// A byte stream: the TCP connection, or TLS over it.
+trait ReadWrite: Read + Write {}
+
+impl<T: Read + Write> ReadWrite for T {}
+
+/// Reads what the connection has into its input (through TLS for `wss://`).
+fn read_some(conn: &mut Conn, buf: &mut [u8]) {
+    loop {
+        let read = match &mut conn.tls {
+            Some(tls) => tls.read_tls(&mut conn.stream),
+            None => conn.stream.read(buf),
+        };
+        match read {
+            Ok(0) => {
+                eprintln!("ws_load: the server closed a connection");
+                std::process::exit(1);
+            }
+            Ok(n) => {
+                let Some(tls) = &mut conn.tls else {
+                    conn.input.extend_from_slice(&buf[..n]);
+                    continue;
+                };
+                tls.process_new_packets().expect("TLS records");
+                loop {
+                    match tls.reader().read(buf) {
+                        Ok(0) => break,
+                        Ok(n) => conn.input.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("TLS read: {e}"),
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(e) => panic!("read: {e}"),
+        }
     }
 }
 
@@ -246,8 +310,23 @@ fn check_frame_counting() {
     }
 }
 
-/// Writes what the connection can take of its output.
+/// Writes what the connection can take of its output (sealed into TLS records first for
+/// `wss://`).
 fn write_some(conn: &mut Conn) {
+    if let Some(tls) = &mut conn.tls {
+        if !conn.output.is_empty() {
+            tls.writer().write_all(&conn.output).unwrap();
+            conn.output.clear();
+        }
+        while tls.wants_write() {
+            match tls.write_tls(&mut conn.stream) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        return;
+    }
     while !conn.output.is_empty() {
         match conn.stream.write(&conn.output) {
             Ok(n) => {
