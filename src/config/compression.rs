@@ -182,8 +182,10 @@ mod tests {
         assert!(checked(|c| c.types = vec!["text".into()]).is_err());
         assert!(checked(|c| c.types = vec!["*/*".into()]).is_err());
         assert!(checked(|c| c.types = vec!["font/woff2".into()]).is_ok());
-        let mut order = CompressionConfig::default();
-        order.codings = vec!["gzip".into(), "zstd".into()];
+        let order = CompressionConfig {
+            codings: vec!["gzip".into(), "zstd".into()],
+            ..CompressionConfig::default()
+        };
         assert_eq!(order.offered(), [Coding::Gzip, Coding::Zstd]);
     }
 }

@@ -162,9 +162,7 @@ fn member_weight(member: &[u8]) -> Option<(&[u8], u16)> {
     let mut weight = Q_ONE;
     for parameter in parts {
         let parameter = parameter.trim_ascii();
-        let Some(eq) = parameter.iter().position(|&b| b == b'=') else {
-            return None;
-        };
+        let eq = parameter.iter().position(|&b| b == b'=')?;
         let (name, value) = (
             parameter[..eq].trim_ascii(),
             parameter[eq + 1..].trim_ascii(),
