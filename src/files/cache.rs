@@ -1,5 +1,6 @@
-//! One core's cache of small files: their bytes and response metadata by request path,
-//! bounded in bytes, oldest dropped first.
+//! One core's cache of small files: their bytes and response metadata by request path (a
+//! coded variant's key adds its coding, so a file and its variants are held apart), bounded
+//! in bytes, oldest dropped first.
 //!
 //! A file is served from the cache only while one `stat` finds it unchanged. A file read
 //! for a response is put in the cache once its bytes are in ([`CacheFill`]): the engine

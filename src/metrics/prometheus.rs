@@ -157,6 +157,16 @@ pub fn prometheus_text(board: &StatsBoard, cores: &[usize]) -> String {
             "Payload bytes of the WebSocket messages sent (before compression).",
             |s: &Snapshot| s.counters.websocket_bytes_out,
         ),
+        (
+            "percore_coded_responses_total",
+            "Responses whose body went out in a content coding (gzip, br, zstd).",
+            |s: &Snapshot| s.counters.coded_responses,
+        ),
+        (
+            "percore_coding_saved_bytes_total",
+            "Body bytes content codings saved over the identity bodies.",
+            |s: &Snapshot| s.counters.coding_bytes_saved,
+        ),
     ] {
         family(&mut out, name, "counter", help, &get);
     }

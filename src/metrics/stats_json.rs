@@ -47,6 +47,10 @@ impl Counters {
                 self.websocket_bytes_in,
                 self.websocket_bytes_out
             )
+            + &format!(
+                ",\"compression\":{{\"coded_responses\":{},\"bytes_saved\":{}}}",
+                self.coded_responses, self.coding_bytes_saved
+            )
     }
 
     /// The TLS handshake counts, as a JSON member (with its leading comma).
