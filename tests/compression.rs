@@ -322,6 +322,8 @@ fn a_variant_older_than_its_file_is_ignored() {
     set_mtime(&root.join("style.css.gz"), -120);
     let server = serve(&dir, |config| {
         config.compression.codings = vec!["gzip".into()];
+        // Nothing compressed on the fly either, once the file is cached.
+        config.compression.types.clear();
     });
     let mut client = server.client();
     let stale = get(&mut client, "/style.css", &["Accept-Encoding: gzip"]);
@@ -351,6 +353,8 @@ fn compression_off_and_precompressed_off_send_the_file_itself() {
     }
     let server = serve(&dir, |config| config.compression.precompressed = false);
     let mut client = server.client();
+    // Neither is made on the fly.
+    let accept = "Accept-Encoding: br, zstd";
     let css = get(&mut client, "/style.css", &[accept]);
     assert_eq!((coding_of(&css), &css.body), (None, &stylesheet()));
     // A type compressed on the fly still varies; one that is not, with no variant to find,
@@ -499,4 +503,83 @@ fn counters_and_the_access_log_name_the_coding() {
     assert!(style[0].ends_with(" coding=gzip"), "{text}");
     assert!(style[1].ends_with(" coding=gzip"), "{text}");
     assert!(!style[2].contains("coding="), "{text}");
+}
+
+/// A small file with no variant, of a type in `compression.types` and not below
+/// `min_bytes`, is gzipped on the fly once the core has it cached; the coded copy has its own
+/// validators, follows a change of the file, and is not used for ranges, for codings not
+/// made on the fly, for small bodies or for other types.
+#[test]
+fn cached_small_files_are_gzipped_on_the_fly() {
+    let dir = TempDir::new("compression-fly");
+    let css = stylesheet();
+    let root = dir.0.join("root");
+    dir.write("root/plain.css", &css);
+    dir.write("root/tiny.css", "p { margin: 0 }\n");
+    dir.write("root/data.bin", &css);
+    let server = serve(&dir, |config| config.compression.precompressed = false);
+    let mut client = server.client();
+    let accept = "Accept-Encoding: gzip";
+    // The file is cached once read and 2 s old (file times tick too coarsely before).
+    let coded = common::wait_for(
+        "plain.css comes gzipped from the cache",
+        Duration::from_secs(20),
+        || {
+            for path in ["/tiny.css", "/data.bin"] {
+                let other = get(&mut client, path, &[accept]);
+                assert_eq!(coding_of(&other), None, "{path}");
+            }
+            let response = get(&mut client, "/plain.css", &[accept]);
+            assert_eq!(response.header("vary"), Some("Accept-Encoding"));
+            match coding_of(&response) {
+                Some("gzip") => Ok(response),
+                _ => {
+                    assert_eq!(response.body, css);
+                    Err("the file itself")
+                }
+            }
+        },
+    );
+    assert_eq!(gunzip(&coded.body), css);
+    assert_eq!(coded.header("content-type"), Some("text/css"));
+    let identity = get(&mut client, "/plain.css", &[]);
+    assert_eq!(identity.body, css);
+    let etag = coded.header("etag").unwrap();
+    assert_ne!(Some(etag), identity.header("etag"));
+    // The second time from the cached coded copy: the same bytes.
+    assert_eq!(get(&mut client, "/plain.css", &[accept]).body, coded.body);
+    for other in ["/tiny.css", "/data.bin"] {
+        assert_eq!(
+            coding_of(&get(&mut client, other, &[accept])),
+            None,
+            "{other}"
+        );
+    }
+    let br_only = get(&mut client, "/plain.css", &["Accept-Encoding: br"]);
+    assert_eq!((coding_of(&br_only), &br_only.body), (None, &css));
+    let part = get(&mut client, "/plain.css", &[accept, "Range: bytes=0-9"]);
+    assert_eq!((part.status, coding_of(&part)), (206, None));
+    assert_eq!(part.body, css[..10]);
+
+    client.send(format!(
+        "HEAD /plain.css HTTP/1.1\r\nHost: t\r\n{accept}\r\n\r\n"
+    ));
+    let head = client.head_response();
+    assert_eq!(coding_of(&head), Some("gzip"));
+    let length = coded.body.len().to_string();
+    assert_eq!(head.header("content-length"), Some(length.as_str()));
+    let matching = format!("If-None-Match: {etag}");
+    let not_modified = get(&mut client, "/plain.css", &[accept, &matching]);
+    assert_eq!(not_modified.status, 304);
+    assert_eq!(not_modified.header("vary"), Some("Accept-Encoding"));
+
+    // A changed file is never answered with the coded copy of its old bytes.
+    let changed: Vec<u8> = css.iter().rev().copied().collect();
+    std::fs::write(root.join("plain.css"), &changed).unwrap();
+    let after = get(&mut client, "/plain.css", &[accept]);
+    let body = match coding_of(&after) {
+        Some("gzip") => gunzip(&after.body),
+        _ => after.body.clone(),
+    };
+    assert_eq!(body, changed);
 }

@@ -64,6 +64,11 @@ impl FileCache {
         }
     }
 
+    /// Whether `entry` under `key` could be held at all (it is no bigger than the cache).
+    pub(crate) fn fits(&self, key: &[u8], entry: &CachedFile) -> bool {
+        Self::cost(key, entry) <= self.capacity
+    }
+
     pub(crate) fn insert(&mut self, key: Box<[u8]>, mut entry: CachedFile) {
         self.remove(&key);
         let cost = Self::cost(&key, &entry);

@@ -21,6 +21,7 @@
 mod cache;
 mod conditional;
 mod meta;
+mod on_the_fly;
 mod open;
 mod range;
 pub(crate) mod read;
@@ -261,7 +262,13 @@ pub fn serve(
         },
     };
     let now = unix_now();
-    for coding in files.coding.precompressed_for(request).as_slice() {
+    let ranked = files.coding.ranked(request);
+    let precompressed = if files.coding.precompressed() {
+        ranked.as_slice()
+    } else {
+        &[]
+    };
+    for coding in precompressed {
         let representation = Representation {
             coding: Some(*coding),
             vary: true,
@@ -289,6 +296,11 @@ pub fn serve(
             return send_opened(files, file, request, response, representation, saved);
         }
         files.key.truncate(key_len);
+    }
+    if fd.is_none()
+        && on_the_fly::send_compressed(files, &ranked, &original, request, response, now)
+    {
+        return None;
     }
     match fd {
         None => {

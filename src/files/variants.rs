@@ -11,6 +11,7 @@
 use std::os::fd::OwnedFd;
 
 use super::meta::FileId;
+use super::on_the_fly::MADE;
 use super::open::{fstat, open_beneath, reset_flags};
 use crate::config::CompressionConfig;
 use crate::http::coding::{Acceptance, Coding, Ranked};
@@ -40,14 +41,44 @@ impl CodingPolicy {
         })
     }
 
-    /// The codings whose precompressed variants `request` may be sent, best first: none
-    /// when compression or precompressed files are off, or the request accepts no coding
-    /// offered.
-    pub(crate) fn precompressed_for(&self, request: &RawRequest<'_>) -> Ranked {
-        if !self.settings.enabled || !self.settings.precompressed {
+    /// The codings offered that `request` accepts, best first: none when compression is
+    /// off.
+    pub(crate) fn ranked(&self, request: &RawRequest<'_>) -> Ranked {
+        if !self.settings.enabled {
             return Ranked::default();
         }
         Acceptance::parse(request.headers(b"accept-encoding")).ranked(&self.offered)
+    }
+
+    /// Whether precompressed variants are looked for.
+    pub(crate) fn precompressed(&self) -> bool {
+        self.settings.enabled && self.settings.precompressed
+    }
+
+    /// The coding (and its level) a body of `content_type` and `len` bytes is compressed in
+    /// on the fly for a request that accepts `ranked`: the best of them made on the fly,
+    /// when the type is one of `compression.types` and the body not below `min_bytes`.
+    pub(crate) fn on_the_fly(
+        &self,
+        ranked: &Ranked,
+        content_type: &str,
+        len: usize,
+    ) -> Option<(Coding, u32)> {
+        let settings = &self.settings;
+        let wanted = settings.enabled
+            && len as u64 >= settings.min_bytes
+            && settings.compresses(content_type);
+        let coding = ranked
+            .as_slice()
+            .iter()
+            .find(|coding| MADE.contains(coding))
+            .filter(|_| wanted)?;
+        let level = match coding {
+            Coding::Gzip => settings.gzip_level,
+            Coding::Br => settings.brotli_level,
+            Coding::Zstd => settings.zstd_level as u32,
+        };
+        Some((*coding, level))
     }
 
     /// Whether a response with a body of `content_type` says `Vary: Accept-Encoding`: when
