@@ -583,3 +583,54 @@ fn cached_small_files_are_gzipped_on_the_fly() {
     };
     assert_eq!(body, changed);
 }
+
+/// `percore --check` refuses a `[compression]` table that makes no sense with one line
+/// naming the key, and passes a good one.
+#[test]
+fn check_mode_names_a_bad_compression_key() {
+    let dir = TempDir::new("compression-check");
+    let check = |text: &str| {
+        let path = dir.write("percore.toml", text);
+        let output = common::output_within(
+            Command::new(env!("CARGO_BIN_EXE_percore"))
+                .arg("--check")
+                .arg("--config")
+                .arg(path),
+            common::EXIT_WAIT,
+        );
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        (output.status.success(), stderr)
+    };
+    let good = "[compression]\ncodings = [\"gzip\"]\ngzip_level = 1\nprecompressed = false\n";
+    let (ok, stderr) = check(good);
+    assert!(ok, "{stderr}");
+    for (text, expected) in [
+        (
+            "[compression]\ncodings = [\"gzip\", \"deflate\"]\n",
+            "compression.codings names \"deflate\"",
+        ),
+        (
+            "[compression]\ncodings = []\n",
+            "compression.codings must name",
+        ),
+        (
+            "[compression]\ngzip_level = 11\n",
+            "compression.gzip_level must be between 1 and 9",
+        ),
+        (
+            "[compression]\nzstd_level = 0\n",
+            "compression.zstd_level must be between 1 and 22",
+        ),
+        (
+            "[compression]\ntypes = [\"text\"]\n",
+            "compression.types names \"text\"",
+        ),
+        ("[compression]\nlevel = 3\n", "unknown field `level`"),
+    ] {
+        let (ok, stderr) = check(text);
+        assert!(!ok, "{text} passed the check");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("percore: error: "), "{stderr}");
+        assert!(stderr.contains(expected), "{text}: {stderr}");
+    }
+}
