@@ -103,7 +103,8 @@ pub(super) fn send_compressed(
 /// The cache key of a file's body made in `coding` on the fly: apart from a precompressed
 /// variant's (a variant put beside the file later is then served, not hidden by this).
 fn made_key(key: &mut Vec<u8>, coding: Coding) {
-    super::variants::variant_key(key, coding);
+    key.push(0);
+    key.extend_from_slice(coding.token().as_bytes());
     key.push(0);
 }
 
