@@ -29,6 +29,22 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
+/// `bytes` decoded from `coding` by the Rust decoders (gzip, br, zstd).
+fn decode(coding: &str, bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match coding {
+        "gzip" => return gunzip(bytes),
+        "br" => brotli::Decompressor::new(bytes, 4096)
+            .read_to_end(&mut out)
+            .map(drop),
+        "zstd" => zstd::stream::copy_decode(bytes, &mut out),
+        other => panic!("no decoder for {other}"),
+    }
+    .unwrap_or_else(|e| panic!("a {coding} body: {e}"));
+    out
+}
+
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Read;
     let mut out = Vec::new();
@@ -351,10 +367,12 @@ fn compression_off_and_precompressed_off_send_the_file_itself() {
             assert_eq!(response.header("vary"), None, "{path}");
         }
     }
-    let server = serve(&dir, |config| config.compression.precompressed = false);
+    let server = serve(&dir, |config| {
+        config.compression.precompressed = false;
+        // Nothing is large enough to be compressed on the fly.
+        config.compression.min_bytes = u64::MAX;
+    });
     let mut client = server.client();
-    // Neither is made on the fly.
-    let accept = "Accept-Encoding: br, zstd";
     let css = get(&mut client, "/style.css", &[accept]);
     assert_eq!((coding_of(&css), &css.body), (None, &stylesheet()));
     // A type compressed on the fly still varies; one that is not, with no variant to find,
@@ -506,11 +524,11 @@ fn counters_and_the_access_log_name_the_coding() {
 }
 
 /// A small file with no variant, of a type in `compression.types` and not below
-/// `min_bytes`, is gzipped on the fly once the core has it cached; the coded copy has its own
-/// validators, follows a change of the file, and is not used for ranges, for codings not
-/// made on the fly, for small bodies or for other types.
+/// `min_bytes`, is compressed on the fly (gzip, Brotli, Zstandard) once the core has it
+/// cached; the coded copy has its own validators, follows a change of the file, and is not
+/// used for ranges, for codings nobody makes, for small bodies or for other types.
 #[test]
-fn cached_small_files_are_gzipped_on_the_fly() {
+fn cached_small_files_are_compressed_on_the_fly() {
     let dir = TempDir::new("compression-fly");
     let css = stylesheet();
     let root = dir.0.join("root");
@@ -555,8 +573,19 @@ fn cached_small_files_are_gzipped_on_the_fly() {
             "{other}"
         );
     }
-    let br_only = get(&mut client, "/plain.css", &["Accept-Encoding: br"]);
-    assert_eq!((coding_of(&br_only), &br_only.body), (None, &css));
+    let br = get(&mut client, "/plain.css", &["Accept-Encoding: br"]);
+    assert_eq!(coding_of(&br), Some("br"));
+    assert_eq!(decode("br", &br.body), css);
+    let zstd = get(
+        &mut client,
+        "/plain.css",
+        &["Accept-Encoding: gzip;q=0.5, zstd"],
+    );
+    assert_eq!(coding_of(&zstd), Some("zstd"));
+    assert_eq!(decode("zstd", &zstd.body), css);
+    assert_ne!(zstd.header("etag"), Some(etag));
+    let deflate_only = get(&mut client, "/plain.css", &["Accept-Encoding: deflate"]);
+    assert_eq!((coding_of(&deflate_only), &deflate_only.body), (None, &css));
     let part = get(&mut client, "/plain.css", &[accept, "Range: bytes=0-9"]);
     assert_eq!((part.status, coding_of(&part)), (206, None));
     assert_eq!(part.body, css[..10]);
@@ -632,5 +661,52 @@ fn check_mode_names_a_bad_compression_key() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.starts_with("percore: error: "), "{stderr}");
         assert!(stderr.contains(expected), "{text}: {stderr}");
+    }
+}
+
+/// curl decodes what percore compresses on the fly: each coding it has.
+#[test]
+fn curl_decodes_what_is_compressed_on_the_fly() {
+    let curl = common::have_tool("curl", &["--version"]);
+    if !common::require(curl, "curl is not installed") {
+        return;
+    }
+    let version = common::output_within(Command::new("curl").arg("-V"), common::EXIT_WAIT);
+    let features = String::from_utf8_lossy(&version.stdout).to_string();
+    let dir = TempDir::new("compression-curl-fly");
+    let css = stylesheet();
+    dir.write("root/app.css", &css);
+    let server = serve(&dir, |_| {});
+    let url = format!("http://{}/app.css", server.addr);
+    for coding in ["gzip", "br", "zstd"] {
+        let feature = if coding == "gzip" { "libz" } else { coding };
+        let why = format!("this curl cannot decode {coding}");
+        if !common::require(features.contains(feature), &why) {
+            continue;
+        }
+        let headers = dir.0.join("headers.txt");
+        let accept = format!("Accept-Encoding: {coding}");
+        let body = common::wait_for(
+            &format!("curl gets app.css in {coding}"),
+            Duration::from_secs(20),
+            || {
+                let output = common::output_within(
+                    Command::new("curl")
+                        .args(["-s", "--compressed", "-H", &accept, "-D"])
+                        .arg(&headers)
+                        .arg(&url),
+                    common::EXIT_WAIT,
+                );
+                assert!(output.status.success(), "{output:?}");
+                let head = std::fs::read_to_string(&headers)
+                    .unwrap()
+                    .to_ascii_lowercase();
+                match head.contains(&format!("content-encoding: {coding}\r\n")) {
+                    true => Ok(output.stdout),
+                    false => Err(head),
+                }
+            },
+        );
+        assert_eq!(body, css, "{coding}");
     }
 }

@@ -4,7 +4,9 @@
 //! the same byte budget, `static.cache_bytes`), so that later requests cost one `stat` and
 //! a copy, as the file itself does.
 //!
-//! Only gzip is made here (flate2 on zlib-rs, at `compression.gzip_level`). A request with
+//! gzip (flate2 on zlib-rs), Brotli (Dropbox's rust-brotli) and Zstandard (the reference C
+//! library through the `zstd` crate) are made, each at its `compression.*_level`; each
+//! compression builds its coder afresh, as it happens once per version of a file. A request with
 //! a `Range` field gets the file itself, so that ranges keep meaning the bytes on disk. A
 //! file not yet cached (its first request, one changed in the last 2 seconds, one above
 //! `static.cache_file_max_bytes`) goes out as it is.
@@ -22,7 +24,7 @@ use crate::http::request::RawRequest;
 use crate::http::response::ResponseWriter;
 
 /// The codings made on the fly.
-pub(crate) const MADE: [Coding; 1] = [Coding::Gzip];
+pub(crate) const MADE: [Coding; 3] = Coding::ALL;
 
 /// Answers `request` with the cached file under `files.key` (unchanged, as `original`
 /// says) compressed in the best coding of `ranked` made on the fly, compressing it first if
@@ -68,8 +70,8 @@ pub(super) fn send_compressed(
         None => {}
     }
     let identity = &cache.entries[&files.key[..key_len]];
-    let body = compress(coding, level, &identity.body);
-    if body.len() >= identity.body.len() {
+    let body = compress(coding, level, &identity.body).unwrap_or_default();
+    if body.is_empty() || body.len() >= identity.body.len() {
         files.key.truncate(key_len);
         return false;
     }
@@ -108,19 +110,26 @@ fn made_key(key: &mut Vec<u8>, coding: Coding) {
     key.push(0);
 }
 
-/// `body` in `coding`, at `level`.
-pub(crate) fn compress(coding: Coding, level: u32, body: &[u8]) -> Vec<u8> {
+/// Brotli's window: 4 MiB (`lgwin` 22, its encoder's default), more than a cached file.
+const BROTLI_WINDOW_BITS: u32 = 22;
+
+/// `body` in `coding`, at `level` (none if the coder fails, which writing into memory
+/// does not).
+pub(crate) fn compress(coding: Coding, level: u32, body: &[u8]) -> Option<Vec<u8>> {
+    let out = Vec::with_capacity(body.len() / 2);
     match coding {
         Coding::Gzip => {
-            let mut encoder = GzEncoder::new(
-                Vec::with_capacity(body.len() / 2),
-                flate2::Compression::new(level),
-            );
-            // Writing into a Vec cannot fail.
-            let _ = encoder.write_all(body);
-            encoder.finish().unwrap_or_default()
+            let mut encoder = GzEncoder::new(out, flate2::Compression::new(level));
+            encoder.write_all(body).ok()?;
+            encoder.finish().ok()
         }
-        Coding::Br | Coding::Zstd => unreachable!("{coding:?} is not made on the fly"),
+        Coding::Br => {
+            let mut encoder = brotli::CompressorWriter::new(out, 4096, level, BROTLI_WINDOW_BITS);
+            encoder.write_all(body).ok()?;
+            encoder.flush().ok()?;
+            Some(encoder.into_inner())
+        }
+        Coding::Zstd => zstd::bulk::compress(body, level as i32).ok(),
     }
 }
 
@@ -129,16 +138,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gzip_round_trips_and_keys_differ_from_variants() {
+    fn each_coding_round_trips_and_keys_differ_from_variants() {
         use std::io::Read;
-        let text = b"percore ".repeat(100);
-        let coded = compress(Coding::Gzip, 6, &text);
-        assert!(coded.len() < text.len() / 4);
-        let mut decoded = Vec::new();
-        flate2::read::GzDecoder::new(coded.as_slice())
-            .read_to_end(&mut decoded)
+        let text = b"percore ".repeat(1000);
+        for coding in Coding::ALL {
+            let coded = compress(coding, 3, &text).unwrap();
+            assert!(coded.len() < text.len() / 4, "{coding:?}");
+            let mut decoded = Vec::new();
+            match coding {
+                Coding::Gzip => flate2::read::GzDecoder::new(coded.as_slice())
+                    .read_to_end(&mut decoded)
+                    .map(drop),
+                Coding::Br => brotli::Decompressor::new(coded.as_slice(), 4096)
+                    .read_to_end(&mut decoded)
+                    .map(drop),
+                Coding::Zstd => zstd::stream::copy_decode(coded.as_slice(), &mut decoded),
+            }
             .unwrap();
-        assert_eq!(decoded, text);
+            assert_eq!(decoded, text, "{coding:?}");
+        }
         let mut key = b"a.css".to_vec();
         made_key(&mut key, Coding::Gzip);
         assert_eq!(key, b"a.css\0gzip\0");
