@@ -41,6 +41,9 @@ pub struct Entry<'a> {
     pub upstream: Option<UpstreamEntry<'a>>,
     /// For a WebSocket (its line is written when it ends): its messages and close code.
     pub websocket: Option<WebSocketEntry>,
+    /// The content coding of the response's body (`gzip`, `br`, `zstd`); none for a body
+    /// sent as it is.
+    pub coding: Option<&'a str>,
 }
 
 /// What the access log says of a WebSocket connection, when it ends.
@@ -147,6 +150,9 @@ impl LogBuffer {
                         None => write!(self.buf, "-"),
                     };
                 }
+                if let Some(coding) = entry.coding {
+                    let _ = write!(self.buf, " coding={coding}");
+                }
                 writeln!(self.buf)
             }
             LogFormat::Json => {
@@ -187,6 +193,9 @@ impl LogBuffer {
                         Some(code) => write!(self.buf, "{code}"),
                         None => write!(self.buf, "null"),
                     };
+                }
+                if let Some(coding) = entry.coding {
+                    let _ = write!(self.buf, ",\"coding\":\"{coding}\"");
                 }
                 match entry.tls {
                     Some((version, cipher)) => writeln!(
@@ -287,6 +296,7 @@ mod tests {
             tls: None,
             upstream: None,
             websocket: None,
+            coding: None,
         }
     }
 

@@ -116,7 +116,11 @@ impl<S: 'static> ServiceFactory for AppFactory<S> {
                 let fd = root
                     .try_clone()
                     .map_err(|e| format!("cannot duplicate the static root handle: {e}"))?;
-                Some(Files(StaticFiles::new(&config.static_files, fd)))
+                Some(Files(StaticFiles::new(
+                    &config.static_files,
+                    &config.compression,
+                    fd,
+                )))
             }
             None => None,
         };

@@ -8,6 +8,7 @@
 //! structs the layers below take (`http::request::Limits`). It binds no socket and starts
 //! no executor (see `server`).
 
+mod compression;
 pub(crate) mod cores;
 mod flags;
 mod sections;
@@ -22,6 +23,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub use compression::CompressionConfig;
 pub use cores::CoreSpec;
 pub(crate) use cores::{format_cores, usable_cores};
 pub(crate) use flags::Args;
@@ -82,6 +84,8 @@ pub struct Config {
     pub proxy: Vec<ProxyConfig>,
     /// `[websocket]`: WebSocket connections' limits and timers.
     pub websocket: WebSocketConfig,
+    /// `[compression]`: content codings of responses (precompressed files, coding on the fly).
+    pub compression: CompressionConfig,
     /// `[app]`: settings of the application built on percore, handed as they are to its
     /// per-core state factory (`Setup::settings`); percore reads none of them.
     pub app: toml::Table,

@@ -38,6 +38,9 @@ impl Config {
         if let Err((key, why)) = self.websocket.check() {
             return bad(key, why);
         }
+        if let Err((key, why)) = self.compression.check() {
+            return bad(key, &why);
+        }
         if self.server.max_connections_per_core == 0 {
             return bad("server.max_connections_per_core", "must be above 0");
         }

@@ -143,6 +143,7 @@ impl DeferredLog {
             tls: self.tls,
             upstream,
             websocket: None,
+            coding: None,
         });
     }
 
@@ -160,6 +161,7 @@ impl DeferredLog {
             tls: self.tls,
             upstream: None,
             websocket: Some(ws),
+            coding: None,
         });
     }
 }

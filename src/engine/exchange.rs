@@ -102,6 +102,7 @@ fn log_answer(
         tls: tls_of(&peer),
         upstream: None,
         websocket: None,
+        coding: response.coded().map(|coded| coded.coding),
     });
     None
 }
@@ -208,10 +209,12 @@ impl<A: Application> Connections<A> {
                 conn.head_started = NEVER;
                 let metrics = &turn.reporting.metrics;
                 metrics.record_batch(&progress.by_class, progress.errors, read_at);
-                if progress.failures > 0 || progress.cache_hits > 0 {
+                if progress.failures > 0 || progress.cache_hits > 0 || progress.coded > 0 {
                     let mut counters = metrics.counters.borrow_mut();
                     counters.handler_panics += u64::from(progress.failures);
                     counters.file_cache_hits += u64::from(progress.cache_hits);
+                    counters.coded_responses += u64::from(progress.coded);
+                    counters.coding_bytes_saved += progress.coding_saved;
                 }
             }
             if let Some(status) = progress.error {
@@ -302,6 +305,7 @@ impl<A: Application> Connections<A> {
                 tls: None,
                 upstream: None,
                 websocket: None,
+                coding: None,
             });
         }
         let core = turn.reporting.links.cpu;

@@ -1,5 +1,6 @@
-//! One core's cache of small files: their bytes and response metadata by request path,
-//! bounded in bytes, oldest dropped first.
+//! One core's cache of small files: their bytes and response metadata by request path (a
+//! coded variant's key adds its coding, so a file and its variants are held apart), bounded
+//! in bytes, oldest dropped first.
 //!
 //! A file is served from the cache only while one `stat` finds it unchanged. A file read
 //! for a response is put in the cache once its bytes are in ([`CacheFill`]): the engine
@@ -61,6 +62,11 @@ impl FileCache {
         if let Some(old) = self.entries.remove(key) {
             self.bytes -= Self::cost(key, &old);
         }
+    }
+
+    /// Whether `entry` under `key` could be held at all (it is no bigger than the cache).
+    pub(crate) fn fits(&self, key: &[u8], entry: &CachedFile) -> bool {
+        Self::cost(key, entry) <= self.capacity
     }
 
     pub(crate) fn insert(&mut self, key: Box<[u8]>, mut entry: CachedFile) {

@@ -3,6 +3,7 @@
 
 use super::meta::Meta;
 use super::range::{parse_range, RangeSpec};
+use crate::http::coding::Coding;
 use crate::http::date::parse_http_date;
 use crate::http::request::{Method, RawRequest};
 use crate::http::response::ResponseWriter;
@@ -18,37 +19,82 @@ enum Answer {
     Unsatisfiable,
 }
 
-/// Writes the response head for a file; returns the byte range whose bytes must follow.
+/// What a file's response says of its coding: `Content-Encoding` for a coded body, and
+/// `Vary: Accept-Encoding` when another request could have had the body coded otherwise.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Representation {
+    pub(crate) coding: Option<Coding>,
+    pub(crate) vary: bool,
+}
+
+/// The most fields a file's head carries besides those `ResponseWriter` writes itself.
+const MAX_FIELDS: usize = 6;
+
+/// A response's fields, gathered on the stack.
+#[derive(Clone, Copy)]
+struct Fields<'a> {
+    fields: [(&'a str, &'a str); MAX_FIELDS],
+    len: usize,
+}
+
+impl<'a> Fields<'a> {
+    fn new() -> Fields<'a> {
+        Fields {
+            fields: [("", ""); MAX_FIELDS],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, name: &'a str, value: &'a str) {
+        self.fields[self.len] = (name, value);
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[(&'a str, &'a str)] {
+        &self.fields[..self.len]
+    }
+}
+
+/// Writes the response head for a file (or a coded variant of it, as `representation`
+/// says); returns the byte range whose bytes must follow.
 pub(crate) fn respond(
     request: &RawRequest<'_>,
     response: &mut ResponseWriter,
     meta: &Meta,
+    representation: Representation,
 ) -> Option<(u64, u64)> {
     let last_modified = std::str::from_utf8(&meta.last_modified).unwrap_or_default();
-    let validators = [
-        ("ETag", meta.etag.as_str()),
-        ("Last-Modified", last_modified),
-    ];
+    let mut fields = Fields::new();
+    fields.push("ETag", meta.etag.as_str());
+    fields.push("Last-Modified", last_modified);
+    if representation.vary {
+        // RFC 9110 section 15.4.5: a 304 carries the Vary its 200 would.
+        fields.push("Vary", "Accept-Encoding");
+    }
     let content_type = Some(meta.content_type);
-    let range = match decide(request, meta) {
+    let answer = decide(request, meta);
+    if matches!(answer, Answer::Full | Answer::Partial { .. }) {
+        fields.push("Accept-Ranges", "bytes");
+        if let Some(coding) = representation.coding {
+            fields.push("Content-Encoding", coding.token());
+        }
+    }
+    let range = match answer {
         Answer::Full => {
-            let extra = [validators[0], validators[1], ("Accept-Ranges", "bytes")];
-            response.send_head(Status::OK, content_type, &extra, meta.size);
+            response.send_head(Status::OK, content_type, fields.as_slice(), meta.size);
             (0, meta.size)
         }
         Answer::Partial { start, len } => {
             let content_range = format!("bytes {}-{}/{}", start, start + len - 1, meta.size);
-            let extra = [
-                validators[0],
-                validators[1],
-                ("Accept-Ranges", "bytes"),
-                ("Content-Range", content_range.as_str()),
-            ];
-            response.send_head(Status::PARTIAL_CONTENT, content_type, &extra, len);
+            // A copy that lives no longer than the value it is given.
+            let mut fields = fields;
+            fields.push("Content-Range", content_range.as_str());
+            let fields = fields.as_slice();
+            response.send_head(Status::PARTIAL_CONTENT, content_type, fields, len);
             (start, len)
         }
         Answer::NotModified => {
-            response.send_head(Status::NOT_MODIFIED, None, &validators, 0);
+            response.send_head(Status::NOT_MODIFIED, None, fields.as_slice(), 0);
             return None;
         }
         Answer::PreconditionFailed => {

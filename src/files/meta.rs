@@ -5,6 +5,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use crate::http::coding::Coding;
 use crate::support::civil_time::imf_fixdate;
 
 /// A file changed this recently (by its mtime or ctime) is not cached: file times tick
@@ -36,12 +37,20 @@ impl FileId {
         }
     }
 
-    /// A strong validator: any change of content changes the size, mtime or ctime.
-    fn etag(&self) -> String {
+    /// A strong validator: any change of content changes the size, mtime or ctime. A coded
+    /// variant's names its coding too, so that it never equals an identity body's.
+    fn etag(&self, coding: Option<Coding>) -> String {
+        let (dash, token) = coding.map_or(("", ""), |c| ("-", c.token()));
         format!(
-            "\"{:x}-{:x}-{:x}.{:x}\"",
+            "\"{:x}-{:x}-{:x}.{:x}{dash}{token}\"",
             self.ino, self.size, self.mtime.0, self.mtime.1
         )
+    }
+
+    /// Whether a variant with this identity is as new as `original` or newer (an older one
+    /// was made from an earlier version of the file, and is not served).
+    pub(crate) fn is_not_older_than(&self, original: &FileId) -> bool {
+        self.mtime >= original.mtime
     }
 
     pub(crate) fn changed_recently(&self, now: i64) -> bool {
@@ -60,7 +69,14 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
+    /// The metadata of the file `id` opened as `opened`, whose type its name gives.
     pub(crate) fn new(id: &FileId, opened: &[u8], now: i64) -> Meta {
+        Meta::coded(id, opened, now, None)
+    }
+
+    /// The metadata of `id`, a body in `coding` (none: identity) of the file named `opened`,
+    /// whose type that name gives.
+    pub(crate) fn coded(id: &FileId, opened: &[u8], now: i64, coding: Option<Coding>) -> Meta {
         let name = opened.strip_suffix(b"\0").unwrap_or(opened);
         let content_type = mime_guess::from_path(Path::new(OsStr::from_bytes(name)))
             .first_raw()
@@ -70,7 +86,7 @@ impl Meta {
         let modified = id.mtime.0.clamp(0, now);
         Meta {
             content_type,
-            etag: id.etag(),
+            etag: id.etag(coding),
             last_modified: imf_fixdate(modified),
             modified,
             size: id.size,

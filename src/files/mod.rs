@@ -5,6 +5,9 @@
 //! root (`open`), so that nothing, symlinks included, reaches outside it: such a path is
 //! refused with 403. From the file's metadata (`meta`) the whole response is decided: its
 //! validators, the conditional requests and a single byte range (`conditional`, `range`).
+//! A client that accepts a content coding may get a precompressed variant beside the file
+//! instead (`variants`: `style.css.gz` for `style.css`), with validators and ranges of its
+//! own.
 //!
 //! The body comes from this core's cache of small files (`cache`) when it holds the file
 //! unchanged; otherwise [`serve`] returns a [`FileBody`] for the engine to read (`read`: from
@@ -18,23 +21,26 @@
 mod cache;
 mod conditional;
 mod meta;
+mod on_the_fly;
 mod open;
 mod range;
 pub(crate) mod read;
+mod variants;
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::rc::Rc;
 
 pub use cache::CacheFill;
 use cache::{CachedFile, FileCache, SharedCache};
-use conditional::respond;
+use conditional::{respond, Representation};
 use meta::{FileId, Meta};
-use open::{fstat, fstat_at, open_beneath};
+use open::{fstat, fstat_at, open_beneath, reset_flags};
+use variants::{open_variant, variant_key, variant_path, CodingPolicy};
 
-use crate::config::StaticConfig;
+use crate::config::{CompressionConfig, StaticConfig};
 use crate::http::request::RawRequest;
 use crate::http::response::ResponseWriter;
 use crate::http::status::Status;
@@ -51,8 +57,15 @@ pub struct StaticFiles {
     cache: SharedCache,
     cache_file_max: u64,
     directio: u64,
+    coding: CodingPolicy,
     /// The decoded path of the request being answered, relative to the root.
     path: Vec<u8>,
+    /// Its cache key: the path, a `/` for a directory URL, and a variant's coding.
+    key: Vec<u8>,
+    /// The path of the file answering it, as opened (for a directory URL, its index file).
+    opened: Vec<u8>,
+    /// The path of a variant of that file.
+    variant: Vec<u8>,
 }
 
 /// A file body the engine sends after the response head already written.
@@ -112,8 +125,13 @@ impl StaticFiles {
         open::open_root(root)
     }
 
-    /// One core's static files, served from `root` (see [`StaticFiles::open_root`]).
-    pub fn new(config: &StaticConfig, root: OwnedFd) -> StaticFiles {
+    /// One core's static files, served from `root` (see [`StaticFiles::open_root`]), their
+    /// bodies coded as `compression` allows.
+    pub fn new(
+        config: &StaticConfig,
+        compression: &CompressionConfig,
+        root: OwnedFd,
+    ) -> StaticFiles {
         StaticFiles {
             root,
             mount: config.mount.trim_end_matches('/').as_bytes().into(),
@@ -121,8 +139,24 @@ impl StaticFiles {
             cache: Rc::new(RefCell::new(FileCache::with_capacity(config.cache_bytes))),
             cache_file_max: config.cache_file_max_bytes as u64,
             directio: config.directio_bytes,
+            coding: CodingPolicy::new(compression),
             path: Vec::new(),
+            key: Vec::new(),
+            opened: Vec::new(),
+            variant: Vec::new(),
         }
+    }
+
+    /// Sends every body as it is (no coding, no `Vary`).
+    pub fn without_coding(mut self) -> StaticFiles {
+        self.coding = CodingPolicy::off();
+        self
+    }
+
+    /// Codes bodies as `compression` allows.
+    pub fn with_coding(mut self, compression: &CompressionConfig) -> StaticFiles {
+        self.coding = CodingPolicy::new(compression);
+        self
     }
 
     /// The part of a request path under the mount (which [`StaticFiles::mounts`] said it is
@@ -185,19 +219,15 @@ impl StaticFiles {
         if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(Refusal::Forbidden);
         }
-        // O_NONBLOCK was only for the open (a FIFO would block it). Left on, it would make
-        // ring reads fail with EAGAIN on file systems without non-blocking reads.
-        // SAFETY: fcntl on a descriptor we own.
-        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_RDONLY) } < 0 {
-            return Err(Refusal::Failed);
-        }
+        reset_flags(&fd).map_err(|_| Refusal::Failed)?;
         Ok((fd, FileId::of(&stat), opened))
     }
 }
 
 /// Answers `request` with the file at `rest` beneath the root (percent-encoded when
-/// `encoded`, as the part of a request path under the mount is). Returns the file body to
-/// send after the head written, unless it was all written (from the cache) or none is due.
+/// `encoded`, as the part of a request path under the mount is), or with a precompressed
+/// variant of it in the best coding the request accepts. Returns the file body to send
+/// after the head written, unless it was all written (from the cache) or none is due.
 pub fn serve(
     files: &mut StaticFiles,
     request: &RawRequest<'_>,
@@ -209,36 +239,155 @@ pub fn serve(
         Ok(slash) => slash,
         Err(refusal) => return refuse(refusal, request, response),
     };
-    let key_len = files.path.len();
-    files.path.extend_from_slice(if slash { b"/" } else { b"" });
-    let mut cache = files.cache.borrow_mut();
-    if let Some(cached) = cache.entries.get(&*files.path) {
-        let fresh =
-            fstat_at(&files.root, &cached.opened).is_ok_and(|s| FileId::of(&s) == cached.id);
-        if fresh {
-            response.mark_from_cache();
-            if let Some((start, len)) = respond(request, response, &cached.meta) {
-                let start = start as usize;
-                response
-                    .out()
-                    .extend_from_slice(&cached.body[start..start + len as usize]);
-            }
-            return None;
+    files.key.clear();
+    files.key.extend_from_slice(&files.path);
+    files.key.extend_from_slice(if slash { b"/" } else { b"" });
+    let key_len = files.key.len();
+    // The file itself: from the cache while one stat finds it unchanged, or opened.
+    let (original, fd) = match fresh_entry(&files.cache, &files.root, &files.key) {
+        Some(id) => {
+            let cache = files.cache.borrow();
+            files.opened.clear();
+            files
+                .opened
+                .extend_from_slice(&cache.entries[&*files.key].opened);
+            (id, None)
         }
-        cache.remove(&files.path);
-    }
-    drop(cache);
-    let key: Box<[u8]> = files.path.as_slice().into();
-    files.path.truncate(key_len);
-    let (fd, id, opened) = match files.open_file(slash) {
-        Ok(found) => found,
-        Err(refusal) => return refuse(refusal, request, response),
+        None => match files.open_file(slash) {
+            Ok((fd, id, opened)) => {
+                files.opened = opened;
+                (id, Some(fd))
+            }
+            Err(refusal) => return refuse(refusal, request, response),
+        },
     };
     let now = unix_now();
-    let meta = Meta::new(&id, &opened, now);
-    let (offset, len) = respond(request, response, &meta)?;
+    let ranked = files.coding.ranked(request);
+    let precompressed = if files.coding.precompressed() {
+        ranked.as_slice()
+    } else {
+        &[]
+    };
+    for coding in precompressed {
+        let representation = Representation {
+            coding: Some(*coding),
+            vary: true,
+        };
+        variant_key(&mut files.key, *coding);
+        let cached = fresh_entry(&files.cache, &files.root, &files.key);
+        if let Some(id) = cached.filter(|id| id.is_not_older_than(&original)) {
+            let saved = original.size.saturating_sub(id.size);
+            let cache = files.cache.borrow();
+            let entry = &cache.entries[&*files.key];
+            send_cached(entry, request, response, representation, saved);
+            return None;
+        }
+        variant_path(&mut files.variant, &files.opened, *coding);
+        if let Some((fd, id)) = open_variant(&files.root, &files.variant, &original) {
+            let meta = Meta::coded(&id, &files.opened, now, Some(*coding));
+            let saved = original.size.saturating_sub(id.size);
+            let opened = files.variant.as_slice().into();
+            let file = Opened {
+                fd,
+                id,
+                meta,
+                opened,
+            };
+            return send_opened(files, file, request, response, representation, saved);
+        }
+        files.key.truncate(key_len);
+    }
+    if fd.is_none()
+        && on_the_fly::send_compressed(files, &ranked, &original, request, response, now)
+    {
+        return None;
+    }
+    match fd {
+        None => {
+            let cache = files.cache.borrow();
+            let entry = &cache.entries[&*files.key];
+            let vary = files.coding.varies(entry.meta.content_type);
+            let representation = Representation { coding: None, vary };
+            send_cached(entry, request, response, representation, 0);
+            None
+        }
+        Some(fd) => {
+            let meta = Meta::new(&original, &files.opened, now);
+            let vary = files.coding.varies(meta.content_type);
+            let representation = Representation { coding: None, vary };
+            let opened = std::mem::take(&mut files.opened).into();
+            let file = Opened {
+                fd,
+                id: original,
+                meta,
+                opened,
+            };
+            send_opened(files, file, request, response, representation, 0)
+        }
+    }
+}
+
+/// The identity of the file cached under `key`, if there is an entry and one `stat` finds
+/// its file unchanged; a changed file's entry is dropped.
+fn fresh_entry(cache: &SharedCache, root: &OwnedFd, key: &[u8]) -> Option<FileId> {
+    let mut cache = cache.borrow_mut();
+    let cached = cache.entries.get(key)?;
+    if fstat_at(root, &cached.opened).is_ok_and(|s| FileId::of(&s) == cached.id) {
+        return Some(cached.id);
+    }
+    cache.remove(key);
+    None
+}
+
+/// Answers from a cache entry (`saved`: bytes its coding saves over the file's own).
+fn send_cached(
+    entry: &CachedFile,
+    request: &RawRequest<'_>,
+    response: &mut ResponseWriter,
+    representation: Representation,
+    saved: u64,
+) {
+    response.mark_from_cache();
+    let range = respond(request, response, &entry.meta, representation);
+    note_coding(response, representation, saved);
+    if let Some((start, len)) = range {
+        let start = start as usize;
+        response
+            .out()
+            .extend_from_slice(&entry.body[start..start + len as usize]);
+    }
+}
+
+/// A file opened to answer a request: the file itself or a variant.
+struct Opened {
+    fd: OwnedFd,
+    id: FileId,
+    meta: Meta,
+    /// Its path relative to the root, NUL-terminated.
+    opened: Box<[u8]>,
+}
+
+/// Answers with an opened file, whose bytes the engine reads (and puts in the cache under
+/// `files.key` when it is small and whole).
+fn send_opened(
+    files: &StaticFiles,
+    file: Opened,
+    request: &RawRequest<'_>,
+    response: &mut ResponseWriter,
+    representation: Representation,
+    saved: u64,
+) -> Option<FileBody> {
+    let Opened {
+        fd,
+        id,
+        meta,
+        opened,
+    } = file;
+    let range = respond(request, response, &meta, representation);
+    note_coding(response, representation, saved);
+    let (offset, len) = range?;
     let whole = offset == 0 && len == id.size;
-    let cacheable = whole && id.size <= files.cache_file_max && !id.changed_recently(now);
+    let cacheable = whole && id.size <= files.cache_file_max && !id.changed_recently(unix_now());
     Some(FileBody {
         fd,
         offset,
@@ -246,15 +395,32 @@ pub fn serve(
         direct: files.directio != 0 && id.size >= files.directio,
         fill: cacheable.then(|| {
             let entry = CachedFile {
-                opened: opened.into(),
+                opened,
                 id,
                 meta,
                 body: Box::default(),
                 generation: 0,
             };
+            let key = files.key.as_slice().into();
             Box::new(CacheFill::new(&files.cache, key, entry))
         }),
     })
+}
+
+/// Tells the response its body's coding, when it carries a coded body (200 or 206), and
+/// the bytes the coding saved when the whole body goes out.
+fn note_coding(response: &mut ResponseWriter, representation: Representation, saved: u64) {
+    let Some(coding) = representation.coding else {
+        return;
+    };
+    match response.sent() {
+        Some(Status::OK) => {
+            let saved = if response.body_wanted() { saved } else { 0 };
+            response.mark_coded(coding.token(), saved);
+        }
+        Some(Status::PARTIAL_CONTENT) => response.mark_coded(coding.token(), 0),
+        _ => {}
+    }
 }
 
 fn refuse(

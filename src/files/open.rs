@@ -86,3 +86,14 @@ pub(crate) fn fstat_at(root: &OwnedFd, path: &[u8]) -> io::Result<libc::stat> {
     }
     Ok(stat)
 }
+
+/// Takes back the `O_NONBLOCK` a file was opened with (only for the open: a FIFO would
+/// block it). Left on, it would make ring reads fail with EAGAIN on file systems without
+/// non-blocking reads.
+pub(crate) fn reset_flags(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_RDONLY) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

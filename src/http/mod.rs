@@ -1,5 +1,5 @@
 //! HTTP/1.1 without I/O and without configuration: request heads, chunked bodies, status
-//! codes, responses, HTTP dates, protocol errors, the per-connection session that ties
+//! codes, responses, HTTP dates, content codings and their negotiation, protocol errors, the per-connection session that ties
 //! them together, and the two sides of a reverse proxy's exchange (a request as forwarded,
 //! an upstream's response head). It is given plain limits ([`request::Limits`]) and asks a
 //! [`session::Service`] to answer each request; it knows nothing of sockets, routes or
@@ -7,6 +7,7 @@
 
 pub mod chunk_out;
 pub mod chunked;
+pub mod coding;
 pub mod date;
 pub mod error;
 pub(crate) mod fields;

@@ -54,6 +54,19 @@ pub struct ResponseWriter {
     failed: bool,
     /// The body came from a cache of small files.
     from_cache: bool,
+    /// The body's content coding, and the bytes it saved over the identity body.
+    coded: Option<Coded>,
+}
+
+/// What a coded body's response tells the core's books: the coding's token, and the bytes
+/// the coding saved (the identity body's length less the coded one's, when the whole body
+/// went out; 0 for a part).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coded {
+    /// `gzip`, `br`, `zstd`.
+    pub coding: &'static str,
+    /// Body bytes not sent thanks to the coding.
+    pub saved: u64,
 }
 
 impl ResponseWriter {
@@ -71,6 +84,7 @@ impl ResponseWriter {
             own: OwnFields::default(),
             failed: false,
             from_cache: false,
+            coded: None,
         }
     }
 
@@ -125,6 +139,17 @@ impl ResponseWriter {
     /// Whether the body was taken from a cache of small files.
     pub fn is_from_cache(&self) -> bool {
         self.from_cache
+    }
+
+    /// Marks the body as sent in `coding` (its token), which saved `saved` bytes (the core
+    /// counts coded responses, and the access log names the coding).
+    pub fn mark_coded(&mut self, coding: &'static str, saved: u64) {
+        self.coded = Some(Coded { coding, saved });
+    }
+
+    /// The body's coding, if it was coded.
+    pub fn coded(&self) -> Option<Coded> {
+        self.coded
     }
 
     /// Appends a field for the head to come (checked by the caller: a token name, a value
@@ -317,6 +342,7 @@ impl ResponseWriter {
         self.persistence = Persistence::Close;
         self.own = OwnFields::default();
         self.failed = true;
+        self.coded = None;
         self.send_status(Status::INTERNAL_SERVER_ERROR, &[]);
     }
 }

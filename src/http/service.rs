@@ -59,6 +59,10 @@ pub struct Progress<D> {
     pub failures: u32,
     /// Of those, how many had their body from a cache of small files.
     pub cache_hits: u32,
+    /// Of those, how many had their body in a content coding.
+    pub coded: u32,
+    /// Body bytes those codings saved.
+    pub coding_saved: u64,
     /// Final responses by status class: index 1 for 1xx … 5 for 5xx.
     pub by_class: [u32; 6],
     /// The status of the error response that ended the connection, if one did.
@@ -76,6 +80,8 @@ impl<D> Default for Progress<D> {
             errors: 0,
             failures: 0,
             cache_hits: 0,
+            coded: 0,
+            coding_saved: 0,
             by_class: [0; 6],
             error: None,
             deferred: None,

@@ -362,6 +362,10 @@ impl Session {
         if response.is_from_cache() {
             progress.cache_hits += 1;
         }
+        if let Some(coded) = response.coded() {
+            progress.coded += 1;
+            progress.coding_saved += coded.saved;
+        }
         match response.sent() {
             None => {
                 let framing = DeferredFraming {

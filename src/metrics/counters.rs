@@ -70,6 +70,10 @@ pub struct Counters {
     /// Group messages not delivered: a member's send queue was full or it was closing, or
     /// another core's backlog was full.
     pub websocket_publish_dropped: u64,
+    /// Responses whose body went out in a content coding (gzip, br, zstd), HEAD included.
+    pub coded_responses: u64,
+    /// Body bytes those codings saved: the identity bodies' lengths less the coded ones'.
+    pub coding_bytes_saved: u64,
 }
 
 /// Why a TLS handshake failed.
@@ -147,6 +151,8 @@ impl Counters {
         self.websocket_opened += other.websocket_opened;
         self.websocket_closed += other.websocket_closed;
         self.websocket_messages_in += other.websocket_messages_in;
+        self.coded_responses += other.coded_responses;
+        self.coding_bytes_saved += other.coding_bytes_saved;
         self.websocket_messages_out += other.websocket_messages_out;
         self.websocket_bytes_in += other.websocket_bytes_in;
         self.websocket_bytes_out += other.websocket_bytes_out;

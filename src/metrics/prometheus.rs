@@ -167,6 +167,16 @@ pub fn prometheus_text(board: &StatsBoard, cores: &[usize]) -> String {
             "Group messages not delivered (a member's queue full, or a core's backlog).",
             |s: &Snapshot| s.counters.websocket_publish_dropped,
         ),
+        (
+            "percore_coded_responses_total",
+            "Responses whose body went out in a content coding (gzip, br, zstd).",
+            |s: &Snapshot| s.counters.coded_responses,
+        ),
+        (
+            "percore_coding_saved_bytes_total",
+            "Body bytes content codings saved over the identity bodies.",
+            |s: &Snapshot| s.counters.coding_bytes_saved,
+        ),
     ] {
         family(&mut out, name, "counter", help, &get);
     }

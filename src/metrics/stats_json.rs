@@ -49,6 +49,10 @@ impl Counters {
                 self.websocket_published,
                 self.websocket_publish_dropped
             )
+            + &format!(
+                ",\"compression\":{{\"coded_responses\":{},\"bytes_saved\":{}}}",
+                self.coded_responses, self.coding_bytes_saved
+            )
     }
 
     /// The TLS handshake counts, as a JSON member (with its leading comma).
