@@ -19,6 +19,7 @@
 #   WORKLOADS=ws benches/load.sh                    # WebSocket echo: 512 B text, 16 KiB binary, over
 #                                                   # TLS, deflate; tokio-tungstenite, fastwebsockets
 #   WORKLOADS=ws-idle benches/load.sh               # memory per idle WebSocket, ws:// and wss://
+#   WORKLOADS=ws-syscalls benches/load.sh           # socket syscalls per echoed WebSocket message
 #   WORKLOADS=ws-fanout benches/load.sh             # one publish to a group of 10,000 WebSockets
 #                                                   # over two cores: time, CPU and memory
 #   WORKLOADS=proxy-idle-close benches/load.sh      # failed requests through each proxy to a backend
@@ -69,6 +70,7 @@ RELAY_PORT=8098              # the bare relay (benches/relay_floor.rs) in front 
 WS_ANCHOR_PORT=8099          # tokio-tungstenite's echo (benches/ws_anchor_tungstenite.rs)
 FANOUT_PORT=8100             # percore on two cores, for the ws-fanout row
 WS_FAST_PORT=8101            # fastwebsockets' echo (benches/ws_anchor_fastwebsockets.rs)
+WS_BIG_PORT=8102             # percore with 16 KiB receive buffers, for the ws-16k-rb16k row
 PERCORE_TLS_PORT=8090        # percore's TLS listener (the same process as PERCORE_PORT)
 NGINX_TLS_PORT=8091          # nginx's TLS listener (benches/nginx.conf)
 URL_PATH='/echo?name=Abcde'
@@ -240,13 +242,16 @@ stop_servers() {
         [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
     done
     # HAProxy stops at once on SIGTERM, and the bare relay has no signal handling.
-    for pid in "${haproxy_pid:-}" "${relay_pid:-}"; do
+    for pid in "${haproxy_pid:-}" "${relay_pid:-}" "${ws_anchor_pid:-}" "${ws_fast_pid:-}" \
+        "${ws_big_pid:-}"; do
         [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && { wait "$pid" 2>/dev/null || true; }
     done
     proxy_pid=""
     backend_pid=""
     haproxy_pid=
     relay_pid=""
+    ws_anchor_pid=""
+    ws_fast_pid=""
     percore_pid=""
     nginx_pid=""
     quiet_pid=""
@@ -523,6 +528,14 @@ for workload in $WORKLOADS; do
             ws_anchor_pid=$!
             taskset -c "$SERVER_CPU" "$ws_fast" "$WS_FAST_PORT" >"$work/ws_fast.log" 2>&1 &
             ws_fast_pid=$!
+            # percore again with 16 KiB receive buffers (256 of them: the same 4 MiB), for
+            # the large-message row.
+            sed 's/^recv_buffer_bytes = .*/recv_buffer_bytes = 16384/; s/^recv_buffers = .*/recv_buffers = 256/' \
+                config/percore.toml >"$work/ws_big.toml"
+            taskset -c "$SERVER_CPU" target/release/percore --config "$work/ws_big.toml" \
+                --port "$WS_BIG_PORT" --cores "$SERVER_CPU" --root "" >"$work/ws_big.log" 2>&1 &
+            ws_big_pid=$!
+            await_echo "$WS_BIG_PORT"
             for log in ws_anchor ws_fast; do
                 for _ in $(seq 100); do
                     grep -q "echo on" "$work/$log.log" 2>/dev/null && break
@@ -530,8 +543,9 @@ for workload in $WORKLOADS; do
                 done
             done
             echo
-            echo "WebSocket echo on cpu $SERVER_CPU, benches/ws_load.rs on cpu $CLIENT_CPU: 100 connections, 4 messages in flight each, ${DURATION}s per run; r/s: messages echoed per second; µs: cpu $SERVER_CPU's time per echoed message. ws rows: percore's /ws/echo (first), tokio-tungstenite (second) and fastwebsockets (third), each on a single-threaded tokio runtime; wss rows: percore over TLS (first) and over cleartext (second); the deflate row is percore's alone (neither anchor has permessage-deflate)"
+            echo "WebSocket echo on cpu $SERVER_CPU, benches/ws_load.rs on cpu $CLIENT_CPU: 100 connections, 4 messages in flight each, ${DURATION}s per run; r/s: messages echoed per second; µs: cpu $SERVER_CPU's time per echoed message. ws rows: percore's /ws/echo (first), tokio-tungstenite (second) and fastwebsockets (third), each on a single-threaded tokio runtime; ws-16k-rb16k: percore with 16 KiB receive buffers (runtime.recv_buffer_bytes; 4 KiB by default) against the same anchors; wss rows: percore over TLS (first) and over cleartext (second); the deflate row is percore's alone (neither anchor has permessage-deflate)"
             for row in "ws-512:512 text:plain tung fast" "ws-16k:16384 binary:plain tung fast" \
+                "ws-16k-rb16k:16384 binary:big tung fast" \
                 "wss-512:512 text:tls plain" "wss-16k:16384 binary:tls plain" \
                 "ws-512-deflate:512 text deflate:plain"; do
                 IFS=: read -r label load servers <<<"$row"
@@ -545,6 +559,7 @@ for workload in $WORKLOADS; do
                             tls) port=$PERCORE_TLS_PORT tls=tls ;;
                             tung) port=$WS_ANCHOR_PORT tls="" ;;
                             fast) port=$WS_FAST_PORT tls="" ;;
+                            big) port=$WS_BIG_PORT tls="" ;;
                         esac
                         c0=$(core_busy)
                         out=$(taskset -c "$CLIENT_CPU" "$ws_load" "127.0.0.1:$port" /ws/echo \
@@ -571,10 +586,46 @@ for workload in $WORKLOADS; do
                     echo "  $label, ${targets[$i]}, µs per run: $(cut -d' ' -f3 "$work/ws$i" | tr '\n' ' ')" >&2
                 done
             done
-            for pid in "$ws_anchor_pid" "$ws_fast_pid"; do
-                kill "$pid" 2>/dev/null || true
+            for pid in "$ws_anchor_pid" "$ws_fast_pid" "$ws_big_pid"; do
+                kill -INT "$pid" 2>/dev/null || true
                 wait "$pid" 2>/dev/null || true
             done
+            ws_anchor_pid="" ws_fast_pid="" ws_big_pid=""
+            ;;
+        ws-syscalls)
+            # Socket system calls per echoed WebSocket message (and io_uring_enter per
+            # message), strace counting the percore process during one ws_load run.
+            strace -q -c -f -p "$percore_pid" -o "$work/strace" 2>/dev/null &
+            tracer=$!
+            sleep 1
+            out=$(taskset -c "$CLIENT_CPU" "$ws_load" "127.0.0.1:$PERCORE_PORT" /ws/echo 100 4 512 5 text)
+            kill -INT $tracer
+            wait $tracer 2>/dev/null || true
+            n=$(echo "$out" | awk '{ print $1 }')
+            awk -v n="$n" '
+                $1 ~ /^[0-9.]+$/ && $4 ~ /^[0-9]+$/ {
+                    if ($NF == "io_uring_enter") enter = $4
+                    else if ($NF !~ /^(futex|membarrier|total)$/) calls += $4
+                }
+                END { printf "| ws syscalls per echoed message, 512 B, 100 connections (socket calls; io_uring_enter) | %.4f; %.4f | | | | | | | |\n", calls / n, enter / n }' "$work/strace"
+            ;;
+        ws-fanout)
+            # One publish to a group of FANOUT members of the binary's /ws/room/{name}, on a
+            # server of two cores (0 and 1: the members spread over both, and the client
+            # shares them); benches/ws_fanout.rs holds the members and times each publish
+            # until the last member has it.
+            fanout=${FANOUT:-10000}
+            target/release/percore --port "$FANOUT_PORT" --cores 0-1 --root "" \
+                >"$work/fanout.log" 2>&1 &
+            fanout_pid=$!
+            await_echo "$FANOUT_PORT"
+            echo
+            echo "One publish to a group over two cores (benches/ws_fanout.rs, $fanout members, 30 publishes per size; server cpu: both cores' time per publish, which holds the loopback's delivery to the members):"
+            for size in 64 1024; do
+                echo "  $("$ws_fanout" "127.0.0.1:$FANOUT_PORT" "$fanout_pid" "$fanout" 30 "$size")"
+            done
+            kill -INT "$fanout_pid" 2>/dev/null && wait "$fanout_pid" 2>/dev/null || true
+            fanout_pid=""
             ;;
         report-cost)
             echo

@@ -314,18 +314,21 @@ fn check_frame_counting() {
 /// `wss://`).
 fn write_some(conn: &mut Conn) {
     if let Some(tls) = &mut conn.tls {
-        if !conn.output.is_empty() {
-            tls.writer().write_all(&conn.output).unwrap();
-            conn.output.clear();
-        }
-        while tls.wants_write() {
+        // rustls takes plaintext only up to its buffer's limit: what it leaves waits.
+        loop {
+            if !conn.output.is_empty() {
+                let n = tls.writer().write(&conn.output).unwrap();
+                conn.output.drain(..n);
+            }
+            if !tls.wants_write() {
+                return;
+            }
             match tls.write_tls(&mut conn.stream) {
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) => panic!("write: {e}"),
             }
         }
-        return;
     }
     while !conn.output.is_empty() {
         match conn.stream.write(&conn.output) {

@@ -1,7 +1,8 @@
 //! The README's "Write your own handlers" program, built as printed in a crate of its own
 //! (depending on this checkout, offline, from the same lock file) and run with percore's flags:
 //! its three routes must answer as the README says. The same program on the library without
-//! its default features builds without the operator's plots.
+//! its default features builds without the operator's plots. The README's other programs
+//! (calling upstreams, WebSocket, streamed responses) are built and exercised the same way.
 
 use std::io::BufReader;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ mod backend;
 mod common;
 
 use backend::{Backend, Request};
+use common::ws::Raw;
 use common::{Client, KillOnDrop, Lines, EXIT_WAIT};
 
 /// How long building the README's program may take: a build from cold (percore and all its
@@ -234,6 +236,102 @@ fn the_readme_client_program_calls_its_backend() {
         1,
         "the calls shared one pooled connection"
     );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let status = common::wait_child(&mut child.0, EXIT_WAIT, "exit after SIGTERM");
+    assert!(status.success(), "{status}");
+}
+
+/// The README's WebSocket program, built as printed: two members of a room hear each other
+/// and an announcement posted over HTTP; the async route echoes after its pause.
+#[test]
+fn the_readme_websocket_program_chats_and_echoes() {
+    let binary = build("readme-websocket", &program_under("\n### WebSocket\n"), "");
+    let (mut child, addr) = start(&binary, &["--port", "0", "--cores", "0"]);
+    let mut ann = Raw::open_at(addr, "/chat/lobby/ann");
+    let mut bob = Raw::open_at(addr, "/chat/lobby/bob");
+    // Each joined on opening: a message from either reaches both.
+    ann.text("hi");
+    for member in [&mut ann, &mut bob] {
+        assert_eq!(member.next_text(), "ann: hi");
+    }
+    let mut client = Client::connect(addr);
+    client.send("POST /announce/lobby HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\ntea");
+    let announced = client.response();
+    assert_eq!(announced.text(), "announced\n");
+    for member in [&mut ann, &mut bob] {
+        assert_eq!(member.next_text(), "tea");
+    }
+    let mut slow = Raw::open_at(addr, "/slow-echo");
+    slow.text("later");
+    assert_eq!(slow.next_text(), "later");
+    drop((ann, bob, slow, client));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let status = common::wait_child(&mut child.0, EXIT_WAIT, "exit after SIGTERM");
+    assert!(status.success(), "{status}");
+}
+
+/// Reads from `stream` until `until` has come (or the stream ends); returns what came.
+fn read_until(stream: &mut std::net::TcpStream, until: &str) -> String {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while !String::from_utf8_lossy(&seen).contains(until) {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// The README's streamed-response program, built as printed: the export comes whole,
+/// chunked, its trailer after the last chunk; the ticks start after the `Last-Event-ID`.
+#[test]
+fn the_readme_streaming_program_exports_and_ticks() {
+    use std::io::Write;
+    let binary = build(
+        "readme-streaming",
+        &program_under("\n### Streamed responses and Server-Sent Events\n"),
+        "",
+    );
+    let (mut child, addr) = start(&binary, &["--port", "0", "--cores", "0"]);
+    let mut export = std::net::TcpStream::connect(addr).unwrap();
+    export
+        .write_all(b"GET /export HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let text = read_until(&mut export, "\r\n0\r\nX-Rows: 100000\r\n\r\n");
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    assert!(
+        text.contains("transfer-encoding: chunked\r\n")
+            || text.contains("Transfer-Encoding: chunked\r\n")
+    );
+    assert!(
+        text.contains("\n0,0\n") || text.contains("\r\n0,0\n"),
+        "the first row"
+    );
+    assert!(text.contains("99999,199998\n"), "the last row");
+    assert!(
+        text.ends_with("\r\n0\r\nX-Rows: 100000\r\n\r\n"),
+        "the trailer"
+    );
+
+    let mut ticks = std::net::TcpStream::connect(addr).unwrap();
+    ticks
+        .write_all(b"GET /ticks HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 41\r\n\r\n")
+        .unwrap();
+    let text = read_until(&mut ticks, "data: tick 42\n\n");
+    assert!(text.contains("text/event-stream"), "{text}");
+    assert!(text.contains("id: 42\ndata: tick 42\n\n"), "{text}");
+    drop((export, ticks));
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
     let status = common::wait_child(&mut child.0, EXIT_WAIT, "exit after SIGTERM");

@@ -83,7 +83,11 @@ impl<A: Application> Connections<A> {
 
     /// The client's bytes: `fresh` from a receive, after what the connection's input holds.
     pub(super) fn socket_input(&mut self, turn: &mut Turn<'_>, conn: &mut Conn, fresh: &[u8]) {
-        if !fresh.is_empty() {
+        // Frames are read where they lie: in `fresh` when nothing waits in the connection's
+        // input (what is left of it is kept there after), else in the input with `fresh`
+        // appended.
+        let direct = conn.input.pending() == 0;
+        if !direct && !fresh.is_empty() {
             self.buffers.reads.lend(&mut conn.input.buf);
             conn.input.buf.extend_from_slice(fresh);
         }
@@ -94,13 +98,17 @@ impl<A: Application> Connections<A> {
         self.buffers.writes.lend(&mut conn.out);
         let in_flight = conn.in_flight();
         let Deferring::Socket(socket) = &mut conn.deferring else {
+            if direct && !fresh.is_empty() {
+                self.buffers.reads.lend(&mut conn.input.buf);
+                conn.input.buf.extend_from_slice(fresh);
+            }
             return;
         };
         // Messages are gathered in a pooled buffer, taken back once the connection is idle.
         if !socket.decoder.has_buffer() {
             socket.decoder.lend(self.buffers.reads.take());
         }
-        let mut input: &[u8] = &conn.input.buf;
+        let mut input: &[u8] = if direct { fresh } else { &conn.input.buf };
         let before = input.len();
         let out_before = conn.out.len();
         let mut ended = false;
@@ -237,8 +245,16 @@ impl<A: Application> Connections<A> {
             counters.websocket_messages_out += counts[2];
             counters.websocket_bytes_out += counts[3];
         }
-        let used = before - input.len();
-        conn.input.consume(used);
+        let left = input.len();
+        if !direct {
+            conn.input.consume(before - left);
+        } else if left > 0 && !ended {
+            // Frames left unread (the output is full, or the handler takes no more now).
+            self.buffers.reads.lend(&mut conn.input.buf);
+            conn.input
+                .buf
+                .extend_from_slice(&fresh[fresh.len() - left..]);
+        }
         if conn.input.pending() == 0 {
             self.buffers.reads.give(std::mem::take(&mut conn.input.buf));
         }

@@ -94,11 +94,6 @@ impl Decoder {
         }
     }
 
-    /// Bytes held for a message being gathered.
-    pub fn held(&self) -> usize {
-        self.bytes.capacity() + self.control.capacity()
-    }
-
     /// Whether it has a buffer to gather messages in.
     pub fn has_buffer(&self) -> bool {
         self.bytes.capacity() > 0
