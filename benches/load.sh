@@ -587,7 +587,7 @@ for workload in $WORKLOADS; do
                 done
             done
             for pid in "$ws_anchor_pid" "$ws_fast_pid" "$ws_big_pid"; do
-                kill -INT "$pid" 2>/dev/null || true
+                kill "$pid" 2>/dev/null || true
                 wait "$pid" 2>/dev/null || true
             done
             ws_anchor_pid="" ws_fast_pid="" ws_big_pid=""

@@ -48,6 +48,17 @@ impl WebSocketHandler for Chat {
     }
 }
 
+/// A handler whose `on_open` panics.
+struct Boom;
+
+impl WebSocketHandler for Boom {
+    fn on_open(&mut self, _: &mut WebSocket<'_>) {
+        panic!("on_open fails");
+    }
+
+    fn on_message(&mut self, _: Message<'_>, _: &mut WebSocket<'_>) {}
+}
+
 fn chat_app() -> App<Core> {
     App::new(|setup: &Setup<'_>| {
         Ok(Core {
@@ -56,6 +67,7 @@ fn chat_app() -> App<Core> {
         })
     })
     .websocket("/chat", &[], |_, _, core: &Core| Chat { core: core.index })
+    .websocket("/boom", &[], |_, _, _| Boom)
     .get("/say/{group}/{text}", |request, response, core: &Core| {
         let group = request.param("group").unwrap_or_default();
         let text = request.param("text").unwrap_or_default();
@@ -168,6 +180,19 @@ fn a_group_on_one_core_gets_its_messages_in_order() {
     a.text("pub other x");
     a.text("core?");
     assert_eq!(a.next_text(), "core 0");
+}
+
+#[test]
+fn a_panic_in_on_open_ends_that_connection_with_1011_and_the_core_goes_on() {
+    let running = serve(chat_app());
+    let mut boom = Raw::open_at(running.addr, "/boom");
+    let (_, op, payload) = boom.frame();
+    assert_eq!((op, &payload[..2]), (0x8, &1011u16.to_be_bytes()[..]));
+    let mut chat = open_chat(running.addr);
+    assert_eq!(core_of(&mut chat), 0);
+    drop((boom, chat));
+    let summary = running.stop();
+    assert_eq!(summary.merged_counters().handler_panics, 1);
 }
 
 /// What the async handlers saw, for the test to check.

@@ -28,6 +28,10 @@ impl Groups {
     /// core's next turn, to its members directly and to the other cores' as one message to
     /// each core. A member whose send queue is full, or that is closing, misses it (counted
     /// in `/stats` as `publish_dropped`). Outside a server it reaches no one.
+    ///
+    /// From a task of your own that sleeps on a glommio timer: while no connection of the
+    /// core has a task at work, the core's loop may sleep in its own ring for up to 100 ms
+    /// before glommio's timers run, so such a publish can be that late.
     pub fn publish(&self, group: &str, message: Message<'_>) {
         let (text, payload) = message.parts();
         self.hub.publish(Published::new(group, text, payload));

@@ -58,7 +58,7 @@ impl<'a> Setup<'a> {
     /// the core's state). Outside a server (a setup made by [`Setup::new`]), publishing
     /// reaches no one.
     pub fn groups(&self) -> Groups {
-        Groups::new(self.hub.cloned().unwrap_or_default())
+        Groups::new(self.hub.cloned().unwrap_or_else(Hub::detached))
     }
 
     /// The `[[upstream]]` named `name`, for this core's handlers to call (see

@@ -8,7 +8,12 @@
 //! bytes, the connection's frames stay unread (so a task that does not keep up holds its
 //! client back, not the core's memory). The task's sends, closes and group operations wait
 //! in the outbox, in order, until the loop pulls them at its next turn; a send waits while
-//! the outbox and the connection's queue together hold `websocket.max_send_queue_bytes`.
+//! the outbox and the connection's queue together hold `websocket.max_send_queue_bytes`,
+//! and the client's frames stay unread while they do (publishes count there too).
+//!
+//! A task counts as work of the core's while it lives (the loop parks through glommio, so
+//! that its timers run): a task should return once `recv` gives `None` or a send fails
+//! with `Closing`.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -238,7 +243,18 @@ impl AsyncWebSocket {
     /// Publishes `message` to `group`'s members on every core (see
     /// [`WebSocket::publish`](crate::WebSocket::publish)).
     pub fn publish(&mut self, group: &str, message: Message<'_>) {
-        self.ask(Outgoing::Publish(group.to_owned(), owned(message)));
+        let message = owned(message);
+        let len = message.len();
+        let mut mailbox = self.mailbox.borrow_mut();
+        if mailbox.ended.is_none() {
+            // Counted with the sends: a task that publishes faster than its own client
+            // reads stops that client being read.
+            mailbox.outbox_bytes += len;
+            mailbox
+                .outbox
+                .push_back(Outgoing::Publish(group.to_owned(), message));
+            mailbox.stir();
+        }
     }
 
     fn queue(&mut self, message: Message<'_>) {
@@ -376,6 +392,7 @@ impl SocketHandler for TaskAdapter {
                 Outgoing::Join(group) => out.join(&group),
                 Outgoing::Leave(group) => out.leave(&group),
                 Outgoing::Publish(group, message) => {
+                    mailbox.outbox_bytes -= message.len();
                     let borrowed = message.as_message();
                     let (text, payload) = borrowed.parts();
                     out.publish(&group, text, payload);
@@ -391,7 +408,11 @@ impl SocketHandler for TaskAdapter {
     }
 
     fn wants_input(&self) -> bool {
-        self.mailbox.borrow().inbox_bytes < INBOX_HIGH_WATER
+        // Neither while the task has messages to take, nor while what it sends waits for
+        // the client (whose messages it would answer).
+        let mailbox = self.mailbox.borrow();
+        mailbox.inbox_bytes < INBOX_HIGH_WATER
+            && (mailbox.max_queue == 0 || mailbox.pending() < mailbox.max_queue)
     }
 }
 

@@ -9,7 +9,8 @@
 //! messages from the channel, so a receive never waits (and never leaves a waker with
 //! glommio's reactor), and the core's loop, parked in its own ring, wakes as it would for
 //! a packet. A message that finds its channel full waits in the sending core's backlog and
-//! is tried again every turn (a backlog past [`BACKLOG_MAX`] drops new messages, counted).
+//! is tried again every turn (a backlog past [`BACKLOG_MAX_BYTES`] drops new messages,
+//! counted).
 //!
 //! The channels are connected by small glommio tasks when the cores start; what is
 //! published before then waits in the backlog.
@@ -33,10 +34,11 @@ use super::ring::Ring;
 use super::token::{token, Key, Op};
 
 /// Messages a channel between two cores holds.
-const CHANNEL_DEPTH: usize = 1024;
+const CHANNEL_DEPTH: usize = 256;
 
-/// Messages kept for a peer whose channel is full; past it, new ones are dropped.
-const BACKLOG_MAX: usize = 16 * 1024;
+/// Bytes of frames kept for a peer whose channel is full; past it, new ones are dropped
+/// (so a slow core costs the others at most this, plus its channel's messages).
+const BACKLOG_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// The first key index of the bells' polls (`Op::Stop` with key 0 is the stop socket's).
 pub(super) const BELL_KEY: u32 = 1;
@@ -48,8 +50,8 @@ pub(crate) struct CoreMesh {
     senders: Vec<Option<SharedSender<Published>>>,
     /// From each other core.
     receivers: Vec<Option<SharedReceiver<Published>>>,
-    /// `bells[to * cores + from]`: rung by `from` for `to`. Held by every core, so that
-    /// none is closed while another may ring it.
+    /// One per ordered pair of cores (`bell_index`): rung by one for the other. Held by
+    /// every core, so that none is closed while another may ring it.
     bells: Arc<[OwnedFd]>,
 }
 
@@ -65,10 +67,16 @@ impl CoreMesh {
     }
 }
 
+/// Where the bell rung by core `from` for core `to` is (`from != to`), among `cores`.
+fn bell_index(cores: usize, to: usize, from: usize) -> usize {
+    to * (cores - 1) + if from < to { from } else { from - 1 }
+}
+
 /// The mesh for `cores` cores: a channel each way and a bell per ordered pair.
 pub(crate) fn mesh(cores: usize) -> std::io::Result<Vec<CoreMesh>> {
-    let mut bells = Vec::with_capacity(cores * cores);
-    for _ in 0..cores * cores {
+    let pairs = cores * cores.saturating_sub(1);
+    let mut bells = Vec::with_capacity(pairs);
+    for _ in 0..pairs {
         // SAFETY: eventfd(2) with flags only; a descriptor returned is ours.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
@@ -102,8 +110,9 @@ pub(crate) fn mesh(cores: usize) -> std::io::Result<Vec<CoreMesh>> {
 struct Peer {
     sender: Rc<RefCell<Option<ConnectedSender<Published>>>>,
     receiver: Rc<RefCell<Option<ConnectedReceiver<Published>>>>,
-    /// Waiting for room in the channel (or for it to connect).
+    /// Waiting for room in the channel (or for it to connect), and its frames' bytes.
     backlog: VecDeque<Published>,
+    backlog_bytes: usize,
     /// Messages its bell announced and not yet popped.
     owed: u64,
     /// Its bell for us to ring, and ours from it to poll.
@@ -116,7 +125,13 @@ pub(super) struct Courier {
     /// By core index; `None` for this core.
     peers: Vec<Option<Peer>>,
     _bells: Arc<[OwnedFd]>,
+    /// The tasks connecting the channels, until they are awaited (`connected`).
+    connecting: Vec<glommio::task::JoinHandle<()>>,
 }
+
+/// How long a core waits for the others to connect their channels before it serves (they
+/// start together; only a core that failed to start keeps the rest waiting this long).
+const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Courier {
     /// Connects this core's channels (glommio tasks, which finish once the peers connect
@@ -130,6 +145,7 @@ impl Courier {
         } = mesh;
         let cores = senders.len();
         let mut peers = Vec::with_capacity(cores);
+        let mut connecting = Vec::new();
         for (peer, (sender, receiver)) in senders.into_iter().zip(receivers).enumerate() {
             let (Some(sender), Some(receiver)) = (sender, receiver) else {
                 peers.push(None);
@@ -138,28 +154,46 @@ impl Courier {
             let sending = Rc::new(RefCell::new(None));
             let hearing = Rc::new(RefCell::new(None));
             let slot = sending.clone();
-            glommio::spawn_local(async move {
-                *slot.borrow_mut() = Some(sender.connect().await);
-            })
-            .detach();
+            connecting.push(
+                glommio::spawn_local(async move {
+                    *slot.borrow_mut() = Some(sender.connect().await);
+                })
+                .detach(),
+            );
             let slot = hearing.clone();
-            glommio::spawn_local(async move {
-                *slot.borrow_mut() = Some(receiver.connect().await);
-            })
-            .detach();
+            connecting.push(
+                glommio::spawn_local(async move {
+                    *slot.borrow_mut() = Some(receiver.connect().await);
+                })
+                .detach(),
+            );
             peers.push(Some(Peer {
                 sender: sending,
                 receiver: hearing,
                 backlog: VecDeque::new(),
+                backlog_bytes: 0,
                 owed: 0,
-                ring_fd: bells[peer * cores + index].as_raw_fd(),
-                hear_fd: bells[index * cores + peer].as_raw_fd(),
+                ring_fd: bells[bell_index(cores, peer, index)].as_raw_fd(),
+                hear_fd: bells[bell_index(cores, index, peer)].as_raw_fd(),
             }));
         }
         Courier {
             peers,
             _bells: bells,
+            connecting,
         }
+    }
+
+    /// Waits (up to [`CONNECT_WAIT`]) until every channel is connected: no core serves, and
+    /// so none can leave, while another is still connecting to it (glommio's connect reaches
+    /// into the peer's executor).
+    pub(super) async fn connected(&mut self) {
+        let all = async {
+            for task in self.connecting.drain(..) {
+                task.await;
+            }
+        };
+        futures_lite::future::or(all, glommio::timer::sleep(CONNECT_WAIT)).await;
     }
 
     /// Arms the polls on this core's bells.
@@ -218,9 +252,11 @@ impl Courier {
                 // Ready: the message was pushed before its count was added to the bell.
                 match pin!(receiver.recv()).poll(&mut cx) {
                     Poll::Ready(Some(published)) => into.push(published),
-                    Poll::Ready(None) | Poll::Pending => break,
+                    // The other core left: nothing more comes from it.
+                    Poll::Ready(None) => peer.owed = 0,
+                    Poll::Pending => break,
                 }
-                peer.owed -= 1;
+                peer.owed = peer.owed.saturating_sub(1);
             }
         }
     }
@@ -230,7 +266,8 @@ impl Courier {
     pub(super) fn forward(&mut self, published: &Published) -> bool {
         let mut all = true;
         for peer in self.peers.iter_mut().flatten() {
-            if peer.backlog.len() < BACKLOG_MAX {
+            if peer.backlog_bytes + published.frame.len() <= BACKLOG_MAX_BYTES {
+                peer.backlog_bytes += published.frame.len();
                 peer.backlog.push_back(published.copy());
             } else {
                 all = false;
@@ -252,8 +289,12 @@ impl Courier {
             };
             let mut pushed = 0u64;
             while let Some(published) = peer.backlog.pop_front() {
+                let bytes = published.frame.len();
                 match sender.try_send(published) {
-                    Ok(()) => pushed += 1,
+                    Ok(()) => {
+                        pushed += 1;
+                        peer.backlog_bytes -= bytes;
+                    }
                     Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(
                         published,
                     ))) => {
@@ -263,6 +304,7 @@ impl Courier {
                     // The other core is gone (the server is stopping).
                     Err(_) => {
                         peer.backlog.clear();
+                        peer.backlog_bytes = 0;
                         break;
                     }
                 }

@@ -110,6 +110,8 @@ struct HubInner {
     /// Async handlers running (glommio tasks at work for the loop's connections).
     live: Cell<usize>,
     wake: RefCell<Option<Rc<Wake>>>,
+    /// No loop will ever take what is published here (a setup outside a server).
+    detached: bool,
 }
 
 impl std::fmt::Debug for Hub {
@@ -120,20 +122,24 @@ impl std::fmt::Debug for Hub {
     }
 }
 
-impl Default for Hub {
-    fn default() -> Hub {
-        Hub::new()
-    }
-}
-
 impl Hub {
     /// A hub for a core whose loop has not started yet (it attaches its wake).
     pub(crate) fn new() -> Hub {
+        Hub::made(false)
+    }
+
+    /// A hub no loop serves (what publishing outside a server reaches: nothing).
+    pub(crate) fn detached() -> Hub {
+        Hub::made(true)
+    }
+
+    fn made(detached: bool) -> Hub {
         Hub(Rc::new(HubInner {
             stirred: RefCell::new(Vec::new()),
             published: RefCell::new(Vec::new()),
             live: Cell::new(0),
             wake: RefCell::new(None),
+            detached,
         }))
     }
 
@@ -147,8 +153,12 @@ impl Hub {
         }
     }
 
-    /// Publishes to `group` on every core (at the end of this core's next turn).
+    /// Publishes to `group` on every core (at the end of this core's next turn); a hub
+    /// outside a server ([`Hub::detached`]) drops it.
     pub(crate) fn publish(&self, published: Published) {
+        if self.0.detached {
+            return;
+        }
         self.0.published.borrow_mut().push(published);
         self.fire();
     }

@@ -100,9 +100,11 @@ impl<A: Application> Connections<A> {
         if socket.closing || (queued > 0 && queued + message.frame.len() > max_queue) {
             return false;
         }
-        if conn.out.capacity() == 0 && message.frame.len() <= SMALL_FRAME {
+        let plain = conn.transport.tls().is_none();
+        if plain && conn.out.capacity() == 0 && message.frame.len() <= SMALL_FRAME {
             // A buffer the frame's size, not a pooled one: a group of thousands does not
-            // hold thousands of output buffers while its message goes out.
+            // hold thousands of output buffers while its message goes out. (Over TLS the
+            // frame is sealed into a record buffer of its own anyway.)
             conn.out = Vec::with_capacity(message.frame.len());
         } else {
             self.buffers.writes.lend(&mut conn.out);

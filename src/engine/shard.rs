@@ -85,7 +85,8 @@ pub(crate) async fn run<A: Application>(
         hub,
         mesh,
     } = core;
-    let courier = Courier::start(mesh);
+    let mut courier = Courier::start(mesh);
+    courier.connected().await;
     let parking = Parking::new(config.runtime.idle_wait);
     let wake = parking.wake().clone();
     let watcher = glommio::spawn_local(watch_eventfd(ring.eventfd(), wake.clone()));

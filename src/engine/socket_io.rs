@@ -131,7 +131,15 @@ impl<A: Application> Connections<A> {
                 key: conn.key,
                 joined: &mut socket.joined,
             };
-            socket.handler.pull(&mut out);
+            let handler = &mut *socket.handler;
+            if catch_unwind(AssertUnwindSafe(|| handler.pull(&mut out))).is_err() {
+                // The handler failed (its `on_open`, say): its connection ends (1011).
+                out.close(1011, "internal error");
+                tell_closed(&mut *socket.handler, None, "");
+                ended = true;
+                linger = true;
+                turn.reporting.metrics.counters.borrow_mut().handler_panics += 1;
+            }
             counts[2] += sent.0;
             counts[3] += sent.1;
         }
