@@ -39,6 +39,7 @@
 mod body;
 mod builtin;
 mod client;
+mod compress;
 mod events;
 pub(crate) mod factory;
 mod files;

@@ -91,7 +91,12 @@ pub(crate) fn deflate_into(
 }
 
 /// Codes `input` into `out` and flushes (or ends the frame, with `end`).
-pub(crate) fn zstd_run(context: &mut CCtx<'static>, input: &[u8], out: &mut Vec<u8>, end: bool) -> bool {
+pub(crate) fn zstd_run(
+    context: &mut CCtx<'static>,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    end: bool,
+) -> bool {
     let mut input = InBuffer::around(input);
     loop {
         if out.capacity() - out.len() < 256 {
@@ -205,7 +210,9 @@ impl Encoder {
         };
         // A new frame, with the context's parameters kept and its length in the header.
         let ready = context.reset(ResetDirective::SessionOnly).is_ok()
-            && context.set_pledged_src_size(Some(body.len() as u64)).is_ok();
+            && context
+                .set_pledged_src_size(Some(body.len() as u64))
+                .is_ok();
         out.reserve(zstd::zstd_safe::compress_bound(body.len()));
         ready && zstd_run(context, body, out, true)
     }
