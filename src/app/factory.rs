@@ -7,6 +7,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use super::compress::Compressor;
+use super::decode::BodyDecoding;
 use super::proxy::ProxyRoutes;
 use super::redirect::HttpsRedirect;
 use super::router::Router;
@@ -136,6 +137,10 @@ impl<S: 'static> ServiceFactory for AppFactory<S> {
             prepared.proxies.clone(),
         )
         .with_deflate(config.websocket.permessage_deflate)
-        .with_compression(Compressor::new(&config.compression)))
+        .with_compression(Compressor::new(&config.compression))
+        .with_decoding(BodyDecoding::new(
+            prepared.app.decode_bodies,
+            config.http.max_body_bytes,
+        )))
     }
 }

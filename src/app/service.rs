@@ -9,6 +9,7 @@ use std::sync::Arc;
 use futures_lite::FutureExt;
 
 use super::compress::{Compressor, SharedCompressor};
+use super::decode::BodyDecoding;
 use super::proxy::ProxyRoutes;
 use super::redirect::HttpsRedirect;
 use super::response::Scratch;
@@ -38,12 +39,20 @@ pub(crate) struct AppService<S: 'static> {
     permessage_deflate: bool,
     /// Handlers' bodies compressed on the fly (`[compression]`).
     compressor: SharedCompressor,
+    /// Request bodies sent in a content coding: decoded for handlers, or refused.
+    decoding: BodyDecoding,
 }
 
 impl<S: 'static> AppService<S> {
     /// Whether WebSocket routes accept permessage-deflate (`websocket.permessage_deflate`).
     pub(crate) fn with_deflate(mut self, on: bool) -> Self {
         self.permessage_deflate = on;
+        self
+    }
+
+    /// Decodes (or refuses) handlers' request bodies sent in a content coding.
+    pub(crate) fn with_decoding(mut self, decoding: BodyDecoding) -> Self {
+        self.decoding = decoding;
         self
     }
 
@@ -69,6 +78,7 @@ impl<S: 'static> AppService<S> {
             draining: false,
             permessage_deflate: true,
             compressor: Compressor::off().shared(),
+            decoding: BodyDecoding::default(),
             files,
             https_redirect,
             proxies,
@@ -140,8 +150,20 @@ impl<S: 'static> Application for AppService<S> {
                 return None;
             }
         };
+        let mut inner = *request;
+        if matches!(handler, Handler::Sync(_) | Handler::Async(_)) {
+            match self.decoding.body(request) {
+                Ok(None) => {}
+                Ok(Some(decoded)) => inner.body = decoded,
+                Err((status, accepted)) => {
+                    let field = accepted.map(|accepted| ("Accept-Encoding", accepted));
+                    response.send_status(status, field.as_slice());
+                    return None;
+                }
+            }
+        }
         let user_request = Request {
-            inner: *request,
+            inner,
             params: &self.params,
             peer: *peer,
         };

@@ -9,6 +9,7 @@ pub mod chunk_out;
 pub mod chunked;
 pub mod coding;
 pub mod date;
+pub mod decoder;
 pub mod encoder;
 pub mod error;
 pub(crate) mod fields;
