@@ -2,12 +2,13 @@
 //! cache, of a type in `compression.types` and at least `compression.min_bytes` long, is
 //! compressed once per version and coding, and the coded bytes are cached beside it (under
 //! the same byte budget, `static.cache_bytes`), so that later requests cost one `stat` and
-//! a copy, as the file itself does.
+//! a copy, as the file itself does. With `compression.cache_variants = false` the coded bytes
+//! are made again for every response instead (and not kept), as nginx's `gzip` does.
 //!
 //! gzip, Brotli and Zstandard are made, each at its `compression.*_level`, by the files'
-//! [`Encoder`] (the core's coders, reused). A request with
-//! a `Range` field gets the file itself, so that ranges keep meaning the bytes on disk. A
-//! file not yet cached (its first request, one changed in the last 2 seconds, one above
+//! [`Encoder`](crate::http::encoder::Encoder) (the core's coders, reused). A request with a
+//! `Range` field gets the file itself, so that ranges keep meaning the bytes on disk. A file
+//! not yet cached (its first request, one changed in the last 2 seconds, one above
 //! `static.cache_file_max_bytes`) goes out as it is.
 
 use super::cache::CachedFile;
@@ -15,8 +16,6 @@ use super::conditional::Representation;
 use super::meta::{FileId, Meta};
 use super::{send_cached, StaticFiles};
 use crate::http::coding::{Coding, Ranked};
-#[cfg(doc)]
-use crate::http::encoder::Encoder;
 use crate::http::request::RawRequest;
 use crate::http::response::ResponseWriter;
 
@@ -55,7 +54,8 @@ pub(super) fn send_compressed(
         vary: true,
     };
     made_key(&mut files.key, coding);
-    match cache.entries.get(&*files.key) {
+    let keep = files.coding.caches_variants();
+    match cache.entries.get(&*files.key).filter(|_| keep) {
         // Made from this very version of the file (whose stat was just checked).
         Some(coded) if coded.id == *original => {
             let saved = original.size.saturating_sub(coded.body.len() as u64);
@@ -86,7 +86,7 @@ pub(super) fn send_compressed(
     let saved = original.size - coded.body.len() as u64;
     let key: Box<[u8]> = files.key.as_slice().into();
     files.key.truncate(key_len);
-    if cache.fits(&key, &coded) {
+    if keep && cache.fits(&key, &coded) {
         cache.insert(key.clone(), coded);
         send_cached(
             &cache.entries[&key],

@@ -77,6 +77,12 @@ impl CodingPolicy {
             .copied()
     }
 
+    /// Whether a static file's coded copy made on the fly is kept in the core's cache
+    /// (`compression.cache_variants`).
+    pub(crate) fn caches_variants(&self) -> bool {
+        self.settings.cache_variants
+    }
+
     /// Whether anything is coded at all (`compression.enabled`).
     pub(crate) fn enabled(&self) -> bool {
         self.settings.enabled
