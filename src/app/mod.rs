@@ -15,8 +15,9 @@
 //!
 //! Inside: `router` matches paths, `builtin` adds the routes the configuration asks for
 //! (statistics, metrics, health, static files), `service` is one core's service (the
-//! engine's `Application`), `factory` makes one per core for the server, `program` is what
-//! [`App::main`] does with the command line.
+//! engine's `Application`), `compress` codes handlers' bodies as the request accepts and
+//! `decode` decodes coded request bodies, `factory` makes one per core for the server,
+//! `program` is what [`App::main`] does with the command line.
 //!
 //! ```no_run
 //! use std::cell::Cell;

@@ -1,9 +1,10 @@
 //! HTTP/1.1 without I/O and without configuration: request heads, chunked bodies, status
-//! codes, responses, HTTP dates, content codings and their negotiation, protocol errors, the per-connection session that ties
-//! them together, and the two sides of a reverse proxy's exchange (a request as forwarded,
-//! an upstream's response head). It is given plain limits ([`request::Limits`]) and asks a
-//! [`session::Service`] to answer each request; it knows nothing of sockets, routes or
-//! files.
+//! codes, responses, HTTP dates, content codings (their negotiation, the coders of whole and
+//! streamed bodies, request bodies decoded within a limit), protocol errors, the
+//! per-connection session that ties them together, and the two sides of a reverse proxy's
+//! exchange (a request as forwarded, an upstream's response head). It is given plain limits
+//! ([`request::Limits`]) and asks a [`session::Service`] to answer each request; it knows
+//! nothing of sockets, routes or files.
 
 pub mod chunk_out;
 pub mod chunked;
