@@ -24,6 +24,9 @@
 #                                                   # over two cores: time, CPU and memory
 #   WORKLOADS=proxy-idle-close benches/load.sh      # failed requests through each proxy to a backend
 #                                                   # that closes idle connections after 100 ms
+#   WORKLOADS=compression benches/load.sh           # a 64 KiB HTML page: gzip 1 and 6 on the fly (per
+#                                                   # response and cached) vs nginx's gzip, a precompressed
+#                                                   # .gz, zstd 3 and Brotli 4, and the output sizes
 #   NGINX_SUITES=percore WORKLOADS=… benches/load.sh   # nginx choosing cipher suites as percore does
 #   FLOOR_SRC=/path/to/other_floor.c WORKLOADS=… benches/load.sh   # another bare loop (C, liburing)
 #
@@ -70,7 +73,12 @@ RELAY_PORT=8098              # the bare relay (benches/relay_floor.rs) in front 
 WS_ANCHOR_PORT=8099          # tokio-tungstenite's echo (benches/ws_anchor_tungstenite.rs)
 FANOUT_PORT=8100             # percore on two cores, for the ws-fanout row
 WS_FAST_PORT=8101            # fastwebsockets' echo (benches/ws_anchor_fastwebsockets.rs)
-WS_BIG_PORT=8102             # percore with 16 KiB receive buffers, for the ws-16k-rb16k row
+GZIP1_PORT=8102              # percore, compression rows: gzip level 1, compressed per response
+GZIP6_PORT=8103              # percore, compression rows: gzip 6, zstd 3, Brotli 4, per response
+GZIP1_CACHED_PORT=8104       # percore, compression rows: gzip level 1, cached (the default)
+NGINX_GZIP1_PORT=8110        # nginx, compression rows: gzip_comp_level 1 (benches/nginx.conf)
+NGINX_GZIP6_PORT=8111        # nginx, compression rows: gzip_comp_level 6, gzip_static on
+WS_BIG_PORT=8105             # percore with 16 KiB receive buffers, for the ws-16k-rb16k row
 PERCORE_TLS_PORT=8090        # percore's TLS listener (the same process as PERCORE_PORT)
 NGINX_TLS_PORT=8091          # nginx's TLS listener (benches/nginx.conf)
 URL_PATH='/echo?name=Abcde'
@@ -109,6 +117,22 @@ head -c 65536 /dev/urandom >"$site/64k.bin"
 head -c 1048576 /dev/urandom >"$site/1m.bin"
 head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 >"$work/1k.txt"
 head -c 49152 /dev/urandom | base64 -w 0 | head -c 65536 >"$work/64k.txt"
+# The compression rows' page: 64 KiB of varied HTML, the same bytes on every run (no random
+# numbers: awk's differ between implementations); pre.html is the same page with a
+# precompressed pre.html.gz beside it (made after it, so not older).
+awk 'BEGIN {
+    n = split("percore serves static files and handlers from one io_uring per core with " \
+        "no lock on the request path while nginx answers the same page from a worker " \
+        "process compressed once per response or read from a variant made ahead of time", w, " ")
+    print "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Compression</title></head><body>"
+    for (i = 0; i < 1500; i++) {
+        line = "<p class=\"c" (i % 17) "\" id=\"p" i "\">"
+        for (j = 0; j < 6 + i % 11; j++) line = line w[1 + (i * 7 + j * 13) % n] " "
+        print line "<a href=\"/item/" (i * 31) % 997 "\">item " i "</a></p>"
+    }
+}' | head -c 65536 >"$site/page.html"
+cp "$site/page.html" "$site/pre.html"
+gzip -9 -n -c "$site/pre.html" >"$site/pre.html.gz"
 site_made=$SECONDS
 # One ECDSA P-256 certificate for percore and nginx alike (not a CA: the resumption client
 # trusts it as it is, and webpki refuses a CA certificate as a server's); nginx reads its copy of
@@ -335,6 +359,8 @@ run_load() {
         file-64k) url="http://127.0.0.1:$port/64k.bin" ;;
         file-1m) url="http://127.0.0.1:$port/1m.bin" ;;
         tls-file-1m) url="https://127.0.0.1:$port/1m.bin" ;;
+        page-pre-gz) url="http://127.0.0.1:$port/pre.html" ;;
+        page-*) url="http://127.0.0.1:$port/page.html" ;;
         tls-*) url="https://127.0.0.1:$port$URL_PATH" ;;
     esac
     local core0 core1 reqs rps
@@ -355,6 +381,15 @@ run_load() {
             -s benches/keepalive.lua "$url" >"$out" 2>&1 ;;
         tls-wrk-pipe-16) taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${DURATION}s" \
             -s benches/pipeline.lua "$url" >"$out" 2>&1 ;;
+        page-*)
+            # The coding the row asks for (none: identity), through benches/coded.lua.
+            local coding=${workload#page-}
+            case $coding in
+                identity) coding=identity ;;
+                pre-gz) coding=gzip ;;
+            esac
+            ACCEPT_ENCODING=$coding taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${DURATION}s" \
+                -s benches/coded.lua "$url" >"$out" 2>&1 ;;
         tls-ab-close-50) taskset -c "$CLIENT_CPU" ab -q -c 50 -n "$N_TLS_CLOSE" "$url" >"$out" 2>&1 ;;
         tls-resume) taskset -c "$CLIENT_CPU" "$tls_resume" "127.0.0.1:$port" "$tls_dir/cert.pem" \
             "$N_RESUME" 8 >"$out" 2>&1 ;;
@@ -377,7 +412,7 @@ run_load() {
             rps=$(awk '/connections,/ { print $(NF-2) }' "$out")
             grep "resumed" "$out" | sed "s/^/  resumption on port $port: /" >&2
             ;;
-        wrk-* | file-* | tls-wrk-* | tls-file-*)
+        wrk-* | file-* | tls-wrk-* | tls-file-* | page-*)
             if grep -q "Non-2xx\|Socket errors" "$out"; then
                 echo "$workload on port $port reported errors:" >&2
                 cat "$out" >&2
@@ -759,6 +794,77 @@ for workload in $WORKLOADS; do
             # Files younger than 2 s are not cached (their times could hide a change).
             sleep $((site_made + 3 > SECONDS ? site_made + 3 - SECONDS : 0))
             compare "$workload" "$workload" $PERCORE_PORT $NGINX_PORT
+            ;;
+        compression)
+            # percore per response (compression.cache_variants = false) at gzip level 1 and at
+            # the default levels (gzip 6, zstd 3, Brotli 4), and cached at level 1; the main
+            # percore (PERCORE_PORT) is the default: cached, level 6.
+            # (From config/percore.toml, not quiet.toml: its sed turns every "enabled = true"
+            # off, [compression]'s included.)
+            sed 's/^cache_variants = true/cache_variants = false/' config/percore.toml >"$work/gzip6.toml"
+            sed 's/^gzip_level = 6/gzip_level = 1/' "$work/gzip6.toml" >"$work/gzip1.toml"
+            sed 's/^gzip_level = 6/gzip_level = 1/' config/percore.toml >"$work/gzip1-cached.toml"
+            for made in gzip6 gzip1; do
+                grep -q '^cache_variants = false$' "$work/$made.toml" || {
+                    echo "compression: no compression.cache_variants line to set in config/percore.toml" >&2
+                    exit 1
+                }
+            done
+            for made in gzip1 gzip1-cached; do
+                grep -q '^gzip_level = 1$' "$work/$made.toml" || {
+                    echo "compression: no compression.gzip_level line to set in config/percore.toml" >&2
+                    exit 1
+                }
+            done
+            compression_pids=()
+            for server in "gzip1:$GZIP1_PORT" "gzip6:$GZIP6_PORT" "gzip1-cached:$GZIP1_CACHED_PORT"; do
+                taskset -c "$SERVER_CPU" target/release/percore --config "$work/${server%%:*}.toml" \
+                    --port "${server#*:}" --cores "$SERVER_CPU" --root "$site" \
+                    >"$work/${server%%:*}.log" 2>&1 &
+                compression_pids+=($!)
+            done
+            for port in $GZIP1_PORT $GZIP6_PORT $GZIP1_CACHED_PORT $NGINX_GZIP1_PORT $NGINX_GZIP6_PORT; do
+                await_echo "$port"
+            done
+            # Every server's coded page decodes to the page.
+            for check in "$PERCORE_PORT gzip page" "$GZIP1_PORT gzip page" "$GZIP6_PORT gzip page" \
+                "$GZIP6_PORT zstd page" "$GZIP6_PORT br page" "$GZIP1_CACHED_PORT gzip page" \
+                "$NGINX_GZIP1_PORT gzip page" "$NGINX_GZIP6_PORT gzip page" "$PERCORE_PORT gzip pre" \
+                "$NGINX_GZIP6_PORT gzip pre"; do
+                read -r port coding page <<<"$check"
+                curl -sf --compressed -H "Accept-Encoding: $coding" "http://127.0.0.1:$port/$page.html" |
+                    cmp -s - "$site/$page.html" || {
+                    echo "compression: /$page.html in $coding from port $port is not the page; logs in $work" >&2
+                    exit 1
+                }
+            done
+            # Files younger than 2 s are not cached (their times could hide a change).
+            sleep $((site_made + 3 > SECONDS ? site_made + 3 - SECONDS : 0))
+            echo
+            echo "Compression on cpu $SERVER_CPU: a 64 KiB HTML page, wrk -c 50 keep-alive with Accept-Encoding, percore (first) vs nginx gzip on (second; gzip_comp_level as the row says, gzip_static on for pre.html); per-resp: percore compresses every response as nginx does (compression.cache_variants = false), cached: percore's default (made once per version of the file); zstd and br rows: percore alone, nginx's gzip 6 beside them for scale; pre-gz: pre.html.gz (gzip -9) beside the page, to be read against the identity row's percore µs"
+            compare "html-identity" page-identity $PERCORE_PORT $NGINX_PORT
+            compare "html-gzip-1 per-resp" page-gzip $GZIP1_PORT $NGINX_GZIP1_PORT
+            compare "html-gzip-1 cached" page-gzip $GZIP1_CACHED_PORT $NGINX_GZIP1_PORT
+            compare "html-gzip-6 per-resp" page-gzip $GZIP6_PORT $NGINX_GZIP6_PORT
+            compare "html-gzip-6 cached" page-gzip $PERCORE_PORT $NGINX_GZIP6_PORT
+            compare "html-pre-gz" page-pre-gz $PERCORE_PORT $NGINX_GZIP6_PORT
+            compare "html-zstd-3 per-resp" page-zstd $GZIP6_PORT "$NGINX_GZIP6_PORT:page-gzip"
+            compare "html-br-4 per-resp" page-br $GZIP6_PORT "$NGINX_GZIP6_PORT:page-gzip"
+            # coded_size PORT CODING PAGE -> the body's bytes as sent.
+            coded_size() {
+                curl -sf -H "Accept-Encoding: $2" "http://127.0.0.1:$1/$3.html" | wc -c
+            }
+            p1=$(coded_size $GZIP1_PORT gzip page)
+            n1=$(coded_size $NGINX_GZIP1_PORT gzip page)
+            p6=$(coded_size $GZIP6_PORT gzip page)
+            n6=$(coded_size $NGINX_GZIP6_PORT gzip page)
+            z3=$(coded_size $GZIP6_PORT zstd page)
+            b4=$(coded_size $GZIP6_PORT br page)
+            pre=$(coded_size $PERCORE_PORT gzip pre)
+            echo "| html sizes, bytes (target: percore within 2 % of nginx) | identity $(wc -c <"$site/page.html") | gzip-1 percore $p1, nginx $n1 ($(awk -v p="$p1" -v n="$n1" 'BEGIN { printf "%+.1f %%", (p - n) * 100 / n }')) | gzip-6 percore $p6, nginx $n6 ($(awk -v p="$p6" -v n="$n6" 'BEGIN { printf "%+.1f %%", (p - n) * 100 / n }')) | zstd-3 $z3 | br-4 $b4 | pre-gz (gzip -9) $pre | | |"
+            for pid in "${compression_pids[@]}"; do
+                kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+            done
             ;;
         proxy)
             start_proxies "$work/quiet.toml" ""

@@ -710,3 +710,39 @@ fn curl_decodes_what_is_compressed_on_the_fly() {
         assert_eq!(body, css, "{coding}");
     }
 }
+
+/// `compression.cache_variants = false` compresses a cached file for every response instead
+/// of keeping the coded copy (the benchmark's per-response rows): the same bytes, validators
+/// and coding each time.
+#[test]
+fn without_cached_variants_a_file_is_compressed_for_every_response() {
+    let dir = TempDir::new("compression-uncached");
+    let css = stylesheet();
+    dir.write("root/plain.css", &css);
+    let server = serve(&dir, |config| {
+        config.compression.precompressed = false;
+        config.compression.cache_variants = false;
+    });
+    let mut client = server.client();
+    let accept = ["Accept-Encoding: zstd;q=0.5, gzip"];
+    let first = common::wait_for(
+        "plain.css comes gzipped once cached",
+        Duration::from_secs(20),
+        || {
+            let response = get(&mut client, "/plain.css", &accept);
+            match coding_of(&response) {
+                Some("gzip") => Ok(response),
+                _ => Err("the file itself"),
+            }
+        },
+    );
+    assert_eq!(gunzip(&first.body), css);
+    for _ in 0..3 {
+        let again = get(&mut client, "/plain.css", &accept);
+        assert_eq!(coding_of(&again), Some("gzip"));
+        assert_eq!(again.body, first.body);
+        assert_eq!(again.header("etag"), first.header("etag"));
+    }
+    let zstd = get(&mut client, "/plain.css", &["Accept-Encoding: zstd"]);
+    assert_eq!(decode("zstd", &zstd.body), css);
+}

@@ -62,7 +62,7 @@ impl BodySender {
         self.ready().await?;
         let bytes = bytes.as_ref();
         if !bytes.is_empty() {
-            self.slot.0.borrow_mut().pending.extend_from_slice(bytes);
+            self.slot.0.borrow_mut().push(bytes);
             self.slot.stir();
         }
         Ok(())

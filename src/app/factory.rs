@@ -6,6 +6,8 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
+use super::compress::Compressor;
+use super::decode::BodyDecoding;
 use super::proxy::ProxyRoutes;
 use super::redirect::HttpsRedirect;
 use super::router::Router;
@@ -134,6 +136,11 @@ impl<S: 'static> ServiceFactory for AppFactory<S> {
             https_redirect,
             prepared.proxies.clone(),
         )
-        .with_deflate(config.websocket.permessage_deflate))
+        .with_deflate(config.websocket.permessage_deflate)
+        .with_compression(Compressor::new(&config.compression))
+        .with_decoding(BodyDecoding::new(
+            prepared.app.decode_bodies,
+            config.http.max_body_bytes,
+        )))
     }
 }

@@ -5,10 +5,12 @@
 use std::future::Future;
 
 use super::body::{BodySender, Producer};
+use super::compress::{Choice, Compressor, Traits, VARY};
 use super::events::{self, EventSender};
 use super::response::{check_field, check_text, HeaderError};
 use super::BoxError;
 use crate::engine::OutflowSlot;
+use crate::http::coding::Ranked;
 use crate::http::response::{OwnFields, ResponseWriter, TEXT_PLAIN};
 use crate::http::status::Status;
 
@@ -28,6 +30,8 @@ pub struct Reply {
     own: OwnFields,
     body: Vec<u8>,
     close: bool,
+    /// Not to be compressed: `Content-Encoding` was set, or the handler opted out.
+    exempt: bool,
     producer: Option<Producer>,
 }
 
@@ -85,6 +89,7 @@ impl Reply {
     /// Adds a header field, checked as [`crate::Response::header`] checks it.
     pub fn header(mut self, name: &str, value: &str) -> Result<Reply, HeaderError> {
         let own = check_field(name, value)?;
+        self.exempt |= name.eq_ignore_ascii_case("content-encoding");
         self.own.server |= own.server;
         self.own.date |= own.date;
         if name.eq_ignore_ascii_case("content-type") {
@@ -161,16 +166,31 @@ impl Reply {
         self.producer.take()
     }
 
+    /// Sends the body as it is, whatever the request accepts (see
+    /// [`crate::Response::no_compression`]: pages that mix secrets with reflected input, over
+    /// TLS).
+    pub fn no_compression(mut self) -> Reply {
+        self.exempt = true;
+        self
+    }
+
     /// Closes the connection after this response.
     pub fn close(mut self) -> Reply {
         self.close = true;
         self
     }
 
-    /// Writes it as the deferred response `writer` stands for; a streamed body's head says
-    /// how the body will go out (`body`, its producer's, learns whether it is chunked and
-    /// whether it is wanted at all).
-    pub(crate) fn write(&self, writer: &mut ResponseWriter, body: Option<&OutflowSlot>) {
+    /// Writes it as the deferred response `writer` stands for, its body compressed as
+    /// `compressor` chooses for a request that accepts `ranked`; a streamed body's head says
+    /// how the body will go out (`body`, its producer's, learns whether it is chunked,
+    /// whether it is wanted at all, and its coder).
+    pub(crate) fn write(
+        &self,
+        writer: &mut ResponseWriter,
+        body: Option<&OutflowSlot>,
+        compressor: &mut Compressor,
+        ranked: Ranked,
+    ) {
         let status = self.status.unwrap_or(Status::OK);
         if status.is_interim() {
             writer.fail();
@@ -184,16 +204,39 @@ impl Reply {
             writer.stage_field(name, value);
         }
         let reason = self.reason.as_deref().map(str::as_bytes);
+        let content_type = self
+            .fields
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+            .map(|(_, value)| value.as_str());
+        let traits = Traits {
+            status,
+            content_type,
+            exempt: self.exempt,
+            len: body.is_none().then_some(self.body.len()),
+        };
+        let choice = compressor.choose(traits, writer.head_only(), || ranked);
         if let Some(body) = body {
+            let coder = match choice {
+                Choice::Coded(coding) => compressor.stream_coder(coding).map(|c| (coding, c)),
+                _ => None,
+            };
+            if let Some((coding, _)) = &coder {
+                writer.stage_field("Content-Encoding", coding.token());
+            }
+            if choice != Choice::Untouched {
+                writer.stage_field(VARY.0, VARY.1);
+            }
             let chunked = writer.send_head_unsized(status, reason);
             let mut state = body.0.borrow_mut();
             state.chunked = chunked;
             state.wanted = writer.body_wanted();
+            if let Some((coding, coder)) = coder.filter(|_| state.wanted) {
+                state.coder = Some(coder);
+                writer.mark_coded(coding.token(), 0);
+            }
             return;
         }
-        writer.send_head_as(status, reason, None, &[], self.body.len() as u64);
-        if writer.body_wanted() {
-            writer.out().extend_from_slice(&self.body);
-        }
+        compressor.send_whole(writer, choice, (status, reason, None), &self.body);
     }
 }

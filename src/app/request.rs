@@ -141,7 +141,8 @@ impl<'a> Request<'a> {
     }
 
     /// The body, read in full before the handler was called (Content-Length or chunked,
-    /// at most `http.max_body_bytes`); empty when none was sent.
+    /// at most `http.max_body_bytes`); empty when none was sent. Decoded from its
+    /// `Content-Encoding` when the app asked for it ([`crate::App::decode_request_bodies`]).
     pub fn body(&self) -> &'a [u8] {
         self.inner.body
     }

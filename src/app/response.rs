@@ -5,10 +5,12 @@
 
 use std::fmt;
 
+use super::compress::{Compressor, Traits};
 use super::request::Request;
 use super::Files;
 use crate::files::FileBody;
 use crate::http::is_tchar;
+use crate::http::request::RawRequest;
 use crate::http::response::{OwnFields, ResponseWriter, TEXT_PLAIN};
 use crate::http::status::Status;
 
@@ -120,6 +122,10 @@ pub struct Response<'a> {
     custom_reason: bool,
     body: Body,
     file: Option<FileBody>,
+    /// Where the staged `Content-Type` value lies in the staged fields: offset and length.
+    type_at: Option<(u32, u32)>,
+    /// Not to be compressed: the handler set `Content-Encoding`, or opted out.
+    exempt: bool,
 }
 
 impl<'a> Response<'a> {
@@ -134,6 +140,8 @@ impl<'a> Response<'a> {
             custom_reason: false,
             body: Body::Scratch,
             file: None,
+            type_at: None,
+            exempt: false,
         }
     }
 
@@ -168,14 +176,26 @@ impl<'a> Response<'a> {
             return Err(HeaderError::TooLate);
         }
         let own = check_field(name, value)?;
+        let value = value.trim_matches([' ', '\t']);
         if name.eq_ignore_ascii_case("content-type") {
             self.typed = true;
             self.plain = false;
+            let at = self.writer.staged().len() + name.len() + 2;
+            self.type_at = Some((at as u32, value.len() as u32));
         }
+        self.exempt |= name.eq_ignore_ascii_case("content-encoding");
         self.writer.own(own);
-        self.writer
-            .stage_field(name, value.trim_matches([' ', '\t']));
+        self.writer.stage_field(name, value);
         Ok(self)
+    }
+
+    /// Sends this response's body as it is, whatever the request accepts: for a page that
+    /// mixes a secret (a CSRF token, a session's data) with text an attacker can put into
+    /// it, which compression would let them guess a byte at a time over TLS (BREACH). A
+    /// handler that sets `Content-Encoding` itself is not compressed either.
+    pub fn no_compression(&mut self) -> &mut Self {
+        self.exempt = true;
+        self
     }
 
     /// Sets `Content-Type`.
@@ -269,9 +289,13 @@ impl<'a> Response<'a> {
         self.file = crate::files::serve(&mut files.0, &request.inner, self.writer, path, encoded);
     }
 
-    /// Writes the head and body, unless a file's head was written already. Returns the file
-    /// body still to send, if any.
-    pub(crate) fn finish(mut self) -> Option<FileBody> {
+    /// Writes the head and body (compressed as `compressor` chooses for `request`), unless
+    /// a file's head was written already. Returns the file body still to send, if any.
+    pub(crate) fn finish(
+        mut self,
+        compressor: &mut Compressor,
+        request: &RawRequest<'_>,
+    ) -> Option<FileBody> {
         if self.writer.sent().is_some() {
             return self.file.take();
         }
@@ -285,11 +309,24 @@ impl<'a> Response<'a> {
         };
         let reason = self.custom_reason.then_some(self.scratch.reason.as_bytes());
         let content_type = self.plain.then_some(TEXT_PLAIN);
-        let writer = &mut *self.writer;
-        writer.send_head_as(self.status, reason, content_type, &[], body.len() as u64);
-        if writer.body_wanted() {
-            writer.out().extend_from_slice(body);
-        }
+        let staged = self.writer.staged();
+        let typed = match self.type_at {
+            Some((at, len)) => staged
+                .get(at as usize..(at + len) as usize)
+                .and_then(|value| std::str::from_utf8(value).ok()),
+            None => content_type,
+        };
+        let traits = Traits {
+            status: self.status,
+            content_type: typed,
+            exempt: self.exempt,
+            len: Some(body.len()),
+        };
+        let choice = compressor.choose(traits, self.writer.head_only(), || {
+            compressor.ranked(request)
+        });
+        let head = (self.status, reason, content_type);
+        compressor.send_whole(self.writer, choice, head, body);
         None
     }
 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use futures_lite::FutureExt;
 
+use super::compress::{Compressor, SharedCompressor};
+use super::decode::BodyDecoding;
 use super::proxy::ProxyRoutes;
 use super::redirect::HttpsRedirect;
 use super::response::Scratch;
@@ -35,12 +37,28 @@ pub(crate) struct AppService<S: 'static> {
     proxies: Arc<ProxyRoutes>,
     /// `websocket.permessage_deflate`: WebSocket routes accept a client's offer.
     permessage_deflate: bool,
+    /// Handlers' bodies compressed on the fly (`[compression]`).
+    compressor: SharedCompressor,
+    /// Request bodies sent in a content coding: decoded for handlers, or refused.
+    decoding: BodyDecoding,
 }
 
 impl<S: 'static> AppService<S> {
     /// Whether WebSocket routes accept permessage-deflate (`websocket.permessage_deflate`).
     pub(crate) fn with_deflate(mut self, on: bool) -> Self {
         self.permessage_deflate = on;
+        self
+    }
+
+    /// Decodes (or refuses) handlers' request bodies sent in a content coding.
+    pub(crate) fn with_decoding(mut self, decoding: BodyDecoding) -> Self {
+        self.decoding = decoding;
+        self
+    }
+
+    /// Compresses handlers' bodies as `[compression]` says.
+    pub(crate) fn with_compression(mut self, compressor: Compressor) -> Self {
+        self.compressor = compressor.shared();
         self
     }
 
@@ -59,6 +77,8 @@ impl<S: 'static> AppService<S> {
             allow: String::new(),
             draining: false,
             permessage_deflate: true,
+            compressor: Compressor::off().shared(),
+            decoding: BodyDecoding::default(),
             files,
             https_redirect,
             proxies,
@@ -130,8 +150,20 @@ impl<S: 'static> Application for AppService<S> {
                 return None;
             }
         };
+        let mut inner = *request;
+        if matches!(handler, Handler::Sync(_) | Handler::Async(_)) {
+            match self.decoding.body(request) {
+                Ok(None) => {}
+                Ok(Some(decoded)) => inner.body = decoded,
+                Err((status, accepted)) => {
+                    let field = accepted.map(|accepted| ("Accept-Encoding", accepted));
+                    response.send_status(status, field.as_slice());
+                    return None;
+                }
+            }
+        }
         let user_request = Request {
-            inner: *request,
+            inner,
             params: &self.params,
             peer: *peer,
         };
@@ -139,15 +171,18 @@ impl<S: 'static> Application for AppService<S> {
             Handler::Sync(handler) => {
                 let state = &*self.state;
                 let scratch = &mut self.scratch;
+                let compressor = &mut *self.compressor.borrow_mut();
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
                     let mut user = Response::new(response, scratch);
                     handler(&user_request, &mut user, state);
-                    user.finish()
+                    user.finish(compressor, request)
                 }));
                 settle(outcome, response)
             }
             Handler::Async(handler) => {
-                start_task(&**handler, user_request, self.state.clone(), response)
+                let compressor = self.compressor.clone();
+                let state = self.state.clone();
+                start_task(&**handler, user_request, state, compressor, response)
             }
             Handler::Socket(..) if self.draining => {
                 // The core is leaving: no new WebSocket.
@@ -187,11 +222,12 @@ impl<S: 'static> Application for AppService<S> {
                     return None;
                 };
                 let scratch = &mut self.scratch;
+                let compressor = &mut *self.compressor.borrow_mut();
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
                     let rest = files.0.under_mount(user_request.inner.path());
                     let mut user = Response::new(response, scratch);
                     user.serve_file(files, &user_request, rest, true);
-                    user.finish()
+                    user.finish(compressor, request)
                 }));
                 settle(outcome, response)
             }
@@ -234,8 +270,11 @@ fn start_task<S>(
     handler: &AsyncHandler<S>,
     request: Request<'_>,
     state: Rc<S>,
+    compressor: SharedCompressor,
     response: &mut ResponseWriter,
 ) -> Option<Deferred> {
+    // What the request accepts, read now: the request's bytes are gone when the reply is.
+    let ranked = compressor.borrow().ranked(&request.inner);
     let made = catch_unwind(AssertUnwindSafe(|| handler(request.into_owned(), state)));
     let Ok(future) = made else {
         response.fail();
@@ -249,7 +288,8 @@ fn start_task<S>(
                 let slot = body.clone();
                 TaskAnswer {
                     write: Box::new(move |writer: &mut ResponseWriter| {
-                        reply.write(writer, slot.as_deref())
+                        let compressor = &mut *compressor.borrow_mut();
+                        reply.write(writer, slot.as_deref(), compressor, ranked)
                     }),
                     body,
                 }

@@ -31,6 +31,10 @@ pub struct CompressionConfig {
     /// Serve `file.ext.zst`, `.br` or `.gz` beside a static `file.ext` to a client that
     /// accepts its coding, when it is not older than the file.
     pub precompressed: bool,
+    /// Keep a static file compressed on the fly in the core's file cache beside the file,
+    /// made once per version; false: compress it again for every response (as nginx's
+    /// `gzip` does; the benchmark's per-response rows), costing CPU per response.
+    pub cache_variants: bool,
 }
 
 impl Default for CompressionConfig {
@@ -52,6 +56,7 @@ impl Default for CompressionConfig {
             .map(String::from)
             .to_vec(),
             precompressed: true,
+            cache_variants: true,
         }
     }
 }

@@ -120,6 +120,8 @@ pub(super) struct DeferredLog {
     /// The connection's TLS version and cipher suite.
     pub(super) tls: Option<(&'static str, &'static str)>,
     pub(super) read_at: Instant,
+    /// The body's content coding, once the response is written.
+    pub(super) coding: Option<&'static str>,
 }
 
 impl DeferredLog {
@@ -143,7 +145,7 @@ impl DeferredLog {
             tls: self.tls,
             upstream,
             websocket: None,
-            coding: None,
+            coding: self.coding,
         });
     }
 

@@ -86,6 +86,7 @@ fn log_answer(
                 client: peer.client,
                 tls: tls_of(&peer),
                 read_at,
+                coding: None,
             }));
         }
         Some(Deferred::File(body)) => body.len,

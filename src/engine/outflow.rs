@@ -19,6 +19,7 @@ use super::background::DeferredLog;
 use super::token::Key;
 use super::wake::Wake;
 use crate::http::status::Status;
+use crate::http::stream_coder::StreamCoder;
 
 /// Bytes a producer may have pending before its writes wait.
 pub(crate) const OUTFLOW_HIGH_WATER: usize = 64 * 1024;
@@ -53,6 +54,9 @@ pub(crate) struct OutflowState {
     pub(crate) chunked: bool,
     /// Set by the response's head: the body is sent (not a `HEAD`, a 204, a 304).
     pub(crate) wanted: bool,
+    /// Set by the response's head when the body is compressed: each part is coded and
+    /// flushed as it is sent, and the coded stream finished when the producer is.
+    pub(crate) coder: Option<StreamCoder>,
     /// The loop's connection, once the head is written; and the door to stir it.
     pub(super) owner: Option<(Key, Outflows)>,
     /// It is in the door's list.
@@ -64,6 +68,34 @@ pub(crate) struct OutflowState {
     pub(crate) writer: Option<Waker>,
     /// Counted among the core's live producers (from the head until the producer returns).
     live: Option<Outflows>,
+}
+
+impl OutflowState {
+    /// Adds `bytes` to the pending ones, coded and flushed when the body is compressed. A
+    /// coder that fails cuts the body short.
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        match self.coder.as_mut() {
+            None => self.pending.extend_from_slice(bytes),
+            Some(coder) => {
+                if !coder.part(bytes, &mut self.pending) {
+                    self.failed = true;
+                }
+            }
+        }
+    }
+
+    /// Ends a compressed body's coded stream once its producer has finished (at once when
+    /// it is not compressed).
+    pub(super) fn finish_coding(&mut self) {
+        if !self.finished {
+            return;
+        }
+        if let Some(mut coder) = self.coder.take() {
+            if !coder.finish(&mut self.pending) {
+                self.failed = true;
+            }
+        }
+    }
 }
 
 impl OutflowSlot {

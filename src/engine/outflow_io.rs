@@ -73,6 +73,7 @@ impl<A: Application> Connections<A> {
             return;
         };
         let mut state = flow.slot.0.borrow_mut();
+        state.finish_coding();
         let before = conn.out.len();
         let mut writer = None;
         if !state.pending.is_empty() && conn.out.len() < OUTPUT_HIGH_WATER {

@@ -66,17 +66,25 @@ impl<A: Application> Connections<A> {
 
     /// Writes a finished task's answer as the connection's deferred response; a streamed
     /// body follows its head (`outflow_io`).
-    fn write_late(&mut self, turn: &mut Turn<'_>, conn: &mut Conn, task: TaskDone) {
+    fn write_late(&mut self, turn: &mut Turn<'_>, conn: &mut Conn, mut task: TaskDone) {
         self.buffers.writes.lend(&mut conn.out);
         let before = conn.out.len();
         let draining = !turn.serving();
         let TaskAnswer { write, body } = task.answer;
-        let (status, failed) = conn.session.answer_deferred(&mut conn.out, draining, write);
+        let (status, failed, coded) = conn.session.answer_deferred(&mut conn.out, draining, write);
         let written = (conn.out.len() - before) as u64;
         let metrics = &turn.reporting.metrics;
         metrics.record_one(status.class(), false, Some(task.read_at));
         if failed {
             metrics.counters.borrow_mut().handler_panics += 1;
+        }
+        if let Some(coded) = coded {
+            let mut counters = metrics.counters.borrow_mut();
+            counters.coded_responses += 1;
+            counters.coding_bytes_saved += coded.saved;
+            if let Some(line) = task.log.as_mut() {
+                line.coding = Some(coded.coding);
+            }
         }
         match body {
             Some(body) if !failed => {

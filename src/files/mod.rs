@@ -38,9 +38,11 @@ use cache::{CachedFile, FileCache, SharedCache};
 use conditional::{respond, Representation};
 use meta::{FileId, Meta};
 use open::{fstat, fstat_at, open_beneath, reset_flags};
-use variants::{open_variant, variant_key, variant_path, CodingPolicy};
+pub(crate) use variants::CodingPolicy;
+use variants::{open_variant, variant_key, variant_path};
 
 use crate::config::{CompressionConfig, StaticConfig};
+use crate::http::encoder::Encoder;
 use crate::http::request::RawRequest;
 use crate::http::response::ResponseWriter;
 use crate::http::status::Status;
@@ -58,6 +60,8 @@ pub struct StaticFiles {
     cache_file_max: u64,
     directio: u64,
     coding: CodingPolicy,
+    /// The core's coders for files compressed on the fly.
+    encoder: Encoder,
     /// The decoded path of the request being answered, relative to the root.
     path: Vec<u8>,
     /// Its cache key: the path, a `/` for a directory URL, and a variant's coding.
@@ -140,6 +144,7 @@ impl StaticFiles {
             cache_file_max: config.cache_file_max_bytes as u64,
             directio: config.directio_bytes,
             coding: CodingPolicy::new(compression),
+            encoder: Encoder::new(CodingPolicy::new(compression).levels()),
             path: Vec::new(),
             key: Vec::new(),
             opened: Vec::new(),
@@ -156,6 +161,7 @@ impl StaticFiles {
     /// Codes bodies as `compression` allows.
     pub fn with_coding(mut self, compression: &CompressionConfig) -> StaticFiles {
         self.coding = CodingPolicy::new(compression);
+        self.encoder = Encoder::new(self.coding.levels());
         self
     }
 

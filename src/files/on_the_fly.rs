@@ -2,18 +2,14 @@
 //! cache, of a type in `compression.types` and at least `compression.min_bytes` long, is
 //! compressed once per version and coding, and the coded bytes are cached beside it (under
 //! the same byte budget, `static.cache_bytes`), so that later requests cost one `stat` and
-//! a copy, as the file itself does.
+//! a copy, as the file itself does. With `compression.cache_variants = false` the coded bytes
+//! are made again for every response instead (and not kept), as nginx's `gzip` does.
 //!
-//! gzip (flate2 on zlib-rs), Brotli (Dropbox's rust-brotli) and Zstandard (the reference C
-//! library through the `zstd` crate) are made, each at its `compression.*_level`; each
-//! compression builds its coder afresh, as it happens once per version of a file. A request with
-//! a `Range` field gets the file itself, so that ranges keep meaning the bytes on disk. A
-//! file not yet cached (its first request, one changed in the last 2 seconds, one above
+//! gzip, Brotli and Zstandard are made, each at its `compression.*_level`, by the files'
+//! [`Encoder`](crate::http::encoder::Encoder) (the core's coders, reused). A request with a
+//! `Range` field gets the file itself, so that ranges keep meaning the bytes on disk. A file
+//! not yet cached (its first request, one changed in the last 2 seconds, one above
 //! `static.cache_file_max_bytes`) goes out as it is.
-
-use std::io::Write;
-
-use flate2::write::GzEncoder;
 
 use super::cache::CachedFile;
 use super::conditional::Representation;
@@ -46,7 +42,7 @@ pub(super) fn send_compressed(
     let Some(identity) = cache.entries.get(&*files.key) else {
         return false;
     };
-    let Some((coding, level)) =
+    let Some(coding) =
         files
             .coding
             .on_the_fly(ranked, identity.meta.content_type, identity.body.len())
@@ -58,7 +54,8 @@ pub(super) fn send_compressed(
         vary: true,
     };
     made_key(&mut files.key, coding);
-    match cache.entries.get(&*files.key) {
+    let keep = files.coding.caches_variants();
+    match cache.entries.get(&*files.key).filter(|_| keep) {
         // Made from this very version of the file (whose stat was just checked).
         Some(coded) if coded.id == *original => {
             let saved = original.size.saturating_sub(coded.body.len() as u64);
@@ -70,8 +67,10 @@ pub(super) fn send_compressed(
         None => {}
     }
     let identity = &cache.entries[&files.key[..key_len]];
-    let body = compress(coding, level, &identity.body).unwrap_or_default();
-    if body.is_empty() || body.len() >= identity.body.len() {
+    let mut body = Vec::with_capacity(identity.body.len() / 2);
+    if !files.encoder.compress(coding, &identity.body, &mut body)
+        || body.len() >= identity.body.len()
+    {
         files.key.truncate(key_len);
         return false;
     }
@@ -87,7 +86,7 @@ pub(super) fn send_compressed(
     let saved = original.size - coded.body.len() as u64;
     let key: Box<[u8]> = files.key.as_slice().into();
     files.key.truncate(key_len);
-    if cache.fits(&key, &coded) {
+    if keep && cache.fits(&key, &coded) {
         cache.insert(key.clone(), coded);
         send_cached(
             &cache.entries[&key],
@@ -110,53 +109,12 @@ fn made_key(key: &mut Vec<u8>, coding: Coding) {
     key.push(0);
 }
 
-/// Brotli's window: 4 MiB (`lgwin` 22, its encoder's default), more than a cached file.
-const BROTLI_WINDOW_BITS: u32 = 22;
-
-/// `body` in `coding`, at `level` (none if the coder fails, which writing into memory
-/// does not).
-pub(crate) fn compress(coding: Coding, level: u32, body: &[u8]) -> Option<Vec<u8>> {
-    let out = Vec::with_capacity(body.len() / 2);
-    match coding {
-        Coding::Gzip => {
-            let mut encoder = GzEncoder::new(out, flate2::Compression::new(level));
-            encoder.write_all(body).ok()?;
-            encoder.finish().ok()
-        }
-        Coding::Br => {
-            let mut encoder = brotli::CompressorWriter::new(out, 4096, level, BROTLI_WINDOW_BITS);
-            encoder.write_all(body).ok()?;
-            encoder.flush().ok()?;
-            Some(encoder.into_inner())
-        }
-        Coding::Zstd => zstd::bulk::compress(body, level as i32).ok(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn each_coding_round_trips_and_keys_differ_from_variants() {
-        use std::io::Read;
-        let text = b"percore ".repeat(1000);
-        for coding in Coding::ALL {
-            let coded = compress(coding, 3, &text).unwrap();
-            assert!(coded.len() < text.len() / 4, "{coding:?}");
-            let mut decoded = Vec::new();
-            match coding {
-                Coding::Gzip => flate2::read::GzDecoder::new(coded.as_slice())
-                    .read_to_end(&mut decoded)
-                    .map(drop),
-                Coding::Br => brotli::Decompressor::new(coded.as_slice(), 4096)
-                    .read_to_end(&mut decoded)
-                    .map(drop),
-                Coding::Zstd => zstd::stream::copy_decode(coded.as_slice(), &mut decoded),
-            }
-            .unwrap();
-            assert_eq!(decoded, text, "{coding:?}");
-        }
+    fn made_keys_differ_from_variants() {
         let mut key = b"a.css".to_vec();
         made_key(&mut key, Coding::Gzip);
         assert_eq!(key, b"a.css\0gzip\0");

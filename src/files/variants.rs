@@ -15,6 +15,7 @@ use super::on_the_fly::MADE;
 use super::open::{fstat, open_beneath, reset_flags};
 use crate::config::CompressionConfig;
 use crate::http::coding::{Acceptance, Coding, Ranked};
+use crate::http::encoder::Levels;
 use crate::http::request::RawRequest;
 
 /// What one core's static files do about content codings.
@@ -55,30 +56,56 @@ impl CodingPolicy {
         self.settings.enabled && self.settings.precompressed
     }
 
-    /// The coding (and its level) a body of `content_type` and `len` bytes is compressed in
-    /// on the fly for a request that accepts `ranked`: the best of them made on the fly,
-    /// when the type is one of `compression.types` and the body not below `min_bytes`.
+    /// The coding a body of `content_type` and `len` bytes is compressed in on the fly for
+    /// a request that accepts `ranked`: the best of them made on the fly, when the type is
+    /// one of `compression.types` and the body not below `min_bytes`.
     pub(crate) fn on_the_fly(
         &self,
         ranked: &Ranked,
         content_type: &str,
         len: usize,
-    ) -> Option<(Coding, u32)> {
+    ) -> Option<Coding> {
         let settings = &self.settings;
         let wanted = settings.enabled
             && len as u64 >= settings.min_bytes
             && settings.compresses(content_type);
-        let coding = ranked
+        ranked
             .as_slice()
             .iter()
             .find(|coding| MADE.contains(coding))
-            .filter(|_| wanted)?;
-        let level = match coding {
-            Coding::Gzip => settings.gzip_level,
-            Coding::Br => settings.brotli_level,
-            Coding::Zstd => settings.zstd_level as u32,
-        };
-        Some((*coding, level))
+            .filter(|_| wanted)
+            .copied()
+    }
+
+    /// Whether a static file's coded copy made on the fly is kept in the core's cache
+    /// (`compression.cache_variants`).
+    pub(crate) fn caches_variants(&self) -> bool {
+        self.settings.cache_variants
+    }
+
+    /// Whether anything is coded at all (`compression.enabled`).
+    pub(crate) fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    /// Bodies shorter than this are not compressed on the fly.
+    pub(crate) fn min_bytes(&self) -> u64 {
+        self.settings.min_bytes
+    }
+
+    /// Whether bodies of `content_type` are compressed on the fly (their type is listed).
+    pub(crate) fn compresses(&self, content_type: &str) -> bool {
+        self.settings.compresses(content_type)
+    }
+
+    /// The levels bodies are compressed at.
+    pub(crate) fn levels(&self) -> Levels {
+        let settings = &self.settings;
+        Levels {
+            gzip: settings.gzip_level,
+            brotli: settings.brotli_level,
+            zstd: settings.zstd_level,
+        }
     }
 
     /// Whether a response with a body of `content_type` says `Vary: Accept-Encoding`: when

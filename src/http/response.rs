@@ -121,6 +121,17 @@ impl ResponseWriter {
         self.start
     }
 
+    /// The fields staged for the head to come (each `Name: value` and CRLF), before the head
+    /// is written.
+    pub fn staged(&self) -> &[u8] {
+        &self.out[self.start..]
+    }
+
+    /// Whether the request was a `HEAD` (the head of the GET response goes out, no body).
+    pub fn head_only(&self) -> bool {
+        self.head_only
+    }
+
     /// Bytes of this response written so far (staged fields included).
     pub fn written(&self) -> usize {
         self.out.len() - self.start

@@ -25,7 +25,7 @@
 use super::chunked::ChunkedDecoder;
 use super::error::HttpError;
 use super::request::{parse_head, Framing, Limits, Method, RawRequest, RequestHead, Version};
-use super::response::{Persistence, ResponseWriter, CONTINUE};
+use super::response::{Coded, Persistence, ResponseWriter, CONTINUE};
 pub use super::service::{Deferral, DeferredFraming, Progress, Service};
 use super::status::Status;
 
@@ -393,13 +393,14 @@ impl Session {
 
     /// Writes the deferred response left by the last request ([`Service::call`]) with `write`
     /// (`Connection: close` if `draining`) once [`Session::process`] has handed it over with
-    /// no head written; returns its status and whether the service failed to make it.
+    /// no head written; returns its status, whether the service failed to make it, and its
+    /// body's coding.
     pub fn answer_deferred(
         &mut self,
         out: &mut Vec<u8>,
         draining: bool,
         write: impl FnOnce(&mut ResponseWriter),
-    ) -> (Status, bool) {
+    ) -> (Status, bool, Option<Coded>) {
         let framing = self
             .deferred_framing
             .take()
@@ -427,6 +428,7 @@ impl Session {
         let answered = (
             response.sent().unwrap_or(Status::INTERNAL_SERVER_ERROR),
             response.failed(),
+            response.coded(),
         );
         *out = response.into_out();
         answered

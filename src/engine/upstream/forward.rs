@@ -177,7 +177,7 @@ impl<A: Application> Connections<A> {
         self.buffers.writes.lend(&mut conn.out);
         let before = conn.out.len();
         let draining = !turn.serving();
-        let (answered, _) = conn
+        let (answered, _, _) = conn
             .session
             .answer_deferred(&mut conn.out, draining, |w| w.send_status(status, &[]));
         relay.answered = Some(answered);

@@ -116,7 +116,7 @@ impl<A: Application> Connections<A> {
         let mut dropped = false;
         let status = Status(head.status);
         let reason = reason_of(bytes);
-        let (answered, _) =
+        let (answered, _, _) =
             conn.session
                 .answer_deferred(&mut conn.out, draining, |w: &mut ResponseWriter| {
                     let (server, date) = write_end_to_end(bytes, w.out());
