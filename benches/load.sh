@@ -130,7 +130,9 @@ awk 'BEGIN {
         for (j = 0; j < 6 + i % 11; j++) line = line w[1 + (i * 7 + j * 13) % n] " "
         print line "<a href=\"/item/" (i * 31) % 997 "\">item " i "</a></p>"
     }
-}' | head -c 65536 >"$site/page.html"
+}' >"$work/page.full"
+# (Cut after awk is done: a pipe into head would end awk with SIGPIPE, which pipefail counts.)
+head -c 65536 "$work/page.full" >"$site/page.html"
 cp "$site/page.html" "$site/pre.html"
 gzip -9 -n -c "$site/pre.html" >"$site/pre.html.gz"
 site_made=$SECONDS
