@@ -25,7 +25,9 @@ use std::task::{Poll, Waker};
 use futures_lite::FutureExt;
 
 use super::websocket::{Message, SendError};
-use crate::engine::{SendRefused, SocketHandler, SocketLink, SocketMessage, SocketOut};
+use crate::engine::{
+    queue_takes, SendRefused, SocketHandler, SocketLink, SocketMessage, SocketOut,
+};
 
 /// Bytes of received messages an async handler may have waiting before the connection's
 /// frames are left unread.
@@ -277,7 +279,7 @@ impl AsyncWebSocket {
 /// Whether a message of `len` bytes may go now.
 fn room(mailbox: &Mailbox, len: usize) -> bool {
     let pending = mailbox.pending();
-    pending == 0 || pending + len <= mailbox.max_queue
+    queue_takes(pending, len, mailbox.max_queue)
 }
 
 fn owned(message: Message<'_>) -> OwnedMessage {

@@ -55,18 +55,6 @@ pub(crate) struct CoreMesh {
     bells: Arc<[OwnedFd]>,
 }
 
-impl CoreMesh {
-    /// No other core: a core alone publishes to its own members only.
-    pub(crate) fn alone() -> CoreMesh {
-        CoreMesh {
-            index: 0,
-            senders: Vec::new(),
-            receivers: Vec::new(),
-            bells: Arc::from(Vec::new()),
-        }
-    }
-}
-
 /// Where the bell rung by core `from` for core `to` is (`from != to`), among `cores`.
 fn bell_index(cores: usize, to: usize, from: usize) -> usize {
     to * (cores - 1) + if from < to { from } else { from - 1 }

@@ -6,6 +6,7 @@
 use super::conn::{Conn, Deferring};
 use super::connections::Connections;
 use super::groups::Published;
+use super::socket::queue_takes;
 use super::turn::Turn;
 use super::Application;
 
@@ -97,7 +98,7 @@ impl<A: Application> Connections<A> {
         let Deferring::Socket(socket) = &mut conn.deferring else {
             return false;
         };
-        if socket.closing || (queued > 0 && queued + message.frame.len() > max_queue) {
+        if socket.closing || !queue_takes(queued, message.frame.len(), max_queue) {
             return false;
         }
         let plain = conn.transport.tls().is_none();

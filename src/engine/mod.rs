@@ -133,7 +133,9 @@ pub(crate) use outflow::{OutflowEnd, OutflowSlot, OUTFLOW_HIGH_WATER};
 pub(crate) use ring::fail_next_enter;
 pub use ring::RingMode;
 pub(crate) use shard::{make_ring, run, OnCore};
-pub(crate) use socket::{SendRefused, SocketHandler, SocketMessage, SocketOut, SocketStart};
+pub(crate) use socket::{
+    queue_takes, SendRefused, SocketHandler, SocketMessage, SocketOut, SocketStart,
+};
 pub use upstream::outbound::UpstreamError;
 pub(crate) use upstream::outbound::{CallSlot, CallState, Outbound, Seen};
 pub(crate) use upstream::relay::{ForwardBody, ProxyCall};

@@ -76,6 +76,13 @@ pub(super) struct CoreDeflate {
     pub(super) inflated: Vec<u8>,
 }
 
+/// The send queue's rule: `bytes` more may be queued behind `queued` under `max_queue`;
+/// one message always goes when nothing waits, whatever its size (the message limit bounds
+/// it): the bound is on what piles up.
+pub(crate) fn queue_takes(queued: usize, bytes: usize, max_queue: usize) -> bool {
+    queued == 0 || queued + bytes <= max_queue
+}
+
 /// Why a message could not be sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SendRefused {
@@ -199,7 +206,7 @@ impl SocketOut<'_> {
             }
             _ => (payload, false),
         };
-        if queued > 0 && queued + bytes.len() + 10 > self.max_queue {
+        if !queue_takes(queued, bytes.len() + 10, self.max_queue) {
             return Err(SendRefused::Full);
         }
         self.sent.0 += 1;

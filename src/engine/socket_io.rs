@@ -86,7 +86,7 @@ impl<A: Application> Connections<A> {
         // Frames are read where they lie: in `fresh` when nothing waits in the connection's
         // input (what is left of it is kept there after), else in the input with `fresh`
         // appended.
-        let direct = conn.input.pending() == 0;
+        let direct = conn.input.pending() == 0 && conn.sockets();
         if !direct && !fresh.is_empty() {
             self.buffers.reads.lend(&mut conn.input.buf);
             conn.input.buf.extend_from_slice(fresh);
@@ -98,10 +98,6 @@ impl<A: Application> Connections<A> {
         self.buffers.writes.lend(&mut conn.out);
         let in_flight = conn.in_flight();
         let Deferring::Socket(socket) = &mut conn.deferring else {
-            if direct && !fresh.is_empty() {
-                self.buffers.reads.lend(&mut conn.input.buf);
-                conn.input.buf.extend_from_slice(fresh);
-            }
             return;
         };
         // Messages are gathered in a pooled buffer, taken back once the connection is idle.

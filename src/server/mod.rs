@@ -253,11 +253,9 @@ impl Server {
             .as_ref()
             .map_or(0, |tls| tls.max_handshakes_per_core);
         // The channels between cores that carry WebSocket group messages.
-        let mut meshes = match cores.len() {
-            1 => vec![crate::engine::CoreMesh::alone()],
-            n => crate::engine::mesh(n).map_err(|e| system("cannot create the cores' bells", e))?,
-        }
-        .into_iter();
+        let mut meshes = crate::engine::mesh(cores.len())
+            .map_err(|e| system("cannot create the cores' bells", e))?
+            .into_iter();
         for (index, (&cpu, listeners)) in cores.iter().zip(listeners).enumerate() {
             let mesh = meshes.next().expect("a mesh end per core");
             let (stop, stop_core) =
