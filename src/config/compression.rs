@@ -16,7 +16,8 @@ pub struct CompressionConfig {
     /// The codings offered (`zstd`, `br`, `gzip`), in the server's order of preference among
     /// those a client accepts with the same weight.
     pub codings: Vec<String>,
-    /// gzip's level when compressing on the fly: 1 (fastest) to 9 (smallest).
+    /// gzip's level when compressing on the fly: 1 (fastest) to 9 (smallest), as zlib (and
+    /// nginx's `gzip_comp_level`) means them.
     pub gzip_level: u32,
     /// Brotli's level when compressing on the fly: 0 (fastest) to 11 (smallest).
     pub brotli_level: u32,

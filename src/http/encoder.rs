@@ -43,6 +43,16 @@ pub(crate) const BROTLI_WINDOW_BITS: u32 = 22;
 /// The bytes rust-brotli's writer buffers between its coder and the output.
 pub(crate) const BROTLI_BUFFER_BYTES: usize = 4096;
 
+/// The deflate settings for a gzip level as zlib (and so nginx's `gzip_comp_level`) means
+/// it. zlib-rs follows zlib-ng's table, one step off zlib's at the fast end: its level 1 is
+/// zlib-ng's "quick" strategy (static Huffman codes, one hash probe; about 30 % larger
+/// output on HTML), and its level 2 is zlib's level 1 exactly (greedy matching, good 4,
+/// lazy 4, nice 8, chain 4). So level 1 asks zlib-rs for 2; from 2 up the two tables differ
+/// only in how each level searches, not in what a level is for, and pass through.
+pub(crate) fn deflate_settings(level: u32) -> Compression {
+    Compression::new(if level == 1 { 2 } else { level })
+}
+
 /// The gzip member header (RFC 1952 section 2.3) percore writes: deflate, no name, no time,
 /// `XFL` as the level says, the operating system unknown.
 pub(crate) fn gzip_header(level: u32) -> [u8; 10] {
@@ -167,7 +177,7 @@ impl Encoder {
         let level = self.levels.gzip;
         let deflate = self
             .deflate
-            .get_or_insert_with(|| Compress::new(Compression::new(level), false));
+            .get_or_insert_with(|| Compress::new(deflate_settings(level), false));
         deflate.reset();
         self.crc.reset();
         self.crc.update(body);

@@ -9,11 +9,11 @@
 
 use std::io::Write;
 
-use flate2::{Compress, Compression, Crc, FlushCompress};
+use flate2::{Compress, Crc, FlushCompress};
 use zstd::zstd_safe::{CCtx, CParameter};
 
 use super::coding::Coding;
-use super::encoder::{deflate_into, gzip_header, gzip_trailer, zstd_run, Levels};
+use super::encoder::{deflate_into, deflate_settings, gzip_header, gzip_trailer, zstd_run, Levels};
 use super::encoder::{BROTLI_BUFFER_BYTES, BROTLI_WINDOW_BITS};
 
 /// The coder of one streamed body.
@@ -50,7 +50,7 @@ impl StreamCoder {
     pub fn new(coding: Coding, levels: Levels) -> Option<StreamCoder> {
         let kind = match coding {
             Coding::Gzip => Kind::Gzip {
-                deflate: Box::new(Compress::new(Compression::new(levels.gzip), false)),
+                deflate: Box::new(Compress::new(deflate_settings(levels.gzip), false)),
                 level: levels.gzip,
                 crc: Crc::new(),
                 opened: false,
