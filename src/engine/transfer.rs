@@ -24,7 +24,9 @@ use crate::http::session::OUTPUT_HIGH_WATER;
 impl<A: Application> Connections<A> {
     /// Starts sending `body` behind the head written at `head` in the output buffer.
     pub(super) fn start_transfer(&mut self, conn: &mut Conn, body: Box<FileBody>, head: usize) {
-        let small = body.len <= self.settings.chunk_bytes.min(OUTPUT_HIGH_WATER as u64);
+        // A coded body goes chunk by chunk whatever its length: its coder frames each chunk.
+        let small = body.coder.is_none()
+            && body.len <= self.settings.chunk_bytes.min(OUTPUT_HIGH_WATER as u64);
         let transfer = Box::new(Transfer {
             pos: body.offset,
             end: body.offset + body.len,
@@ -99,7 +101,7 @@ impl<A: Application> Connections<A> {
             match read_cached(fd, transfer.pos, want as usize, &mut buf) {
                 Ok(n) if n == want as usize => {
                     transfer.pos += want;
-                    return self.send_chunk(turn, conn, buf);
+                    return self.send_file_chunk(turn, conn, buf);
                 }
                 Ok(_) => {}
                 Err(_) => {
@@ -195,6 +197,31 @@ impl<A: Application> Connections<A> {
             return conn.cut();
         }
         transfer.pos += read.buf.len() as u64;
-        self.send_chunk(turn, conn, read.buf);
+        self.send_file_chunk(turn, conn, read.buf);
+    }
+
+    /// Sends a chunk of the file just read, coded first when the body is coded as it goes
+    /// (its last chunk ending the coded stream).
+    fn send_file_chunk(&mut self, turn: &mut Turn<'_>, conn: &mut Conn, buf: Vec<u8>) {
+        let transfer = Self::transfer(conn);
+        let last = transfer.pos >= transfer.end;
+        let Some(coder) = transfer.body.coder.as_mut() else {
+            return self.send_chunk(turn, conn, buf);
+        };
+        let mut coded = self.buffers.chunks.take();
+        let done = coder.code(&buf, last, &mut coded);
+        self.buffers.chunks.give(buf);
+        if !done {
+            // The head promised a body that cannot be finished: the client must not take
+            // what came for the whole of it.
+            self.buffers.chunks.give(coded);
+            return conn.cut();
+        }
+        if coded.is_empty() {
+            // Nothing to send yet for this chunk (a coder holding its bytes): read the next.
+            self.buffers.chunks.give(coded);
+            return self.next_chunk(turn, conn);
+        }
+        self.send_chunk(turn, conn, coded);
     }
 }

@@ -27,6 +27,16 @@ pub(crate) struct Representation {
     pub(crate) vary: bool,
 }
 
+impl Representation {
+    /// A body in `coding`, which a request accepting another would not have had.
+    pub(crate) fn coded(coding: Coding) -> Representation {
+        Representation {
+            coding: Some(coding),
+            vary: true,
+        }
+    }
+}
+
 /// The most fields a file's head carries besides those `ResponseWriter` writes itself.
 const MAX_FIELDS: usize = 6;
 
@@ -109,6 +119,34 @@ pub(crate) fn respond(
         }
     };
     (response.body_wanted() && range.1 > 0).then_some(range)
+}
+
+/// Writes the head for a whole file coded in `coding` as it is sent (`meta` the coded
+/// representation's: its own `ETag`), whose coded length is not known: chunked to an
+/// HTTP/1.1 client, up to the close to an HTTP/1.0 one. The caller asks only for requests
+/// without `Range`; ranges of the file mean its bytes on disk, so the head offers none.
+/// Returns whether the coded body follows, and framed as chunks if so.
+pub(crate) fn respond_unsized(
+    request: &RawRequest<'_>,
+    response: &mut ResponseWriter,
+    meta: &Meta,
+    coding: Coding,
+) -> Option<bool> {
+    match decide(request, meta) {
+        Answer::Full | Answer::Partial { .. } | Answer::Unsatisfiable => {}
+        Answer::NotModified | Answer::PreconditionFailed => {
+            respond(request, response, meta, Representation::coded(coding));
+            return None;
+        }
+    }
+    let last_modified = std::str::from_utf8(&meta.last_modified).unwrap_or_default();
+    response.stage_field("Content-Type", meta.content_type);
+    response.stage_field("ETag", meta.etag.as_str());
+    response.stage_field("Last-Modified", last_modified);
+    response.stage_field("Vary", "Accept-Encoding");
+    response.stage_field("Content-Encoding", coding.token());
+    let chunked = response.send_head_unsized(Status::OK, None);
+    response.body_wanted().then_some(chunked)
 }
 
 /// RFC 9110 section 13.2.2: preconditions in their order, then the range.

@@ -19,6 +19,7 @@
 //! static route and `Response::file`); it knows neither.
 
 mod cache;
+mod coded_stream;
 mod conditional;
 mod meta;
 mod on_the_fly;
@@ -35,6 +36,7 @@ use std::rc::Rc;
 
 pub use cache::CacheFill;
 use cache::{CachedFile, FileCache, SharedCache};
+pub use coded_stream::FileCoder;
 use conditional::{respond, Representation};
 use meta::{FileId, Meta};
 use open::{fstat, fstat_at, open_beneath, reset_flags};
@@ -46,6 +48,7 @@ use crate::http::encoder::Encoder;
 use crate::http::request::RawRequest;
 use crate::http::response::ResponseWriter;
 use crate::http::status::Status;
+use crate::http::stream_coder::StreamCoder;
 use crate::support::civil_time::unix_now;
 use crate::support::percent::{decode_strict, Plus};
 
@@ -86,6 +89,9 @@ pub struct FileBody {
     /// Put the bytes in the core's cache once read (the whole of a small file); boxed, as
     /// every connection's session has room for one `FileBody`.
     pub fill: Option<Box<CacheFill>>,
+    /// Code the bytes as they are read (a whole file too large for the cache, compressed
+    /// on the fly): each chunk coded and framed before it is sent.
+    pub coder: Option<Box<FileCoder>>,
 }
 
 impl FileBody {
@@ -319,6 +325,17 @@ pub fn serve(
         }
         Some(fd) => {
             let meta = Meta::new(&original, &files.opened, now);
+            if let Some(coding) =
+                coded_stream::coding_for(files, &ranked, &original, &meta, request)
+            {
+                if let Some(coder) = StreamCoder::new(coding, files.coding.levels()) {
+                    let meta = Meta::coded(&original, &files.opened, now, Some(coding));
+                    let coded = (coding, coder);
+                    return coded_stream::send(
+                        files, fd, &original, &meta, coded, request, response,
+                    );
+                }
+            }
             let vary = files.coding.varies(meta.content_type);
             let representation = Representation { coding: None, vary };
             let opened = std::mem::take(&mut files.opened).into();
@@ -410,6 +427,7 @@ fn send_opened(
             let key = files.key.as_slice().into();
             Box::new(CacheFill::new(&files.cache, key, entry))
         }),
+        coder: None,
     })
 }
 

@@ -207,6 +207,32 @@ impl Client {
         response
     }
 
+    /// Reads a chunked body (its head read by `head_response`), without trailers: its data.
+    pub fn read_chunked_body(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let end = loop {
+                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                assert!(self.fill() > 0, "connection closed inside a chunked body");
+            };
+            let line = std::str::from_utf8(&self.buf[..end]).expect("an ASCII size line");
+            let size = line.split(';').next().unwrap().trim();
+            let size = usize::from_str_radix(size, 16).expect("a hex chunk size");
+            self.buf.drain(..end + 2);
+            while self.buf.len() < size + 2 {
+                assert!(self.fill() > 0, "connection closed inside a chunk");
+            }
+            body.extend_from_slice(&self.buf[..size]);
+            assert_eq!(&self.buf[size..size + 2], b"\r\n", "a chunk ends with CRLF");
+            self.buf.drain(..size + 2);
+            if size == 0 {
+                return body;
+            }
+        }
+    }
+
     /// True when the server has closed: the next read is end-of-file (or a reset) and no
     /// stray bytes are left.
     pub fn is_closed(&mut self) -> bool {
