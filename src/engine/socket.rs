@@ -76,6 +76,22 @@ pub(super) struct CoreDeflate {
     pub(super) inflated: Vec<u8>,
 }
 
+impl CoreDeflate {
+    /// The capacity each buffer keeps between messages.
+    const KEEP: usize = 256 * 1024;
+
+    /// Frees a buffer that a large message grew past [`CoreDeflate::KEEP`]: they are the
+    /// core's, and one message near `websocket.max_message_bytes` must not hold its size
+    /// for the core's life.
+    pub(super) fn shed(&mut self) {
+        for buffer in [&mut self.packed, &mut self.inflated] {
+            if buffer.capacity() > Self::KEEP {
+                *buffer = Vec::new();
+            }
+        }
+    }
+}
+
 /// The send queue's rule: `bytes` more may be queued behind `queued` under `max_queue`;
 /// one message always goes when nothing waits, whatever its size (the message limit bounds
 /// it): the bound is on what piles up.

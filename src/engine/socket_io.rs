@@ -265,6 +265,9 @@ impl<A: Application> Connections<A> {
         if ended {
             self.finish_socket(turn, conn);
         }
+        if let Some(core) = self.ws_deflate.as_deref_mut() {
+            core.shed();
+        }
         // The caller sends what was written (after a TLS connection's records are all
         // read, so that the buffer its records are sealed into is not lent again for
         // nothing and kept while the connection idles).
