@@ -26,7 +26,8 @@
 #                                                   # that closes idle connections after 100 ms
 #   WORKLOADS=compression benches/load.sh           # a 64 KiB HTML page: gzip 1 and 6 on the fly (per
 #                                                   # response and cached) vs nginx's gzip, a precompressed
-#                                                   # .gz, zstd 3 and Brotli 4, and the output sizes
+#                                                   # .gz, zstd 3 and Brotli 4; a 1 MiB page past the
+#                                                   # cache coded as it is read; the output sizes
 #   NGINX_SUITES=percore WORKLOADS=… benches/load.sh   # nginx choosing cipher suites as percore does
 #   FLOOR_SRC=/path/to/other_floor.c WORKLOADS=… benches/load.sh   # another bare loop (C, liburing)
 #
@@ -117,22 +118,29 @@ head -c 65536 /dev/urandom >"$site/64k.bin"
 head -c 1048576 /dev/urandom >"$site/1m.bin"
 head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 >"$work/1k.txt"
 head -c 49152 /dev/urandom | base64 -w 0 | head -c 65536 >"$work/64k.txt"
-# The compression rows' page: 64 KiB of varied HTML, the same bytes on every run (no random
-# numbers: awk's differ between implementations); pre.html is the same page with a
-# precompressed pre.html.gz beside it (made after it, so not older).
-awk 'BEGIN {
-    n = split("percore serves static files and handlers from one io_uring per core with " \
-        "no lock on the request path while nginx answers the same page from a worker " \
-        "process compressed once per response or read from a variant made ahead of time", w, " ")
-    print "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Compression</title></head><body>"
-    for (i = 0; i < 1500; i++) {
-        line = "<p class=\"c" (i % 17) "\" id=\"p" i "\">"
-        for (j = 0; j < 6 + i % 11; j++) line = line w[1 + (i * 7 + j * 13) % n] " "
-        print line "<a href=\"/item/" (i * 31) % 997 "\">item " i "</a></p>"
-    }
-}' >"$work/page.full"
+# The compression rows' pages: varied HTML, the same bytes on every run (no random numbers:
+# awk's differ between implementations). page.html is 64 KiB, cached by percore; large.html
+# is 1 MiB, past static.cache_file_max_bytes, so coded as it is read; pre.html is the page
+# with a precompressed pre.html.gz beside it (made after it, so not older).
+# html_lines N -> N lines of the page's HTML.
+html_lines() {
+    awk -v lines="$1" 'BEGIN {
+        n = split("percore serves static files and handlers from one io_uring per core with " \
+            "no lock on the request path while nginx answers the same page from a worker " \
+            "process compressed once per response or read from a variant made ahead of time", w, " ")
+        print "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Compression</title></head><body>"
+        for (i = 0; i < lines; i++) {
+            line = "<p class=\"c" (i % 17) "\" id=\"p" i "\">"
+            for (j = 0; j < 6 + i % 11; j++) line = line w[1 + (i * 7 + j * 13) % n] " "
+            print line "<a href=\"/item/" (i * 31) % 997 "\">item " i "</a></p>"
+        }
+    }'
+}
 # (Cut after awk is done: a pipe into head would end awk with SIGPIPE, which pipefail counts.)
+html_lines 1500 >"$work/page.full"
 head -c 65536 "$work/page.full" >"$site/page.html"
+html_lines 12000 >"$work/large.full"
+head -c 1048576 "$work/large.full" >"$site/large.html"
 cp "$site/page.html" "$site/pre.html"
 gzip -9 -n -c "$site/pre.html" >"$site/pre.html.gz"
 site_made=$SECONDS
@@ -362,6 +370,7 @@ run_load() {
         file-1m) url="http://127.0.0.1:$port/1m.bin" ;;
         tls-file-1m) url="https://127.0.0.1:$port/1m.bin" ;;
         page-pre-gz) url="http://127.0.0.1:$port/pre.html" ;;
+        large-*) url="http://127.0.0.1:$port/large.html" ;;
         page-*) url="http://127.0.0.1:$port/page.html" ;;
         tls-*) url="https://127.0.0.1:$port$URL_PATH" ;;
     esac
@@ -383,9 +392,9 @@ run_load() {
             -s benches/keepalive.lua "$url" >"$out" 2>&1 ;;
         tls-wrk-pipe-16) taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${DURATION}s" \
             -s benches/pipeline.lua "$url" >"$out" 2>&1 ;;
-        page-*)
+        page-* | large-*)
             # The coding the row asks for (none: identity), through benches/coded.lua.
-            local coding=${workload#page-}
+            local coding=${workload#*-}
             case $coding in
                 identity) coding=identity ;;
                 pre-gz) coding=gzip ;;
@@ -414,7 +423,7 @@ run_load() {
             rps=$(awk '/connections,/ { print $(NF-2) }' "$out")
             grep "resumed" "$out" | sed "s/^/  resumption on port $port: /" >&2
             ;;
-        wrk-* | file-* | tls-wrk-* | tls-file-* | page-*)
+        wrk-* | file-* | tls-wrk-* | tls-file-* | page-* | large-*)
             if grep -q "Non-2xx\|Socket errors" "$out"; then
                 echo "$workload on port $port reported errors:" >&2
                 cat "$out" >&2
@@ -832,7 +841,8 @@ for workload in $WORKLOADS; do
             for check in "$PERCORE_PORT gzip page" "$GZIP1_PORT gzip page" "$GZIP6_PORT gzip page" \
                 "$GZIP6_PORT zstd page" "$GZIP6_PORT br page" "$GZIP1_CACHED_PORT gzip page" \
                 "$NGINX_GZIP1_PORT gzip page" "$NGINX_GZIP6_PORT gzip page" "$PERCORE_PORT gzip pre" \
-                "$NGINX_GZIP6_PORT gzip pre"; do
+                "$NGINX_GZIP6_PORT gzip pre" "$GZIP1_CACHED_PORT gzip large" "$PERCORE_PORT gzip large" \
+                "$PERCORE_PORT zstd large" "$NGINX_GZIP1_PORT gzip large" "$NGINX_GZIP6_PORT gzip large"; do
                 read -r port coding page <<<"$check"
                 curl -sf --compressed -H "Accept-Encoding: $coding" "http://127.0.0.1:$port/$page.html" |
                     cmp -s - "$site/$page.html" || {
@@ -852,6 +862,10 @@ for workload in $WORKLOADS; do
             compare "html-pre-gz" page-pre-gz $PERCORE_PORT $NGINX_GZIP6_PORT
             compare "html-zstd-3 per-resp" page-zstd $GZIP6_PORT "$NGINX_GZIP6_PORT:page-gzip"
             compare "html-br-4 per-resp" page-br $GZIP6_PORT "$NGINX_GZIP6_PORT:page-gzip"
+            compare "large-identity (1 MiB)" large-identity $PERCORE_PORT $NGINX_PORT
+            compare "large-gzip-1 streamed" large-gzip $GZIP1_CACHED_PORT $NGINX_GZIP1_PORT
+            compare "large-gzip-6 streamed" large-gzip $PERCORE_PORT $NGINX_GZIP6_PORT
+            compare "large-zstd-3 streamed" large-zstd $PERCORE_PORT "$NGINX_GZIP6_PORT:large-gzip"
             # coded_size PORT CODING PAGE -> the body's bytes as sent.
             coded_size() {
                 curl -sf -H "Accept-Encoding: $2" "http://127.0.0.1:$1/$3.html" | wc -c
@@ -863,7 +877,13 @@ for workload in $WORKLOADS; do
             z3=$(coded_size $GZIP6_PORT zstd page)
             b4=$(coded_size $GZIP6_PORT br page)
             pre=$(coded_size $PERCORE_PORT gzip pre)
+            l1=$(coded_size $GZIP1_CACHED_PORT gzip large)
+            nl1=$(coded_size $NGINX_GZIP1_PORT gzip large)
+            l6=$(coded_size $PERCORE_PORT gzip large)
+            nl6=$(coded_size $NGINX_GZIP6_PORT gzip large)
+            lz=$(coded_size $PERCORE_PORT zstd large)
             echo "| html sizes, bytes (target: percore within 2 % of nginx) | identity $(wc -c <"$site/page.html") | gzip-1 percore $p1, nginx $n1 ($(awk -v p="$p1" -v n="$n1" 'BEGIN { printf "%+.1f %%", (p - n) * 100 / n }')) | gzip-6 percore $p6, nginx $n6 ($(awk -v p="$p6" -v n="$n6" 'BEGIN { printf "%+.1f %%", (p - n) * 100 / n }')) | zstd-3 $z3 | br-4 $b4 | pre-gz (gzip -9) $pre | | |"
+            echo "| large sizes, bytes | identity $(wc -c <"$site/large.html") | gzip-1 percore $l1, nginx $nl1 ($(awk -v p="$l1" -v n="$nl1" 'BEGIN { printf "%+.1f %%", (p - n) * 100 / n }')) | gzip-6 percore $l6, nginx $nl6 ($(awk -v p="$l6" -v n="$nl6" 'BEGIN { printf "%+.1f %%", (p - n) * 100 / n }')) | zstd-3 $lz | | | | |"
             for pid in "${compression_pids[@]}"; do
                 kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
             done
