@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use common::coded::decode;
 use common::{Client, Response, TempDir, TestServer};
 use flate2::write::GzEncoder;
 use percore::config::Config;
@@ -29,29 +30,8 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-/// `bytes` decoded from `coding` by the Rust decoders (gzip, br, zstd).
-fn decode(coding: &str, bytes: &[u8]) -> Vec<u8> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    match coding {
-        "gzip" => return gunzip(bytes),
-        "br" => brotli::Decompressor::new(bytes, 4096)
-            .read_to_end(&mut out)
-            .map(drop),
-        "zstd" => zstd::stream::copy_decode(bytes, &mut out),
-        other => panic!("no decoder for {other}"),
-    }
-    .unwrap_or_else(|e| panic!("a {coding} body: {e}"));
-    out
-}
-
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .expect("a gzip body");
-    out
+    decode("gzip", bytes)
 }
 
 /// Sets a file's modification time `seconds` from now (negative: in the past).

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::coded::decode;
 use common::serve::{serve, serve_with, Running};
 use common::{have_tool, require, Client, Response};
 use percore::glommio;
@@ -38,22 +39,6 @@ fn get(client: &mut Client, method: &str, target: &str, fields: &[&str]) -> Resp
         "HEAD" => client.head_response(),
         _ => client.response(),
     }
-}
-
-fn decode(coding: &str, bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    match coding {
-        "gzip" => flate2::read::GzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map(drop),
-        "br" => brotli::Decompressor::new(bytes, 4096)
-            .read_to_end(&mut out)
-            .map(drop),
-        "zstd" => zstd::stream::copy_decode(bytes, &mut out),
-        other => panic!("no decoder for {other}"),
-    }
-    .unwrap_or_else(|e| panic!("a {coding} body: {e}"));
-    out
 }
 
 /// An app with sync and async routes whose bodies may be compressed, and some that may not.

@@ -6,9 +6,9 @@
 
 mod common;
 
-use std::io::Read;
 use std::process::Command;
 
+use common::coded::decode;
 use common::{Client, TempDir, TestServer};
 
 /// Text with the variety of a real page, `len` bytes: lines drawn by a fixed generator.
@@ -23,25 +23,13 @@ fn page(len: usize) -> Vec<u8> {
         state ^= state >> 17;
         state ^= state << 5;
         out.extend_from_slice(words[(state % 9) as usize].as_bytes());
-        out.push(if state.is_multiple_of(11) { b'\n' } else { b' ' });
+        out.push(if state.is_multiple_of(11) {
+            b'\n'
+        } else {
+            b' '
+        });
     }
     out.truncate(len);
-    out
-}
-
-fn decode(coding: &str, bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    match coding {
-        "gzip" => flate2::read::GzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map(drop),
-        "br" => brotli::Decompressor::new(bytes, 4096)
-            .read_to_end(&mut out)
-            .map(drop),
-        "zstd" => zstd::stream::copy_decode(bytes, &mut out),
-        other => panic!("no decoder for {other}"),
-    }
-    .unwrap_or_else(|e| panic!("a {coding} body: {e}"));
     out
 }
 

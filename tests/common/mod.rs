@@ -23,6 +23,9 @@ pub mod records;
 /// A raw WebSocket client.
 pub mod ws;
 
+/// Decoders for coded bodies.
+pub mod coded;
+
 /// The server under test; stops (draining) when dropped.
 pub struct TestServer {
     pub server: Option<Server>,
