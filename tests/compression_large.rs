@@ -161,3 +161,59 @@ fn head_validators_ranges_and_keep_alive_around_a_coded_large_file() {
     assert_eq!(response.status, 200);
     assert!(response.body == html);
 }
+
+/// The bytes of a logged response: the field after the status, behind the request line.
+fn logged_bytes(line: &str) -> u64 {
+    let after = line
+        .split("HTTP/1.1\" ")
+        .nth(1)
+        .expect("a combined log line");
+    let mut fields = after.split_whitespace();
+    assert_eq!(fields.next(), Some("200"), "{line}");
+    fields.next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_access_log_gives_the_coded_bytes_sent() {
+    let (dir, _html) = site();
+    let log = dir.0.join("access.log");
+    let root = dir.0.join("root");
+    let log_path = log.clone();
+    let mut server = TestServer::with(move |config| {
+        config.static_files.root = root;
+        config.log.access = log_path;
+    });
+    let mut client = server.client();
+    client.send("GET /big.html HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    client.head_response();
+    let coded = client.read_chunked_body().len() as u64;
+    // A client that leaves after the head: its line is written all the same.
+    let mut leaving = server.client();
+    leaving.send("GET /big.html HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    leaving.head_response();
+    drop(leaving);
+    let text = common::wait_for(
+        "the access log has both lines",
+        std::time::Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            match text.lines().filter(|l| l.contains("/big.html")).count() {
+                2 => Ok(text),
+                _ => Err(text),
+            }
+        },
+    );
+    drop(client);
+    server.stop();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("/big.html")).collect();
+    for line in &lines {
+        assert!(line.ends_with(" coding=gzip"), "{line}");
+    }
+    // The head, the coded body and its chunks' framing: a few hundred bytes over the body.
+    let bytes = logged_bytes(lines[0]);
+    assert!(
+        bytes > coded && bytes < coded + 1024,
+        "{bytes} logged, {coded} coded: {text}"
+    );
+    assert!(logged_bytes(lines[1]) <= bytes, "{text}");
+}

@@ -64,6 +64,9 @@ impl<A: Application> Connections<A> {
         self.cancel_recv(turn, &mut conn);
         // A request still at an upstream: its link goes too.
         self.relay_abandoned(turn, &mut conn);
+        // A body coded as it went gets its access log line, with what was sent (before the
+        // calls below, which each take the connection's deferred work to look at it).
+        Self::transfer_abandoned(turn, &mut conn);
         // A streamed response's producer learns that nobody takes its bytes any more.
         self.end_outflow(turn, &mut conn, OutflowEnd::Gone);
         // A WebSocket's handler learns that it ended.

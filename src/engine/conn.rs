@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 
+use super::background::DeferredLog;
 use super::buffers::Flight;
 use super::outflow::Outflow;
 use super::socket::Socket;
@@ -99,6 +100,9 @@ pub(super) struct Transfer {
     pub(super) source: Option<Rc<FileSource>>,
     /// A glommio task is reading for it.
     pub(super) reading: bool,
+    /// The access log's line of a body coded as it goes, whose length is known only at its
+    /// end (written then, or when the connection ends first), and its head's length.
+    pub(super) log: Option<(Box<DeferredLog>, u64)>,
 }
 
 /// What happens once the session has ended and its last response is out.

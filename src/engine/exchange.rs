@@ -76,21 +76,30 @@ fn log_answer(
 ) -> Option<Box<DeferredLog>> {
     let referer = request.header(b"referer");
     let user_agent = request.header(b"user-agent");
-    let file = match deferred {
-        // A WebSocket's line is written when it ends.
-        Some(Deferred::Task(_) | Deferred::Proxy(_) | Deferred::Socket(_)) => {
-            return Some(Box::new(DeferredLog {
-                request: request.line().to_vec(),
-                referer: referer.map(<[u8]>::to_vec),
-                user_agent: user_agent.map(<[u8]>::to_vec),
-                client: peer.client,
-                tls: tls_of(&peer),
-                read_at,
-                coding: None,
-            }));
+    // Lines written when the response ends: an async handler's, a proxied request's, a
+    // WebSocket's (when it closes), and a body coded as it is read (its length known only
+    // at its end).
+    let later = match deferred {
+        Some(Deferred::Task(_) | Deferred::Proxy(_) | Deferred::Socket(_)) => Some(None),
+        Some(Deferred::File(body)) if body.coder.is_some() => {
+            Some(response.coded().map(|coded| coded.coding))
         }
+        _ => None,
+    };
+    if let Some(coding) = later {
+        return Some(Box::new(DeferredLog {
+            request: request.line().to_vec(),
+            referer: referer.map(<[u8]>::to_vec),
+            user_agent: user_agent.map(<[u8]>::to_vec),
+            client: peer.client,
+            tls: tls_of(&peer),
+            read_at,
+            coding,
+        }));
+    }
+    let file = match deferred {
         Some(Deferred::File(body)) => body.len,
-        None => 0,
+        _ => 0,
     };
     log.record(&Entry {
         client: peer.client,
@@ -229,7 +238,7 @@ impl<A: Application> Connections<A> {
             }
             if let Some(Deferral { what, head, queued }) = progress.deferred {
                 match what.what {
-                    Deferred::File(body) => self.start_transfer(conn, body, head),
+                    Deferred::File(body) => self.start_transfer(conn, body, head, what.log),
                     Deferred::Task(task) => {
                         conn.head_started = NEVER;
                         self.spawn_task(turn, conn, task, what.log);

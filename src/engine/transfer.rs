@@ -12,7 +12,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
-use super::background::FileDone;
+use super::background::{DeferredLog, FileDone};
 use super::conn::{Conn, Deferring, Transfer};
 use super::connections::Connections;
 use super::turn::Turn;
@@ -20,10 +20,19 @@ use super::Application;
 use crate::files::read::{read_cached, read_slow};
 use crate::files::FileBody;
 use crate::http::session::OUTPUT_HIGH_WATER;
+use crate::http::status::Status;
 
 impl<A: Application> Connections<A> {
     /// Starts sending `body` behind the head written at `head` in the output buffer.
-    pub(super) fn start_transfer(&mut self, conn: &mut Conn, body: Box<FileBody>, head: usize) {
+    /// `log`: the access log's line, for a body coded as it goes (its length known at the
+    /// end).
+    pub(super) fn start_transfer(
+        &mut self,
+        conn: &mut Conn,
+        body: Box<FileBody>,
+        head: usize,
+        log: Option<Box<DeferredLog>>,
+    ) {
         // A coded body goes chunk by chunk whatever its length: its coder frames each chunk.
         let small = body.coder.is_none()
             && body.len <= self.settings.chunk_bytes.min(OUTPUT_HIGH_WATER as u64);
@@ -36,6 +45,7 @@ impl<A: Application> Connections<A> {
             body,
             source: None,
             reading: false,
+            log: log.map(|line| (line, (conn.out.len() - head) as u64)),
         });
         conn.deferring = Deferring::File(transfer);
         if small {
@@ -89,6 +99,7 @@ impl<A: Application> Connections<A> {
         let chunk_bytes = self.settings.chunk_bytes;
         let transfer = Self::transfer(conn);
         if transfer.pos >= transfer.end {
+            Self::log_transfer(turn, transfer);
             conn.deferring = Deferring::Nothing;
             self.pump(turn, conn, &[]);
             self.flush(turn, conn);
@@ -113,6 +124,23 @@ impl<A: Application> Connections<A> {
             }
         }
         self.spawn_read(conn, buf);
+    }
+
+    /// Writes a coded transfer's access log line (once): its head and the coded bytes made.
+    fn log_transfer(turn: &mut Turn<'_>, transfer: &mut Transfer) {
+        let (Some((line, head)), Some(coder)) = (transfer.log.take(), &transfer.body.coder) else {
+            return;
+        };
+        if let Some(log) = turn.reporting.log.as_mut() {
+            line.record(log, Status::OK, head + coder.made(), None);
+        }
+    }
+
+    /// The connection ends with a coded transfer under way: its line says what was sent.
+    pub(super) fn transfer_abandoned(turn: &mut Turn<'_>, conn: &mut Conn) {
+        if let Deferring::File(transfer) = &mut conn.deferring {
+            Self::log_transfer(turn, transfer);
+        }
     }
 
     /// Hands the rest of the current read (`buf` holds what is already read) to a glommio

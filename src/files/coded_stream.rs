@@ -31,6 +31,8 @@ pub struct FileCoder {
     coder: StreamCoder,
     /// Framed as chunks (HTTP/1.1); otherwise the body ends with the connection.
     chunked: bool,
+    /// The bytes made so far, framing included: what the access log says was sent.
+    made: u64,
 }
 
 impl FileCoder {
@@ -47,6 +49,7 @@ impl FileCoder {
             return false;
         }
         if !self.chunked {
+            self.made += (out.len() - start) as u64;
             return true;
         }
         let len = out.len() - data;
@@ -60,7 +63,13 @@ impl FileCoder {
         if last {
             out.extend_from_slice(b"0\r\n\r\n");
         }
+        self.made += (out.len() - start) as u64;
         true
+    }
+
+    /// The bytes of the body made so far, framing included.
+    pub fn made(&self) -> u64 {
+        self.made
     }
 }
 
@@ -112,7 +121,11 @@ pub(super) fn send(
         len: id.size,
         direct: files.directio != 0 && id.size >= files.directio,
         fill: None,
-        coder: Some(Box::new(FileCoder { coder, chunked })),
+        coder: Some(Box::new(FileCoder {
+            coder,
+            chunked,
+            made: 0,
+        })),
     })
 }
 
@@ -148,6 +161,7 @@ mod tests {
         let mut coder = FileCoder {
             coder,
             chunked: true,
+            made: 0,
         };
         let mut wire = Vec::new();
         let parts: Vec<&[u8]> = text.chunks(256 * 1024).collect();
@@ -156,6 +170,7 @@ mod tests {
             assert!(coder.code(part, i + 1 == parts.len(), &mut out));
             wire.extend_from_slice(&out);
         }
+        assert_eq!(coder.made(), wire.len() as u64);
         let coded = dechunk(&wire);
         assert!(coded.len() < text.len() / 4);
         let mut decoded = Vec::new();
