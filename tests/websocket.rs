@@ -183,10 +183,17 @@ fn a_client_that_leaves_without_a_close_frame_is_let_go() {
 
 #[test]
 fn a_panicking_handler_ends_its_connection_with_1011_and_the_core_goes_on() {
-    let running = serve(echo_app(Arc::default()));
+    let ended: Arc<Mutex<Vec<String>>> = Arc::default();
+    let running = serve(echo_app(ended.clone()));
     let mut raw = Raw::open(running.addr);
     raw.write(&frame(true, 0x1, b"panic"));
     assert_eq!(raw.closed_with(), 1011);
+    // The handler that failed is told that its connection ended.
+    common::wait_until(
+        "the failed handler hears the end",
+        Duration::from_secs(5),
+        || ended.lock().unwrap().as_slice() == ["None "],
+    );
     let mut other = Raw::open(running.addr);
     other.write(&frame(true, 0x1, b"still here"));
     assert_eq!(other.frame().2, b"still here");

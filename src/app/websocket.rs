@@ -132,7 +132,8 @@ pub trait WebSocketHandler: 'static {
 
     /// The connection ended: the close code the client sent (`None` when it sent none, or
     /// the connection ended without a close handshake: the client vanished, a protocol
-    /// error, the idle timeout, the server's drain), and its reason.
+    /// error, the idle timeout, the server's drain, a panic in `on_open` or `on_message`),
+    /// and its reason.
     fn on_close(&mut self, code: Option<u16>, reason: &str) {
         let _ = (code, reason);
     }

@@ -221,8 +221,11 @@ impl<A: Application> Connections<A> {
                 }
             }
             if panicked {
-                // The handler failed: its connection ends (1011), the core goes on.
+                // The handler failed: its connection ends (1011), the core goes on, and the
+                // handler is told it ended (as after a failed `on_open`), to let go of what
+                // it holds.
                 out.close(1011, "internal error");
+                tell_closed(&mut *socket.handler, None, "");
                 ended = true;
                 linger = true;
                 turn.reporting.metrics.counters.borrow_mut().handler_panics += 1;
