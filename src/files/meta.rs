@@ -74,6 +74,12 @@ impl Meta {
         Meta::coded(id, opened, now, None)
     }
 
+    /// The same file's metadata for its body in `coding`: only the entity tag differs.
+    pub(crate) fn in_coding(mut self, id: &FileId, coding: Coding) -> Meta {
+        self.etag = id.etag(Some(coding));
+        self
+    }
+
     /// The metadata of `id`, a body in `coding` (none: identity) of the file named `opened`,
     /// whose type that name gives.
     pub(crate) fn coded(id: &FileId, opened: &[u8], now: i64, coding: Option<Coding>) -> Meta {

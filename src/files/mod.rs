@@ -281,10 +281,7 @@ pub fn serve(
         &[]
     };
     for coding in precompressed {
-        let representation = Representation {
-            coding: Some(*coding),
-            vary: true,
-        };
+        let representation = Representation::coded(*coding);
         variant_key(&mut files.key, *coding);
         let cached = fresh_entry(&files.cache, &files.root, &files.key);
         if let Some(id) = cached.filter(|id| id.is_not_older_than(&original)) {
@@ -329,7 +326,7 @@ pub fn serve(
                 coded_stream::coding_for(files, &ranked, &original, &meta, request)
             {
                 if let Some(coder) = StreamCoder::new(coding, files.coding.levels()) {
-                    let meta = Meta::coded(&original, &files.opened, now, Some(coding));
+                    let meta = meta.in_coding(&original, coding);
                     let coded = (coding, coder);
                     return coded_stream::send(
                         files, fd, &original, &meta, coded, request, response,

@@ -49,10 +49,7 @@ pub(super) fn send_compressed(
     else {
         return false;
     };
-    let representation = Representation {
-        coding: Some(coding),
-        vary: true,
-    };
+    let representation = Representation::coded(coding);
     made_key(&mut files.key, coding);
     let keep = files.coding.caches_variants();
     match cache.entries.get(&*files.key).filter(|_| keep) {
