@@ -870,6 +870,10 @@ for workload in $WORKLOADS; do
             coded_size() {
                 curl -sf -H "Accept-Encoding: $2" "http://127.0.0.1:$1/$3.html" | wc -c
             }
+            # versus PERCORE NGINX -> both sizes and percore's difference from nginx's.
+            versus() {
+                awk -v p="$1" -v n="$2" 'BEGIN { printf "percore %d, nginx %d (%+.1f %%)", p, n, (p - n) * 100 / n }'
+            }
             p1=$(coded_size $GZIP1_PORT gzip page)
             n1=$(coded_size $NGINX_GZIP1_PORT gzip page)
             p6=$(coded_size $GZIP6_PORT gzip page)
@@ -882,8 +886,8 @@ for workload in $WORKLOADS; do
             l6=$(coded_size $PERCORE_PORT gzip large)
             nl6=$(coded_size $NGINX_GZIP6_PORT gzip large)
             lz=$(coded_size $PERCORE_PORT zstd large)
-            echo "| html sizes, bytes (target: percore within 2 % of nginx) | identity $(wc -c <"$site/page.html") | gzip-1 percore $p1, nginx $n1 ($(awk -v p="$p1" -v n="$n1" 'BEGIN { printf "%+.1f %%", (p - n) * 100 / n }')) | gzip-6 percore $p6, nginx $n6 ($(awk -v p="$p6" -v n="$n6" 'BEGIN { printf "%+.1f %%", (p - n) * 100 / n }')) | zstd-3 $z3 | br-4 $b4 | pre-gz (gzip -9) $pre | | |"
-            echo "| large sizes, bytes | identity $(wc -c <"$site/large.html") | gzip-1 percore $l1, nginx $nl1 ($(awk -v p="$l1" -v n="$nl1" 'BEGIN { printf "%+.1f %%", (p - n) * 100 / n }')) | gzip-6 percore $l6, nginx $nl6 ($(awk -v p="$l6" -v n="$nl6" 'BEGIN { printf "%+.1f %%", (p - n) * 100 / n }')) | zstd-3 $lz | | | | |"
+            echo "| html sizes, bytes (target: percore within 2 % of nginx) | identity $(wc -c <"$site/page.html") | gzip-1 $(versus "$p1" "$n1") | gzip-6 $(versus "$p6" "$n6") | zstd-3 $z3 | br-4 $b4 | pre-gz (gzip -9) $pre | | |"
+            echo "| large sizes, bytes | identity $(wc -c <"$site/large.html") | gzip-1 $(versus "$l1" "$nl1") | gzip-6 $(versus "$l6" "$nl6") | zstd-3 $lz | | | | |"
             for pid in "${compression_pids[@]}"; do
                 kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
             done
