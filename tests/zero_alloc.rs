@@ -1,33 +1,19 @@
 //! Steady keep-alive traffic allocates nothing on percore's request path: a counting global
 //! allocator watches parse + route + encode of warm sessions.
 
-use std::cell::Cell;
-
 use percore::config::Config;
 use percore::internals::Limits;
 use percore::internals::Session;
 
 #[path = "common/counting.rs"]
 mod counting;
+use counting::this_threads_allocations as allocations;
 
 #[path = "common/app.rs"]
 mod app;
 
-thread_local! {
-    // Per thread: the test harness's own threads allocate while the test runs.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    ALLOCATIONS.with(|n| n.set(n.get() + 1));
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
 #[global_allocator]
-static GLOBAL: counting::Counting = counting::Counting(count);
+static GLOBAL: counting::Counting = counting::Counting(counting::count_this_thread);
 
 #[test]
 fn steady_keep_alive_requests_allocate_nothing() {

@@ -5,30 +5,16 @@
 //! nor the framing. Brotli's encoder has no reset and is made per body: its allocations are
 //! counted and shown (the README names them), not held to zero.
 
-use std::cell::Cell;
-
 use percore::config::Config;
 use percore::internals::{Limits, Session};
 use percore::App;
 
 #[path = "common/counting.rs"]
 mod counting;
-
-thread_local! {
-    // Per thread: the test harness's own threads allocate while the test runs.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    ALLOCATIONS.with(|n| n.set(n.get() + 1));
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
+use counting::this_threads_allocations as allocations;
 
 #[global_allocator]
-static GLOBAL: counting::Counting = counting::Counting(count);
+static GLOBAL: counting::Counting = counting::Counting(counting::count_this_thread);
 
 /// An 8 KiB page of varied HTML.
 fn page() -> &'static [u8] {

@@ -4,10 +4,12 @@
 //! `#[global_allocator] static GLOBAL: Counting = Counting(count);`
 //!
 //! [`Gate`] is such a counter for a window of time: `count` counts only between `open` and
-//! `close`.
+//! `close`; [`count_this_thread`] counts each thread's own (read by
+//! [`this_threads_allocations`]).
 #![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The system allocator, with `.0` called before each allocation or reallocation.
@@ -65,4 +67,19 @@ impl Gate {
     pub fn counted(&self) -> u64 {
         self.counted.load(Ordering::SeqCst)
     }
+}
+
+thread_local! {
+    // Per thread: the test harness's own threads allocate while a test runs.
+    static THREADS_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// One allocation, counted for the calling thread.
+pub fn count_this_thread() {
+    THREADS_ALLOCATIONS.with(|n| n.set(n.get() + 1));
+}
+
+/// The calling thread's allocations so far (those [`count_this_thread`] counted).
+pub fn this_threads_allocations() -> u64 {
+    THREADS_ALLOCATIONS.with(Cell::get)
 }
