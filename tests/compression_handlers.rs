@@ -8,14 +8,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::coded::decode;
-use common::serve::{serve, serve_with, Running};
+use common::serve::{serve, serve_with};
 use common::{have_tool, require, Client, Response};
 use percore::glommio;
 use percore::{App, Event, Reply, Status};
@@ -200,50 +199,6 @@ fn the_counters_and_the_access_log_name_a_handlers_coding() {
     }
 }
 
-/// A client reading a chunked body piece by piece.
-struct Chunks {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Chunks {
-    fn connect(running: &Running) -> Chunks {
-        let stream = TcpStream::connect(running.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Chunks {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    fn until(&mut self, end: &[u8]) -> Vec<u8> {
-        loop {
-            if let Some(i) = self.buf.windows(end.len()).position(|w| w == end) {
-                return self.buf.drain(..i + end.len()).collect();
-            }
-            let mut chunk = [0u8; 16384];
-            let n = self.stream.read(&mut chunk).expect("read within 10 s");
-            assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&self.buf));
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// The next chunk's data; `None` for the last chunk.
-    fn chunk(&mut self) -> Option<Vec<u8>> {
-        let line = self.until(b"\r\n");
-        let size = std::str::from_utf8(&line[..line.len() - 2]).unwrap();
-        let size = usize::from_str_radix(size, 16).expect("a hex chunk size");
-        if size == 0 {
-            return None;
-        }
-        let data = self.until(b"\r\n");
-        assert_eq!(data.len(), size + 2, "a chunk then CRLF");
-        Some(data[..size].to_vec())
-    }
-}
-
 /// Waits on the server's side until `count` reaches `at_least`, for at most 10 s.
 async fn until_count(count: &AtomicUsize, at_least: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -295,11 +250,11 @@ fn a_streamed_body_is_coded_chunk_by_chunk_and_each_chunk_decodes_as_it_arrives(
     for coding in ["gzip", "zstd", "br"] {
         let acked = Arc::new(AtomicUsize::new(0));
         let running = serve(streaming_app(acked.clone()));
-        let mut chunks = Chunks::connect(&running);
+        let mut chunks = Client::connect(running.addr).reading_within(Duration::from_secs(10));
         let request =
             format!("GET /stream HTTP/1.1\r\nHost: t\r\nAccept-Encoding: {coding}\r\n\r\n");
         chunks.stream.write_all(request.as_bytes()).unwrap();
-        let head = String::from_utf8(chunks.until(b"\r\n\r\n")).unwrap();
+        let head = chunks.head();
         assert!(
             head.contains(&format!("\r\nContent-Encoding: {coding}\r\n")),
             "{head}"

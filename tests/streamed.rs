@@ -6,15 +6,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::serve::{serve, serve_with, Running};
-use common::{have_tool, output_within, require, small_window_client, wait_until};
+use common::{have_tool, output_within, require, small_window_client, wait_until, Client};
 use percore::glommio;
 use percore::{App, BodyClosed, Event, Reply};
 
@@ -26,88 +24,9 @@ async fn until_set(flag: &AtomicBool) {
     }
 }
 
-/// A client reading a chunked body piece by piece.
-struct Chunks {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Chunks {
-    fn connect(running: &Running) -> Chunks {
-        let stream = TcpStream::connect(running.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Chunks {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, bytes: &str) {
-        self.stream.write_all(bytes.as_bytes()).unwrap();
-    }
-
-    fn fill(&mut self) -> usize {
-        let mut chunk = [0u8; 16384];
-        let n = self.stream.read(&mut chunk).expect("read within 10 s");
-        self.buf.extend_from_slice(&chunk[..n]);
-        n
-    }
-
-    /// The bytes up to and including `end`.
-    fn until(&mut self, end: &[u8]) -> Vec<u8> {
-        loop {
-            if let Some(i) = self.buf.windows(end.len()).position(|w| w == end) {
-                return self.buf.drain(..i + end.len()).collect();
-            }
-            assert!(
-                self.fill() > 0,
-                "closed: {:?}",
-                String::from_utf8_lossy(&self.buf)
-            );
-        }
-    }
-
-    fn head(&mut self) -> String {
-        String::from_utf8(self.until(b"\r\n\r\n")).unwrap()
-    }
-
-    /// The next chunk's data; `None` for the last chunk.
-    fn chunk(&mut self) -> Option<Vec<u8>> {
-        let line = self.until(b"\r\n");
-        let size = std::str::from_utf8(&line[..line.len() - 2]).unwrap();
-        let size = usize::from_str_radix(size, 16).expect("a hex chunk size");
-        if size == 0 {
-            return None;
-        }
-        while self.buf.len() < size + 2 {
-            assert!(self.fill() > 0, "closed inside a chunk");
-        }
-        let data: Vec<u8> = self.buf.drain(..size).collect();
-        assert_eq!(self.buf.drain(..2).collect::<Vec<_>>(), b"\r\n");
-        Some(data)
-    }
-
-    /// The rest of the body (decoded) and the trailer section.
-    fn rest(&mut self) -> (Vec<u8>, String) {
-        let mut body = Vec::new();
-        while let Some(data) = self.chunk() {
-            body.extend_from_slice(&data);
-        }
-        let trailer = String::from_utf8(self.until(b"\r\n")).unwrap();
-        let mut trailer = trailer;
-        while !trailer.ends_with("\r\n\r\n") && trailer != "\r\n" {
-            trailer += &String::from_utf8(self.until(b"\r\n")).unwrap();
-        }
-        (body, trailer)
-    }
-
-    /// Everything up to the server's close.
-    fn read_to_close(&mut self) -> Vec<u8> {
-        while self.fill() > 0 {}
-        std::mem::take(&mut self.buf)
-    }
+/// A client reading responses piece by piece, its reads failing after 10 s.
+fn chunked_client(running: &Running) -> Client {
+    Client::connect(running.addr).reading_within(Duration::from_secs(10))
 }
 
 #[test]
@@ -135,7 +54,7 @@ fn a_streamed_body_goes_out_as_it_is_written_then_the_connection_goes_on() {
                 }
             }),
     );
-    let mut client = Chunks::connect(&running);
+    let mut client = chunked_client(&running);
     client.send("GET /feed HTTP/1.1\r\nHost: t\r\n\r\n");
     let head = client.head();
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
@@ -156,10 +75,7 @@ fn a_streamed_body_goes_out_as_it_is_written_then_the_connection_goes_on() {
     client.send("GET /echo?name=next HTTP/1.1\r\nHost: t\r\n\r\n");
     let head = client.head();
     assert!(head.contains("Content-Length: 9\r\n"), "{head}");
-    while client.buf.len() < 9 {
-        client.fill();
-    }
-    assert_eq!(client.buf, b"Hi, next!");
+    assert_eq!(client.until(b"!"), b"Hi, next!");
 }
 
 /// A producer writing `parts` parts of `part` bytes, each numbered, counting what it wrote
@@ -222,13 +138,7 @@ fn a_slow_reader_holds_its_producer_back_and_then_gets_every_byte() {
     );
     // Reading it all: every part, in order, then the end.
     let stream = client.stream.try_clone().unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut chunks = Chunks {
-        stream,
-        buf: Vec::new(),
-    };
+    let mut chunks = Client::over(stream).reading_within(Duration::from_secs(10));
     let head = chunks.head();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let (body, _) = chunks.rest();
@@ -246,7 +156,7 @@ fn a_slow_reader_holds_its_producer_back_and_then_gets_every_byte() {
 #[test]
 fn pipelined_requests_behind_a_stream_wait_for_it_in_order() {
     let running = serve(counting_app(40, 1000, Arc::default(), Arc::default()));
-    let mut client = Chunks::connect(&running);
+    let mut client = chunked_client(&running);
     client.send(
         "GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /echo?name=a HTTP/1.1\r\nHost: t\r\n\r\n\
          GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /echo?name=b HTTP/1.1\r\nHost: t\r\n\r\n",
@@ -258,11 +168,7 @@ fn pipelined_requests_behind_a_stream_wait_for_it_in_order() {
         assert_eq!(body.len(), 40_000);
         let head = client.head();
         assert!(head.contains("Content-Length: 6\r\n"), "{head}");
-        while client.buf.len() < 6 {
-            client.fill();
-        }
-        let text: Vec<u8> = client.buf.drain(..6).collect();
-        assert_eq!(text, format!("Hi, {name}!").as_bytes());
+        assert_eq!(client.until(b"!"), format!("Hi, {name}!").as_bytes());
     }
 }
 
@@ -270,7 +176,7 @@ fn pipelined_requests_behind_a_stream_wait_for_it_in_order() {
 fn http_1_0_gets_the_body_raw_to_the_close_and_head_gets_none() {
     let ended = Arc::new(Mutex::new(String::new()));
     let running = serve(counting_app(3, 10, Arc::default(), ended.clone()));
-    let mut client = Chunks::connect(&running);
+    let mut client = chunked_client(&running);
     client.send("GET /big HTTP/1.0\r\n\r\n");
     let all = String::from_utf8(client.read_to_close()).unwrap();
     let (head, body) = all.split_once("\r\n\r\n").unwrap();
@@ -284,7 +190,7 @@ fn http_1_0_gets_the_body_raw_to_the_close_and_head_gets_none() {
     );
     assert_eq!(body, "#aaaaaaaaa#bbbbbbbbb#ccccccccc");
     // HEAD: the head alone, and the producer is told there is no body.
-    let mut client = Chunks::connect(&running);
+    let mut client = chunked_client(&running);
     client
         .send("HEAD /big HTTP/1.1\r\nHost: t\r\n\r\nGET /echo?name=h HTTP/1.1\r\nHost: t\r\n\r\n");
     let head = client.head();
@@ -328,7 +234,7 @@ fn a_failing_producer_cuts_its_response_and_a_vanished_client_stops_its_producer
                 }
             }),
     );
-    let mut client = Chunks::connect(&running);
+    let mut client = chunked_client(&running);
     client.send("GET /fails HTTP/1.1\r\nHost: t\r\n\r\n");
     let all = String::from_utf8(client.read_to_close()).unwrap();
     assert!(all.contains("Transfer-Encoding: chunked"), "{all}");
@@ -337,7 +243,7 @@ fn a_failing_producer_cuts_its_response_and_a_vanished_client_stops_its_producer
         "no last chunk, then the close: {all:?}"
     );
 
-    let mut client = Chunks::connect(&running);
+    let mut client = chunked_client(&running);
     client.send("GET /forever HTTP/1.1\r\nHost: t\r\n\r\n");
     client.head();
     assert_eq!(client.chunk().unwrap(), b"tick\n");
@@ -362,7 +268,7 @@ fn the_drain_ends_a_stream_that_never_ends() {
         }),
         |config| config.server.drain_timeout_ms = 500,
     );
-    let mut client = Chunks::connect(&running);
+    let mut client = chunked_client(&running);
     client.send("GET /forever HTTP/1.1\r\nHost: t\r\n\r\n");
     client.head();
     assert_eq!(client.chunk().unwrap(), b"tick\n");
@@ -404,7 +310,7 @@ fn events_app() -> App<()> {
 #[test]
 fn server_sent_events_with_ids_keep_alives_and_last_event_id() {
     let running = serve(events_app());
-    let mut client = Chunks::connect(&running);
+    let mut client = chunked_client(&running);
     client.send("GET /events HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 41\r\n\r\n");
     let head = client.head();
     assert!(
@@ -454,7 +360,7 @@ fn an_event_streams_producer_is_dropped_when_its_client_leaves() {
             }
         }),
     );
-    let mut client = Chunks::connect(&running);
+    let mut client = chunked_client(&running);
     client.send("GET /quiet HTTP/1.1\r\nHost: t\r\n\r\n");
     client.head();
     assert_eq!(client.chunk().unwrap(), b"data: hello\n\n");

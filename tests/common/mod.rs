@@ -108,7 +108,7 @@ impl Client {
     }
 
     /// A client on a connected `stream`: Nagle off, and timeouts on reads and writes.
-    fn over(stream: TcpStream) -> Client {
+    pub fn over(stream: TcpStream) -> Client {
         stream.set_nodelay(true).unwrap();
         // Generous: a test that waits this long has failed anyway. Writes too: a server that
         // stops reading must not leave a test blocked in a write.
@@ -138,6 +138,12 @@ impl Client {
                 "the server kept reading 1 GiB without sending"
             );
         }
+    }
+
+    /// The same client, its reads failing after `timeout` instead.
+    pub fn reading_within(self, timeout: Duration) -> Client {
+        self.stream.set_read_timeout(Some(timeout)).unwrap();
+        self
     }
 
     pub fn send(&mut self, bytes: impl AsRef<[u8]>) -> &mut Client {
@@ -210,30 +216,58 @@ impl Client {
         response
     }
 
-    /// Reads a chunked body (its head read by `head_response`), without trailers: its data.
-    pub fn read_chunked_body(&mut self) -> Vec<u8> {
-        let mut body = Vec::new();
+    /// The bytes up to and including `end`.
+    pub fn until(&mut self, end: &[u8]) -> Vec<u8> {
         loop {
-            let end = loop {
-                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                    break i;
-                }
-                assert!(self.fill() > 0, "connection closed inside a chunked body");
-            };
-            let line = std::str::from_utf8(&self.buf[..end]).expect("an ASCII size line");
-            let size = line.split(';').next().unwrap().trim();
-            let size = usize::from_str_radix(size, 16).expect("a hex chunk size");
-            self.buf.drain(..end + 2);
-            while self.buf.len() < size + 2 {
-                assert!(self.fill() > 0, "connection closed inside a chunk");
+            if let Some(i) = self.buf.windows(end.len()).position(|w| w == end) {
+                return self.buf.drain(..i + end.len()).collect();
             }
-            body.extend_from_slice(&self.buf[..size]);
-            assert_eq!(&self.buf[size..size + 2], b"\r\n", "a chunk ends with CRLF");
-            self.buf.drain(..size + 2);
-            if size == 0 {
-                return body;
-            }
+            assert!(
+                self.fill() > 0,
+                "closed: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
         }
+    }
+
+    /// A response head as it came, up to and including its blank line.
+    pub fn head(&mut self) -> String {
+        String::from_utf8(self.until(b"\r\n\r\n")).unwrap()
+    }
+
+    /// The next chunk's data of a chunked body; `None` for the last chunk.
+    pub fn chunk(&mut self) -> Option<Vec<u8>> {
+        let line = self.until(b"\r\n");
+        let size = std::str::from_utf8(&line[..line.len() - 2]).unwrap();
+        let size = usize::from_str_radix(size, 16).expect("a hex chunk size");
+        if size == 0 {
+            return None;
+        }
+        while self.buf.len() < size + 2 {
+            assert!(self.fill() > 0, "closed inside a chunk");
+        }
+        let data: Vec<u8> = self.buf.drain(..size).collect();
+        assert_eq!(self.buf.drain(..2).collect::<Vec<_>>(), b"\r\n");
+        Some(data)
+    }
+
+    /// The rest of a chunked body (its data) and its trailer section.
+    pub fn rest(&mut self) -> (Vec<u8>, String) {
+        let mut body = Vec::new();
+        while let Some(data) = self.chunk() {
+            body.extend_from_slice(&data);
+        }
+        let mut trailer = String::from_utf8(self.until(b"\r\n")).unwrap();
+        while !trailer.ends_with("\r\n\r\n") && trailer != "\r\n" {
+            trailer += &String::from_utf8(self.until(b"\r\n")).unwrap();
+        }
+        (body, trailer)
+    }
+
+    /// Everything up to the server's close.
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        while self.fill() > 0 {}
+        std::mem::take(&mut self.buf)
     }
 
     /// True when the server has closed: the next read is end-of-file (or a reset) and no
