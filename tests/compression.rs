@@ -84,14 +84,7 @@ fn serve(dir: &TempDir, adjust: impl FnOnce(&mut Config)) -> TestServer {
 
 /// `GET target` with the given extra field lines.
 fn get(client: &mut Client, target: &str, fields: &[&str]) -> Response {
-    let mut request = format!("GET {target} HTTP/1.1\r\nHost: t\r\n");
-    for field in fields {
-        request.push_str(field);
-        request.push_str("\r\n");
-    }
-    request.push_str("\r\n");
-    client.send(request);
-    client.response()
+    client.request("GET", target, fields)
 }
 
 fn coding_of(response: &Response) -> Option<&str> {

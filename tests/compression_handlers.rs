@@ -26,20 +26,6 @@ fn page() -> String {
         .collect()
 }
 
-fn get(client: &mut Client, method: &str, target: &str, fields: &[&str]) -> Response {
-    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: t\r\n");
-    for field in fields {
-        request.push_str(field);
-        request.push_str("\r\n");
-    }
-    request.push_str("\r\n");
-    client.send(request);
-    match method {
-        "HEAD" => client.head_response(),
-        _ => client.response(),
-    }
-}
-
 /// An app with sync and async routes whose bodies may be compressed, and some that may not.
 fn app() -> App<()> {
     App::new(|_| Ok(()))
@@ -101,7 +87,7 @@ fn a_handlers_body_goes_out_in_the_coding_the_request_prefers() {
     ] {
         for target in ["/page", "/text", "/async"] {
             let field = format!("Accept-Encoding: {accept}");
-            let response = get(&mut client, "GET", target, &[&field]);
+            let response = client.request("GET", target, &[&field]);
             assert_eq!(response.status, 200);
             assert_eq!(
                 response.header("content-encoding"),
@@ -126,14 +112,14 @@ fn bodies_that_could_have_been_coded_vary_and_others_are_left_alone() {
             &["Accept-Encoding: identity"],
             &["Accept-Encoding: gzip;q=0"],
         ] {
-            let response = get(&mut client, "GET", target, fields);
+            let response = client.request("GET", target, fields);
             assert_eq!(response.header("content-encoding"), None, "{target}");
             assert_eq!(response.header("vary"), Some("Accept-Encoding"));
             assert_eq!(response.body, page().as_bytes());
         }
     }
     // HEAD: the identity length, and Vary.
-    let head = get(&mut client, "HEAD", "/page", &["Accept-Encoding: gzip"]);
+    let head = client.request("HEAD", "/page", &["Accept-Encoding: gzip"]);
     assert_eq!(head.header("content-encoding"), None);
     assert_eq!(head.header("vary"), Some("Accept-Encoding"));
     assert_eq!(
@@ -142,11 +128,11 @@ fn bodies_that_could_have_been_coded_vary_and_others_are_left_alone() {
     );
     // Never coded: no Vary either.
     for target in ["/small", "/png", "/secret", "/async-secret", "/empty"] {
-        let response = get(&mut client, "GET", target, &["Accept-Encoding: gzip"]);
+        let response = client.request("GET", target, &["Accept-Encoding: gzip"]);
         assert_eq!(response.header("content-encoding"), None, "{target}");
         assert_eq!(response.header("vary"), None, "{target}");
     }
-    let own = get(&mut client, "GET", "/coded", &["Accept-Encoding: gzip"]);
+    let own = client.request("GET", "/coded", &["Accept-Encoding: gzip"]);
     assert_eq!(own.header("content-encoding"), Some("identity-ish"));
     assert_eq!(own.body, page().as_bytes());
 }
@@ -156,7 +142,7 @@ fn compression_off_sends_every_body_as_it_is() {
     let running = serve_with(app(), |config| config.compression.enabled = false);
     let mut client = running.client();
     for target in ["/page", "/async"] {
-        let response = get(&mut client, "GET", target, &["Accept-Encoding: gzip"]);
+        let response = client.request("GET", target, &["Accept-Encoding: gzip"]);
         assert_eq!(response.header("content-encoding"), None);
         assert_eq!(response.header("vary"), None);
         assert_eq!(response.body, page().as_bytes());
@@ -172,14 +158,14 @@ fn the_counters_and_the_access_log_name_a_handlers_coding() {
     let running = serve_with(app, move |config| config.log.access = log_path);
     let mut client = running.client();
     for target in ["/page", "/async"] {
-        let response = get(&mut client, "GET", target, &["Accept-Encoding: gzip"]);
+        let response = client.request("GET", target, &["Accept-Encoding: gzip"]);
         assert_eq!(response.header("content-encoding"), Some("gzip"));
     }
     common::wait_for(
         "/stats counts two coded responses",
         Duration::from_secs(10),
         || {
-            let stats = get(&mut client, "GET", "/stats", &[]);
+            let stats = client.request("GET", "/stats", &[]);
             let stats: serde_json::Value = serde_json::from_slice(&stats.body).unwrap();
             match stats["total"]["compression"]["coded_responses"].as_u64() {
                 Some(2) => Ok(()),

@@ -151,6 +151,22 @@ impl Client {
         self
     }
 
+    /// Sends `method target` with a Host field and `fields` (whole field lines), and reads
+    /// the response (a HEAD's without a body).
+    pub fn request(&mut self, method: &str, target: &str, fields: &[&str]) -> Response {
+        let mut request = format!("{method} {target} HTTP/1.1\r\nHost: t\r\n");
+        for field in fields {
+            request.push_str(field);
+            request.push_str("\r\n");
+        }
+        request.push_str("\r\n");
+        self.send(request);
+        match method {
+            "HEAD" => self.head_response(),
+            _ => self.response(),
+        }
+    }
+
     /// Sends a GET for `target` with a Host field.
     pub fn get(&mut self, target: &str) -> Response {
         self.send(format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n"));
