@@ -67,17 +67,15 @@ pub(crate) struct Compressor {
 impl Compressor {
     /// As `settings` say.
     pub(crate) fn new(settings: &CompressionConfig) -> Compressor {
-        let policy = CodingPolicy::new(settings);
-        Compressor {
-            encoder: Encoder::new(policy.levels()),
-            policy,
-            coded: Vec::new(),
-        }
+        Compressor::with(CodingPolicy::new(settings))
     }
 
     /// Nothing coded.
     pub(crate) fn off() -> Compressor {
-        let policy = CodingPolicy::off();
+        Compressor::with(CodingPolicy::off())
+    }
+
+    fn with(policy: CodingPolicy) -> Compressor {
         Compressor {
             encoder: Encoder::new(policy.levels()),
             policy,

@@ -142,6 +142,7 @@ impl StaticFiles {
         compression: &CompressionConfig,
         root: OwnedFd,
     ) -> StaticFiles {
+        let coding = CodingPolicy::new(compression);
         StaticFiles {
             root,
             mount: config.mount.trim_end_matches('/').as_bytes().into(),
@@ -149,8 +150,8 @@ impl StaticFiles {
             cache: Rc::new(RefCell::new(FileCache::with_capacity(config.cache_bytes))),
             cache_file_max: config.cache_file_max_bytes as u64,
             directio: config.directio_bytes,
-            coding: CodingPolicy::new(compression),
-            encoder: Encoder::new(CodingPolicy::new(compression).levels()),
+            encoder: Encoder::new(coding.levels()),
+            coding,
             path: Vec::new(),
             key: Vec::new(),
             opened: Vec::new(),
